@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::types::{
-    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, MessageType, Permission,
+    Allow, CredentialKind, Deny, List, DenyCode, ErrorCode, ErrorResponse, MessageType, Permission,
     PermissionList, QuotaOp, QuotaResult, QuotaUse, RateLimit, Request, Response, Verdict,
     VerifyRequest,
 };
@@ -329,7 +329,7 @@ fn read_verdict<'a>(r: &mut Reader<'a>) -> Result<Verdict<'a>, FrameError> {
                 let actions = r.str_list("actions", "action")?;
                 permissions.push(Permission {
                     resource,
-                    actions: Cow::Owned(actions),
+                    actions: List::Owned(actions),
                 });
             }
             let remaining_uses = if r.flag("remaining uses flag")? {
@@ -343,8 +343,8 @@ fn read_verdict<'a>(r: &mut Reader<'a>) -> Result<Verdict<'a>, FrameError> {
                 subject,
                 team_id,
                 credential_id,
-                roles: Cow::Owned(roles),
-                permissions: Cow::Owned(permissions),
+                roles: List::Owned(roles),
+                permissions: List::Owned(permissions),
                 remaining_uses,
                 rate_limit,
             }))

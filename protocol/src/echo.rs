@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use crate::types::{Allow, CredentialKind, Permission, RateLimit, Verdict, VerifyRequest};
+use crate::types::{Allow, CredentialKind, List, Permission, RateLimit, Verdict, VerifyRequest};
 
 static ROLES: [Cow<'static, str>; 2] = [Cow::Borrowed("member"), Cow::Borrowed("billing-viewer")];
 
@@ -23,11 +23,11 @@ static INVOICE_ACTIONS: [Cow<'static, str>; 1] = [Cow::Borrowed("read")];
 static PERMISSIONS: [Permission<'static>; 2] = [
     Permission {
         resource: Cow::Borrowed("documents"),
-        actions: Cow::Borrowed(&DOCUMENT_ACTIONS),
+        actions: List::Borrowed(&DOCUMENT_ACTIONS),
     },
     Permission {
         resource: Cow::Borrowed("invoices"),
-        actions: Cow::Borrowed(&INVOICE_ACTIONS),
+        actions: List::Borrowed(&INVOICE_ACTIONS),
     },
 ];
 
@@ -47,8 +47,8 @@ pub fn allow_verdict(req: &VerifyRequest<'_>) -> Verdict<'static> {
         subject: Cow::Borrowed("user_01HZX3K9Q4V7W2M8N5T6R1PBCD"),
         team_id: Cow::Borrowed("team_01HZX3KA0B2C3D4E5F6G7H8J9K"),
         credential_id: Cow::Borrowed("key_01HZX3KB7MZ2Y9XQ4W8V6T5S3R"),
-        roles: Cow::Borrowed(&ROLES),
-        permissions: Cow::Borrowed(&PERMISSIONS),
+        roles: List::Borrowed(&ROLES),
+        permissions: List::Borrowed(&PERMISSIONS),
         remaining_uses: None,
         rate_limit: Some(RateLimit {
             limit: ECHO_RATE_LIMIT,

@@ -53,7 +53,7 @@ pub use handshake::{
     server_handshake,
 };
 pub use types::{
-    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, MessageType, Permission,
+    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, List, MessageType, Permission,
     PermissionIter, PermissionList, QuotaOp, QuotaResult, QuotaUse, RateLimit, Request, Response,
     Verdict, VerifyRequest,
 };

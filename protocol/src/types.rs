@@ -414,9 +414,9 @@ pub struct Allow<'a> {
     /// The credential's own id (API key id, access token id, or JWT `jti`).
     pub credential_id: Cow<'a, str>,
     /// The subject's roles.
-    pub roles: Cow<'a, [Cow<'a, str>]>,
+    pub roles: List<'a, Cow<'a, str>>,
     /// Everything the credential grants, grouped by resource.
-    pub permissions: Cow<'a, [Permission<'a>]>,
+    pub permissions: List<'a, Permission<'a>>,
     /// Uses left on a credential with a usage cap, after this one.
     pub remaining_uses: Option<u64>,
     /// The rate-limit state after this request, if the credential is limited.
@@ -432,7 +432,7 @@ impl Allow<'_> {
             team_id: own(self.team_id),
             credential_id: own(self.credential_id),
             roles: own_list(&self.roles),
-            permissions: Cow::Owned(
+            permissions: List::Owned(
                 self.permissions
                     .iter()
                     .map(|p| p.clone().into_owned())
@@ -450,7 +450,7 @@ pub struct Permission<'a> {
     /// The resource, e.g. `"documents"`.
     pub resource: Cow<'a, str>,
     /// The granted actions, e.g. `["read", "write"]`.
-    pub actions: Cow<'a, [Cow<'a, str>]>,
+    pub actions: List<'a, Cow<'a, str>>,
 }
 
 impl Permission<'_> {
@@ -542,8 +542,73 @@ fn own(s: Cow<'_, str>) -> Cow<'static, str> {
     Cow::Owned(s.into_owned())
 }
 
-fn own_list(list: &[Cow<'_, str>]) -> Cow<'static, [Cow<'static, str>]> {
-    Cow::Owned(list.iter().map(|s| Cow::Owned(s.to_string())).collect())
+fn own_list(list: &[Cow<'_, str>]) -> List<'static, Cow<'static, str>> {
+    List::Owned(list.iter().map(|s| Cow::Owned(s.to_string())).collect())
+}
+
+/// A list that is either borrowed or owned, like `Cow<[T]>`.
+///
+/// `Cow<'a, [T]>` would make every response type invariant in `'a`
+/// (because of `ToOwned::Owned`), so a `Response<'static>` could not be
+/// compared with or stored as a shorter-lived one; this plain enum is
+/// covariant. Borrowing lets a server encode lists it already holds (or
+/// statics) without building vectors per response; decoding produces
+/// `Owned` vectors of borrowed strings.
+#[derive(Clone)]
+pub enum List<'a, T> {
+    /// A slice the value borrows.
+    Borrowed(&'a [T]),
+    /// A vector the value owns.
+    Owned(Vec<T>),
+}
+
+impl<T> List<'_, T> {
+    /// The elements as a slice, whichever form holds them.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Self::Borrowed(s) => s,
+            Self::Owned(v) => v,
+        }
+    }
+}
+
+impl<T> Default for List<'_, T> {
+    fn default() -> Self {
+        Self::Borrowed(&[])
+    }
+}
+
+impl<T> std::ops::Deref for List<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T> From<Vec<T>> for List<'_, T> {
+    fn from(v: Vec<T>) -> Self {
+        Self::Owned(v)
+    }
+}
+
+impl<'a, T> From<&'a [T]> for List<'a, T> {
+    fn from(s: &'a [T]) -> Self {
+        Self::Borrowed(s)
+    }
+}
+
+impl<T: PartialEq> PartialEq for List<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Eq> Eq for List<'_, T> {}
+
+impl<T: fmt::Debug> fmt::Debug for List<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 /// The kind of credential that was verified.
