@@ -1,1 +1,7 @@
-pub fn x(){}
+//! tollgate: a token verification daemon. See ARCHITECTURE.md for the map.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod core;
+pub mod engine;
+pub mod store;

@@ -1,0 +1,377 @@
+//! Configuration: a TOML file, every field optional, with defaults that make
+//! `tollgate serve` work with no file at all. Validated as a whole before
+//! anything is opened or bound; an error names the field and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::core::jwt::{JwtAlg, JwtKeyConfig};
+use crate::core::model::{Tier, TierLimits};
+
+/// A configuration error, with the place it was found.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// The daemon's configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the sled store (and generated key files).
+    pub data: PathBuf,
+    /// Path of the Unix socket for the binary protocol.
+    pub socket: PathBuf,
+    /// Octal file mode of the socket.
+    pub socket_mode: String,
+    /// If not empty, only these peer uids may connect to the socket.
+    pub socket_allowed_uids: Vec<u32>,
+    /// Most socket connections served at once.
+    pub max_connections: usize,
+    /// Address of the HTTP listener.
+    pub http: String,
+    /// How counters reach the disk.
+    pub durability: Durability,
+    /// JWT issuing and verification.
+    pub jwt: JwtConfig,
+    /// Tier limits, overriding seed 000's defaults tier by tier.
+    pub tiers: Tiers,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("./tollgate-data"),
+            socket: PathBuf::from("./tollgate.sock"),
+            socket_mode: "0660".to_owned(),
+            socket_allowed_uids: Vec::new(),
+            max_connections: 1024,
+            http: "127.0.0.1:7070".to_owned(),
+            durability: Durability::default(),
+            jwt: JwtConfig::default(),
+            tiers: Tiers::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Whether a verification waits for its counters to be on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Counters are flushed every `flush_interval_ms`; a crash loses at most
+    /// that interval's counter changes. Admin writes are always durable.
+    #[default]
+    Relaxed,
+    /// A verification that changed a counter is answered only once the change
+    /// is on disk (group commit): a crash loses nothing acknowledged.
+    Strict,
+}
+
+/// Counter persistence.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Durability {
+    /// Relaxed or strict.
+    pub mode: DurabilityMode,
+    /// Relaxed mode: the longest a counter change waits to be written.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability { mode: DurabilityMode::Relaxed, flush_interval_ms: 200 }
+    }
+}
+
+/// A JWT key in the config file. Key material comes from files (or, for HS256,
+/// an environment variable) so the config file itself holds no secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyFile {
+    /// Key id, sent as `kid`.
+    pub kid: String,
+    /// The algorithm this key is pinned to.
+    pub alg: JwtAlg,
+    /// HS256: environment variable holding the secret (at least 32 bytes).
+    pub secret_env: Option<String>,
+    /// PEM private key (signs and verifies).
+    pub private_key_file: Option<PathBuf>,
+    /// PEM public key (verifies only).
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// JWT settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `iss` of issued tokens, required on verified ones.
+    pub issuer: String,
+    /// `aud` required on verified tokens, if set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on exp/nbf/iat, in seconds.
+    pub leeway_secs: u64,
+    /// Lifetime of issued tokens, in seconds.
+    pub ttl_secs: u64,
+    /// Longest token accepted, in bytes.
+    pub max_token_bytes: usize,
+    /// Verified tokens remembered (a repeated token skips the signature check).
+    pub cache_capacity: usize,
+    /// Key that signs new tokens; defaults to the first key with a private part.
+    pub signing_kid: Option<String>,
+    /// Keys; when empty, an Ed25519 key is generated in the data directory.
+    pub keys: Vec<JwtKeyFile>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            issuer: "tollgate".to_owned(),
+            audience: None,
+            leeway_secs: 30,
+            ttl_secs: 3600,
+            max_token_bytes: 4096,
+            cache_capacity: 100_000,
+            signing_kid: None,
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl JwtConfig {
+    /// Reads the configured key files into key configs.
+    pub fn load_keys(&self) -> Result<Vec<JwtKeyConfig>, ConfigError> {
+        let read = |kid: &str, what: &str, p: &Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| ConfigError(format!("jwt.keys[{kid}].{what}: cannot read {}: {e}", p.display())))
+        };
+        let mut out = Vec::new();
+        for k in &self.keys {
+            let secret = match &k.secret_env {
+                None => None,
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    ConfigError(format!("jwt.keys[{}].secret_env: environment variable {var} is not set", k.kid))
+                })?),
+            };
+            let private_key_pem = k
+                .private_key_file
+                .as_deref()
+                .map(|p| read(&k.kid, "private_key_file", p))
+                .transpose()?;
+            let public_key_pem = k
+                .public_key_file
+                .as_deref()
+                .map(|p| read(&k.kid, "public_key_file", p))
+                .transpose()?;
+            out.push(JwtKeyConfig { kid: k.kid.clone(), alg: k.alg, secret, private_key_pem, public_key_pem });
+        }
+        Ok(out)
+    }
+}
+
+/// Per-tier overrides; a tier left out keeps seed 000's limits.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tiers {
+    /// Free.
+    #[serde(rename = "Free")]
+    pub free: Option<TierLimits>,
+    /// Start.
+    #[serde(rename = "Start")]
+    pub start: Option<TierLimits>,
+    /// Master.
+    #[serde(rename = "Master")]
+    pub master: Option<TierLimits>,
+    /// Pro.
+    #[serde(rename = "Pro")]
+    pub pro: Option<TierLimits>,
+}
+
+impl Tiers {
+    /// The effective table, indexed by `Tier::index`.
+    pub fn table(&self) -> [TierLimits; 4] {
+        let mut t = TierLimits::DEFAULTS;
+        for (tier, o) in Tier::ALL.iter().zip([self.free, self.start, self.master, self.pro]) {
+            if let Some(limits) = o {
+                t[tier.index()] = limits;
+            }
+        }
+        t
+    }
+}
+
+/// Log format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `tollgate=debug`.
+    pub level: String,
+    /// Human or JSON.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".to_owned(), format: LogFormat::Human }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or the defaults when `None`) and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read config {}: {e}", p.display())))?;
+                Config::parse(&text).map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)))?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (without validating).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_owned()))
+    }
+
+    /// The socket mode as a number.
+    pub fn socket_mode_bits(&self) -> Result<u32, ConfigError> {
+        match u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8) {
+            Ok(m) if m <= 0o777 => Ok(m),
+            _ => err(format!("socket_mode: {:?} is not an octal file mode like \"0660\"", self.socket_mode)),
+        }
+    }
+
+    /// The HTTP address, parsed.
+    pub fn http_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.http
+            .parse()
+            .map_err(|_| ConfigError(format!("http: {:?} is not an address like 127.0.0.1:7070", self.http)))
+    }
+
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_mode_bits()?;
+        self.http_addr()?;
+        if self.data.as_os_str().is_empty() {
+            return err("data: must not be empty");
+        }
+        if self.socket.as_os_str().is_empty() || self.socket.as_os_str().len() > 100 {
+            return err("socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)");
+        }
+        if self.max_connections == 0 {
+            return err("max_connections: must be at least 1");
+        }
+        if !(1..=60_000).contains(&self.durability.flush_interval_ms) {
+            return err("durability.flush_interval_ms: must be between 1 and 60000");
+        }
+        let j = &self.jwt;
+        if j.issuer.is_empty() {
+            return err("jwt.issuer: must not be empty");
+        }
+        if j.ttl_secs == 0 || j.ttl_secs > 366 * 86_400 {
+            return err("jwt.ttl_secs: must be between 1 and 31622400");
+        }
+        if j.leeway_secs > 300 {
+            return err("jwt.leeway_secs: more than 300 seconds defeats expiry");
+        }
+        if !(256..=65_536).contains(&j.max_token_bytes) {
+            return err("jwt.max_token_bytes: must be between 256 and 65536");
+        }
+        if j.cache_capacity > 10_000_000 {
+            return err("jwt.cache_capacity: at most 10000000");
+        }
+        for (tier, limits) in Tier::ALL.iter().zip(self.tiers.table()) {
+            if limits.requests_per_minute.get() == Some(0) {
+                return err(format!("tiers.{tier}.requests_per_minute: must be at least 1 or \"unlimited\""));
+            }
+        }
+        if j.keys.is_empty() && j.signing_kid.is_some() {
+            return err("jwt.signing_kid: set, but no jwt.keys are configured");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::Limit;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_design() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.http, "127.0.0.1:7070");
+        assert_eq!(c.socket, PathBuf::from("./tollgate.sock"));
+        assert_eq!(c.socket_mode_bits().unwrap(), 0o660);
+        assert_eq!(c.tiers.table(), TierLimits::DEFAULTS);
+    }
+
+    #[test]
+    fn tiers_override_one_by_one() {
+        let c = Config::parse(
+            r#"
+            [tiers.Free]
+            requests_per_minute = 5
+            members = 2
+            documents = "unlimited"
+            log_retention_days = 7
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let t = c.tiers.table();
+        assert_eq!(t[0].requests_per_minute, Limit::Max(5));
+        assert_eq!(t[0].documents.get(), None);
+        assert_eq!(t[3], TierLimits::DEFAULTS[3]);
+    }
+
+    #[test]
+    fn bad_config_says_where() {
+        let cases = [
+            ("http = 7070", "http"),
+            ("htp = \"x\"", "unknown field `htp`"),
+            ("socket_mode = \"999\"", "socket_mode"),
+            ("http = \"localhost\"", "http"),
+            ("[durability]\nmode = \"sometimes\"", "unknown variant `sometimes`"),
+            ("[durability]\nflush_interval_ms = 0", "durability.flush_interval_ms"),
+            ("[jwt]\nleeway_secs = 3600", "jwt.leeway_secs"),
+            ("[tiers.Gold]\nrequests_per_minute = 1", "unknown field `Gold`"),
+            ("[tiers.Pro]\nrequests_per_minute = 0\nmembers = 1\ndocuments = 1\nlog_retention_days = 1", "tiers.Pro"),
+            ("[tiers.Pro]\nrequests_per_minute = \"lots\"\nmembers = 1\ndocuments = 1\nlog_retention_days = 1", "requests_per_minute"),
+            ("[[jwt.keys]]\nkid = \"a\"\nalg = \"HS512\"", "HS512"),
+            ("[jwt]\nsigning_kid = \"a\"", "jwt.signing_kid"),
+        ];
+        for (text, needle) in cases {
+            let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();
+            assert!(e.0.contains(needle), "{text:?} gave {:?}, expected mention of {needle:?}", e.0);
+        }
+    }
+
+    #[test]
+    fn missing_key_file_is_reported() {
+        let c = Config::parse("[[jwt.keys]]\nkid = \"k1\"\nalg = \"RS256\"\nprivate_key_file = \"/nonexistent.pem\"").unwrap();
+        let e = c.jwt.load_keys().unwrap_err();
+        assert!(e.0.contains("jwt.keys[k1].private_key_file"), "{}", e.0);
+    }
+}

@@ -1,0 +1,9 @@
+//! The core: the model, secrets, limiters, the index and the verifier. Nothing in
+//! here does I/O.
+
+pub mod index;
+pub mod jwt;
+pub mod limits;
+pub mod model;
+pub mod secret;
+pub mod verify;

@@ -1,0 +1,226 @@
+//! The in-memory index the verifier reads: small entries with atomic counters,
+//! built from the store's records by `engine` and swapped or mutated in place when
+//! an administrator changes something, so the very next verification sees it.
+
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use crossbeam_queue::SegQueue;
+use dashmap::DashMap;
+use ipnet::IpNet;
+
+use super::limits::{FixedWindow, Gcra, Quota, Uses};
+use super::model::{AccessToken, ApiKey, Permissions, Role, Tier, UserStatus};
+
+/// Hasher for maps keyed by a SHA-256 digest: the digest is already uniformly
+/// distributed, so its first eight bytes are the hash. An attacker cannot
+/// choose where their misses land without breaking SHA-256 preimages, and only
+/// stored keys (random secrets) occupy buckets.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its bytes in one call; anything else would be a
+        // bug, and folding keeps even that correct.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
+/// The credential a secret's hash points at.
+#[derive(Clone)]
+pub enum Secret {
+    /// An API key.
+    Key(Arc<KeyEntry>),
+    /// A personal access token.
+    Token(Arc<TokenEntry>),
+}
+
+/// A team as the verifier sees it.
+pub struct TeamEntry {
+    /// Team id.
+    pub id: Arc<str>,
+    tier: AtomicU8,
+    /// Requests in the current minute (the tier's per-minute limit).
+    pub minute: FixedWindow,
+    /// Documents used (the tier's document quota).
+    pub documents: Quota,
+    /// Set when `documents` changed since the last flush.
+    pub dirty: AtomicBool,
+}
+
+impl TeamEntry {
+    /// New entry with `documents` already used.
+    pub fn new(id: &str, tier: Tier, documents: u64) -> TeamEntry {
+        TeamEntry {
+            id: id.into(),
+            tier: AtomicU8::new(tier as u8),
+            minute: FixedWindow::default(),
+            documents: Quota::new(documents),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    /// The current tier.
+    pub fn tier(&self) -> Tier {
+        Tier::ALL[usize::from(self.tier.load(Ordering::Acquire)).min(3)]
+    }
+
+    /// Changes the tier; the next verification uses the new limits.
+    pub fn set_tier(&self, tier: Tier) {
+        self.tier.store(tier as u8, Ordering::Release);
+    }
+}
+
+/// A user as the verifier sees it. Shared by every credential of the user, so a
+/// status or role change reaches all of them at once.
+pub struct UserEntry {
+    /// User id.
+    pub id: Arc<str>,
+    /// The user's team.
+    pub team: Arc<TeamEntry>,
+    role: AtomicU8,
+    status: AtomicU8,
+    /// JWTs with `iat` before this (seconds) are revoked.
+    pub revoked_before: AtomicU64,
+}
+
+impl UserEntry {
+    /// New entry.
+    pub fn new(id: &str, team: Arc<TeamEntry>, role: Role, status: UserStatus, revoked_before: u64) -> UserEntry {
+        UserEntry {
+            id: id.into(),
+            team,
+            role: AtomicU8::new(role as u8),
+            status: AtomicU8::new(status as u8),
+            revoked_before: AtomicU64::new(revoked_before),
+        }
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        match self.role.load(Ordering::Acquire) {
+            0 => Role::Administrator,
+            1 => Role::Manager,
+            2 => Role::Author,
+            _ => Role::Reader,
+        }
+    }
+
+    /// Current status.
+    pub fn status(&self) -> UserStatus {
+        UserStatus::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    /// Applies a role and status change in place.
+    pub fn set(&self, role: Role, status: UserStatus) {
+        self.role.store(role as u8, Ordering::Release);
+        self.status.store(status as u8, Ordering::Release);
+    }
+}
+
+/// The counters of an API key. Kept in their own `Arc` so that an update of the
+/// key's settings (a new `KeyEntry`) carries them over untouched.
+pub struct KeyCounters {
+    /// Remaining uses (when the key has a limit).
+    pub uses: Uses,
+    /// Per-key rate limit bucket.
+    pub bucket: Gcra,
+    /// Allowed verifications.
+    pub request_count: AtomicU64,
+    /// Time of the last allowed verification, in milliseconds.
+    pub last_used_at: AtomicU64,
+    /// Set when a counter changed since the last flush.
+    pub dirty: AtomicBool,
+    /// Start of refill period 0, in milliseconds.
+    pub anchor_ms: u64,
+}
+
+/// An API key as the verifier sees it: its settings, parsed, and pointers to its
+/// owner, team and counters.
+pub struct KeyEntry {
+    /// The stored record (settings; its counters are stale, see `counters`).
+    pub record: ApiKey,
+    /// Key id.
+    pub id: Arc<str>,
+    /// Parsed `whitelisted_ips`.
+    pub ips: Vec<IpNet>,
+    /// The key's permissions.
+    pub permissions: Arc<Permissions>,
+    /// Owner.
+    pub user: Arc<UserEntry>,
+    /// Live counters.
+    pub counters: Arc<KeyCounters>,
+}
+
+/// An access token as the verifier sees it.
+pub struct TokenEntry {
+    /// The stored record (its `revoked_at` is stale, see `revoked_at`).
+    pub record: AccessToken,
+    /// Token id.
+    pub id: Arc<str>,
+    /// Owner.
+    pub user: Arc<UserEntry>,
+    /// Revocation time in milliseconds; 0 = not revoked.
+    pub revoked_at: AtomicU64,
+    /// Time of the last allowed verification, in milliseconds.
+    pub last_used_at: AtomicU64,
+    /// Allowed verifications.
+    pub request_count: AtomicU64,
+    /// Set when a counter changed since the last flush.
+    pub dirty: AtomicBool,
+}
+
+/// Something whose counters must be written to the store.
+pub enum Dirty {
+    /// A key's usage.
+    Key(Arc<str>, Arc<KeyCounters>),
+    /// A token's usage.
+    Token(Arc<TokenEntry>),
+    /// A team's quota.
+    Team(Arc<TeamEntry>),
+}
+
+/// Every map the verifier reads.
+#[derive(Default)]
+pub struct Index {
+    /// SHA-256 of a secret → its credential. The hot path's one lookup.
+    pub secrets: DashMap<[u8; 32], Secret, BuildHasherDefault<DigestHasher>>,
+    /// Key id → entry.
+    pub keys: DashMap<String, Arc<KeyEntry>>,
+    /// Token id → entry.
+    pub tokens: DashMap<String, Arc<TokenEntry>>,
+    /// User id → entry.
+    pub users: DashMap<String, Arc<UserEntry>>,
+    /// Team id → entry.
+    pub teams: DashMap<String, Arc<TeamEntry>>,
+    /// Revoked JWT ids → their `exp` (seconds), so they can be pruned.
+    pub revoked_jti: DashMap<String, u64>,
+    /// Counters changed since the last flush.
+    pub dirty: SegQueue<Dirty>,
+    /// Flushes started; a change made before reading `n` is durable once flush
+    /// `n + 1` is done.
+    pub flushes_started: AtomicU64,
+}
+
+impl Index {
+    /// Queues `item` for the next flush unless `flag` says it already is.
+    /// `always` queues regardless (strict durability: the waiter must know its
+    /// change is in the queue before it reads `flushes_started`).
+    pub fn mark_dirty(&self, flag: &AtomicBool, always: bool, item: impl FnOnce() -> Dirty) {
+        // A swap, not a load: it is ordered against the flusher's swap back to
+        // false, so either the flusher reads our counters after clearing the
+        // flag, or we see the cleared flag and queue the item again.
+        if !flag.swap(true, Ordering::AcqRel) || always {
+            self.dirty.push(item());
+        }
+    }
+}

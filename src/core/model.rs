@@ -1,0 +1,428 @@
+//! The data model: teams, users, API keys and access tokens as they are stored and
+//! listed. The hot path does not read these records directly; `engine` builds an
+//! index of small entries with atomic counters from them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch: the unit of every stored timestamp.
+pub type Millis = u64;
+
+/// A subscription tier. The limits of each tier come from the configuration
+/// (`config::TierLimits`), whose defaults are the four tiers of seed 000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Tier {
+    /// 2 requests a minute, 1 member, 10 documents, 7 days of logs.
+    Free,
+    /// 10 requests a minute, 3 members, 250 documents, 90 days of logs.
+    Start,
+    /// 50 requests a minute, 15 members, 500 documents, 365 days of logs.
+    Master,
+    /// 100 requests a minute, unlimited members, 5000 documents, logs kept forever.
+    Pro,
+}
+
+impl Tier {
+    /// Every tier, in order of increasing limits.
+    pub const ALL: [Tier; 4] = [Tier::Free, Tier::Start, Tier::Master, Tier::Pro];
+
+    /// The tier's index into per-tier tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The tier's name as it appears in JWT claims and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "Free",
+            Tier::Start => "Start",
+            Tier::Master => "Master",
+            Tier::Pro => "Pro",
+        }
+    }
+}
+
+/// A user's role inside their team (seed 000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Role {
+    /// Full permissions on the team's resources.
+    Administrator,
+    /// Like Administrator, but cannot create accounts.
+    Manager,
+    /// Creates and reads resources; cannot delete them or create accounts.
+    Author,
+    /// Reads the team's resources only.
+    Reader,
+}
+
+/// The resource name under which accounts (users) are managed. Creating one is the
+/// action that only an Administrator may take.
+pub const ACCOUNTS_RESOURCE: &str = "users";
+
+impl Role {
+    /// The role's name as it appears in claims, verdicts and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "Administrator",
+            Role::Manager => "Manager",
+            Role::Author => "Author",
+            Role::Reader => "Reader",
+        }
+    }
+
+    /// The permissions a credential acting with this role holds, in the
+    /// `{resource: [actions]}` shape of API keys, following seed 000. Actions are
+    /// `read`, `create`, `update`, `delete`; accounts are the `users` resource.
+    pub fn permissions(self) -> Arc<Permissions> {
+        static TABLE: LazyLock<[Arc<Permissions>; 4]> = LazyLock::new(|| {
+            let p = |entries: &[(&str, &[&str])]| {
+                Arc::new(Permissions(
+                    entries
+                        .iter()
+                        .map(|(r, acts)| ((*r).to_owned(), acts.iter().map(|a| (*a).to_owned()).collect()))
+                        .collect(),
+                ))
+            };
+            [
+                p(&[("*", &["*"])]),
+                p(&[("*", &["*"]), (ACCOUNTS_RESOURCE, &["read", "update", "delete"])]),
+                p(&[("*", &["read", "create", "update"]), (ACCOUNTS_RESOURCE, &["read", "update"])]),
+                p(&[("*", &["read"])]),
+            ]
+        });
+        TABLE[self as usize].clone()
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "Administrator" => Ok(Role::Administrator),
+            "Manager" => Ok(Role::Manager),
+            "Author" => Ok(Role::Author),
+            "Reader" => Ok(Role::Reader),
+            _ => Err(format!("unknown role {s:?}")),
+        }
+    }
+}
+
+impl FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown tier {s:?} (expected Free, Start, Master or Pro)"))
+    }
+}
+
+/// A user's account status (seed 000). Only `Enabled` users authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum UserStatus {
+    /// Waiting for validation.
+    Pending = 0,
+    /// Active.
+    Enabled = 1,
+    /// Deactivated by the team's administrators.
+    Disabled = 2,
+    /// Blocked by the operator.
+    Blocked = 3,
+    /// Deleted and anonymized.
+    Deleted = 4,
+}
+
+impl UserStatus {
+    /// Decodes the value stored in an atomic; unknown values read as `Blocked`
+    /// so that a corrupted byte can never let a credential through.
+    pub fn from_u8(v: u8) -> UserStatus {
+        match v {
+            0 => UserStatus::Pending,
+            1 => UserStatus::Enabled,
+            2 => UserStatus::Disabled,
+            4 => UserStatus::Deleted,
+            _ => UserStatus::Blocked,
+        }
+    }
+}
+
+/// `{resource: [actions]}`; `*` as a resource or action matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Permissions(pub BTreeMap<String, Vec<String>>);
+
+impl Permissions {
+    /// Whether `action` on `resource` is granted. The entry naming the resource,
+    /// when there is one, decides alone; otherwise the `*` entry decides.
+    pub fn allows(&self, resource: &str, action: &str) -> bool {
+        self.0
+            .get(resource)
+            .or_else(|| self.0.get("*"))
+            .is_some_and(|acts| acts.iter().any(|a| a == action || a == "*"))
+    }
+}
+
+/// A limit that may be absent: `None` is unlimited. Written in the config file as
+/// a number or the string `"unlimited"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Limit {
+    /// At most this many.
+    Max(u64),
+    /// `"unlimited"`.
+    Unlimited(Unlimited),
+}
+
+/// The word `unlimited`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unlimited {
+    /// No limit.
+    Unlimited,
+}
+
+impl Limit {
+    /// The limit, `None` when unlimited.
+    pub fn get(self) -> Option<u64> {
+        match self {
+            Limit::Max(n) => Some(n),
+            Limit::Unlimited(_) => None,
+        }
+    }
+}
+
+/// What a subscription tier allows (seed 000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimits {
+    /// Verifications per minute for the whole team.
+    pub requests_per_minute: Limit,
+    /// Users in the team.
+    pub members: Limit,
+    /// Documents quota (consumed and released through verification).
+    pub documents: Limit,
+    /// Days the audit log is kept.
+    pub log_retention_days: Limit,
+}
+
+impl TierLimits {
+    /// Seed 000's four tiers, indexed by `Tier::index`.
+    pub const DEFAULTS: [TierLimits; 4] = [
+        TierLimits::of(Some(2), Some(1), Some(10), Some(7)),
+        TierLimits::of(Some(10), Some(3), Some(250), Some(90)),
+        TierLimits::of(Some(50), Some(15), Some(500), Some(365)),
+        TierLimits::of(Some(100), None, Some(5000), None),
+    ];
+
+    const fn of(rpm: Option<u64>, members: Option<u64>, documents: Option<u64>, logs: Option<u64>) -> TierLimits {
+        const fn l(v: Option<u64>) -> Limit {
+            match v {
+                Some(n) => Limit::Max(n),
+                None => Limit::Unlimited(Unlimited::Unlimited),
+            }
+        }
+        TierLimits { requests_per_minute: l(rpm), members: l(members), documents: l(documents), log_retention_days: l(logs) }
+    }
+}
+
+/// A team: the tenant every other object belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    /// Stable identifier.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Subscription tier; decides the team's limits.
+    pub tier: Tier,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// A user account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable identifier; the `sub` of the user's JWTs.
+    pub id: String,
+    /// The team the user belongs to.
+    pub team_id: String,
+    /// Login name, unique across the daemon.
+    pub username: String,
+    /// argon2id PHC string; empty for a deleted (anonymized) user.
+    pub password_hash: String,
+    /// Role inside the team.
+    pub role: Role,
+    /// Account status.
+    pub status: UserStatus,
+    /// JWTs issued before this time (seconds) are revoked.
+    pub revoked_before: u64,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// Per-key rate limit (seed 002): at most `max` requests per `window_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Requests allowed per window (the bucket's burst).
+    pub max: u32,
+    /// The window in milliseconds.
+    pub window_ms: u64,
+}
+
+/// Remaining-use counter with optional refill (seed 002).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refill {
+    /// `remaining` is reset to this amount...
+    pub amount: u32,
+    /// ...every this many milliseconds, counted from `Usage::anchor`.
+    pub interval_ms: u64,
+}
+
+/// An API key as stored. The secret itself is never stored: only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Stable identifier.
+    pub id: String,
+    /// Owning team.
+    pub team_id: String,
+    /// Owning user; the key acts with this user's role and dies with them.
+    pub user_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// The secret's prefix (before `_`).
+    pub prefix: String,
+    /// The first characters of the secret, for display.
+    pub start: String,
+    /// SHA-256 of the full secret.
+    pub hash: [u8; 32],
+    /// A disabled key verifies as `DISABLED`.
+    pub enabled: bool,
+    /// After this time the key verifies as `EXPIRED`.
+    pub expires_at: Option<Millis>,
+    /// Remaining uses at creation or last update; `None` = unlimited.
+    pub remaining: Option<u32>,
+    /// Refill of `remaining`.
+    pub refill: Option<Refill>,
+    /// Per-key rate limit; `None` = not limited.
+    pub rate_limit: Option<RateLimit>,
+    /// What the key may do.
+    pub permissions: Permissions,
+    /// Free-form JSON metadata, kept as JSON text.
+    pub metadata: String,
+    /// IP addresses and CIDR blocks allowed to use the key; empty = any.
+    pub whitelisted_ips: Vec<String>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// A personal access token (seed 004). Acts as its user, with the user's role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessToken {
+    /// UUID.
+    pub id: String,
+    /// Owning team.
+    pub team_id: String,
+    /// Owning user.
+    pub user_id: String,
+    /// Display name, 1..=255 characters.
+    pub name: String,
+    /// Token type, e.g. `personal` or `session`.
+    pub token_type: String,
+    /// The first characters of the secret, for display.
+    pub token_prefix: String,
+    /// SHA-256 of the full secret.
+    pub hash: [u8; 32],
+    /// After this time the token verifies as `EXPIRED`.
+    pub expires_at: Option<Millis>,
+    /// Revocation time; a revoked token verifies as `REVOKED`.
+    pub revoked_at: Option<Millis>,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// The counters of a credential that change on every verification. They live in
+/// atomics and are flushed to the store in batches (see ARCHITECTURE.md for what a
+/// crash may lose).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Remaining uses in the current refill period (meaningless if unlimited).
+    pub remaining: u32,
+    /// The refill period `remaining` belongs to (periods counted from `anchor`).
+    pub period: u64,
+    /// Start of refill period 0.
+    pub anchor: Millis,
+    /// Verifications allowed so far.
+    pub request_count: u64,
+    /// Last allowed verification; 0 = never.
+    pub last_used_at: Millis,
+}
+
+/// Formats a millisecond timestamp as RFC 3339 (UTC, second precision).
+pub fn rfc3339(ms: Millis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_follow_seed_000() {
+        let allows = |r: Role, res: &str, act: &str| r.permissions().allows(res, act);
+        assert!(allows(Role::Administrator, ACCOUNTS_RESOURCE, "create"));
+        assert!(!allows(Role::Manager, ACCOUNTS_RESOURCE, "create"));
+        assert!(allows(Role::Manager, ACCOUNTS_RESOURCE, "delete"));
+        assert!(allows(Role::Manager, "documents", "delete"));
+        assert!(allows(Role::Author, "documents", "create"));
+        assert!(!allows(Role::Author, "documents", "delete"));
+        assert!(!allows(Role::Author, ACCOUNTS_RESOURCE, "create"));
+        assert!(allows(Role::Reader, "documents", "read"));
+        assert!(!allows(Role::Reader, "documents", "update"));
+    }
+
+    #[test]
+    fn permissions_wildcards() {
+        let mut m = BTreeMap::new();
+        m.insert("files".to_owned(), vec!["read".to_owned()]);
+        m.insert("*".to_owned(), vec!["list".to_owned()]);
+        let p = Permissions(m);
+        assert!(p.allows("files", "read"));
+        assert!(!p.allows("files", "write"));
+        assert!(p.allows("anything", "list"));
+        // The entry naming the resource decides alone.
+        assert!(!p.allows("files", "list"));
+        assert!(!Permissions::default().allows("files", "read"));
+    }
+
+    #[test]
+    fn tier_parse_and_status_decode() {
+        assert_eq!("pro".parse::<Tier>().unwrap(), Tier::Pro);
+        assert!("Gold".parse::<Tier>().is_err());
+        assert_eq!(UserStatus::from_u8(1), UserStatus::Enabled);
+        assert_eq!(UserStatus::from_u8(200), UserStatus::Blocked);
+    }
+}

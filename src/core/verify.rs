@@ -1,0 +1,477 @@
+//! The hot path: one function from a credential and its context to a verdict.
+//!
+//! `verify` does no I/O and takes no lock a second verifier could wait on: it
+//! reads the index (dashmap shards are read-locked only, and written only by
+//! administrator changes), updates atomics with CAS loops, and queues changed
+//! counters for the flusher. A rejected credential is a verdict, not an error.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::index::{Dirty, Index, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
+use super::jwt::{JwtKeys, JwtReject};
+use super::limits::{Micros, RateDenied, RateInfo, Take};
+use super::model::{Permissions, Role, TierLimits, UserStatus};
+use super::secret;
+
+/// Longest credential accepted, in bytes (JWTs have their own, smaller cap).
+pub const MAX_CREDENTIAL_BYTES: usize = 8192;
+/// The quota names `VerifyRequest::quota` may name.
+pub const QUOTA_DOCUMENTS: &str = "documents";
+const MINUTE_US: u64 = 60_000_000;
+
+/// A question to the verifier.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyRequest<'a> {
+    /// API key, access token or JWT, as presented.
+    pub credential: &'a str,
+    /// The caller's address, checked against a key's allowlist.
+    pub ip: Option<IpAddr>,
+    /// `(resource, action)` pairs the credential must all hold.
+    pub permissions: &'a [(&'a str, &'a str)],
+    /// Requests this verification counts as (limits and remaining uses); 1 by default.
+    pub cost: u32,
+    /// A team quota to consume on success, e.g. `("documents", 1)`.
+    pub quota: Option<(&'a str, u32)>,
+}
+
+impl<'a> VerifyRequest<'a> {
+    /// A request for `credential` with no other condition and a cost of 1.
+    pub fn new(credential: &'a str) -> Self {
+        VerifyRequest { credential, ip: None, permissions: &[], cost: 1, quota: None }
+    }
+}
+
+/// Which kind of credential was presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CredentialKind {
+    /// An API key.
+    ApiKey = 1,
+    /// A personal access token.
+    AccessToken = 2,
+    /// A JWT issued by `login`.
+    Jwt = 3,
+}
+
+/// Why a credential was refused; stable codes shared by every interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DenyCode {
+    /// Not a credential we issue: bad shape, checksum, encoding or claims.
+    Malformed = 1,
+    /// Well formed, but no such credential (or its user) exists.
+    NotFound = 2,
+    /// The JWT signature, key or issuer/audience does not check out.
+    BadSignature = 3,
+    /// Past its expiry.
+    Expired = 4,
+    /// Before its `nbf`.
+    NotYetValid = 5,
+    /// Revoked.
+    Revoked = 6,
+    /// The key is disabled or its user is not enabled.
+    Disabled = 7,
+    /// The caller's IP is not in the key's allowlist.
+    IpNotAllowed = 8,
+    /// A required permission is missing.
+    InsufficientPermissions = 9,
+    /// The key's rate limit is reached.
+    RateLimited = 10,
+    /// The key has no remaining uses.
+    UsageExceeded = 11,
+    /// The team's per-minute limit is reached.
+    TeamRateLimited = 12,
+    /// The team quota would be exceeded.
+    QuotaExceeded = 13,
+}
+
+impl DenyCode {
+    /// Every code, in wire order.
+    pub const ALL: [DenyCode; 13] = [
+        DenyCode::Malformed,
+        DenyCode::NotFound,
+        DenyCode::BadSignature,
+        DenyCode::Expired,
+        DenyCode::NotYetValid,
+        DenyCode::Revoked,
+        DenyCode::Disabled,
+        DenyCode::IpNotAllowed,
+        DenyCode::InsufficientPermissions,
+        DenyCode::RateLimited,
+        DenyCode::UsageExceeded,
+        DenyCode::TeamRateLimited,
+        DenyCode::QuotaExceeded,
+    ];
+
+    /// The machine code, e.g. `RATE_LIMITED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::Malformed => "MALFORMED",
+            DenyCode::NotFound => "NOT_FOUND",
+            DenyCode::BadSignature => "BAD_SIGNATURE",
+            DenyCode::Expired => "EXPIRED",
+            DenyCode::NotYetValid => "NOT_YET_VALID",
+            DenyCode::Revoked => "REVOKED",
+            DenyCode::Disabled => "DISABLED",
+            DenyCode::IpNotAllowed => "IP_NOT_ALLOWED",
+            DenyCode::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
+            DenyCode::RateLimited => "RATE_LIMITED",
+            DenyCode::UsageExceeded => "USAGE_EXCEEDED",
+            DenyCode::TeamRateLimited => "TEAM_RATE_LIMITED",
+            DenyCode::QuotaExceeded => "QUOTA_EXCEEDED",
+        }
+    }
+}
+
+/// A granted verification.
+#[derive(Clone, Debug)]
+pub struct Allow {
+    /// Kind of credential.
+    pub kind: CredentialKind,
+    /// The user the credential acts as.
+    pub subject: Arc<str>,
+    /// The user's team.
+    pub team: Arc<str>,
+    /// Key id, token id, or the JWT's `jti`.
+    pub credential_id: Arc<str>,
+    /// The user's current role.
+    pub role: Role,
+    /// What the credential may do.
+    pub permissions: Arc<Permissions>,
+    /// Uses left, for a key with a remaining-use limit.
+    pub remaining: Option<u32>,
+    /// The tightest rate limit that applied: the key's, else the team's.
+    pub rate_limit: Option<RateInfo>,
+    /// Strict durability: the counter changes of this verification are on disk
+    /// once this flush generation is done (`Engine` waits for it).
+    pub durable_after: Option<u64>,
+}
+
+/// A refused verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deny {
+    /// Machine code.
+    pub code: DenyCode,
+    /// A short human explanation (never contains the credential).
+    pub reason: &'static str,
+    /// For limits: milliseconds after which retrying can succeed.
+    pub retry_after_ms: Option<u64>,
+    /// For rate limits: the limiter's state.
+    pub rate_limit: Option<RateInfo>,
+}
+
+/// The verifier's answer.
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    /// Granted.
+    Allow(Allow),
+    /// Refused.
+    Deny(Deny),
+}
+
+impl Verdict {
+    /// The deny code, if refused.
+    pub fn code(&self) -> Option<DenyCode> {
+        match self {
+            Verdict::Allow(_) => None,
+            Verdict::Deny(d) => Some(d.code),
+        }
+    }
+
+    /// Whether granted.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Verdict::Allow(_))
+    }
+}
+
+fn deny(code: DenyCode, reason: &'static str) -> Verdict {
+    Verdict::Deny(Deny { code, reason, retry_after_ms: None, rate_limit: None })
+}
+
+fn limited(code: DenyCode, reason: &'static str, d: RateDenied) -> Verdict {
+    Verdict::Deny(Deny { code, reason, retry_after_ms: Some(d.retry_after_ms), rate_limit: Some(d.info) })
+}
+
+/// Everything the verifier reads besides the request.
+pub struct Verifier<'a> {
+    /// The index.
+    pub index: &'a Index,
+    /// JWT verification keys.
+    pub jwt: &'a JwtKeys,
+    /// Limits per tier.
+    pub tiers: &'a [TierLimits; 4],
+    /// Strict durability: queue every change and report the flush to wait for.
+    pub strict: bool,
+}
+
+impl Verifier<'_> {
+    /// Decides on `req` at time `now` (microseconds since the epoch).
+    pub fn verify(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        let cred = req.credential;
+        if cred.is_empty() || cred.len() > MAX_CREDENTIAL_BYTES {
+            return deny(DenyCode::Malformed, "credential empty or too long");
+        }
+        if req.cost == 0 {
+            return deny(DenyCode::Malformed, "cost must be at least 1");
+        }
+        if looks_like_jwt(cred) {
+            return self.verify_jwt(req, now);
+        }
+        let Some(hash) = secret::parse(cred) else {
+            return deny(DenyCode::Malformed, "not a well-formed key or token");
+        };
+        // Clone the Arc out so no shard lock is held past this line.
+        let found = self.index.secrets.get(&hash).map(|e| e.value().clone());
+        match found {
+            None => deny(DenyCode::NotFound, "unknown credential"),
+            Some(Secret::Key(key)) => self.verify_key(&key, req, now),
+            Some(Secret::Token(token)) => self.verify_token(&token, req, now),
+        }
+    }
+
+    fn verify_key(&self, key: &KeyEntry, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        let now_ms = now / 1000;
+        let rec = &key.record;
+        if !rec.enabled {
+            return deny(DenyCode::Disabled, "key disabled");
+        }
+        if rec.expires_at.is_some_and(|e| now_ms >= e) {
+            return deny(DenyCode::Expired, "key expired");
+        }
+        if key.user.status() != UserStatus::Enabled {
+            return deny(DenyCode::Disabled, "owner is not enabled");
+        }
+        if !key.ips.is_empty() && !req.ip.is_some_and(|ip| ip_allowed(&key.ips, ip)) {
+            return deny(DenyCode::IpNotAllowed, "caller address not in the key's allowlist");
+        }
+        if !req.permissions.iter().all(|(r, a)| key.permissions.allows(r, a)) {
+            return deny(DenyCode::InsufficientPermissions, "key lacks a required permission");
+        }
+        let c = &key.counters;
+        let cost = req.cost;
+        let mut rate = None;
+        if let Some(limit) = rec.rate_limit {
+            match c.bucket.try_take(limit, now, cost) {
+                Ok(info) => rate = Some(info),
+                Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
+            }
+        }
+        let mut remaining = None;
+        if rec.remaining.is_some() || rec.refill.is_some() {
+            match c.uses.try_take(rec.refill, c.anchor_ms, now_ms, cost) {
+                Take::Taken(left) => remaining = Some(left),
+                Take::Exhausted(next) => {
+                    if let Some(limit) = rec.rate_limit {
+                        c.bucket.undo(limit, cost);
+                    }
+                    return Verdict::Deny(Deny {
+                        code: DenyCode::UsageExceeded,
+                        reason: "no remaining uses",
+                        retry_after_ms: next,
+                        rate_limit: None,
+                    });
+                }
+            }
+        }
+        let undo_key = || {
+            if let Some(limit) = rec.rate_limit {
+                c.bucket.undo(limit, cost);
+            }
+            if remaining.is_some() {
+                c.uses.undo(rec.refill, c.anchor_ms, now_ms, cost);
+            }
+        };
+        let team_rate = match self.team_limits(&key.user.team, req, now) {
+            Ok(info) => info,
+            Err(v) => {
+                undo_key();
+                return v;
+            }
+        };
+        c.request_count.fetch_add(1, Ordering::Relaxed);
+        c.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
+        self.index
+            .mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
+        Verdict::Allow(Allow {
+            kind: CredentialKind::ApiKey,
+            subject: key.user.id.clone(),
+            team: key.user.team.id.clone(),
+            credential_id: key.id.clone(),
+            role: key.user.role(),
+            permissions: key.permissions.clone(),
+            remaining,
+            rate_limit: rate.or(team_rate),
+            durable_after: self.durable_after(),
+        })
+    }
+
+    fn verify_token(&self, token: &Arc<TokenEntry>, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        let now_ms = now / 1000;
+        if token.revoked_at.load(Ordering::Acquire) != 0 {
+            return deny(DenyCode::Revoked, "token revoked");
+        }
+        if token.record.expires_at.is_some_and(|e| now_ms >= e) {
+            return deny(DenyCode::Expired, "token expired");
+        }
+        let granted = match self.user_checks(&token.user, req) {
+            Ok(p) => p,
+            Err(v) => return v,
+        };
+        let team_rate = match self.team_limits(&token.user.team, req, now) {
+            Ok(info) => info,
+            Err(v) => return v,
+        };
+        token.request_count.fetch_add(1, Ordering::Relaxed);
+        token.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
+        self.index
+            .mark_dirty(&token.dirty, self.strict, || Dirty::Token(token.clone()));
+        Verdict::Allow(Allow {
+            kind: CredentialKind::AccessToken,
+            subject: token.user.id.clone(),
+            team: token.user.team.id.clone(),
+            credential_id: token.id.clone(),
+            role: token.user.role(),
+            permissions: granted,
+            remaining: None,
+            rate_limit: team_rate,
+            durable_after: self.durable_after(),
+        })
+    }
+
+    fn verify_jwt(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        let claims = match self.jwt.verify(req.credential, now / 1_000_000) {
+            Ok(c) => c,
+            Err(JwtReject::Malformed(why)) => return deny(DenyCode::Malformed, why),
+            Err(JwtReject::BadSignature(why)) => return deny(DenyCode::BadSignature, why),
+            Err(JwtReject::Expired) => return deny(DenyCode::Expired, "token expired"),
+            Err(JwtReject::NotYetValid) => return deny(DenyCode::NotYetValid, "token not yet valid"),
+        };
+        if !self.index.revoked_jti.is_empty() && self.index.revoked_jti.contains_key(claims.jti.as_str()) {
+            return deny(DenyCode::Revoked, "token revoked");
+        }
+        let Some(user) = self.index.users.get(claims.sub.as_str()).map(|u| u.value().clone()) else {
+            return deny(DenyCode::NotFound, "token subject does not exist");
+        };
+        if *user.team.id != *claims.team {
+            return deny(DenyCode::BadSignature, "token team does not match its subject");
+        }
+        if claims.iat < user.revoked_before.load(Ordering::Acquire) {
+            return deny(DenyCode::Revoked, "token revoked");
+        }
+        let granted = match self.user_checks(&user, req) {
+            Ok(p) => p,
+            Err(v) => return v,
+        };
+        let team_rate = match self.team_limits(&user.team, req, now) {
+            Ok(info) => info,
+            Err(v) => return v,
+        };
+        Verdict::Allow(Allow {
+            kind: CredentialKind::Jwt,
+            subject: user.id.clone(),
+            team: user.team.id.clone(),
+            credential_id: claims.jti.as_str().into(),
+            role: user.role(),
+            permissions: granted,
+            remaining: None,
+            rate_limit: team_rate,
+            durable_after: self.durable_after(),
+        })
+    }
+
+    /// Status and role checks for credentials that act with their user's role.
+    fn user_checks(&self, user: &UserEntry, req: &VerifyRequest<'_>) -> Result<Arc<Permissions>, Verdict> {
+        if user.status() != UserStatus::Enabled {
+            return Err(deny(DenyCode::Disabled, "user is not enabled"));
+        }
+        let granted = user.role().permissions();
+        if !req.permissions.iter().all(|(r, a)| granted.allows(r, a)) {
+            return Err(deny(DenyCode::InsufficientPermissions, "role lacks a required permission"));
+        }
+        Ok(granted)
+    }
+
+    /// The team's per-minute limit, then the quota; all or nothing.
+    fn team_limits(&self, team: &Arc<TeamEntry>, req: &VerifyRequest<'_>, now: Micros) -> Result<Option<RateInfo>, Verdict> {
+        let tier = &self.tiers[team.tier().index()];
+        let quota_limit = match req.quota {
+            None => None,
+            Some((QUOTA_DOCUMENTS, amount)) => Some((u64::from(amount), tier.documents.get())),
+            Some(_) => return Err(deny(DenyCode::Malformed, "unknown quota")),
+        };
+        let mut info = None;
+        let rpm = tier.requests_per_minute.get();
+        if let Some(rpm) = rpm {
+            let rpm = u32::try_from(rpm).unwrap_or(u32::MAX);
+            match team.minute.try_take(rpm, MINUTE_US, now, req.cost) {
+                Ok(i) => info = Some(i),
+                Err(d) => return Err(limited(DenyCode::TeamRateLimited, "team per-minute limit reached", d)),
+            }
+        }
+        if let Some((amount, limit)) = quota_limit {
+            if team.documents.try_consume(amount, limit.unwrap_or(u64::MAX)).is_err() {
+                if rpm.is_some() {
+                    team.minute.undo(MINUTE_US, now, req.cost);
+                }
+                return Err(deny(DenyCode::QuotaExceeded, "team document quota reached"));
+            }
+            self.index
+                .mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+        }
+        Ok(info)
+    }
+
+    fn durable_after(&self) -> Option<u64> {
+        self.strict
+            .then(|| self.index.flushes_started.load(Ordering::SeqCst) + 1)
+    }
+}
+
+/// JWTs are three base64url segments and start with an encoded `{"`.
+fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+fn ip_allowed(nets: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_allowlist_matches_cidrs_and_mapped_v4() {
+        let nets: Vec<ipnet::IpNet> = ["10.10.0.0/16", "2001:db8::/32", "1.1.1.1/32"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for ok in ["10.10.3.4", "1.1.1.1", "2001:db8::1", "::ffff:10.10.0.1"] {
+            assert!(ip_allowed(&nets, ok.parse().unwrap()), "{ok}");
+        }
+        for bad in ["10.11.0.1", "1.1.1.2", "2001:db9::1", "::1"] {
+            assert!(!ip_allowed(&nets, bad.parse().unwrap()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jwt_shape_detection() {
+        assert!(looks_like_jwt("eyJhbGciOiJIUzI1NiJ9.e30.sig"));
+        assert!(!looks_like_jwt("tg_abc"));
+        assert!(!looks_like_jwt("eyJ.a.b.c"));
+    }
+
+    #[test]
+    fn deny_codes_are_numbered_in_wire_order() {
+        for (i, c) in DenyCode::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i + 1);
+        }
+    }
+}

@@ -1,0 +1,1084 @@
+//! The engine: the index, the store behind it, JWT keys, and the flusher thread
+//! that writes counters. Every administrative change is written to the store
+//! (and flushed) before the index is touched and before the caller hears back,
+//! so an acknowledged change survives a crash and the next verification sees it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use ipnet::IpNet;
+use parking_lot::{Condvar, Mutex};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::config::{Config, ConfigError, DurabilityMode};
+use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
+use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
+use crate::core::limits::{Micros, period_of};
+use crate::core::model::{
+    AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, TierLimits, Usage, User, UserStatus,
+};
+use crate::core::secret;
+use crate::core::verify::{Verdict, Verifier, VerifyRequest};
+use crate::store::{Batch, Store, StoreError, Table};
+
+/// File in the data directory holding the generated JWT signing key.
+const DEFAULT_JWT_KEY_FILE: &str = "jwt-signing-key.pem";
+/// Default prefix of API keys.
+pub const DEFAULT_KEY_PREFIX: &str = "tg";
+/// Prefix of personal access tokens; API keys may not use it.
+pub const ACCESS_TOKEN_PREFIX: &str = "tgpat";
+
+/// An administrative operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The object does not exist (or belongs to another team).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A field is invalid.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The object conflicts with an existing one.
+    #[error("{0}")]
+    Conflict(String),
+    /// A tier limit forbids it.
+    #[error("{0}")]
+    LimitReached(String),
+    /// Wrong username or password, or the user cannot log in.
+    #[error("invalid credentials")]
+    BadCredentials,
+    /// The store failed; nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+fn invalid<T>(field: &'static str, reason: impl Into<String>) -> Result<T, EngineError> {
+    Err(EngineError::Invalid { field, reason: reason.into() })
+}
+
+/// The current time in microseconds since the epoch.
+pub fn now_us() -> Micros {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn now_ms() -> Millis {
+    now_us() / 1000
+}
+
+/// Settings of a new API key (seed 002's fields plus seed 001's allowlist).
+#[derive(Clone, Debug, Default)]
+pub struct NewKey {
+    /// Owning user (the team is the user's).
+    pub user_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Prefix; `tg` when `None`.
+    pub prefix: Option<String>,
+    /// Lifetime in seconds.
+    pub expires_in_secs: Option<u64>,
+    /// Remaining uses; unlimited when `None`.
+    pub remaining: Option<u32>,
+    /// Refill of remaining uses.
+    pub refill: Option<Refill>,
+    /// Rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Permissions.
+    pub permissions: Permissions,
+    /// JSON metadata text; `{}` when `None`.
+    pub metadata: Option<String>,
+    /// IPs and CIDR blocks.
+    pub whitelisted_ips: Vec<String>,
+}
+
+/// Changes to an API key; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct KeyUpdate {
+    /// New name.
+    pub name: Option<Option<String>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// New expiry (absolute, ms) or none.
+    pub expires_at: Option<Option<Millis>>,
+    /// Reset remaining uses (and restart the refill period).
+    pub remaining: Option<Option<u32>>,
+    /// New refill.
+    pub refill: Option<Option<Refill>>,
+    /// New rate limit.
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// New permissions.
+    pub permissions: Option<Permissions>,
+    /// New metadata JSON text.
+    pub metadata: Option<String>,
+    /// New allowlist.
+    pub whitelisted_ips: Option<Vec<String>>,
+}
+
+struct Durable {
+    done: Mutex<u64>,
+    cond: Condvar,
+    notify: tokio::sync::Notify,
+    failures: AtomicU64,
+}
+
+/// The verification engine.
+pub struct Engine {
+    index: Arc<Index>,
+    store: Store,
+    jwt: ArcSwap<JwtKeys>,
+    tiers: ArcSwap<[TierLimits; 4]>,
+    strict: bool,
+    rng: SystemRandom,
+    /// Serializes administrative changes (never taken by verification).
+    admin: Mutex<()>,
+    durable: Arc<Durable>,
+    stop: Arc<AtomicBool>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    flusher_thread: std::thread::Thread,
+}
+
+impl Engine {
+    /// Opens the store in `config.data`, loads the index and starts the flusher.
+    pub fn open(config: &Config) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(&config.data)
+            .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", config.data.display())))?;
+        let jwt = JwtKeys::new(&jwt_settings(config)?)
+            .map_err(|e| ConfigError(format!("jwt: {e}")))?;
+        let store = Store::open(&config.data)?;
+        let index = Arc::new(load_index(&store)?);
+        let durable = Arc::new(Durable {
+            done: Mutex::new(0),
+            cond: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
+            failures: AtomicU64::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let interval = Duration::from_millis(config.durability.flush_interval_ms);
+        let handle = {
+            let (index, store, durable, stop) = (index.clone(), store.clone(), durable.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("tollgate-flusher".into())
+                .spawn(move || flusher(&index, &store, &durable, &stop, interval))
+                .map_err(|e| StoreError::Db(format!("cannot start flusher: {e}")))?
+        };
+        Ok(Engine {
+            flusher_thread: handle.thread().clone(),
+            index,
+            store,
+            jwt: ArcSwap::from_pointee(jwt),
+            tiers: ArcSwap::from_pointee(config.tiers.table()),
+            strict: config.durability.mode == DurabilityMode::Strict,
+            rng: SystemRandom::new(),
+            admin: Mutex::new(()),
+            durable,
+            stop,
+            flusher: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Verifies at the current time; in strict mode, returns once the
+    /// verification's counter changes are on disk.
+    pub fn verify(&self, req: &VerifyRequest<'_>) -> Verdict {
+        let v = self.verify_at(req, now_us());
+        if let Verdict::Allow(a) = &v {
+            if let Some(ticket) = a.durable_after {
+                self.wait_durable(ticket);
+            }
+        }
+        v
+    }
+
+    /// Verifies at time `now` without waiting for durability (the pure verifier;
+    /// strict-mode callers must wait for `Allow::durable_after` themselves).
+    pub fn verify_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        let jwt = self.jwt.load();
+        let tiers = self.tiers.load();
+        Verifier { index: &self.index, jwt: &jwt, tiers: &tiers, strict: self.strict }.verify(req, now)
+    }
+
+    /// Blocks until flush generation `ticket` is on disk.
+    pub fn wait_durable(&self, ticket: u64) {
+        self.flusher_thread.unpark();
+        let mut done = self.durable.done.lock();
+        while *done < ticket {
+            self.durable.cond.wait(&mut done);
+        }
+    }
+
+    /// Waits (asynchronously) until flush generation `ticket` is on disk.
+    pub async fn wait_durable_async(&self, ticket: u64) {
+        self.flusher_thread.unpark();
+        loop {
+            let notified = self.durable.notify.notified();
+            if *self.durable.done.lock() >= ticket {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Writes every pending counter change and waits until it is on disk.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        flush_counters(&self.index, &self.store, &self.durable)?;
+        Ok(())
+    }
+
+    /// Stops the flusher after a last flush. Called on shutdown; idempotent.
+    pub fn shutdown(&self) -> Result<(), EngineError> {
+        self.stop.store(true, Ordering::Release);
+        self.flusher_thread.unpark();
+        if let Some(h) = self.flusher.lock().take() {
+            let _ = h.join();
+        }
+        self.flush()
+    }
+
+    /// Counter flushes that failed (and were retried).
+    pub fn flush_failures(&self) -> u64 {
+        self.durable.failures.load(Ordering::Relaxed)
+    }
+
+    /// The JWT keys in force.
+    pub fn jwt(&self) -> Arc<JwtKeys> {
+        self.jwt.load_full()
+    }
+
+    /// The tier table in force.
+    pub fn tiers(&self) -> [TierLimits; 4] {
+        **self.tiers.load()
+    }
+
+    /// The index (read-only use: metrics, listings).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    // ---- teams ----
+
+    /// Creates a team.
+    pub fn create_team(&self, name: &str, tier: Tier) -> Result<Team, EngineError> {
+        check_name("name", name)?;
+        let _g = self.admin.lock();
+        let now = now_ms();
+        let team = Team { id: secret::new_id(&self.rng, "team_"), name: name.to_owned(), tier, created_at: now, updated_at: now };
+        self.store.put(Table::Teams, &team.id, &team)?;
+        self.index.teams.insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0)));
+        Ok(team)
+    }
+
+    /// A team by id.
+    pub fn team(&self, id: &str) -> Result<Team, EngineError> {
+        self.store.get(Table::Teams, id)?.ok_or(EngineError::NotFound("team"))
+    }
+
+    /// Every team.
+    pub fn teams(&self) -> Result<Vec<Team>, EngineError> {
+        Ok(self.store.scan(Table::Teams)?.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// Changes a team's tier; the next verification uses the new limits.
+    pub fn set_team_tier(&self, id: &str, tier: Tier) -> Result<Team, EngineError> {
+        let _g = self.admin.lock();
+        let mut team = self.team(id)?;
+        team.tier = tier;
+        team.updated_at = now_ms();
+        self.store.put(Table::Teams, id, &team)?;
+        if let Some(e) = self.index.teams.get(id) {
+            e.set_tier(tier);
+        }
+        Ok(team)
+    }
+
+    /// Deletes a team with its users, keys and tokens.
+    pub fn delete_team(&self, id: &str) -> Result<(), EngineError> {
+        let _g = self.admin.lock();
+        self.team(id)?;
+        let mut b = Batch::default();
+        b.remove(Table::Teams, id);
+        b.remove(Table::TeamUsage, id);
+        let users: Vec<String> = self.users_of(id).into_iter().map(|u| u.id.to_string()).collect();
+        let keys: Vec<Arc<KeyEntry>> = self.index.keys.iter().filter(|k| *k.user.team.id == *id).map(|k| k.clone()).collect();
+        let tokens: Vec<Arc<TokenEntry>> = self.index.tokens.iter().filter(|t| *t.user.team.id == *id).map(|t| t.clone()).collect();
+        for u in &users {
+            b.remove(Table::Users, u);
+        }
+        for k in &keys {
+            b.remove(Table::Keys, &k.id);
+            b.remove(Table::Usage, &k.id);
+        }
+        for t in &tokens {
+            b.remove(Table::Tokens, &t.id);
+            b.remove(Table::Usage, &t.id);
+        }
+        self.store.apply(b, true)?;
+        for k in keys {
+            self.index.secrets.remove(&k.record.hash);
+            self.index.keys.remove(&*k.id);
+        }
+        for t in tokens {
+            self.index.secrets.remove(&t.record.hash);
+            self.index.tokens.remove(&*t.id);
+        }
+        for u in users {
+            self.index.users.remove(&u);
+        }
+        self.index.teams.remove(id);
+        Ok(())
+    }
+
+    fn users_of(&self, team: &str) -> Vec<Arc<UserEntry>> {
+        self.index.users.iter().filter(|u| *u.team.id == *team).map(|u| u.clone()).collect()
+    }
+
+    // ---- users ----
+
+    /// Creates a user, enforcing the tier's member limit and unique usernames.
+    pub fn create_user(&self, team_id: &str, username: &str, password: &str, role: Role, status: UserStatus) -> Result<User, EngineError> {
+        check_name("username", username)?;
+        if username.contains(':') {
+            return invalid("username", "must not contain ':' (it separates Basic credentials)");
+        }
+        if password.len() < 8 || password.len() > 1024 {
+            return invalid("password", "must be 8 to 1024 bytes");
+        }
+        let hash = self.hash_password(password)?;
+        let _g = self.admin.lock();
+        let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
+        if self.user_by_name(username)?.is_some() {
+            return Err(EngineError::Conflict(format!("username {username:?} is taken")));
+        }
+        let members = self.users_of(team_id).iter().filter(|u| u.status() != UserStatus::Deleted).count() as u64;
+        if let Some(max) = self.tiers.load()[team.tier().index()].members.get() {
+            if members >= max {
+                return Err(EngineError::LimitReached(format!("the {} tier allows {max} members", team.tier())));
+            }
+        }
+        let now = now_ms();
+        let user = User {
+            id: secret::new_id(&self.rng, "user_"),
+            team_id: team_id.to_owned(),
+            username: username.to_owned(),
+            password_hash: hash,
+            role,
+            status,
+            revoked_before: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.put(Table::Users, &user.id, &user)?;
+        self.index.users.insert(user.id.clone(), Arc::new(UserEntry::new(&user.id, team, role, status, 0)));
+        Ok(user)
+    }
+
+    fn hash_password(&self, password: &str) -> Result<String, EngineError> {
+        let mut salt = [0u8; 16];
+        self.rng.fill(&mut salt).map_err(|_| StoreError::Db("CSPRNG failed".into()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Db(e.to_string()))?;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| EngineError::Invalid { field: "password", reason: e.to_string() })
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: &str) -> Result<User, EngineError> {
+        self.store.get(Table::Users, id)?.ok_or(EngineError::NotFound("user"))
+    }
+
+    /// A user by username.
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, EngineError> {
+        Ok(self.store.scan::<User>(Table::Users)?.into_iter().map(|(_, u)| u).find(|u| u.username == username))
+    }
+
+    /// Every user of a team.
+    pub fn users(&self, team_id: &str) -> Result<Vec<User>, EngineError> {
+        Ok(self.store.scan::<User>(Table::Users)?.into_iter().map(|(_, u)| u).filter(|u| u.team_id == team_id).collect())
+    }
+
+    /// Changes a user's role, status or password; takes effect on the next verification.
+    pub fn update_user(&self, id: &str, role: Option<Role>, status: Option<UserStatus>, password: Option<&str>) -> Result<User, EngineError> {
+        let hash = match password {
+            Some(p) if p.len() < 8 || p.len() > 1024 => return invalid("password", "must be 8 to 1024 bytes"),
+            Some(p) => Some(self.hash_password(p)?),
+            None => None,
+        };
+        let _g = self.admin.lock();
+        let mut user = self.user(id)?;
+        if user.status == UserStatus::Deleted {
+            return Err(EngineError::NotFound("user"));
+        }
+        user.role = role.unwrap_or(user.role);
+        user.status = status.unwrap_or(user.status);
+        if let Some(h) = hash {
+            user.password_hash = h;
+        }
+        user.updated_at = now_ms();
+        self.store.put(Table::Users, id, &user)?;
+        if let Some(e) = self.index.users.get(id) {
+            e.set(user.role, user.status);
+        }
+        Ok(user)
+    }
+
+    /// Deletes a user as seed 000 says: the account is anonymized (no username,
+    /// no password, status Deleted) and every credential of it stops working.
+    pub fn delete_user(&self, id: &str) -> Result<(), EngineError> {
+        let _g = self.admin.lock();
+        let mut user = self.user(id)?;
+        user.username = format!("deleted-{}", user.id);
+        user.password_hash.clear();
+        user.status = UserStatus::Deleted;
+        user.revoked_before = now_ms() / 1000 + 1;
+        user.updated_at = now_ms();
+        self.store.put(Table::Users, id, &user)?;
+        if let Some(e) = self.index.users.get(id) {
+            e.set(user.role, UserStatus::Deleted);
+            e.revoked_before.store(user.revoked_before, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Revokes every JWT issued to the user until now.
+    pub fn revoke_user_jwts(&self, id: &str) -> Result<(), EngineError> {
+        let _g = self.admin.lock();
+        let mut user = self.user(id)?;
+        user.revoked_before = now_ms() / 1000 + 1;
+        self.store.put(Table::Users, id, &user)?;
+        if let Some(e) = self.index.users.get(id) {
+            e.revoked_before.store(user.revoked_before, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Revokes one JWT by its `jti` (kept until its `exp`).
+    pub fn revoke_jti(&self, jti: &str, exp: u64) -> Result<(), EngineError> {
+        self.store.put(Table::RevokedJti, jti, &exp)?;
+        self.index.revoked_jti.insert(jti.to_owned(), exp);
+        Ok(())
+    }
+
+    // ---- login and JWTs ----
+
+    /// Exchanges a username and password for a JWT (seed 003).
+    pub fn login(&self, username: &str, password: &str) -> Result<String, EngineError> {
+        let user = self.user_by_name(username)?;
+        // Hash even for an unknown user, so timing does not reveal which names exist.
+        let stored = user.as_ref().map_or(DUMMY_HASH, |u| u.password_hash.as_str());
+        let ok = PasswordHash::new(stored)
+            .ok()
+            .is_some_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        match user {
+            Some(u) if ok && u.status == UserStatus::Enabled => self.issue_jwt(&u.id),
+            _ => Err(EngineError::BadCredentials),
+        }
+    }
+
+    /// Exchanges an API key (seed 003: the key as Basic username, no password)
+    /// for a JWT of the key's owner. The key must verify (and is counted).
+    pub fn login_with_key(&self, key: &str, ip: Option<IpAddr>) -> Result<String, EngineError> {
+        let mut req = VerifyRequest::new(key);
+        req.ip = ip;
+        match self.verify(&req) {
+            Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => self.issue_jwt(&a.subject),
+            _ => Err(EngineError::BadCredentials),
+        }
+    }
+
+    /// Issues a JWT for an enabled user.
+    pub fn issue_jwt(&self, user_id: &str) -> Result<String, EngineError> {
+        let user = self.user(user_id)?;
+        if user.status != UserStatus::Enabled {
+            return Err(EngineError::BadCredentials);
+        }
+        let team = self.team(&user.team_id)?;
+        let jwt = self.jwt.load();
+        let s = jwt.settings();
+        let now = now_ms() / 1000;
+        let claims = Claims {
+            iss: s.issuer.clone(),
+            sub: user.id.clone(),
+            aud: s.audience.clone(),
+            iat: now,
+            exp: now + s.ttl_secs,
+            nbf: now,
+            jti: secret::new_uuid(&self.rng),
+            prv: "tollgate".to_owned(),
+            team: team.id.clone(),
+            roles: vec![user.role.as_str().to_owned()],
+            subscription: team.tier.as_str().to_owned(),
+        };
+        jwt.issue(&claims).map_err(|e| EngineError::Config(ConfigError(format!("jwt: cannot sign: {e}"))))
+    }
+
+    // ---- API keys ----
+
+    /// Creates an API key; returns the record and the secret, shown this once.
+    pub fn create_key(&self, new: NewKey) -> Result<(ApiKey, String), EngineError> {
+        let prefix = new.prefix.as_deref().unwrap_or(DEFAULT_KEY_PREFIX);
+        secret::validate_prefix(prefix).or_else(|e| invalid("prefix", e))?;
+        if prefix == ACCESS_TOKEN_PREFIX {
+            return invalid("prefix", format!("{ACCESS_TOKEN_PREFIX:?} is reserved for access tokens"));
+        }
+        if let Some(n) = &new.name {
+            check_name("name", n)?;
+        }
+        validate_limits(new.refill, new.rate_limit)?;
+        let ips = parse_ips(&new.whitelisted_ips)?;
+        let metadata = check_metadata(new.metadata.as_deref().unwrap_or("{}"))?;
+        let now = now_ms();
+        let expires_at = match new.expires_in_secs {
+            Some(0) => return invalid("expiresIn", "must be at least 1 second"),
+            Some(s) => Some(now.saturating_add(s.saturating_mul(1000))),
+            None => None,
+        };
+        let _g = self.admin.lock();
+        let user = self.live_user(&new.user_id)?;
+        let s = secret::generate(&self.rng, prefix);
+        let key = ApiKey {
+            id: secret::new_id(&self.rng, "key_"),
+            team_id: user.team.id.to_string(),
+            user_id: user.id.to_string(),
+            name: new.name,
+            prefix: prefix.to_owned(),
+            start: s.start,
+            hash: s.hash,
+            enabled: true,
+            expires_at,
+            remaining: new.remaining.or(new.refill.map(|r| r.amount)),
+            refill: new.refill,
+            rate_limit: new.rate_limit,
+            permissions: new.permissions,
+            metadata,
+            whitelisted_ips: new.whitelisted_ips,
+            created_at: now,
+            updated_at: now,
+        };
+        let usage = Usage { remaining: key.remaining.unwrap_or(0), period: 0, anchor: now, request_count: 0, last_used_at: 0 };
+        let mut b = Batch::default();
+        b.put(Table::Keys, &key.id, &key);
+        b.put(Table::Usage, &key.id, &usage);
+        self.store.apply(b, true)?;
+        let entry = key_entry(key.clone(), ips, user, Arc::new(counters(&usage, key.refill)));
+        self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
+        self.index.keys.insert(key.id.clone(), entry);
+        Ok((key, s.plaintext))
+    }
+
+    fn live_user(&self, id: &str) -> Result<Arc<UserEntry>, EngineError> {
+        match self.index.users.get(id) {
+            Some(u) if u.status() != UserStatus::Deleted => Ok(u.clone()),
+            _ => Err(EngineError::NotFound("user")),
+        }
+    }
+
+    /// An API key with its live counters folded in.
+    pub fn key(&self, id: &str) -> Result<(ApiKey, Usage), EngineError> {
+        let e = self.index.keys.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("key"))?;
+        Ok((e.record.clone(), key_usage(&e.counters)))
+    }
+
+    /// Every API key of a team, in id order, with live counters.
+    pub fn keys(&self, team_id: &str) -> Vec<(ApiKey, Usage)> {
+        let mut v: Vec<_> = self
+            .index
+            .keys
+            .iter()
+            .filter(|e| e.record.team_id == team_id)
+            .map(|e| (e.record.clone(), key_usage(&e.counters)))
+            .collect();
+        v.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        v
+    }
+
+    /// Changes an API key; the next verification sees the change.
+    pub fn update_key(&self, id: &str, up: KeyUpdate) -> Result<ApiKey, EngineError> {
+        let ips = up.whitelisted_ips.as_deref().map(parse_ips).transpose()?;
+        let metadata = up.metadata.as_deref().map(check_metadata).transpose()?;
+        if let Some(Some(n)) = &up.name {
+            check_name("name", n)?;
+        }
+        let _g = self.admin.lock();
+        let old = self.index.keys.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("key"))?;
+        let mut k = old.record.clone();
+        if let Some(v) = up.name {
+            k.name = v;
+        }
+        if let Some(v) = up.enabled {
+            k.enabled = v;
+        }
+        if let Some(v) = up.expires_at {
+            k.expires_at = v;
+        }
+        if let Some(v) = up.refill {
+            k.refill = v;
+        }
+        if let Some(v) = up.rate_limit {
+            k.rate_limit = v;
+        }
+        if let Some(v) = up.permissions {
+            k.permissions = v;
+        }
+        if let Some(v) = metadata {
+            k.metadata = v;
+        }
+        let ips = match ips {
+            Some(parsed) => {
+                k.whitelisted_ips = up.whitelisted_ips.unwrap_or_default();
+                parsed
+            }
+            None => old.ips.clone(),
+        };
+        validate_limits(k.refill, k.rate_limit)?;
+        let now = now_ms();
+        k.updated_at = now;
+        // Setting `remaining` starts a fresh counter; otherwise the live counters
+        // carry over untouched.
+        let counters = match up.remaining {
+            Some(r) => {
+                k.remaining = r;
+                let usage = Usage { remaining: r.unwrap_or(0), period: 0, anchor: now, ..key_usage(&old.counters) };
+                Arc::new(counters(&usage, k.refill))
+            }
+            None => old.counters.clone(),
+        };
+        let mut b = Batch::default();
+        b.put(Table::Keys, id, &k);
+        b.put(Table::Usage, id, &key_usage(&counters));
+        self.store.apply(b, true)?;
+        let entry = key_entry(k.clone(), ips, old.user.clone(), counters);
+        self.index.secrets.insert(k.hash, Secret::Key(entry.clone()));
+        self.index.keys.insert(k.id.clone(), entry);
+        Ok(k)
+    }
+
+    /// Deletes an API key; the next verification of it is `NOT_FOUND`.
+    pub fn delete_key(&self, id: &str) -> Result<(), EngineError> {
+        let _g = self.admin.lock();
+        let e = self.index.keys.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("key"))?;
+        let mut b = Batch::default();
+        b.remove(Table::Keys, id);
+        b.remove(Table::Usage, id);
+        self.store.apply(b, true)?;
+        self.index.secrets.remove(&e.record.hash);
+        self.index.keys.remove(id);
+        Ok(())
+    }
+
+    // ---- access tokens ----
+
+    /// Creates a personal access token for a user; returns it and its plaintext.
+    pub fn create_token(&self, user_id: &str, name: &str, token_type: &str, expires_in_days: Option<u32>) -> Result<(AccessToken, String), EngineError> {
+        if name.is_empty() || name.chars().count() > 255 {
+            return invalid("name", "must be 1 to 255 characters");
+        }
+        if !matches!(token_type, "personal" | "session" | "service") {
+            return invalid("tokenType", "must be personal, session or service");
+        }
+        let now = now_ms();
+        let expires_at = match expires_in_days {
+            Some(0) => return invalid("expiresInDays", "must be at least 1"),
+            Some(d) => Some(now + u64::from(d) * 86_400_000),
+            None => None,
+        };
+        let _g = self.admin.lock();
+        let user = self.live_user(user_id)?;
+        let s = secret::generate(&self.rng, ACCESS_TOKEN_PREFIX);
+        let token = AccessToken {
+            id: secret::new_uuid(&self.rng),
+            team_id: user.team.id.to_string(),
+            user_id: user.id.to_string(),
+            name: name.to_owned(),
+            token_type: token_type.to_owned(),
+            token_prefix: s.start,
+            hash: s.hash,
+            expires_at,
+            revoked_at: None,
+            created_at: now,
+        };
+        self.store.put(Table::Tokens, &token.id, &token)?;
+        let entry = token_entry(token.clone(), user, &Usage::default());
+        self.index.secrets.insert(token.hash, Secret::Token(entry.clone()));
+        self.index.tokens.insert(token.id.clone(), entry);
+        Ok((token, s.plaintext))
+    }
+
+    /// An access token with its live `last_used_at`.
+    pub fn token(&self, id: &str) -> Result<(AccessToken, Millis), EngineError> {
+        let e = self.index.tokens.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("token"))?;
+        Ok((token_record(&e), e.last_used_at.load(Ordering::Relaxed)))
+    }
+
+    /// Every access token of a user, oldest first.
+    pub fn tokens(&self, user_id: &str) -> Vec<(AccessToken, Millis)> {
+        let mut v: Vec<_> = self
+            .index
+            .tokens
+            .iter()
+            .filter(|e| e.record.user_id == user_id)
+            .map(|e| (token_record(&e), e.last_used_at.load(Ordering::Relaxed)))
+            .collect();
+        v.sort_by(|a, b| (a.0.created_at, &a.0.id).cmp(&(b.0.created_at, &b.0.id)));
+        v
+    }
+
+    /// Revokes a token; the next verification of it is `REVOKED`.
+    pub fn revoke_token(&self, id: &str) -> Result<(), EngineError> {
+        let _g = self.admin.lock();
+        self.revoke_tokens(|t| *t.id == *id).map(|_| ())
+    }
+
+    /// Revokes every live token of a user except `keep`; returns how many.
+    pub fn revoke_all_tokens(&self, user_id: &str, keep: Option<&str>) -> Result<usize, EngineError> {
+        let _g = self.admin.lock();
+        self.revoke_tokens(|t| t.record.user_id == user_id && Some(&*t.id) != keep && t.revoked_at.load(Ordering::Acquire) == 0)
+    }
+
+    fn revoke_tokens(&self, pick: impl Fn(&TokenEntry) -> bool) -> Result<usize, EngineError> {
+        let picked: Vec<Arc<TokenEntry>> = self.index.tokens.iter().filter(|t| pick(t)).map(|t| t.clone()).collect();
+        let now = now_ms();
+        let mut b = Batch::default();
+        for t in &picked {
+            let mut rec = token_record(t);
+            rec.revoked_at.get_or_insert(now);
+            b.put(Table::Tokens, &t.id, &rec);
+        }
+        self.store.apply(b, true)?;
+        for t in &picked {
+            let _ = t.revoked_at.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+        }
+        Ok(picked.len())
+    }
+
+    // ---- quotas ----
+
+    /// Consumes a team quota outside verification; `Err` carries the unchanged use.
+    pub fn consume_quota(&self, team_id: &str, amount: u64) -> Result<Result<u64, u64>, EngineError> {
+        let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
+        let limit = self.tiers.load()[team.tier().index()].documents.get().unwrap_or(u64::MAX);
+        let r = team.documents.try_consume(amount, limit);
+        if r.is_ok() {
+            self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+        }
+        Ok(r)
+    }
+
+    /// Releases a team quota (never below zero); returns the new use.
+    pub fn release_quota(&self, team_id: &str, amount: u64) -> Result<u64, EngineError> {
+        let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
+        let used = team.documents.release(amount);
+        self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+        Ok(used)
+    }
+
+    /// Documents used by a team.
+    pub fn quota_used(&self, team_id: &str) -> Result<u64, EngineError> {
+        let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
+        Ok(team.documents.used())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// A valid argon2id hash of a random password, verified against when the user
+/// does not exist so that a login takes as long either way.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0sB4XVd6Ls8AZp2IlxGZp7mb5oSNFQk0uLfZ5fpWrzA";
+
+fn check_name(field: &'static str, s: &str) -> Result<(), EngineError> {
+    if s.is_empty() || s.chars().count() > 255 || s.chars().any(char::is_control) {
+        return invalid(field, "must be 1 to 255 characters with no control characters");
+    }
+    Ok(())
+}
+
+fn check_metadata(text: &str) -> Result<String, EngineError> {
+    if text.len() > 16 * 1024 {
+        return invalid("metadata", "larger than 16 KiB");
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) if v.is_object() => Ok(v.to_string()),
+        _ => invalid("metadata", "must be a JSON object"),
+    }
+}
+
+fn validate_limits(refill: Option<Refill>, rate: Option<RateLimit>) -> Result<(), EngineError> {
+    if let Some(r) = refill {
+        if r.interval_ms < 1000 {
+            return invalid("refillInterval", "must be at least 1000 ms");
+        }
+    }
+    if let Some(r) = rate {
+        if r.max == 0 {
+            return invalid("rateLimitMax", "must be at least 1");
+        }
+        if !(1..=366 * 86_400_000).contains(&r.window_ms) {
+            return invalid("rateLimitTimeWindow", "must be between 1 ms and a year");
+        }
+    }
+    Ok(())
+}
+
+/// Parses an allowlist: IP addresses (as /32 or /128) and CIDR blocks.
+pub fn parse_ips(list: &[String]) -> Result<Vec<IpNet>, EngineError> {
+    if list.len() > 1000 {
+        return invalid("whitelistedIPs", "at most 1000 entries");
+    }
+    list.iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .or_else(|_| invalid("whitelistedIPs", format!("{s:?} is not an IP address or CIDR block")))
+        })
+        .collect()
+}
+
+fn counters(u: &Usage, refill: Option<Refill>) -> KeyCounters {
+    // `period` is stored in full; the atomic keeps its low 32 bits.
+    let period = refill.map_or(0, |_| u.period as u32);
+    KeyCounters {
+        uses: crate::core::limits::Uses::new(u.remaining, period),
+        bucket: Default::default(),
+        request_count: AtomicU64::new(u.request_count),
+        last_used_at: AtomicU64::new(u.last_used_at),
+        dirty: AtomicBool::new(false),
+        anchor_ms: u.anchor,
+    }
+}
+
+fn key_usage(c: &KeyCounters) -> Usage {
+    let (period, remaining) = c.uses.load();
+    Usage {
+        remaining,
+        period: u64::from(period),
+        anchor: c.anchor_ms,
+        request_count: c.request_count.load(Ordering::Relaxed),
+        last_used_at: c.last_used_at.load(Ordering::Relaxed),
+    }
+}
+
+/// Remaining uses a key shows at `now`, counting a refill that is due.
+pub fn remaining_at(key: &ApiKey, usage: &Usage, now: Millis) -> Option<u32> {
+    key.remaining?;
+    match key.refill {
+        Some(r) if u64::from(period_of(r, usage.anchor, now)) > usage.period => Some(r.amount),
+        _ => Some(usage.remaining),
+    }
+}
+
+fn key_entry(record: ApiKey, ips: Vec<IpNet>, user: Arc<UserEntry>, counters: Arc<KeyCounters>) -> Arc<KeyEntry> {
+    Arc::new(KeyEntry {
+        id: record.id.as_str().into(),
+        permissions: Arc::new(record.permissions.clone()),
+        ips,
+        user,
+        counters,
+        record,
+    })
+}
+
+fn token_entry(record: AccessToken, user: Arc<UserEntry>, usage: &Usage) -> Arc<TokenEntry> {
+    Arc::new(TokenEntry {
+        id: record.id.as_str().into(),
+        revoked_at: AtomicU64::new(record.revoked_at.unwrap_or(0)),
+        last_used_at: AtomicU64::new(usage.last_used_at),
+        request_count: AtomicU64::new(usage.request_count),
+        dirty: AtomicBool::new(false),
+        user,
+        record,
+    })
+}
+
+fn token_record(e: &TokenEntry) -> AccessToken {
+    let mut r = e.record.clone();
+    let revoked = e.revoked_at.load(Ordering::Acquire);
+    r.revoked_at = (revoked != 0).then_some(revoked);
+    r
+}
+
+fn jwt_settings(config: &Config) -> Result<JwtSettings, EngineError> {
+    let j = &config.jwt;
+    let mut keys: Vec<JwtKeyConfig> = j.load_keys()?;
+    if keys.is_empty() {
+        keys.push(default_jwt_key(&config.data)?);
+    }
+    let signing_kid = match &j.signing_kid {
+        Some(k) => k.clone(),
+        None => keys
+            .iter()
+            .find(|k| k.private_key_pem.is_some() || k.secret.is_some())
+            .map(|k| k.kid.clone())
+            .ok_or_else(|| ConfigError("jwt.keys: no key can sign (none has a private key or secret)".into()))?,
+    };
+    Ok(JwtSettings {
+        issuer: j.issuer.clone(),
+        audience: j.audience.clone(),
+        leeway_secs: j.leeway_secs,
+        ttl_secs: j.ttl_secs,
+        max_token_bytes: j.max_token_bytes,
+        cache_capacity: j.cache_capacity,
+        signing_kid,
+        keys,
+    })
+}
+
+/// The Ed25519 key generated on first start (0600 in the data directory).
+fn default_jwt_key(data: &Path) -> Result<JwtKeyConfig, EngineError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data.join(DEFAULT_JWT_KEY_FILE);
+    let pem = match std::fs::read_to_string(&path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pem = JwtKeys::generate_ed25519_pkcs8_pem();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(pem.as_bytes()).and_then(|()| f.sync_all()).map(|()| f));
+            if let Err(e) = f.as_mut() {
+                return Err(StoreError::Db(format!("cannot write {}: {e}", path.display())).into());
+            }
+            pem
+        }
+        Err(e) => return Err(StoreError::Db(format!("cannot read {}: {e}", path.display())).into()),
+    };
+    let kid = format!("ed-{}", hex8(&secret::sha256(pem.as_bytes())));
+    Ok(JwtKeyConfig { kid, alg: crate::core::jwt::JwtAlg::EdDSA, secret: None, private_key_pem: Some(pem), public_key_pem: None })
+}
+
+fn hex8(b: &[u8]) -> String {
+    b[..4].iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn load_index(store: &Store) -> Result<Index, EngineError> {
+    let index = Index::default();
+    let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
+    for (id, t) in store.scan::<Team>(Table::Teams)? {
+        let used = team_usage.get(&id).copied().unwrap_or(0);
+        index.teams.insert(id.clone(), Arc::new(TeamEntry::new(&id, t.tier, used)));
+    }
+    for (id, u) in store.scan::<User>(Table::Users)? {
+        let Some(team) = index.teams.get(&u.team_id).map(|t| t.clone()) else {
+            tracing::warn!(user = %id, team = %u.team_id, "user of a missing team skipped");
+            continue;
+        };
+        index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, u.revoked_before)));
+    }
+    let usage: HashMap<String, Usage> = store.scan(Table::Usage)?.into_iter().collect();
+    for (id, k) in store.scan::<ApiKey>(Table::Keys)? {
+        let Some(user) = index.users.get(&k.user_id).map(|u| u.clone()) else {
+            tracing::warn!(key = %id, "key of a missing user skipped");
+            continue;
+        };
+        let ips = parse_ips(&k.whitelisted_ips)?;
+        let u = usage.get(&id).copied().unwrap_or(Usage { remaining: k.remaining.unwrap_or(0), anchor: k.created_at, ..Usage::default() });
+        let entry = key_entry(k.clone(), ips, user, Arc::new(counters(&u, k.refill)));
+        index.secrets.insert(k.hash, Secret::Key(entry.clone()));
+        index.keys.insert(id, entry);
+    }
+    for (id, t) in store.scan::<AccessToken>(Table::Tokens)? {
+        let Some(user) = index.users.get(&t.user_id).map(|u| u.clone()) else {
+            continue;
+        };
+        let entry = token_entry(t.clone(), user, &usage.get(&id).copied().unwrap_or_default());
+        index.secrets.insert(t.hash, Secret::Token(entry.clone()));
+        index.tokens.insert(id, entry);
+    }
+    let now = now_ms() / 1000;
+    for (jti, exp) in store.scan::<u64>(Table::RevokedJti)? {
+        if exp >= now {
+            index.revoked_jti.insert(jti, exp);
+        }
+    }
+    Ok(index)
+}
+
+/// Writes every queued counter change; advances the durable generation.
+fn flush_counters(index: &Index, store: &Store, durable: &Durable) -> Result<(), StoreError> {
+    let generation = index.flushes_started.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut batch = Batch::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut taken = Vec::new();
+    while let Some(d) = index.dirty.pop() {
+        match &d {
+            Dirty::Key(id, c) => {
+                if seen.insert(Arc::as_ptr(c) as usize) {
+                    c.dirty.swap(false, Ordering::AcqRel);
+                    // Keys deleted since are not written back.
+                    if index.keys.get(&**id).is_some_and(|e| Arc::ptr_eq(&e.counters, c)) {
+                        batch.put(Table::Usage, id, &key_usage(c));
+                    }
+                }
+            }
+            Dirty::Token(t) => {
+                if seen.insert(Arc::as_ptr(t) as usize) {
+                    t.dirty.swap(false, Ordering::AcqRel);
+                    if index.tokens.contains_key(&*t.id) {
+                        let u = Usage {
+                            request_count: t.request_count.load(Ordering::Relaxed),
+                            last_used_at: t.last_used_at.load(Ordering::Relaxed),
+                            ..Usage::default()
+                        };
+                        batch.put(Table::Usage, &t.id, &u);
+                    }
+                }
+            }
+            Dirty::Team(t) => {
+                if seen.insert(Arc::as_ptr(t) as usize) {
+                    t.dirty.swap(false, Ordering::AcqRel);
+                    if index.teams.contains_key(&*t.id) {
+                        batch.put(Table::TeamUsage, &t.id, &t.documents.used());
+                    }
+                }
+            }
+        }
+        taken.push(d);
+    }
+    if let Err(e) = store.apply(batch, true) {
+        durable.failures.fetch_add(1, Ordering::Relaxed);
+        // Put everything back so the next attempt writes it.
+        for d in taken {
+            let flag = match &d {
+                Dirty::Key(_, c) => &c.dirty,
+                Dirty::Token(t) => &t.dirty,
+                Dirty::Team(t) => &t.dirty,
+            };
+            flag.store(true, Ordering::Release);
+            index.dirty.push(d);
+        }
+        return Err(e);
+    }
+    let mut done = durable.done.lock();
+    *done = (*done).max(generation);
+    drop(done);
+    durable.cond.notify_all();
+    durable.notify.notify_waiters();
+    Ok(())
+}
+
+fn flusher(index: &Index, store: &Store, durable: &Durable, stop: &AtomicBool, interval: Duration) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(interval);
+        if let Err(e) = flush_counters(index, store, durable) {
+            tracing::error!(error = %e, "counter flush failed; retrying");
+        }
+    }
+}
