@@ -4,4 +4,6 @@
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod http;
+pub mod server;
 pub mod store;

@@ -1,0 +1,101 @@
+//! Wiring of a running daemon: the engine, the listeners, the signals. The
+//! listeners get the shutdown signal from here and drain on it; the engine is
+//! flushed last.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::engine::Engine;
+
+/// Handles shared by the listeners.
+pub struct Shared {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The configuration in force.
+    pub config: Config,
+    /// Set once every listener is bound and the index is loaded.
+    pub ready: AtomicBool,
+}
+
+/// Sets up logging as configured (`RUST_LOG` overrides the level).
+pub fn init_tracing(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tollgate")
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(async move {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: draining connections");
+            let _ = tx.send(true);
+        });
+        serve(config, async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Opens the engine, binds the listeners, serves until `shutdown` completes,
+/// then drains and flushes.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let engine = {
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || Engine::open(&c))
+            .await?
+            .with_context(|| format!("cannot open the store in {}", config.data.display()))?
+    };
+    let engine = Arc::new(engine);
+    let http = tokio::net::TcpListener::bind(config.http_addr()?)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http))?;
+    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false) });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
+    shared.ready.store(true, Ordering::Release);
+    tracing::info!(
+        data = %config.data.display(),
+        http = %config.http,
+        keys = engine.index().keys.len(),
+        tokens = engine.index().tokens.len(),
+        "tollgate ready"
+    );
+    shutdown.await;
+    shared.ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let _ = http_task.await;
+    tokio::task::spawn_blocking(move || engine.shutdown()).await??;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
