@@ -289,9 +289,17 @@ async fn read_loop(mut r: OwnedReadHalf, mut buf: Vec<u8>, shared: Arc<Mutex<Sha
         buf.drain(..pos);
         match read_more(&mut r, &mut buf).await {
             Ok(0) if buf.is_empty() => {
-                break (io::ErrorKind::UnexpectedEof, "server closed the connection".into());
+                break (
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection".into(),
+                );
             }
-            Ok(0) => break (io::ErrorKind::UnexpectedEof, FrameError::Incomplete.to_string()),
+            Ok(0) => {
+                break (
+                    io::ErrorKind::UnexpectedEof,
+                    FrameError::Incomplete.to_string(),
+                );
+            }
             Ok(_) => {}
             Err(e) => break (e.kind(), format!("read failed: {e}")),
         }

@@ -224,7 +224,10 @@ impl Client {
         let old = self.rbuf.len();
         self.rbuf.resize(old + READ_CHUNK, 0);
         let result = loop {
-            match self.stream.read(self.rbuf.get_mut(old..).unwrap_or_default()) {
+            match self
+                .stream
+                .read(self.rbuf.get_mut(old..).unwrap_or_default())
+            {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }

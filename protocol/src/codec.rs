@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::types::{
-    Allow, CredentialKind, Deny, List, DenyCode, ErrorCode, ErrorResponse, MessageType, Permission,
+    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, List, MessageType, Permission,
     PermissionList, QuotaOp, QuotaResult, QuotaUse, RateLimit, Request, Response, Verdict,
     VerifyRequest,
 };
@@ -120,10 +120,16 @@ impl fmt::Display for FrameError {
         match self {
             Self::Incomplete => f.write_str("incomplete frame"),
             Self::TooLarge { len } => {
-                write!(f, "frame length {len} exceeds the maximum of {MAX_FRAME_LEN}")
+                write!(
+                    f,
+                    "frame length {len} exceeds the maximum of {MAX_FRAME_LEN}"
+                )
             }
             Self::TooShort { len } => {
-                write!(f, "frame length {len} is shorter than the {HEADER_LEN}-byte header")
+                write!(
+                    f,
+                    "frame length {len} is shorter than the {HEADER_LEN}-byte header"
+                )
             }
             Self::BadMagic => f.write_str("handshake does not start with the TGAT magic"),
             Self::UnsupportedVersion { version } => {
@@ -519,11 +525,7 @@ pub fn encode_request(id: u32, req: &Request<'_>, out: &mut Vec<u8>) -> Result<(
 /// A server calls this with the id of the request it answers and writes
 /// `out` when convenient, batching answers that are ready together. On
 /// error `out` is left exactly as it was.
-pub fn encode_response(
-    id: u32,
-    resp: &Response<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), FrameError> {
+pub fn encode_response(id: u32, resp: &Response<'_>, out: &mut Vec<u8>) -> Result<(), FrameError> {
     encode_frame(out, resp.message_type(), id, |w| match resp {
         Response::Verdict(v) => write_verdict(w, v),
         Response::QuotaResult(q) => {

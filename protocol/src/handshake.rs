@@ -58,7 +58,8 @@ pub fn negotiate_version(offered: u16) -> Result<u16, FrameError> {
 /// or an error after appending an error frame with request id 0 to `out`,
 /// in which case the server writes `out` and closes the connection.
 pub fn server_handshake(buf: &[u8], out: &mut Vec<u8>) -> Result<Option<u16>, FrameError> {
-    let result = decode_handshake(buf).and_then(|offered| offered.map(negotiate_version).transpose());
+    let result =
+        decode_handshake(buf).and_then(|offered| offered.map(negotiate_version).transpose());
     match &result {
         Ok(Some(version)) => encode_handshake(*version, out),
         Ok(None) => {}

@@ -48,9 +48,8 @@ pub use codec::{
     encode_response, frame_request_id,
 };
 pub use handshake::{
-    HANDSHAKE_LEN, HandshakeReply, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
-    decode_handshake, decode_handshake_reply, encode_handshake, negotiate_version,
-    server_handshake,
+    HANDSHAKE_LEN, HandshakeReply, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, decode_handshake,
+    decode_handshake_reply, encode_handshake, negotiate_version, server_handshake,
 };
 pub use types::{
     Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, List, MessageType, Permission,

@@ -434,7 +434,10 @@ fn codes_and_names() {
     }
     assert_eq!(DenyCode::from_u8(0), None);
     assert_eq!(DenyCode::from_u8(14), None);
-    assert_eq!(DenyCode::InsufficientPermissions.as_str(), "INSUFFICIENT_PERMISSIONS");
+    assert_eq!(
+        DenyCode::InsufficientPermissions.as_str(),
+        "INSUFFICIENT_PERMISSIONS"
+    );
     assert_eq!(DenyCode::TeamRateLimited.as_str(), "TEAM_RATE_LIMITED");
     for &code in ErrorCode::ALL {
         assert_eq!(ErrorCode::from_u16(code.as_u16()), Some(code));
@@ -458,10 +461,7 @@ fn echo_verdict_is_realistic() {
     let buf = encode_resp(1, &Response::Verdict(v.clone()));
     assert!((100..400).contains(&buf.len()), "{} bytes", buf.len());
     assert!(v.is_allow());
-    assert_eq!(
-        v.rate_limit().unwrap().remaining,
-        echo::ECHO_RATE_LIMIT - 3
-    );
+    assert_eq!(v.rate_limit().unwrap().remaining, echo::ECHO_RATE_LIMIT - 3);
 }
 
 /// The worked examples in SPEC.md, byte for byte.
@@ -480,14 +480,12 @@ fn spec_examples() {
             .permissions(&[("docs", "read")])
             .quota("docs", 1),
     );
-    let expected = hex(
-        "0000002f 01 0000002a
+    let expected = hex("0000002f 01 0000002a
          0006 74675f616263
          04 0a000007
          0001 0004 646f6373 0004 72656164
          00000001
-         01 0004 646f6373 00000001",
-    );
+         01 0004 646f6373 00000001");
     assert_eq!(encode_req(42, &verify), expected);
 
     let allow = Response::Verdict(Verdict::Allow(Allow {
@@ -508,15 +506,13 @@ fn spec_examples() {
             reset_ms: 60_000,
         }),
     }));
-    let expected = hex(
-        "00000045 81 0000002a
+    let expected = hex("00000045 81 0000002a
          01 01
          0002 7531 0002 7431 0002 6b31
          0001 0005 61646d696e
          0001 0004 646f6373 0002 0004 72656164 0005 7772697465
          00
-         01 00000064 00000063 000000000000ea60",
-    );
+         01 00000064 00000063 000000000000ea60");
     assert_eq!(encode_resp(42, &allow), expected);
 
     let deny = Response::Verdict(Verdict::Deny(Deny {
@@ -529,12 +525,10 @@ fn spec_examples() {
             reset_ms: 1500,
         }),
     }));
-    let expected = hex(
-        "0000002c 81 0000002a
+    let expected = hex("0000002c 81 0000002a
          02 0a
          01 00000000000005dc
          0009 736c6f7720646f776e
-         01 00000064 00000000 00000000000005dc",
-    );
+         01 00000064 00000000 00000000000005dc");
     assert_eq!(encode_resp(42, &deny), expected);
 }
