@@ -531,4 +531,19 @@ fn spec_examples() {
          0009 736c6f7720646f776e
          01 00000064 00000000 00000000000005dc");
     assert_eq!(encode_resp(42, &deny), expected);
+
+    // What the Python sketch in SPEC.md section 8 produces.
+    let sketch = Request::Verify(VerifyRequest::new("tg_abc").permissions(&[("docs", "read")]));
+    assert_eq!(
+        encode_req(42, &sketch),
+        hex("00000021010000002a000674675f6162630000010004646f63730004726561640000000100")
+    );
+    assert_eq!(encode_req(1, &Request::Ping), hex("00000005 04 00000001"));
+    assert_eq!(encode_resp(1, &Response::Pong), hex("00000005 84 00000001"));
+    let mut buf = Vec::new();
+    encode_error(0, ErrorCode::FrameTooLarge, "too large", &mut buf);
+    assert_eq!(
+        buf,
+        hex("00000012 ff 00000000 0003 0009 746f6f206c61726765")
+    );
 }
