@@ -110,20 +110,21 @@ impl Client {
     }
 
     /// Sends one request and waits for its answer; error frames become errors.
+    ///
+    /// Answers with other ids are skipped: they belong to requests abandoned
+    /// earlier (say, the rest of a `verify_many` that failed part-way).
     fn call(&mut self, req: &Request<'_>) -> io::Result<Response<'static>> {
         let id = self.take_ids(1)?;
         self.send(id, req)?;
-        let (got, resp) = self.recv()?;
-        if let Response::Error(e) = resp {
-            return Err(io::Error::other(e));
+        loop {
+            match self.recv()? {
+                (got, Response::Error(e)) if got == id || got == 0 => {
+                    return Err(io::Error::other(e));
+                }
+                (got, resp) if got == id => return Ok(resp),
+                _ => continue,
+            }
         }
-        if got != id {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("response id {got} does not match request id {id}"),
-            ));
-        }
-        Ok(resp)
     }
 
     /// Writes one request frame with a caller-chosen id, without waiting.
@@ -156,6 +157,9 @@ impl Client {
     /// Verifies many credentials over one connection, keeping up to
     /// [`PIPELINE_WINDOW`] requests in flight, and returns the verdicts in
     /// the order of `reqs` whatever order the server answered in.
+    ///
+    /// Fails on the first error frame; answers to the batch's other requests
+    /// may still arrive and are skipped by later calls.
     pub fn verify_many(&mut self, reqs: &[VerifyRequest<'_>]) -> io::Result<Vec<Verdict<'static>>> {
         let base = self.take_ids(reqs.len())?;
         let mut results: Vec<Option<Verdict<'static>>> = vec![None; reqs.len()];
@@ -176,19 +180,28 @@ impl Client {
                 self.stream.write_all(&self.wbuf)?;
             }
             let (id, resp) = self.recv()?;
+            if let (0, Response::Error(e)) = (id, &resp) {
+                return Err(io::Error::other(e.clone()));
+            }
+            // Ids outside this batch answer requests abandoned earlier.
+            let Some(index) = id.checked_sub(base).map(|i| i as usize) else {
+                continue;
+            };
+            if index >= reqs.len() {
+                continue;
+            }
             let verdict = match resp {
                 Response::Verdict(v) => v,
                 Response::Error(e) => return Err(io::Error::other(e)),
                 other => return Err(unexpected(&other)),
             };
-            let slot = id
-                .checked_sub(base)
-                .and_then(|i| results.get_mut(i as usize))
+            let slot = results
+                .get_mut(index)
                 .filter(|slot| slot.is_none())
                 .ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("response id {id} matches no request in flight"),
+                        format!("second response for request id {id}"),
                     )
                 })?;
             *slot = Some(verdict);

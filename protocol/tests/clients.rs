@@ -238,6 +238,16 @@ fn blocking_client_pipelines() {
     seen.sort();
     assert_eq!(seen, [1, 2, 3]);
     assert!(client.verify_many(&[]).unwrap().is_empty());
+
+    // A failure part-way leaves stale answers behind; later calls skip them.
+    let reqs: Vec<_> = ["a", "b", "boom", "c", "d"]
+        .iter()
+        .map(VerifyRequest::new)
+        .collect();
+    let err = client.verify_many(&reqs).unwrap_err();
+    assert!(err.to_string().contains("store unavailable"), "{err}");
+    let v = client.verify(&VerifyRequest::new("after")).unwrap();
+    assert_eq!(credential_id(&v), "after");
 }
 
 #[test]
