@@ -527,54 +527,74 @@ impl Engine {
 
     /// Creates an API key; returns the record and the secret, shown this once.
     pub fn create_key(&self, new: NewKey) -> Result<(ApiKey, String), EngineError> {
-        let prefix = new.prefix.as_deref().unwrap_or(DEFAULT_KEY_PREFIX);
-        secret::validate_prefix(prefix).or_else(|e| invalid("prefix", e))?;
-        if prefix == ACCESS_TOKEN_PREFIX {
-            return invalid("prefix", format!("{ACCESS_TOKEN_PREFIX:?} is reserved for access tokens"));
-        }
-        if let Some(n) = &new.name {
-            check_name("name", n)?;
-        }
-        validate_limits(new.refill, new.rate_limit)?;
-        let ips = parse_ips(&new.whitelisted_ips)?;
-        let metadata = check_metadata(new.metadata.as_deref().unwrap_or("{}"))?;
+        let mut v = self.create_keys(vec![new])?;
+        Ok(v.remove(0))
+    }
+
+    /// Creates many API keys in one durable write (imports, fixtures, benches):
+    /// all are created or, if one is invalid, none.
+    pub fn create_keys(&self, news: Vec<NewKey>) -> Result<Vec<(ApiKey, String)>, EngineError> {
         let now = now_ms();
-        let expires_at = match new.expires_in_secs {
-            Some(0) => return invalid("expiresIn", "must be at least 1 second"),
-            Some(s) => Some(now.saturating_add(s.saturating_mul(1000))),
-            None => None,
-        };
+        let mut checked = Vec::with_capacity(news.len());
+        for new in news {
+            let prefix = new.prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
+            secret::validate_prefix(&prefix).or_else(|e| invalid("prefix", e))?;
+            if prefix == ACCESS_TOKEN_PREFIX {
+                return invalid("prefix", format!("{ACCESS_TOKEN_PREFIX:?} is reserved for access tokens"));
+            }
+            if let Some(n) = &new.name {
+                check_name("name", n)?;
+            }
+            validate_limits(new.refill, new.rate_limit)?;
+            let ips = parse_ips(&new.whitelisted_ips)?;
+            let metadata = check_metadata(new.metadata.as_deref().unwrap_or("{}"))?;
+            let expires_at = match new.expires_in_secs {
+                Some(0) => return invalid("expiresIn", "must be at least 1 second"),
+                Some(s) => Some(now.saturating_add(s.saturating_mul(1000))),
+                None => None,
+            };
+            checked.push((new, prefix, ips, metadata, expires_at));
+        }
         let _g = self.admin.lock();
-        let user = self.live_user(&new.user_id)?;
-        let s = secret::generate(&self.rng, prefix);
-        let key = ApiKey {
-            id: secret::new_id(&self.rng, "key_"),
-            team_id: user.team.id.to_string(),
-            user_id: user.id.to_string(),
-            name: new.name,
-            prefix: prefix.to_owned(),
-            start: s.start,
-            hash: s.hash,
-            enabled: true,
-            expires_at,
-            remaining: new.remaining.or(new.refill.map(|r| r.amount)),
-            refill: new.refill,
-            rate_limit: new.rate_limit,
-            permissions: new.permissions,
-            metadata,
-            whitelisted_ips: new.whitelisted_ips,
-            created_at: now,
-            updated_at: now,
-        };
-        let usage = Usage { remaining: key.remaining.unwrap_or(0), period: 0, anchor: now, request_count: 0, last_used_at: 0 };
-        let mut b = Batch::default();
-        b.put(Table::Keys, &key.id, &key);
-        b.put(Table::Usage, &key.id, &usage);
-        self.store.apply(b, true)?;
-        let entry = key_entry(key.clone(), ips, user, Arc::new(counters(&usage, key.refill)));
-        self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
-        self.index.keys.insert(key.id.clone(), entry);
-        Ok((key, s.plaintext))
+        let mut batch = Batch::default();
+        let mut created = Vec::with_capacity(checked.len());
+        for (new, prefix, ips, metadata, expires_at) in checked {
+            let user = self.live_user(&new.user_id)?;
+            let s = secret::generate(&self.rng, &prefix);
+            let key = ApiKey {
+                id: secret::new_id(&self.rng, "key_"),
+                team_id: user.team.id.to_string(),
+                user_id: user.id.to_string(),
+                name: new.name,
+                prefix,
+                start: s.start,
+                hash: s.hash,
+                enabled: true,
+                expires_at,
+                remaining: new.remaining.or(new.refill.map(|r| r.amount)),
+                refill: new.refill,
+                rate_limit: new.rate_limit,
+                permissions: new.permissions,
+                metadata,
+                whitelisted_ips: new.whitelisted_ips,
+                created_at: now,
+                updated_at: now,
+            };
+            let usage = Usage { remaining: key.remaining.unwrap_or(0), period: 0, anchor: now, request_count: 0, last_used_at: 0 };
+            batch.put(Table::Keys, &key.id, &key);
+            batch.put(Table::Usage, &key.id, &usage);
+            created.push((key, s.plaintext, ips, user, usage));
+        }
+        self.store.apply(batch, true)?;
+        Ok(created
+            .into_iter()
+            .map(|(key, plaintext, ips, user, usage)| {
+                let entry = key_entry(key.clone(), ips, user, Arc::new(counters(&usage, key.refill)));
+                self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
+                self.index.keys.insert(key.id.clone(), entry);
+                (key, plaintext)
+            })
+            .collect())
     }
 
     fn live_user(&self, id: &str) -> Result<Arc<UserEntry>, EngineError> {

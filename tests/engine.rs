@@ -1,0 +1,271 @@
+//! The engine end to end: exact counters under concurrency, and persistence
+//! across restarts.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Barrier;
+
+use tollgate::core::model::{Permissions, RateLimit, Refill, Role, Tier, UserStatus};
+use tollgate::core::verify::{DenyCode, Verdict, VerifyRequest};
+use tollgate::engine::{KeyUpdate, NewKey, now_us};
+
+const THREADS: usize = 8;
+const ATTEMPTS: usize = 10_000;
+
+/// Runs `THREADS` × `ATTEMPTS` verifications of `f` and tallies the outcomes.
+fn hammer(f: impl Fn(usize) -> Verdict + Sync) -> HashMap<Option<DenyCode>, usize> {
+    let barrier = Barrier::new(THREADS);
+    let tallies: Vec<HashMap<Option<DenyCode>, usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (barrier, f) = (&barrier, &f);
+                s.spawn(move || {
+                    let mut m = HashMap::new();
+                    barrier.wait();
+                    for i in 0..ATTEMPTS {
+                        *m.entry(f(t * ATTEMPTS + i).code()).or_default() += 1;
+                    }
+                    m
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut total = HashMap::new();
+    for m in tallies {
+        for (k, v) in m {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    total
+}
+
+#[test]
+fn remaining_uses_admit_exactly_n_under_contention() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "alice");
+    let (key, secret) = e.create_key(NewKey { user_id: user, remaining: Some(1000), ..Default::default() }).unwrap();
+    let t = hammer(|_| e.verify(&VerifyRequest::new(&secret)));
+    assert_eq!(t.get(&None), Some(&1000), "{t:?}");
+    assert_eq!(t.get(&Some(DenyCode::UsageExceeded)), Some(&(THREADS * ATTEMPTS - 1000)));
+    let (_, usage) = e.key(&key.id).unwrap();
+    assert_eq!((usage.remaining, usage.request_count), (0, 1000));
+}
+
+#[test]
+fn token_bucket_admits_exactly_its_burst_under_contention() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "bob");
+    let limit = RateLimit { max: 1000, window_ms: 3_600_000 };
+    let (_, secret) = e.create_key(NewKey { user_id: user, rate_limit: Some(limit), ..Default::default() }).unwrap();
+    // The clock is stopped so that no refill happens during the test.
+    let now = now_us();
+    let t = hammer(|_| e.verify_at(&VerifyRequest::new(&secret), now));
+    assert_eq!(t.get(&None), Some(&1000), "{t:?}");
+    assert_eq!(t.get(&Some(DenyCode::RateLimited)), Some(&(THREADS * ATTEMPTS - 1000)));
+    // 3.6 s later exactly one more request fits.
+    let later = now + 3_600_000;
+    assert!(e.verify_at(&VerifyRequest::new(&secret), later).is_allow());
+    assert_eq!(e.verify_at(&VerifyRequest::new(&secret), later).code(), Some(DenyCode::RateLimited));
+}
+
+#[test]
+fn team_per_minute_limit_is_shared_and_exact_across_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"
+[tiers.Start]
+requests_per_minute = 1000
+members = 3
+documents = 250
+log_retention_days = 90
+"#;
+    let e = common::engine(dir.path(), toml);
+    let (_, user) = common::team_and_user(&e, Tier::Start, "carol");
+    let secrets: Vec<String> = (0..THREADS)
+        .map(|_| e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap().1)
+        .collect();
+    // Start of a minute plus one second: the whole test is inside one window.
+    let now = (now_us() / 60_000_000 + 1) * 60_000_000 + 1_000_000;
+    let t = hammer(|i| e.verify_at(&VerifyRequest::new(&secrets[i / ATTEMPTS]), now));
+    assert_eq!(t.get(&None), Some(&1000), "{t:?}");
+    assert_eq!(t.get(&Some(DenyCode::TeamRateLimited)), Some(&(THREADS * ATTEMPTS - 1000)));
+    // The next minute starts afresh.
+    assert!(e.verify_at(&VerifyRequest::new(&secrets[0]), now + 60_000_000).is_allow());
+}
+
+#[test]
+fn team_document_quota_is_exact_and_a_denial_consumes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (team, user) = common::team_and_user(&e, Tier::Pro, "dave");
+    let (key, secret) = e.create_key(NewKey { user_id: user, remaining: Some(6000), ..Default::default() }).unwrap();
+    let t = hammer(|_| {
+        let mut r = VerifyRequest::new(&secret);
+        r.quota = Some(("documents", 1));
+        e.verify(&r)
+    });
+    assert_eq!(t.get(&None), Some(&5000), "{t:?}");
+    assert_eq!(e.quota_used(&team).unwrap(), 5000);
+    // Quota denials gave back the key's uses: 6000 - 5000 allowed.
+    assert_eq!(e.key(&key.id).unwrap().1.remaining, 1000);
+    assert_eq!(e.release_quota(&team, 10).unwrap(), 4990);
+}
+
+#[test]
+fn every_check_has_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "erin");
+    let mut perms = Permissions::default();
+    perms.0.insert("files".into(), vec!["read".into()]);
+    let (key, secret) = e
+        .create_key(NewKey {
+            user_id: user.clone(),
+            permissions: perms,
+            whitelisted_ips: vec!["10.0.0.0/8".into(), "2001:db8::1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let v = |cred: &str, ip: &str, perms: &[(&str, &str)]| {
+        let mut r = VerifyRequest::new(cred);
+        r.ip = Some(ip.parse().unwrap());
+        r.permissions = perms;
+        e.verify(&r).code()
+    };
+    assert_eq!(v(&secret, "10.1.2.3", &[("files", "read")]), None);
+    assert_eq!(v(&secret, "2001:db8::1", &[]), None);
+    assert_eq!(v(&secret, "11.1.2.3", &[]), Some(DenyCode::IpNotAllowed));
+    assert_eq!(v(&secret, "10.1.2.3", &[("files", "write")]), Some(DenyCode::InsufficientPermissions));
+    assert_eq!(e.verify(&VerifyRequest::new(&secret)).code(), Some(DenyCode::IpNotAllowed), "no IP, allowlist set");
+    let mut forged = secret.clone();
+    forged.replace_range(5..6, if &secret[5..6] == "a" { "b" } else { "a" });
+    assert_eq!(v(&forged, "10.1.2.3", &[]), Some(DenyCode::Malformed));
+    let unknown = e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap();
+    e.delete_key(&unknown.0.id).unwrap();
+    assert_eq!(v(&unknown.1, "10.1.2.3", &[]), Some(DenyCode::NotFound));
+
+    e.update_key(&key.id, KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
+    assert_eq!(v(&secret, "10.1.2.3", &[]), Some(DenyCode::Disabled));
+    e.update_key(&key.id, KeyUpdate { enabled: Some(true), expires_at: Some(Some(1)), ..Default::default() }).unwrap();
+    assert_eq!(v(&secret, "10.1.2.3", &[]), Some(DenyCode::Expired));
+    e.update_key(&key.id, KeyUpdate { expires_at: Some(None), ..Default::default() }).unwrap();
+    e.update_user(&user, None, Some(UserStatus::Disabled), None).unwrap();
+    assert_eq!(v(&secret, "10.1.2.3", &[]), Some(DenyCode::Disabled));
+    e.update_user(&user, None, Some(UserStatus::Enabled), None).unwrap();
+    assert_eq!(v(&secret, "10.1.2.3", &[]), None);
+
+    // Access tokens act with their user's role and die when revoked.
+    let (tok, plain) = e.create_token(&user, "ci", "personal", Some(30)).unwrap();
+    assert!(e.verify(&VerifyRequest::new(&plain)).is_allow());
+    e.update_user(&user, Some(Role::Reader), None, None).unwrap();
+    let mut r = VerifyRequest::new(&plain);
+    r.permissions = &[("documents", "update")];
+    assert_eq!(e.verify(&r).code(), Some(DenyCode::InsufficientPermissions));
+    e.revoke_token(&tok.id).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&plain)).code(), Some(DenyCode::Revoked));
+}
+
+#[test]
+fn refill_restores_remaining_each_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "frank");
+    let refill = Refill { amount: 3, interval_ms: 60_000 };
+    let (key, secret) = e.create_key(NewKey { user_id: user, refill: Some(refill), ..Default::default() }).unwrap();
+    let start = key.created_at * 1000;
+    let at = |t: u64| e.verify_at(&VerifyRequest::new(&secret), start + t).code();
+    assert_eq!([at(0), at(1), at(2)], [None, None, None]);
+    match e.verify_at(&VerifyRequest::new(&secret), start + 3) {
+        Verdict::Deny(d) => {
+            assert_eq!(d.code, DenyCode::UsageExceeded);
+            assert_eq!(d.retry_after_ms, Some(60_000));
+        }
+        v => panic!("{v:?}"),
+    }
+    assert_eq!(at(60_000_000), None);
+}
+
+#[test]
+fn everything_acknowledged_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (team, user, kept, deleted, token, used);
+    {
+        let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+        (team, user) = common::team_and_user(&e, Tier::Pro, "grace");
+        let k = e.create_key(NewKey { user_id: user.clone(), remaining: Some(10), name: Some("kept".into()), ..Default::default() }).unwrap();
+        let d = e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap();
+        e.delete_key(&d.0.id).unwrap();
+        let t = e.create_token(&user, "laptop", "personal", None).unwrap();
+        for _ in 0..4 {
+            assert!(e.verify(&VerifyRequest::new(&k.1)).is_allow());
+        }
+        assert!(e.verify(&VerifyRequest::new(&t.1)).is_allow());
+        e.consume_quota(&team, 7).unwrap().unwrap();
+        e.set_team_tier(&team, Tier::Master).unwrap();
+        e.update_key(&k.0.id, KeyUpdate { name: Some(Some("renamed".into())), ..Default::default() }).unwrap();
+        used = e.key(&k.0.id).unwrap().1;
+        e.shutdown().unwrap();
+        (kept, deleted, token) = (k, d, t);
+    }
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (k, usage) = e.key(&kept.0.id).unwrap();
+    assert_eq!(k.name.as_deref(), Some("renamed"));
+    assert_eq!(usage, used);
+    assert_eq!((usage.remaining, usage.request_count), (6, 4));
+    assert!(e.verify(&VerifyRequest::new(&kept.1)).is_allow());
+    assert_eq!(e.verify(&VerifyRequest::new(&deleted.1)).code(), Some(DenyCode::NotFound));
+    assert!(e.verify(&VerifyRequest::new(&token.1)).is_allow());
+    assert!(e.token(&token.0.id).unwrap().1 > 0, "last_used_at persisted");
+    assert_eq!(e.quota_used(&team).unwrap(), 7);
+    assert_eq!(e.team(&team).unwrap().tier, Tier::Master);
+    // A JWT issued before the restart still verifies (the signing key persisted).
+    let jwt = e.login("grace", "correct horse battery").unwrap();
+    drop(e);
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    assert!(e.verify(&VerifyRequest::new(&jwt)).is_allow());
+    assert_eq!(e.user(&user).unwrap().username, "grace");
+}
+
+#[test]
+fn jwt_login_revocation_and_user_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "heidi");
+    assert!(e.login("heidi", "wrong password").is_err());
+    assert!(e.login("nobody", "correct horse battery").is_err());
+    let jwt = e.login("heidi", "correct horse battery").unwrap();
+    match e.verify(&VerifyRequest::new(&jwt)) {
+        Verdict::Allow(a) => {
+            assert_eq!(&*a.subject, user.as_str());
+            assert_eq!(a.role, Role::Administrator);
+        }
+        v => panic!("{v:?}"),
+    }
+    // Repeated (cached) verification still sees a disabled user.
+    e.update_user(&user, None, Some(UserStatus::Disabled), None).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&jwt)).code(), Some(DenyCode::Disabled));
+    assert!(e.login("heidi", "correct horse battery").is_err());
+    e.update_user(&user, None, Some(UserStatus::Enabled), None).unwrap();
+    e.revoke_user_jwts(&user).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&jwt)).code(), Some(DenyCode::Revoked));
+    // Login with an API key as the username.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (_, key) = e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap();
+    let jwt2 = e.login_with_key(&key, None).unwrap();
+    assert!(e.verify(&VerifyRequest::new(&jwt2)).is_allow());
+    e.delete_user(&user).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&jwt2)).code(), Some(DenyCode::Revoked));
+    assert_eq!(e.verify(&VerifyRequest::new(&key)).code(), Some(DenyCode::Disabled));
+}
+
+#[test]
+fn tier_member_limit_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), "");
+    let (team, _) = common::team_and_user(&e, Tier::Free, "ivan");
+    let err = e.create_user(&team, "judy", "correct horse battery", Role::Reader, UserStatus::Enabled).unwrap_err();
+    assert!(err.to_string().contains("Free tier allows 1 members"), "{err}");
+}
