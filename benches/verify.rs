@@ -1,0 +1,145 @@
+//! Criterion benchmarks of the hot paths. Run with `cargo bench --bench verify`;
+//! BENCHMARKS.md records the results and the machine they came from.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tollgate::config::Config;
+use tollgate::core::jwt::{Claims, JwtAlg, JwtKeyConfig, JwtKeys, JwtSettings};
+use tollgate::core::limits::Gcra;
+use tollgate::core::model::{RateLimit, Role, Tier, UserStatus};
+use tollgate::core::verify::VerifyRequest;
+use tollgate::engine::{Engine, NewKey, now_us};
+
+const KEYS: usize = 1_000_000;
+
+fn engine(dir: &std::path::Path) -> Engine {
+    let mut c = Config::parse(
+        "[tiers.Pro]\nrequests_per_minute = \"unlimited\"\nmembers = \"unlimited\"\ndocuments = 5000\nlog_retention_days = \"unlimited\"\n",
+    )
+    .unwrap();
+    c.data = dir.join("data");
+    Engine::open(&c).unwrap()
+}
+
+/// One API key verification with a million keys loaded: checksum, SHA-256,
+/// lookup, checks, counters.
+fn api_key(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let team = e.create_team("bench", Tier::Pro).unwrap();
+    let user = e.create_user(&team.id, "bench", "bench password", Role::Administrator, UserStatus::Enabled).unwrap();
+    let t = Instant::now();
+    let mut secrets = Vec::with_capacity(KEYS);
+    for _ in 0..KEYS / 100_000 {
+        let batch = (0..100_000).map(|_| NewKey { user_id: user.id.clone(), ..Default::default() }).collect();
+        secrets.extend(e.create_keys(batch).unwrap().into_iter().map(|(_, s)| s));
+    }
+    eprintln!("loaded {} keys in {:?}", e.index().keys.len(), t.elapsed());
+    // Visit keys in a scattered order so the lookups are not cache-friendly.
+    let mut i = 0usize;
+    c.bench_function("api_key_verify/1M_keys", |b| {
+        b.iter(|| {
+            i = (i + 7_919) % KEYS;
+            black_box(e.verify_at(&VerifyRequest::new(&secrets[i]), now_us()))
+        })
+    });
+    let (_, limited) = e
+        .create_key(NewKey {
+            user_id: user.id.clone(),
+            remaining: Some(u32::MAX),
+            rate_limit: Some(RateLimit { max: u32::MAX, window_ms: 1000 }),
+            ..Default::default()
+        })
+        .unwrap();
+    c.bench_function("api_key_verify/with_remaining_and_rate_limit", |b| {
+        b.iter(|| black_box(e.verify_at(&VerifyRequest::new(&limited), now_us())))
+    });
+    c.bench_function("api_key_verify/malformed", |b| {
+        b.iter(|| black_box(e.verify_at(&VerifyRequest::new("tg_0000000000000000000000000000000000000"), now_us())))
+    });
+    let (_, token) = e.create_token(&user.id, "bench", "personal", None).unwrap();
+    c.bench_function("access_token_verify", |b| {
+        b.iter(|| black_box(e.verify_at(&VerifyRequest::new(&token), now_us())))
+    });
+    let jwt = e.login("bench", "bench password").unwrap();
+    c.bench_function("engine_jwt_verify/EdDSA_cached", |b| {
+        b.iter(|| black_box(e.verify_at(&VerifyRequest::new(&jwt), now_us())))
+    });
+}
+
+fn key_config(alg: JwtAlg) -> JwtKeyConfig {
+    let pem = |f: &str| std::fs::read_to_string(format!("{}/tests/keys/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let (secret, private) = match alg {
+        JwtAlg::HS256 => (Some("a bench secret of at least thirty-two bytes".to_owned()), None),
+        JwtAlg::RS256 => (None, Some(pem("rsa2048.pem"))),
+        JwtAlg::ES256 => (None, Some(pem("p256.pem"))),
+        JwtAlg::EdDSA => (None, Some(pem("ed25519.pem"))),
+    };
+    JwtKeyConfig { kid: format!("{alg:?}"), alg, secret, private_key_pem: private, public_key_pem: None }
+}
+
+/// JWT verification per algorithm, without the cache (every call checks the
+/// signature) and with it (a repeated token).
+fn jwt(c: &mut Criterion) {
+    let now = now_us() / 1_000_000;
+    for alg in [JwtAlg::HS256, JwtAlg::RS256, JwtAlg::ES256, JwtAlg::EdDSA] {
+        for (label, capacity) in [("cold", 0), ("cached", 1000)] {
+            let settings = JwtSettings {
+                issuer: "tollgate".into(),
+                audience: None,
+                leeway_secs: 30,
+                ttl_secs: 3600,
+                max_token_bytes: 4096,
+                cache_capacity: capacity,
+                signing_kid: format!("{alg:?}"),
+                keys: vec![key_config(alg)],
+            };
+            let keys = JwtKeys::new(&settings).unwrap();
+            let token = keys
+                .issue(&Claims {
+                    iss: "tollgate".into(),
+                    sub: "user_0123456789abcdefghij".into(),
+                    aud: None,
+                    iat: now,
+                    exp: now + 3600,
+                    nbf: now,
+                    jti: "5b0f8b1e-4c5c-4b8e-9a57-2f0c1f3e6a11".into(),
+                    prv: "tollgate".into(),
+                    team: "team_0123456789abcdefghij".into(),
+                    roles: vec!["Administrator".into()],
+                    subscription: "Pro".into(),
+                })
+                .unwrap();
+            c.bench_function(&format!("jwt_verify/{alg:?}_{label}"), |b| {
+                b.iter(|| black_box(keys.verify(black_box(&token), now)))
+            });
+        }
+    }
+}
+
+/// One GCRA update that admits (time advances so the bucket never empties).
+fn bucket(c: &mut Criterion) {
+    let g = Arc::new(Gcra::default());
+    let limit = RateLimit { max: 100, window_ms: 1000 };
+    let mut now = now_us();
+    c.bench_function("bucket_update", |b| {
+        b.iter_batched(
+            || {
+                now += 10_000;
+                now
+            },
+            |t| black_box(g.try_take(limit, t, 1)),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
+    targets = bucket, jwt, api_key
+}
+criterion_main!(benches);
