@@ -406,6 +406,8 @@ struct KeyEntry {
     kid: Box<str>,
     alg: JwtAlg,
     verifier: Verifier,
+    /// The encoded header [`JwtKeys::issue`] writes for this key.
+    canonical_header_b64: String,
 }
 
 /// The signing key plus its precomputed, base64url-encoded header.
@@ -479,8 +481,17 @@ fn is_json_object(json: &[u8]) -> bool {
         .is_some_and(|b| *b == b'{')
 }
 
-/// Splits a compact JWS into header, payload, signature and signing input.
-fn split_token(token: &[u8]) -> Result<(&[u8], &[u8], &[u8], &[u8]), JwtReject> {
+/// The still-encoded segments of a compact JWS.
+struct Segments<'a> {
+    header: &'a [u8],
+    payload: &'a [u8],
+    signature: &'a [u8],
+    /// `header.payload`, the bytes covered by the signature.
+    signing_input: &'a [u8],
+}
+
+/// Splits a compact JWS into exactly three non-empty segments.
+fn split_token(token: &[u8]) -> Result<Segments<'_>, JwtReject> {
     const NOT_THREE: JwtReject = JwtReject::Malformed("token is not three base64url segments");
     let first = token.iter().position(|b| *b == b'.').ok_or(NOT_THREE)?;
     let (header, rest) = token.split_at(first);
@@ -488,15 +499,17 @@ fn split_token(token: &[u8]) -> Result<(&[u8], &[u8], &[u8], &[u8]), JwtReject> 
     let second = rest.iter().position(|b| *b == b'.').ok_or(NOT_THREE)?;
     let (payload, rest) = rest.split_at(second);
     let signature = rest.get(1..).ok_or(NOT_THREE)?;
-    if header.is_empty()
-        || payload.is_empty()
-        || signature.is_empty()
-        || signature.contains(&b'.')
+    if header.is_empty() || payload.is_empty() || signature.is_empty() || signature.contains(&b'.')
     {
         return Err(NOT_THREE);
     }
     let signing_input = token.get(..first + 1 + second).ok_or(NOT_THREE)?;
-    Ok((header, payload, signature, signing_input))
+    Ok(Segments {
+        header,
+        payload,
+        signature,
+        signing_input,
+    })
 }
 
 /// Parses a DER `RSAPublicKey` (PKCS#1) into big-endian `(n, e)` without
@@ -535,6 +548,22 @@ fn parse_rsa_public_key(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         return None;
     }
     Some((unsigned(n)?, unsigned(e)?))
+}
+
+/// DER encoding of the prime256v1 (P-256) curve OID.
+const P256_OID_DER: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// Returns true when the DER inside a PEM text contains `needle`; used to
+/// confirm the curve of an EC public key, which `jsonwebtoken` does not check.
+fn pem_der_contains(pem: &[u8], needle: &[u8]) -> bool {
+    let body: Vec<u8> = String::from_utf8_lossy(pem)
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .flat_map(|line| line.trim().bytes())
+        .collect();
+    STANDARD
+        .decode(body)
+        .is_ok_and(|der| der.windows(needle.len()).any(|w| w == needle))
 }
 
 /// Number of significant bits in a big-endian unsigned integer.
@@ -597,8 +626,9 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
         (JwtAlg::RS256, Some(pem)) => {
             let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem)
                 .map_err(|_| err("private_key_pem is not a pkcs#1 or pkcs#8 rsa private key"))?;
-            let pair = rsig::RsaKeyPair::from_der(key.inner())
-                .map_err(|_| err("private_key_pem is not a valid rsa private key of 2048 to 8192 bits"))?;
+            let pair = rsig::RsaKeyPair::from_der(key.inner()).map_err(|_| {
+                err("private_key_pem is not a valid rsa private key of 2048 to 8192 bits")
+            })?;
             let comps = rsig::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
             (
                 Some(Verifier::Rsa {
@@ -650,8 +680,13 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
             let key = jsonwebtoken::DecodingKey::from_ec_pem(pem)
                 .map_err(|_| err("public_key_pem is not an ec public key"))?;
             let point = key.as_bytes();
+            if !pem_der_contains(pem, &P256_OID_DER) {
+                return Err(err("public_key_pem is not on the p-256 curve"));
+            }
             if point.len() != 65 || point.first() != Some(&4) {
-                return Err(err("public_key_pem is not an uncompressed p-256 public key"));
+                return Err(err(
+                    "public_key_pem is not an uncompressed p-256 public key",
+                ));
             }
             Some(Verifier::Ecdsa(point.to_vec()))
         }
@@ -723,20 +758,21 @@ impl JwtKeys {
             if let Some(jwk) = verifier.jwk(&cfg.kid, cfg.alg) {
                 jwks.push(jwk);
             }
+            let header = serde_json::to_vec(&OutHeader {
+                alg: cfg.alg.as_str(),
+                typ: "JWT",
+                kid: &cfg.kid,
+            })
+            .map_err(|_| JwtConfigError::Key {
+                kid: cfg.kid.clone(),
+                reason: "cannot serialize the token header",
+            })?;
+            let canonical_header_b64 = URL_SAFE_NO_PAD.encode(header);
             if cfg.kid == settings.signing_kid {
-                let signer = signer
-                    .ok_or_else(|| JwtConfigError::SigningKeyCannotSign(cfg.kid.clone()))?;
-                let header = serde_json::to_vec(&OutHeader {
-                    alg: cfg.alg.as_str(),
-                    typ: "JWT",
-                    kid: &cfg.kid,
-                })
-                .map_err(|_| JwtConfigError::Key {
-                    kid: cfg.kid.clone(),
-                    reason: "cannot serialize the token header",
-                })?;
+                let signer =
+                    signer.ok_or_else(|| JwtConfigError::SigningKeyCannotSign(cfg.kid.clone()))?;
                 signing = Some(SigningKey {
-                    header_b64: URL_SAFE_NO_PAD.encode(header),
+                    header_b64: canonical_header_b64.clone(),
                     signer,
                 });
             }
@@ -744,6 +780,7 @@ impl JwtKeys {
                 kid: cfg.kid.clone().into_boxed_str(),
                 alg: cfg.alg,
                 verifier,
+                canonical_header_b64,
             });
         }
         let signing = signing
@@ -833,11 +870,21 @@ impl JwtKeys {
         Ok(claims)
     }
 
-    /// Full verification without the cache.
-    fn verify_uncached(&self, token: &[u8], now: u64) -> Result<Claims, JwtReject> {
+    /// Decodes and checks the header and returns the key it designates.
+    ///
+    /// Tokens we issued carry a byte-identical header per key, so comparing
+    /// the encoded header with each key's canonical header skips decoding
+    /// and JSON parsing on the common path. That comparison involves only
+    /// public bytes, and any other header goes through the full checks.
+    fn select_key(&self, header_b64: &[u8]) -> Result<&KeyEntry, JwtReject> {
         use JwtReject::{BadSignature, Malformed};
-        let (header_b64, payload_b64, sig_b64, signing_input) = split_token(token)?;
-
+        if let Some(key) = self
+            .keys
+            .iter()
+            .find(|k| k.canonical_header_b64.as_bytes() == header_b64)
+        {
+            return Ok(key);
+        }
         if header_b64.len() > MAX_HEADER_B64 {
             return Err(Malformed("header is too large"));
         }
@@ -873,6 +920,20 @@ impl JwtKeys {
         if key.alg != alg {
             return Err(BadSignature("alg does not match the key's pinned alg"));
         }
+        Ok(key)
+    }
+
+    /// Full verification without the cache.
+    fn verify_uncached(&self, token: &[u8], now: u64) -> Result<Claims, JwtReject> {
+        use JwtReject::{BadSignature, Malformed};
+        let Segments {
+            header: header_b64,
+            payload: payload_b64,
+            signature: sig_b64,
+            signing_input,
+        } = split_token(token)?;
+
+        let key = self.select_key(header_b64)?;
 
         if sig_b64.len() > MAX_SIG_B64 {
             return Err(Malformed("signature is too large"));
@@ -907,7 +968,11 @@ impl JwtKeys {
         if !is_json_object(payload) {
             return Err(Malformed("claims are not a json object"));
         }
-        let claims: Claims = serde_json::from_slice(payload).map_err(|e| {
+        // One UTF-8 check over the whole payload is cheaper than serde_json's
+        // per-string checks on a byte slice.
+        let payload =
+            std::str::from_utf8(payload).map_err(|_| Malformed("claims are not valid json"))?;
+        let claims: Claims = serde_json::from_str(payload).map_err(|e| {
             if e.is_data() {
                 Malformed("claims are missing or wrongly typed")
             } else {
@@ -966,5 +1031,1166 @@ impl JwtKeys {
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2048-bit RSA test key (PKCS#8), generated with `openssl genrsa 2048`.
+    const RSA_PRIVATE_PKCS8: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCuEIzAHPwQAl+o
+ZNFHBvXCPOYCrAc0PhA8t82f/pu2DOG0LKPlny8f2wTPij6xhIRlDVD065X7e6nM
+i1xXayGXLahDcwzL/8X3LlGPFKDZsO+bDkk1qivl83JLsYHNrN3L29Lp85iwgOAI
+Q4atOBIr+AwwLpTeKSsS+shmbIgc5BROBQNf2h/tH1B85HgfEZ1iunrGUsjyId2+
+1gSSp6OCcl0u+AxtXhbz3ylf7XEQzVsT+HVzRn+l/qhLIdRHzDPMijhKAuPoqCYI
+PkjhxFP/4iXOE92bmonDySJS49XhLWkQICVXu+7Q5pxgFvfJhSGGXVmJfKgmvFQl
+9Ms5MKJPAgMBAAECggEAD1aYAInNUF/VLBKOOnMLju0s24lrLRhW9/K+ZN3bvMQP
+03+nhaFsVqNHHj6xXZUu0XTF8H8d/UYdZU/WeEGReS/lxuPJeeR0/l4Pg8sujWBB
+DOnKW7c+HQpBxRfEN2qHNOKPCFyV1N/WXgQNRxBM0aEO+ePw7E62Y/rDU/s2V01A
+nqhqtCj5bsBa49275JFoKXRwwVdasJ+TIOyXMgMY2VzrrGDVyFn3CJk7YcjNCVl7
+0C4Y5mT+5tU9+xES2Hp/TA+yMjdWZv8POz6Nn8w6KKd9p0xDEfCKaD7KDNTe1G3O
+aT3AFEa3YSOg9lXvpdm9yS9yIA4k8Ef5p997evpEOQKBgQDa1pJek/h42DwTlZQd
+lvzZhUUuiAq/hvZo7gNna8MG2dozSBoe74Cc9SNLlY8tW335L9vkFDUdRli2bTw6
+52mJxZi3dx4qAJFRmshqK4lctmkLa5YMfYYSII2X0Mz4osYO3l6nIxAe+KtdJXkY
+Ynca9vg9HLEMI/NenkFifXm+IwKBgQDLn5BfWgO3JA69lLOHPwN9H0KTfVtRivx6
+gxUDb8HGh3JOGvmrp6JecRdGDTVP+w+V8r5/h4AmOg0EmrESuY9m7r1zFfCI3Sns
+7ZSvOExYSLwowbbDaTDHN7ndmPdzMg1Tw7ld2Cpi70g7G6Kd2XNguoRODR8Uyd7Q
+68oiXNyP5QKBgGl15H3ds22RT4pkmEeWPu4Y0pk1CHD6en9gzJUnkooXrJbwFV55
+LzL00/iV77T9FX1j+gU1U89y2ke35sHASdUSO6GWrxuwwFdiT1kS+BSM95yAUYRd
+baIIvBPAlTbxQp9hvJ2xQRCb6AFwkKYWta1x/Xl9/TiLjro3a+0p6OSfAoGAALPC
+KbIDxUPokRrMK7E579qFvkB2aieSi1GcZvChuG+LI13QcpkXZD/7lpBBGM+C1D+M
+DKCI/pjApr1p0ui05+P230i6FZ69oEWJd7k3+i32CCXy3WWld2pnx63ZXJpVlW5d
+W0d9je3JT/rearDvRuwdvK8q5kVz8UB+5/NuB0kCgYEAxctgD0j/SXXQflYNRBrg
+cuByFkD7IOOkp+rZ2NAjXui+WDRPbfE/ZrbUAGgs5KqfWRFSjdyE4GIsE4FqmZM2
+Z9lQrJfcVCnq9iBMzkeKjioLqC25wL9Bx4dMf278JNWa8uoq1uxdVE0wbONNSjG9
+v6PS+rZRz7xitnrUi30PIwM=
+-----END PRIVATE KEY-----
+";
+
+    /// The same RSA key in PKCS#1 form (`openssl rsa -traditional`).
+    const RSA_PRIVATE_PKCS1: &str = "\
+-----BEGIN RSA PRIVATE KEY-----
+MIIEowIBAAKCAQEArhCMwBz8EAJfqGTRRwb1wjzmAqwHND4QPLfNn/6btgzhtCyj
+5Z8vH9sEz4o+sYSEZQ1Q9OuV+3upzItcV2shly2oQ3MMy//F9y5RjxSg2bDvmw5J
+Naor5fNyS7GBzazdy9vS6fOYsIDgCEOGrTgSK/gMMC6U3ikrEvrIZmyIHOQUTgUD
+X9of7R9QfOR4HxGdYrp6xlLI8iHdvtYEkqejgnJdLvgMbV4W898pX+1xEM1bE/h1
+c0Z/pf6oSyHUR8wzzIo4SgLj6KgmCD5I4cRT/+IlzhPdm5qJw8kiUuPV4S1pECAl
+V7vu0OacYBb3yYUhhl1ZiXyoJrxUJfTLOTCiTwIDAQABAoIBAA9WmACJzVBf1SwS
+jjpzC47tLNuJay0YVvfyvmTd27zED9N/p4WhbFajRx4+sV2VLtF0xfB/Hf1GHWVP
+1nhBkXkv5cbjyXnkdP5eD4PLLo1gQQzpylu3Ph0KQcUXxDdqhzTijwhcldTf1l4E
+DUcQTNGhDvnj8OxOtmP6w1P7NldNQJ6oarQo+W7AWuPdu+SRaCl0cMFXWrCfkyDs
+lzIDGNlc66xg1chZ9wiZO2HIzQlZe9AuGOZk/ubVPfsREth6f0wPsjI3Vmb/Dzs+
+jZ/MOiinfadMQxHwimg+ygzU3tRtzmk9wBRGt2EjoPZV76XZvckvciAOJPBH+aff
+e3r6RDkCgYEA2taSXpP4eNg8E5WUHZb82YVFLogKv4b2aO4DZ2vDBtnaM0gaHu+A
+nPUjS5WPLVt9+S/b5BQ1HUZYtm08OudpicWYt3ceKgCRUZrIaiuJXLZpC2uWDH2G
+EiCNl9DM+KLGDt5epyMQHvirXSV5GGJ3Gvb4PRyxDCPzXp5BYn15viMCgYEAy5+Q
+X1oDtyQOvZSzhz8DfR9Ck31bUYr8eoMVA2/BxodyThr5q6eiXnEXRg01T/sPlfK+
+f4eAJjoNBJqxErmPZu69cxXwiN0p7O2UrzhMWEi8KMG2w2kwxze53Zj3czINU8O5
+XdgqYu9IOxuindlzYLqETg0fFMne0OvKIlzcj+UCgYBpdeR93bNtkU+KZJhHlj7u
+GNKZNQhw+np/YMyVJ5KKF6yW8BVeeS8y9NP4le+0/RV9Y/oFNVPPctpHt+bBwEnV
+Ejuhlq8bsMBXYk9ZEvgUjPecgFGEXW2iCLwTwJU28UKfYbydsUEQm+gBcJCmFrWt
+cf15ff04i466N2vtKejknwKBgACzwimyA8VD6JEazCuxOe/ahb5AdmonkotRnGbw
+obhviyNd0HKZF2Q/+5aQQRjPgtQ/jAygiP6YwKa9adLotOfj9t9IuhWevaBFiXe5
+N/ot9ggl8t1lpXdqZ8et2VyaVZVuXVtHfY3tyU/63mqw70bsHbyvKuZFc/FAfufz
+bgdJAoGBAMXLYA9I/0l10H5WDUQa4HLgchZA+yDjpKfq2djQI17ovlg0T23xP2a2
+1ABoLOSqn1kRUo3chOBiLBOBapmTNmfZUKyX3FQp6vYgTM5Hio4qC6gtucC/QceH
+TH9u/CTVmvLqKtbsXVRNMGzjTUoxvb+j0vq2Uc+8YrZ61It9DyMD
+-----END RSA PRIVATE KEY-----
+";
+
+    /// The public half of the RSA test key (SubjectPublicKeyInfo).
+    const RSA_PUBLIC: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEArhCMwBz8EAJfqGTRRwb1
+wjzmAqwHND4QPLfNn/6btgzhtCyj5Z8vH9sEz4o+sYSEZQ1Q9OuV+3upzItcV2sh
+ly2oQ3MMy//F9y5RjxSg2bDvmw5JNaor5fNyS7GBzazdy9vS6fOYsIDgCEOGrTgS
+K/gMMC6U3ikrEvrIZmyIHOQUTgUDX9of7R9QfOR4HxGdYrp6xlLI8iHdvtYEkqej
+gnJdLvgMbV4W898pX+1xEM1bE/h1c0Z/pf6oSyHUR8wzzIo4SgLj6KgmCD5I4cRT
+/+IlzhPdm5qJw8kiUuPV4S1pECAlV7vu0OacYBb3yYUhhl1ZiXyoJrxUJfTLOTCi
+TwIDAQAB
+-----END PUBLIC KEY-----
+";
+
+    const ISSUER: &str = "https://tollgate.test";
+    const HS_SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+    const NOW: u64 = 1_700_000_000;
+    const LEEWAY: u64 = 30;
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        let b64 = STANDARD.encode(der);
+        let mut out = format!("-----BEGIN {label}-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str(&format!("-----END {label}-----\n"));
+        out
+    }
+
+    /// Returns a ring-generated P-256 key as (private PKCS#8 PEM, public SPKI PEM).
+    fn es256_pems() -> (String, String) {
+        let rng = SystemRandom::new();
+        let doc = rsig::EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("generate p-256");
+        let pair = rsig::EcdsaKeyPair::from_pkcs8(
+            &rsig::ECDSA_P256_SHA256_FIXED_SIGNING,
+            doc.as_ref(),
+            &rng,
+        )
+        .expect("parse p-256");
+        // SubjectPublicKeyInfo prefix for id-ecPublicKey + prime256v1.
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        (pem("PRIVATE KEY", doc.as_ref()), pem("PUBLIC KEY", &spki))
+    }
+
+    /// Returns the public SPKI PEM for an Ed25519 PKCS#8 PEM.
+    fn ed25519_public_pem(private_pem: &str) -> String {
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(private_pem.as_bytes()).expect("ed pem");
+        let pair = rsig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.inner()).expect("ed key");
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        pem("PUBLIC KEY", &spki)
+    }
+
+    fn hs_key(kid: &str) -> JwtKeyConfig {
+        JwtKeyConfig {
+            kid: kid.into(),
+            alg: JwtAlg::HS256,
+            secret: Some(HS_SECRET.into()),
+            ..Default::default()
+        }
+    }
+
+    fn rsa_key(kid: &str) -> JwtKeyConfig {
+        JwtKeyConfig {
+            kid: kid.into(),
+            alg: JwtAlg::RS256,
+            private_key_pem: Some(RSA_PRIVATE_PKCS8.into()),
+            public_key_pem: Some(RSA_PUBLIC.into()),
+            ..Default::default()
+        }
+    }
+
+    fn es_key(kid: &str) -> JwtKeyConfig {
+        let (private, public) = es256_pems();
+        JwtKeyConfig {
+            kid: kid.into(),
+            alg: JwtAlg::ES256,
+            private_key_pem: Some(private),
+            public_key_pem: Some(public),
+            ..Default::default()
+        }
+    }
+
+    fn ed_key(kid: &str) -> JwtKeyConfig {
+        let private = JwtKeys::generate_ed25519_pkcs8_pem();
+        let public = ed25519_public_pem(&private);
+        JwtKeyConfig {
+            kid: kid.into(),
+            alg: JwtAlg::EdDSA,
+            private_key_pem: Some(private),
+            public_key_pem: Some(public),
+            ..Default::default()
+        }
+    }
+
+    fn settings(signing_kid: &str, keys: Vec<JwtKeyConfig>) -> JwtSettings {
+        JwtSettings {
+            issuer: ISSUER.into(),
+            audience: None,
+            leeway_secs: LEEWAY,
+            ttl_secs: 900,
+            max_token_bytes: 4096,
+            cache_capacity: 1024,
+            signing_kid: signing_kid.into(),
+            keys,
+        }
+    }
+
+    fn keys_with(key: JwtKeyConfig) -> JwtKeys {
+        let kid = key.kid.clone();
+        JwtKeys::new(&settings(&kid, vec![key])).expect("valid settings")
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            iss: ISSUER.into(),
+            sub: "user-42".into(),
+            aud: None,
+            iat: NOW,
+            exp: NOW + 900,
+            nbf: NOW,
+            jti: "jti-1".into(),
+            prv: "github".into(),
+            team: "team-7".into(),
+            roles: vec!["admin".into(), "dev".into()],
+            subscription: "pro".into(),
+        }
+    }
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    /// Builds an HS256-signed token from raw header and payload JSON.
+    fn hs_token(secret: &[u8], header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let sig = ring::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    const HS_HEADER: &str = r#"{"alg":"HS256","typ":"JWT","kid":"hs"}"#;
+
+    fn claims_json() -> serde_json::Value {
+        serde_json::to_value(claims()).expect("claims json")
+    }
+
+    fn roundtrip(keys: &JwtKeys, alg: JwtAlg) {
+        let token = keys.issue(&claims()).expect("issue");
+        let header: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().expect("header"))
+                .expect("b64"),
+        )
+        .expect("json");
+        assert_eq!(header["alg"], alg.as_str());
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(header["kid"], keys.settings().signing_kid.as_str());
+        let got = keys.verify(&token, NOW + 1).expect("verify");
+        assert_eq!(*got, claims());
+        // Second verification is a cache hit with the same claims.
+        let again = keys.verify(&token, NOW + 2).expect("verify cached");
+        assert_eq!(*again, claims());
+        assert_eq!(keys.cache_stats(), (1, 1));
+
+        // Interop: jsonwebtoken verifies our token with a key taken from our JWKS
+        // (or the shared secret for HS256), proving signatures and JWKS are standard.
+        let decoding_key = if alg == JwtAlg::HS256 {
+            jsonwebtoken::DecodingKey::from_secret(HS_SECRET.as_bytes())
+        } else {
+            let set: jsonwebtoken::jwk::JwkSet =
+                serde_json::from_value(keys.jwks()).expect("jwks parses");
+            let jwk = set
+                .find(&keys.settings().signing_kid)
+                .expect("signing key in jwks");
+            jsonwebtoken::DecodingKey::from_jwk(jwk).expect("decoding key from jwk")
+        };
+        let mut validation = jsonwebtoken::Validation::new(alg.into());
+        validation.set_issuer(&[ISSUER]);
+        validation.validate_exp = false;
+        let data = jsonwebtoken::decode::<Claims>(&token, &decoding_key, &validation)
+            .expect("jsonwebtoken accepts our token");
+        assert_eq!(data.claims, claims());
+    }
+
+    #[test]
+    fn roundtrip_hs256() {
+        roundtrip(&keys_with(hs_key("hs")), JwtAlg::HS256);
+    }
+
+    #[test]
+    fn roundtrip_rs256() {
+        roundtrip(&keys_with(rsa_key("rsa")), JwtAlg::RS256);
+    }
+
+    #[test]
+    fn roundtrip_rs256_pkcs1_private_only() {
+        let key = JwtKeyConfig {
+            kid: "rsa1".into(),
+            alg: JwtAlg::RS256,
+            private_key_pem: Some(RSA_PRIVATE_PKCS1.into()),
+            ..Default::default()
+        };
+        roundtrip(&keys_with(key), JwtAlg::RS256);
+    }
+
+    #[test]
+    fn roundtrip_es256() {
+        roundtrip(&keys_with(es_key("es")), JwtAlg::ES256);
+    }
+
+    #[test]
+    fn roundtrip_eddsa() {
+        roundtrip(&keys_with(ed_key("ed")), JwtAlg::EdDSA);
+    }
+
+    #[test]
+    fn public_only_keys_verify_tokens_from_the_private_key() {
+        let signer = keys_with(rsa_key("rsa"));
+        let token = signer.issue(&claims()).expect("issue");
+        let verifier = JwtKeys::new(&settings(
+            "hs",
+            vec![
+                hs_key("hs"),
+                JwtKeyConfig {
+                    private_key_pem: None,
+                    ..rsa_key("rsa")
+                },
+            ],
+        ))
+        .expect("public-only rsa key");
+        assert_eq!(*verifier.verify(&token, NOW).expect("verify"), claims());
+    }
+
+    #[test]
+    fn alg_none_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let payload = b64(&claims_json().to_string());
+        for alg in ["none", "None", "NONE"] {
+            let header = b64(&format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"hs"}}"#));
+            for sig in ["", "AAAA"] {
+                let token = format!("{header}.{payload}.{sig}");
+                assert!(
+                    matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))),
+                    "alg {alg} sig {sig:?}"
+                );
+            }
+        }
+        let token = format!("{}.{payload}.AAAA", b64(r#"{"alg":"none","kid":"hs"}"#));
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::Malformed("alg none is forbidden"))
+        );
+    }
+
+    #[test]
+    fn missing_or_unknown_alg_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let payload = claims_json().to_string();
+        for header in [
+            r#"{"typ":"JWT","kid":"hs"}"#,
+            r#"{"alg":"HS512","kid":"hs"}"#,
+            r#"{"alg":null,"kid":"hs"}"#,
+            r#"{"alg":5,"kid":"hs"}"#,
+        ] {
+            let token = hs_token(HS_SECRET.as_bytes(), header, &payload);
+            assert!(
+                matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn hs_rs_alg_confusion_rejected() {
+        let keys = keys_with(rsa_key("rsa"));
+        let header = r#"{"alg":"HS256","typ":"JWT","kid":"rsa"}"#;
+        let token = hs_token(RSA_PUBLIC.as_bytes(), header, &claims_json().to_string());
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::BadSignature(
+                "alg does not match the key's pinned alg"
+            ))
+        );
+        // Also with the DER bytes of the public key as the HMAC secret.
+        let der = jsonwebtoken::DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes()).expect("der");
+        let token = hs_token(der.as_bytes(), header, &claims_json().to_string());
+        assert!(matches!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::BadSignature(_))
+        ));
+    }
+
+    #[test]
+    fn other_alg_against_pinned_key_rejected() {
+        // An EdDSA-labelled token presented for the ES256 key is refused before
+        // any cryptography, whatever its signature.
+        let ed = keys_with(ed_key("k"));
+        let token = ed.issue(&claims()).expect("issue");
+        let es = keys_with(es_key("k"));
+        assert_eq!(
+            es.verify(&token, NOW),
+            Err(JwtReject::BadSignature(
+                "alg does not match the key's pinned alg"
+            ))
+        );
+    }
+
+    #[test]
+    fn crit_header_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let payload = claims_json().to_string();
+        for crit in [r#"["exp"]"#, "[]", "null", r#""x""#] {
+            let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"hs","crit":{crit}}}"#);
+            let token = hs_token(HS_SECRET.as_bytes(), &header, &payload);
+            assert_eq!(
+                keys.verify(&token, NOW),
+                Err(JwtReject::Malformed("crit header is not supported")),
+                "crit {crit}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_kid_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let payload = claims_json().to_string();
+        let token = hs_token(
+            HS_SECRET.as_bytes(),
+            r#"{"alg":"HS256","typ":"JWT","kid":"other"}"#,
+            &payload,
+        );
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::BadSignature("unknown kid"))
+        );
+    }
+
+    #[test]
+    fn missing_kid_rejected_even_with_a_single_key() {
+        let keys = keys_with(hs_key("hs"));
+        let token = hs_token(
+            HS_SECRET.as_bytes(),
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &claims_json().to_string(),
+        );
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::BadSignature("header has no kid"))
+        );
+    }
+
+    #[test]
+    fn wrong_typ_rejected_and_missing_typ_accepted() {
+        let keys = keys_with(hs_key("hs"));
+        let payload = claims_json().to_string();
+        let bad = hs_token(
+            HS_SECRET.as_bytes(),
+            r#"{"alg":"HS256","typ":"at+jwt","kid":"hs"}"#,
+            &payload,
+        );
+        assert!(matches!(
+            keys.verify(&bad, NOW),
+            Err(JwtReject::Malformed(_))
+        ));
+        let ok = hs_token(
+            HS_SECRET.as_bytes(),
+            r#"{"alg":"HS256","kid":"hs"}"#,
+            &payload,
+        );
+        assert!(keys.verify(&ok, NOW).is_ok());
+    }
+
+    #[test]
+    fn expired_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let token = keys.issue(&claims()).expect("issue");
+        let exp = claims().exp;
+        assert_eq!(
+            keys.verify(&token, exp + LEEWAY + 1),
+            Err(JwtReject::Expired)
+        );
+    }
+
+    #[test]
+    fn not_yet_valid_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let mut c = claims();
+        c.nbf = NOW + 100;
+        let token = keys.issue(&c).expect("issue");
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::NotYetValid));
+    }
+
+    #[test]
+    fn leeway_honoured_both_ways() {
+        // Fresh key sets per check so the cache does not mask the full path.
+        let exp = claims().exp;
+        let keys = keys_with(hs_key("hs"));
+        let token = keys.issue(&claims()).expect("issue");
+        assert!(keys_with(hs_key("hs")).verify(&token, exp + LEEWAY).is_ok());
+        assert_eq!(
+            keys_with(hs_key("hs")).verify(&token, exp + LEEWAY + 1),
+            Err(JwtReject::Expired)
+        );
+
+        let mut c = claims();
+        c.nbf = NOW + 100;
+        let token = keys.issue(&c).expect("issue");
+        assert!(
+            keys_with(hs_key("hs"))
+                .verify(&token, NOW + 100 - LEEWAY)
+                .is_ok()
+        );
+        assert_eq!(
+            keys_with(hs_key("hs")).verify(&token, NOW + 100 - LEEWAY - 1),
+            Err(JwtReject::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn iat_in_the_future_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let mut c = claims();
+        c.iat = NOW + LEEWAY + 1;
+        c.nbf = 0;
+        let token = keys.issue(&c).expect("issue");
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::Malformed("iat is in the future"))
+        );
+    }
+
+    #[test]
+    fn wrong_issuer_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let mut c = claims();
+        c.iss = "https://evil.test".into();
+        let token = keys.issue(&c).expect("issue");
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::BadSignature("wrong issuer"))
+        );
+    }
+
+    #[test]
+    fn audience_checked_only_when_configured() {
+        let mut s = settings("hs", vec![hs_key("hs")]);
+        s.audience = Some("tollgate-api".into());
+        let keys = JwtKeys::new(&s).expect("settings");
+        let mut c = claims();
+        c.aud = Some("someone-else".into());
+        let wrong = keys.issue(&c).expect("issue");
+        assert_eq!(
+            keys.verify(&wrong, NOW),
+            Err(JwtReject::BadSignature("wrong audience"))
+        );
+        let missing = keys.issue(&claims()).expect("issue");
+        assert_eq!(
+            keys.verify(&missing, NOW),
+            Err(JwtReject::BadSignature("wrong audience"))
+        );
+        c.aud = Some("tollgate-api".into());
+        let right = keys.issue(&c).expect("issue");
+        assert!(keys.verify(&right, NOW).is_ok());
+
+        // Without a configured audience, a token carrying one is accepted.
+        let open = keys_with(hs_key("hs"));
+        assert_eq!(
+            open.verify(&wrong, NOW).expect("accepted").aud.as_deref(),
+            Some("someone-else")
+        );
+    }
+
+    #[test]
+    fn string_typed_exp_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let mut payload = claims_json();
+        payload["exp"] = serde_json::Value::String((NOW + 900).to_string());
+        let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &payload.to_string());
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::Malformed("claims are missing or wrongly typed"))
+        );
+        for (claim, value) in [
+            ("exp", serde_json::json!(1.5)),
+            ("exp", serde_json::json!(-1)),
+            ("roles", serde_json::json!("admin")),
+            ("sub", serde_json::json!(42)),
+            ("aud", serde_json::json!(["a", "b"])),
+        ] {
+            let mut payload = claims_json();
+            payload[claim] = value;
+            let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &payload.to_string());
+            assert!(
+                matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))),
+                "{claim}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_claim_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        for claim in [
+            "iss",
+            "sub",
+            "iat",
+            "exp",
+            "nbf",
+            "jti",
+            "prv",
+            "team",
+            "roles",
+            "subscription",
+        ] {
+            let mut payload = claims_json();
+            payload.as_object_mut().expect("object").remove(claim);
+            let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &payload.to_string());
+            assert_eq!(
+                keys.verify(&token, NOW),
+                Err(JwtReject::Malformed("claims are missing or wrongly typed")),
+                "{claim}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_extra_claims_accepted() {
+        let keys = keys_with(hs_key("hs"));
+        let mut payload = claims_json();
+        payload["extra"] = serde_json::json!({"nested": [1, 2, 3]});
+        let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &payload.to_string());
+        assert_eq!(*keys.verify(&token, NOW).expect("verify"), claims());
+    }
+
+    #[test]
+    fn non_object_claims_and_duplicate_claims_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let c = claims();
+        let array = serde_json::json!([
+            c.iss,
+            c.sub,
+            null,
+            c.iat,
+            c.exp,
+            c.nbf,
+            c.jti,
+            c.prv,
+            c.team,
+            c.roles,
+            c.subscription
+        ]);
+        let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &array.to_string());
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::Malformed("claims are not a json object"))
+        );
+        let dup = claims_json()
+            .to_string()
+            .replacen('{', r#"{"exp":99999999999,"#, 1);
+        let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &dup);
+        assert!(matches!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::Malformed(_))
+        ));
+        let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, "not json");
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::Malformed("claims are not a json object"))
+        );
+    }
+
+    #[test]
+    fn oversize_rejected_before_decoding() {
+        let keys = keys_with(hs_key("hs"));
+        let mut c = claims();
+        c.roles = (0..400).map(|i| format!("role-{i}")).collect();
+        let token = keys.issue(&c).expect("issue");
+        assert!(token.len() > 4096);
+        assert_eq!(
+            keys.verify(&token, NOW),
+            Err(JwtReject::Malformed("token exceeds max_token_bytes"))
+        );
+        // Garbage of the same size gets the same answer: nothing was decoded.
+        let garbage = "!".repeat(4097);
+        assert_eq!(
+            keys.verify(&garbage, NOW),
+            Err(JwtReject::Malformed("token exceeds max_token_bytes"))
+        );
+    }
+
+    #[test]
+    fn large_payload_under_limit_verifies() {
+        // Exercises the heap fallback for payloads larger than the stack buffer.
+        let mut s = settings("hs", vec![hs_key("hs")]);
+        s.max_token_bytes = 16 * 1024;
+        let keys = JwtKeys::new(&s).expect("settings");
+        let mut c = claims();
+        c.roles = (0..400).map(|i| format!("role-{i}")).collect();
+        let token = keys.issue(&c).expect("issue");
+        assert_eq!(*keys.verify(&token, NOW).expect("verify"), c);
+    }
+
+    #[test]
+    fn tampered_payload_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let token = keys.issue(&claims()).expect("issue");
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut c = claims();
+        c.roles.push("superuser".into());
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).expect("json"));
+        let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert_eq!(
+            keys.verify(&forged, NOW),
+            Err(JwtReject::BadSignature("signature mismatch"))
+        );
+        // Flipping one signature character is also caught.
+        let mut sig = parts[2].as_bytes().to_vec();
+        sig[0] = if sig[0] == b'A' { b'B' } else { b'A' };
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            String::from_utf8(sig).expect("ascii")
+        );
+        assert!(matches!(
+            keys.verify(&forged, NOW),
+            Err(JwtReject::BadSignature(_))
+        ));
+        // Forged tokens are never cached: both attempts above were misses,
+        // and the genuine token still verifies through the full path.
+        assert_eq!(keys.cache_stats(), (0, 2));
+        assert!(keys.verify(&token, NOW).is_ok());
+        assert_eq!(keys.cache_stats(), (0, 3));
+    }
+
+    #[test]
+    fn cached_token_still_expires() {
+        let keys = keys_with(hs_key("hs"));
+        let token = keys.issue(&claims()).expect("issue");
+        assert!(keys.verify(&token, NOW).is_ok());
+        assert!(keys.verify(&token, NOW + 10).is_ok());
+        assert_eq!(keys.cache_stats(), (1, 1));
+        assert_eq!(
+            keys.verify(&token, claims().exp + LEEWAY + 1),
+            Err(JwtReject::Expired)
+        );
+        assert_eq!(keys.cache_stats(), (2, 1));
+    }
+
+    #[test]
+    fn cached_token_still_not_yet_valid_before_nbf() {
+        let keys = keys_with(hs_key("hs"));
+        let token = keys.issue(&claims()).expect("issue");
+        assert!(keys.verify(&token, NOW).is_ok());
+        assert_eq!(
+            keys.verify(&token, NOW - LEEWAY - 1),
+            Err(JwtReject::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn disabled_cache_still_verifies() {
+        let mut s = settings("hs", vec![hs_key("hs")]);
+        s.cache_capacity = 0;
+        let keys = JwtKeys::new(&s).expect("settings");
+        let token = keys.issue(&claims()).expect("issue");
+        assert!(keys.verify(&token, NOW).is_ok());
+        assert!(keys.verify(&token, NOW).is_ok());
+        assert_eq!(keys.cache_stats(), (0, 2));
+    }
+
+    #[test]
+    fn rotation() {
+        let old = ed_key("old");
+        let new = es_key("new");
+        // Step 1: only the old key.
+        let v1 = JwtKeys::new(&settings("old", vec![old.clone()])).expect("v1");
+        let old_token = v1.issue(&claims()).expect("issue");
+        // Step 2: add the new key, keep signing with the old one.
+        let v2 = JwtKeys::new(&settings("old", vec![old.clone(), new.clone()])).expect("v2");
+        assert!(v2.verify(&old_token, NOW).is_ok());
+        // Step 3: switch signing to the new key; old tokens still verify.
+        let v3 = JwtKeys::new(&settings("new", vec![old.clone(), new.clone()])).expect("v3");
+        let new_token = v3.issue(&claims()).expect("issue");
+        assert!(v3.verify(&old_token, NOW).is_ok());
+        assert!(v3.verify(&new_token, NOW).is_ok());
+        // The old key can be kept as public-only during the overlap.
+        let old_public = JwtKeyConfig {
+            private_key_pem: None,
+            ..old.clone()
+        };
+        let v3b = JwtKeys::new(&settings("new", vec![old_public, new.clone()])).expect("v3b");
+        assert!(v3b.verify(&old_token, NOW).is_ok());
+        // Step 4: drop the old key; its tokens are refused, new ones verify.
+        let v4 = JwtKeys::new(&settings("new", vec![new])).expect("v4");
+        assert_eq!(
+            v4.verify(&old_token, NOW),
+            Err(JwtReject::BadSignature("unknown kid"))
+        );
+        assert!(v4.verify(&new_token, NOW).is_ok());
+    }
+
+    #[test]
+    fn jwks_contains_public_keys_and_no_secret() {
+        let keys = JwtKeys::new(&settings(
+            "hs",
+            vec![hs_key("hs"), rsa_key("rsa"), es_key("es"), ed_key("ed")],
+        ))
+        .expect("settings");
+        let jwks = keys.jwks();
+        let list = jwks["keys"].as_array().expect("keys array");
+        assert_eq!(list.len(), 3);
+        let by_kid = |kid: &str| {
+            list.iter()
+                .find(|k| k["kid"] == kid)
+                .unwrap_or_else(|| panic!("{kid} missing"))
+                .clone()
+        };
+        let rsa = by_kid("rsa");
+        assert_eq!(rsa["kty"], "RSA");
+        assert_eq!(rsa["alg"], "RS256");
+        assert_eq!(rsa["use"], "sig");
+        assert_eq!(rsa["e"], "AQAB");
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(rsa["n"].as_str().expect("n"))
+                .expect("b64")
+                .len(),
+            256
+        );
+        let es = by_kid("es");
+        assert_eq!(
+            (es["kty"].as_str(), es["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
+        assert_eq!(es["alg"], "ES256");
+        assert!(es["x"].is_string() && es["y"].is_string());
+        let ed = by_kid("ed");
+        assert_eq!(
+            (ed["kty"].as_str(), ed["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        assert_eq!(ed["alg"], "EdDSA");
+        assert!(list.iter().all(|k| k["kid"] != "hs"));
+        let text = jwks.to_string();
+        assert!(!text.contains("\"oct\"") && !text.contains("\"k\""));
+        assert!(!text.contains(&URL_SAFE_NO_PAD.encode(HS_SECRET)));
+        assert!(!text.contains(HS_SECRET));
+        assert!(!text.contains("\"d\""), "no private exponents");
+    }
+
+    fn config_error(s: &JwtSettings) -> JwtConfigError {
+        match JwtKeys::new(s) {
+            Ok(_) => panic!("config unexpectedly accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn config_errors() {
+        let e = config_error(&settings("hs", vec![hs_key("hs"), hs_key("hs")]));
+        assert_eq!(e, JwtConfigError::DuplicateKid("hs".into()));
+        assert_eq!(e.to_string(), "duplicate jwt key id `hs`");
+
+        let e = config_error(&settings("nope", vec![hs_key("hs")]));
+        assert_eq!(e, JwtConfigError::SigningKeyMissing("nope".into()));
+
+        let public_only = JwtKeyConfig {
+            private_key_pem: None,
+            ..rsa_key("rsa")
+        };
+        let e = config_error(&settings("rsa", vec![public_only]));
+        assert_eq!(e, JwtConfigError::SigningKeyCannotSign("rsa".into()));
+
+        let short = JwtKeyConfig {
+            secret: Some("too-short".into()),
+            ..hs_key("hs")
+        };
+        let e = config_error(&settings("hs", vec![short]));
+        assert_eq!(
+            e.to_string(),
+            "jwt key `hs`: hs256 secret must be at least 32 bytes"
+        );
+
+        let e = config_error(&settings(
+            "hs",
+            vec![
+                hs_key("hs"),
+                JwtKeyConfig {
+                    secret: None,
+                    ..hs_key("hs2")
+                },
+            ],
+        ));
+        assert!(e.to_string().contains("hs2"), "{e}");
+
+        for bad in [
+            "",
+            "not a pem",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ] {
+            for alg in [JwtAlg::RS256, JwtAlg::ES256, JwtAlg::EdDSA] {
+                let key = JwtKeyConfig {
+                    kid: "bad".into(),
+                    alg,
+                    private_key_pem: Some(bad.into()),
+                    ..Default::default()
+                };
+                let e = config_error(&settings("bad", vec![key]));
+                assert!(
+                    matches!(&e, JwtConfigError::Key { kid, .. } if kid == "bad"),
+                    "{e}"
+                );
+                let key = JwtKeyConfig {
+                    kid: "bad".into(),
+                    alg,
+                    public_key_pem: Some(bad.into()),
+                    ..Default::default()
+                };
+                let e = config_error(&settings("hs", vec![hs_key("hs"), key]));
+                assert!(
+                    matches!(&e, JwtConfigError::Key { kid, .. } if kid == "bad"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn config_rejects_alg_and_key_type_mismatch() {
+        let (es_private, es_public) = es256_pems();
+        let ed_private = JwtKeys::generate_ed25519_pkcs8_pem();
+        let cases = [
+            (JwtAlg::RS256, Some(es_private.clone()), None),
+            (JwtAlg::ES256, Some(RSA_PRIVATE_PKCS8.to_string()), None),
+            (JwtAlg::ES256, Some(ed_private.clone()), None),
+            (JwtAlg::EdDSA, Some(es_private.clone()), None),
+            (JwtAlg::EdDSA, None, Some(RSA_PUBLIC.to_string())),
+            (JwtAlg::RS256, None, Some(es_public.clone())),
+            (JwtAlg::RS256, None, Some(RSA_PRIVATE_PKCS1.to_string())),
+            (
+                JwtAlg::ES256,
+                Some(es_private.clone()),
+                Some(es256_pems().1),
+            ),
+            (JwtAlg::HS256, Some(ed_private.clone()), None),
+            (JwtAlg::EdDSA, None, None),
+        ];
+        for (i, (alg, private_key_pem, public_key_pem)) in cases.into_iter().enumerate() {
+            let key = JwtKeyConfig {
+                kid: format!("k{i}"),
+                alg,
+                secret: None,
+                private_key_pem,
+                public_key_pem,
+            };
+            let e = config_error(&settings("hs", vec![hs_key("hs"), key]));
+            assert!(
+                matches!(&e, JwtConfigError::Key { kid, .. } if *kid == format!("k{i}")),
+                "case {i}: {e}"
+            );
+        }
+        let asym_with_secret = JwtKeyConfig {
+            secret: Some(HS_SECRET.into()),
+            ..rsa_key("rsa")
+        };
+        assert!(matches!(
+            config_error(&settings("rsa", vec![asym_with_secret])),
+            JwtConfigError::Key { .. }
+        ));
+    }
+
+    #[test]
+    fn config_rejects_bad_kids_and_settings() {
+        for kid in ["", "has space", "quo\"te", "back\\slash", &"k".repeat(129)] {
+            let e = config_error(&settings(kid, vec![hs_key(kid)]));
+            assert!(matches!(e, JwtConfigError::Key { .. }), "{kid:?}: {e}");
+        }
+        let mut s = settings("hs", vec![hs_key("hs")]);
+        s.issuer.clear();
+        assert!(matches!(config_error(&s), JwtConfigError::Settings(_)));
+        let s = settings("hs", vec![]);
+        assert!(matches!(config_error(&s), JwtConfigError::Settings(_)));
+    }
+
+    #[test]
+    fn settings_deserialize_from_json_with_defaults() {
+        let s: JwtSettings = serde_json::from_value(serde_json::json!({
+            "issuer": ISSUER,
+            "signing_kid": "ed",
+            "keys": [{"kid": "ed", "alg": "EdDSA", "private_key_pem": JwtKeys::generate_ed25519_pkcs8_pem()},
+                     {"kid": "hs", "alg": "HS256", "secret": HS_SECRET}],
+        }))
+        .expect("settings");
+        assert_eq!(s.keys[1].alg, JwtAlg::HS256);
+        assert!(s.max_token_bytes > 0 && s.cache_capacity > 0);
+        let keys = JwtKeys::new(&s).expect("keys");
+        assert!(
+            keys.verify(&keys.issue(&claims()).expect("issue"), NOW)
+                .is_ok()
+        );
+        let debug = format!("{:?} {:?}", s, keys);
+        assert!(
+            !debug.contains(HS_SECRET) && !debug.contains("BEGIN PRIVATE"),
+            "{debug}"
+        );
+        assert!(serde_json::from_value::<JwtAlg>(serde_json::json!("none")).is_err());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let keys = JwtKeys::new(&settings(
+            "hs",
+            vec![hs_key("hs"), rsa_key("rsa"), es_key("es"), ed_key("ed")],
+        ))
+        .expect("settings");
+        let long = "A".repeat(3000);
+        let fixed: Vec<String> = vec![
+            String::new(),
+            ".".into(),
+            "..".into(),
+            "...".into(),
+            "....".into(),
+            "a.b".into(),
+            "a.b.c".into(),
+            "a.b.c.d".into(),
+            ".b.c".into(),
+            "a..c".into(),
+            "a.b.".into(),
+            "é.ü.ß".into(),
+            "\0.\0.\0".into(),
+            format!("{long}.{long}"),
+            format!("{}.e30.AAAA", long),
+            format!("{}.{long}.AAAA", b64(r#"{"alg":"HS256","kid":"hs"}"#)),
+            format!("{}.e30.{long}", b64(r#"{"alg":"RS256","kid":"rsa"}"#)),
+            format!(
+                "{}.e30.{}",
+                b64(r#"{"alg":"ES256","kid":"es"}"#),
+                "A".repeat(1200)
+            ),
+            format!("{}.e30.AAAA", b64("[]")),
+            format!("{}.e30.AAAA", b64("null")),
+            format!("{}.e30.AAAA", b64(r#"{"alg":"HS256","kid":"h\u0073"}"#)),
+            format!(
+                "{}.e30.AAAA",
+                b64(r#"{"alg":"HS256","kid":"hs","kid":"hs"}"#)
+            ),
+            format!("{}.e30.AAAA=", b64(r#"{"alg":"HS256","kid":"hs"}"#)),
+            format!("{}.e30.A", b64(r#"{"alg":"EdDSA","kid":"ed"}"#)),
+            format!("{}.e30.", b64(r#"{"alg":"EdDSA","kid":"ed"}"#)),
+        ];
+        for token in &fixed {
+            let result = keys.verify(token, NOW);
+            assert!(
+                matches!(
+                    result,
+                    Err(JwtReject::Malformed(_) | JwtReject::BadSignature(_))
+                ),
+                "{token:.80}: {result:?}"
+            );
+        }
+        let rng = SystemRandom::new();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ {}\"";
+        for i in 0..3000usize {
+            let mut bytes = vec![0u8; i % 700];
+            ring::rand::SecureRandom::fill(&rng, &mut bytes).expect("rng");
+            let raw = String::from_utf8_lossy(&bytes).into_owned();
+            let mapped: String = bytes
+                .iter()
+                .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+                .collect();
+            for header in ["", "eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0."] {
+                assert!(keys.verify(&format!("{header}{raw}"), NOW).is_err());
+                assert!(keys.verify(&format!("{header}{mapped}"), NOW).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn jwt_keys_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<JwtKeys>();
+    }
+
+    /// Timing loop; run with `cargo test --release -- --ignored --nocapture`.
+    ///
+    /// Each figure is the best of several batches, because the build machine
+    /// is shared and the minimum is the most stable estimate of the cost.
+    #[test]
+    #[ignore]
+    fn bench_verify_timings() {
+        use std::hint::black_box;
+        use std::time::Instant;
+
+        const BATCHES: usize = 9;
+
+        /// Best per-call time in ns over `BATCHES` runs of `f`, which makes `calls` calls.
+        fn best(calls: usize, mut f: impl FnMut()) -> f64 {
+            (0..BATCHES)
+                .map(|_| {
+                    let start = Instant::now();
+                    f();
+                    start.elapsed().as_nanos() as f64 / calls as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        }
+
+        fn measure(name: &str, cfg: JwtKeyConfig, pool: usize) {
+            let kid = cfg.kid.clone();
+            let mut s = settings(&kid, vec![cfg]);
+            let issuer = JwtKeys::new(&s).expect("settings");
+            let tokens: Vec<String> = (0..pool)
+                .map(|i| {
+                    let mut c = claims();
+                    c.jti = format!("{i:08x}-7c1e-4c2a-9d55-3f0b8e2d4a61");
+                    issuer.issue(&c).expect("issue")
+                })
+                .collect();
+            let len = tokens[0].len();
+
+            // Miss path: a small cache cycled by a larger pool, so every call
+            // hashes, misses, fully verifies and inserts (evicting), as for a
+            // stream of never-seen tokens.
+            s.cache_capacity = 16;
+            let small = JwtKeys::new(&s).expect("settings");
+            let miss = best(pool, || {
+                for t in &tokens {
+                    black_box(small.verify(black_box(t), NOW).expect("verify"));
+                }
+            });
+            let (hits, misses) = small.cache_stats();
+
+            // Hit path: every token is already cached.
+            s.cache_capacity = pool * 2;
+            let big = JwtKeys::new(&s).expect("settings");
+            for t in &tokens {
+                big.verify(t, NOW).expect("warm");
+            }
+            let hot = tokens.len().min(1000);
+            let rounds = 200;
+            let hit = best(hot * rounds, || {
+                for _ in 0..rounds {
+                    for t in &tokens[..hot] {
+                        black_box(big.verify(black_box(t), NOW).expect("verify"));
+                    }
+                }
+            });
+
+            // Pure verification with the cache disabled (no hashing, no insert).
+            s.cache_capacity = 0;
+            let bare = JwtKeys::new(&s).expect("settings");
+            let plain = best(pool, || {
+                for t in &tokens {
+                    black_box(bare.verify(black_box(t), NOW).expect("verify"));
+                }
+            });
+            println!(
+                "{name:6} token {len:4} B | uncached (miss path) {miss:8.0} ns | cached {hit:5.0} ns | cache disabled {plain:8.0} ns | miss-run hits/misses {hits}/{misses}"
+            );
+        }
+
+        // Reference point for a noisy machine: jsonwebtoken's own decode of
+        // one HS256 token, with the same key and checks.
+        let keys = keys_with(hs_key("hs"));
+        let token = keys.issue(&claims()).expect("issue");
+        let key = jsonwebtoken::DecodingKey::from_secret(HS_SECRET.as_bytes());
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.validate_exp = false;
+        let reference = best(100_000, || {
+            for _ in 0..100_000 {
+                black_box(
+                    jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation)
+                        .expect("decode"),
+                );
+            }
+        });
+        println!("reference: jsonwebtoken::decode HS256 {reference:.0} ns");
+
+        measure("HS256", hs_key("hs"), 20_000);
+        measure("RS256", rsa_key("rsa"), 500);
+        measure("ES256", es_key("es"), 1_000);
+        measure("EdDSA", ed_key("ed"), 1_000);
     }
 }
