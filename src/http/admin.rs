@@ -7,7 +7,10 @@
 //! A caller is either the bootstrap admin token (everything, every team) or a
 //! credential the engine verifies (JWT, API key or access token), which acts
 //! with its user's role inside its own team only. Objects of another team
-//! answer 404, exactly as objects that do not exist.
+//! answer 404, exactly as objects that do not exist. Such a credential is
+//! verified like any other, so an admin call counts against the team's
+//! per-minute limit (seed 000's request rate) and a key's remaining uses; an
+//! API key must also hold the permission itself (`{"keys": ["read"]}` etc.).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
