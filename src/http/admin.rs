@@ -12,6 +12,10 @@
 //! per-minute limit (seed 000's request rate) and a key's remaining uses; an
 //! API key must also hold the permission itself (`{"keys": ["read"]}` etc.).
 
+// Handlers return `Result<Response, Response>`: the error is the ready answer.
+// It is large, but this is the admin path, not the verification hot path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,7 +31,10 @@ use serde_json::{Map, Value, json};
 use super::{Body, error, json_response, read_json};
 use crate::config::Config;
 use crate::core::limits::{FixedWindow, Micros};
-use crate::core::model::{AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, Usage, User, UserStatus, rfc3339};
+use crate::core::model::{
+    AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, Usage, User,
+    UserStatus, rfc3339,
+};
 use crate::core::secret;
 use crate::core::verify::{CredentialKind, DenyCode, Verdict, VerifyRequest};
 use crate::engine::{EngineError, KeyUpdate, NewKey, now_us, remaining_at};
@@ -60,10 +67,16 @@ impl AdminState {
     /// `TOLLGATE_ADMIN_TOKEN`, else the token in `<data>/admin-token`, generated
     /// (mode 0600) on first start. Only the file's path is logged.
     pub fn new(config: &Config) -> anyhow::Result<AdminState> {
-        let token = match config.admin_token.clone().or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok()) {
+        let token = match config
+            .admin_token
+            .clone()
+            .or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok())
+        {
             Some(t) => {
                 if t.trim().len() < 16 {
-                    anyhow::bail!("{ADMIN_TOKEN_ENV}: the admin token must be at least 16 characters");
+                    anyhow::bail!(
+                        "{ADMIN_TOKEN_ENV}: the admin token must be at least 16 characters"
+                    );
                 }
                 t.trim().to_owned()
             }
@@ -81,7 +94,10 @@ impl AdminState {
     /// `verify_slices_are_equal` does the same but is deprecated in ring 0.17).
     fn is_admin_token(&self, presented: &str) -> bool {
         let digest = secret::sha256(presented.as_bytes());
-        let diff = digest.iter().zip(&self.token_digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = digest
+            .iter()
+            .zip(&self.token_digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         std::hint::black_box(diff) == 0
     }
 }
@@ -91,7 +107,10 @@ fn token_from_file(path: &std::path::Path) -> anyhow::Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read_to_string(path) {
         Ok(t) if t.trim().len() >= 16 => return Ok(t.trim().to_owned()),
-        Ok(_) => anyhow::bail!("{}: the admin token in this file is shorter than 16 characters", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{}: the admin token in this file is shorter than 16 characters",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
@@ -122,7 +141,10 @@ struct Slot {
 
 impl LoginLimiter {
     fn new(limit: u32) -> LoginLimiter {
-        LoginLimiter { limit, slots: Mutex::new(HashMap::new()) }
+        LoginLimiter {
+            limit,
+            slots: Mutex::new(HashMap::new()),
+        }
     }
 
     fn slot(&self, key: &str, now: Micros) -> Arc<Slot> {
@@ -134,13 +156,19 @@ impl LoginLimiter {
         if slots.len() >= MAX_LOGIN_SLOTS {
             slots.retain(|_, s| now.saturating_sub(s.touched.load(Ordering::Relaxed)) < MINUTE_US);
             if slots.len() >= MAX_LOGIN_SLOTS {
-                let oldest = slots.iter().min_by_key(|(_, s)| s.touched.load(Ordering::Relaxed)).map(|(k, _)| k.clone());
+                let oldest = slots
+                    .iter()
+                    .min_by_key(|(_, s)| s.touched.load(Ordering::Relaxed))
+                    .map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     slots.remove(&k);
                 }
             }
         }
-        let s = Arc::new(Slot { window: FixedWindow::default(), touched: AtomicU64::new(now) });
+        let s = Arc::new(Slot {
+            window: FixedWindow::default(),
+            touched: AtomicU64::new(now),
+        });
         slots.insert(key.to_owned(), s.clone());
         s
     }
@@ -211,32 +239,97 @@ pub struct Route {
 }
 
 const fn r(method: &'static str, path: &'static str, summary: &'static str, op: Op) -> Route {
-    Route { method, path, summary, op }
+    Route {
+        method,
+        path,
+        summary,
+        op,
+    }
 }
 
 /// Every route the admin router serves; the OpenAPI document lists exactly these.
 pub const ROUTES: &[Route] = &[
     r("GET", "/openapi.json", "This document", Op::OpenApi),
-    r("POST", "/v1/auth/token", "Exchange Basic credentials or an API key for a JWT", Op::Login),
-    r("POST", "/v1/teams", "Create a team (admin token only)", Op::CreateTeam),
+    r(
+        "POST",
+        "/v1/auth/token",
+        "Exchange Basic credentials or an API key for a JWT",
+        Op::Login,
+    ),
+    r(
+        "POST",
+        "/v1/teams",
+        "Create a team (admin token only)",
+        Op::CreateTeam,
+    ),
     r("GET", "/v1/teams/{id}", "Get a team", Op::GetTeam),
-    r("PATCH", "/v1/teams/{id}", "Change a team's tier (admin token only)", Op::UpdateTeam),
-    r("DELETE", "/v1/teams/{id}", "Delete a team and everything in it (admin token only)", Op::DeleteTeam),
+    r(
+        "PATCH",
+        "/v1/teams/{id}",
+        "Change a team's tier (admin token only)",
+        Op::UpdateTeam,
+    ),
+    r(
+        "DELETE",
+        "/v1/teams/{id}",
+        "Delete a team and everything in it (admin token only)",
+        Op::DeleteTeam,
+    ),
     r("POST", "/v1/users", "Create a user", Op::CreateUser),
     r("GET", "/v1/users", "List a team's users", Op::ListUsers),
     r("GET", "/v1/users/{id}", "Get a user", Op::GetUser),
-    r("PATCH", "/v1/users/{id}", "Change a user's role, status or password", Op::UpdateUser),
-    r("DELETE", "/v1/users/{id}", "Delete (anonymize) a user", Op::DeleteUser),
+    r(
+        "PATCH",
+        "/v1/users/{id}",
+        "Change a user's role, status or password",
+        Op::UpdateUser,
+    ),
+    r(
+        "DELETE",
+        "/v1/users/{id}",
+        "Delete (anonymize) a user",
+        Op::DeleteUser,
+    ),
     r("GET", "/v1/keys", "List API keys", Op::ListKeys),
     r("POST", "/v1/keys", "Create an API key", Op::CreateKey),
     r("GET", "/v1/keys/{id}", "Get an API key", Op::GetKey),
     r("PATCH", "/v1/keys/{id}", "Change an API key", Op::UpdateKey),
-    r("DELETE", "/v1/keys/{id}", "Delete an API key", Op::DeleteKey),
-    r("GET", "/v1/access-tokens", "List the caller's access tokens", Op::ListTokens),
-    r("POST", "/v1/access-tokens", "Create an access token for the caller", Op::CreateToken),
-    r("DELETE", "/v1/access-tokens", "Revoke all of the caller's access tokens", Op::RevokeAllTokens),
-    r("GET", "/v1/access-tokens/{id}", "Get one of the caller's access tokens", Op::GetToken),
-    r("DELETE", "/v1/access-tokens/{id}", "Revoke one of the caller's access tokens", Op::RevokeToken),
+    r(
+        "DELETE",
+        "/v1/keys/{id}",
+        "Delete an API key",
+        Op::DeleteKey,
+    ),
+    r(
+        "GET",
+        "/v1/access-tokens",
+        "List the caller's access tokens",
+        Op::ListTokens,
+    ),
+    r(
+        "POST",
+        "/v1/access-tokens",
+        "Create an access token for the caller",
+        Op::CreateToken,
+    ),
+    r(
+        "DELETE",
+        "/v1/access-tokens",
+        "Revoke all of the caller's access tokens",
+        Op::RevokeAllTokens,
+    ),
+    r(
+        "GET",
+        "/v1/access-tokens/{id}",
+        "Get one of the caller's access tokens",
+        Op::GetToken,
+    ),
+    r(
+        "DELETE",
+        "/v1/access-tokens/{id}",
+        "Revoke one of the caller's access tokens",
+        Op::RevokeToken,
+    ),
 ];
 
 /// Matches `path` against a template; `Some` carries the `{id}` segment, if any.
@@ -267,7 +360,9 @@ pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>
         if let Some(id) = match_path(route.path, &path) {
             if route.method == req.method().as_str() {
                 let id = id.map(str::to_owned);
-                return dispatch(shared, route.op, id, req, peer).await.unwrap_or_else(|e| e);
+                return dispatch(shared, route.op, id, req, peer)
+                    .await
+                    .unwrap_or_else(|e| e);
             }
             allowed.push(route.method);
         }
@@ -275,14 +370,24 @@ pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>
     if allowed.is_empty() {
         return error(StatusCode::NOT_FOUND, "not_found", "no such route");
     }
-    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route");
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    );
     if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
         resp.headers_mut().insert(ALLOW, v);
     }
     resp
 }
 
-async fn dispatch(shared: &Shared, op: Op, id: Option<String>, req: Request<Incoming>, peer: Option<IpAddr>) -> Result<Resp, Resp> {
+async fn dispatch(
+    shared: &Shared,
+    op: Op,
+    id: Option<String>,
+    req: Request<Incoming>,
+    peer: Option<IpAddr>,
+) -> Result<Resp, Resp> {
     let id = id.unwrap_or_default();
     let query = parse_query(req.uri().query().unwrap_or(""));
     let (resource, action) = match op {
@@ -342,32 +447,54 @@ enum Caller {
     /// The bootstrap admin token.
     Admin,
     /// A verified credential of a user.
-    User { user: Arc<str>, team: Arc<str>, role: Role, kind: CredentialKind, credential_id: Arc<str> },
+    User {
+        user: Arc<str>,
+        team: Arc<str>,
+        role: Role,
+        kind: CredentialKind,
+        credential_id: Arc<str>,
+    },
 }
 
-fn credential<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>, allow_query: bool) -> Option<&'a str> {
-    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    if let Some(a) = header(AUTHORIZATION.as_str()) {
-        if let Some((scheme, rest)) = a.split_once(' ') {
-            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
-                return Some(rest.trim());
-            }
-        }
+fn credential<'a>(
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+    allow_query: bool,
+) -> Option<&'a str> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(a) = header(AUTHORIZATION.as_str())
+        && let Some((scheme, rest)) = a.split_once(' ')
+        && scheme.eq_ignore_ascii_case("bearer")
+        && !rest.trim().is_empty()
+    {
+        return Some(rest.trim());
     }
     if let Some(k) = header("x-api-key").map(str::trim).filter(|k| !k.is_empty()) {
         return Some(k);
     }
-    for cookies in headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+    for cookies in headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         for c in cookies.split(';') {
-            if let Some((name, value)) = c.trim().split_once('=') {
-                if name == TOKEN_COOKIE && !value.is_empty() {
-                    return Some(value);
-                }
+            if let Some((name, value)) = c.trim().split_once('=')
+                && name == TOKEN_COOKIE
+                && !value.is_empty()
+            {
+                return Some(value);
             }
         }
     }
     if allow_query {
-        return query.get("token").map(String::as_str).filter(|t| !t.is_empty());
+        return query
+            .get("token")
+            .map(String::as_str)
+            .filter(|t| !t.is_empty());
     }
     None
 }
@@ -391,7 +518,13 @@ async fn authenticate(
         return Ok(Caller::Admin);
     }
     let perms = [(resource, action)];
-    let req = VerifyRequest { credential: cred, ip: peer, permissions: &perms, cost: 1, quota: None };
+    let req = VerifyRequest {
+        credential: cred,
+        ip: peer,
+        permissions: &perms,
+        cost: 1,
+        quota: None,
+    };
     let engine = &shared.engine;
     match engine.verify_at(&req, now_us()) {
         Verdict::Allow(a) => {
@@ -403,7 +536,13 @@ async fn authenticate(
             if !a.role.permissions().allows(resource, action) {
                 return Err(forbidden(resource, action));
             }
-            Ok(Caller::User { user: a.subject, team: a.team, role: a.role, kind: a.kind, credential_id: a.credential_id })
+            Ok(Caller::User {
+                user: a.subject,
+                team: a.team,
+                role: a.role,
+                kind: a.kind,
+                credential_id: a.credential_id,
+            })
         }
         Verdict::Deny(d) => Err(match d.code {
             DenyCode::InsufficientPermissions => forbidden(resource, action),
@@ -414,17 +553,26 @@ async fn authenticate(
                 }
                 resp
             }
-            code => error(StatusCode::UNAUTHORIZED, "unauthorized", &format!("credential refused: {} ({})", d.reason, code.as_str())),
+            code => error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                &format!("credential refused: {} ({})", d.reason, code.as_str()),
+            ),
         }),
     }
 }
 
 fn forbidden(resource: &str, action: &str) -> Resp {
-    error(StatusCode::FORBIDDEN, "forbidden", &format!("this credential may not {action} {resource}"))
+    error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        &format!("this credential may not {action} {resource}"),
+    )
 }
 
 fn set_retry_after(resp: &mut Resp, ms: u64) {
-    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
 }
 
 // ---- login (seed 003) ----
@@ -432,7 +580,9 @@ fn set_retry_after(resp: &mut Resp, ms: u64) {
 async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Resp {
     let bad = |msg: &str| error(StatusCode::BAD_REQUEST, "bad_request", msg);
     let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return bad("username and password not specified: send Authorization: Basic base64(username:password)");
+        return bad(
+            "username and password not specified: send Authorization: Basic base64(username:password)",
+        );
     };
     let Some((scheme, encoded)) = auth.split_once(' ') else {
         return bad("malformed Authorization header");
@@ -455,20 +605,31 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
     if password.is_empty() && !with_key {
         return bad("password is not specified");
     }
-    let mut keys = vec![format!("ip:{}", peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()))];
+    let mut keys = vec![format!(
+        "ip:{}",
+        peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    )];
     if !with_key {
         keys.push(format!("user:{username}"));
     }
     let now = now_us();
     if let Err(ms) = shared.admin.login.take(&keys, now) {
-        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many failed logins; retry later");
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed logins; retry later",
+        );
         set_retry_after(&mut resp, ms);
         return resp;
     }
     let engine = shared.engine.clone();
     let (username, password) = (username.to_owned(), password.to_owned());
     let result = tokio::task::spawn_blocking(move || {
-        if with_key { engine.login_with_key(&username, peer) } else { engine.login(&username, &password) }
+        if with_key {
+            engine.login_with_key(&username, peer)
+        } else {
+            engine.login(&username, &password)
+        }
     })
     .await;
     match result {
@@ -476,11 +637,17 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
             shared.admin.login.undo(&keys, now);
             json_response(StatusCode::OK, &json!({ "token": token }))
         }
-        Ok(Err(EngineError::BadCredentials)) => {
-            error(StatusCode::UNAUTHORIZED, "invalid_credentials", "username and/or password is invalid")
-        }
+        Ok(Err(EngineError::BadCredentials)) => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "username and/or password is invalid",
+        ),
         Ok(Err(e)) => engine_error(e),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "login task failed"),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "login task failed",
+        ),
     }
 }
 
@@ -525,7 +692,11 @@ impl Cx<'_> {
     fn admin_only(&self, team_id: &str, what: &str) -> Result<(), Resp> {
         match self.team() {
             None => Ok(()),
-            Some(t) if t == team_id => Err(error(StatusCode::FORBIDDEN, "forbidden", &format!("only the admin token may {what}"))),
+            Some(t) if t == team_id => Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("only the admin token may {what}"),
+            )),
             Some(_) => Err(not_found("team")),
         }
     }
@@ -534,7 +705,11 @@ impl Cx<'_> {
     fn target_team(&self, named: Option<String>, loc: &'static str) -> Result<String, Resp> {
         match (self.team(), named) {
             (None, Some(t)) => Ok(t),
-            (None, None) => Err(validation(&[loc, "teamId"], "the admin token must name a team", "missing")),
+            (None, None) => Err(validation(
+                &[loc, "teamId"],
+                "the admin token must name a team",
+                "missing",
+            )),
             (Some(mine), Some(t)) if t != mine => Err(not_found("team")),
             (Some(mine), _) => Ok(mine.to_owned()),
         }
@@ -572,11 +747,22 @@ impl Cx<'_> {
     fn create_team(&self, mut b: Fields) -> Result<Resp, Resp> {
         b.only(&["name", "tier"])?;
         let name = b.required_str("name")?;
-        let tier = b.opt_str("tier")?.flatten().map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
+        let tier = b
+            .opt_str("tier")?
+            .flatten()
+            .map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
         if self.team().is_some() {
-            return Err(error(StatusCode::FORBIDDEN, "forbidden", "only the admin token may create teams"));
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only the admin token may create teams",
+            ));
         }
-        let team = self.shared.engine.create_team(&name, tier).map_err(engine_error)?;
+        let team = self
+            .shared
+            .engine
+            .create_team(&name, tier)
+            .map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &team_json(&team)))
     }
 
@@ -592,7 +778,11 @@ impl Cx<'_> {
         self.admin_only(id, "change a team's tier")?;
         b.only(&["tier"])?;
         let tier = parse_tier(&b.required_str("tier")?)?;
-        let team = self.shared.engine.set_team_tier(id, tier).map_err(engine_error)?;
+        let team = self
+            .shared
+            .engine
+            .set_team_tier(id, tier)
+            .map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &team_json(&team)))
     }
 
@@ -610,16 +800,31 @@ impl Cx<'_> {
         let username = b.required_str("username")?;
         let password = b.required_str("password")?;
         let role = parse_role(&b.required_str("role")?)?;
-        let status = b.opt_str("status")?.flatten().map_or(Ok(UserStatus::Enabled), |s| parse_status(&s))?;
+        let status = b
+            .opt_str("status")?
+            .flatten()
+            .map_or(Ok(UserStatus::Enabled), |s| parse_status(&s))?;
         if status == UserStatus::Deleted {
-            return Err(validation(&["body", "status"], "a new user cannot be Deleted", "value_error"));
+            return Err(validation(
+                &["body", "status"],
+                "a new user cannot be Deleted",
+                "value_error",
+            ));
         }
         self.may_act_on(role)?;
         let engine = self.shared.engine.clone();
-        let user = tokio::task::spawn_blocking(move || engine.create_user(&team, &username, &password, role, status))
-            .await
-            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "user creation task failed"))?
-            .map_err(engine_error)?;
+        let user = tokio::task::spawn_blocking(move || {
+            engine.create_user(&team, &username, &password, role, status)
+        })
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "user creation task failed",
+            )
+        })?
+        .map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &user_json(&user)))
     }
 
@@ -632,7 +837,10 @@ impl Cx<'_> {
         let mut users = self.shared.engine.users(&team).map_err(engine_error)?;
         users.sort_by(|a, b| a.id.cmp(&b.id));
         let data: Vec<Value> = users.iter().map(user_json).collect();
-        Ok(json_response(StatusCode::OK, &json!({ "total": data.len(), "count": data.len(), "data": data })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "total": data.len(), "count": data.len(), "data": data }),
+        ))
     }
 
     fn get_user(&self, id: &str) -> Result<Resp, Resp> {
@@ -642,11 +850,23 @@ impl Cx<'_> {
 
     async fn update_user(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
         b.only(&["role", "status", "password"])?;
-        let role = b.opt_str("role")?.flatten().map(|r| parse_role(&r)).transpose()?;
-        let status = b.opt_str("status")?.flatten().map(|s| parse_status(&s)).transpose()?;
+        let role = b
+            .opt_str("role")?
+            .flatten()
+            .map(|r| parse_role(&r))
+            .transpose()?;
+        let status = b
+            .opt_str("status")?
+            .flatten()
+            .map(|s| parse_status(&s))
+            .transpose()?;
         let password = b.opt_str("password")?.flatten();
         if status == Some(UserStatus::Deleted) {
-            return Err(validation(&["body", "status"], "use DELETE /v1/users/{id} to delete a user", "value_error"));
+            return Err(validation(
+                &["body", "status"],
+                "use DELETE /v1/users/{id} to delete a user",
+                "value_error",
+            ));
         }
         let user = self.user_in_team(id)?;
         if user.status == UserStatus::Deleted {
@@ -658,10 +878,18 @@ impl Cx<'_> {
         }
         let engine = self.shared.engine.clone();
         let id = id.to_owned();
-        let user = tokio::task::spawn_blocking(move || engine.update_user(&id, role, status, password.as_deref()))
-            .await
-            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "user update task failed"))?
-            .map_err(engine_error)?;
+        let user = tokio::task::spawn_blocking(move || {
+            engine.update_user(&id, role, status, password.as_deref())
+        })
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "user update task failed",
+            )
+        })?
+        .map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &user_json(&user)))
     }
 
@@ -678,31 +906,60 @@ impl Cx<'_> {
     // ---- API keys (seeds 001, 002) ----
 
     fn list_keys(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
-        check_query(q, &["status", "limit", "offset", "startingAfter", "endingBefore", "teamId", "token"])?;
+        check_query(
+            q,
+            &[
+                "status",
+                "limit",
+                "offset",
+                "startingAfter",
+                "endingBefore",
+                "teamId",
+                "token",
+            ],
+        )?;
         let active = match q.get("status").map(String::as_str) {
             None | Some("active") => true,
             Some("inactive") => false,
-            Some(_) => return Err(validation(&["query", "status"], "must be active or inactive", "enum")),
+            Some(_) => {
+                return Err(validation(
+                    &["query", "status"],
+                    "must be active or inactive",
+                    "enum",
+                ));
+            }
         };
         let limit = query_int(q, "limit", 25, 1, 100)? as usize;
         let offset = query_int(q, "offset", 0, 0, u64::from(u32::MAX))? as usize;
         let after = q.get("startingAfter").filter(|s| !s.is_empty());
         let before = q.get("endingBefore").filter(|s| !s.is_empty());
         if after.is_some() && before.is_some() {
-            return Err(validation(&["query", "endingBefore"], "give startingAfter or endingBefore, not both", "value_error"));
+            return Err(validation(
+                &["query", "endingBefore"],
+                "give startingAfter or endingBefore, not both",
+                "value_error",
+            ));
         }
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
         let now = now_us() / 1000;
-        let keys: Vec<(ApiKey, Usage)> =
-            self.shared.engine.keys(&team).into_iter().filter(|(k, _)| key_active(k, now) == active).collect();
+        let keys: Vec<(ApiKey, Usage)> = self
+            .shared
+            .engine
+            .keys(&team)
+            .into_iter()
+            .filter(|(k, _)| key_active(k, now) == active)
+            .collect();
         let len = keys.len();
         // Cursors are key ids, and keys are in id order: a page after (or before)
         // an id is well defined however many keys were added or removed since.
         let (start, end) = if let Some(a) = after {
-            let start = (keys.partition_point(|(k, _)| k.id.as_str() <= a.as_str()) + offset).min(len);
+            let start =
+                (keys.partition_point(|(k, _)| k.id.as_str() <= a.as_str()) + offset).min(len);
             (start, (start + limit).min(len))
         } else if let Some(b) = before {
-            let end = keys.partition_point(|(k, _)| k.id.as_str() < b.as_str()).saturating_sub(offset);
+            let end = keys
+                .partition_point(|(k, _)| k.id.as_str() < b.as_str())
+                .saturating_sub(offset);
             (end.saturating_sub(limit), end)
         } else {
             let start = offset.min(len);
@@ -710,14 +967,27 @@ impl Cx<'_> {
         };
         let page = &keys[start..end];
         let base = {
-            let mut s = format!("/v1/keys?status={}&limit={limit}", if active { "active" } else { "inactive" });
+            let mut s = format!(
+                "/v1/keys?status={}&limit={limit}",
+                if active { "active" } else { "inactive" }
+            );
             if self.team().is_none() {
                 s.push_str(&format!("&teamId={team}"));
             }
             s
         };
-        let next = (end < len).then(|| page.last().map(|(k, _)| format!("{base}&startingAfter={}", k.id))).flatten();
-        let prev = (start > 0).then(|| page.first().map(|(k, _)| format!("{base}&endingBefore={}", k.id))).flatten();
+        let next = (end < len)
+            .then(|| {
+                page.last()
+                    .map(|(k, _)| format!("{base}&startingAfter={}", k.id))
+            })
+            .flatten();
+        let prev = (start > 0)
+            .then(|| {
+                page.first()
+                    .map(|(k, _)| format!("{base}&endingBefore={}", k.id))
+            })
+            .flatten();
         let data: Vec<Value> = page.iter().map(|(k, u)| key_json(k, u, None)).collect();
         Ok(json_response(
             StatusCode::OK,
@@ -744,13 +1014,33 @@ impl Cx<'_> {
         let user_id = match (b.opt_str("userId")?.flatten(), &self.caller) {
             (Some(u), _) => u,
             (None, Caller::User { user, .. }) => user.to_string(),
-            (None, Caller::Admin) => return Err(validation(&["body", "userId"], "field required", "missing")),
+            (None, Caller::Admin) => {
+                return Err(validation(&["body", "userId"], "field required", "missing"));
+            }
         };
-        let refill = match (b.opt_u32("refillAmount")?.flatten(), b.opt_u64("refillInterval")?.flatten()) {
+        let refill = match (
+            b.opt_u32("refillAmount")?.flatten(),
+            b.opt_u64("refillInterval")?.flatten(),
+        ) {
             (None, None) => None,
-            (Some(amount), Some(interval_ms)) => Some(Refill { amount, interval_ms }),
-            (Some(_), None) => return Err(validation(&["body", "refillInterval"], "required with refillAmount", "missing")),
-            (None, Some(_)) => return Err(validation(&["body", "refillAmount"], "required with refillInterval", "missing")),
+            (Some(amount), Some(interval_ms)) => Some(Refill {
+                amount,
+                interval_ms,
+            }),
+            (Some(_), None) => {
+                return Err(validation(
+                    &["body", "refillInterval"],
+                    "required with refillAmount",
+                    "missing",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(validation(
+                    &["body", "refillAmount"],
+                    "required with refillInterval",
+                    "missing",
+                ));
+            }
         };
         let rate_limit = rate_limit(
             b.opt_bool("rateLimitEnabled")?.flatten(),
@@ -766,7 +1056,10 @@ impl Cx<'_> {
             remaining: b.opt_u32("remaining")?.flatten(),
             refill,
             rate_limit,
-            permissions: b.opt_permissions("permissions")?.flatten().unwrap_or_default(),
+            permissions: b
+                .opt_permissions("permissions")?
+                .flatten()
+                .unwrap_or_default(),
             metadata: b.opt_object("metadata")?.flatten().map(|m| m.to_string()),
             whitelisted_ips: b.opt_ips("whitelistedIPs")?.flatten().unwrap_or_default(),
             user_id,
@@ -775,7 +1068,10 @@ impl Cx<'_> {
         self.may_act_on(owner.role)?;
         let (key, plaintext) = self.shared.engine.create_key(new).map_err(engine_error)?;
         let (key, usage) = self.shared.engine.key(&key.id).map_err(engine_error)?;
-        Ok(json_response(StatusCode::CREATED, &key_json(&key, &usage, Some(&plaintext))))
+        Ok(json_response(
+            StatusCode::CREATED,
+            &key_json(&key, &usage, Some(&plaintext)),
+        ))
     }
 
     fn get_key(&self, id: &str) -> Result<Resp, Resp> {
@@ -802,7 +1098,11 @@ impl Cx<'_> {
         let enabled = b.opt_bool("enabled")?.flatten();
         let expires_in = b.opt_u64("expiresIn")?;
         if expires_in == Some(Some(0)) {
-            return Err(validation(&["body", "expiresIn"], "must be at least 1 second", "value_error"));
+            return Err(validation(
+                &["body", "expiresIn"],
+                "must be at least 1 second",
+                "value_error",
+            ));
         }
         let remaining = b.opt_u32("remaining")?;
         let refill_amount = b.opt_u32("refillAmount")?;
@@ -814,7 +1114,14 @@ impl Cx<'_> {
         let metadata = b.opt_object("metadata")?.flatten().map(|m| m.to_string());
         let whitelisted_ips = b.opt_ips("whitelistedIPs")?.map(Option::unwrap_or_default);
         let (old, _) = self.key_in_team(id)?;
-        if let Some(owner) = self.shared.engine.index().users.get(&old.user_id).map(|u| u.role()) {
+        if let Some(owner) = self
+            .shared
+            .engine
+            .index()
+            .users
+            .get(&old.user_id)
+            .map(|u| u.role())
+        {
             self.may_act_on(owner)?;
         }
         let refill = match (refill_amount, refill_interval) {
@@ -824,16 +1131,32 @@ impl Cx<'_> {
                 let amount = a.flatten().or(old.refill.map(|r| r.amount));
                 let interval_ms = i.flatten().or(old.refill.map(|r| r.interval_ms));
                 match (amount, interval_ms) {
-                    (Some(amount), Some(interval_ms)) => Some(Some(Refill { amount, interval_ms })),
-                    (None, _) => return Err(validation(&["body", "refillAmount"], "required with refillInterval", "missing")),
-                    (_, None) => return Err(validation(&["body", "refillInterval"], "required with refillAmount", "missing")),
+                    (Some(amount), Some(interval_ms)) => Some(Some(Refill {
+                        amount,
+                        interval_ms,
+                    })),
+                    (None, _) => {
+                        return Err(validation(
+                            &["body", "refillAmount"],
+                            "required with refillInterval",
+                            "missing",
+                        ));
+                    }
+                    (_, None) => {
+                        return Err(validation(
+                            &["body", "refillInterval"],
+                            "required with refillAmount",
+                            "missing",
+                        ));
+                    }
                 }
             }
         };
         let up = KeyUpdate {
             name,
             enabled,
-            expires_at: expires_in.map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)))),
+            expires_at: expires_in
+                .map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)))),
             remaining,
             refill,
             rate_limit: rate_limit(rl_enabled, rl_max, rl_window, old.rate_limit)?,
@@ -841,14 +1164,24 @@ impl Cx<'_> {
             metadata,
             whitelisted_ips,
         };
-        self.shared.engine.update_key(id, up).map_err(engine_error)?;
+        self.shared
+            .engine
+            .update_key(id, up)
+            .map_err(engine_error)?;
         let (k, u) = self.shared.engine.key(id).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &key_json(&k, &u, None)))
     }
 
     fn delete_key(&self, id: &str) -> Result<Resp, Resp> {
         let (old, _) = self.key_in_team(id)?;
-        if let Some(owner) = self.shared.engine.index().users.get(&old.user_id).map(|u| u.role()) {
+        if let Some(owner) = self
+            .shared
+            .engine
+            .index()
+            .users
+            .get(&old.user_id)
+            .map(|u| u.role())
+        {
             self.may_act_on(owner)?;
         }
         self.shared.engine.delete_key(id).map_err(engine_error)?;
@@ -858,7 +1191,10 @@ impl Cx<'_> {
     // ---- access tokens (seed 004) ----
 
     fn list_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
-        check_query(q, &["tokenType", "includeRevoked", "limit", "cursor", "token"])?;
+        check_query(
+            q,
+            &["tokenType", "includeRevoked", "limit", "cursor", "token"],
+        )?;
         let (user, _) = self.caller_user()?;
         let include_revoked = query_bool(q, "includeRevoked", false)?;
         let limit = query_int(q, "limit", 50, 1, 200)? as usize;
@@ -868,7 +1204,13 @@ impl Cx<'_> {
             Some(c) => Some(
                 c.split_once('.')
                     .and_then(|(at, id)| Some((at.parse::<u64>().ok()?, id.to_owned())))
-                    .ok_or_else(|| validation(&["query", "cursor"], "not a cursor this API returned", "value_error"))?,
+                    .ok_or_else(|| {
+                        validation(
+                            &["query", "cursor"],
+                            "not a cursor this API returned",
+                            "value_error",
+                        )
+                    })?,
             ),
         };
         let tokens: Vec<(AccessToken, Millis)> = self
@@ -885,22 +1227,44 @@ impl Cx<'_> {
         });
         let end = (start + limit).min(tokens.len());
         let page = &tokens[start..end];
-        let next = (end < tokens.len()).then(|| page.last().map(|(t, _)| format!("{}.{}", t.created_at, t.id))).flatten();
+        let next = (end < tokens.len())
+            .then(|| {
+                page.last()
+                    .map(|(t, _)| format!("{}.{}", t.created_at, t.id))
+            })
+            .flatten();
         let items: Vec<Value> = page.iter().map(|(t, used)| token_json(t, *used)).collect();
-        Ok(json_response(StatusCode::OK, &json!({ "items": items, "nextCursor": next })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "items": items, "nextCursor": next }),
+        ))
     }
 
     fn create_token(&self, mut b: Fields) -> Result<Resp, Resp> {
         b.only(&["name", "expiresInDays", "tokenType"])?;
         let name = b.required_str("name")?;
         let days = b.opt_u32("expiresInDays")?.flatten();
-        let token_type = b.opt_str("tokenType")?.flatten().unwrap_or_else(|| "personal".to_owned());
+        let token_type = b
+            .opt_str("tokenType")?
+            .flatten()
+            .unwrap_or_else(|| "personal".to_owned());
         if name.is_empty() || name.chars().count() > 255 {
-            return Err(validation(&["body", "name"], "must be 1 to 255 characters", "string_length"));
+            return Err(validation(
+                &["body", "name"],
+                "must be 1 to 255 characters",
+                "string_length",
+            ));
         }
         let (user, _) = self.caller_user()?;
-        let (token, plaintext) = self.shared.engine.create_token(user, &name, &token_type, days).map_err(engine_error)?;
-        Ok(json_response(StatusCode::CREATED, &json!({ "plaintext": plaintext, "token": token_json(&token, 0) })))
+        let (token, plaintext) = self
+            .shared
+            .engine
+            .create_token(user, &name, &token_type, days)
+            .map_err(engine_error)?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({ "plaintext": plaintext, "token": token_json(&token, 0) }),
+        ))
     }
 
     fn revoke_all_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
@@ -911,10 +1275,18 @@ impl Cx<'_> {
         };
         let (user, caller) = self.caller_user()?;
         let keep = match caller {
-            Caller::User { kind: CredentialKind::AccessToken, credential_id, .. } if exclude => Some(&**credential_id),
+            Caller::User {
+                kind: CredentialKind::AccessToken,
+                credential_id,
+                ..
+            } if exclude => Some(&**credential_id),
             _ => None,
         };
-        let n = self.shared.engine.revoke_all_tokens(user, keep).map_err(engine_error)?;
+        let n = self
+            .shared
+            .engine
+            .revoke_all_tokens(user, keep)
+            .map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &json!({ "revokedCount": n })))
     }
 
@@ -941,7 +1313,12 @@ impl Cx<'_> {
 
 /// Folds the rate-limit fields of a request into the key's rate limit:
 /// `None` = unchanged, `Some(None)` = off.
-fn rate_limit(enabled: Option<bool>, max: Option<u32>, window: Option<u64>, old: Option<RateLimit>) -> Result<Option<Option<RateLimit>>, Resp> {
+fn rate_limit(
+    enabled: Option<bool>,
+    max: Option<u32>,
+    window: Option<u64>,
+    old: Option<RateLimit>,
+) -> Result<Option<Option<RateLimit>>, Resp> {
     if enabled == Some(false) {
         return Ok(Some(None));
     }
@@ -952,8 +1329,16 @@ fn rate_limit(enabled: Option<bool>, max: Option<u32>, window: Option<u64>, old:
     let window_ms = window.or(old.map(|r| r.window_ms));
     match (max, window_ms) {
         (Some(max), Some(window_ms)) => Ok(Some(Some(RateLimit { max, window_ms }))),
-        (None, _) => Err(validation(&["body", "rateLimitMax"], "required to enable rate limiting", "missing")),
-        (_, None) => Err(validation(&["body", "rateLimitTimeWindow"], "required to enable rate limiting", "missing")),
+        (None, _) => Err(validation(
+            &["body", "rateLimitMax"],
+            "required to enable rate limiting",
+            "missing",
+        )),
+        (_, None) => Err(validation(
+            &["body", "rateLimitTimeWindow"],
+            "required to enable rate limiting",
+            "missing",
+        )),
     }
 }
 
@@ -1053,7 +1438,11 @@ fn token_json(t: &AccessToken, last_used: Millis) -> Value {
 // ---- errors ----
 
 fn not_found(what: &str) -> Resp {
-    error(StatusCode::NOT_FOUND, "not_found", &format!("{what} not found"))
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("{what} not found"),
+    )
 }
 
 fn no_content() -> Resp {
@@ -1077,33 +1466,67 @@ fn validation(loc: &[&str], msg: &str, kind: &str) -> Resp {
 fn engine_error(e: EngineError) -> Resp {
     match e {
         EngineError::NotFound(what) => not_found(what),
-        EngineError::Invalid { field, reason } => validation(&["body", field], &reason, "value_error"),
+        EngineError::Invalid { field, reason } => {
+            validation(&["body", field], &reason, "value_error")
+        }
         EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", &m),
         EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
-        EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
+        EngineError::BadCredentials => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "invalid credentials",
+        ),
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the daemon's log",
+            )
         }
     }
 }
 
 fn parse_tier(s: &str) -> Result<Tier, Resp> {
-    s.parse().map_err(|e: String| validation(&["body", "tier"], &e, "enum"))
+    s.parse()
+        .map_err(|e: String| validation(&["body", "tier"], &e, "enum"))
 }
 
 fn parse_role(s: &str) -> Result<Role, Resp> {
-    [Role::Administrator, Role::Manager, Role::Author, Role::Reader]
-        .into_iter()
-        .find(|r| r.as_str().eq_ignore_ascii_case(s))
-        .ok_or_else(|| validation(&["body", "role"], "must be Administrator, Manager, Author or Reader", "enum"))
+    [
+        Role::Administrator,
+        Role::Manager,
+        Role::Author,
+        Role::Reader,
+    ]
+    .into_iter()
+    .find(|r| r.as_str().eq_ignore_ascii_case(s))
+    .ok_or_else(|| {
+        validation(
+            &["body", "role"],
+            "must be Administrator, Manager, Author or Reader",
+            "enum",
+        )
+    })
 }
 
 fn parse_status(s: &str) -> Result<UserStatus, Resp> {
-    [UserStatus::Pending, UserStatus::Enabled, UserStatus::Disabled, UserStatus::Blocked, UserStatus::Deleted]
-        .into_iter()
-        .find(|st| status_str(*st).eq_ignore_ascii_case(s))
-        .ok_or_else(|| validation(&["body", "status"], "must be Pending, Enabled, Disabled, Blocked or Deleted", "enum"))
+    [
+        UserStatus::Pending,
+        UserStatus::Enabled,
+        UserStatus::Disabled,
+        UserStatus::Blocked,
+        UserStatus::Deleted,
+    ]
+    .into_iter()
+    .find(|st| status_str(*st).eq_ignore_ascii_case(s))
+    .ok_or_else(|| {
+        validation(
+            &["body", "status"],
+            "must be Pending, Enabled, Disabled, Blocked or Deleted",
+            "enum",
+        )
+    })
 }
 
 // ---- query strings ----
@@ -1118,7 +1541,10 @@ fn percent_decode(s: &str) -> String {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' => match b.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
+            b'%' => match b
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+            {
                 Some(v) => {
                     out.push(v);
                     i += 3;
@@ -1149,17 +1575,31 @@ fn parse_query(q: &str) -> HashMap<String, String> {
 
 fn check_query(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Resp> {
     match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(validation(&["query", k], "unknown query parameter", "extra_forbidden")),
+        Some(k) => Err(validation(
+            &["query", k],
+            "unknown query parameter",
+            "extra_forbidden",
+        )),
         None => Ok(()),
     }
 }
 
-fn query_int(q: &HashMap<String, String>, name: &str, default: u64, min: u64, max: u64) -> Result<u64, Resp> {
+fn query_int(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, Resp> {
     match q.get(name) {
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(validation(&["query", name], &format!("must be an integer from {min} to {max}"), "value_error")),
+            _ => Err(validation(
+                &["query", name],
+                &format!("must be an integer from {min} to {max}"),
+                "value_error",
+            )),
         },
     }
 }
@@ -1169,7 +1609,11 @@ fn query_bool(q: &HashMap<String, String>, name: &str, default: bool) -> Result<
         None => Ok(default),
         Some(v) if v == "true" || v == "1" => Ok(true),
         Some(v) if v == "false" || v == "0" => Ok(false),
-        Some(_) => Err(validation(&["query", name], "must be true or false", "bool_parsing")),
+        Some(_) => Err(validation(
+            &["query", name],
+            "must be true or false",
+            "bool_parsing",
+        )),
     }
 }
 
@@ -1182,12 +1626,20 @@ struct Fields(Map<String, Value>);
 async fn body(req: Request<Incoming>) -> Result<Fields, Resp> {
     match read_json::<Value>(req).await? {
         Value::Object(m) => Ok(Fields(m)),
-        _ => Err(error(StatusCode::BAD_REQUEST, "invalid_json", "the request body must be a JSON object")),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the request body must be a JSON object",
+        )),
     }
 }
 
 fn wrong_type(field: &str, expected: &str) -> Resp {
-    error(StatusCode::BAD_REQUEST, "invalid_type", &format!("{field}: expected {expected}"))
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_type",
+        &format!("{field}: expected {expected}"),
+    )
 }
 
 impl Fields {
@@ -1200,7 +1652,9 @@ impl Fields {
 
     /// `None` = absent, `Some(None)` = null.
     fn get(&mut self, name: &str) -> Option<Option<Value>> {
-        self.0.remove(name).map(|v| if v.is_null() { None } else { Some(v) })
+        self.0
+            .remove(name)
+            .map(|v| if v.is_null() { None } else { Some(v) })
     }
 
     fn opt_str(&mut self, name: &str) -> Result<Option<Option<String>>, Resp> {
@@ -1212,7 +1666,9 @@ impl Fields {
     }
 
     fn required_str(&mut self, name: &str) -> Result<String, Resp> {
-        self.opt_str(name)?.flatten().ok_or_else(|| validation(&["body", name], "field required", "missing"))
+        self.opt_str(name)?
+            .flatten()
+            .ok_or_else(|| validation(&["body", name], "field required", "missing"))
     }
 
     fn opt_bool(&mut self, name: &str) -> Result<Option<Option<bool>>, Resp> {
@@ -1226,10 +1682,20 @@ impl Fields {
     /// A non-negative integer; seed 002's examples send numbers as strings, so a
     /// string of digits is accepted too.
     fn opt_u64(&mut self, name: &str) -> Result<Option<Option<u64>>, Resp> {
-        let bad = || validation(&["body", name], "must be a non-negative integer", "value_error");
+        let bad = || {
+            validation(
+                &["body", name],
+                "must be a non-negative integer",
+                "value_error",
+            )
+        };
         match self.get(name) {
             Some(Some(Value::Number(n))) => n.as_u64().map(|n| Some(Some(n))).ok_or_else(bad),
-            Some(Some(Value::String(s))) => s.trim().parse::<u64>().map(|n| Some(Some(n))).map_err(|_| bad()),
+            Some(Some(Value::String(s))) => s
+                .trim()
+                .parse::<u64>()
+                .map(|n| Some(Some(n)))
+                .map_err(|_| bad()),
             Some(Some(_)) => Err(wrong_type(name, "an integer")),
             other => Ok(other.map(|_| None)),
         }
@@ -1237,9 +1703,9 @@ impl Fields {
 
     fn opt_u32(&mut self, name: &str) -> Result<Option<Option<u32>>, Resp> {
         match self.opt_u64(name)? {
-            Some(Some(n)) => u32::try_from(n)
-                .map(|n| Some(Some(n)))
-                .map_err(|_| validation(&["body", name], "must be at most 4294967295", "value_error")),
+            Some(Some(n)) => u32::try_from(n).map(|n| Some(Some(n))).map_err(|_| {
+                validation(&["body", name], "must be at most 4294967295", "value_error")
+            }),
             other => Ok(other.map(|_| None)),
         }
     }
@@ -1256,8 +1722,13 @@ impl Fields {
     /// permissions as a string in its update example).
     fn opt_permissions(&mut self, name: &str) -> Result<Option<Option<Permissions>>, Resp> {
         let v = match self.get(name) {
-            Some(Some(Value::String(s))) => serde_json::from_str::<Value>(&s)
-                .map_err(|_| validation(&["body", name], "must be a JSON object of string arrays", "value_error"))?,
+            Some(Some(Value::String(s))) => serde_json::from_str::<Value>(&s).map_err(|_| {
+                validation(
+                    &["body", name],
+                    "must be a JSON object of string arrays",
+                    "value_error",
+                )
+            })?,
             Some(Some(v)) => v,
             other => return Ok(other.map(|_| None)),
         };
@@ -1266,15 +1737,24 @@ impl Fields {
         }
         serde_json::from_value::<Permissions>(v)
             .map(|p| Some(Some(p)))
-            .map_err(|_| validation(&["body", name], "must map each resource to an array of action strings", "value_error"))
+            .map_err(|_| {
+                validation(
+                    &["body", name],
+                    "must map each resource to an array of action strings",
+                    "value_error",
+                )
+            })
     }
 
     /// An array of IPs and CIDR blocks, or seed 001's comma-separated string.
     fn opt_ips(&mut self, name: &str) -> Result<Option<Option<Vec<String>>>, Resp> {
         match self.get(name) {
-            Some(Some(Value::String(s))) => {
-                Ok(Some(Some(s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())))
-            }
+            Some(Some(Value::String(s))) => Ok(Some(Some(
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            ))),
             Some(Some(Value::Array(items))) => items
                 .into_iter()
                 .map(|i| match i {
@@ -1295,7 +1775,9 @@ impl Fields {
 pub fn openapi() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
-        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
         let mut op = json!({
             "summary": route.summary,
             "operationId": format!("{:?}", route.op),
@@ -1353,7 +1835,10 @@ mod tests {
     #[test]
     fn paths_match_templates() {
         assert_eq!(match_path("/v1/keys", "/v1/keys"), Some(None));
-        assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/key_1"), Some(Some("key_1")));
+        assert_eq!(
+            match_path("/v1/keys/{id}", "/v1/keys/key_1"),
+            Some(Some("key_1"))
+        );
         assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/"), None);
         assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/a/b"), None);
         assert_eq!(match_path("/v1/keys", "/v1/keys/a"), None);
@@ -1387,7 +1872,12 @@ mod tests {
     fn openapi_lists_every_route() {
         let doc = openapi();
         for r in ROUTES {
-            assert!(doc["paths"][r.path][r.method.to_ascii_lowercase()].is_object(), "{} {}", r.method, r.path);
+            assert!(
+                doc["paths"][r.path][r.method.to_ascii_lowercase()].is_object(),
+                "{} {}",
+                r.method,
+                r.path
+            );
         }
     }
 }
