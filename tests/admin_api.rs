@@ -1339,3 +1339,28 @@ fn access_tokens_follow_seed_004() {
         401
     );
 }
+
+#[test]
+fn admin_api_config_section() {
+    let c = Config::parse("[admin_api]\nallow_query_token = true\nlogin_failures_per_minute = 5")
+        .unwrap();
+    c.validate().unwrap();
+    assert!(c.admin_api.allow_query_token);
+    assert!(
+        !Config::default().admin_api.allow_query_token,
+        "query tokens are off by default"
+    );
+    let e = Config::parse("[admin_api]\nlogin_failures_per_minute = 0")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(
+        e.0.contains("admin_api.login_failures_per_minute"),
+        "{}",
+        e.0
+    );
+    assert!(
+        Config::parse("admin_token = \"x\"").is_err(),
+        "the admin token is never read from the file"
+    );
+}
