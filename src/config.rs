@@ -43,6 +43,29 @@ pub struct Config {
     pub tiers: Tiers,
     /// Log output.
     pub log: LogConfig,
+    /// The admin HTTP API.
+    pub admin_api: AdminApiConfig,
+    /// The bootstrap admin token. Never read from the config file: `serve` takes
+    /// it from `TOLLGATE_ADMIN_TOKEN` when this is `None` (tests set it here).
+    #[serde(skip)]
+    pub admin_token: Option<String>,
+}
+
+/// Settings of the admin HTTP API (`/v1/...`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminApiConfig {
+    /// Accept a credential in the `?token=` query parameter (seed 003 allows it
+    /// but URLs end up in logs, so it is off by default).
+    pub allow_query_token: bool,
+    /// Failed logins allowed per username and per client address each minute.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for AdminApiConfig {
+    fn default() -> Self {
+        AdminApiConfig { allow_query_token: false, login_failures_per_minute: 10 }
+    }
 }
 
 impl Default for Config {
@@ -58,6 +81,8 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             tiers: Tiers::default(),
             log: LogConfig::default(),
+            admin_api: AdminApiConfig::default(),
+            admin_token: None,
         }
     }
 }
@@ -305,6 +330,9 @@ impl Config {
             if limits.requests_per_minute.get() == Some(0) {
                 return err(format!("tiers.{tier}.requests_per_minute: must be at least 1 or \"unlimited\""));
             }
+        }
+        if self.admin_api.login_failures_per_minute == 0 {
+            return err("admin_api.login_failures_per_minute: must be at least 1");
         }
         if j.keys.is_empty() && j.signing_kid.is_some() {
             return err("jwt.signing_kid: set, but no jwt.keys are configured");

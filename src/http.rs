@@ -23,6 +23,8 @@ use tokio::sync::watch;
 use crate::core::verify::{CredentialKind, Verdict, VerifyRequest};
 use crate::server::Shared;
 
+pub mod admin;
+
 /// Largest request body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -100,6 +102,7 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) ->
         (_, "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/v1/verify") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         }
+        (_, p) if p.starts_with("/v1/") || p == "/openapi.json" => admin::route(shared, req, peer).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }
 }

@@ -20,6 +20,8 @@ pub struct Shared {
     pub config: Config,
     /// Set once every listener is bound and the index is loaded.
     pub ready: AtomicBool,
+    /// The admin API's state: the bootstrap token, login limiters.
+    pub admin: crate::http::admin::AdminState,
 }
 
 /// Sets up logging as configured (`RUST_LOG` overrides the level).
@@ -77,10 +79,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             .with_context(|| format!("cannot open the store in {}", config.data.display()))?
     };
     let engine = Arc::new(engine);
+    let admin = crate::http::admin::AdminState::new(&config)?;
     let http = tokio::net::TcpListener::bind(config.http_addr()?)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;
-    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false) });
+    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
     shared.ready.store(true, Ordering::Release);

@@ -1,0 +1,1883 @@
+//! The admin HTTP API under `/v1/`: login (seed 003), teams, users, API keys
+//! (seeds 001 and 002) and access tokens (seed 004), plus `/openapi.json`.
+//!
+//! Every route is listed once, in `ROUTES`; the router dispatches from that
+//! table and the OpenAPI document is built from it, so the two cannot drift.
+//!
+//! A caller is either the bootstrap admin token (everything, every team) or a
+//! credential the engine verifies (JWT, API key or access token), which acts
+//! with its user's role inside its own team only. Objects of another team
+//! answer 404, exactly as objects that do not exist. Such a credential is
+//! verified like any other, so an admin call counts against the team's
+//! per-minute limit (seed 000's request rate) and a key's remaining uses; an
+//! API key must also hold the permission itself (`{"keys": ["read"]}` etc.).
+
+// Handlers return `Result<Response, Response>`: the error is the ready answer.
+// It is large, but this is the admin path, not the verification hot path.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, AUTHORIZATION, COOKIE, HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
+
+use super::{Body, error, json_response, read_json};
+use crate::config::Config;
+use crate::core::limits::{FixedWindow, Micros};
+use crate::core::model::{
+    AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, Usage, User,
+    UserStatus, rfc3339,
+};
+use crate::core::secret;
+use crate::core::verify::{CredentialKind, DenyCode, Verdict, VerifyRequest};
+use crate::engine::{EngineError, KeyUpdate, NewKey, now_us, remaining_at};
+use crate::server::Shared;
+
+/// File in the data directory holding the generated bootstrap admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Environment variable that sets the bootstrap admin token.
+pub const ADMIN_TOKEN_ENV: &str = "TOLLGATE_ADMIN_TOKEN";
+/// Cookie that may carry a credential.
+pub const TOKEN_COOKIE: &str = "tollgate_token";
+/// Most (username or address) entries the login limiter remembers; beyond it the
+/// least recently failed entry is forgotten, so memory stays bounded.
+const MAX_LOGIN_SLOTS: usize = 10_000;
+const MINUTE_US: Micros = 60_000_000;
+
+type Resp = Response<Body>;
+
+// ---- state ----
+
+/// State of the admin API, created once per server.
+pub struct AdminState {
+    token_digest: [u8; 32],
+    allow_query_token: bool,
+    login: LoginLimiter,
+}
+
+impl AdminState {
+    /// Resolves the bootstrap admin token: `config.admin_token`, else
+    /// `TOLLGATE_ADMIN_TOKEN`, else the token in `<data>/admin-token`, generated
+    /// (mode 0600) on first start. Only the file's path is logged.
+    pub fn new(config: &Config) -> anyhow::Result<AdminState> {
+        let token = match config
+            .admin_token
+            .clone()
+            .or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok())
+        {
+            Some(t) => {
+                if t.trim().len() < 16 {
+                    anyhow::bail!(
+                        "{ADMIN_TOKEN_ENV}: the admin token must be at least 16 characters"
+                    );
+                }
+                t.trim().to_owned()
+            }
+            None => token_from_file(&config.data.join(ADMIN_TOKEN_FILE))?,
+        };
+        Ok(AdminState {
+            token_digest: secret::sha256(token.as_bytes()),
+            allow_query_token: config.admin_api.allow_query_token,
+            login: LoginLimiter::new(config.admin_api.login_failures_per_minute),
+        })
+    }
+
+    /// Compares SHA-256 digests, so the time taken depends on neither token's
+    /// length, with a branch-free fold over every byte (ring's
+    /// `verify_slices_are_equal` does the same but is deprecated in ring 0.17).
+    fn is_admin_token(&self, presented: &str) -> bool {
+        let digest = secret::sha256(presented.as_bytes());
+        let diff = digest
+            .iter()
+            .zip(&self.token_digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+fn token_from_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read_to_string(path) {
+        Ok(t) if t.trim().len() >= 16 => return Ok(t.trim().to_owned()),
+        Ok(_) => anyhow::bail!(
+            "{}: the admin token in this file is shorter than 16 characters",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    }
+    let token = secret::generate(&ring::rand::SystemRandom::new(), "tgadmin").plaintext;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(token.as_bytes()).and_then(|()| f.sync_all()))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated the bootstrap admin token");
+    Ok(token)
+}
+
+/// Counts failed logins per username and per client address in fixed one-minute
+/// windows. An attempt takes a slot up front and gives it back if it succeeds,
+/// so only failures stay counted.
+struct LoginLimiter {
+    limit: u32,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+struct Slot {
+    window: FixedWindow,
+    touched: AtomicU64,
+}
+
+impl LoginLimiter {
+    fn new(limit: u32) -> LoginLimiter {
+        LoginLimiter {
+            limit,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, key: &str, now: Micros) -> Arc<Slot> {
+        let mut slots = self.slots.lock();
+        if let Some(s) = slots.get(key) {
+            s.touched.store(now, Ordering::Relaxed);
+            return s.clone();
+        }
+        if slots.len() >= MAX_LOGIN_SLOTS {
+            slots.retain(|_, s| now.saturating_sub(s.touched.load(Ordering::Relaxed)) < MINUTE_US);
+            if slots.len() >= MAX_LOGIN_SLOTS {
+                let oldest = slots
+                    .iter()
+                    .min_by_key(|(_, s)| s.touched.load(Ordering::Relaxed))
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    slots.remove(&k);
+                }
+            }
+        }
+        let s = Arc::new(Slot {
+            window: FixedWindow::default(),
+            touched: AtomicU64::new(now),
+        });
+        slots.insert(key.to_owned(), s.clone());
+        s
+    }
+
+    /// Takes one attempt for every key, or none: `Err` is the retry delay in ms.
+    fn take(&self, keys: &[String], now: Micros) -> Result<(), u64> {
+        let mut taken = Vec::new();
+        for k in keys {
+            let s = self.slot(k, now);
+            match s.window.try_take(self.limit, MINUTE_US, now, 1) {
+                Ok(_) => taken.push(s),
+                Err(d) => {
+                    for t in taken {
+                        t.window.undo(MINUTE_US, now, 1);
+                    }
+                    return Err(d.retry_after_ms);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back the attempts of a successful login.
+    fn undo(&self, keys: &[String], now: Micros) {
+        for k in keys {
+            let s = self.slot(k, now);
+            s.window.undo(MINUTE_US, now, 1);
+        }
+    }
+}
+
+// ---- routes ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    OpenApi,
+    Login,
+    CreateTeam,
+    GetTeam,
+    UpdateTeam,
+    DeleteTeam,
+    CreateUser,
+    ListUsers,
+    GetUser,
+    UpdateUser,
+    DeleteUser,
+    ListKeys,
+    CreateKey,
+    GetKey,
+    UpdateKey,
+    DeleteKey,
+    ListTokens,
+    CreateToken,
+    RevokeAllTokens,
+    GetToken,
+    RevokeToken,
+}
+
+/// One route of the admin API.
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template; `{id}` matches one path segment.
+    pub path: &'static str,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+    op: Op,
+}
+
+const fn r(method: &'static str, path: &'static str, summary: &'static str, op: Op) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        op,
+    }
+}
+
+/// Every route the admin router serves; the OpenAPI document lists exactly these.
+pub const ROUTES: &[Route] = &[
+    r("GET", "/openapi.json", "This document", Op::OpenApi),
+    r(
+        "POST",
+        "/v1/auth/token",
+        "Exchange Basic credentials or an API key for a JWT",
+        Op::Login,
+    ),
+    r(
+        "POST",
+        "/v1/teams",
+        "Create a team (admin token only)",
+        Op::CreateTeam,
+    ),
+    r("GET", "/v1/teams/{id}", "Get a team", Op::GetTeam),
+    r(
+        "PATCH",
+        "/v1/teams/{id}",
+        "Change a team's tier (admin token only)",
+        Op::UpdateTeam,
+    ),
+    r(
+        "DELETE",
+        "/v1/teams/{id}",
+        "Delete a team and everything in it (admin token only)",
+        Op::DeleteTeam,
+    ),
+    r("POST", "/v1/users", "Create a user", Op::CreateUser),
+    r("GET", "/v1/users", "List a team's users", Op::ListUsers),
+    r("GET", "/v1/users/{id}", "Get a user", Op::GetUser),
+    r(
+        "PATCH",
+        "/v1/users/{id}",
+        "Change a user's role, status or password",
+        Op::UpdateUser,
+    ),
+    r(
+        "DELETE",
+        "/v1/users/{id}",
+        "Delete (anonymize) a user",
+        Op::DeleteUser,
+    ),
+    r("GET", "/v1/keys", "List API keys", Op::ListKeys),
+    r("POST", "/v1/keys", "Create an API key", Op::CreateKey),
+    r("GET", "/v1/keys/{id}", "Get an API key", Op::GetKey),
+    r("PATCH", "/v1/keys/{id}", "Change an API key", Op::UpdateKey),
+    r(
+        "DELETE",
+        "/v1/keys/{id}",
+        "Delete an API key",
+        Op::DeleteKey,
+    ),
+    r(
+        "GET",
+        "/v1/access-tokens",
+        "List the caller's access tokens",
+        Op::ListTokens,
+    ),
+    r(
+        "POST",
+        "/v1/access-tokens",
+        "Create an access token for the caller",
+        Op::CreateToken,
+    ),
+    r(
+        "DELETE",
+        "/v1/access-tokens",
+        "Revoke all of the caller's access tokens",
+        Op::RevokeAllTokens,
+    ),
+    r(
+        "GET",
+        "/v1/access-tokens/{id}",
+        "Get one of the caller's access tokens",
+        Op::GetToken,
+    ),
+    r(
+        "DELETE",
+        "/v1/access-tokens/{id}",
+        "Revoke one of the caller's access tokens",
+        Op::RevokeToken,
+    ),
+];
+
+/// Matches `path` against a template; `Some` carries the `{id}` segment, if any.
+fn match_path<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
+    let mut id = None;
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(id),
+            (Some(ts), Some(ps)) if ts.starts_with('{') => {
+                if ps.is_empty() {
+                    return None;
+                }
+                id = Some(ps);
+            }
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Serves `/v1/...` (other than `/v1/verify`) and `/openapi.json`.
+pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let mut allowed: Vec<&str> = Vec::new();
+    for route in ROUTES {
+        if let Some(id) = match_path(route.path, &path) {
+            if route.method == req.method().as_str() {
+                let id = id.map(str::to_owned);
+                return dispatch(shared, route.op, id, req, peer)
+                    .await
+                    .unwrap_or_else(|e| e);
+            }
+            allowed.push(route.method);
+        }
+    }
+    if allowed.is_empty() {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such route");
+    }
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    );
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+        resp.headers_mut().insert(ALLOW, v);
+    }
+    resp
+}
+
+async fn dispatch(
+    shared: &Shared,
+    op: Op,
+    id: Option<String>,
+    req: Request<Incoming>,
+    peer: Option<IpAddr>,
+) -> Result<Resp, Resp> {
+    let id = id.unwrap_or_default();
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let (resource, action) = match op {
+        Op::OpenApi => return Ok(json_response(StatusCode::OK, &openapi())),
+        Op::Login => return Ok(login(shared, req.headers(), peer).await),
+        Op::CreateTeam => ("teams", "create"),
+        Op::GetTeam => ("teams", "read"),
+        Op::UpdateTeam => ("teams", "update"),
+        Op::DeleteTeam => ("teams", "delete"),
+        Op::CreateUser => ("users", "create"),
+        Op::ListUsers | Op::GetUser => ("users", "read"),
+        Op::UpdateUser => ("users", "update"),
+        Op::DeleteUser => ("users", "delete"),
+        Op::CreateKey => ("keys", "create"),
+        Op::ListKeys | Op::GetKey => ("keys", "read"),
+        Op::UpdateKey => ("keys", "update"),
+        Op::DeleteKey => ("keys", "delete"),
+        Op::CreateToken => ("tokens", "create"),
+        Op::ListTokens | Op::GetToken => ("tokens", "read"),
+        Op::RevokeAllTokens | Op::RevokeToken => ("tokens", "delete"),
+    };
+    let caller = authenticate(shared, req.headers(), &query, peer, resource, action).await?;
+    let cx = Cx { shared, caller };
+    match op {
+        Op::OpenApi | Op::Login => unreachable_route(),
+        Op::CreateTeam => cx.create_team(body(req).await?),
+        Op::GetTeam => cx.get_team(&id),
+        Op::UpdateTeam => cx.update_team(&id, body(req).await?),
+        Op::DeleteTeam => cx.delete_team(&id),
+        Op::CreateUser => cx.create_user(body(req).await?).await,
+        Op::ListUsers => cx.list_users(&query),
+        Op::GetUser => cx.get_user(&id),
+        Op::UpdateUser => cx.update_user(&id, body(req).await?).await,
+        Op::DeleteUser => cx.delete_user(&id),
+        Op::ListKeys => cx.list_keys(&query),
+        Op::CreateKey => cx.create_key(body(req).await?),
+        Op::GetKey => cx.get_key(&id),
+        Op::UpdateKey => cx.update_key(&id, body(req).await?),
+        Op::DeleteKey => cx.delete_key(&id),
+        Op::ListTokens => cx.list_tokens(&query),
+        Op::CreateToken => cx.create_token(body(req).await?),
+        Op::RevokeAllTokens => cx.revoke_all_tokens(&query),
+        Op::GetToken => cx.get_token(&id),
+        Op::RevokeToken => cx.revoke_token(&id),
+    }
+}
+
+fn unreachable_route() -> Result<Resp, Resp> {
+    Err(error(StatusCode::NOT_FOUND, "not_found", "no such route"))
+}
+
+// ---- authentication ----
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+enum Caller {
+    /// The bootstrap admin token.
+    Admin,
+    /// A verified credential of a user.
+    User {
+        user: Arc<str>,
+        team: Arc<str>,
+        role: Role,
+        kind: CredentialKind,
+        credential_id: Arc<str>,
+    },
+}
+
+fn credential<'a>(
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+    allow_query: bool,
+) -> Option<&'a str> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(a) = header(AUTHORIZATION.as_str())
+        && let Some((scheme, rest)) = a.split_once(' ')
+        && scheme.eq_ignore_ascii_case("bearer")
+        && !rest.trim().is_empty()
+    {
+        return Some(rest.trim());
+    }
+    if let Some(k) = header("x-api-key").map(str::trim).filter(|k| !k.is_empty()) {
+        return Some(k);
+    }
+    for cookies in headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for c in cookies.split(';') {
+            if let Some((name, value)) = c.trim().split_once('=')
+                && name == TOKEN_COOKIE
+                && !value.is_empty()
+            {
+                return Some(value);
+            }
+        }
+    }
+    if allow_query {
+        return query
+            .get("token")
+            .map(String::as_str)
+            .filter(|t| !t.is_empty());
+    }
+    None
+}
+
+async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    peer: Option<IpAddr>,
+    resource: &str,
+    action: &str,
+) -> Result<Caller, Resp> {
+    let Some(cred) = credential(headers, query, shared.admin.allow_query_token) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing credential: send Authorization: Bearer, X-API-Key or the tollgate_token cookie",
+        ));
+    };
+    if shared.admin.is_admin_token(cred) {
+        return Ok(Caller::Admin);
+    }
+    let perms = [(resource, action)];
+    let req = VerifyRequest {
+        credential: cred,
+        ip: peer,
+        permissions: &perms,
+        cost: 1,
+        quota: None,
+    };
+    let engine = &shared.engine;
+    match engine.verify_at(&req, now_us()) {
+        Verdict::Allow(a) => {
+            if let Some(t) = a.durable_after {
+                engine.wait_durable_async(t).await;
+            }
+            // An API key is limited by its own permissions (checked above) and by
+            // its owner's role.
+            if !a.role.permissions().allows(resource, action) {
+                return Err(forbidden(resource, action));
+            }
+            Ok(Caller::User {
+                user: a.subject,
+                team: a.team,
+                role: a.role,
+                kind: a.kind,
+                credential_id: a.credential_id,
+            })
+        }
+        Verdict::Deny(d) => Err(match d.code {
+            DenyCode::InsufficientPermissions => forbidden(resource, action),
+            DenyCode::RateLimited | DenyCode::TeamRateLimited | DenyCode::UsageExceeded => {
+                let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", d.reason);
+                if let Some(ms) = d.retry_after_ms {
+                    set_retry_after(&mut resp, ms);
+                }
+                resp
+            }
+            code => error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                &format!("credential refused: {} ({})", d.reason, code.as_str()),
+            ),
+        }),
+    }
+}
+
+fn forbidden(resource: &str, action: &str) -> Resp {
+    error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        &format!("this credential may not {action} {resource}"),
+    )
+}
+
+fn set_retry_after(resp: &mut Resp, ms: u64) {
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
+}
+
+// ---- login (seed 003) ----
+
+async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Resp {
+    let bad = |msg: &str| error(StatusCode::BAD_REQUEST, "bad_request", msg);
+    let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return bad(
+            "username and password not specified: send Authorization: Basic base64(username:password)",
+        );
+    };
+    let Some((scheme, encoded)) = auth.split_once(' ') else {
+        return bad("malformed Authorization header");
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return bad("use Basic authentication to get a token");
+    }
+    let Some(decoded) = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return bad("malformed Basic credentials: expected base64 of username:password");
+    };
+    let (username, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+    if username.is_empty() {
+        return bad("username is not specified");
+    }
+    let with_key = password.is_empty() && secret::parse(username).is_some();
+    if password.is_empty() && !with_key {
+        return bad("password is not specified");
+    }
+    let mut keys = vec![format!(
+        "ip:{}",
+        peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    )];
+    if !with_key {
+        keys.push(format!("user:{username}"));
+    }
+    let now = now_us();
+    if let Err(ms) = shared.admin.login.take(&keys, now) {
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed logins; retry later",
+        );
+        set_retry_after(&mut resp, ms);
+        return resp;
+    }
+    let engine = shared.engine.clone();
+    let (username, password) = (username.to_owned(), password.to_owned());
+    let result = tokio::task::spawn_blocking(move || {
+        if with_key {
+            engine.login_with_key(&username, peer)
+        } else {
+            engine.login(&username, &password)
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(token)) => {
+            shared.admin.login.undo(&keys, now);
+            json_response(StatusCode::OK, &json!({ "token": token }))
+        }
+        Ok(Err(EngineError::BadCredentials)) => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "username and/or password is invalid",
+        ),
+        Ok(Err(e)) => engine_error(e),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "login task failed",
+        ),
+    }
+}
+
+// ---- handlers ----
+
+struct Cx<'a> {
+    shared: &'a Shared,
+    caller: Caller,
+}
+
+/// Whether role `a` ranks above role `b` (Administrator > Manager > Author > Reader).
+fn outranks(a: Role, b: Role) -> bool {
+    (a as u8) < (b as u8)
+}
+
+impl Cx<'_> {
+    /// The caller's team, `None` for the admin token.
+    fn team(&self) -> Option<&str> {
+        match &self.caller {
+            Caller::Admin => None,
+            Caller::User { team, .. } => Some(team),
+        }
+    }
+
+    /// Whether the caller may see objects of `team_id`.
+    fn sees(&self, team_id: &str) -> bool {
+        self.team().is_none_or(|t| t == team_id)
+    }
+
+    /// A user caller may not act on (or hand out) a role above its own.
+    fn may_act_on(&self, role: Role) -> Result<(), Resp> {
+        match &self.caller {
+            Caller::User { role: mine, .. } if outranks(role, *mine) => Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("a {mine} may not act on or grant the {role} role"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn admin_only(&self, team_id: &str, what: &str) -> Result<(), Resp> {
+        match self.team() {
+            None => Ok(()),
+            Some(t) if t == team_id => Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("only the admin token may {what}"),
+            )),
+            Some(_) => Err(not_found("team")),
+        }
+    }
+
+    /// The team a request names (`teamId`), or the caller's own.
+    fn target_team(&self, named: Option<String>, loc: &'static str) -> Result<String, Resp> {
+        match (self.team(), named) {
+            (None, Some(t)) => Ok(t),
+            (None, None) => Err(validation(
+                &[loc, "teamId"],
+                "the admin token must name a team",
+                "missing",
+            )),
+            (Some(mine), Some(t)) if t != mine => Err(not_found("team")),
+            (Some(mine), _) => Ok(mine.to_owned()),
+        }
+    }
+
+    fn user_in_team(&self, id: &str) -> Result<User, Resp> {
+        match self.shared.engine.user(id) {
+            Ok(u) if self.sees(&u.team_id) => Ok(u),
+            Ok(_) => Err(not_found("user")),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    fn key_in_team(&self, id: &str) -> Result<(ApiKey, Usage), Resp> {
+        match self.shared.engine.key(id) {
+            Ok((k, u)) if self.sees(&k.team_id) => Ok((k, u)),
+            Ok(_) => Err(not_found("key")),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    fn caller_user(&self) -> Result<(&str, &Caller), Resp> {
+        match &self.caller {
+            Caller::User { user, .. } => Ok((user, &self.caller)),
+            Caller::Admin => Err(error(
+                StatusCode::BAD_REQUEST,
+                "no_user",
+                "access tokens belong to a user; call with a user's credential, not the admin token",
+            )),
+        }
+    }
+
+    // ---- teams ----
+
+    fn create_team(&self, mut b: Fields) -> Result<Resp, Resp> {
+        b.only(&["name", "tier"])?;
+        let name = b.required_str("name")?;
+        let tier = b
+            .opt_str("tier")?
+            .flatten()
+            .map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
+        if self.team().is_some() {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only the admin token may create teams",
+            ));
+        }
+        let team = self
+            .shared
+            .engine
+            .create_team(&name, tier)
+            .map_err(engine_error)?;
+        Ok(json_response(StatusCode::CREATED, &team_json(&team)))
+    }
+
+    fn get_team(&self, id: &str) -> Result<Resp, Resp> {
+        if !self.sees(id) {
+            return Err(not_found("team"));
+        }
+        let team = self.shared.engine.team(id).map_err(engine_error)?;
+        Ok(json_response(StatusCode::OK, &team_json(&team)))
+    }
+
+    fn update_team(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
+        self.admin_only(id, "change a team's tier")?;
+        b.only(&["tier"])?;
+        let tier = parse_tier(&b.required_str("tier")?)?;
+        let team = self
+            .shared
+            .engine
+            .set_team_tier(id, tier)
+            .map_err(engine_error)?;
+        Ok(json_response(StatusCode::OK, &team_json(&team)))
+    }
+
+    fn delete_team(&self, id: &str) -> Result<Resp, Resp> {
+        self.admin_only(id, "delete a team")?;
+        self.shared.engine.delete_team(id).map_err(engine_error)?;
+        Ok(no_content())
+    }
+
+    // ---- users ----
+
+    async fn create_user(&self, mut b: Fields) -> Result<Resp, Resp> {
+        b.only(&["teamId", "username", "password", "role", "status"])?;
+        let team = self.target_team(b.opt_str("teamId")?.flatten(), "body")?;
+        let username = b.required_str("username")?;
+        let password = b.required_str("password")?;
+        let role = parse_role(&b.required_str("role")?)?;
+        let status = b
+            .opt_str("status")?
+            .flatten()
+            .map_or(Ok(UserStatus::Enabled), |s| parse_status(&s))?;
+        if status == UserStatus::Deleted {
+            return Err(validation(
+                &["body", "status"],
+                "a new user cannot be Deleted",
+                "value_error",
+            ));
+        }
+        self.may_act_on(role)?;
+        let engine = self.shared.engine.clone();
+        let user = tokio::task::spawn_blocking(move || {
+            engine.create_user(&team, &username, &password, role, status)
+        })
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "user creation task failed",
+            )
+        })?
+        .map_err(engine_error)?;
+        Ok(json_response(StatusCode::CREATED, &user_json(&user)))
+    }
+
+    fn list_users(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
+        check_query(q, &["teamId", "token"])?;
+        let team = self.target_team(q.get("teamId").cloned(), "query")?;
+        if self.team().is_none() {
+            self.shared.engine.team(&team).map_err(engine_error)?;
+        }
+        let mut users = self.shared.engine.users(&team).map_err(engine_error)?;
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        let data: Vec<Value> = users.iter().map(user_json).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "total": data.len(), "count": data.len(), "data": data }),
+        ))
+    }
+
+    fn get_user(&self, id: &str) -> Result<Resp, Resp> {
+        let user = self.user_in_team(id)?;
+        Ok(json_response(StatusCode::OK, &user_json(&user)))
+    }
+
+    async fn update_user(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
+        b.only(&["role", "status", "password"])?;
+        let role = b
+            .opt_str("role")?
+            .flatten()
+            .map(|r| parse_role(&r))
+            .transpose()?;
+        let status = b
+            .opt_str("status")?
+            .flatten()
+            .map(|s| parse_status(&s))
+            .transpose()?;
+        let password = b.opt_str("password")?.flatten();
+        if status == Some(UserStatus::Deleted) {
+            return Err(validation(
+                &["body", "status"],
+                "use DELETE /v1/users/{id} to delete a user",
+                "value_error",
+            ));
+        }
+        let user = self.user_in_team(id)?;
+        if user.status == UserStatus::Deleted {
+            return Err(not_found("user"));
+        }
+        self.may_act_on(user.role)?;
+        if let Some(r) = role {
+            self.may_act_on(r)?;
+        }
+        let engine = self.shared.engine.clone();
+        let id = id.to_owned();
+        let user = tokio::task::spawn_blocking(move || {
+            engine.update_user(&id, role, status, password.as_deref())
+        })
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "user update task failed",
+            )
+        })?
+        .map_err(engine_error)?;
+        Ok(json_response(StatusCode::OK, &user_json(&user)))
+    }
+
+    fn delete_user(&self, id: &str) -> Result<Resp, Resp> {
+        let user = self.user_in_team(id)?;
+        if user.status == UserStatus::Deleted {
+            return Err(not_found("user"));
+        }
+        self.may_act_on(user.role)?;
+        self.shared.engine.delete_user(id).map_err(engine_error)?;
+        Ok(no_content())
+    }
+
+    // ---- API keys (seeds 001, 002) ----
+
+    fn list_keys(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
+        check_query(
+            q,
+            &[
+                "status",
+                "limit",
+                "offset",
+                "startingAfter",
+                "endingBefore",
+                "teamId",
+                "token",
+            ],
+        )?;
+        let active = match q.get("status").map(String::as_str) {
+            None | Some("active") => true,
+            Some("inactive") => false,
+            Some(_) => {
+                return Err(validation(
+                    &["query", "status"],
+                    "must be active or inactive",
+                    "enum",
+                ));
+            }
+        };
+        let limit = query_int(q, "limit", 25, 1, 100)? as usize;
+        let offset = query_int(q, "offset", 0, 0, u64::from(u32::MAX))? as usize;
+        let after = q.get("startingAfter").filter(|s| !s.is_empty());
+        let before = q.get("endingBefore").filter(|s| !s.is_empty());
+        if after.is_some() && before.is_some() {
+            return Err(validation(
+                &["query", "endingBefore"],
+                "give startingAfter or endingBefore, not both",
+                "value_error",
+            ));
+        }
+        let team = self.target_team(q.get("teamId").cloned(), "query")?;
+        let now = now_us() / 1000;
+        let keys: Vec<(ApiKey, Usage)> = self
+            .shared
+            .engine
+            .keys(&team)
+            .into_iter()
+            .filter(|(k, _)| key_active(k, now) == active)
+            .collect();
+        let len = keys.len();
+        // Cursors are key ids, and keys are in id order: a page after (or before)
+        // an id is well defined however many keys were added or removed since.
+        let (start, end) = if let Some(a) = after {
+            let start =
+                (keys.partition_point(|(k, _)| k.id.as_str() <= a.as_str()) + offset).min(len);
+            (start, (start + limit).min(len))
+        } else if let Some(b) = before {
+            let end = keys
+                .partition_point(|(k, _)| k.id.as_str() < b.as_str())
+                .saturating_sub(offset);
+            (end.saturating_sub(limit), end)
+        } else {
+            let start = offset.min(len);
+            (start, (start + limit).min(len))
+        };
+        let page = &keys[start..end];
+        let base = {
+            let mut s = format!(
+                "/v1/keys?status={}&limit={limit}",
+                if active { "active" } else { "inactive" }
+            );
+            if self.team().is_none() {
+                s.push_str(&format!("&teamId={team}"));
+            }
+            s
+        };
+        let next = (end < len)
+            .then(|| {
+                page.last()
+                    .map(|(k, _)| format!("{base}&startingAfter={}", k.id))
+            })
+            .flatten();
+        let prev = (start > 0)
+            .then(|| {
+                page.first()
+                    .map(|(k, _)| format!("{base}&endingBefore={}", k.id))
+            })
+            .flatten();
+        let data: Vec<Value> = page.iter().map(|(k, u)| key_json(k, u, None)).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "status": 200, "total": len, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
+        ))
+    }
+
+    fn create_key(&self, mut b: Fields) -> Result<Resp, Resp> {
+        b.only(&[
+            "userId",
+            "name",
+            "prefix",
+            "expiresIn",
+            "remaining",
+            "refillAmount",
+            "refillInterval",
+            "rateLimitEnabled",
+            "rateLimitTimeWindow",
+            "rateLimitMax",
+            "permissions",
+            "metadata",
+            "whitelistedIPs",
+        ])?;
+        let user_id = match (b.opt_str("userId")?.flatten(), &self.caller) {
+            (Some(u), _) => u,
+            (None, Caller::User { user, .. }) => user.to_string(),
+            (None, Caller::Admin) => {
+                return Err(validation(&["body", "userId"], "field required", "missing"));
+            }
+        };
+        let refill = match (
+            b.opt_u32("refillAmount")?.flatten(),
+            b.opt_u64("refillInterval")?.flatten(),
+        ) {
+            (None, None) => None,
+            (Some(amount), Some(interval_ms)) => Some(Refill {
+                amount,
+                interval_ms,
+            }),
+            (Some(_), None) => {
+                return Err(validation(
+                    &["body", "refillInterval"],
+                    "required with refillAmount",
+                    "missing",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(validation(
+                    &["body", "refillAmount"],
+                    "required with refillInterval",
+                    "missing",
+                ));
+            }
+        };
+        let rate_limit = rate_limit(
+            b.opt_bool("rateLimitEnabled")?.flatten(),
+            b.opt_u32("rateLimitMax")?.flatten(),
+            b.opt_u64("rateLimitTimeWindow")?.flatten(),
+            None,
+        )?
+        .flatten();
+        let new = NewKey {
+            name: b.opt_str("name")?.flatten(),
+            prefix: b.opt_str("prefix")?.flatten(),
+            expires_in_secs: b.opt_u64("expiresIn")?.flatten(),
+            remaining: b.opt_u32("remaining")?.flatten(),
+            refill,
+            rate_limit,
+            permissions: b
+                .opt_permissions("permissions")?
+                .flatten()
+                .unwrap_or_default(),
+            metadata: b.opt_object("metadata")?.flatten().map(|m| m.to_string()),
+            whitelisted_ips: b.opt_ips("whitelistedIPs")?.flatten().unwrap_or_default(),
+            user_id,
+        };
+        let owner = self.user_in_team(&new.user_id)?;
+        self.may_act_on(owner.role)?;
+        let (key, plaintext) = self.shared.engine.create_key(new).map_err(engine_error)?;
+        let (key, usage) = self.shared.engine.key(&key.id).map_err(engine_error)?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &key_json(&key, &usage, Some(&plaintext)),
+        ))
+    }
+
+    fn get_key(&self, id: &str) -> Result<Resp, Resp> {
+        let (k, u) = self.key_in_team(id)?;
+        Ok(json_response(StatusCode::OK, &key_json(&k, &u, None)))
+    }
+
+    fn update_key(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
+        b.only(&[
+            "name",
+            "enabled",
+            "expiresIn",
+            "remaining",
+            "refillAmount",
+            "refillInterval",
+            "rateLimitEnabled",
+            "rateLimitTimeWindow",
+            "rateLimitMax",
+            "permissions",
+            "metadata",
+            "whitelistedIPs",
+        ])?;
+        let name = b.opt_str("name")?;
+        let enabled = b.opt_bool("enabled")?.flatten();
+        let expires_in = b.opt_u64("expiresIn")?;
+        if expires_in == Some(Some(0)) {
+            return Err(validation(
+                &["body", "expiresIn"],
+                "must be at least 1 second",
+                "value_error",
+            ));
+        }
+        let remaining = b.opt_u32("remaining")?;
+        let refill_amount = b.opt_u32("refillAmount")?;
+        let refill_interval = b.opt_u64("refillInterval")?;
+        let rl_enabled = b.opt_bool("rateLimitEnabled")?.flatten();
+        let rl_max = b.opt_u32("rateLimitMax")?.flatten();
+        let rl_window = b.opt_u64("rateLimitTimeWindow")?.flatten();
+        let permissions = b.opt_permissions("permissions")?.flatten();
+        let metadata = b.opt_object("metadata")?.flatten().map(|m| m.to_string());
+        let whitelisted_ips = b.opt_ips("whitelistedIPs")?.map(Option::unwrap_or_default);
+        let (old, _) = self.key_in_team(id)?;
+        if let Some(owner) = self
+            .shared
+            .engine
+            .index()
+            .users
+            .get(&old.user_id)
+            .map(|u| u.role())
+        {
+            self.may_act_on(owner)?;
+        }
+        let refill = match (refill_amount, refill_interval) {
+            (None, None) => None,
+            (Some(None), Some(None)) => Some(None),
+            (a, i) => {
+                let amount = a.flatten().or(old.refill.map(|r| r.amount));
+                let interval_ms = i.flatten().or(old.refill.map(|r| r.interval_ms));
+                match (amount, interval_ms) {
+                    (Some(amount), Some(interval_ms)) => Some(Some(Refill {
+                        amount,
+                        interval_ms,
+                    })),
+                    (None, _) => {
+                        return Err(validation(
+                            &["body", "refillAmount"],
+                            "required with refillInterval",
+                            "missing",
+                        ));
+                    }
+                    (_, None) => {
+                        return Err(validation(
+                            &["body", "refillInterval"],
+                            "required with refillAmount",
+                            "missing",
+                        ));
+                    }
+                }
+            }
+        };
+        let up = KeyUpdate {
+            name,
+            enabled,
+            expires_at: expires_in
+                .map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)))),
+            remaining,
+            refill,
+            rate_limit: rate_limit(rl_enabled, rl_max, rl_window, old.rate_limit)?,
+            permissions,
+            metadata,
+            whitelisted_ips,
+        };
+        self.shared
+            .engine
+            .update_key(id, up)
+            .map_err(engine_error)?;
+        let (k, u) = self.shared.engine.key(id).map_err(engine_error)?;
+        Ok(json_response(StatusCode::OK, &key_json(&k, &u, None)))
+    }
+
+    fn delete_key(&self, id: &str) -> Result<Resp, Resp> {
+        let (old, _) = self.key_in_team(id)?;
+        if let Some(owner) = self
+            .shared
+            .engine
+            .index()
+            .users
+            .get(&old.user_id)
+            .map(|u| u.role())
+        {
+            self.may_act_on(owner)?;
+        }
+        self.shared.engine.delete_key(id).map_err(engine_error)?;
+        Ok(no_content())
+    }
+
+    // ---- access tokens (seed 004) ----
+
+    fn list_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
+        check_query(
+            q,
+            &["tokenType", "includeRevoked", "limit", "cursor", "token"],
+        )?;
+        let (user, _) = self.caller_user()?;
+        let include_revoked = query_bool(q, "includeRevoked", false)?;
+        let limit = query_int(q, "limit", 50, 1, 200)? as usize;
+        let token_type = q.get("tokenType").filter(|t| !t.is_empty());
+        let cursor = match q.get("cursor").filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => Some(
+                c.split_once('.')
+                    .and_then(|(at, id)| Some((at.parse::<u64>().ok()?, id.to_owned())))
+                    .ok_or_else(|| {
+                        validation(
+                            &["query", "cursor"],
+                            "not a cursor this API returned",
+                            "value_error",
+                        )
+                    })?,
+            ),
+        };
+        let tokens: Vec<(AccessToken, Millis)> = self
+            .shared
+            .engine
+            .tokens(user)
+            .into_iter()
+            .filter(|(t, _)| include_revoked || t.revoked_at.is_none())
+            .filter(|(t, _)| token_type.is_none_or(|ty| t.token_type == *ty))
+            .collect();
+        // Tokens are in (createdAt, id) order; the cursor is the last position seen.
+        let start = cursor.map_or(0, |(at, id)| {
+            tokens.partition_point(|(t, _)| (t.created_at, t.id.as_str()) <= (at, id.as_str()))
+        });
+        let end = (start + limit).min(tokens.len());
+        let page = &tokens[start..end];
+        let next = (end < tokens.len())
+            .then(|| {
+                page.last()
+                    .map(|(t, _)| format!("{}.{}", t.created_at, t.id))
+            })
+            .flatten();
+        let items: Vec<Value> = page.iter().map(|(t, used)| token_json(t, *used)).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "items": items, "nextCursor": next }),
+        ))
+    }
+
+    fn create_token(&self, mut b: Fields) -> Result<Resp, Resp> {
+        b.only(&["name", "expiresInDays", "tokenType"])?;
+        let name = b.required_str("name")?;
+        let days = b.opt_u32("expiresInDays")?.flatten();
+        let token_type = b
+            .opt_str("tokenType")?
+            .flatten()
+            .unwrap_or_else(|| "personal".to_owned());
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(validation(
+                &["body", "name"],
+                "must be 1 to 255 characters",
+                "string_length",
+            ));
+        }
+        let (user, _) = self.caller_user()?;
+        let (token, plaintext) = self
+            .shared
+            .engine
+            .create_token(user, &name, &token_type, days)
+            .map_err(engine_error)?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({ "plaintext": plaintext, "token": token_json(&token, 0) }),
+        ))
+    }
+
+    fn revoke_all_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
+        check_query(q, &["exclude_current", "excludeCurrent", "token"])?;
+        let exclude = match q.get("exclude_current") {
+            Some(_) => query_bool(q, "exclude_current", true)?,
+            None => query_bool(q, "excludeCurrent", true)?,
+        };
+        let (user, caller) = self.caller_user()?;
+        let keep = match caller {
+            Caller::User {
+                kind: CredentialKind::AccessToken,
+                credential_id,
+                ..
+            } if exclude => Some(&**credential_id),
+            _ => None,
+        };
+        let n = self
+            .shared
+            .engine
+            .revoke_all_tokens(user, keep)
+            .map_err(engine_error)?;
+        Ok(json_response(StatusCode::OK, &json!({ "revokedCount": n })))
+    }
+
+    fn own_token(&self, id: &str) -> Result<(AccessToken, Millis), Resp> {
+        let (user, _) = self.caller_user()?;
+        match self.shared.engine.token(id) {
+            Ok((t, used)) if t.user_id == user => Ok((t, used)),
+            Ok(_) => Err(not_found("token")),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    fn get_token(&self, id: &str) -> Result<Resp, Resp> {
+        let (t, used) = self.own_token(id)?;
+        Ok(json_response(StatusCode::OK, &token_json(&t, used)))
+    }
+
+    fn revoke_token(&self, id: &str) -> Result<Resp, Resp> {
+        self.own_token(id)?;
+        self.shared.engine.revoke_token(id).map_err(engine_error)?;
+        Ok(no_content())
+    }
+}
+
+/// Folds the rate-limit fields of a request into the key's rate limit:
+/// `None` = unchanged, `Some(None)` = off.
+fn rate_limit(
+    enabled: Option<bool>,
+    max: Option<u32>,
+    window: Option<u64>,
+    old: Option<RateLimit>,
+) -> Result<Option<Option<RateLimit>>, Resp> {
+    if enabled == Some(false) {
+        return Ok(Some(None));
+    }
+    if enabled.is_none() && max.is_none() && window.is_none() {
+        return Ok(None);
+    }
+    let max = max.or(old.map(|r| r.max));
+    let window_ms = window.or(old.map(|r| r.window_ms));
+    match (max, window_ms) {
+        (Some(max), Some(window_ms)) => Ok(Some(Some(RateLimit { max, window_ms }))),
+        (None, _) => Err(validation(
+            &["body", "rateLimitMax"],
+            "required to enable rate limiting",
+            "missing",
+        )),
+        (_, None) => Err(validation(
+            &["body", "rateLimitTimeWindow"],
+            "required to enable rate limiting",
+            "missing",
+        )),
+    }
+}
+
+// ---- JSON forms ----
+
+fn ts(ms: Millis) -> Value {
+    Value::String(rfc3339(ms))
+}
+
+fn opt_ts(ms: Option<Millis>) -> Value {
+    ms.filter(|&m| m != 0).map_or(Value::Null, ts)
+}
+
+fn status_str(s: UserStatus) -> &'static str {
+    match s {
+        UserStatus::Pending => "Pending",
+        UserStatus::Enabled => "Enabled",
+        UserStatus::Disabled => "Disabled",
+        UserStatus::Blocked => "Blocked",
+        UserStatus::Deleted => "Deleted",
+    }
+}
+
+fn team_json(t: &Team) -> Value {
+    json!({ "id": t.id, "name": t.name, "tier": t.tier.as_str(), "createdAt": ts(t.created_at), "updatedAt": ts(t.updated_at) })
+}
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "teamId": u.team_id,
+        "username": u.username,
+        "role": u.role.as_str(),
+        "status": status_str(u.status),
+        "createdAt": ts(u.created_at),
+        "updatedAt": ts(u.updated_at),
+    })
+}
+
+fn key_active(k: &ApiKey, now: Millis) -> bool {
+    k.enabled && k.expires_at.is_none_or(|e| now < e)
+}
+
+fn key_json(k: &ApiKey, u: &Usage, secret: Option<&str>) -> Value {
+    let now = now_us() / 1000;
+    let last_refill = k.refill.and_then(|r| {
+        let period = crate::core::limits::period_of(r, u.anchor, now);
+        (period > 0).then(|| u.anchor + u64::from(period) * r.interval_ms)
+    });
+    let metadata: Value = serde_json::from_str(&k.metadata).unwrap_or_else(|_| json!({}));
+    let mut v = json!({
+        "id": k.id,
+        "companyId": k.team_id,
+        "teamId": k.team_id,
+        "userId": k.user_id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "start": k.start,
+        "enabled": k.enabled,
+        "status": if key_active(k, now) { "active" } else { "inactive" },
+        "expiresAt": opt_ts(k.expires_at),
+        "createdAt": ts(k.created_at),
+        "updatedAt": ts(k.updated_at),
+        "deletedAt": null,
+        "lastRefillAt": opt_ts(last_refill),
+        "lastRequest": opt_ts(Some(u.last_used_at)),
+        "metadata": metadata,
+        "rateLimitEnabled": k.rate_limit.is_some(),
+        "rateLimitMax": k.rate_limit.map(|r| r.max),
+        "rateLimitTimeWindow": k.rate_limit.map(|r| r.window_ms),
+        "remaining": remaining_at(k, u, now),
+        "refillAmount": k.refill.map(|r| r.amount),
+        "refillInterval": k.refill.map(|r| r.interval_ms),
+        "requestCount": u.request_count,
+        "permissions": k.permissions,
+        "whitelistedIPs": k.whitelisted_ips,
+    });
+    if let (Some(s), Some(obj)) = (secret, v.as_object_mut()) {
+        obj.insert("key".to_owned(), Value::String(s.to_owned()));
+    }
+    v
+}
+
+fn token_json(t: &AccessToken, last_used: Millis) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "tokenType": t.token_type,
+        "tokenPrefix": t.token_prefix,
+        "createdAt": ts(t.created_at),
+        "expiresAt": opt_ts(t.expires_at),
+        "lastUsedAt": opt_ts(Some(last_used)),
+        "revokedAt": opt_ts(t.revoked_at),
+    })
+}
+
+// ---- errors ----
+
+fn not_found(what: &str) -> Resp {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("{what} not found"),
+    )
+}
+
+fn no_content() -> Resp {
+    let mut r = Response::new(Body::default());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// A 422 in seed 004's shape, with the usual `error` object beside it.
+fn validation(loc: &[&str], msg: &str, kind: &str) -> Resp {
+    let field = loc.last().copied().unwrap_or("");
+    json_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &json!({
+            "detail": [{ "loc": loc, "msg": msg, "type": kind }],
+            "error": { "code": "validation_failed", "message": format!("{field}: {msg}") },
+        }),
+    )
+}
+
+fn engine_error(e: EngineError) -> Resp {
+    match e {
+        EngineError::NotFound(what) => not_found(what),
+        EngineError::Invalid { field, reason } => {
+            validation(&["body", field], &reason, "value_error")
+        }
+        EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", &m),
+        EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
+        EngineError::BadCredentials => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "invalid credentials",
+        ),
+        e @ (EngineError::Store(_) | EngineError::Config(_)) => {
+            tracing::error!(error = %e, "admin api: engine failure");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the daemon's log",
+            )
+        }
+    }
+}
+
+fn parse_tier(s: &str) -> Result<Tier, Resp> {
+    s.parse()
+        .map_err(|e: String| validation(&["body", "tier"], &e, "enum"))
+}
+
+fn parse_role(s: &str) -> Result<Role, Resp> {
+    [
+        Role::Administrator,
+        Role::Manager,
+        Role::Author,
+        Role::Reader,
+    ]
+    .into_iter()
+    .find(|r| r.as_str().eq_ignore_ascii_case(s))
+    .ok_or_else(|| {
+        validation(
+            &["body", "role"],
+            "must be Administrator, Manager, Author or Reader",
+            "enum",
+        )
+    })
+}
+
+fn parse_status(s: &str) -> Result<UserStatus, Resp> {
+    [
+        UserStatus::Pending,
+        UserStatus::Enabled,
+        UserStatus::Disabled,
+        UserStatus::Blocked,
+        UserStatus::Deleted,
+    ]
+    .into_iter()
+    .find(|st| status_str(*st).eq_ignore_ascii_case(s))
+    .ok_or_else(|| {
+        validation(
+            &["body", "status"],
+            "must be Pending, Enabled, Disabled, Blocked or Deleted",
+            "enum",
+        )
+    })
+}
+
+// ---- query strings ----
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => match b
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+            {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                }
+                None => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn check_query(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Resp> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(validation(
+            &["query", k],
+            "unknown query parameter",
+            "extra_forbidden",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn query_int(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, Resp> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(validation(
+                &["query", name],
+                &format!("must be an integer from {min} to {max}"),
+                "value_error",
+            )),
+        },
+    }
+}
+
+fn query_bool(q: &HashMap<String, String>, name: &str, default: bool) -> Result<bool, Resp> {
+    match q.get(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v == "true" || v == "1" => Ok(true),
+        Some(v) if v == "false" || v == "0" => Ok(false),
+        Some(_) => Err(validation(
+            &["query", name],
+            "must be true or false",
+            "bool_parsing",
+        )),
+    }
+}
+
+// ---- request bodies ----
+
+/// A JSON object body with typed, named access to its fields. A wrong type is a
+/// 400 naming the field; a missing or invalid value is a 422 in seed 004's shape.
+struct Fields(Map<String, Value>);
+
+async fn body(req: Request<Incoming>) -> Result<Fields, Resp> {
+    match read_json::<Value>(req).await? {
+        Value::Object(m) => Ok(Fields(m)),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the request body must be a JSON object",
+        )),
+    }
+}
+
+fn wrong_type(field: &str, expected: &str) -> Resp {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_type",
+        &format!("{field}: expected {expected}"),
+    )
+}
+
+impl Fields {
+    fn only(&mut self, allowed: &[&str]) -> Result<(), Resp> {
+        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(validation(&["body", k], "unknown field", "extra_forbidden")),
+            None => Ok(()),
+        }
+    }
+
+    /// `None` = absent, `Some(None)` = null.
+    fn get(&mut self, name: &str) -> Option<Option<Value>> {
+        self.0
+            .remove(name)
+            .map(|v| if v.is_null() { None } else { Some(v) })
+    }
+
+    fn opt_str(&mut self, name: &str) -> Result<Option<Option<String>>, Resp> {
+        match self.get(name) {
+            Some(Some(Value::String(s))) => Ok(Some(Some(s))),
+            Some(Some(_)) => Err(wrong_type(name, "a string")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    fn required_str(&mut self, name: &str) -> Result<String, Resp> {
+        self.opt_str(name)?
+            .flatten()
+            .ok_or_else(|| validation(&["body", name], "field required", "missing"))
+    }
+
+    fn opt_bool(&mut self, name: &str) -> Result<Option<Option<bool>>, Resp> {
+        match self.get(name) {
+            Some(Some(Value::Bool(b))) => Ok(Some(Some(b))),
+            Some(Some(_)) => Err(wrong_type(name, "true or false")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    /// A non-negative integer; seed 002's examples send numbers as strings, so a
+    /// string of digits is accepted too.
+    fn opt_u64(&mut self, name: &str) -> Result<Option<Option<u64>>, Resp> {
+        let bad = || {
+            validation(
+                &["body", name],
+                "must be a non-negative integer",
+                "value_error",
+            )
+        };
+        match self.get(name) {
+            Some(Some(Value::Number(n))) => n.as_u64().map(|n| Some(Some(n))).ok_or_else(bad),
+            Some(Some(Value::String(s))) => s
+                .trim()
+                .parse::<u64>()
+                .map(|n| Some(Some(n)))
+                .map_err(|_| bad()),
+            Some(Some(_)) => Err(wrong_type(name, "an integer")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    fn opt_u32(&mut self, name: &str) -> Result<Option<Option<u32>>, Resp> {
+        match self.opt_u64(name)? {
+            Some(Some(n)) => u32::try_from(n).map(|n| Some(Some(n))).map_err(|_| {
+                validation(&["body", name], "must be at most 4294967295", "value_error")
+            }),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    fn opt_object(&mut self, name: &str) -> Result<Option<Option<Value>>, Resp> {
+        match self.get(name) {
+            Some(Some(v @ Value::Object(_))) => Ok(Some(Some(v))),
+            Some(Some(_)) => Err(wrong_type(name, "a JSON object")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    /// `{resource: [actions]}`, or that object as a JSON string (seed 002 sends
+    /// permissions as a string in its update example).
+    fn opt_permissions(&mut self, name: &str) -> Result<Option<Option<Permissions>>, Resp> {
+        let v = match self.get(name) {
+            Some(Some(Value::String(s))) => serde_json::from_str::<Value>(&s).map_err(|_| {
+                validation(
+                    &["body", name],
+                    "must be a JSON object of string arrays",
+                    "value_error",
+                )
+            })?,
+            Some(Some(v)) => v,
+            other => return Ok(other.map(|_| None)),
+        };
+        if !v.is_object() {
+            return Err(wrong_type(name, "an object of string arrays"));
+        }
+        serde_json::from_value::<Permissions>(v)
+            .map(|p| Some(Some(p)))
+            .map_err(|_| {
+                validation(
+                    &["body", name],
+                    "must map each resource to an array of action strings",
+                    "value_error",
+                )
+            })
+    }
+
+    /// An array of IPs and CIDR blocks, or seed 001's comma-separated string.
+    fn opt_ips(&mut self, name: &str) -> Result<Option<Option<Vec<String>>>, Resp> {
+        match self.get(name) {
+            Some(Some(Value::String(s))) => Ok(Some(Some(
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            ))),
+            Some(Some(Value::Array(items))) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s),
+                    _ => Err(wrong_type(name, "an array of strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| Some(Some(v))),
+            Some(Some(_)) => Err(wrong_type(name, "an array of strings")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+}
+
+// ---- OpenAPI ----
+
+/// The OpenAPI 3.0 document of `ROUTES`.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        let mut op = json!({
+            "summary": route.summary,
+            "operationId": format!("{:?}", route.op),
+            "responses": {
+                "200": { "description": "success" },
+                "400": { "description": "malformed request" },
+                "401": { "description": "missing or refused credential" },
+                "404": { "description": "not found (or another team's)" },
+                "422": { "description": "validation error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ValidationError" } } } },
+            },
+        });
+        if route.path.contains("{id}") {
+            op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+        }
+        if matches!(route.op, Op::OpenApi) {
+            op["security"] = json!([]);
+        } else if matches!(route.op, Op::Login) {
+            op["security"] = json!([{ "basicAuth": [] }]);
+        }
+        if matches!(route.method, "POST" | "PATCH") && !matches!(route.op, Op::Login) {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } });
+        }
+        entry[route.method.to_ascii_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "tollgate admin API", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "security": [{ "bearerAuth": [] }, { "apiKeyHeader": [] }, { "cookieAuth": [] }],
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": { "type": "http", "scheme": "bearer" },
+                "basicAuth": { "type": "http", "scheme": "basic" },
+                "apiKeyHeader": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
+                "cookieAuth": { "type": "apiKey", "in": "cookie", "name": TOKEN_COOKIE },
+            },
+            "schemas": {
+                "ValidationError": {
+                    "type": "object",
+                    "properties": { "detail": { "type": "array", "items": { "type": "object", "properties": {
+                        "loc": { "type": "array", "items": { "type": "string" } },
+                        "msg": { "type": "string" },
+                        "type": { "type": "string" },
+                    } } } },
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_templates() {
+        assert_eq!(match_path("/v1/keys", "/v1/keys"), Some(None));
+        assert_eq!(
+            match_path("/v1/keys/{id}", "/v1/keys/key_1"),
+            Some(Some("key_1"))
+        );
+        assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/"), None);
+        assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/a/b"), None);
+        assert_eq!(match_path("/v1/keys", "/v1/keys/a"), None);
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("a=1&b=x%20y+z&c&d=%zz");
+        assert_eq!(q["a"], "1");
+        assert_eq!(q["b"], "x y z");
+        assert_eq!(q["c"], "");
+        assert_eq!(q["d"], "%zz");
+    }
+
+    #[test]
+    fn login_limiter_counts_failures_only() {
+        let l = LoginLimiter::new(2);
+        let k = vec!["user:a".to_owned()];
+        let now = 1_000_000_000;
+        for _ in 0..5 {
+            l.take(&k, now).unwrap();
+            l.undo(&k, now);
+        }
+        l.take(&k, now).unwrap();
+        l.take(&k, now).unwrap();
+        assert!(l.take(&k, now).is_err());
+        assert!(l.take(&k, now + MINUTE_US).is_ok());
+    }
+
+    #[test]
+    fn openapi_lists_every_route() {
+        let doc = openapi();
+        for r in ROUTES {
+            assert!(
+                doc["paths"][r.path][r.method.to_ascii_lowercase()].is_object(),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+}
