@@ -21,6 +21,9 @@ fn engine(dir: &std::path::Path) -> Engine {
     )
     .unwrap();
     c.data = dir.join("data");
+    if let Ok(ms) = std::env::var("TOLLGATE_BENCH_FLUSH_MS") {
+        c.durability.flush_interval_ms = ms.parse().unwrap();
+    }
     Engine::open(&c).unwrap()
 }
 

@@ -193,10 +193,10 @@ impl Engine {
     /// verification's counter changes are on disk.
     pub fn verify(&self, req: &VerifyRequest<'_>) -> Verdict {
         let v = self.verify_at(req, now_us());
-        if let Verdict::Allow(a) = &v {
-            if let Some(ticket) = a.durable_after {
-                self.wait_durable(ticket);
-            }
+        if let Verdict::Allow(a) = &v
+            && let Some(ticket) = a.durable_after
+        {
+            self.wait_durable(ticket);
         }
         v
     }
@@ -361,10 +361,10 @@ impl Engine {
             return Err(EngineError::Conflict(format!("username {username:?} is taken")));
         }
         let members = self.users_of(team_id).iter().filter(|u| u.status() != UserStatus::Deleted).count() as u64;
-        if let Some(max) = self.tiers.load()[team.tier().index()].members.get() {
-            if members >= max {
-                return Err(EngineError::LimitReached(format!("the {} tier allows {max} members", team.tier())));
-            }
+        if let Some(max) = self.tiers.load()[team.tier().index()].members.get()
+            && members >= max
+        {
+            return Err(EngineError::LimitReached(format!("the {} tier allows {max} members", team.tier())));
         }
         let now = now_ms();
         let user = User {
@@ -476,7 +476,7 @@ impl Engine {
     pub fn login(&self, username: &str, password: &str) -> Result<String, EngineError> {
         let user = self.user_by_name(username)?;
         // Hash even for an unknown user, so timing does not reveal which names exist.
-        let stored = user.as_ref().map_or(DUMMY_HASH, |u| u.password_hash.as_str());
+        let stored = user.as_ref().map_or(DUMMY_HASH.as_str(), |u| u.password_hash.as_str());
         let ok = PasswordHash::new(stored)
             .ok()
             .is_some_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
@@ -816,9 +816,19 @@ impl Drop for Engine {
     }
 }
 
-/// A valid argon2id hash of a random password, verified against when the user
-/// does not exist so that a login takes as long either way.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0sB4XVd6Ls8AZp2IlxGZp7mb5oSNFQk0uLfZ5fpWrzA";
+/// An argon2id hash (default parameters) of a random password, verified against
+/// when the user does not exist so that a login takes as long either way.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rng = SystemRandom::new();
+    let mut salt = [0u8; 16];
+    let mut password = [0u8; 16];
+    let filled = rng.fill(&mut salt).and_then(|()| rng.fill(&mut password));
+    SaltString::encode_b64(&salt)
+        .ok()
+        .filter(|_| filled.is_ok())
+        .and_then(|salt| argon2::Argon2::default().hash_password(&password, &salt).ok().map(|h| h.to_string()))
+        .unwrap_or_default()
+});
 
 fn check_name(field: &'static str, s: &str) -> Result<(), EngineError> {
     if s.is_empty() || s.chars().count() > 255 || s.chars().any(char::is_control) {
@@ -838,10 +848,10 @@ fn check_metadata(text: &str) -> Result<String, EngineError> {
 }
 
 fn validate_limits(refill: Option<Refill>, rate: Option<RateLimit>) -> Result<(), EngineError> {
-    if let Some(r) = refill {
-        if r.interval_ms < 1000 {
-            return invalid("refillInterval", "must be at least 1000 ms");
-        }
+    if let Some(r) = refill
+        && r.interval_ms < 1000
+    {
+        return invalid("refillInterval", "must be at least 1000 ms");
     }
     if let Some(r) = rate {
         if r.max == 0 {

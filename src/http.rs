@@ -149,10 +149,10 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Res
     };
     let engine = &shared.engine;
     let verdict = engine.verify_at(&req, crate::engine::now_us());
-    if let Verdict::Allow(a) = &verdict {
-        if let Some(t) = a.durable_after {
-            engine.wait_durable_async(t).await;
-        }
+    if let Verdict::Allow(a) = &verdict
+        && let Some(t) = a.durable_after
+    {
+        engine.wait_durable_async(t).await;
     }
     json_response(StatusCode::OK, &verdict_json(&verdict))
 }
