@@ -11,6 +11,12 @@
 #   unix          auth_request to tollgate over its HTTP Unix socket, keep-alive
 #   tcp-nokeep    auth_request over TCP, a new connection per subrequest
 #                 (nginx's default without an `upstream { keepalive; }` block)
+#   null-auth     auth_request to an nginx location that just answers 200 over
+#                 a keep-alive Unix socket: the cost of auth_request itself, the
+#                 ceiling any auth server can reach on this machine
+#
+# Besides requests/s it prints the CPU time tollgate and nginx spent per
+# request (from /proc), which says where the cores went.
 #
 # Needs nginx and wrk (apt-get install -y nginx-light wrk). Everything lives in
 # a temp dir that is removed at the end. Prints the median requests/s of each
@@ -22,7 +28,7 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
-VARIANTS=(noauth tcp unix tcp-nokeep)
+VARIANTS=(noauth tcp unix tcp-nokeep null-auth)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
@@ -93,6 +99,12 @@ http {
 
     upstream tollgate_tcp  { server 127.0.0.1:$tport; keepalive 32; }
     upstream tollgate_unix { server unix:$tmp/http.sock; keepalive 32; }
+    upstream null_auth     { server unix:$tmp/null.sock; keepalive 32; }
+
+    server {
+        listen unix:$tmp/null.sock;
+        location / { return 200; }
+    }
 
     server {
         listen 127.0.0.1:$nport backlog=4096;
@@ -114,6 +126,17 @@ http {
             alias $tmp/www/;
             auth_request /_auth_nokeep;
             auth_request_set \$auth_subject \$upstream_http_x_auth_subject;
+        }
+
+        location /null-auth/ {
+            alias $tmp/www/;
+            auth_request /_auth_null;
+            auth_request_set \$auth_subject \$upstream_http_x_auth_subject;
+        }
+        location = /_auth_null {
+            internal;
+            proxy_pass http://null_auth/auth;
+            include $tmp/auth_params;
         }
 
         location = /_auth_tcp {
@@ -155,16 +178,28 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$nport/noauth/fil
 for v in "${VARIANTS[@]}"; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "http://127.0.0.1:$nport/$v/file.txt")
     [ "$code" = 200 ] || { echo "nginx-wrk: $v answered $code with the key" >&2; exit 1; }
-    if [ "$v" != noauth ]; then
+    if [ "$v" != noauth ] && [ "$v" != null-auth ]; then
         code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$nport/$v/file.txt")
         [ "$code" = 401 ] || { echo "nginx-wrk: $v answered $code without a key" >&2; exit 1; }
     fi
 done
 
+# CPU ticks (utime + stime) of a process and its children's threads.
+ticks() {
+    local t=0 p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+nginx_pids() { echo "$nginx_pid" $(pgrep -P "$nginx_pid" || true); }
+hz=$(getconf CLK_TCK)
+
 declare -A results
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $(nproc) cores, $("$NGINX" -v 2>&1)" >&2
 for round in $(seq "$ROUNDS"); do
     for v in "${VARIANTS[@]}"; do
+        t0=$(ticks "$tollgate_pid"); n0=$(ticks $(nginx_pids))
         out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $key" "http://127.0.0.1:$nport/$v/file.txt")
         rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
         bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
@@ -172,7 +207,11 @@ for round in $(seq "$ROUNDS"); do
             echo "nginx-wrk: $v had $bad non-2xx responses; the run is not valid" >&2
             exit 1
         fi
-        echo "round $round  $(printf '%-11s' "$v") $rps req/s" >&2
+        t1=$(ticks "$tollgate_pid"); n1=$(ticks $(nginx_pids))
+        reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+        cpu=$(awk -v t=$((t1 - t0)) -v n=$((n1 - n0)) -v r="$reqs" -v hz="$hz" \
+            'BEGIN {printf "cpu/request: tollgate %5.1f us, nginx %5.1f us", t/hz/r*1e6, n/hz/r*1e6}')
+        echo "round $round  $(printf '%-11s' "$v") $rps req/s   $cpu" >&2
         results[$v]="${results[$v]:-} $rps"
     done
 done
