@@ -2,9 +2,11 @@
 //! `tollgate serve` work with no file at all. Validated as a whole before
 //! anything is opened or bound; an error names the field and the reason.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::core::jwt::{JwtAlg, JwtKeyConfig};
@@ -35,6 +37,11 @@ pub struct Config {
     pub max_connections: usize,
     /// Address of the HTTP listener.
     pub http: String,
+    /// If set, the HTTP server also listens on this Unix socket (for nginx's
+    /// `proxy_pass http://unix:/path:/auth`).
+    pub http_socket: Option<PathBuf>,
+    /// Octal file mode of `http_socket`.
+    pub http_socket_mode: String,
     /// How counters reach the disk.
     pub durability: Durability,
     /// JWT issuing and verification.
@@ -43,6 +50,8 @@ pub struct Config {
     pub tiers: Tiers,
     /// Log output.
     pub log: LogConfig,
+    /// nginx `auth_request` (`/auth`).
+    pub auth: AuthConfig,
     /// The admin HTTP API.
     pub admin_api: AdminApiConfig,
     /// The bootstrap admin token. Never read from the config file: `serve` takes
@@ -77,12 +86,15 @@ impl Default for Config {
             socket_allowed_uids: Vec::new(),
             max_connections: 1024,
             http: "127.0.0.1:7070".to_owned(),
+            http_socket: None,
+            http_socket_mode: "0660".to_owned(),
             durability: Durability::default(),
             jwt: JwtConfig::default(),
             tiers: Tiers::default(),
             log: LogConfig::default(),
             admin_api: AdminApiConfig::default(),
             admin_token: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -259,6 +271,64 @@ impl Default for LogConfig {
     }
 }
 
+/// The `[auth]` section: how `/auth` reads an nginx `auth_request` subrequest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Cookie that may carry the credential (after `Authorization: Bearer`
+    /// and `X-API-Key`).
+    pub cookie: String,
+    /// Peers whose `X-Real-IP` / `X-Forwarded-For` are believed: addresses or
+    /// CIDR blocks. A Unix-socket peer is always trusted.
+    #[serde(deserialize_with = "de_nets")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Permissions required by the original request; the first matching rule
+    /// wins, and a request no rule matches needs no permission.
+    pub routes: Vec<AuthRoute>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            cookie: "tollgate_token".to_owned(),
+            trusted_proxies: vec![IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)), IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST))],
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// One `[[auth.routes]]` rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRoute {
+    /// Path prefix of the original URI, e.g. `/files/`.
+    pub prefix: String,
+    /// Methods the rule applies to (upper case); empty = every method. A rule
+    /// naming `GET` also applies to `HEAD`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Permissions required, `{resource = [actions]}`.
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Vec<String>>,
+}
+
+/// Parses a list of addresses or CIDR blocks; a bare address is a /32 or /128.
+fn de_nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
+                serde::de::Error::custom(format!("auth.trusted_proxies: {s:?} is not an IP address or CIDR block"))
+            })
+        })
+        .collect()
+}
+
+/// Whether `s` is an HTTP token (RFC 9110 `tchar`s), as method and cookie names are.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 impl Config {
     /// Reads `path` (or the defaults when `None`) and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -284,6 +354,14 @@ impl Config {
         match u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8) {
             Ok(m) if m <= 0o777 => Ok(m),
             _ => err(format!("socket_mode: {:?} is not an octal file mode like \"0660\"", self.socket_mode)),
+        }
+    }
+
+    /// The HTTP socket mode as a number.
+    pub fn http_socket_mode_bits(&self) -> Result<u32, ConfigError> {
+        match u32::from_str_radix(self.http_socket_mode.trim_start_matches("0o"), 8) {
+            Ok(m) if m <= 0o777 => Ok(m),
+            _ => err(format!("http_socket_mode: {:?} is not an octal file mode like \"0660\"", self.http_socket_mode)),
         }
     }
 
@@ -337,6 +415,46 @@ impl Config {
         if j.keys.is_empty() && j.signing_kid.is_some() {
             return err("jwt.signing_kid: set, but no jwt.keys are configured");
         }
+        self.http_socket_mode_bits()?;
+        if let Some(p) = &self.http_socket {
+            if p.as_os_str().is_empty() || p.as_os_str().len() > 100 {
+                return err("http_socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)");
+            }
+            if *p == self.socket {
+                return err("http_socket: must differ from socket");
+            }
+        }
+        self.auth.validate()
+    }
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_token(&self.cookie) {
+            return err(format!("auth.cookie: {:?} is not a cookie name", self.cookie));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !r.prefix.starts_with('/') {
+                return err(format!("auth.routes[{i}].prefix: {:?} must start with \"/\"", r.prefix));
+            }
+            // Requests are matched on normalized paths, which never hold these.
+            if r.prefix.split('/').any(|seg| seg == "." || seg == "..") || r.prefix.contains("//") {
+                return err(format!("auth.routes[{i}].prefix: {:?} must be a normalized path", r.prefix));
+            }
+            for m in &r.methods {
+                if !is_token(m) || m.bytes().any(|b| b.is_ascii_lowercase()) {
+                    return err(format!("auth.routes[{i}].methods: {m:?} is not an upper-case HTTP method"));
+                }
+            }
+            for (res, acts) in &r.permissions {
+                if res.is_empty() {
+                    return err(format!("auth.routes[{i}].permissions: a resource name is empty"));
+                }
+                if acts.is_empty() || acts.iter().any(String::is_empty) {
+                    return err(format!("auth.routes[{i}].permissions.{res}: list one or more non-empty actions"));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -389,11 +507,48 @@ mod tests {
             ("[tiers.Pro]\nrequests_per_minute = \"lots\"\nmembers = 1\ndocuments = 1\nlog_retention_days = 1", "requests_per_minute"),
             ("[[jwt.keys]]\nkid = \"a\"\nalg = \"HS512\"", "HS512"),
             ("[jwt]\nsigning_kid = \"a\"", "jwt.signing_kid"),
+            ("http_socket_mode = \"9\"", "http_socket_mode"),
+            ("http_socket = \"\"", "http_socket"),
+            ("http_socket = \"./tollgate.sock\"", "http_socket"),
+            ("[auth]\ncookie = \"a b\"", "auth.cookie"),
+            ("[auth]\ntrusted_proxies = [\"10.0.0.0/33\"]", "auth.trusted_proxies"),
+            ("[auth]\ntrusted_proxies = [\"localhost\"]", "auth.trusted_proxies"),
+            ("[[auth.routes]]\nprefix = \"files\"", "auth.routes[0].prefix"),
+            ("[[auth.routes]]\nprefix = \"/a/../b\"", "auth.routes[0].prefix"),
+            ("[[auth.routes]]\nprefix = \"/\"\nmethods = [\"get\"]", "auth.routes[0].methods"),
+            ("[[auth.routes]]\nprefix = \"/\"\npermissions = { files = [] }", "auth.routes[0].permissions.files"),
+            ("[[auth.routes]]\nprefix = \"/\"\nmethod = [\"GET\"]", "unknown field `method`"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();
             assert!(e.0.contains(needle), "{text:?} gave {:?}, expected mention of {needle:?}", e.0);
         }
+    }
+
+    #[test]
+    fn auth_section_parses() {
+        let c = Config::parse(
+            r#"
+            http_socket = "/run/tollgate/http.sock"
+            [auth]
+            cookie = "session"
+            trusted_proxies = ["10.0.0.0/8", "192.168.1.1"]
+            [[auth.routes]]
+            prefix = "/files/"
+            methods = ["GET"]
+            permissions = { files = ["read"] }
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.auth.trusted_proxies.len(), 2);
+        assert!(c.auth.trusted_proxies[1].contains(&"192.168.1.1".parse::<IpAddr>().unwrap()));
+        assert_eq!(c.auth.routes[0].permissions["files"], ["read"]);
+        let d = Config::default();
+        assert_eq!(d.auth.cookie, "tollgate_token");
+        assert_eq!(d.http_socket_mode_bits().unwrap(), 0o660);
+        assert!(d.auth.trusted_proxies.iter().any(|n| n.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST))));
+        assert!(d.auth.trusted_proxies.iter().any(|n| n.contains(&IpAddr::V6(Ipv6Addr::LOCALHOST))));
     }
 
     #[test]

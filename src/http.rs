@@ -24,6 +24,7 @@ use crate::core::verify::{CredentialKind, Verdict, VerifyRequest};
 use crate::server::Shared;
 
 pub mod admin;
+mod nginx;
 
 /// Largest request body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,6 +45,31 @@ pub async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, s
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(&mut accept_stop) => break,
+        }
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Serves HTTP on a Unix socket until `stop` turns true, then drains. Its peers
+/// have no address: `/auth` trusts their forwarding headers, as it does a
+/// trusted proxy's.
+pub async fn serve_unix(listener: tokio::net::UnixListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let mut accept_stop = stop.clone();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    conns.spawn(serve_conn(TokioIo::new(stream), None, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "http unix accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -99,6 +125,7 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) ->
             Ok(body) => verify(shared, &body, peer).await,
             Err(resp) => resp,
         },
+        (_, "/auth") => nginx::auth(shared, req, peer).await,
         (_, "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/v1/verify") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         }

@@ -3,6 +3,8 @@
 //! flushed last.
 
 use std::future::Future;
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -78,18 +80,37 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             .await?
             .with_context(|| format!("cannot open the store in {}", config.data.display()))?
     };
-    let engine = Arc::new(engine);
-    let admin = crate::http::admin::AdminState::new(&config)?;
+    serve_with_engine(Arc::new(engine), config, shutdown).await
+}
+
+/// Like `serve`, with an engine the caller opened (and may keep using, e.g. a
+/// test that creates keys while the daemon runs). The engine is shut down at
+/// the end all the same.
+pub async fn serve_with_engine(
+    engine: Arc<Engine>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_addr()?)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;
+    let http_unix = match &config.http_socket {
+        None => None,
+        Some(path) => Some(
+            bind_unix(path, config.http_socket_mode_bits()?)
+                .with_context(|| format!("cannot listen on {}", path.display()))?,
+        ),
+    };
+    let admin = crate::http::admin::AdminState::new(&config)?;
     let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
+    let unix_task = http_unix.map(|l| tokio::spawn(crate::http::serve_unix(l, shared.clone(), stop_rx.clone())));
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
         data = %config.data.display(),
         http = %config.http,
+        http_socket = ?config.http_socket,
         keys = engine.index().keys.len(),
         tokens = engine.index().tokens.len(),
         "tollgate ready"
@@ -98,7 +119,33 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = http_task.await;
+    if let Some(t) = unix_task {
+        let _ = t.await;
+    }
+    if let Some(path) = &config.http_socket
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove the http socket");
+    }
     tokio::task::spawn_blocking(move || engine.shutdown()).await??;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Binds a Unix socket at `path` with file mode `mode`. A socket file left by a
+/// process that is gone is replaced; a live one, or a file that is not a
+/// socket, is an error rather than something to delete.
+fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!("{} exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another process is listening on {}", path.display());
+        }
+        std::fs::remove_file(path).context("cannot remove the stale socket")?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).context("cannot set the socket mode")?;
+    Ok(listener)
 }

@@ -1,0 +1,391 @@
+//! nginx `auth_request` end to end: Debian's real nginx in front of an
+//! in-process tollgate, reached over TCP and over the HTTP Unix socket. The
+//! upstream is a second nginx server that echoes the identity headers it got.
+//!
+//! In CI (`CI=true`) a missing nginx fails the test; elsewhere it is skipped
+//! with a message (`apt-get install -y nginx-light`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tollgate::config::Config;
+use tollgate::core::model::{Permissions, RateLimit, Role, Tier, UserStatus};
+use tollgate::engine::{Engine, NewKey};
+
+#[test]
+fn nginx_auth_request_over_tcp() {
+    run(Transport::Tcp);
+}
+
+#[test]
+fn nginx_auth_request_over_unix_socket() {
+    run(Transport::Unix);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Unix,
+}
+
+/// The nginx binary, or `None` (after saying so) when it is absent outside CI.
+fn nginx_binary() -> Option<PathBuf> {
+    let found = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("nginx")).find(|p| p.is_file())
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nginx is not installed, and CI=true: install it (apt-get install -y nginx-light)"
+        );
+        eprintln!();
+        eprintln!("==================================================================");
+        eprintln!("  SKIPPED: nginx is not installed (apt-get install -y nginx-light)");
+        eprintln!("==================================================================");
+        eprintln!();
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, what: &str, mut alive: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(alive(), "{what} exited before listening");
+        assert!(start.elapsed() < Duration::from_secs(10), "{what} is not listening on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run(transport: Transport) {
+    let Some(nginx_bin) = nginx_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tollgate_port = free_port();
+    let http_socket = dir.path().join("tollgate-http.sock");
+
+    let mut config = Config::parse(
+        r#"
+        [tiers.Pro]
+        requests_per_minute = "unlimited"
+        members = "unlimited"
+        documents = "unlimited"
+        log_retention_days = "unlimited"
+
+        [[auth.routes]]
+        prefix = "/files/"
+        methods = ["GET"]
+        permissions = { files = ["read"] }
+
+        [[auth.routes]]
+        prefix = "/admin/"
+        permissions = { admin = ["write"] }
+        "#,
+    )
+    .unwrap();
+    config.data = dir.path().join("data");
+    config.socket = dir.path().join("tollgate.sock");
+    config.http = format!("127.0.0.1:{tollgate_port}");
+    if transport == Transport::Unix {
+        config.http_socket = Some(http_socket.clone());
+    }
+    config.validate().unwrap();
+
+    let engine = Arc::new(Engine::open(&config).unwrap());
+    let team = engine.create_team("acme", Tier::Pro).unwrap();
+    let user = engine.create_user(&team.id, "alice", "correct horse", Role::Reader, UserStatus::Enabled).unwrap();
+    let files_read = Permissions(BTreeMap::from([("files".to_owned(), vec!["read".to_owned()])]));
+    let key = |rate_limit: Option<RateLimit>, ips: &[&str]| {
+        engine
+            .create_key(NewKey {
+                user_id: user.id.clone(),
+                permissions: files_read.clone(),
+                rate_limit,
+                whitelisted_ips: ips.iter().map(|s| (*s).to_owned()).collect(),
+                ..NewKey::default()
+            })
+            .unwrap()
+    };
+    let (good, good_secret) = key(None, &[]);
+    let (_, limited_secret) = key(Some(RateLimit { max: 2, window_ms: 60_000 }), &[]);
+    let (revoked, revoked_secret) = key(None, &[]);
+    let (_, local_only_secret) = key(None, &["127.0.0.1"]);
+    let (_, elsewhere_secret) = key(None, &["198.51.100.0/24"]);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let engine = engine.clone();
+        let config = config.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(tollgate::server::serve_with_engine(engine, config, async {
+                let _ = stop_rx.await;
+            }))
+        })
+    };
+    wait_for_port(tollgate_port, "tollgate", || !server.is_finished());
+
+    let auth_server = match transport {
+        Transport::Tcp => format!("127.0.0.1:{tollgate_port}"),
+        Transport::Unix => format!("unix:{}", http_socket.display()),
+    };
+    let nginx = Nginx::start(&nginx_bin, dir.path(), &auth_server);
+    let port = nginx.port;
+
+    // A good key, in each of the three places a credential can be.
+    for header in [
+        format!("Authorization: Bearer {good_secret}"),
+        format!("X-API-Key: {good_secret}"),
+        format!("Cookie: theme=dark; tollgate_token={good_secret}"),
+    ] {
+        let r = get(port, "/files/report.pdf?x=1", &[&header]);
+        assert_eq!(r.status, 200, "{header}: {r:?}");
+        assert_eq!(r.header("x-upstream"), Some("reached"), "{r:?}");
+        assert!(r.body.contains(&format!("subject={}\n", user.id)), "{r:?}");
+        assert!(r.body.contains(&format!("team={}\n", team.id)), "{r:?}");
+        assert!(r.body.contains("roles=Reader\n"), "{r:?}");
+        assert!(r.body.contains(&format!("key={}\n", good.id)), "{r:?}");
+        // The client cannot forge identity headers: nginx overwrites them.
+    }
+    let forged = get(port, "/files/a", &[&format!("X-API-Key: {good_secret}"), "X-Auth-Subject: root"]);
+    assert!(forged.body.contains(&format!("subject={}\n", user.id)), "{forged:?}");
+
+    // No credential: 401 with a bare challenge; a bad one: invalid_token.
+    let r = get(port, "/files/a", &[]);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"tollgate\""), "{r:?}");
+    assert_ne!(r.header("x-upstream"), Some("reached"));
+    let r = get(port, "/files/a", &["Authorization: Bearer tg_notarealkey"]);
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"tollgate\", error=\"invalid_token\""), "{r:?}");
+
+    // A permission the key lacks: 403, also when the path is dressed up to
+    // look like a route that needs none.
+    let bearer = format!("Authorization: Bearer {good_secret}");
+    let r = get(port, "/admin/users", &[&bearer]);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.header("x-auth-denial"), Some("INSUFFICIENT_PERMISSIONS"), "{r:?}");
+    let r = get(port, "/public/../admin/users", &[&bearer]);
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = get(port, "/elsewhere", &[&bearer]);
+    assert_eq!(r.status, 200, "no rule, no permission needed: {r:?}");
+
+    // The client address reaches the key's allowlist through X-Real-IP.
+    let r = get(port, "/files/a", &[&format!("X-API-Key: {local_only_secret}")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = get(port, "/files/a", &[&format!("X-API-Key: {elsewhere_secret}")]);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.header("x-auth-denial"), Some("IP_NOT_ALLOWED"), "{r:?}");
+
+    // Rate limit of 2: the third request is a 429 with Retry-After.
+    let limited = format!("X-API-Key: {limited_secret}");
+    for i in 0..2 {
+        let r = get(port, "/files/a", &[&limited]);
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
+    let r = get(port, "/files/a", &[&limited]);
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.header("x-auth-denial"), Some("RATE_LIMITED"), "{r:?}");
+    let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{r:?}"));
+    assert!((1..=60).contains(&retry), "{r:?}");
+
+    // A deleted key stops working on the next request.
+    let revoked_hdr = format!("Authorization: Bearer {revoked_secret}");
+    assert_eq!(get(port, "/files/a", &[&revoked_hdr]).status, 200);
+    engine.delete_key(&revoked.id).unwrap();
+    let r = get(port, "/files/a", &[&revoked_hdr]);
+    assert_eq!(r.status, 401, "{r:?}");
+
+    drop(nginx);
+    let _ = stop_tx.send(());
+    server.join().unwrap().unwrap();
+    if transport == Transport::Unix {
+        assert!(!http_socket.exists(), "the http socket is removed on shutdown");
+    }
+}
+
+/// A running nginx, killed on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Nginx {
+    fn start(bin: &Path, dir: &Path, auth_server: &str) -> Nginx {
+        let port = free_port();
+        let d = dir.display();
+        // Every temp path nginx was built with must point into the temp dir:
+        // the compiled-in ones are not writable by a test.
+        let version = Command::new(bin).arg("-V").output().unwrap();
+        let version = String::from_utf8_lossy(&version.stderr);
+        let mut temp_paths = String::new();
+        for (flag, directive) in [
+            ("client-body", "client_body_temp_path"),
+            ("proxy", "proxy_temp_path"),
+            ("fastcgi", "fastcgi_temp_path"),
+            ("uwsgi", "uwsgi_temp_path"),
+            ("scgi", "scgi_temp_path"),
+        ] {
+            if version.contains(&format!("--http-{flag}-temp-path")) || matches!(flag, "client-body" | "proxy") {
+                temp_paths.push_str(&format!("    {directive} {d}/{directive};\n"));
+            }
+        }
+        // As root, workers would switch to `nobody` and lose the temp dir.
+        let user = if is_root() { "user root;" } else { "" };
+        let conf = format!(
+            r#"{user}
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+{temp_paths}
+    upstream tollgate {{
+        server {auth_server};
+        keepalive 8;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port};
+
+        location = /_tollgate_auth {{
+            internal;
+            proxy_pass http://tollgate/auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+
+        location @tollgate_denied {{
+            if ($auth_denial ~ ^(RATE_LIMITED|USAGE_EXCEEDED|TEAM_RATE_LIMITED|QUOTA_EXCEEDED)$) {{
+                add_header Retry-After $auth_retry always;
+                add_header X-Auth-Denial $auth_denial always;
+                return 429;
+            }}
+            add_header X-Auth-Denial $auth_denial always;
+            return 403;
+        }}
+
+        location / {{
+            auth_request /_tollgate_auth;
+            auth_request_set $auth_subject $upstream_http_x_auth_subject;
+            auth_request_set $auth_team $upstream_http_x_auth_team;
+            auth_request_set $auth_roles $upstream_http_x_auth_roles;
+            auth_request_set $auth_key_id $upstream_http_x_auth_key_id;
+            auth_request_set $auth_denial $upstream_http_x_auth_denial;
+            auth_request_set $auth_retry $upstream_http_retry_after;
+            error_page 403 = @tollgate_denied;
+
+            proxy_set_header X-Auth-Subject $auth_subject;
+            proxy_set_header X-Auth-Team $auth_team;
+            proxy_set_header X-Auth-Roles $auth_roles;
+            proxy_set_header X-Auth-Key-Id $auth_key_id;
+            proxy_pass http://unix:{d}/upstream.sock;
+        }}
+    }}
+
+    server {{
+        listen unix:{d}/upstream.sock;
+        location / {{
+            add_header X-Upstream reached;
+            return 200 "subject=$http_x_auth_subject\nteam=$http_x_auth_team\nroles=$http_x_auth_roles\nkey=$http_x_auth_key_id\n";
+        }}
+    }}
+}}
+"#
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let log = dir.join("nginx.stderr");
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg("stderr")
+            .arg("-g")
+            .arg(format!("daemon off; pid {d}/nginx.pid; error_log stderr;"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut n = Nginx { child, port, log };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = n.child.try_wait() {
+                panic!("nginx exited with {status}: {}", std::fs::read_to_string(&n.log).unwrap_or_default());
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "nginx is not listening on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("nginx stderr:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+    }
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 GET on a fresh connection, sent byte for byte as given (so a
+/// path with `..` reaches nginx unnormalized).
+fn get(port: u16, path: &str, headers: &[&str]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    Resp { status, headers, body: body.to_owned() }
+}
