@@ -76,16 +76,33 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             .await?
             .with_context(|| format!("cannot open the store in {}", config.data.display()))?
     };
-    let engine = Arc::new(engine);
+    serve_with_engine(Arc::new(engine), config, shutdown).await
+}
+
+/// Serves an engine the caller already opened (tests and the load generator
+/// create keys through it while the daemon runs); otherwise like [`serve`].
+pub async fn serve_with_engine(
+    engine: Arc<Engine>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_addr()?)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;
+    let socket = crate::sidecar::bind(&config).await?;
     let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false) });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
+    let sidecar_task = tokio::spawn(crate::sidecar::run(
+        socket,
+        Arc::new(crate::sidecar::EngineService::new(engine.clone())),
+        crate::sidecar::Limits::from_config(&config),
+        stop_rx.clone(),
+    ));
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
         data = %config.data.display(),
+        socket = %config.socket.display(),
         http = %config.http,
         keys = engine.index().keys.len(),
         tokens = engine.index().tokens.len(),
@@ -94,7 +111,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     shutdown.await;
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
-    let _ = http_task.await;
+    let _ = tokio::join!(http_task, sidecar_task);
+    crate::sidecar::remove_socket(&config.socket);
     tokio::task::spawn_blocking(move || engine.shutdown()).await??;
     tracing::info!("store flushed; bye");
     Ok(())
