@@ -186,7 +186,8 @@ fn run_in(opts: &Options, dir: &Path) -> anyhow::Result<()> {
 
 fn population(engine: &Engine, n: usize, kind: CredentialKind) -> anyhow::Result<Vec<String>> {
     let team = engine.create_team("bench", Tier::Pro)?;
-    let user = engine.create_user(&team.id, "bench", "bench password 1234", Role::Administrator, UserStatus::Enabled)?;
+    let user =
+        engine.create_user(&team.id, "bench", "bench password 1234", Role::Administrator, UserStatus::Enabled)?;
     match kind {
         CredentialKind::Key => {
             let mut perms = Permissions::default();
@@ -241,7 +242,12 @@ impl Service for EchoService {
 
 /// Drives the load against an echo server on `socket`, served by the
 /// sidecar's own accept loop on `rt`.
-fn drive_echo(rt: &tokio::runtime::Runtime, socket: &Path, creds: &Arc<Vec<String>>, opts: &Options) -> anyhow::Result<Report> {
+fn drive_echo(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    creds: &Arc<Vec<String>>,
+    opts: &Options,
+) -> anyhow::Result<Report> {
     let _ = std::fs::remove_file(socket);
     let listener = {
         let _in_rt = rt.enter();
@@ -285,7 +291,12 @@ fn drive(label: &str, socket: &Path, creds: &Arc<Vec<String>>, opts: &Options) -
                 if tick.elapsed() >= Duration::from_secs(1) {
                     let now = done.load(Ordering::Relaxed);
                     let rate = (now - last) as f64 / tick.elapsed().as_secs_f64();
-                    eprint!("\r{label}: {:>4.0} s  {:>12} answers  {:>10.0} req/s   ", start.elapsed().as_secs_f64(), now, rate);
+                    eprint!(
+                        "\r{label}: {:>4.0} s  {:>12} answers  {:>10.0} req/s   ",
+                        start.elapsed().as_secs_f64(),
+                        now,
+                        rate
+                    );
                     last = now;
                     tick = Instant::now();
                 }

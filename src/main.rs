@@ -101,15 +101,8 @@ fn main() -> ExitCode {
                 eprintln!("tollgate: --duration must be a positive number of seconds");
                 return ExitCode::from(2);
             };
-            let opts = tollgate::loadgen::Options {
-                socket,
-                connections,
-                depth,
-                duration,
-                keys,
-                mode,
-                kind: credential_kind,
-            };
+            let opts =
+                tollgate::loadgen::Options { socket, connections, depth, duration, keys, mode, kind: credential_kind };
             match tollgate::loadgen::run(&opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -228,7 +228,11 @@ struct Deferred {
 
 /// Serves one connection: handshake, then batches of frames until the client
 /// closes, a frame is malformed, or the daemon stops.
-async fn serve_conn<S: Service>(mut stream: UnixStream, service: &S, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+async fn serve_conn<S: Service>(
+    mut stream: UnixStream,
+    service: &S,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
 

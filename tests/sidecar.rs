@@ -288,8 +288,10 @@ async fn a_deleted_key_is_not_found_on_the_very_next_request() {
     let user = d.user();
     let mut perms = Permissions::default();
     perms.0.insert("documents".into(), vec!["read".into(), "write".into()]);
-    let (key, secret) =
-        d.engine.create_key(NewKey { user_id: user, permissions: perms, remaining: Some(10), ..Default::default() }).unwrap();
+    let (key, secret) = d
+        .engine
+        .create_key(NewKey { user_id: user, permissions: perms, remaining: Some(10), ..Default::default() })
+        .unwrap();
     let c = AsyncClient::connect(d.socket()).await.unwrap();
     let v = c.verify(&VerifyRequest::new(&secret).permissions(&[("documents", "write")])).await.unwrap();
     let tollgate_protocol::Verdict::Allow(a) = v else { panic!("{v:?}") };
