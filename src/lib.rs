@@ -5,5 +5,7 @@ pub mod config;
 pub mod core;
 pub mod engine;
 pub mod http;
+pub mod loadgen;
 pub mod server;
+pub mod sidecar;
 pub mod store;

@@ -31,6 +31,31 @@ enum Command {
         #[arg(long, env = "TOLLGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Measures the sidecar socket: an in-process daemon on a temp dir, a key
+    /// population, N connections x D requests in flight (build with --release).
+    Bench {
+        /// Socket path [default: a fresh path in a temp dir].
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Connections, one client thread each.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Requests in flight per connection.
+        #[arg(long, default_value_t = 64)]
+        depth: usize,
+        /// Seconds measured per server.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Credentials in the population.
+        #[arg(long, default_value_t = 100_000)]
+        keys: usize,
+        /// Which server(s) to measure.
+        #[arg(long, value_enum, default_value = "both")]
+        mode: tollgate::loadgen::Mode,
+        /// Which credentials the requests carry.
+        #[arg(long, value_enum, default_value = "key")]
+        credential_kind: tollgate::loadgen::CredentialKind,
+    },
     /// Validates a configuration file and exits.
     CheckConfig {
         /// The file.
@@ -67,6 +92,21 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("tollgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench { socket, connections, depth, duration, keys, mode, credential_kind } => {
+            let Ok(duration) = std::time::Duration::try_from_secs_f64(duration) else {
+                eprintln!("tollgate: --duration must be a positive number of seconds");
+                return ExitCode::from(2);
+            };
+            let opts =
+                tollgate::loadgen::Options { socket, connections, depth, duration, keys, mode, kind: credential_kind };
+            match tollgate::loadgen::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate bench: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -101,14 +101,22 @@ pub async fn serve_with_engine(
                 .with_context(|| format!("cannot listen on {}", path.display()))?,
         ),
     };
+    let socket = crate::sidecar::bind(&config).await?;
     let admin = crate::http::admin::AdminState::new(&config)?;
     let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
     let unix_task = http_unix.map(|l| tokio::spawn(crate::http::serve_unix(l, shared.clone(), stop_rx.clone())));
+    let sidecar_task = tokio::spawn(crate::sidecar::run(
+        socket,
+        Arc::new(crate::sidecar::EngineService::new(engine.clone())),
+        crate::sidecar::Limits::from_config(&config),
+        stop_rx.clone(),
+    ));
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
         data = %config.data.display(),
+        socket = %config.socket.display(),
         http = %config.http,
         http_socket = ?config.http_socket,
         keys = engine.index().keys.len(),
@@ -118,10 +126,11 @@ pub async fn serve_with_engine(
     shutdown.await;
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
-    let _ = http_task.await;
+    let _ = tokio::join!(http_task, sidecar_task);
     if let Some(t) = unix_task {
         let _ = t.await;
     }
+    crate::sidecar::remove_socket(&config.socket);
     if let Some(path) = &config.http_socket
         && let Err(e) = std::fs::remove_file(path)
     {

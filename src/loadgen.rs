@@ -1,0 +1,577 @@
+//! `tollgate bench`: a load generator for the sidecar socket.
+//!
+//! It starts an in-process daemon on a temporary data directory, creates a
+//! key population through the engine, and drives N connections × D requests in
+//! flight over the real socket, one client thread per connection. The same
+//! frames can be sent to an echo server that runs the sidecar's own accept
+//! loop and batching but answers every verify with a canned verdict, so the
+//! daemon's throughput can be reported as a share of the protocol-and-socket
+//! ceiling measured in the same run, on the same machine.
+//!
+//! The client is a lean pipelining loop over the protocol crate's codec
+//! rather than `Client::verify_many`: that method copies every answer into
+//! owned strings, and since the generator shares the CPU with the daemon,
+//! client-side allocations would be charged to the daemon's numbers. Every
+//! answer's message type and outcome are checked; one in [`FULL_DECODE_EVERY`]
+//! is fully decoded.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::sync::watch;
+use tollgate_protocol as proto;
+use tollgate_protocol::{Request, Response};
+
+use crate::config::Config;
+use crate::core::limits::Micros;
+use crate::core::model::{Permissions, Role, Tier, UserStatus};
+use crate::engine::{Engine, NewKey};
+use crate::sidecar::{Limits, Service};
+
+/// One answer in this many is fully decoded and checked, the rest only by
+/// message type and outcome byte.
+pub const FULL_DECODE_EVERY: u64 = 1024;
+
+/// Tier overrides for the bench: the Pro tier's per-minute team limit is
+/// lifted, so only the keys' own (absent) limits could deny.
+const PRO_UNLIMITED: &str = r#"
+[tiers.Pro]
+requests_per_minute = "unlimited"
+members = "unlimited"
+documents = 5000
+log_retention_days = "unlimited"
+"#;
+
+/// Which server(s) to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Only the echo server (the protocol and socket ceiling).
+    Echo,
+    /// Only the daemon.
+    Tollgate,
+    /// Echo, then the daemon, and the ratio.
+    Both,
+}
+
+/// Which credentials the requests carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CredentialKind {
+    /// API keys.
+    Key,
+    /// JWTs issued by the daemon.
+    Jwt,
+}
+
+/// Options of `tollgate bench`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Socket path; a fresh temp path when `None`.
+    pub socket: Option<PathBuf>,
+    /// Connections (one client thread each).
+    pub connections: usize,
+    /// Requests in flight per connection.
+    pub depth: usize,
+    /// Measured time per server.
+    pub duration: Duration,
+    /// Credentials in the population.
+    pub keys: usize,
+    /// Which server(s).
+    pub mode: Mode,
+    /// Which credentials.
+    pub kind: CredentialKind,
+}
+
+/// The outcome of one measured run.
+#[derive(Debug)]
+pub struct Report {
+    /// Answers received.
+    pub answers: u64,
+    /// Answers that were denies (should be 0: the population never denies).
+    pub denies: u64,
+    /// Measured wall time.
+    pub elapsed: Duration,
+    /// Per-request latency.
+    pub latency: Histogram,
+}
+
+impl Report {
+    /// Answers per second.
+    pub fn throughput(&self) -> f64 {
+        self.answers as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs the bench as configured and prints the report to stdout.
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    if opts.connections == 0 || opts.depth == 0 || opts.keys == 0 {
+        bail!("--connections, --depth and --keys must be at least 1");
+    }
+    if opts.depth > 60_000 {
+        bail!("--depth: at most 60000");
+    }
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = run_in(opts, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(opts: &Options, dir: &Path) -> anyhow::Result<()> {
+    let socket = opts.socket.clone().unwrap_or_else(|| dir.join("bench.sock"));
+    // The daemon gets the machine's cores; the client threads share them.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .thread_name("tollgate")
+        .build()
+        .context("cannot start the runtime")?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "tollgate bench: {} connections x {} in flight, {} s per server, {} {} credentials, {cores} cores shared by client and server",
+        opts.connections,
+        opts.depth,
+        opts.duration.as_secs_f64(),
+        opts.keys,
+        match opts.kind {
+            CredentialKind::Key => "api-key",
+            CredentialKind::Jwt => "jwt",
+        }
+    );
+
+    let mut config = Config::parse(PRO_UNLIMITED).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+    config.data = dir.join("data");
+    config.socket = socket.clone();
+    config.http = "127.0.0.1:0".to_owned();
+    config.validate().map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+
+    let needs_daemon = opts.mode != Mode::Echo;
+    let (engine, credentials) = if needs_daemon {
+        let started = Instant::now();
+        let engine = Arc::new(Engine::open(&config).context("cannot open the bench engine")?);
+        let creds = population(&engine, opts.keys, opts.kind)?;
+        eprintln!("created {} credentials in {:.1} s", creds.len(), started.elapsed().as_secs_f64());
+        (Some(engine), creds)
+    } else {
+        // Same lengths and shapes as real keys, without an engine.
+        (None, (0..opts.keys).map(|i| format!("tg_{i:030}abcdef")).collect())
+    };
+    let credentials = Arc::new(credentials);
+
+    let echo = if opts.mode != Mode::Tollgate {
+        let r = drive_echo(&rt, &socket, &credentials, opts)?;
+        print_report("echo", &r, None);
+        Some(r)
+    } else {
+        None
+    };
+    if let Some(engine) = engine {
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let server = rt.spawn(crate::server::serve_with_engine(engine, config.clone(), async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
+        wait_for_socket(&socket)?;
+        let r = drive("tollgate", &socket, &credentials, opts);
+        let _ = stop_tx.send(true);
+        rt.block_on(server).context("daemon task")??;
+        let r = r?;
+        print_report("tollgate", &r, echo.as_ref());
+    }
+    Ok(())
+}
+
+fn population(engine: &Engine, n: usize, kind: CredentialKind) -> anyhow::Result<Vec<String>> {
+    let team = engine.create_team("bench", Tier::Pro)?;
+    let user =
+        engine.create_user(&team.id, "bench", "bench password 1234", Role::Administrator, UserStatus::Enabled)?;
+    match kind {
+        CredentialKind::Key => {
+            let mut perms = Permissions::default();
+            perms.0.insert("documents".into(), vec!["read".into(), "write".into(), "share".into()]);
+            perms.0.insert("invoices".into(), vec!["read".into()]);
+            let mut secrets = Vec::with_capacity(n);
+            while secrets.len() < n {
+                let chunk = (n - secrets.len()).min(10_000);
+                let news = (0..chunk)
+                    .map(|_| NewKey { user_id: user.id.clone(), permissions: perms.clone(), ..Default::default() })
+                    .collect();
+                secrets.extend(engine.create_keys(news)?.into_iter().map(|(_, s)| s));
+            }
+            Ok(secrets)
+        }
+        CredentialKind::Jwt => (0..n).map(|_| Ok(engine.issue_jwt(&user.id)?)).collect(),
+    }
+}
+
+fn wait_for_socket(path: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(path).is_err() {
+        if Instant::now() > deadline {
+            bail!("the daemon did not open {}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Answers every verify with [`proto::echo::allow_verdict`]: the sidecar's
+/// loop and batching with nothing behind them.
+pub struct EchoService;
+
+impl Service for EchoService {
+    fn answer(&self, id: u32, req: Request<'_>, _now: Micros, out: &mut Vec<u8>) -> Option<u64> {
+        let resp = match req {
+            Request::Verify(v) => Response::Verdict(proto::echo::allow_verdict(&v)),
+            Request::Ping => Response::Pong,
+            Request::QuotaConsume(_) | Request::QuotaRelease(_) => {
+                Response::QuotaResult(proto::QuotaResult { ok: true, used: 0, limit: None })
+            }
+        };
+        if proto::encode_response(id, &resp, out).is_err() {
+            proto::encode_error(id, proto::ErrorCode::Internal, "cannot encode", out);
+        }
+        None
+    }
+
+    async fn durable(&self, _ticket: u64) {}
+}
+
+/// Drives the load against an echo server on `socket`, served by the
+/// sidecar's own accept loop on `rt`.
+fn drive_echo(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    creds: &Arc<Vec<String>>,
+    opts: &Options,
+) -> anyhow::Result<Report> {
+    let _ = std::fs::remove_file(socket);
+    let listener = {
+        let _in_rt = rt.enter();
+        tokio::net::UnixListener::bind(socket)
+            .with_context(|| format!("cannot bind the echo server on {}", socket.display()))?
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = Limits { max_connections: 1024, allowed_uids: Vec::new() };
+    let server = rt.spawn(crate::sidecar::run(listener, Arc::new(EchoService), limits, stop_rx));
+    let out = drive("echo", socket, creds, opts);
+    let _ = stop_tx.send(true);
+    let _ = rt.block_on(server);
+    let _ = std::fs::remove_file(socket);
+    out
+}
+
+/// Drives `opts.connections` client threads against `socket` for
+/// `opts.duration`, printing progress to stderr each second.
+fn drive(label: &str, socket: &Path, creds: &Arc<Vec<String>>, opts: &Options) -> anyhow::Result<Report> {
+    let done = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let deadline = start + opts.duration;
+    let threads: Vec<_> = (0..opts.connections)
+        .map(|i| {
+            let (socket, creds, done) = (socket.to_owned(), creds.clone(), done.clone());
+            let depth = opts.depth;
+            std::thread::Builder::new()
+                .name(format!("bench-client-{i}"))
+                .spawn(move || client_loop(&socket, &creds, depth, deadline, &done, i as u64))
+        })
+        .collect::<Result<_, _>>()
+        .context("cannot start client threads")?;
+    let progress = {
+        let (done, finished, label) = (done.clone(), finished.clone(), label.to_owned());
+        std::thread::spawn(move || {
+            let mut last = 0;
+            let mut tick = Instant::now();
+            while !finished.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if tick.elapsed() >= Duration::from_secs(1) {
+                    let now = done.load(Ordering::Relaxed);
+                    let rate = (now - last) as f64 / tick.elapsed().as_secs_f64();
+                    eprint!(
+                        "\r{label}: {:>4.0} s  {:>12} answers  {:>10.0} req/s   ",
+                        start.elapsed().as_secs_f64(),
+                        now,
+                        rate
+                    );
+                    last = now;
+                    tick = Instant::now();
+                }
+            }
+            eprintln!();
+        })
+    };
+    let mut latency = Histogram::default();
+    let mut denies = 0;
+    let mut failure = None;
+    for t in threads {
+        match t.join() {
+            Ok(Ok((h, d))) => {
+                latency.merge(&h);
+                denies += d;
+            }
+            Ok(Err(e)) => failure = Some(anyhow::Error::from(e)),
+            Err(_) => failure = Some(anyhow::anyhow!("a client thread panicked")),
+        }
+    }
+    let elapsed = start.elapsed();
+    finished.store(true, Ordering::Relaxed);
+    let _ = progress.join();
+    if let Some(e) = failure {
+        return Err(e.context(format!("{label}: a connection failed")));
+    }
+    Ok(Report { answers: latency.count(), denies, elapsed, latency })
+}
+
+/// One connection: keeps `depth` requests in flight until `deadline`, then
+/// collects the answers still owed. Request ids are slot numbers (1..=depth),
+/// so matching an answer to its send time is an index, whatever the order.
+fn client_loop(
+    path: &Path,
+    creds: &[String],
+    depth: usize,
+    deadline: Instant,
+    done: &AtomicU64,
+    seed: u64,
+) -> io::Result<(Histogram, u64)> {
+    let mut s = UnixStream::connect(path)?;
+    let mut hello = Vec::new();
+    proto::encode_handshake(proto::PROTOCOL_VERSION, &mut hello);
+    s.write_all(&hello)?;
+    let mut rbuf = vec![0u8; 256 * 1024];
+    let mut filled = 0;
+    loop {
+        let n = s.read(rbuf.get_mut(filled..).unwrap_or_default())?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"));
+        }
+        filled += n;
+        if let Some((reply, used)) = proto::decode_handshake_reply(rbuf.get(..filled).unwrap_or_default())? {
+            if let proto::HandshakeReply::Rejected(e) = reply {
+                return Err(io::Error::other(e.into_owned()));
+            }
+            rbuf.copy_within(used..filled, 0);
+            filled -= used;
+            break;
+        }
+    }
+
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed.wrapping_add(1)).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut hist = Histogram::default();
+    let mut sent_at = vec![Instant::now(); depth];
+    let mut wbuf = Vec::with_capacity(depth * 128);
+    let send = |slot: usize, rng: &mut Rng, wbuf: &mut Vec<u8>| -> io::Result<()> {
+        let cred = creds.get(rng.below(creds.len())).map_or("", String::as_str);
+        let req = proto::VerifyRequest::new(cred).permissions(&[("documents", "read")]);
+        // Slots are below depth <= 60000, so the id fits.
+        proto::encode_request(slot as u32 + 1, &Request::Verify(req), wbuf)?;
+        Ok(())
+    };
+    let now = Instant::now();
+    for (slot, t) in sent_at.iter_mut().enumerate() {
+        send(slot, &mut rng, &mut wbuf)?;
+        *t = now;
+    }
+    s.write_all(&wbuf)?;
+    let mut outstanding = depth;
+    let mut sending = true;
+    let mut denies = 0;
+    let mut seen = 0u64;
+    while outstanding > 0 {
+        let n = s.read(rbuf.get_mut(filled..).unwrap_or_default())?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"));
+        }
+        filled += n;
+        let now = Instant::now();
+        if sending && now >= deadline {
+            sending = false;
+        }
+        wbuf.clear();
+        let mut pos = 0;
+        let mut answered = 0;
+        while let Some(len) = proto::check_frame(rbuf.get(pos..filled).unwrap_or_default())? {
+            let frame = rbuf.get(pos..pos + len).unwrap_or_default();
+            pos += len;
+            seen += 1;
+            let id = proto::frame_request_id(frame).unwrap_or(0);
+            match frame.get(proto::LENGTH_PREFIX_LEN..proto::LENGTH_PREFIX_LEN + 1) {
+                Some(&[0x81]) => {}
+                _ => {
+                    let detail = proto::decode_response(frame).map(|(_, r)| format!("{r:?}"));
+                    return Err(io::Error::other(format!("unexpected answer to request {id}: {detail:?}")));
+                }
+            }
+            // The verdict's outcome byte follows the 9-byte header: 1 allow, 2 deny.
+            if frame.get(proto::LENGTH_PREFIX_LEN + proto::HEADER_LEN) != Some(&1) {
+                denies += 1;
+            }
+            if seen % FULL_DECODE_EVERY == 0 {
+                proto::decode_response(frame)?;
+            }
+            let slot = (id as usize).wrapping_sub(1);
+            let Some(t) = sent_at.get_mut(slot) else {
+                return Err(io::Error::other(format!("answer to unknown request id {id}")));
+            };
+            hist.record(now.saturating_duration_since(*t).as_nanos() as u64);
+            answered += 1;
+            if sending {
+                send(slot, &mut rng, &mut wbuf)?;
+                *t = now;
+            } else {
+                outstanding -= 1;
+            }
+        }
+        rbuf.copy_within(pos..filled, 0);
+        filled -= pos;
+        done.fetch_add(answered, Ordering::Relaxed);
+        if !wbuf.is_empty() {
+            s.write_all(&wbuf)?;
+        }
+    }
+    Ok((hist, denies))
+}
+
+/// xorshift64*: a fast, good-enough generator for picking keys.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((u128::from(x) * n as u128) >> 64) as usize
+    }
+}
+
+fn print_report(label: &str, r: &Report, echo: Option<&Report>) {
+    let us = |q: f64| r.latency.quantile(q) as f64 / 1000.0;
+    println!(
+        "{label:>8}: {:>12.0} req/s  ({} answers in {:.2} s, {} denies)  latency p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
+        r.throughput(),
+        r.answers,
+        r.elapsed.as_secs_f64(),
+        r.denies,
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        r.latency.max() as f64 / 1000.0,
+    );
+    if let Some(e) = echo {
+        let p50 = |h: &Histogram| h.quantile(0.5) as f64;
+        println!(
+            "   ratio: tollgate = {:.1}% of the echo ceiling; p50 latency {:.2}x echo's",
+            100.0 * r.throughput() / e.throughput().max(1e-9),
+            p50(&r.latency) / p50(&e.latency).max(1.0),
+        );
+    }
+}
+
+/// A log-linear latency histogram in nanoseconds, HDR style: values under 64
+/// are exact, above that each power of two is split into 32 buckets, so any
+/// reported value is within about 3% of the truth.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+    max: u64,
+}
+
+const SUB_BITS: u32 = 5;
+const SUB: usize = 1 << SUB_BITS;
+const LINEAR: u64 = 64;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { buckets: vec![0; LINEAR as usize + (64 - 6) * SUB], count: 0, max: 0 }
+    }
+}
+
+impl Histogram {
+    fn index(v: u64) -> usize {
+        if v < LINEAR {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros(); // >= 6
+        let sub = (v >> (exp - SUB_BITS)) as usize & (SUB - 1);
+        LINEAR as usize + (exp as usize - 6) * SUB + sub
+    }
+
+    /// The smallest value of bucket `i`.
+    fn value(i: usize) -> u64 {
+        if i < LINEAR as usize {
+            return i as u64;
+        }
+        let exp = (i - LINEAR as usize) / SUB + 6;
+        let sub = ((i - LINEAR as usize) % SUB) as u64;
+        (1u64 << exp) | (sub << (exp as u32 - SUB_BITS))
+    }
+
+    /// Records one value.
+    pub fn record(&mut self, v: u64) {
+        if let Some(b) = self.buckets.get_mut(Self::index(v)) {
+            *b += 1;
+        }
+        self.count += 1;
+        self.max = self.max.max(v);
+    }
+
+    /// Adds another histogram's values.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.max = self.max.max(other.max);
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The largest value recorded.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at quantile `q` (0..=1), to the bucket's precision.
+    pub fn quantile(&self, q: f64) -> u64 {
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::value(i).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_within_a_few_percent() {
+        let mut h = Histogram::default();
+        for v in 1..=100_000u64 {
+            h.record(v * 10);
+        }
+        for (q, want) in [(0.5, 500_000.0), (0.99, 990_000.0), (0.999, 999_000.0)] {
+            let got = h.quantile(q) as f64;
+            assert!((got - want).abs() / want < 0.04, "q{q}: {got} vs {want}");
+        }
+        assert_eq!(h.count(), 100_000);
+        assert_eq!(h.max(), 1_000_000);
+        for v in [0, 1, 63, 64, 65, 1 << 20, u64::MAX] {
+            let i = Histogram::index(v);
+            assert!(Histogram::value(i) <= v, "{v}");
+        }
+    }
+}
