@@ -187,10 +187,7 @@ impl fmt::Debug for JwtKeyConfig {
             .field("kid", &self.kid)
             .field("alg", &self.alg)
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
-            .field(
-                "private_key_pem",
-                &self.private_key_pem.as_ref().map(|_| "[redacted]"),
-            )
+            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "[redacted]"))
             .field("public_key_pem", &self.public_key_pem)
             .finish()
     }
@@ -332,20 +329,15 @@ impl Verifier {
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             Verifier::Hmac(key) => ring::hmac::verify(key, message, signature).is_ok(),
-            Verifier::Rsa { n, e } => rsig::RsaPublicKeyComponents {
-                n: n.as_slice(),
-                e: e.as_slice(),
-            }
-            .verify(&rsig::RSA_PKCS1_2048_8192_SHA256, message, signature)
-            .is_ok(),
-            Verifier::Ecdsa(point) => {
-                rsig::UnparsedPublicKey::new(&rsig::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, signature)
-                    .is_ok()
-            }
-            Verifier::Ed25519(public) => rsig::UnparsedPublicKey::new(&rsig::ED25519, public)
-                .verify(message, signature)
+            Verifier::Rsa { n, e } => rsig::RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
+                .verify(&rsig::RSA_PKCS1_2048_8192_SHA256, message, signature)
                 .is_ok(),
+            Verifier::Ecdsa(point) => {
+                rsig::UnparsedPublicKey::new(&rsig::ECDSA_P256_SHA256_FIXED, point).verify(message, signature).is_ok()
+            }
+            Verifier::Ed25519(public) => {
+                rsig::UnparsedPublicKey::new(&rsig::ED25519, public).verify(message, signature).is_ok()
+            }
         }
     }
 
@@ -388,14 +380,10 @@ impl Signer {
             Signer::Hmac(key) => Ok(ring::hmac::sign(key, message).as_ref().to_vec()),
             Signer::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public().modulus_len()];
-                pair.sign(&rsig::RSA_PKCS1_SHA256, rng, message, &mut sig)
-                    .map_err(|_| JwtError::Sign)?;
+                pair.sign(&rsig::RSA_PKCS1_SHA256, rng, message, &mut sig).map_err(|_| JwtError::Sign)?;
                 Ok(sig)
             }
-            Signer::Ecdsa(pair) => pair
-                .sign(rng, message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| JwtError::Sign),
+            Signer::Ecdsa(pair) => pair.sign(rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| JwtError::Sign),
             Signer::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
     }
@@ -474,9 +462,7 @@ struct OutHeader<'a> {
 /// Returns true when `json` starts (after whitespace) with `{`; serde's
 /// derived struct deserializers would otherwise also accept JSON arrays.
 fn is_json_object(json: &[u8]) -> bool {
-    json.iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .is_some_and(|b| *b == b'{')
+    json.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).is_some_and(|b| *b == b'{')
 }
 
 /// Splits a compact JWS into header, payload, signature and signing input.
@@ -488,11 +474,7 @@ fn split_token(token: &[u8]) -> Result<(&[u8], &[u8], &[u8], &[u8]), JwtReject> 
     let second = rest.iter().position(|b| *b == b'.').ok_or(NOT_THREE)?;
     let (payload, rest) = rest.split_at(second);
     let signature = rest.get(1..).ok_or(NOT_THREE)?;
-    if header.is_empty()
-        || payload.is_empty()
-        || signature.is_empty()
-        || signature.contains(&b'.')
-    {
+    if header.is_empty() || payload.is_empty() || signature.is_empty() || signature.contains(&b'.') {
         return Err(NOT_THREE);
     }
     let signing_input = token.get(..first + 1 + second).ok_or(NOT_THREE)?;
@@ -513,9 +495,7 @@ fn parse_rsa_public_key(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
                 return None;
             }
             let (len_bytes, rest) = rest.split_at_checked(count)?;
-            let len = len_bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let len = len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             (len, rest)
         };
         let (value, rest) = rest.split_at_checked(len)?;
@@ -547,20 +527,13 @@ fn bit_len(be: &[u8]) -> usize {
 
 /// Key ids are restricted so that they never need JSON escaping in headers.
 fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= MAX_KID_LEN
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    !kid.is_empty() && kid.len() <= MAX_KID_LEN && kid.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 /// Loads one key's material, returning its verifier and, when it has
 /// private material, its signer.
 fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigError> {
-    let err = |reason: &'static str| JwtConfigError::Key {
-        kid: cfg.kid.clone(),
-        reason,
-    };
+    let err = |reason: &'static str| JwtConfigError::Key { kid: cfg.kid.clone(), reason };
     let private_pem = cfg.private_key_pem.as_deref().map(str::as_bytes);
     let public_pem = cfg.public_key_pem.as_deref();
     if let Some(public) = public_pem
@@ -574,10 +547,7 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
         if private_pem.is_some() || public_pem.is_some() {
             return Err(err("hs256 keys take a secret, not pem keys"));
         }
-        let secret = cfg
-            .secret
-            .as_deref()
-            .ok_or_else(|| err("hs256 key has no secret"))?;
+        let secret = cfg.secret.as_deref().ok_or_else(|| err("hs256 key has no secret"))?;
         if secret.len() < MIN_HS256_SECRET {
             return Err(err("hs256 secret must be at least 32 bytes"));
         }
@@ -600,13 +570,7 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
             let pair = rsig::RsaKeyPair::from_der(key.inner())
                 .map_err(|_| err("private_key_pem is not a valid rsa private key of 2048 to 8192 bits"))?;
             let comps = rsig::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
-            (
-                Some(Verifier::Rsa {
-                    n: comps.n,
-                    e: comps.e,
-                }),
-                Some(Signer::Rsa(pair)),
-            )
+            (Some(Verifier::Rsa { n: comps.n, e: comps.e }), Some(Signer::Rsa(pair)))
         }
         (JwtAlg::ES256, Some(pem)) => {
             let key = jsonwebtoken::EncodingKey::from_ec_pem(pem)
@@ -636,8 +600,8 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
         (JwtAlg::RS256, Some(pem)) => {
             let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem)
                 .map_err(|_| err("public_key_pem is not an rsa public key"))?;
-            let (n, e) = parse_rsa_public_key(key.as_bytes())
-                .ok_or_else(|| err("public_key_pem is not an rsa public key"))?;
+            let (n, e) =
+                parse_rsa_public_key(key.as_bytes()).ok_or_else(|| err("public_key_pem is not an rsa public key"))?;
             if !(2048..=8192).contains(&bit_len(&n)) {
                 return Err(err("rsa public key must be 2048 to 8192 bits"));
             }
@@ -668,9 +632,7 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
     let verifier = match (derived, configured) {
         (Some(d), Some(c)) => {
             let same = match (&d, &c) {
-                (Verifier::Rsa { n: n1, e: e1 }, Verifier::Rsa { n: n2, e: e2 }) => {
-                    n1 == n2 && e1 == e2
-                }
+                (Verifier::Rsa { n: n1, e: e1 }, Verifier::Rsa { n: n2, e: e2 }) => n1 == n2 && e1 == e2,
                 (Verifier::Ecdsa(a), Verifier::Ecdsa(b)) => a == b,
                 (Verifier::Ed25519(a), Verifier::Ed25519(b)) => a == b,
                 _ => false,
@@ -699,9 +661,7 @@ impl JwtKeys {
             return Err(JwtConfigError::Settings("issuer must not be empty"));
         }
         if settings.max_token_bytes < 64 {
-            return Err(JwtConfigError::Settings(
-                "max_token_bytes must be at least 64",
-            ));
+            return Err(JwtConfigError::Settings("max_token_bytes must be at least 64"));
         }
         if settings.keys.is_empty() {
             return Err(JwtConfigError::Settings("no keys are configured"));
@@ -724,30 +684,16 @@ impl JwtKeys {
                 jwks.push(jwk);
             }
             if cfg.kid == settings.signing_kid {
-                let signer = signer
-                    .ok_or_else(|| JwtConfigError::SigningKeyCannotSign(cfg.kid.clone()))?;
-                let header = serde_json::to_vec(&OutHeader {
-                    alg: cfg.alg.as_str(),
-                    typ: "JWT",
-                    kid: &cfg.kid,
-                })
-                .map_err(|_| JwtConfigError::Key {
-                    kid: cfg.kid.clone(),
-                    reason: "cannot serialize the token header",
-                })?;
-                signing = Some(SigningKey {
-                    header_b64: URL_SAFE_NO_PAD.encode(header),
-                    signer,
-                });
+                let signer = signer.ok_or_else(|| JwtConfigError::SigningKeyCannotSign(cfg.kid.clone()))?;
+                let header =
+                    serde_json::to_vec(&OutHeader { alg: cfg.alg.as_str(), typ: "JWT", kid: &cfg.kid }).map_err(
+                        |_| JwtConfigError::Key { kid: cfg.kid.clone(), reason: "cannot serialize the token header" },
+                    )?;
+                signing = Some(SigningKey { header_b64: URL_SAFE_NO_PAD.encode(header), signer });
             }
-            keys.push(KeyEntry {
-                kid: cfg.kid.clone().into_boxed_str(),
-                alg: cfg.alg,
-                verifier,
-            });
+            keys.push(KeyEntry { kid: cfg.kid.clone().into_boxed_str(), alg: cfg.alg, verifier });
         }
-        let signing = signing
-            .ok_or_else(|| JwtConfigError::SigningKeyMissing(settings.signing_kid.clone()))?;
+        let signing = signing.ok_or_else(|| JwtConfigError::SigningKeyMissing(settings.signing_kid.clone()))?;
         let cache = (settings.cache_capacity > 0).then(|| Cache::new(settings.cache_capacity));
         Ok(JwtKeys {
             settings: settings.clone(),
@@ -849,8 +795,8 @@ impl JwtKeys {
         if !is_json_object(header_json) {
             return Err(Malformed("header is not a json object"));
         }
-        let header: RawHeader<'_> = serde_json::from_slice(header_json)
-            .map_err(|_| Malformed("header is not valid json"))?;
+        let header: RawHeader<'_> =
+            serde_json::from_slice(header_json).map_err(|_| Malformed("header is not valid json"))?;
         if header.crit {
             return Err(Malformed("crit header is not supported"));
         }
@@ -865,11 +811,7 @@ impl JwtKeys {
             return Err(Malformed("typ is not JWT"));
         }
         let kid = header.kid.ok_or(BadSignature("header has no kid"))?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| *k.kid == *kid)
-            .ok_or(BadSignature("unknown kid"))?;
+        let key = self.keys.iter().find(|k| *k.kid == *kid).ok_or(BadSignature("unknown kid"))?;
         if key.alg != alg {
             return Err(BadSignature("alg does not match the key's pinned alg"));
         }
@@ -878,9 +820,8 @@ impl JwtKeys {
             return Err(Malformed("signature is too large"));
         }
         let mut sig_buf = [0u8; SIG_BUF];
-        let sig_len = URL_SAFE_NO_PAD
-            .decode_slice(sig_b64, &mut sig_buf)
-            .map_err(|_| Malformed("signature is not base64url"))?;
+        let sig_len =
+            URL_SAFE_NO_PAD.decode_slice(sig_b64, &mut sig_buf).map_err(|_| Malformed("signature is not base64url"))?;
 
         // The payload is decoded (not parsed) before the signature check so
         // that encoding errors are reported as malformed, and parsed only
@@ -893,9 +834,7 @@ impl JwtKeys {
                 .map_err(|_| Malformed("payload is not base64url"))?;
             payload_stack.get(..len).unwrap_or_default()
         } else {
-            payload_heap = URL_SAFE_NO_PAD
-                .decode(payload_b64)
-                .map_err(|_| Malformed("payload is not base64url"))?;
+            payload_heap = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| Malformed("payload is not base64url"))?;
             &payload_heap
         };
 
@@ -962,9 +901,6 @@ impl JwtKeys {
     /// Returns `(hits, misses)` of the verified-token cache since this key
     /// set was built; with the cache disabled every verification is a miss.
     pub fn cache_stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 }

@@ -292,8 +292,7 @@ impl Verifier<'_> {
         };
         c.request_count.fetch_add(1, Ordering::Relaxed);
         c.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
-        self.index
-            .mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
+        self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
         Verdict::Allow(Allow {
             kind: CredentialKind::ApiKey,
             subject: key.user.id.clone(),
@@ -325,8 +324,7 @@ impl Verifier<'_> {
         };
         token.request_count.fetch_add(1, Ordering::Relaxed);
         token.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
-        self.index
-            .mark_dirty(&token.dirty, self.strict, || Dirty::Token(token.clone()));
+        self.index.mark_dirty(&token.dirty, self.strict, || Dirty::Token(token.clone()));
         Verdict::Allow(Allow {
             kind: CredentialKind::AccessToken,
             subject: token.user.id.clone(),
@@ -394,7 +392,12 @@ impl Verifier<'_> {
     }
 
     /// The team's per-minute limit, then the quota; all or nothing.
-    fn team_limits(&self, team: &Arc<TeamEntry>, req: &VerifyRequest<'_>, now: Micros) -> Result<Option<RateInfo>, Verdict> {
+    fn team_limits(
+        &self,
+        team: &Arc<TeamEntry>,
+        req: &VerifyRequest<'_>,
+        now: Micros,
+    ) -> Result<Option<RateInfo>, Verdict> {
         let tier = &self.tiers[team.tier().index()];
         let quota_limit = match req.quota {
             None => None,
@@ -417,15 +420,13 @@ impl Verifier<'_> {
                 }
                 return Err(deny(DenyCode::QuotaExceeded, "team document quota reached"));
             }
-            self.index
-                .mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+            self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
         }
         Ok(info)
     }
 
     fn durable_after(&self) -> Option<u64> {
-        self.strict
-            .then(|| self.index.flushes_started.load(Ordering::SeqCst) + 1)
+        self.strict.then(|| self.index.flushes_started.load(Ordering::SeqCst) + 1)
     }
 }
 
@@ -449,10 +450,8 @@ mod tests {
 
     #[test]
     fn ip_allowlist_matches_cidrs_and_mapped_v4() {
-        let nets: Vec<ipnet::IpNet> = ["10.10.0.0/16", "2001:db8::/32", "1.1.1.1/32"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let nets: Vec<ipnet::IpNet> =
+            ["10.10.0.0/16", "2001:db8::/32", "1.1.1.1/32"].iter().map(|s| s.parse().unwrap()).collect();
         for ok in ["10.10.3.4", "1.1.1.1", "2001:db8::1", "::ffff:10.10.0.1"] {
             assert!(ip_allowed(&nets, ok.parse().unwrap()), "{ok}");
         }
