@@ -118,13 +118,17 @@ pub enum DurabilityMode {
 pub struct Durability {
     /// Relaxed or strict.
     pub mode: DurabilityMode,
-    /// Relaxed mode: the longest a counter change waits to be written.
+    /// Relaxed mode: the longest a consumption counter change (remaining
+    /// uses, team quota) waits to be written.
     pub flush_interval_ms: u64,
+    /// The longest a statistics change (request count, last use) waits to be
+    /// written, in either mode.
+    pub stats_flush_interval_ms: u64,
 }
 
 impl Default for Durability {
     fn default() -> Self {
-        Durability { mode: DurabilityMode::Relaxed, flush_interval_ms: 200 }
+        Durability { mode: DurabilityMode::Relaxed, flush_interval_ms: 200, stats_flush_interval_ms: 10_000 }
     }
 }
 
@@ -387,6 +391,9 @@ impl Config {
         }
         if !(1..=60_000).contains(&self.durability.flush_interval_ms) {
             return err("durability.flush_interval_ms: must be between 1 and 60000");
+        }
+        if !(self.durability.flush_interval_ms..=3_600_000).contains(&self.durability.stats_flush_interval_ms) {
+            return err("durability.stats_flush_interval_ms: must be between flush_interval_ms and 3600000");
         }
         let j = &self.jwt;
         if j.issuer.is_empty() {

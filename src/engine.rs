@@ -167,11 +167,12 @@ impl Engine {
         });
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_millis(config.durability.flush_interval_ms);
+        let stats_interval = Duration::from_millis(config.durability.stats_flush_interval_ms);
         let handle = {
             let (index, store, durable, stop) = (index.clone(), store.clone(), durable.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("tollgate-flusher".into())
-                .spawn(move || flusher(&index, &store, &durable, &stop, interval))
+                .spawn(move || flusher(&index, &store, &durable, &stop, interval, stats_interval))
                 .map_err(|e| StoreError::Db(format!("cannot start flusher: {e}")))?
         };
         Ok(Engine {
@@ -230,9 +231,10 @@ impl Engine {
         }
     }
 
-    /// Writes every pending counter change and waits until it is on disk.
+    /// Writes every pending counter change, statistics included, and waits
+    /// until it is on disk.
     pub fn flush(&self) -> Result<(), EngineError> {
-        flush_counters(&self.index, &self.store, &self.durable)?;
+        flush_counters(&self.index, &self.store, &self.durable, true)?;
         Ok(())
     }
 
@@ -1042,12 +1044,13 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
 }
 
 /// Writes every queued counter change; advances the durable generation.
-fn flush_counters(index: &Index, store: &Store, durable: &Durable) -> Result<(), StoreError> {
+fn flush_counters(index: &Index, store: &Store, durable: &Durable, stats: bool) -> Result<(), StoreError> {
     let generation = index.flushes_started.fetch_add(1, Ordering::SeqCst) + 1;
     let mut batch = Batch::default();
     let mut seen = std::collections::HashSet::new();
     let mut taken = Vec::new();
-    while let Some(d) = index.dirty.pop() {
+    let pop = || index.dirty.pop().or_else(|| if stats { index.stats_dirty.pop() } else { None });
+    while let Some(d) = pop() {
         match &d {
             Dirty::Key(id, c) => {
                 if seen.insert(Arc::as_ptr(c) as usize) {
@@ -1104,10 +1107,15 @@ fn flush_counters(index: &Index, store: &Store, durable: &Durable) -> Result<(),
     Ok(())
 }
 
-fn flusher(index: &Index, store: &Store, durable: &Durable, stop: &AtomicBool, interval: Duration) {
+fn flusher(index: &Index, store: &Store, durable: &Durable, stop: &AtomicBool, interval: Duration, stats_interval: Duration) {
+    let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
         std::thread::park_timeout(interval);
-        if let Err(e) = flush_counters(index, store, durable) {
+        let stats = last_stats.elapsed() >= stats_interval;
+        if stats {
+            last_stats = std::time::Instant::now();
+        }
+        if let Err(e) = flush_counters(index, store, durable, stats) {
             tracing::error!(error = %e, "counter flush failed; retrying");
         }
     }

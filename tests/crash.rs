@@ -35,7 +35,7 @@ fn crash_child() {
     let start = Instant::now();
     for i in 0u64.. {
         // Alternate admin writes and counted verifications.
-        if i % 50 == 0 {
+        if i % 500 == 0 {
             let (k, s) = e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap();
             println!("KEY {} {s}", k.id);
         }

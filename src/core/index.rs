@@ -204,8 +204,13 @@ pub struct Index {
     pub teams: DashMap<String, Arc<TeamEntry>>,
     /// Revoked JWT ids → their `exp` (seconds), so they can be pruned.
     pub revoked_jti: DashMap<String, u64>,
-    /// Counters changed since the last flush.
+    /// Consumption counters (remaining uses, team quotas) changed since the
+    /// last flush: written every flush interval (or before the verdict, strict).
     pub dirty: SegQueue<Dirty>,
+    /// Credentials whose statistics only (request count, last use) changed:
+    /// written on the slower statistics interval, so that a large population of
+    /// unlimited keys does not turn every verification into a store write.
+    pub stats_dirty: SegQueue<Dirty>,
     /// Flushes started; a change made before reading `n` is durable once flush
     /// `n + 1` is done.
     pub flushes_started: AtomicU64,
@@ -221,6 +226,15 @@ impl Index {
         // flag, or we see the cleared flag and queue the item again.
         if !flag.swap(true, Ordering::AcqRel) || always {
             self.dirty.push(item());
+        }
+    }
+
+    /// Queues `item` for the next statistics flush unless `flag` says it is
+    /// already queued (on either queue: a consumption flush writes the whole
+    /// record, statistics included).
+    pub fn mark_stats_dirty(&self, flag: &AtomicBool, item: impl FnOnce() -> Dirty) {
+        if !flag.swap(true, Ordering::AcqRel) {
+            self.stats_dirty.push(item());
         }
     }
 }

@@ -292,8 +292,13 @@ impl Verifier<'_> {
         };
         c.request_count.fetch_add(1, Ordering::Relaxed);
         c.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
-        self.index
-            .mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
+        let counted = remaining.is_some();
+        if counted {
+            self.index
+                .mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
+        } else {
+            self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.id.clone(), c.clone()));
+        }
         Verdict::Allow(Allow {
             kind: CredentialKind::ApiKey,
             subject: key.user.id.clone(),
@@ -303,7 +308,7 @@ impl Verifier<'_> {
             permissions: key.permissions.clone(),
             remaining,
             rate_limit: rate.or(team_rate),
-            durable_after: self.durable_after(),
+            durable_after: self.durable_after(counted || req.quota.is_some()),
         })
     }
 
@@ -325,8 +330,7 @@ impl Verifier<'_> {
         };
         token.request_count.fetch_add(1, Ordering::Relaxed);
         token.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
-        self.index
-            .mark_dirty(&token.dirty, self.strict, || Dirty::Token(token.clone()));
+        self.index.mark_stats_dirty(&token.dirty, || Dirty::Token(token.clone()));
         Verdict::Allow(Allow {
             kind: CredentialKind::AccessToken,
             subject: token.user.id.clone(),
@@ -336,7 +340,7 @@ impl Verifier<'_> {
             permissions: granted,
             remaining: None,
             rate_limit: team_rate,
-            durable_after: self.durable_after(),
+            durable_after: self.durable_after(req.quota.is_some()),
         })
     }
 
@@ -377,7 +381,7 @@ impl Verifier<'_> {
             permissions: granted,
             remaining: None,
             rate_limit: team_rate,
-            durable_after: self.durable_after(),
+            durable_after: self.durable_after(req.quota.is_some()),
         })
     }
 
@@ -423,9 +427,10 @@ impl Verifier<'_> {
         Ok(info)
     }
 
-    fn durable_after(&self) -> Option<u64> {
-        self.strict
-            .then(|| self.index.flushes_started.load(Ordering::SeqCst) + 1)
+    /// Strict durability applies to consumption (remaining uses, quotas):
+    /// statistics alone never make a verdict wait for the disk.
+    fn durable_after(&self, consumed: bool) -> Option<u64> {
+        (self.strict && consumed).then(|| self.index.flushes_started.load(Ordering::SeqCst) + 1)
     }
 }
 
