@@ -22,6 +22,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// The admin API's state: the bootstrap token, login limiters.
     pub admin: crate::http::admin::AdminState,
+    /// The audit log of admin calls and denied verifications.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// Sets up logging as configured (`RUST_LOG` overrides the level).
@@ -83,7 +85,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let http = tokio::net::TcpListener::bind(config.http_addr()?)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;
-    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin });
+    let audit = crate::audit::AuditLog::start(engine.clone()).context("cannot start the audit writer")?;
+    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin, audit });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
     shared.ready.store(true, Ordering::Release);
