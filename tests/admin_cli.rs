@@ -11,7 +11,7 @@ use serde_json::Value;
 use tollgate::config::Config;
 use tollgate::core::model::{Limit, TierLimits, Unlimited};
 use tollgate_admin::cli::{EXIT_CONNECTION, EXIT_REFUSED, EXIT_USAGE};
-use tollgate_admin::types::{ApiKey, KeyList, Team, TokenPage, User, UserList};
+use tollgate_admin::types::{ApiKey, KeyList, LogPage, Team, TokenPage, User, UserList};
 use tollgate_admin::{AdminClient, CliError, Output};
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
@@ -315,6 +315,29 @@ fn first_session_through_the_cli() {
     let r = d.json(&jwt, &["tokens", "revoke-all"]);
     assert_eq!(r["revokedCount"], 1);
     assert_eq!(d.err(&plaintext, &["tokens", "list"]).code, EXIT_REFUSED);
+
+    // The audit log: the key's life and its denials (written asynchronously).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let denials = loop {
+        let d = d.json(&jwt, &["logs", "--outcome", "denied"]);
+        if d["items"].as_array().is_some_and(|i| i.len() >= 2) || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let codes: Vec<&str> = denials["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(codes.contains(&"INSUFFICIENT_PERMISSIONS"), "{codes:?}");
+    let log = d.ok(&jwt, &["logs", "--action", "DeleteKey"]).stdout;
+    assert!(
+        log.starts_with("AT ") && log.contains(&key_id) && log.contains("success"),
+        "{log}"
+    );
+    mirrors::<LogPage>(&d.raw(&jwt, "/v1/logs"));
 
     // Tier change and team deletion need the admin token.
     let e = d.err(&jwt, &["teams", "set-tier", &team_id, "Free"]);

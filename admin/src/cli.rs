@@ -72,6 +72,30 @@ pub enum Command {
     /// The calling user's personal access tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// The team's audit log, newest first: admin calls and denied verifications.
+    Logs {
+        /// Team id (required with the admin token; `_global` for events of no team).
+        #[arg(long)]
+        team: Option<String>,
+        /// Only this action, e.g. CreateKey or verify.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this outcome: success, failure or denied.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Oldest, milliseconds since the epoch.
+        #[arg(long, value_name = "MS")]
+        since: Option<u64>,
+        /// Newest, milliseconds since the epoch.
+        #[arg(long, value_name = "MS")]
+        until: Option<u64>,
+        /// Page size, 1 to 200 (default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// From a previous page's next cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Verify a credential like a protected service would (exit 1 if denied).
     Verify {
         /// API key, access token or JWT.
@@ -423,6 +447,49 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
         Command::Users(c) => users(&client, &out, c),
         Command::Keys(c) => keys(&client, &out, c),
         Command::Tokens(c) => tokens(&client, &out, c),
+        Command::Logs {
+            team,
+            action,
+            outcome,
+            since,
+            until,
+            limit,
+            cursor,
+        } => {
+            let p = client.list_logs(&LogQuery {
+                team_id: team,
+                action,
+                outcome,
+                since,
+                until,
+                limit,
+                cursor,
+            })?;
+            out.print(&p, || {
+                let rows: Vec<Vec<String>> = p
+                    .items
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.at.clone(),
+                            e.action.clone(),
+                            e.outcome.clone(),
+                            e.detail.clone(),
+                            e.actor.clone(),
+                            or_dash(Some(&e.target).filter(|t| !t.is_empty())),
+                        ]
+                    })
+                    .collect();
+                let mut s = table(
+                    &["AT", "ACTION", "OUTCOME", "DETAIL", "ACTOR", "TARGET"],
+                    &rows,
+                );
+                if let Some(c) = &p.next_cursor {
+                    s.push_str(&format!("next page: --cursor {c}\n"));
+                }
+                s
+            })
+        }
         Command::Verify {
             credential,
             permissions,

@@ -403,6 +403,27 @@ impl AdminClient {
         )
     }
 
+    // ---- audit log ----
+
+    /// `GET /v1/logs` path with its query.
+    pub fn logs_path(q: &LogQuery) -> String {
+        let q = query(&[
+            ("teamId", q.team_id.clone()),
+            ("action", q.action.clone()),
+            ("outcome", q.outcome.clone()),
+            ("since", q.since.map(|v| v.to_string())),
+            ("until", q.until.map(|v| v.to_string())),
+            ("limit", q.limit.map(|v| v.to_string())),
+            ("cursor", q.cursor.clone()),
+        ]);
+        format!("/v1/logs{q}")
+    }
+
+    /// `GET /v1/logs`: one page of the team's audit log, newest first.
+    pub fn list_logs(&self, q: &LogQuery) -> Result<LogPage, ClientError> {
+        self.call("GET", &Self::logs_path(q), None)
+    }
+
     // ---- verification ----
 
     /// `POST /v1/verify`. Needs no credential; a refusal is `Ok(Verdict::Deny)`.

@@ -443,6 +443,61 @@ pub struct RevokedCount {
     pub revoked_count: u64,
 }
 
+// ---- audit log ----
+
+/// One audit event of `GET /v1/logs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Position in the team's log; also a cursor.
+    pub id: String,
+    /// RFC 3339.
+    pub at: String,
+    /// Milliseconds since the epoch.
+    pub at_ms: u64,
+    /// The team, or `_global` for events that belong to none.
+    pub team_id: String,
+    /// Who: `admin-token`, `user:<id>/<kind>:<id>`, `api_key:<id>` … (ids only).
+    pub actor: String,
+    /// An admin operation (`CreateKey` …) or `verify` / `admin` for denials.
+    pub action: String,
+    /// The object acted on, or empty.
+    pub target: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// HTTP status of an admin call, or a verification's deny code.
+    pub detail: String,
+}
+
+/// `GET /v1/logs` answer: newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPage {
+    /// The page.
+    pub items: Vec<AuditEvent>,
+    /// Pass as `cursor` for older events; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /v1/logs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Required with the admin token (`_global` for events of no team).
+    pub team_id: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Oldest, milliseconds since the epoch.
+    pub since: Option<u64>,
+    /// Newest, milliseconds since the epoch.
+    pub until: Option<u64>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// From a previous `nextCursor`.
+    pub cursor: Option<String>,
+}
+
 // ---- verification ----
 
 /// `POST /v1/verify` body.
