@@ -17,7 +17,7 @@
 //! the store.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,9 @@ pub struct AuditLog {
     tx: SyncSender<Denied>,
     dropped: AtomicU64,
     seq: AtomicU32,
+    /// Set by `shutdown`: the writer drains the queue and exits.
+    closing: AtomicBool,
+    writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl AuditLog {
@@ -92,12 +95,24 @@ impl AuditLog {
             tx,
             dropped: AtomicU64::new(0),
             seq: AtomicU32::new(0),
+            closing: AtomicBool::new(false),
+            writer: parking_lot::Mutex::new(None),
         });
         let weak = Arc::downgrade(&log);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("tollgate-audit".into())
             .spawn(move || writer(&weak, &rx))?;
+        *log.writer.lock() = Some(handle);
         Ok(log)
+    }
+
+    /// Writes what is queued and stops the writer; call before the engine's
+    /// final flush so that the last denials are on disk. Blocks (briefly).
+    pub fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
     }
 
     /// Queues a denied verification; never blocks. Returns false (and counts
@@ -253,21 +268,27 @@ pub struct Query<'a> {
 fn writer(log: &std::sync::Weak<AuditLog>, rx: &Receiver<Denied>) {
     let mut next_prune = Instant::now() + PRUNE_EVERY;
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(500)) {
+        let first = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(d) => Some(d),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let Some(log) = log.upgrade() else { return };
+        let closing = log.closing.load(Ordering::Acquire);
+        // While closing, take everything queued, not just one batch.
+        let take = if closing { usize::MAX } else { WRITE_BATCH - 1 };
         if let Some(first) = first {
             let mut batch = Batch::default();
-            for d in std::iter::once(first).chain(rx.try_iter().take(WRITE_BATCH - 1)) {
+            for d in std::iter::once(first).chain(rx.try_iter().take(take)) {
                 let e = log.resolve(&d);
                 batch.put(Table::Audit, &log.id(&e), &e);
             }
             if let Err(e) = log.engine.store().apply(batch, false) {
                 tracing::warn!(error = %e, "audit: cannot write denied verifications");
             }
+        }
+        if closing {
+            return;
         }
         if Instant::now() >= next_prune {
             next_prune = Instant::now() + PRUNE_EVERY;

@@ -101,7 +101,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = http_task.await;
-    tokio::task::spawn_blocking(move || engine.shutdown()).await??;
+    let audit = shared.audit.clone();
+    tokio::task::spawn_blocking(move || {
+        audit.shutdown();
+        engine.shutdown()
+    })
+    .await??;
     tracing::info!("store flushed; bye");
     Ok(())
 }

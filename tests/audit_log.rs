@@ -381,3 +381,42 @@ fn retention_follows_the_tier() {
     log.record(&ev(&free, 30)).unwrap();
     assert_eq!(log.prune(now).unwrap(), 0);
 }
+
+#[test]
+fn queued_denials_are_written_at_shutdown_and_a_full_queue_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(common::engine(dir.path(), ""));
+    let log = AuditLog::start(engine).unwrap();
+    let total = 3 * tollgate::audit::QUEUE_CAPACITY;
+    let started = Instant::now();
+    let mut accepted = 0;
+    for i in 0..total {
+        let d = tollgate::audit::Denied {
+            at: 1_000_000 + i as u64,
+            hash: None,
+            jwt: false,
+            code: "MALFORMED",
+            action: "verify",
+        };
+        if log.denied(d) {
+            accepted += 1;
+        }
+    }
+    // Never blocks: three queues' worth is handed over (or dropped) at once.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(accepted as u64 + log.dropped(), total as u64);
+    assert!(accepted >= tollgate::audit::QUEUE_CAPACITY);
+    log.shutdown();
+    let q = Query {
+        team: GLOBAL,
+        action: Some("verify"),
+        outcome: Some("denied"),
+        since: 0,
+        until: u64::MAX,
+        limit: total,
+        cursor: None,
+    };
+    let (events, more) = log.query(&q).unwrap();
+    assert!(!more);
+    assert_eq!(events.len(), accepted, "every accepted denial is written");
+}
