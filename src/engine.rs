@@ -263,6 +263,12 @@ impl Engine {
         **self.tiers.load()
     }
 
+    /// The store, for records the engine does not own (the audit log); they
+    /// share its flushes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The index (read-only use: metrics, listings).
     pub fn index(&self) -> &Index {
         &self.index

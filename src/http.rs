@@ -175,13 +175,30 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Res
         quota: body.quota.as_ref().map(|q| (q.name.as_str(), q.amount)),
     };
     let engine = &shared.engine;
-    let verdict = engine.verify_at(&req, crate::engine::now_us());
-    if let Verdict::Allow(a) = &verdict
-        && let Some(t) = a.durable_after
-    {
-        engine.wait_durable_async(t).await;
+    let now = crate::engine::now_us();
+    let verdict = engine.verify_at(&req, now);
+    match &verdict {
+        Verdict::Allow(a) => {
+            if let Some(t) = a.durable_after {
+                engine.wait_durable_async(t).await;
+            }
+        }
+        Verdict::Deny(d) => audit_denied(shared, &body.credential, now, d.code.as_str(), "verify"),
     }
     json_response(StatusCode::OK, &verdict_json(&verdict))
+}
+
+/// Hands a denied verification to the audit writer without waiting: only the
+/// credential's hash leaves here (computed on the deny path only), never the
+/// credential.
+pub fn audit_denied(shared: &Shared, credential: &str, at: u64, code: &'static str, action: &'static str) {
+    shared.audit.denied(crate::audit::Denied {
+        at,
+        hash: crate::core::secret::parse(credential),
+        jwt: credential.starts_with("eyJ"),
+        code,
+        action,
+    });
 }
 
 /// The JSON form of a verdict, shared by every HTTP route that reports one.

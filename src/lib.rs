@@ -1,6 +1,7 @@
 //! tollgate: a token verification daemon. See ARCHITECTURE.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod core;
 pub mod engine;

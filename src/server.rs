@@ -24,6 +24,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// The admin API's state: the bootstrap token, login limiters.
     pub admin: crate::http::admin::AdminState,
+    /// The audit log of admin calls and denied verifications.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// Sets up logging as configured (`RUST_LOG` overrides the level).
@@ -103,7 +105,8 @@ pub async fn serve_with_engine(
     };
     let socket = crate::sidecar::bind(&config).await?;
     let admin = crate::http::admin::AdminState::new(&config)?;
-    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin });
+    let audit = crate::audit::AuditLog::start(engine.clone()).context("cannot start the audit writer")?;
+    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin, audit });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
     let unix_task = http_unix.map(|l| tokio::spawn(crate::http::serve_unix(l, shared.clone(), stop_rx.clone())));
@@ -136,7 +139,12 @@ pub async fn serve_with_engine(
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot remove the http socket");
     }
-    tokio::task::spawn_blocking(move || engine.shutdown()).await??;
+    let audit = shared.audit.clone();
+    tokio::task::spawn_blocking(move || {
+        audit.shutdown();
+        engine.shutdown()
+    })
+    .await??;
     tracing::info!("store flushed; bye");
     Ok(())
 }

@@ -34,6 +34,9 @@ pub enum Table {
     RevokedJti,
     /// Daemon metadata (e.g. the admin token's hash).
     Meta,
+    /// Audit events (`audit::AuditEvent`), by `<team>/<time>/<seq>` so that one
+    /// team's events are one contiguous, time-ordered range.
+    Audit,
 }
 
 impl Table {
@@ -47,6 +50,7 @@ impl Table {
             Table::TeamUsage => b'q',
             Table::RevokedJti => b'j',
             Table::Meta => b'm',
+            Table::Audit => b'l',
         }
     }
 }
@@ -157,6 +161,44 @@ impl Store {
             out.push((id, decode(&k, &v)?));
         }
         Ok(out)
+    }
+
+    /// Records of `table` with `from <= id < to`, in id order, or in reverse with
+    /// `rev`, at most `limit` of them. The audit log's per-team time ranges.
+    pub fn scan_range<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        from: &str,
+        to: &str,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let range = self.db.range(key(table, from)..key(table, to));
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if rev { Box::new(range.rev()) } else { Box::new(range) };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item?;
+            let id = String::from_utf8_lossy(&k[2..]).into_owned();
+            out.push((id, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Removes the records of `table` with `from <= id < to`; returns how many.
+    /// Not flushed: the engine's next flush makes it durable.
+    pub fn remove_range(&self, table: Table, from: &str, to: &str) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.db.range(key(table, from)..key(table, to)) {
+            let (k, _) = item?;
+            batch.remove(k);
+            n += 1;
+        }
+        if n > 0 {
+            self.db.apply_batch(batch)?;
+        }
+        Ok(n)
     }
 
     /// Waits until every write so far is on disk (fsync).

@@ -225,6 +225,7 @@ enum Op {
     RevokeAllTokens,
     GetToken,
     RevokeToken,
+    ListLogs,
 }
 
 /// One route of the admin API.
@@ -330,6 +331,12 @@ pub const ROUTES: &[Route] = &[
         "Revoke one of the caller's access tokens",
         Op::RevokeToken,
     ),
+    r(
+        "GET",
+        "/v1/logs",
+        "List the team's audit log: admin calls and denied verifications (filters: action, outcome, since, until in ms; limit, cursor)",
+        Op::ListLogs,
+    ),
 ];
 
 /// Matches `path` against a template; `Some` carries the `{id}` segment, if any.
@@ -408,9 +415,38 @@ async fn dispatch(
         Op::CreateToken => ("tokens", "create"),
         Op::ListTokens | Op::GetToken => ("tokens", "read"),
         Op::RevokeAllTokens | Op::RevokeToken => ("tokens", "delete"),
+        Op::ListLogs => ("logs", "read"),
     };
-    let caller = authenticate(shared, req.headers(), &query, peer, resource, action).await?;
-    let cx = Cx { shared, caller };
+    let caller = match authenticate(shared, req.headers(), &query, peer, resource, action).await {
+        Ok(c) => c,
+        Err(resp) => {
+            audit_call(shared, None, op, &id, None, &resp).await;
+            return Err(resp);
+        }
+    };
+    // Known before the call: a deleted object cannot be looked up afterwards.
+    let team_hint = team_hint(shared, &caller, op, &id, &query);
+    let cx = Cx {
+        shared,
+        caller: caller.clone(),
+    };
+    let result = run_op(&cx, op, &id, &query, req).await;
+    let resp = match &result {
+        Ok(r) | Err(r) => r,
+    };
+    audit_call(shared, Some(&caller), op, &id, team_hint, resp).await;
+    result
+}
+
+async fn run_op(
+    cx: &Cx<'_>,
+    op: Op,
+    id: &str,
+    query: &HashMap<String, String>,
+    req: Request<Incoming>,
+) -> Result<Resp, Resp> {
+    let id = id.to_owned();
+    let query = query.clone();
     match op {
         Op::OpenApi | Op::Login => unreachable_route(),
         Op::CreateTeam => cx.create_team(body(req).await?),
@@ -432,6 +468,106 @@ async fn dispatch(
         Op::RevokeAllTokens => cx.revoke_all_tokens(&query),
         Op::GetToken => cx.get_token(&id),
         Op::RevokeToken => cx.revoke_token(&id),
+        Op::ListLogs => cx.list_logs(&query),
+    }
+}
+
+// ---- audit ----
+
+fn kind_str(k: CredentialKind) -> &'static str {
+    match k {
+        CredentialKind::ApiKey => "api_key",
+        CredentialKind::AccessToken => "access_token",
+        CredentialKind::Jwt => "jwt",
+    }
+}
+
+/// The team an admin call concerns, when it can be told from the caller, the
+/// path or the query; otherwise `audit_call` reads it from the answer.
+fn team_hint(
+    shared: &Shared,
+    caller: &Caller,
+    op: Op,
+    id: &str,
+    query: &HashMap<String, String>,
+) -> Option<String> {
+    if let Caller::User { team, .. } = caller {
+        return Some(team.to_string());
+    }
+    let index = shared.engine.index();
+    match op {
+        Op::GetTeam | Op::UpdateTeam | Op::DeleteTeam => Some(id.to_owned()),
+        Op::GetUser | Op::UpdateUser | Op::DeleteUser => {
+            index.users.get(id).map(|u| u.team.id.to_string())
+        }
+        Op::GetKey | Op::UpdateKey | Op::DeleteKey => {
+            index.keys.get(id).map(|k| k.record.team_id.clone())
+        }
+        _ => query.get("teamId").cloned(),
+    }
+}
+
+/// Records an admin call: actor (ids only), operation, target, outcome. The
+/// team is the hint, else the answer's `teamId` (or a new team's `id`), else
+/// [`audit::GLOBAL`](crate::audit::GLOBAL).
+async fn audit_call(
+    shared: &Shared,
+    caller: Option<&Caller>,
+    op: Op,
+    id: &str,
+    team_hint: Option<String>,
+    resp: &Resp,
+) {
+    use http_body_util::BodyExt as _;
+    let body: Value = match resp.body().clone().collect().await {
+        Ok(b) => serde_json::from_slice(&b.to_bytes()).unwrap_or(Value::Null),
+        Err(never) => match never {},
+    };
+    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
+    let ok = resp.status().is_success();
+    let team = team_hint
+        .or_else(|| if ok { field("teamId") } else { None })
+        .or_else(|| {
+            if ok && op == Op::CreateTeam {
+                field("id")
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| crate::audit::GLOBAL.to_owned());
+    let actor = match caller {
+        None => "unknown".to_owned(),
+        Some(Caller::Admin) => "admin-token".to_owned(),
+        Some(Caller::User {
+            user,
+            kind,
+            credential_id,
+            ..
+        }) => format!("user:{user}/{}:{credential_id}", kind_str(*kind)),
+    };
+    let target = if id.is_empty() && ok {
+        field("id")
+            .or_else(|| {
+                body.get("token")
+                    .and_then(|t| t.get("id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    } else {
+        id.to_owned()
+    };
+    let event = crate::audit::AuditEvent {
+        at: now_us(),
+        team,
+        actor,
+        action: format!("{op:?}"),
+        target,
+        outcome: if ok { "success" } else { "failure" }.to_owned(),
+        detail: resp.status().as_u16().to_string(),
+    };
+    if let Err(e) = shared.audit.record(&event) {
+        tracing::warn!(error = %e, "audit: cannot record an admin call");
     }
 }
 
@@ -526,7 +662,8 @@ async fn authenticate(
         quota: None,
     };
     let engine = &shared.engine;
-    match engine.verify_at(&req, now_us()) {
+    let now = now_us();
+    match engine.verify_at(&req, now) {
         Verdict::Allow(a) => {
             if let Some(t) = a.durable_after {
                 engine.wait_durable_async(t).await;
@@ -544,20 +681,23 @@ async fn authenticate(
                 credential_id: a.credential_id,
             })
         }
-        Verdict::Deny(d) => Err(match d.code {
-            DenyCode::InsufficientPermissions => forbidden(resource, action),
-            DenyCode::RateLimited | DenyCode::TeamRateLimited | DenyCode::UsageExceeded => {
-                let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", d.reason);
-                if let Some(ms) = d.retry_after_ms {
-                    set_retry_after(&mut resp, ms);
+        Verdict::Deny(d) => Err({
+            super::audit_denied(shared, cred, now, d.code.as_str(), "admin");
+            match d.code {
+                DenyCode::InsufficientPermissions => forbidden(resource, action),
+                DenyCode::RateLimited | DenyCode::TeamRateLimited | DenyCode::UsageExceeded => {
+                    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", d.reason);
+                    if let Some(ms) = d.retry_after_ms {
+                        set_retry_after(&mut resp, ms);
+                    }
+                    resp
                 }
-                resp
+                code => error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    &format!("credential refused: {} ({})", d.reason, code.as_str()),
+                ),
             }
-            code => error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                &format!("credential refused: {} ({})", d.reason, code.as_str()),
-            ),
         }),
     }
 }
@@ -1302,6 +1442,78 @@ impl Cx<'_> {
     fn get_token(&self, id: &str) -> Result<Resp, Resp> {
         let (t, used) = self.own_token(id)?;
         Ok(json_response(StatusCode::OK, &token_json(&t, used)))
+    }
+
+    // ---- audit log ----
+
+    fn list_logs(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
+        check_query(
+            q,
+            &[
+                "teamId", "action", "outcome", "since", "until", "limit", "cursor", "token",
+            ],
+        )?;
+        let team = self.target_team(q.get("teamId").cloned(), "query")?;
+        let since_ms = query_int(q, "since", 0, 0, u64::MAX / 1000)?;
+        let until_ms = query_int(q, "until", u64::MAX / 1000, 0, u64::MAX / 1000)?;
+        let limit = query_int(q, "limit", 50, 1, 200)? as usize;
+        let cursor = q.get("cursor").filter(|c| !c.is_empty());
+        // A cursor is `<16 hex>/<8 hex>`, as this route returns them.
+        if let Some(c) = cursor {
+            let well_formed = c.split_once('/').is_some_and(|(t, n)| {
+                t.len() == 16
+                    && n.len() == 8
+                    && t.bytes().chain(n.bytes()).all(|b| b.is_ascii_hexdigit())
+            });
+            if !well_formed {
+                return Err(validation(
+                    &["query", "cursor"],
+                    "not a cursor this API returned",
+                    "value_error",
+                ));
+            }
+        }
+        let nonempty = |name: &str| q.get(name).map(String::as_str).filter(|s| !s.is_empty());
+        let query = crate::audit::Query {
+            team: &team,
+            action: nonempty("action"),
+            outcome: nonempty("outcome"),
+            since: since_ms.saturating_mul(1000),
+            until: until_ms.saturating_mul(1000).saturating_add(999),
+            limit,
+            cursor: cursor.map(String::as_str),
+        };
+        let (events, more) = self.shared.audit.query(&query).map_err(|e| {
+            tracing::error!(error = %e, "audit: query failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the daemon's log",
+            )
+        })?;
+        let next = more
+            .then(|| events.last().map(|(id, _)| id.clone()))
+            .flatten();
+        let items: Vec<Value> = events
+            .iter()
+            .map(|(id, e)| {
+                json!({
+                    "id": id,
+                    "at": rfc3339(e.at / 1000),
+                    "atMs": e.at / 1000,
+                    "teamId": e.team,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "outcome": e.outcome,
+                    "detail": e.detail,
+                })
+            })
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "items": items, "nextCursor": next }),
+        ))
     }
 
     fn revoke_token(&self, id: &str) -> Result<Resp, Resp> {
