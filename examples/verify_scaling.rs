@@ -21,7 +21,9 @@ fn main() {
         let user = e.create_user(&team.id, "u", "password password", Role::Administrator, UserStatus::Enabled).unwrap();
         let mut secrets = Vec::with_capacity(n);
         while secrets.len() < n {
-            let batch = (0..(n - secrets.len()).min(100_000)).map(|_| NewKey { user_id: user.id.clone(), ..Default::default() }).collect();
+            let batch = (0..(n - secrets.len()).min(100_000))
+                .map(|_| NewKey { user_id: user.id.clone(), ..Default::default() })
+                .collect();
             secrets.extend(e.create_keys(batch).unwrap().into_iter().map(|(_, s)| s));
         }
         let mut i = 0usize;

@@ -99,9 +99,7 @@ impl AuditLog {
             writer: parking_lot::Mutex::new(None),
         });
         let weak = Arc::downgrade(&log);
-        let handle = std::thread::Builder::new()
-            .name("tollgate-audit".into())
-            .spawn(move || writer(&weak, &rx))?;
+        let handle = std::thread::Builder::new().name("tollgate-audit".into()).spawn(move || writer(&weak, &rx))?;
         *log.writer.lock() = Some(handle);
         Ok(log)
     }
@@ -160,25 +158,18 @@ impl AuditLog {
         // is full or the range is exhausted.
         loop {
             let chunk: Vec<(String, AuditEvent)> =
-                self.engine
-                    .store()
-                    .scan_range(Table::Audit, &from, &to, true, 256)?;
+                self.engine.store().scan_range(Table::Audit, &from, &to, true, 256)?;
             let exhausted = chunk.len() < 256;
             if let Some((last, _)) = chunk.last() {
                 to = last.clone();
             }
             for (id, e) in chunk {
-                let keep = q.action.is_none_or(|a| e.action == a)
-                    && q.outcome.is_none_or(|o| e.outcome == o);
+                let keep = q.action.is_none_or(|a| e.action == a) && q.outcome.is_none_or(|o| e.outcome == o);
                 if keep {
                     if out.len() == q.limit {
                         return Ok((out, true));
                     }
-                    let short = id
-                        .strip_prefix(q.team)
-                        .and_then(|s| s.strip_prefix('/'))
-                        .unwrap_or(&id)
-                        .to_owned();
+                    let short = id.strip_prefix(q.team).and_then(|s| s.strip_prefix('/')).unwrap_or(&id).to_owned();
                     out.push((short, e));
                 }
             }
@@ -194,13 +185,8 @@ impl AuditLog {
     pub fn prune(&self, now: Micros) -> Result<usize, StoreError> {
         let tiers = self.engine.tiers();
         let days = |t: Tier| tiers[t.index()].log_retention_days.get();
-        let mut teams: Vec<(String, Option<u64>)> = self
-            .engine
-            .index()
-            .teams
-            .iter()
-            .map(|e| (e.key().clone(), days(e.value().tier())))
-            .collect();
+        let mut teams: Vec<(String, Option<u64>)> =
+            self.engine.index().teams.iter().map(|e| (e.key().clone(), days(e.value().tier()))).collect();
         teams.push((GLOBAL.to_owned(), days(Tier::Free)));
         let mut n = 0;
         for (team, days) in teams {
@@ -220,16 +206,10 @@ impl AuditLog {
     /// hash to its key or token (and so its team) through the index.
     fn resolve(&self, d: &Denied) -> AuditEvent {
         let found = d.hash.and_then(|h| {
-            self.engine
-                .index()
-                .secrets
-                .get(&h)
-                .map(|s| match s.value() {
-                    Secret::Key(k) => (k.record.team_id.clone(), format!("api_key:{}", k.id)),
-                    Secret::Token(t) => {
-                        (t.user.team.id.to_string(), format!("access_token:{}", t.id))
-                    }
-                })
+            self.engine.index().secrets.get(&h).map(|s| match s.value() {
+                Secret::Key(k) => (k.record.team_id.clone(), format!("api_key:{}", k.id)),
+                Secret::Token(t) => (t.user.team.id.to_string(), format!("access_token:{}", t.id)),
+            })
         });
         let (team, actor) = found.unwrap_or_else(|| {
             let who = if d.jwt { "jwt" } else { "unknown" };

@@ -201,16 +201,10 @@ impl JwtConfig {
                     ConfigError(format!("jwt.keys[{}].secret_env: environment variable {var} is not set", k.kid))
                 })?),
             };
-            let private_key_pem = k
-                .private_key_file
-                .as_deref()
-                .map(|p| read(&k.kid, "private_key_file", p))
-                .transpose()?;
-            let public_key_pem = k
-                .public_key_file
-                .as_deref()
-                .map(|p| read(&k.kid, "public_key_file", p))
-                .transpose()?;
+            let private_key_pem =
+                k.private_key_file.as_deref().map(|p| read(&k.kid, "private_key_file", p)).transpose()?;
+            let public_key_pem =
+                k.public_key_file.as_deref().map(|p| read(&k.kid, "public_key_file", p)).transpose()?;
             out.push(JwtKeyConfig { kid: k.kid.clone(), alg: k.alg, secret, private_key_pem, public_key_pem });
         }
         Ok(out)
@@ -295,7 +289,10 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             cookie: "tollgate_token".to_owned(),
-            trusted_proxies: vec![IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)), IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST))],
+            trusted_proxies: vec![
+                IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ],
             routes: Vec::new(),
         }
     }
@@ -511,7 +508,10 @@ mod tests {
             ("[jwt]\nleeway_secs = 3600", "jwt.leeway_secs"),
             ("[tiers.Gold]\nrequests_per_minute = 1", "unknown field `Gold`"),
             ("[tiers.Pro]\nrequests_per_minute = 0\nmembers = 1\ndocuments = 1\nlog_retention_days = 1", "tiers.Pro"),
-            ("[tiers.Pro]\nrequests_per_minute = \"lots\"\nmembers = 1\ndocuments = 1\nlog_retention_days = 1", "requests_per_minute"),
+            (
+                "[tiers.Pro]\nrequests_per_minute = \"lots\"\nmembers = 1\ndocuments = 1\nlog_retention_days = 1",
+                "requests_per_minute",
+            ),
             ("[[jwt.keys]]\nkid = \"a\"\nalg = \"HS512\"", "HS512"),
             ("[jwt]\nsigning_kid = \"a\"", "jwt.signing_kid"),
             ("http_socket_mode = \"9\"", "http_socket_mode"),
@@ -560,7 +560,8 @@ mod tests {
 
     #[test]
     fn missing_key_file_is_reported() {
-        let c = Config::parse("[[jwt.keys]]\nkid = \"k1\"\nalg = \"RS256\"\nprivate_key_file = \"/nonexistent.pem\"").unwrap();
+        let c = Config::parse("[[jwt.keys]]\nkid = \"k1\"\nalg = \"RS256\"\nprivate_key_file = \"/nonexistent.pem\"")
+            .unwrap();
         let e = c.jwt.load_keys().unwrap_err();
         assert!(e.0.contains("jwt.keys[k1].private_key_file"), "{}", e.0);
     }

@@ -155,8 +155,7 @@ impl Engine {
     pub fn open(config: &Config) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", config.data.display())))?;
-        let jwt = JwtKeys::new(&jwt_settings(config)?)
-            .map_err(|e| ConfigError(format!("jwt: {e}")))?;
+        let jwt = JwtKeys::new(&jwt_settings(config)?).map_err(|e| ConfigError(format!("jwt: {e}")))?;
         let store = Store::open(&config.data)?;
         let index = Arc::new(load_index(&store)?);
         let durable = Arc::new(Durable {
@@ -281,7 +280,13 @@ impl Engine {
         check_name("name", name)?;
         let _g = self.admin.lock();
         let now = now_ms();
-        let team = Team { id: secret::new_id(&self.rng, "team_"), name: name.to_owned(), tier, created_at: now, updated_at: now };
+        let team = Team {
+            id: secret::new_id(&self.rng, "team_"),
+            name: name.to_owned(),
+            tier,
+            created_at: now,
+            updated_at: now,
+        };
         self.store.put(Table::Teams, &team.id, &team)?;
         self.index.teams.insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0)));
         Ok(team)
@@ -318,8 +323,10 @@ impl Engine {
         b.remove(Table::Teams, id);
         b.remove(Table::TeamUsage, id);
         let users: Vec<String> = self.users_of(id).into_iter().map(|u| u.id.to_string()).collect();
-        let keys: Vec<Arc<KeyEntry>> = self.index.keys.iter().filter(|k| *k.user.team.id == *id).map(|k| k.clone()).collect();
-        let tokens: Vec<Arc<TokenEntry>> = self.index.tokens.iter().filter(|t| *t.user.team.id == *id).map(|t| t.clone()).collect();
+        let keys: Vec<Arc<KeyEntry>> =
+            self.index.keys.iter().filter(|k| *k.user.team.id == *id).map(|k| k.clone()).collect();
+        let tokens: Vec<Arc<TokenEntry>> =
+            self.index.tokens.iter().filter(|t| *t.user.team.id == *id).map(|t| t.clone()).collect();
         for u in &users {
             b.remove(Table::Users, u);
         }
@@ -354,7 +361,14 @@ impl Engine {
     // ---- users ----
 
     /// Creates a user, enforcing the tier's member limit and unique usernames.
-    pub fn create_user(&self, team_id: &str, username: &str, password: &str, role: Role, status: UserStatus) -> Result<User, EngineError> {
+    pub fn create_user(
+        &self,
+        team_id: &str,
+        username: &str,
+        password: &str,
+        role: Role,
+        status: UserStatus,
+    ) -> Result<User, EngineError> {
         check_name("username", username)?;
         if username.contains(':') {
             return invalid("username", "must not contain ':' (it separates Basic credentials)");
@@ -413,11 +427,23 @@ impl Engine {
 
     /// Every user of a team.
     pub fn users(&self, team_id: &str) -> Result<Vec<User>, EngineError> {
-        Ok(self.store.scan::<User>(Table::Users)?.into_iter().map(|(_, u)| u).filter(|u| u.team_id == team_id).collect())
+        Ok(self
+            .store
+            .scan::<User>(Table::Users)?
+            .into_iter()
+            .map(|(_, u)| u)
+            .filter(|u| u.team_id == team_id)
+            .collect())
     }
 
     /// Changes a user's role, status or password; takes effect on the next verification.
-    pub fn update_user(&self, id: &str, role: Option<Role>, status: Option<UserStatus>, password: Option<&str>) -> Result<User, EngineError> {
+    pub fn update_user(
+        &self,
+        id: &str,
+        role: Option<Role>,
+        status: Option<UserStatus>,
+        password: Option<&str>,
+    ) -> Result<User, EngineError> {
         let hash = match password {
             Some(p) if p.len() < 8 || p.len() > 1024 => return invalid("password", "must be 8 to 1024 bytes"),
             Some(p) => Some(self.hash_password(p)?),
@@ -588,7 +614,13 @@ impl Engine {
                 created_at: now,
                 updated_at: now,
             };
-            let usage = Usage { remaining: key.remaining.unwrap_or(0), period: 0, anchor: now, request_count: 0, last_used_at: 0 };
+            let usage = Usage {
+                remaining: key.remaining.unwrap_or(0),
+                period: 0,
+                anchor: now,
+                request_count: 0,
+                last_used_at: 0,
+            };
             batch.put(Table::Keys, &key.id, &key);
             batch.put(Table::Usage, &key.id, &usage);
             created.push((key, s.plaintext, ips, user, usage));
@@ -708,7 +740,13 @@ impl Engine {
     // ---- access tokens ----
 
     /// Creates a personal access token for a user; returns it and its plaintext.
-    pub fn create_token(&self, user_id: &str, name: &str, token_type: &str, expires_in_days: Option<u32>) -> Result<(AccessToken, String), EngineError> {
+    pub fn create_token(
+        &self,
+        user_id: &str,
+        name: &str,
+        token_type: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<(AccessToken, String), EngineError> {
         if name.is_empty() || name.chars().count() > 255 {
             return invalid("name", "must be 1 to 255 characters");
         }
@@ -771,7 +809,9 @@ impl Engine {
     /// Revokes every live token of a user except `keep`; returns how many.
     pub fn revoke_all_tokens(&self, user_id: &str, keep: Option<&str>) -> Result<usize, EngineError> {
         let _g = self.admin.lock();
-        self.revoke_tokens(|t| t.record.user_id == user_id && Some(&*t.id) != keep && t.revoked_at.load(Ordering::Acquire) == 0)
+        self.revoke_tokens(|t| {
+            t.record.user_id == user_id && Some(&*t.id) != keep && t.revoked_at.load(Ordering::Acquire) == 0
+        })
     }
 
     fn revoke_tokens(&self, pick: impl Fn(&TokenEntry) -> bool) -> Result<usize, EngineError> {
@@ -999,7 +1039,13 @@ fn default_jwt_key(data: &Path) -> Result<JwtKeyConfig, EngineError> {
         Err(e) => return Err(StoreError::Db(format!("cannot read {}: {e}", path.display())).into()),
     };
     let kid = format!("ed-{}", hex8(&secret::sha256(pem.as_bytes())));
-    Ok(JwtKeyConfig { kid, alg: crate::core::jwt::JwtAlg::EdDSA, secret: None, private_key_pem: Some(pem), public_key_pem: None })
+    Ok(JwtKeyConfig {
+        kid,
+        alg: crate::core::jwt::JwtAlg::EdDSA,
+        secret: None,
+        private_key_pem: Some(pem),
+        public_key_pem: None,
+    })
 }
 
 fn hex8(b: &[u8]) -> String {
@@ -1027,7 +1073,11 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
             continue;
         };
         let ips = parse_ips(&k.whitelisted_ips)?;
-        let u = usage.get(&id).copied().unwrap_or(Usage { remaining: k.remaining.unwrap_or(0), anchor: k.created_at, ..Usage::default() });
+        let u = usage.get(&id).copied().unwrap_or(Usage {
+            remaining: k.remaining.unwrap_or(0),
+            anchor: k.created_at,
+            ..Usage::default()
+        });
         let entry = key_entry(k.clone(), ips, user, Arc::new(counters(&u, k.refill)));
         index.secrets.insert(k.hash, Secret::Key(entry.clone()));
         index.keys.insert(id, entry);
@@ -1113,7 +1163,14 @@ fn flush_counters(index: &Index, store: &Store, durable: &Durable, stats: bool) 
     Ok(())
 }
 
-fn flusher(index: &Index, store: &Store, durable: &Durable, stop: &AtomicBool, interval: Duration, stats_interval: Duration) {
+fn flusher(
+    index: &Index,
+    store: &Store,
+    durable: &Durable,
+    stop: &AtomicBool,
+    interval: Duration,
+    stats_interval: Duration,
+) {
     let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
         std::thread::park_timeout(interval);

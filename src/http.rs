@@ -162,11 +162,8 @@ fn one() -> u32 {
 }
 
 async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Response<Body> {
-    let perms: Vec<(&str, &str)> = body
-        .permissions
-        .iter()
-        .flat_map(|(r, acts)| acts.iter().map(move |a| (r.as_str(), a.as_str())))
-        .collect();
+    let perms: Vec<(&str, &str)> =
+        body.permissions.iter().flat_map(|(r, acts)| acts.iter().map(move |a| (r.as_str(), a.as_str()))).collect();
     let req = VerifyRequest {
         credential: &body.credential,
         ip: body.ip.or(peer),

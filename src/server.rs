@@ -106,7 +106,13 @@ pub async fn serve_with_engine(
     let socket = crate::sidecar::bind(&config).await?;
     let admin = crate::http::admin::AdminState::new(&config)?;
     let audit = crate::audit::AuditLog::start(engine.clone()).context("cannot start the audit writer")?;
-    let shared = Arc::new(Shared { engine: engine.clone(), config: config.clone(), ready: AtomicBool::new(false), admin, audit });
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        config: config.clone(),
+        ready: AtomicBool::new(false),
+        admin,
+        audit,
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
     let unix_task = http_unix.map(|l| tokio::spawn(crate::http::serve_unix(l, shared.clone(), stop_rx.clone())));

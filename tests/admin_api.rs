@@ -29,20 +29,13 @@ struct Resp {
 
 impl Resp {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
 fn start(configure: impl FnOnce(&mut Config)) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut c = Config {
         data: dir.path().join("data"),
         socket: dir.path().join("tollgate.sock"),
@@ -52,33 +45,20 @@ fn start(configure: impl FnOnce(&mut Config)) -> Daemon {
     };
     // Tests make many calls a minute with one team's credentials.
     let unlimited = Limit::Unlimited(Unlimited::Unlimited);
-    c.tiers.pro = Some(TierLimits {
-        requests_per_minute: unlimited,
-        ..TierLimits::DEFAULTS[3]
-    });
+    c.tiers.pro = Some(TierLimits { requests_per_minute: unlimited, ..TierLimits::DEFAULTS[3] });
     configure(&mut c);
     c.validate().unwrap();
     let data = c.data.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(tollgate::server::serve(c, async move {
             let _ = rx.await;
         }))
         .unwrap();
     });
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Daemon {
-        addr,
-        data,
-        stop: Some(tx),
-        thread: Some(thread),
-        _dir: dir,
-    };
+    let d = Daemon { addr, data, stop: Some(tx), thread: Some(thread), _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if TcpStream::connect(addr).is_ok() && d.raw("GET", "/healthz", &[], None).status == 200 {
@@ -101,10 +81,7 @@ impl Drop for Daemon {
 }
 
 fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
 }
 
 impl Daemon {
@@ -118,54 +95,31 @@ impl Daemon {
         }
         let body = body.unwrap_or(b"");
         if !body.is_empty() || matches!(method, "POST" | "PATCH" | "PUT") {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
         }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).unwrap();
         s.write_all(body).unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).unwrap();
-        let split = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("no header end");
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
         let head = String::from_utf8_lossy(&buf[..split]).into_owned();
         let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
+        let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> =
+            lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
         let mut body = buf[split + 4..].to_vec();
-        if let Some(len) = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        {
+        if let Some(len) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
             body.truncate(len.1.parse().unwrap());
         }
         let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        Resp { status, headers, body }
     }
 
     /// A JSON call with a bearer credential.
     fn call(&self, method: &str, path: &str, cred: Option<&str>, body: Option<Value>) -> Resp {
         let auth = cred.map(|c| format!("Bearer {c}"));
-        let headers: Vec<(&str, &str)> =
-            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         let bytes = body.map(|b| b.to_string().into_bytes());
         self.raw(method, path, &headers, bytes.as_deref())
     }
@@ -177,13 +131,7 @@ impl Daemon {
     }
 
     fn team(&self, name: &str, tier: &str) -> String {
-        self.ok(
-            "POST",
-            "/v1/teams",
-            ADMIN,
-            Some(json!({"name": name, "tier": tier})),
-            201,
-        )["id"]
+        self.ok("POST", "/v1/teams", ADMIN, Some(json!({"name": name, "tier": tier})), 201)["id"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -191,49 +139,25 @@ impl Daemon {
 
     /// Creates a user and logs in; returns (user id, JWT).
     fn user(&self, team: &str, name: &str, role: &str) -> (String, String) {
-        let body =
-            json!({"teamId": team, "username": name, "password": "correct horse", "role": role});
-        let id = self.ok("POST", "/v1/users", ADMIN, Some(body), 201)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let body = json!({"teamId": team, "username": name, "password": "correct horse", "role": role});
+        let id = self.ok("POST", "/v1/users", ADMIN, Some(body), 201)["id"].as_str().unwrap().to_owned();
         (id, self.login(name, "correct horse"))
     }
 
     fn login(&self, name: &str, pass: &str) -> String {
-        let r = self.raw(
-            "POST",
-            "/v1/auth/token",
-            &[("Authorization", &basic(name, pass))],
-            None,
-        );
+        let r = self.raw("POST", "/v1/auth/token", &[("Authorization", &basic(name, pass))], None);
         assert_eq!(r.status, 200, "login {name}: {}", r.body);
         r.body["token"].as_str().unwrap().to_owned()
     }
 
     /// Creates an API key with every permission; returns (id, secret).
     fn key(&self, cred: &str, user: &str) -> (String, String) {
-        let b = self.ok(
-            "POST",
-            "/v1/keys",
-            cred,
-            Some(json!({"userId": user, "permissions": {"*": ["*"]}})),
-            201,
-        );
-        (
-            b["id"].as_str().unwrap().to_owned(),
-            b["key"].as_str().unwrap().to_owned(),
-        )
+        let b = self.ok("POST", "/v1/keys", cred, Some(json!({"userId": user, "permissions": {"*": ["*"]}})), 201);
+        (b["id"].as_str().unwrap().to_owned(), b["key"].as_str().unwrap().to_owned())
     }
 
     fn verify(&self, credential: &str) -> Value {
-        self.ok(
-            "POST",
-            "/v1/verify",
-            "unused",
-            Some(json!({"credential": credential})),
-            200,
-        )
+        self.ok("POST", "/v1/verify", "unused", Some(json!({"credential": credential})), 200)
     }
 }
 
@@ -246,30 +170,17 @@ fn openapi_lists_exactly_the_served_routes() {
     let paths = doc.body["paths"].as_object().unwrap();
     let in_doc: BTreeSet<(String, String)> = paths
         .iter()
-        .flat_map(|(p, ops)| {
-            ops.as_object()
-                .unwrap()
-                .keys()
-                .map(move |m| (m.to_uppercase(), p.clone()))
-        })
+        .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone())))
         .collect();
-    let served: BTreeSet<(String, String)> = tollgate::http::admin::ROUTES
-        .iter()
-        .map(|r| (r.method.to_owned(), r.path.to_owned()))
-        .collect();
+    let served: BTreeSet<(String, String)> =
+        tollgate::http::admin::ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect();
     assert_eq!(in_doc, served, "the router's table and the document differ");
 
     // Real objects for the `{id}` routes, in a team of their own.
     let team = d.team("openapi", "Pro");
     let (user, jwt) = d.user(&team, "oa-user", "Administrator");
     let (key, _) = d.key(ADMIN, &user);
-    let token = d.ok(
-        "POST",
-        "/v1/access-tokens",
-        &jwt,
-        Some(json!({"name": "t"})),
-        201,
-    )["token"]["id"]
+    let token = d.ok("POST", "/v1/access-tokens", &jwt, Some(json!({"name": "t"})), 201)["token"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -286,28 +197,13 @@ fn openapi_lists_exactly_the_served_routes() {
     };
     // Deletes last, the team's very last.
     let mut order: Vec<&(String, String)> = in_doc.iter().collect();
-    order.sort_by_key(|(m, p)| {
-        (
-            m == "DELETE",
-            p.starts_with("/v1/teams"),
-            p.starts_with("/v1/users"),
-        )
-    });
+    order.sort_by_key(|(m, p)| (m == "DELETE", p.starts_with("/v1/teams"), p.starts_with("/v1/users")));
     for (method, path) in order {
         let real = path.replace("{id}", &id_for(path));
-        let cred = if path.starts_with("/v1/access-tokens") {
-            jwt.as_str()
-        } else {
-            ADMIN
-        };
+        let cred = if path.starts_with("/v1/access-tokens") { jwt.as_str() } else { ADMIN };
         let body = matches!(method.as_str(), "POST" | "PATCH").then(|| json!({}));
         let r = d.call(method, &real, Some(cred), body);
-        assert!(
-            r.status != 404 && r.status != 405,
-            "{method} {real} answered {}: {}",
-            r.status,
-            r.body
-        );
+        assert!(r.status != 404 && r.status != 405, "{method} {real} answered {}: {}", r.status, r.body);
     }
     // Methods the document does not list answer 405 on its paths.
     for path in paths.keys() {
@@ -320,10 +216,7 @@ fn openapi_lists_exactly_the_served_routes() {
             }
         }
     }
-    assert_eq!(
-        d.call("GET", "/v1/nothing-here", Some(ADMIN), None).status,
-        404
-    );
+    assert_eq!(d.call("GET", "/v1/nothing-here", Some(ADMIN), None).status, 404);
     assert_eq!(d.call("GET", "/v1/keys/a/b", Some(ADMIN), None).status, 404);
 }
 
@@ -346,11 +239,7 @@ fn login_with_password_and_with_api_key() {
     let ok = login(Some(basic("alice", "correct horse")));
     assert_eq!(ok.status, 200);
     let token = ok.body["token"].as_str().unwrap();
-    assert_eq!(
-        d.call("GET", &format!("/v1/teams/{team}"), Some(token), None)
-            .status,
-        200
-    );
+    assert_eq!(d.call("GET", &format!("/v1/teams/{team}"), Some(token), None).status, 200);
     assert_eq!(d.verify(token)["subject"], alice.as_str());
 
     // An API key as the Basic username, no password, is exchanged for its owner's JWT.
@@ -361,31 +250,11 @@ fn login_with_password_and_with_api_key() {
     assert_eq!(d.verify(from_key)["subject"], alice.as_str());
     // ... and as a credential itself, in each place one is read from.
     let path = format!("/v1/teams/{team}");
-    assert_eq!(
-        d.raw("GET", &path, &[("X-API-Key", &key)], None).status,
-        200
-    );
-    assert_eq!(
-        d.raw(
-            "GET",
-            &path,
-            &[("Cookie", &format!("a=b; tollgate_token={key}"))],
-            None
-        )
-        .status,
-        200
-    );
-    assert_eq!(
-        d.raw("GET", &format!("{path}?token={key}"), &[], None)
-            .status,
-        401,
-        "query tokens are off by default"
-    );
+    assert_eq!(d.raw("GET", &path, &[("X-API-Key", &key)], None).status, 200);
+    assert_eq!(d.raw("GET", &path, &[("Cookie", &format!("a=b; tollgate_token={key}"))], None).status, 200);
+    assert_eq!(d.raw("GET", &format!("{path}?token={key}"), &[], None).status, 401, "query tokens are off by default");
     assert_eq!(d.raw("GET", &path, &[], None).status, 401);
-    assert_eq!(
-        d.call("GET", &path, Some("tg_not-a-real-key"), None).status,
-        401
-    );
+    assert_eq!(d.call("GET", &path, Some("tg_not-a-real-key"), None).status, 401);
     d.ok("DELETE", &format!("/v1/keys/{key_id}"), &jwt, None, 204);
     assert_eq!(login(Some(basic(&key, ""))).status, 401);
 }
@@ -397,28 +266,14 @@ fn failed_logins_are_rate_limited_and_query_tokens_can_be_enabled() {
         c.admin_api.allow_query_token = true;
     });
     for _ in 0..3 {
-        let r = d.raw(
-            "POST",
-            "/v1/auth/token",
-            &[("Authorization", &basic("ghost", "bad password"))],
-            None,
-        );
+        let r = d.raw("POST", "/v1/auth/token", &[("Authorization", &basic("ghost", "bad password"))], None);
         assert_eq!(r.status, 401);
     }
-    let r = d.raw(
-        "POST",
-        "/v1/auth/token",
-        &[("Authorization", &basic("ghost", "bad password"))],
-        None,
-    );
+    let r = d.raw("POST", "/v1/auth/token", &[("Authorization", &basic("ghost", "bad password"))], None);
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
     let team = d.team("q", "Pro");
-    assert_eq!(
-        d.raw("GET", &format!("/v1/teams/{team}?token={ADMIN}"), &[], None)
-            .status,
-        200
-    );
+    assert_eq!(d.raw("GET", &format!("/v1/teams/{team}?token={ADMIN}"), &[], None).status, 200);
 }
 
 #[test]
@@ -429,26 +284,10 @@ fn generated_admin_token_is_written_0600() {
     let d = start(|c| c.admin_token = None);
     let path = d.data.join("admin-token");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let token = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        d.call(
-            "POST",
-            "/v1/teams",
-            Some(token.trim()),
-            Some(json!({"name": "t"}))
-        )
-        .status,
-        201
-    );
-    assert_eq!(
-        d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({"name": "t"})))
-            .status,
-        401
-    );
+    assert_eq!(d.call("POST", "/v1/teams", Some(token.trim()), Some(json!({"name": "t"}))).status, 201);
+    assert_eq!(d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({"name": "t"}))).status, 401);
 }
 
 #[test]
@@ -456,56 +295,18 @@ fn teams_and_users() {
     let d = start(|_| {});
     // Validation and type errors.
     assert_eq!(
-        d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({})))
-            .body["detail"][0]["loc"],
+        d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({}))).body["detail"][0]["loc"],
         json!(["body", "name"])
     );
+    assert_eq!(d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({"name": 5}))).status, 400);
+    assert_eq!(d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({"name": "x", "tier": "Gold"}))).status, 422);
     assert_eq!(
-        d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({"name": 5})))
-            .status,
+        d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some(b"{nope")).status,
         400
     );
-    assert_eq!(
-        d.call(
-            "POST",
-            "/v1/teams",
-            Some(ADMIN),
-            Some(json!({"name": "x", "tier": "Gold"}))
-        )
-        .status,
-        422
-    );
-    assert_eq!(
-        d.raw(
-            "POST",
-            "/v1/teams",
-            &[("Authorization", &format!("Bearer {ADMIN}"))],
-            Some(b"{nope")
-        )
-        .status,
-        400
-    );
-    assert_eq!(
-        d.raw(
-            "POST",
-            "/v1/teams",
-            &[("Authorization", &format!("Bearer {ADMIN}"))],
-            Some(b"[1]")
-        )
-        .status,
-        400
-    );
+    assert_eq!(d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some(b"[1]")).status, 400);
     let big = vec![b' '; 70 * 1024];
-    assert_eq!(
-        d.raw(
-            "POST",
-            "/v1/teams",
-            &[("Authorization", &format!("Bearer {ADMIN}"))],
-            Some(&big)
-        )
-        .status,
-        413
-    );
+    assert_eq!(d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some(&big)).status, 413);
 
     // The tier's member limit.
     let team = d.team("small", "Free");
@@ -515,26 +316,10 @@ fn teams_and_users() {
     let second = json!({"teamId": team, "username": "second", "password": "correct horse", "role": "Reader"});
     let r = d.call("POST", "/v1/users", Some(ADMIN), Some(second.clone()));
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("members"),
-        "{}",
-        r.body
-    );
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("members"), "{}", r.body);
     // Pro: unlimited members (and, in these tests, unlimited requests a minute:
     // admin calls made with a team's credentials count against its tier's rate).
-    assert_eq!(
-        d.ok(
-            "PATCH",
-            &format!("/v1/teams/{team}"),
-            ADMIN,
-            Some(json!({"tier": "pro"})),
-            200
-        )["tier"],
-        "Pro"
-    );
+    assert_eq!(d.ok("PATCH", &format!("/v1/teams/{team}"), ADMIN, Some(json!({"tier": "pro"})), 200)["tier"], "Pro");
     // A team JWT uses its own team; teamId may be left out.
     let mut second = second;
     second.as_object_mut().unwrap().remove("teamId");
@@ -544,97 +329,33 @@ fn teams_and_users() {
     assert!(u2.get("passwordHash").is_none() && u2.get("password").is_none());
     let u2 = u2["id"].as_str().unwrap().to_owned();
     let dup = json!({"username": "second", "password": "correct horse", "role": "Reader"});
-    assert_eq!(
-        d.call("POST", "/v1/users", Some(&jwt), Some(dup)).status,
-        409
-    );
+    assert_eq!(d.call("POST", "/v1/users", Some(&jwt), Some(dup)).status, 409);
     let bad = json!({"username": "third", "password": "short", "role": "Reader"});
     assert_eq!(
         d.call("POST", "/v1/users", Some(&jwt), Some(bad)).body["detail"][0]["loc"],
         json!(["body", "password"])
     );
     let bad = json!({"username": "third", "password": "correct horse", "role": "King"});
-    assert_eq!(
-        d.call("POST", "/v1/users", Some(&jwt), Some(bad)).status,
-        422
-    );
+    assert_eq!(d.call("POST", "/v1/users", Some(&jwt), Some(bad)).status, 422);
 
     let list = d.ok("GET", "/v1/users", &jwt, None, 200);
     assert_eq!(list["count"], 2);
-    assert_eq!(
-        d.call("GET", "/v1/users", Some(ADMIN), None).status,
-        422,
-        "the admin token names a team"
-    );
-    assert_eq!(
-        d.ok("GET", &format!("/v1/users?teamId={team}"), ADMIN, None, 200)["count"],
-        2
-    );
+    assert_eq!(d.call("GET", "/v1/users", Some(ADMIN), None).status, 422, "the admin token names a team");
+    assert_eq!(d.ok("GET", &format!("/v1/users?teamId={team}"), ADMIN, None, 200)["count"], 2);
     d.ok("GET", &format!("/v1/users/{u1}"), &jwt, None, 200);
-    let p = d.ok(
-        "PATCH",
-        &format!("/v1/users/{u2}"),
-        &jwt,
-        Some(json!({"role": "Author", "status": "Disabled"})),
-        200,
-    );
-    assert_eq!(
-        (p["role"].as_str(), p["status"].as_str()),
-        (Some("Author"), Some("Disabled"))
-    );
-    assert_eq!(
-        d.call(
-            "PATCH",
-            &format!("/v1/users/{u2}"),
-            Some(&jwt),
-            Some(json!({"status": "Gone"}))
-        )
-        .status,
-        422
-    );
+    let p = d.ok("PATCH", &format!("/v1/users/{u2}"), &jwt, Some(json!({"role": "Author", "status": "Disabled"})), 200);
+    assert_eq!((p["role"].as_str(), p["status"].as_str()), (Some("Author"), Some("Disabled")));
+    assert_eq!(d.call("PATCH", &format!("/v1/users/{u2}"), Some(&jwt), Some(json!({"status": "Gone"}))).status, 422);
     d.ok("DELETE", &format!("/v1/users/{u2}"), &jwt, None, 204);
-    assert_eq!(
-        d.ok("GET", &format!("/v1/users/{u2}"), &jwt, None, 200)["status"],
-        "Deleted"
-    );
+    assert_eq!(d.ok("GET", &format!("/v1/users/{u2}"), &jwt, None, 200)["status"], "Deleted");
 
     // Teams are the admin token's.
-    assert_eq!(
-        d.call(
-            "POST",
-            "/v1/teams",
-            Some(&jwt),
-            Some(json!({"name": "mine"}))
-        )
-        .status,
-        403
-    );
-    assert_eq!(
-        d.call(
-            "PATCH",
-            &format!("/v1/teams/{team}"),
-            Some(&jwt),
-            Some(json!({"tier": "Pro"}))
-        )
-        .status,
-        403
-    );
-    assert_eq!(
-        d.call("DELETE", &format!("/v1/teams/{team}"), Some(&jwt), None)
-            .status,
-        403
-    );
+    assert_eq!(d.call("POST", "/v1/teams", Some(&jwt), Some(json!({"name": "mine"}))).status, 403);
+    assert_eq!(d.call("PATCH", &format!("/v1/teams/{team}"), Some(&jwt), Some(json!({"tier": "Pro"}))).status, 403);
+    assert_eq!(d.call("DELETE", &format!("/v1/teams/{team}"), Some(&jwt), None).status, 403);
     d.ok("DELETE", &format!("/v1/teams/{team}"), ADMIN, None, 204);
-    assert_eq!(
-        d.call("GET", &format!("/v1/teams/{team}"), Some(ADMIN), None)
-            .status,
-        404
-    );
-    assert_eq!(
-        d.verify(&jwt)["valid"],
-        false,
-        "a deleted team's JWTs stop working"
-    );
+    assert_eq!(d.call("GET", &format!("/v1/teams/{team}"), Some(ADMIN), None).status, 404);
+    assert_eq!(d.verify(&jwt)["valid"], false, "a deleted team's JWTs stop working");
 }
 
 #[test]
@@ -649,10 +370,7 @@ fn api_keys_crud_and_immediate_effect_on_verify() {
         "metadata": {"env": "ci"}, "whitelistedIPs": ["127.0.0.1", "10.0.0.0/8"],
     });
     let k = d.ok("POST", "/v1/keys", &jwt, Some(body), 201);
-    let (id, secret) = (
-        k["id"].as_str().unwrap().to_owned(),
-        k["key"].as_str().unwrap().to_owned(),
-    );
+    let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["key"].as_str().unwrap().to_owned());
     assert!(secret.starts_with("ci_") && secret.starts_with(k["start"].as_str().unwrap()));
     for (f, v) in [
         ("name", json!("ci")),
@@ -680,39 +398,16 @@ fn api_keys_crud_and_immediate_effect_on_verify() {
         assert!(k[f].as_str().unwrap().ends_with('Z'), "{f}: {}", k[f]);
     }
     let got = d.ok("GET", &format!("/v1/keys/{id}"), &jwt, None, 200);
-    assert!(
-        got.get("key").is_none(),
-        "the secret is shown only at creation"
-    );
+    assert!(got.get("key").is_none(), "the secret is shown only at creation");
     assert_eq!(got["name"], "ci");
 
     // Verification sees every change at once.
-    let verify = |ip: &str| {
-        d.ok(
-            "POST",
-            "/v1/verify",
-            "x",
-            Some(json!({"credential": secret, "ip": ip})),
-            200,
-        )
-    };
+    let verify = |ip: &str| d.ok("POST", "/v1/verify", "x", Some(json!({"credential": secret, "ip": ip})), 200);
     assert_eq!(verify("10.1.2.3")["valid"], true);
     assert_eq!(verify("192.168.0.1")["code"], "IP_NOT_ALLOWED");
-    assert_eq!(
-        d.ok("GET", &format!("/v1/keys/{id}"), &jwt, None, 200)["requestCount"],
-        1
-    );
-    let p = d.ok(
-        "PATCH",
-        &format!("/v1/keys/{id}"),
-        &jwt,
-        Some(json!({"enabled": false, "name": "off"})),
-        200,
-    );
-    assert_eq!(
-        (p["enabled"].as_bool(), p["status"].as_str()),
-        (Some(false), Some("inactive"))
-    );
+    assert_eq!(d.ok("GET", &format!("/v1/keys/{id}"), &jwt, None, 200)["requestCount"], 1);
+    let p = d.ok("PATCH", &format!("/v1/keys/{id}"), &jwt, Some(json!({"enabled": false, "name": "off"})), 200);
+    assert_eq!((p["enabled"].as_bool(), p["status"].as_str()), (Some(false), Some("inactive")));
     assert_eq!(verify("10.1.2.3")["code"], "DISABLED");
     let p = d.ok(
         "PATCH",
@@ -731,22 +426,11 @@ fn api_keys_crud_and_immediate_effect_on_verify() {
         Some(json!({"rateLimitEnabled": false, "expiresIn": null})),
         200,
     );
-    assert_eq!(
-        (p["rateLimitEnabled"].as_bool(), &p["expiresAt"]),
-        (Some(false), &Value::Null)
-    );
+    assert_eq!((p["rateLimitEnabled"].as_bool(), &p["expiresAt"]), (Some(false), &Value::Null));
     d.ok("DELETE", &format!("/v1/keys/{id}"), &jwt, None, 204);
     assert_eq!(d.verify(&secret)["code"], "NOT_FOUND");
-    assert_eq!(
-        d.call("GET", &format!("/v1/keys/{id}"), Some(&jwt), None)
-            .status,
-        404
-    );
-    assert_eq!(
-        d.call("DELETE", &format!("/v1/keys/{id}"), Some(&jwt), None)
-            .status,
-        404
-    );
+    assert_eq!(d.call("GET", &format!("/v1/keys/{id}"), Some(&jwt), None).status, 404);
+    assert_eq!(d.call("DELETE", &format!("/v1/keys/{id}"), Some(&jwt), None).status, 404);
 
     // Errors name the field.
     let post = |b: Value| d.call("POST", "/v1/keys", Some(&jwt), Some(b));
@@ -760,41 +444,17 @@ fn api_keys_crud_and_immediate_effect_on_verify() {
     assert_eq!(loc(post(json!({"expiresIn": -1}))), "expiresIn");
     assert_eq!(loc(post(json!({"expiresIn": 0}))), "expiresIn");
     assert_eq!(loc(post(json!({"bogus": 1}))), "bogus");
-    assert_eq!(
-        loc(post(json!({"whitelistedIPs": ["nope"]}))),
-        "whitelistedIPs"
-    );
+    assert_eq!(loc(post(json!({"whitelistedIPs": ["nope"]}))), "whitelistedIPs");
     assert_eq!(loc(post(json!({"refillAmount": 5}))), "refillInterval");
     assert_eq!(loc(post(json!({"rateLimitEnabled": true}))), "rateLimitMax");
     assert_eq!(loc(post(json!({"prefix": "bad prefix!"}))), "prefix");
-    assert_eq!(
-        loc(post(json!({"metadata": {"big": "x".repeat(20_000)}}))),
-        "metadata"
-    );
+    assert_eq!(loc(post(json!({"metadata": {"big": "x".repeat(20_000)}}))), "metadata");
     assert_eq!(post(json!({"userId": "user_nope"})).status, 404);
-    assert_eq!(
-        d.call("POST", "/v1/keys", Some(ADMIN), Some(json!({})))
-            .status,
-        422,
-        "the admin token names the user"
-    );
+    assert_eq!(d.call("POST", "/v1/keys", Some(ADMIN), Some(json!({}))).status, 422, "the admin token names the user");
     // Seed 001's comma-separated allowlist.
-    let k = d.ok(
-        "POST",
-        "/v1/keys",
-        &jwt,
-        Some(json!({"whitelistedIPs": "1.1.1.1,2.2.2.2,10.10.0.0/16"})),
-        201,
-    );
-    assert_eq!(
-        k["whitelistedIPs"],
-        json!(["1.1.1.1", "2.2.2.2", "10.10.0.0/16"])
-    );
-    assert_eq!(
-        k["userId"],
-        user.as_str(),
-        "a user's credential defaults to its own user"
-    );
+    let k = d.ok("POST", "/v1/keys", &jwt, Some(json!({"whitelistedIPs": "1.1.1.1,2.2.2.2,10.10.0.0/16"})), 201);
+    assert_eq!(k["whitelistedIPs"], json!(["1.1.1.1", "2.2.2.2", "10.10.0.0/16"]));
+    assert_eq!(k["userId"], user.as_str(), "a user's credential defaults to its own user");
 }
 
 #[test]
@@ -807,59 +467,20 @@ fn key_pagination_is_stable_under_concurrent_inserts() {
 
     let first = d.ok("GET", &base, ADMIN, None, 200);
     assert_eq!(
-        (
-            first["status"].as_u64(),
-            first["total"].as_u64(),
-            first["count"].as_u64()
-        ),
+        (first["status"].as_u64(), first["total"].as_u64(), first["count"].as_u64()),
         (Some(200), Some(30), Some(7))
     );
     assert_eq!(first["previousUrl"], Value::Null);
     let next = first["nextUrl"].as_str().unwrap().to_owned();
     let second = d.ok("GET", &next, ADMIN, None, 200);
-    let back = d.ok(
-        "GET",
-        second["previousUrl"].as_str().unwrap(),
-        ADMIN,
-        None,
-        200,
-    );
-    assert_eq!(
-        back["data"], first["data"],
-        "endingBefore gives the previous page back"
-    );
+    let back = d.ok("GET", second["previousUrl"].as_str().unwrap(), ADMIN, None, 200);
+    assert_eq!(back["data"], first["data"], "endingBefore gives the previous page back");
     let offset = d.ok("GET", &format!("{base}&offset=7"), ADMIN, None, 200);
     assert_eq!(offset["data"], second["data"]);
-    assert_eq!(
-        d.call("GET", &format!("{base}&limit=0"), Some(ADMIN), None)
-            .status,
-        422
-    );
-    assert_eq!(
-        d.call(
-            "GET",
-            &format!("/v1/keys?teamId={team}&limit=101"),
-            Some(ADMIN),
-            None
-        )
-        .status,
-        422
-    );
-    assert_eq!(
-        d.call("GET", &format!("{base}&status=weird"), Some(ADMIN), None)
-            .status,
-        422
-    );
-    assert_eq!(
-        d.call(
-            "GET",
-            &format!("{base}&startingAfter=a&endingBefore=b"),
-            Some(ADMIN),
-            None
-        )
-        .status,
-        422
-    );
+    assert_eq!(d.call("GET", &format!("{base}&limit=0"), Some(ADMIN), None).status, 422);
+    assert_eq!(d.call("GET", &format!("/v1/keys?teamId={team}&limit=101"), Some(ADMIN), None).status, 422);
+    assert_eq!(d.call("GET", &format!("{base}&status=weird"), Some(ADMIN), None).status, 422);
+    assert_eq!(d.call("GET", &format!("{base}&startingAfter=a&endingBefore=b"), Some(ADMIN), None).status, 422);
 
     std::thread::scope(|s| {
         let inserter = s.spawn(|| (0..30).map(|_| d.key(ADMIN, &user).0).collect::<Vec<_>>());
@@ -867,12 +488,8 @@ fn key_pagination_is_stable_under_concurrent_inserts() {
         let mut url = base.clone();
         loop {
             let page = d.ok("GET", &url, ADMIN, None, 200);
-            let ids: Vec<String> = page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| k["id"].as_str().unwrap().to_owned())
-                .collect();
+            let ids: Vec<String> =
+                page["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect();
             assert!(ids.windows(2).all(|w| w[0] < w[1]), "pages are in id order");
             seen.extend(ids);
             match page["nextUrl"].as_str() {
@@ -885,53 +502,20 @@ fn key_pagination_is_stable_under_concurrent_inserts() {
         let unique: HashSet<&String> = seen.iter().collect();
         assert_eq!(unique.len(), seen.len(), "a key was listed twice");
         for id in &initial {
-            assert!(
-                unique.contains(id),
-                "key {id} that existed throughout was skipped"
-            );
+            assert!(unique.contains(id), "key {id} that existed throughout was skipped");
         }
-        assert!(
-            seen.iter()
-                .all(|id| initial.contains(id) || added.contains(id))
-        );
+        assert!(seen.iter().all(|id| initial.contains(id) || added.contains(id)));
     });
-    let all = d.ok(
-        "GET",
-        &format!("/v1/keys?teamId={team}&limit=100"),
-        ADMIN,
-        None,
-        200,
-    );
+    let all = d.ok("GET", &format!("/v1/keys?teamId={team}&limit=100"), ADMIN, None, 200);
     assert_eq!(all["total"], 60);
 
     // The status filter.
     let some = initial.iter().next().unwrap();
-    d.ok(
-        "PATCH",
-        &format!("/v1/keys/{some}"),
-        ADMIN,
-        Some(json!({"enabled": false})),
-        200,
-    );
-    let inactive = d.ok(
-        "GET",
-        &format!("/v1/keys?teamId={team}&status=inactive"),
-        ADMIN,
-        None,
-        200,
-    );
+    d.ok("PATCH", &format!("/v1/keys/{some}"), ADMIN, Some(json!({"enabled": false})), 200);
+    let inactive = d.ok("GET", &format!("/v1/keys?teamId={team}&status=inactive"), ADMIN, None, 200);
     assert_eq!(inactive["total"], 1);
     assert_eq!(inactive["data"][0]["id"], some.as_str());
-    assert_eq!(
-        d.ok(
-            "GET",
-            &format!("/v1/keys?teamId={team}&limit=100"),
-            ADMIN,
-            None,
-            200
-        )["total"],
-        59
-    );
+    assert_eq!(d.ok("GET", &format!("/v1/keys?teamId={team}&limit=100"), ADMIN, None, 200)["total"], 59);
 }
 
 #[test]
@@ -942,47 +526,27 @@ fn another_teams_objects_answer_404() {
     let (_, alice) = d.user(&a, "alice-x", "Administrator");
     let (bob_id, bob) = d.user(&b, "bob-x", "Administrator");
     let (bkey, bsecret) = d.key(&bob, &bob_id);
-    let btoken = d.ok(
-        "POST",
-        "/v1/access-tokens",
-        &bob,
-        Some(json!({"name": "b"})),
-        201,
-    )["token"]["id"]
+    let btoken = d.ok("POST", "/v1/access-tokens", &bob, Some(json!({"name": "b"})), 201)["token"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let cases: Vec<(&str, String, Option<Value>)> = vec![
         ("GET", format!("/v1/teams/{b}"), None),
-        (
-            "PATCH",
-            format!("/v1/teams/{b}"),
-            Some(json!({"tier": "Free"})),
-        ),
+        ("PATCH", format!("/v1/teams/{b}"), Some(json!({"tier": "Free"}))),
         ("DELETE", format!("/v1/teams/{b}"), None),
         (
             "POST",
             "/v1/users".into(),
-            Some(
-                json!({"teamId": b, "username": "x", "password": "correct horse", "role": "Reader"}),
-            ),
+            Some(json!({"teamId": b, "username": "x", "password": "correct horse", "role": "Reader"})),
         ),
         ("GET", format!("/v1/users?teamId={b}"), None),
         ("GET", format!("/v1/users/{bob_id}"), None),
-        (
-            "PATCH",
-            format!("/v1/users/{bob_id}"),
-            Some(json!({"status": "Disabled"})),
-        ),
+        ("PATCH", format!("/v1/users/{bob_id}"), Some(json!({"status": "Disabled"}))),
         ("DELETE", format!("/v1/users/{bob_id}"), None),
         ("GET", format!("/v1/keys?teamId={b}"), None),
         ("POST", "/v1/keys".into(), Some(json!({"userId": bob_id}))),
         ("GET", format!("/v1/keys/{bkey}"), None),
-        (
-            "PATCH",
-            format!("/v1/keys/{bkey}"),
-            Some(json!({"enabled": false})),
-        ),
+        ("PATCH", format!("/v1/keys/{bkey}"), Some(json!({"enabled": false}))),
         ("DELETE", format!("/v1/keys/{bkey}"), None),
         ("GET", format!("/v1/access-tokens/{btoken}"), None),
         ("DELETE", format!("/v1/access-tokens/{btoken}"), None),
@@ -994,31 +558,13 @@ fn another_teams_objects_answer_404() {
     // Listings show only the caller's own.
     let keys = d.ok("GET", "/v1/keys", &alice, None, 200);
     assert_eq!(keys["total"], 0);
-    assert_eq!(
-        d.ok("GET", "/v1/access-tokens", &alice, None, 200)["items"],
-        json!([])
-    );
-    assert_eq!(
-        d.ok("DELETE", "/v1/access-tokens", &alice, None, 200)["revokedCount"],
-        0
-    );
+    assert_eq!(d.ok("GET", "/v1/access-tokens", &alice, None, 200)["items"], json!([]));
+    assert_eq!(d.ok("DELETE", "/v1/access-tokens", &alice, None, 200)["revokedCount"], 0);
     // Nothing of team b changed.
     assert_eq!(d.verify(&bsecret)["valid"], true);
     assert_eq!(d.verify(&bob)["valid"], true);
-    assert_eq!(
-        d.ok(
-            "GET",
-            &format!("/v1/access-tokens/{btoken}"),
-            &bob,
-            None,
-            200
-        )["revokedAt"],
-        Value::Null
-    );
-    assert_eq!(
-        d.ok("GET", &format!("/v1/teams/{b}"), ADMIN, None, 200)["tier"],
-        "Pro"
-    );
+    assert_eq!(d.ok("GET", &format!("/v1/access-tokens/{btoken}"), &bob, None, 200)["revokedAt"], Value::Null);
+    assert_eq!(d.ok("GET", &format!("/v1/teams/{b}"), ADMIN, None, 200)["tier"], "Pro");
 }
 
 #[test]
@@ -1026,10 +572,7 @@ fn each_role_does_what_seed_000_allows() {
     let d = start(|_| {});
     let team = d.team("roles", "Pro");
     let roles = ["Administrator", "Manager", "Author", "Reader"];
-    let users: Vec<(String, String)> = roles
-        .iter()
-        .map(|r| d.user(&team, &format!("{r}-user"), r))
-        .collect();
+    let users: Vec<(String, String)> = roles.iter().map(|r| d.user(&team, &format!("{r}-user"), r)).collect();
     for (i, role) in roles.iter().enumerate() {
         let (me, jwt) = &users[i];
         let (can_create, can_delete) = match *role {
@@ -1046,76 +589,39 @@ fn each_role_does_what_seed_000_allows() {
         // Accounts: only an Administrator creates them (no Argon2 work is done on a 403).
         let new_user = json!({"username": format!("new-{role}"), "password": "correct horse", "role": "Reader"});
         assert_eq!(
-            d.call("POST", "/v1/users", Some(jwt), Some(new_user))
-                .status,
+            d.call("POST", "/v1/users", Some(jwt), Some(new_user)).status,
             code(*role == "Administrator", 201),
             "{role}"
         );
         // Keys.
         let r = d.call("POST", "/v1/keys", Some(jwt), Some(json!({"name": role})));
-        assert_eq!(
-            r.status,
-            code(can_create, 201),
-            "{role} creates a key: {}",
-            r.body
-        );
+        assert_eq!(r.status, code(can_create, 201), "{role} creates a key: {}", r.body);
         let (kid, _) = d.key(ADMIN, me);
-        let r = d.call(
-            "PATCH",
-            &format!("/v1/keys/{kid}"),
-            Some(jwt),
-            Some(json!({"name": "renamed"})),
-        );
+        let r = d.call("PATCH", &format!("/v1/keys/{kid}"), Some(jwt), Some(json!({"name": "renamed"})));
         assert_eq!(r.status, code(can_create, 200), "{role} updates a key");
         assert_eq!(
-            d.call("DELETE", &format!("/v1/keys/{kid}"), Some(jwt), None)
-                .status,
+            d.call("DELETE", &format!("/v1/keys/{kid}"), Some(jwt), None).status,
             code(can_delete, 204),
             "{role} deletes a key"
         );
         // Access tokens.
-        let r = d.call(
-            "POST",
-            "/v1/access-tokens",
-            Some(jwt),
-            Some(json!({"name": "t"})),
-        );
+        let r = d.call("POST", "/v1/access-tokens", Some(jwt), Some(json!({"name": "t"})));
         assert_eq!(r.status, code(can_create, 201), "{role} creates a token");
         assert_eq!(
-            d.call("DELETE", "/v1/access-tokens", Some(jwt), None)
-                .status,
+            d.call("DELETE", "/v1/access-tokens", Some(jwt), None).status,
             code(can_delete, 200),
             "{role} revokes tokens"
         );
         // Teams are never a role's to change.
-        assert_eq!(
-            d.call(
-                "PATCH",
-                &format!("/v1/teams/{team}"),
-                Some(jwt),
-                Some(json!({"tier": "Free"}))
-            )
-            .status,
-            403
-        );
-        assert_eq!(
-            d.call("DELETE", &format!("/v1/teams/{team}"), Some(jwt), None)
-                .status,
-            403
-        );
+        assert_eq!(d.call("PATCH", &format!("/v1/teams/{team}"), Some(jwt), Some(json!({"tier": "Free"}))).status, 403);
+        assert_eq!(d.call("DELETE", &format!("/v1/teams/{team}"), Some(jwt), None).status, 403);
         // Nobody raises themselves above their role.
         if *role != "Administrator" {
-            let r = d.call(
-                "PATCH",
-                &format!("/v1/users/{me}"),
-                Some(jwt),
-                Some(json!({"role": "Administrator"})),
-            );
+            let r = d.call("PATCH", &format!("/v1/users/{me}"), Some(jwt), Some(json!({"role": "Administrator"})));
             assert_eq!(r.status, 403, "{role} promotes itself: {}", r.body);
             let admin_id = &users[0].0;
             assert_eq!(
-                d.call("DELETE", &format!("/v1/users/{admin_id}"), Some(jwt), None)
-                    .status,
+                d.call("DELETE", &format!("/v1/users/{admin_id}"), Some(jwt), None).status,
                 403,
                 "{role} deletes the admin"
             );
@@ -1124,40 +630,18 @@ fn each_role_does_what_seed_000_allows() {
     // An API key acts with its owner's role, and within its own permissions.
     let (reader, _) = &users[3];
     let (_, reader_key) = d.key(ADMIN, reader);
-    assert_eq!(
-        d.call("GET", "/v1/keys", Some(&reader_key), None).status,
-        200
-    );
-    assert_eq!(
-        d.call("POST", "/v1/keys", Some(&reader_key), Some(json!({})))
-            .status,
-        403
-    );
+    assert_eq!(d.call("GET", "/v1/keys", Some(&reader_key), None).status, 200);
+    assert_eq!(d.call("POST", "/v1/keys", Some(&reader_key), Some(json!({}))).status, 403);
     let (admin, _) = &users[0];
-    let narrow = d.ok(
-        "POST",
-        "/v1/keys",
-        ADMIN,
-        Some(json!({"userId": admin, "permissions": {"keys": ["read"]}})),
-        201,
-    );
+    let narrow =
+        d.ok("POST", "/v1/keys", ADMIN, Some(json!({"userId": admin, "permissions": {"keys": ["read"]}})), 201);
     let narrow = narrow["key"].as_str().unwrap();
     assert_eq!(d.call("GET", "/v1/keys", Some(narrow), None).status, 200);
     assert_eq!(d.call("GET", "/v1/users", Some(narrow), None).status, 403);
     // A role change applies to the very next call.
     let (author, author_jwt) = &users[2];
-    d.ok(
-        "PATCH",
-        &format!("/v1/users/{author}"),
-        &users[0].1,
-        Some(json!({"role": "Reader"})),
-        200,
-    );
-    assert_eq!(
-        d.call("POST", "/v1/keys", Some(author_jwt), Some(json!({})))
-            .status,
-        403
-    );
+    d.ok("PATCH", &format!("/v1/users/{author}"), &users[0].1, Some(json!({"role": "Reader"})), 200);
+    assert_eq!(d.call("POST", "/v1/keys", Some(author_jwt), Some(json!({}))).status, 403);
 }
 
 #[test]
@@ -1167,25 +651,13 @@ fn access_tokens_follow_seed_004() {
     let (_, jwt) = d.user(&team, "pat-user", "Administrator");
     let post = |b: Value| d.call("POST", "/v1/access-tokens", Some(&jwt), Some(b));
     let r = post(json!({"name": ""}));
-    assert_eq!(
-        (r.status, &r.body["detail"][0]["loc"]),
-        (422, &json!(["body", "name"]))
-    );
+    assert_eq!((r.status, &r.body["detail"][0]["loc"]), (422, &json!(["body", "name"])));
     assert_eq!(post(json!({"name": "x".repeat(256)})).status, 422);
     assert_eq!(post(json!({})).status, 422);
     assert_eq!(post(json!({"name": 5})).status, 400);
     assert_eq!(post(json!({"name": "x", "tokenType": "weird"})).status, 422);
     assert_eq!(post(json!({"name": "x", "expiresInDays": 0})).status, 422);
-    assert_eq!(
-        d.call(
-            "POST",
-            "/v1/access-tokens",
-            Some(ADMIN),
-            Some(json!({"name": "x"}))
-        )
-        .status,
-        400
-    );
+    assert_eq!(d.call("POST", "/v1/access-tokens", Some(ADMIN), Some(json!({"name": "x"}))).status, 400);
 
     let mut plaintexts = Vec::new();
     let mut ids = Vec::new();
@@ -1200,12 +672,7 @@ fn access_tokens_follow_seed_004() {
         );
         assert_eq!(r["token"]["tokenType"], ty);
         assert!(r["token"]["expiresAt"].is_string());
-        assert!(
-            r["plaintext"]
-                .as_str()
-                .unwrap()
-                .starts_with(r["token"]["tokenPrefix"].as_str().unwrap())
-        );
+        assert!(r["plaintext"].as_str().unwrap().starts_with(r["token"]["tokenPrefix"].as_str().unwrap()));
         plaintexts.push(r["plaintext"].as_str().unwrap().to_owned());
         ids.push(r["token"]["id"].as_str().unwrap().to_owned());
     }
@@ -1215,13 +682,7 @@ fn access_tokens_follow_seed_004() {
     let mut all: Vec<Value> = p1["items"].as_array().unwrap().clone();
     let mut cursor = p1["nextCursor"].as_str().map(str::to_owned);
     while let Some(c) = cursor {
-        let p = d.ok(
-            "GET",
-            &format!("/v1/access-tokens?limit=2&cursor={c}"),
-            &jwt,
-            None,
-            200,
-        );
+        let p = d.ok("GET", &format!("/v1/access-tokens?limit=2&cursor={c}"), &jwt, None, 200);
         all.extend(p["items"].as_array().unwrap().iter().cloned());
         cursor = p["nextCursor"].as_str().map(str::to_owned);
     }
@@ -1231,136 +692,41 @@ fn access_tokens_follow_seed_004() {
     expected.sort_unstable();
     assert_eq!(listed, expected, "every token once, across pages");
     assert_eq!(
-        d.ok(
-            "GET",
-            "/v1/access-tokens?tokenType=service",
-            &jwt,
-            None,
-            200
-        )["items"]
-            .as_array()
-            .unwrap()
-            .len(),
+        d.ok("GET", "/v1/access-tokens?tokenType=service", &jwt, None, 200)["items"].as_array().unwrap().len(),
         1
     );
-    assert_eq!(
-        d.call("GET", "/v1/access-tokens?limit=201", Some(&jwt), None)
-            .status,
-        422
-    );
-    assert_eq!(
-        d.call("GET", "/v1/access-tokens?cursor=garbage", Some(&jwt), None)
-            .status,
-        422
-    );
-    assert_eq!(
-        d.call(
-            "GET",
-            "/v1/access-tokens?includeRevoked=maybe",
-            Some(&jwt),
-            None
-        )
-        .status,
-        422
-    );
+    assert_eq!(d.call("GET", "/v1/access-tokens?limit=201", Some(&jwt), None).status, 422);
+    assert_eq!(d.call("GET", "/v1/access-tokens?cursor=garbage", Some(&jwt), None).status, 422);
+    assert_eq!(d.call("GET", "/v1/access-tokens?includeRevoked=maybe", Some(&jwt), None).status, 422);
 
     // Revoke one: denied on the next verification, hidden unless asked for.
     assert_eq!(d.verify(&plaintexts[0])["valid"], true);
-    d.ok(
-        "DELETE",
-        &format!("/v1/access-tokens/{}", ids[0]),
-        &jwt,
-        None,
-        204,
-    );
+    d.ok("DELETE", &format!("/v1/access-tokens/{}", ids[0]), &jwt, None, 204);
     assert_eq!(d.verify(&plaintexts[0])["code"], "REVOKED");
-    assert!(
-        d.ok(
-            "GET",
-            &format!("/v1/access-tokens/{}", ids[0]),
-            &jwt,
-            None,
-            200
-        )["revokedAt"]
-            .is_string()
-    );
+    assert!(d.ok("GET", &format!("/v1/access-tokens/{}", ids[0]), &jwt, None, 200)["revokedAt"].is_string());
+    assert_eq!(d.ok("GET", "/v1/access-tokens", &jwt, None, 200)["items"].as_array().unwrap().len(), 4);
     assert_eq!(
-        d.ok("GET", "/v1/access-tokens", &jwt, None, 200)["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
-    );
-    assert_eq!(
-        d.ok(
-            "GET",
-            "/v1/access-tokens?includeRevoked=true",
-            &jwt,
-            None,
-            200
-        )["items"]
-            .as_array()
-            .unwrap()
-            .len(),
+        d.ok("GET", "/v1/access-tokens?includeRevoked=true", &jwt, None, 200)["items"].as_array().unwrap().len(),
         5
     );
-    assert_eq!(
-        d.call(
-            "GET",
-            "/v1/access-tokens/00000000-0000-4000-8000-000000000000",
-            Some(&jwt),
-            None
-        )
-        .status,
-        404
-    );
+    assert_eq!(d.call("GET", "/v1/access-tokens/00000000-0000-4000-8000-000000000000", Some(&jwt), None).status, 404);
 
     // Revoke all but the one making the call (seed 004's default).
     let current = &plaintexts[1];
-    assert_eq!(
-        d.ok("DELETE", "/v1/access-tokens", current, None, 200)["revokedCount"],
-        3
-    );
+    assert_eq!(d.ok("DELETE", "/v1/access-tokens", current, None, 200)["revokedCount"], 3);
     assert_eq!(d.verify(current)["valid"], true);
     assert_eq!(d.verify(&plaintexts[2])["code"], "REVOKED");
-    assert_eq!(
-        d.ok(
-            "DELETE",
-            "/v1/access-tokens?exclude_current=false",
-            current,
-            None,
-            200
-        )["revokedCount"],
-        1
-    );
-    assert_eq!(
-        d.call("GET", "/v1/access-tokens", Some(current), None)
-            .status,
-        401
-    );
+    assert_eq!(d.ok("DELETE", "/v1/access-tokens?exclude_current=false", current, None, 200)["revokedCount"], 1);
+    assert_eq!(d.call("GET", "/v1/access-tokens", Some(current), None).status, 401);
 }
 
 #[test]
 fn admin_api_config_section() {
-    let c = Config::parse("[admin_api]\nallow_query_token = true\nlogin_failures_per_minute = 5")
-        .unwrap();
+    let c = Config::parse("[admin_api]\nallow_query_token = true\nlogin_failures_per_minute = 5").unwrap();
     c.validate().unwrap();
     assert!(c.admin_api.allow_query_token);
-    assert!(
-        !Config::default().admin_api.allow_query_token,
-        "query tokens are off by default"
-    );
-    let e = Config::parse("[admin_api]\nlogin_failures_per_minute = 0")
-        .unwrap()
-        .validate()
-        .unwrap_err();
-    assert!(
-        e.0.contains("admin_api.login_failures_per_minute"),
-        "{}",
-        e.0
-    );
-    assert!(
-        Config::parse("admin_token = \"x\"").is_err(),
-        "the admin token is never read from the file"
-    );
+    assert!(!Config::default().admin_api.allow_query_token, "query tokens are off by default");
+    let e = Config::parse("[admin_api]\nlogin_failures_per_minute = 0").unwrap().validate().unwrap_err();
+    assert!(e.0.contains("admin_api.login_failures_per_minute"), "{}", e.0);
+    assert!(Config::parse("admin_token = \"x\"").is_err(), "the admin token is never read from the file");
 }

@@ -25,11 +25,7 @@ struct Daemon {
 
 fn start() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut c = Config {
         data: dir.path().join("data"),
         socket: dir.path().join("tollgate.sock"),
@@ -38,38 +34,23 @@ fn start() -> Daemon {
         ..Config::default()
     };
     // The test makes many calls a minute with one team's credentials.
-    c.tiers.pro = Some(TierLimits {
-        requests_per_minute: Limit::Unlimited(Unlimited::Unlimited),
-        ..TierLimits::DEFAULTS[3]
-    });
+    c.tiers.pro =
+        Some(TierLimits { requests_per_minute: Limit::Unlimited(Unlimited::Unlimited), ..TierLimits::DEFAULTS[3] });
     c.validate().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(tollgate::server::serve(c, async move {
             let _ = rx.await;
         }))
         .unwrap();
     });
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Daemon {
-        url: format!("http://{addr}"),
-        stop: Some(tx),
-        thread: Some(thread),
-        _dir: dir,
-    };
+    let d = Daemon { url: format!("http://{addr}"), stop: Some(tx), thread: Some(thread), _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(20);
     let probe = AdminClient::new(&d.url, None).unwrap();
     loop {
-        if TcpStream::connect(addr).is_ok()
-            && probe
-                .raw("GET", "/healthz", None)
-                .is_ok_and(|r| r.status == 200)
-        {
+        if TcpStream::connect(addr).is_ok() && probe.raw("GET", "/healthz", None).is_ok_and(|r| r.status == 200) {
             return d;
         }
         assert!(Instant::now() < deadline, "daemon did not start");
@@ -97,8 +78,7 @@ impl Daemon {
     }
 
     fn ok(&self, token: &str, args: &[&str]) -> Output {
-        self.cli(token, args)
-            .unwrap_or_else(|e| panic!("{args:?} failed ({}): {}", e.code, e.message))
+        self.cli(token, args).unwrap_or_else(|e| panic!("{args:?} failed ({}): {}", e.code, e.message))
     }
 
     fn json(&self, token: &str, args: &[&str]) -> Value {
@@ -116,10 +96,7 @@ impl Daemon {
 
     /// The daemon's own JSON for a GET, to compare with the typed round trip.
     fn raw(&self, token: &str, path: &str) -> Value {
-        let r = AdminClient::new(&self.url, Some(token))
-            .unwrap()
-            .raw("GET", path, None)
-            .unwrap();
+        let r = AdminClient::new(&self.url, Some(token)).unwrap().raw("GET", path, None).unwrap();
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         r.body
     }
@@ -128,12 +105,8 @@ impl Daemon {
 /// Decodes `raw` as `T` and encodes it again: the daemon's JSON must survive
 /// unchanged, or the types have drifted from src/http/admin.rs.
 fn mirrors<T: serde::de::DeserializeOwned + serde::Serialize>(raw: &Value) {
-    let typed: T = serde_json::from_value(raw.clone()).unwrap_or_else(|e| {
-        panic!(
-            "{} does not decode: {e}\n{raw:#}",
-            std::any::type_name::<T>()
-        )
-    });
+    let typed: T = serde_json::from_value(raw.clone())
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}\n{raw:#}", std::any::type_name::<T>()));
     assert_eq!(
         &serde_json::to_value(&typed).unwrap(),
         raw,
@@ -156,71 +129,28 @@ fn first_session_through_the_cli() {
 
     let user = d.json(
         ADMIN,
-        &[
-            "users",
-            "create",
-            "alice",
-            "--role",
-            "Administrator",
-            "--password",
-            "correct horse",
-            "--team",
-            &team_id,
-        ],
+        &["users", "create", "alice", "--role", "Administrator", "--password", "correct horse", "--team", &team_id],
     );
     let user_id = user["id"].as_str().unwrap().to_owned();
     mirrors::<User>(&d.raw(ADMIN, &format!("/v1/users/{user_id}")));
     mirrors::<UserList>(&d.raw(ADMIN, &format!("/v1/users?teamId={team_id}")));
     let list = d.ok(ADMIN, &["users", "list", "--team", &team_id]).stdout;
     assert!(list.starts_with("ID "), "{list}");
-    assert!(
-        list.contains("alice") && list.contains("Administrator"),
-        "{list}"
-    );
+    assert!(list.contains("alice") && list.contains("Administrator"), "{list}");
 
     // Log in: the JWT is the whole of stdout.
-    let jwt = d
-        .ok("unused", &["login", "alice", "--password", "correct horse"])
-        .stdout
-        .trim()
-        .to_owned();
+    let jwt = d.ok("unused", &["login", "alice", "--password", "correct horse"]).stdout.trim().to_owned();
     assert_eq!(jwt.split('.').count(), 3, "{jwt}");
     let bad = d.err("unused", &["login", "alice", "--password", "wrong"]);
     assert_eq!(bad.code, EXIT_REFUSED);
-    assert!(
-        bad.message.contains("invalid_credentials"),
-        "{}",
-        bad.message
-    );
+    assert!(bad.message.contains("invalid_credentials"), "{}", bad.message);
 
     // A key, created with the user's JWT; the secret is shown once with a warning.
-    let created = d.ok(
-        &jwt,
-        &[
-            "keys",
-            "create",
-            "--name",
-            "ci",
-            "--permission",
-            "docs:read",
-            "--remaining",
-            "100",
-        ],
-    );
+    let created = d.ok(&jwt, &["keys", "create", "--name", "ci", "--permission", "docs:read", "--remaining", "100"]);
     assert!(created.stderr.contains("only time"), "{}", created.stderr);
-    let secret = created
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("secret: "))
-        .expect("the secret is printed")
-        .to_owned();
-    let key_id = created
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("id"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let secret =
+        created.stdout.lines().find_map(|l| l.strip_prefix("secret: ")).expect("the secret is printed").to_owned();
+    let key_id = created.stdout.lines().find_map(|l| l.strip_prefix("id")).unwrap().trim().to_owned();
     let key: Value = d.json(&jwt, &["keys", "get", &key_id]);
     assert!(key.get("key").is_none(), "the secret is never shown again");
     mirrors::<ApiKey>(&d.raw(&jwt, &format!("/v1/keys/{key_id}")));
@@ -229,77 +159,37 @@ fn first_session_through_the_cli() {
     let table = d.ok(&jwt, &["keys", "list"]).stdout;
     let mut lines = table.lines();
     let header = lines.next().unwrap();
-    assert!(
-        header.starts_with("ID") && header.contains("STATUS"),
-        "{table}"
-    );
+    assert!(header.starts_with("ID") && header.contains("STATUS"), "{table}");
     let row = lines.next().unwrap();
-    assert!(
-        row.starts_with(&key_id) && row.contains("active"),
-        "{table}"
-    );
+    assert!(row.starts_with(&key_id) && row.contains("active"), "{table}");
     // Columns line up: each header starts where its column's cells start.
     assert_eq!(header.find("STATUS"), row.find("active"), "{table}");
     assert!(table.contains("1 of 1 keys"), "{table}");
     let listed = d.json(&jwt, &["keys", "list"]);
-    assert_eq!(
-        (listed["status"].as_u64(), listed["total"].as_u64()),
-        (Some(200), Some(1))
-    );
+    assert_eq!((listed["status"].as_u64(), listed["total"].as_u64()), (Some(200), Some(1)));
     assert_eq!(listed["data"][0]["id"], key_id.as_str());
     mirrors::<KeyList>(&d.raw(&jwt, "/v1/keys"));
     let admin_list = d.json(ADMIN, &["keys", "list", "--team", &team_id, "--limit", "1"]);
     assert_eq!(admin_list["count"], 1);
 
     // Verify like a protected service.
-    let allowed = d
-        .ok("unused", &["verify", &secret, "--permission", "docs:read"])
-        .stdout;
-    assert!(
-        allowed.contains("ALLOW") && allowed.contains(&user_id),
-        "{allowed}"
-    );
+    let allowed = d.ok("unused", &["verify", &secret, "--permission", "docs:read"]).stdout;
+    assert!(allowed.contains("ALLOW") && allowed.contains(&user_id), "{allowed}");
     let v = d.json("unused", &["verify", &secret]);
-    assert_eq!(
-        (v["valid"].as_bool(), v["remaining"].as_u64()),
-        (Some(true), Some(98))
-    );
-    let denied = d.err(
-        "unused",
-        &["verify", &secret, "--permission", "docs:delete"],
-    );
+    assert_eq!((v["valid"].as_bool(), v["remaining"].as_u64()), (Some(true), Some(98)));
+    let denied = d.err("unused", &["verify", &secret, "--permission", "docs:delete"]);
     assert_eq!(denied.code, EXIT_REFUSED);
-    assert!(
-        denied.stdout.contains("INSUFFICIENT_PERMISSIONS"),
-        "{}",
-        denied.stdout
-    );
+    assert!(denied.stdout.contains("INSUFFICIENT_PERMISSIONS"), "{}", denied.stdout);
 
     // Update, then delete the key: it verifies as unknown.
-    let up = d.json(
-        &jwt,
-        &["keys", "update", &key_id, "--disable", "--unlimited"],
-    );
-    assert_eq!(
-        (up["enabled"].as_bool(), &up["remaining"]),
-        (Some(false), &Value::Null)
-    );
-    assert!(
-        d.ok(&jwt, &["keys", "list", "--inactive"])
-            .stdout
-            .contains(&key_id)
-    );
-    assert_eq!(
-        d.ok(&jwt, &["keys", "delete", &key_id]).stdout,
-        format!("deleted key {key_id}\n")
-    );
+    let up = d.json(&jwt, &["keys", "update", &key_id, "--disable", "--unlimited"]);
+    assert_eq!((up["enabled"].as_bool(), &up["remaining"]), (Some(false), &Value::Null));
+    assert!(d.ok(&jwt, &["keys", "list", "--inactive"]).stdout.contains(&key_id));
+    assert_eq!(d.ok(&jwt, &["keys", "delete", &key_id]).stdout, format!("deleted key {key_id}\n"));
     let gone = d.err("unused", &["--json", "verify", &secret]);
     assert_eq!(gone.code, EXIT_REFUSED);
     let verdict: Value = serde_json::from_str(&gone.stdout).unwrap();
-    assert_eq!(
-        (verdict["valid"].as_bool(), verdict["code"].as_str()),
-        (Some(false), Some("NOT_FOUND"))
-    );
+    assert_eq!((verdict["valid"].as_bool(), verdict["code"].as_str()), (Some(false), Some("NOT_FOUND")));
 
     // Access tokens belong to the calling user.
     let tok = d.json(&jwt, &["tokens", "create", "laptop", "--days", "30"]);
@@ -307,11 +197,7 @@ fn first_session_through_the_cli() {
     let tok_id = tok["token"]["id"].as_str().unwrap().to_owned();
     assert!(d.ok(&jwt, &["tokens", "list"]).stdout.contains(&tok_id));
     mirrors::<TokenPage>(&d.raw(&jwt, "/v1/access-tokens"));
-    assert!(
-        d.ok(&plaintext, &["tokens", "get", &tok_id])
-            .stdout
-            .contains("laptop")
-    );
+    assert!(d.ok(&plaintext, &["tokens", "get", &tok_id]).stdout.contains("laptop"));
     let r = d.json(&jwt, &["tokens", "revoke-all"]);
     assert_eq!(r["revokedCount"], 1);
     assert_eq!(d.err(&plaintext, &["tokens", "list"]).code, EXIT_REFUSED);
@@ -325,18 +211,10 @@ fn first_session_through_the_cli() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let codes: Vec<&str> = denials["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["detail"].as_str())
-        .collect();
+    let codes: Vec<&str> = denials["items"].as_array().unwrap().iter().filter_map(|e| e["detail"].as_str()).collect();
     assert!(codes.contains(&"INSUFFICIENT_PERMISSIONS"), "{codes:?}");
     let log = d.ok(&jwt, &["logs", "--action", "DeleteKey"]).stdout;
-    assert!(
-        log.starts_with("AT ") && log.contains(&key_id) && log.contains("success"),
-        "{log}"
-    );
+    assert!(log.starts_with("AT ") && log.contains(&key_id) && log.contains("success"), "{log}");
     mirrors::<LogPage>(&d.raw(&jwt, "/v1/logs"));
 
     // Tier change and team deletion need the admin token.
@@ -369,11 +247,7 @@ fn errors_map_to_exit_codes() {
         ],
     );
     assert_eq!(e.code, EXIT_REFUSED);
-    assert!(
-        e.message.contains("HTTP 422") && e.message.contains("role"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("HTTP 422") && e.message.contains("role"), "{}", e.message);
     let e = d.err(ADMIN, &["users", "list"]);
     assert!(e.message.contains("teamId"), "{}", e.message);
     // 401: a wrong credential.
@@ -386,10 +260,7 @@ fn errors_map_to_exit_codes() {
     let e = d.err(ADMIN, &["keys", "update", "k"]);
     assert_eq!(e.code, EXIT_USAGE);
     // Connection: exit 3.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
     let e = tollgate_admin::run([
         "tollgate-admin",
         "--url",

@@ -37,11 +37,7 @@ impl Drop for Daemon {
 
 fn start() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut c = Config {
         data: dir.path().join("data"),
         socket: dir.path().join("tollgate.sock"),
@@ -49,37 +45,23 @@ fn start() -> Daemon {
         admin_token: Some(ADMIN.to_owned()),
         ..Config::default()
     };
-    c.tiers.pro = Some(TierLimits {
-        requests_per_minute: Limit::Unlimited(Unlimited::Unlimited),
-        ..TierLimits::DEFAULTS[3]
-    });
+    c.tiers.pro =
+        Some(TierLimits { requests_per_minute: Limit::Unlimited(Unlimited::Unlimited), ..TierLimits::DEFAULTS[3] });
     c.validate().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(tollgate::server::serve(c, async move {
             let _ = rx.await;
         }))
         .unwrap();
     });
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Daemon {
-        url: format!("http://{addr}"),
-        stop: Some(tx),
-        thread: Some(thread),
-        _dir: dir,
-    };
+    let d = Daemon { url: format!("http://{addr}"), stop: Some(tx), thread: Some(thread), _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let probe = AdminClient::new(&d.url, None).unwrap();
-        if probe
-            .raw("GET", "/healthz", None)
-            .is_ok_and(|r| r.status == 200)
-        {
+        if probe.raw("GET", "/healthz", None).is_ok_and(|r| r.status == 200) {
             return d;
         }
         assert!(Instant::now() < deadline, "daemon did not start");
@@ -88,26 +70,14 @@ fn start() -> Daemon {
 }
 
 impl Daemon {
-    fn call(
-        &self,
-        cred: Option<&str>,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let r = AdminClient::new(&self.url, cred)
-            .unwrap()
-            .raw(method, path, body.as_ref())
-            .unwrap();
+    fn call(&self, cred: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let r = AdminClient::new(&self.url, cred).unwrap().raw(method, path, body.as_ref()).unwrap();
         (r.status, r.body)
     }
 
     fn ok(&self, cred: &str, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, b) = self.call(Some(cred), method, path, body);
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {b}"
-        );
+        assert!((200..300).contains(&status), "{method} {path}: {status} {b}");
         b
     }
 
@@ -115,10 +85,7 @@ impl Daemon {
     fn logs_until(&self, cred: &str, path: &str, want: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let items = self.ok(cred, "GET", path, None)["items"]
-                .as_array()
-                .unwrap()
-                .clone();
+            let items = self.ok(cred, "GET", path, None)["items"].as_array().unwrap().clone();
             if items.len() >= want || Instant::now() > deadline {
                 return items;
             }
@@ -130,21 +97,11 @@ impl Daemon {
 #[test]
 fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     let d = start();
-    let team = d.ok(
-        ADMIN,
-        "POST",
-        "/v1/teams",
-        Some(json!({"name": "acme", "tier": "Pro"})),
-    )["id"]
+    let team = d.ok(ADMIN, "POST", "/v1/teams", Some(json!({"name": "acme", "tier": "Pro"})))["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let other = d.ok(
-        ADMIN,
-        "POST",
-        "/v1/teams",
-        Some(json!({"name": "other", "tier": "Pro"})),
-    )["id"]
+    let other = d.ok(ADMIN, "POST", "/v1/teams", Some(json!({"name": "other", "tier": "Pro"})))["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -163,42 +120,17 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
         "/v1/users",
         Some(json!({"teamId": other, "username": "olaf", "password": "correct horse", "role": "Administrator"})),
     );
-    let jwt = AdminClient::new(&d.url, None)
-        .unwrap()
-        .login("ann", "correct horse")
-        .unwrap()
-        .token;
-    let other_jwt = AdminClient::new(&d.url, None)
-        .unwrap()
-        .login("olaf", "correct horse")
-        .unwrap()
-        .token;
-    let key = d.ok(
-        &jwt,
-        "POST",
-        "/v1/keys",
-        Some(json!({"permissions": {"docs": ["read"]}})),
-    );
-    let (key_id, secret) = (
-        key["id"].as_str().unwrap().to_owned(),
-        key["key"].as_str().unwrap().to_owned(),
-    );
+    let jwt = AdminClient::new(&d.url, None).unwrap().login("ann", "correct horse").unwrap().token;
+    let other_jwt = AdminClient::new(&d.url, None).unwrap().login("olaf", "correct horse").unwrap().token;
+    let key = d.ok(&jwt, "POST", "/v1/keys", Some(json!({"permissions": {"docs": ["read"]}})));
+    let (key_id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
 
     // A denial of a known key (team attributed off the hot path), one of an
     // unknown credential, and a refused admin call.
-    let (_, v) = d.call(
-        None,
-        "POST",
-        "/v1/verify",
-        Some(json!({"credential": secret, "permissions": {"docs": ["delete"]}})),
-    );
+    let (_, v) =
+        d.call(None, "POST", "/v1/verify", Some(json!({"credential": secret, "permissions": {"docs": ["delete"]}})));
     assert_eq!(v["code"], "INSUFFICIENT_PERMISSIONS");
-    let (_, v) = d.call(
-        None,
-        "POST",
-        "/v1/verify",
-        Some(json!({"credential": "tg_nope"})),
-    );
+    let (_, v) = d.call(None, "POST", "/v1/verify", Some(json!({"credential": "tg_nope"})));
     assert_eq!(v["valid"], false);
     let (status, _) = d.call(Some(&jwt), "GET", "/v1/keys/no-such-key", None);
     assert_eq!(status, 404);
@@ -212,10 +144,7 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
 
     let all = d.ok(&jwt, "GET", "/v1/logs", None);
     let items = all["items"].as_array().unwrap();
-    let actions: Vec<&str> = items
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions: Vec<&str> = items.iter().map(|e| e["action"].as_str().unwrap()).collect();
     // Newest first (listing the log is logged too).
     let times: Vec<u64> = items.iter().map(|e| e["atMs"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
@@ -226,17 +155,9 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     let created = items.iter().find(|e| e["action"] == "CreateKey").unwrap();
     assert_eq!(created["outcome"], "success");
     assert_eq!(created["target"], key_id.as_str());
-    assert!(
-        created["actor"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("user:{user}/jwt:"))
-    );
+    assert!(created["actor"].as_str().unwrap().starts_with(&format!("user:{user}/jwt:")));
     let missing = items.iter().find(|e| e["action"] == "GetKey").unwrap();
-    assert_eq!(
-        (missing["outcome"].as_str(), missing["detail"].as_str()),
-        (Some("failure"), Some("404"))
-    );
+    assert_eq!((missing["outcome"].as_str(), missing["detail"].as_str()), (Some("failure"), Some("404")));
     let admin_made = items.iter().find(|e| e["action"] == "CreateUser").unwrap();
     assert_eq!(admin_made["actor"], "admin-token");
     let text = all.to_string();
@@ -257,19 +178,12 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     let mut cursor: Option<String> = None;
     loop {
         let path = match &cursor {
-            Some(c) => format!(
-                "/v1/logs?limit=2&cursor={}",
-                tollgate_admin::client::encode(c)
-            ),
+            Some(c) => format!("/v1/logs?limit=2&cursor={}", tollgate_admin::client::encode(c)),
             None => "/v1/logs?limit=2".to_owned(),
         };
         let page = d.ok(&jwt, "GET", &path, None);
-        let ids: Vec<String> = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_owned())
-            .collect();
+        let ids: Vec<String> =
+            page["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
         assert!(ids.len() <= 2);
         seen.extend(ids);
         match page["nextCursor"].as_str() {
@@ -277,10 +191,7 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
             None => break,
         }
     }
-    let full: Vec<String> = items
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
+    let full: Vec<String> = items.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     // Listing the log is itself logged; compare the ids present in both.
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "a page repeated an event");
@@ -293,31 +204,14 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     // Scoping: another team sees none of it; the admin token must name a team.
     let theirs = d.ok(&other_jwt, "GET", "/v1/logs", None);
     assert!(!theirs.to_string().contains(&key_id));
-    let (status, _) = d.call(
-        Some(&other_jwt),
-        "GET",
-        &format!("/v1/logs?teamId={team}"),
-        None,
-    );
+    let (status, _) = d.call(Some(&other_jwt), "GET", &format!("/v1/logs?teamId={team}"), None);
     assert_eq!(status, 404);
     let (status, _) = d.call(Some(ADMIN), "GET", "/v1/logs", None);
     assert_eq!(status, 422);
-    let by_admin = d.ok(
-        ADMIN,
-        "GET",
-        &format!("/v1/logs?teamId={team}&action=CreateKey"),
-        None,
-    );
+    let by_admin = d.ok(ADMIN, "GET", &format!("/v1/logs?teamId={team}&action=CreateKey"), None);
     assert_eq!(by_admin["items"][0]["target"], key_id.as_str());
-    let global = d.logs_until(
-        ADMIN,
-        &format!("/v1/logs?teamId={GLOBAL}&outcome=denied"),
-        1,
-    );
-    assert_eq!(
-        (global[0]["actor"].as_str(), global[0]["detail"].as_str()),
-        (Some("unknown"), Some("MALFORMED"))
-    );
+    let global = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&outcome=denied"), 1);
+    assert_eq!((global[0]["actor"].as_str(), global[0]["detail"].as_str()), (Some("unknown"), Some("MALFORMED")));
 
     // The route is in the OpenAPI document.
     let (_, doc) = d.call(None, "GET", "/openapi.json", None);
@@ -343,11 +237,7 @@ fn retention_follows_the_tier() {
         outcome: "success".into(),
         detail: "200".into(),
     };
-    for (team, ages) in [
-        (&free, [1, 6, 8, 400]),
-        (&pro, [1, 6, 8, 400]),
-        (&master, [1, 100, 364, 366]),
-    ] {
+    for (team, ages) in [(&free, [1, 6, 8, 400]), (&pro, [1, 6, 8, 400]), (&master, [1, 100, 364, 366])] {
         for age in ages {
             log.record(&ev(team, age)).unwrap();
         }
@@ -356,21 +246,10 @@ fn retention_follows_the_tier() {
     // Free keeps 7 days, Master 365, Pro everything; global events as Free.
     assert_eq!(log.prune(now).unwrap(), 2 + 1 + 1);
     let left = |team: &str| {
-        let q = Query {
-            team,
-            action: None,
-            outcome: None,
-            since: 0,
-            until: u64::MAX,
-            limit: 100,
-            cursor: None,
-        };
+        let q = Query { team, action: None, outcome: None, since: 0, until: u64::MAX, limit: 100, cursor: None };
         let (events, more) = log.query(&q).unwrap();
         assert!(!more);
-        events
-            .into_iter()
-            .map(|(_, e)| (now - e.at) / day)
-            .collect::<Vec<_>>()
+        events.into_iter().map(|(_, e)| (now - e.at) / day).collect::<Vec<_>>()
     };
     assert_eq!(left(&free), vec![1, 6]);
     assert_eq!(left(&pro), vec![1, 6, 8, 400]);

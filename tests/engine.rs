@@ -84,9 +84,8 @@ log_retention_days = 90
 "#;
     let e = common::engine(dir.path(), toml);
     let (_, user) = common::team_and_user(&e, Tier::Start, "carol");
-    let secrets: Vec<String> = (0..THREADS)
-        .map(|_| e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap().1)
-        .collect();
+    let secrets: Vec<String> =
+        (0..THREADS).map(|_| e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap().1).collect();
     // Start of a minute plus one second: the whole test is inside one window.
     let now = (now_us() / 60_000_000 + 1) * 60_000_000 + 1_000_000;
     let t = hammer(|i| e.verify_at(&VerifyRequest::new(&secrets[i / ATTEMPTS]), now));
@@ -195,7 +194,14 @@ fn everything_acknowledged_survives_a_restart() {
     {
         let e = common::engine(dir.path(), common::PRO_UNLIMITED);
         (team, user) = common::team_and_user(&e, Tier::Pro, "grace");
-        let k = e.create_key(NewKey { user_id: user.clone(), remaining: Some(10), name: Some("kept".into()), ..Default::default() }).unwrap();
+        let k = e
+            .create_key(NewKey {
+                user_id: user.clone(),
+                remaining: Some(10),
+                name: Some("kept".into()),
+                ..Default::default()
+            })
+            .unwrap();
         let d = e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap();
         e.delete_key(&d.0.id).unwrap();
         let t = e.create_token(&user, "laptop", "personal", None).unwrap();

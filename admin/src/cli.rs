@@ -24,21 +24,11 @@ pub const EXIT_CONNECTION: i32 = 3;
 #[command(name = "tollgate-admin", version, about, propagate_version = true)]
 pub struct Cli {
     /// Base URL of the daemon's HTTP API.
-    #[arg(
-        long,
-        global = true,
-        env = "TOLLGATE_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
+    #[arg(long, global = true, env = "TOLLGATE_URL", default_value = "http://127.0.0.1:7070")]
     pub url: String,
     /// Credential for admin calls: the bootstrap admin token, a JWT, an API key
     /// or an access token. Falls back to TOLLGATE_TOKEN.
-    #[arg(
-        long,
-        global = true,
-        env = "TOLLGATE_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print the daemon's JSON instead of tables.
     #[arg(long, global = true)]
@@ -372,11 +362,7 @@ pub struct CliError {
 
 impl CliError {
     fn usage(message: impl Into<String>) -> CliError {
-        CliError {
-            code: EXIT_USAGE,
-            message: message.into(),
-            stdout: String::new(),
-        }
+        CliError { code: EXIT_USAGE, message: message.into(), stdout: String::new() }
     }
 }
 
@@ -387,11 +373,7 @@ impl From<ClientError> for CliError {
             ClientError::Url(_) => EXIT_USAGE,
             ClientError::Connection(_) | ClientError::Protocol(_) => EXIT_CONNECTION,
         };
-        CliError {
-            code,
-            message: e.to_string(),
-            stdout: String::new(),
-        }
+        CliError { code, message: e.to_string(), stdout: String::new() }
     }
 }
 
@@ -412,10 +394,9 @@ where
             return match e.kind() {
                 ErrorKind::DisplayHelp
                 | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Ok(Output {
-                    stdout: text,
-                    stderr: String::new(),
-                }),
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    Ok(Output { stdout: text, stderr: String::new() })
+                }
                 _ => Err(CliError::usage(text.trim_end())),
             };
         }
@@ -425,11 +406,7 @@ where
 
 /// Runs parsed arguments.
 pub fn execute(cli: Cli) -> Result<Output, CliError> {
-    let token = cli
-        .token
-        .clone()
-        .or_else(|| std::env::var("TOLLGATE_TOKEN").ok())
-        .filter(|t| !t.trim().is_empty());
+    let token = cli.token.clone().or_else(|| std::env::var("TOLLGATE_TOKEN").ok()).filter(|t| !t.trim().is_empty());
     let needs_token = !matches!(cli.command, Command::Login { .. } | Command::Verify { .. });
     if needs_token && token.is_none() {
         return Err(CliError::usage(
@@ -447,24 +424,8 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
         Command::Users(c) => users(&client, &out, c),
         Command::Keys(c) => keys(&client, &out, c),
         Command::Tokens(c) => tokens(&client, &out, c),
-        Command::Logs {
-            team,
-            action,
-            outcome,
-            since,
-            until,
-            limit,
-            cursor,
-        } => {
-            let p = client.list_logs(&LogQuery {
-                team_id: team,
-                action,
-                outcome,
-                since,
-                until,
-                limit,
-                cursor,
-            })?;
+        Command::Logs { team, action, outcome, since, until, limit, cursor } => {
+            let p = client.list_logs(&LogQuery { team_id: team, action, outcome, since, until, limit, cursor })?;
             out.print(&p, || {
                 let rows: Vec<Vec<String>> = p
                     .items
@@ -480,29 +441,16 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
                         ]
                     })
                     .collect();
-                let mut s = table(
-                    &["AT", "ACTION", "OUTCOME", "DETAIL", "ACTOR", "TARGET"],
-                    &rows,
-                );
+                let mut s = table(&["AT", "ACTION", "OUTCOME", "DETAIL", "ACTOR", "TARGET"], &rows);
                 if let Some(c) = &p.next_cursor {
                     s.push_str(&format!("next page: --cursor {c}\n"));
                 }
                 s
             })
         }
-        Command::Verify {
-            credential,
-            permissions,
-            ip,
-            cost,
-        } => {
-            let req = VerifyRequest {
-                credential,
-                ip,
-                permissions: parse_permissions(&permissions)?,
-                cost,
-                quota: None,
-            };
+        Command::Verify { credential, permissions, ip, cost } => {
+            let req =
+                VerifyRequest { credential, ip, permissions: parse_permissions(&permissions)?, cost, quota: None };
             let v = client.verify(&req)?;
             let printed = out.print(&v, || verdict_text(&v))?;
             match v {
@@ -523,11 +471,7 @@ struct Out {
 }
 
 impl Out {
-    fn print<T: Serialize>(
-        &self,
-        value: &T,
-        human: impl FnOnce() -> String,
-    ) -> Result<Output, CliError> {
+    fn print<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<Output, CliError> {
         let stdout = if self.json {
             let mut s = serde_json::to_string_pretty(value).map_err(|e| CliError {
                 code: EXIT_CONNECTION,
@@ -539,18 +483,12 @@ impl Out {
         } else {
             human()
         };
-        Ok(Output {
-            stdout,
-            stderr: String::new(),
-        })
+        Ok(Output { stdout, stderr: String::new() })
     }
 
     /// For calls answered with 204: nothing in JSON mode (there is no body).
     fn done(&self, what: String) -> Result<Output, CliError> {
-        Ok(Output {
-            stdout: if self.json { String::new() } else { what },
-            stderr: String::new(),
-        })
+        Ok(Output { stdout: if self.json { String::new() } else { what }, stderr: String::new() })
     }
 }
 
@@ -558,14 +496,10 @@ fn parse_permissions(list: &[String]) -> Result<Permissions, CliError> {
     let mut p = Permissions::new();
     for item in list {
         let Some((resource, action)) = item.split_once(':') else {
-            return Err(CliError::usage(format!(
-                "--permission {item:?}: expected RESOURCE:ACTION, e.g. docs:read"
-            )));
+            return Err(CliError::usage(format!("--permission {item:?}: expected RESOURCE:ACTION, e.g. docs:read")));
         };
         if resource.is_empty() || action.is_empty() {
-            return Err(CliError::usage(format!(
-                "--permission {item:?}: resource and action must not be empty"
-            )));
+            return Err(CliError::usage(format!("--permission {item:?}: resource and action must not be empty")));
         }
         let actions = p.entry(resource.to_owned()).or_default();
         if !actions.iter().any(|a| a == action) {
@@ -591,10 +525,7 @@ fn permissions_text(p: &Permissions) -> String {
     if p.is_empty() {
         return "-".to_owned();
     }
-    p.iter()
-        .map(|(r, a)| format!("{r}:{}", a.join(",")))
-        .collect::<Vec<_>>()
-        .join(" ")
+    p.iter().map(|(r, a)| format!("{r}:{}", a.join(","))).collect::<Vec<_>>().join(" ")
 }
 
 // ---- teams ----
@@ -646,20 +577,8 @@ fn user_text(u: &User) -> String {
 
 fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, CliError> {
     match c {
-        UsersCommand::Create {
-            username,
-            role,
-            password,
-            team,
-            status,
-        } => {
-            let u = client.create_user(&NewUser {
-                team_id: team,
-                username,
-                password,
-                role,
-                status,
-            })?;
+        UsersCommand::Create { username, role, password, team, status } => {
+            let u = client.create_user(&NewUser { team_id: team, username, password, role, status })?;
             out.print(&u, || user_text(&u))
         }
         UsersCommand::List { team } => {
@@ -669,13 +588,7 @@ fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, Cli
                     .data
                     .iter()
                     .map(|u| {
-                        vec![
-                            u.id.clone(),
-                            u.username.clone(),
-                            u.role.clone(),
-                            u.status.clone(),
-                            u.created_at.clone(),
-                        ]
+                        vec![u.id.clone(), u.username.clone(), u.role.clone(), u.status.clone(), u.created_at.clone()]
                     })
                     .collect();
                 table(&["ID", "USERNAME", "ROLE", "STATUS", "CREATED"], &rows)
@@ -685,25 +598,11 @@ fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, Cli
             let u = client.get_user(&id)?;
             out.print(&u, || user_text(&u))
         }
-        UsersCommand::Update {
-            id,
-            role,
-            status,
-            password,
-        } => {
+        UsersCommand::Update { id, role, status, password } => {
             if role.is_none() && status.is_none() && password.is_none() {
-                return Err(CliError::usage(
-                    "nothing to change: give --role, --status or --password",
-                ));
+                return Err(CliError::usage("nothing to change: give --role, --status or --password"));
             }
-            let u = client.update_user(
-                &id,
-                &UserUpdate {
-                    role,
-                    status,
-                    password,
-                },
-            )?;
+            let u = client.update_user(&id, &UserUpdate { role, status, password })?;
             out.print(&u, || user_text(&u))
         }
         UsersCommand::Delete { id } => {
@@ -716,11 +615,7 @@ fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, Cli
 // ---- keys ----
 
 fn key_text(k: &ApiKey) -> String {
-    let rate = match (
-        k.rate_limit_enabled,
-        k.rate_limit_max,
-        k.rate_limit_time_window,
-    ) {
+    let rate = match (k.rate_limit_enabled, k.rate_limit_max, k.rate_limit_time_window) {
         (true, Some(max), Some(w)) => format!("{max} per {w} ms"),
         _ => "-".to_owned(),
     };
@@ -728,11 +623,7 @@ fn key_text(k: &ApiKey) -> String {
         (Some(a), Some(i)) => format!("{a} every {i} ms"),
         _ => "-".to_owned(),
     };
-    let ips = if k.whitelisted_ips.is_empty() {
-        "any".to_owned()
-    } else {
-        k.whitelisted_ips.join(", ")
-    };
+    let ips = if k.whitelisted_ips.is_empty() { "any".to_owned() } else { k.whitelisted_ips.join(", ") };
     fields(&[
         ("id", k.id.clone()),
         ("name", or_dash(k.name.as_deref())),
@@ -755,11 +646,7 @@ fn key_text(k: &ApiKey) -> String {
     ])
 }
 
-fn settings_new_key(
-    user: Option<String>,
-    prefix: Option<String>,
-    s: KeySettings,
-) -> Result<NewKey, CliError> {
+fn settings_new_key(user: Option<String>, prefix: Option<String>, s: KeySettings) -> Result<NewKey, CliError> {
     let rate = s.rate_limit_max.is_some() || s.rate_limit_window.is_some();
     Ok(NewKey {
         user_id: user,
@@ -772,9 +659,7 @@ fn settings_new_key(
         rate_limit_enabled: rate.then_some(true),
         rate_limit_time_window: s.rate_limit_window,
         rate_limit_max: s.rate_limit_max,
-        permissions: (!s.permissions.is_empty())
-            .then(|| parse_permissions(&s.permissions))
-            .transpose()?,
+        permissions: (!s.permissions.is_empty()).then(|| parse_permissions(&s.permissions)).transpose()?,
         metadata: parse_metadata(s.metadata.as_deref())?,
         whitelisted_ips: (!s.ips.is_empty()).then_some(s.ips),
     })
@@ -782,25 +667,14 @@ fn settings_new_key(
 
 fn keys(client: &AdminClient, out: &Out, c: KeysCommand) -> Result<Output, CliError> {
     match c {
-        KeysCommand::Create {
-            user,
-            prefix,
-            settings,
-        } => {
+        KeysCommand::Create { user, prefix, settings } => {
             let k = client.create_key(&settings_new_key(user, prefix, settings)?)?;
             let secret = k.key.clone().unwrap_or_default();
             let mut o = out.print(&k, || format!("{}\nsecret: {secret}\n", key_text(&k)))?;
             o.stderr = "warning: this is the only time the key's secret is shown; store it now (tollgate keeps only its hash)\n".to_owned();
             Ok(o)
         }
-        KeysCommand::List {
-            team,
-            inactive,
-            limit,
-            offset,
-            starting_after,
-            ending_before,
-        } => {
+        KeysCommand::List { team, inactive, limit, offset, starting_after, ending_before } => {
             let l = client.list_keys(&KeyListQuery {
                 team_id: team,
                 status: inactive.then(|| "inactive".to_owned()),
@@ -825,18 +699,7 @@ fn keys(client: &AdminClient, out: &Out, c: KeysCommand) -> Result<Output, CliEr
                         ]
                     })
                     .collect();
-                let mut s = table(
-                    &[
-                        "ID",
-                        "NAME",
-                        "START",
-                        "STATUS",
-                        "REMAINING",
-                        "REQUESTS",
-                        "EXPIRES",
-                    ],
-                    &rows,
-                );
+                let mut s = table(&["ID", "NAME", "START", "STATUS", "REMAINING", "REQUESTS", "EXPIRES"], &rows);
                 s.push_str(&format!("{} of {} keys\n", l.count, l.total));
                 if let Some(last) = l.data.last().filter(|_| l.next_url.is_some()) {
                     s.push_str(&format!("next page: --starting-after {}\n", last.id));
@@ -848,16 +711,7 @@ fn keys(client: &AdminClient, out: &Out, c: KeysCommand) -> Result<Output, CliEr
             let k = client.get_key(&id)?;
             out.print(&k, || key_text(&k))
         }
-        KeysCommand::Update {
-            id,
-            enable,
-            disable,
-            no_expiry,
-            unlimited,
-            no_rate_limit,
-            any_ip,
-            settings: s,
-        } => {
+        KeysCommand::Update { id, enable, disable, no_expiry, unlimited, no_rate_limit, any_ip, settings: s } => {
             let rate = s.rate_limit_max.is_some() || s.rate_limit_window.is_some();
             let up = KeyUpdate {
                 name: s.name.map(Some),
@@ -868,34 +722,16 @@ fn keys(client: &AdminClient, out: &Out, c: KeysCommand) -> Result<Output, CliEr
                 } else {
                     None
                 },
-                expires_in: if no_expiry {
-                    Some(None)
-                } else {
-                    s.expires_in.map(Some)
-                },
-                remaining: if unlimited {
-                    Some(None)
-                } else {
-                    s.remaining.map(Some)
-                },
+                expires_in: if no_expiry { Some(None) } else { s.expires_in.map(Some) },
+                remaining: if unlimited { Some(None) } else { s.remaining.map(Some) },
                 refill_amount: s.refill_amount.map(Some),
                 refill_interval: s.refill_interval.map(Some),
-                rate_limit_enabled: if no_rate_limit {
-                    Some(false)
-                } else {
-                    rate.then_some(true)
-                },
+                rate_limit_enabled: if no_rate_limit { Some(false) } else { rate.then_some(true) },
                 rate_limit_time_window: s.rate_limit_window,
                 rate_limit_max: s.rate_limit_max,
-                permissions: (!s.permissions.is_empty())
-                    .then(|| parse_permissions(&s.permissions))
-                    .transpose()?,
+                permissions: (!s.permissions.is_empty()).then(|| parse_permissions(&s.permissions)).transpose()?,
                 metadata: parse_metadata(s.metadata.as_deref())?,
-                whitelisted_ips: if any_ip {
-                    Some(Vec::new())
-                } else {
-                    (!s.ips.is_empty()).then_some(s.ips)
-                },
+                whitelisted_ips: if any_ip { Some(Vec::new()) } else { (!s.ips.is_empty()).then_some(s.ips) },
             };
             if up == KeyUpdate::default() {
                 return Err(CliError::usage("nothing to change; see keys update --help"));
@@ -927,35 +763,14 @@ fn token_text(t: &AccessToken) -> String {
 
 fn tokens(client: &AdminClient, out: &Out, c: TokensCommand) -> Result<Output, CliError> {
     match c {
-        TokensCommand::Create {
-            name,
-            days,
-            token_type,
-        } => {
-            let t = client.create_token(&NewToken {
-                name,
-                expires_in_days: days,
-                token_type,
-            })?;
-            let mut o = out.print(&t, || {
-                format!("{}\nsecret: {}\n", token_text(&t.token), t.plaintext)
-            })?;
-            o.stderr = "warning: this is the only time the token's secret is shown; store it now\n"
-                .to_owned();
+        TokensCommand::Create { name, days, token_type } => {
+            let t = client.create_token(&NewToken { name, expires_in_days: days, token_type })?;
+            let mut o = out.print(&t, || format!("{}\nsecret: {}\n", token_text(&t.token), t.plaintext))?;
+            o.stderr = "warning: this is the only time the token's secret is shown; store it now\n".to_owned();
             Ok(o)
         }
-        TokensCommand::List {
-            include_revoked,
-            token_type,
-            limit,
-            cursor,
-        } => {
-            let p = client.list_tokens(&TokenListQuery {
-                token_type,
-                include_revoked,
-                limit,
-                cursor,
-            })?;
+        TokensCommand::List { include_revoked, token_type, limit, cursor } => {
+            let p = client.list_tokens(&TokenListQuery { token_type, include_revoked, limit, cursor })?;
             out.print(&p, || {
                 let rows: Vec<Vec<String>> = p
                     .items
@@ -972,12 +787,7 @@ fn tokens(client: &AdminClient, out: &Out, c: TokensCommand) -> Result<Output, C
                         ]
                     })
                     .collect();
-                let mut s = table(
-                    &[
-                        "ID", "NAME", "TYPE", "PREFIX", "CREATED", "EXPIRES", "REVOKED",
-                    ],
-                    &rows,
-                );
+                let mut s = table(&["ID", "NAME", "TYPE", "PREFIX", "CREATED", "EXPIRES", "REVOKED"], &rows);
                 if let Some(c) = &p.next_cursor {
                     s.push_str(&format!("next page: --cursor {c}\n"));
                 }
@@ -1003,15 +813,8 @@ fn tokens(client: &AdminClient, out: &Out, c: TokensCommand) -> Result<Output, C
 
 fn verdict_text(v: &Verdict) -> String {
     let rate = |r: &Option<RateLimitInfo>| {
-        r.as_ref().map_or_else(
-            || "-".to_owned(),
-            |r| {
-                format!(
-                    "{}/{} left, full in {} ms",
-                    r.remaining, r.limit, r.reset_ms
-                )
-            },
-        )
+        r.as_ref()
+            .map_or_else(|| "-".to_owned(), |r| format!("{}/{} left, full in {} ms", r.remaining, r.limit, r.reset_ms))
     };
     match v {
         Verdict::Allow(a) => fields(&[
@@ -1043,29 +846,10 @@ mod tests {
     fn usage_errors_exit_2() {
         let e = run(["tollgate-admin", "keys", "frobnicate"]).unwrap_err();
         assert_eq!(e.code, EXIT_USAGE);
-        let e = run([
-            "tollgate-admin",
-            "--token",
-            "t",
-            "verify",
-            "x",
-            "--permission",
-            "nocolon",
-        ])
-        .unwrap_err();
+        let e = run(["tollgate-admin", "--token", "t", "verify", "x", "--permission", "nocolon"]).unwrap_err();
         assert_eq!(e.code, EXIT_USAGE);
         assert!(e.message.contains("RESOURCE:ACTION"), "{}", e.message);
-        let e = run([
-            "tollgate-admin",
-            "--url",
-            "https://x",
-            "--token",
-            "t",
-            "teams",
-            "get",
-            "a",
-        ])
-        .unwrap_err();
+        let e = run(["tollgate-admin", "--url", "https://x", "--token", "t", "teams", "get", "a"]).unwrap_err();
         assert_eq!(e.code, EXIT_USAGE);
     }
 
@@ -1077,8 +861,7 @@ mod tests {
 
     #[test]
     fn permissions_merge_by_resource() {
-        let p =
-            parse_permissions(&["docs:read".into(), "docs:write".into(), "*:*".into()]).unwrap();
+        let p = parse_permissions(&["docs:read".into(), "docs:write".into(), "*:*".into()]).unwrap();
         assert_eq!(p["docs"], vec!["read", "write"]);
         assert_eq!(p["*"], vec!["*"]);
     }

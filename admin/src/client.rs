@@ -58,11 +58,7 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Status { status, body } => {
                 let s = body.summary();
-                if s.is_empty() {
-                    write!(f, "HTTP {status}")
-                } else {
-                    write!(f, "HTTP {status}: {s}")
-                }
+                if s.is_empty() { write!(f, "HTTP {status}") } else { write!(f, "HTTP {status}: {s}") }
             }
             ClientError::Connection(m) => write!(f, "cannot reach the daemon: {m}"),
             ClientError::Protocol(m) => write!(f, "unexpected answer from the daemon: {m}"),
@@ -107,15 +103,8 @@ pub fn encode(s: &str) -> String {
 }
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let q: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
-        .collect();
-    if q.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", q.join("&"))
-    }
+    let q: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
+    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
 }
 
 impl AdminClient {
@@ -140,9 +129,7 @@ impl AdminClient {
         };
         let bad_port = |p: &str| ClientError::Url(format!("{base_url}: bad port {p:?}"));
         let (host, port) = if let Some(r) = authority.strip_prefix('[') {
-            let (h, after) = r
-                .split_once(']')
-                .ok_or_else(|| ClientError::Url(format!("{base_url}: unclosed [")))?;
+            let (h, after) = r.split_once(']').ok_or_else(|| ClientError::Url(format!("{base_url}: unclosed [")))?;
             match after.strip_prefix(':') {
                 Some(p) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
                 None if after.is_empty() => (h, 80),
@@ -166,24 +153,14 @@ impl AdminClient {
     }
 
     /// Sends one request with the client's credential; any status comes back.
-    pub fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<RawResponse, ClientError> {
+    pub fn raw(&self, method: &str, path: &str, body: Option<&Value>) -> Result<RawResponse, ClientError> {
         let auth = self.credential.as_ref().map(|c| format!("Bearer {c}"));
         self.send(method, path, auth.as_deref(), body)
     }
 
     /// Sends a request and decodes a 2xx answer as `T`; other statuses become
     /// `ClientError::Status`.
-    pub fn call<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<T, ClientError> {
+    pub fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&Value>) -> Result<T, ClientError> {
         decode(self.raw(method, path, body)?)
     }
 
@@ -211,9 +188,7 @@ impl AdminClient {
             }
         }
         let mut stream = stream.ok_or_else(|| {
-            ClientError::Connection(
-                last.unwrap_or_else(|| format!("{} resolves to no address", self.host)),
-            )
+            ClientError::Connection(last.unwrap_or_else(|| format!("{} resolves to no address", self.host)))
         })?;
         stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(conn)?;
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(conn)?;
@@ -232,10 +207,7 @@ impl AdminClient {
             head.push_str(&format!("Authorization: {a}\r\n"));
         }
         if body.is_some() || matches!(method, "POST" | "PATCH" | "PUT") {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                payload.len()
-            ));
+            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len()));
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).map_err(conn)?;
@@ -247,14 +219,8 @@ impl AdminClient {
 
     /// Exchanges a username and password for a JWT (Basic auth).
     pub fn login(&self, username: &str, password: &str) -> Result<LoginResponse, ClientError> {
-        let basic =
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        decode(self.send(
-            "POST",
-            "/v1/auth/token",
-            Some(&format!("Basic {basic}")),
-            None,
-        )?)
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        decode(self.send("POST", "/v1/auth/token", Some(&format!("Basic {basic}")), None)?)
     }
 
     /// Exchanges an API key (as the username, no password) for a JWT.
@@ -276,9 +242,7 @@ impl AdminClient {
 
     /// `PATCH /v1/teams/{id}` (admin token only).
     pub fn set_team_tier(&self, id: &str, tier: &str) -> Result<Team, ClientError> {
-        let body = to_json(&TeamUpdate {
-            tier: tier.to_owned(),
-        })?;
+        let body = to_json(&TeamUpdate { tier: tier.to_owned() })?;
         self.call("PATCH", &format!("/v1/teams/{}", encode(id)), Some(&body))
     }
 
@@ -363,10 +327,7 @@ impl AdminClient {
     pub fn tokens_path(q: &TokenListQuery) -> String {
         let q = query(&[
             ("tokenType", q.token_type.clone()),
-            (
-                "includeRevoked",
-                q.include_revoked.then(|| "true".to_owned()),
-            ),
+            ("includeRevoked", q.include_revoked.then(|| "true".to_owned())),
             ("limit", q.limit.map(|l| l.to_string())),
             ("cursor", q.cursor.clone()),
         ]);
@@ -396,11 +357,7 @@ impl AdminClient {
     /// `DELETE /v1/access-tokens`: revokes all, except the token making the call
     /// when `exclude_current`.
     pub fn revoke_all_tokens(&self, exclude_current: bool) -> Result<RevokedCount, ClientError> {
-        self.call(
-            "DELETE",
-            &format!("/v1/access-tokens?exclude_current={exclude_current}"),
-            None,
-        )
+        self.call("DELETE", &format!("/v1/access-tokens?exclude_current={exclude_current}"), None)
     }
 
     // ---- audit log ----
@@ -445,17 +402,13 @@ fn check(r: &RawResponse) -> Result<(), ClientError> {
     if (200..300).contains(&r.status) {
         return Ok(());
     }
-    Err(ClientError::Status {
-        status: r.status,
-        body: serde_json::from_value(r.body.clone()).unwrap_or_default(),
-    })
+    Err(ClientError::Status { status: r.status, body: serde_json::from_value(r.body.clone()).unwrap_or_default() })
 }
 
 /// Decodes a 2xx answer as `T`, or turns the error status into `ClientError`.
 pub fn decode<T: DeserializeOwned>(r: RawResponse) -> Result<T, ClientError> {
     check(&r)?;
-    serde_json::from_value(r.body)
-        .map_err(|e| ClientError::Protocol(format!("HTTP {}: {e}", r.status)))
+    serde_json::from_value(r.body).map_err(|e| ClientError::Protocol(format!("HTTP {}: {e}", r.status)))
 }
 
 fn read_response(stream: TcpStream) -> Result<RawResponse, ClientError> {
@@ -515,9 +468,7 @@ fn read_response(stream: TcpStream) -> Result<RawResponse, ClientError> {
         body.resize(n, 0);
         r.read_exact(&mut body).map_err(io)?;
     } else if status != 204 && status != 304 {
-        r.take(MAX_RESPONSE_BYTES as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(io)?;
+        r.take(MAX_RESPONSE_BYTES as u64 + 1).read_to_end(&mut body).map_err(io)?;
         if body.len() > MAX_RESPONSE_BYTES {
             return Err(proto("response too large"));
         }
@@ -525,9 +476,8 @@ fn read_response(stream: TcpStream) -> Result<RawResponse, ClientError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ClientError::Protocol(format!("HTTP {status}: the body is not JSON ({e})"))
-        })?
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("HTTP {status}: the body is not JSON ({e})")))?
     };
     Ok(RawResponse { status, body })
 }
@@ -539,15 +489,9 @@ mod tests {
     #[test]
     fn base_urls() {
         let c = AdminClient::new("http://127.0.0.1:7070", None).unwrap();
-        assert_eq!(
-            (c.host.as_str(), c.port, c.base_path.as_str()),
-            ("127.0.0.1", 7070, "")
-        );
+        assert_eq!((c.host.as_str(), c.port, c.base_path.as_str()), ("127.0.0.1", 7070, ""));
         let c = AdminClient::new("localhost:8080/tollgate/", None).unwrap();
-        assert_eq!(
-            (c.host.as_str(), c.port, c.base_path.as_str()),
-            ("localhost", 8080, "/tollgate")
-        );
+        assert_eq!((c.host.as_str(), c.port, c.base_path.as_str()), ("localhost", 8080, "/tollgate"));
         let c = AdminClient::new("http://[::1]:7070", None).unwrap();
         assert_eq!((c.host.as_str(), c.port), ("::1", 7070));
         let c = AdminClient::new("http://example", None).unwrap();

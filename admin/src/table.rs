@@ -34,10 +34,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A two-column `field  value` table for one object.
 pub fn fields(pairs: &[(&str, String)]) -> String {
-    let rows: Vec<Vec<String>> = pairs
-        .iter()
-        .map(|(k, v)| vec![(*k).to_owned(), v.clone()])
-        .collect();
+    let rows: Vec<Vec<String>> = pairs.iter().map(|(k, v)| vec![(*k).to_owned(), v.clone()]).collect();
     let mut t = table(&["FIELD", "VALUE"], &rows);
     // The header adds nothing to a field list; drop it.
     if let Some(i) = t.find('\n') {
@@ -52,17 +49,8 @@ mod tests {
 
     #[test]
     fn aligns_columns() {
-        let t = table(
-            &["ID", "NAME"],
-            &[
-                vec!["k1".into(), "short".into()],
-                vec!["key-two".into(), "é".into()],
-            ],
-        );
+        let t = table(&["ID", "NAME"], &[vec!["k1".into(), "short".into()], vec!["key-two".into(), "é".into()]]);
         assert_eq!(t, "ID       NAME\nk1       short\nkey-two  é\n");
-        assert_eq!(
-            fields(&[("id", "1".into()), ("username", "ann".into())]),
-            "id        1\nusername  ann\n"
-        );
+        assert_eq!(fields(&[("id", "1".into()), ("username", "ann".into())]), "id        1\nusername  ann\n");
     }
 }

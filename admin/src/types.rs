@@ -649,15 +649,8 @@ mod tests {
 
     #[test]
     fn key_update_tells_absent_from_null() {
-        let up = KeyUpdate {
-            expires_in: Some(None),
-            enabled: Some(false),
-            ..KeyUpdate::default()
-        };
-        assert_eq!(
-            serde_json::to_value(&up).unwrap(),
-            json!({"expiresIn": null, "enabled": false})
-        );
+        let up = KeyUpdate { expires_in: Some(None), enabled: Some(false), ..KeyUpdate::default() };
+        assert_eq!(serde_json::to_value(&up).unwrap(), json!({"expiresIn": null, "enabled": false}));
     }
 
     #[test]
@@ -667,9 +660,6 @@ mod tests {
             "error": {"code": "validation_failed", "message": "role: must be Administrator"}
         }))
         .unwrap();
-        assert_eq!(
-            b.summary(),
-            "validation_failed: role: must be Administrator"
-        );
+        assert_eq!(b.summary(), "validation_failed: role: must be Administrator");
     }
 }

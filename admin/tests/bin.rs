@@ -8,12 +8,7 @@ use std::process::Command;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate-admin"));
-    for v in [
-        "TOLLGATE_URL",
-        "TOLLGATE_ADMIN_TOKEN",
-        "TOLLGATE_TOKEN",
-        "TOLLGATE_PASSWORD",
-    ] {
+    for v in ["TOLLGATE_URL", "TOLLGATE_ADMIN_TOKEN", "TOLLGATE_TOKEN", "TOLLGATE_PASSWORD"] {
         c.env_remove(v);
     }
     c
@@ -50,31 +45,14 @@ fn fake(status: &str, body: &'static str) -> (String, std::thread::JoinHandle<St
 
 #[test]
 fn refused_call_exits_1_with_the_daemons_message() {
-    let (url, t) = fake(
-        "404 Not Found",
-        r#"{"error":{"code":"not_found","message":"key not found"}}"#,
-    );
-    let out = bin()
-        .args([
-            "--url",
-            &url,
-            "--token",
-            "secret-admin-token",
-            "keys",
-            "get",
-            "k_1",
-        ])
-        .output()
-        .expect("run");
+    let (url, t) = fake("404 Not Found", r#"{"error":{"code":"not_found","message":"key not found"}}"#);
+    let out = bin().args(["--url", &url, "--token", "secret-admin-token", "keys", "get", "k_1"]).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HTTP 404: not_found: key not found"), "{err}");
     let head = t.join().expect("server");
     assert!(head.starts_with("GET /v1/keys/k_1 HTTP/1.1\r\n"), "{head}");
-    assert!(
-        head.contains("Authorization: Bearer secret-admin-token\r\n"),
-        "{head}"
-    );
+    assert!(head.contains("Authorization: Bearer secret-admin-token\r\n"), "{head}");
 }
 
 #[test]
@@ -91,38 +69,18 @@ fn json_output_goes_to_stdout() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["tier"], "Pro");
-    assert!(
-        t.join()
-            .expect("server")
-            .contains("Bearer from-the-environment")
-    );
+    assert!(t.join().expect("server").contains("Bearer from-the-environment"));
 }
 
 #[test]
 fn unreachable_daemon_exits_3_and_usage_exits_2() {
     // A port that was just free: nothing listens on it.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
     let out = bin()
-        .args([
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--token",
-            "t",
-            "users",
-            "get",
-            "u",
-        ])
+        .args(["--url", &format!("http://127.0.0.1:{port}"), "--token", "t", "users", "get", "u"])
         .output()
         .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the daemon"));
 
     let out = bin().args(["keys", "list"]).output().expect("run");

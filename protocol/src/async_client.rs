@@ -78,9 +78,7 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for AsyncClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncClient")
-            .field("version", &self.inner.version)
-            .finish_non_exhaustive()
+        f.debug_struct("AsyncClient").field("version", &self.inner.version).finish_non_exhaustive()
     }
 }
 
@@ -115,15 +113,7 @@ impl AsyncClient {
         let (frames, queue) = mpsc::channel(WRITE_QUEUE);
         tokio::spawn(write_loop(write_half, queue, shared.clone()));
         let reader = tokio::spawn(read_loop(read_half, buf, shared.clone())).abort_handle();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                shared,
-                frames,
-                next_id: AtomicU32::new(1),
-                version,
-                reader,
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { shared, frames, next_id: AtomicU32::new(1), version, reader }) })
     }
 
     /// The protocol version the server agreed to.
@@ -222,10 +212,7 @@ fn closed_error(shared: &Mutex<Shared>) -> io::Error {
 }
 
 fn unexpected(resp: &Response<'_>) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("unexpected {:?} response", resp.message_type()),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {:?} response", resp.message_type()))
 }
 
 async fn read_more<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
@@ -236,11 +223,7 @@ async fn read_more<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io:
     result
 }
 
-async fn write_loop(
-    mut w: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-    shared: Arc<Mutex<Shared>>,
-) {
+async fn write_loop(mut w: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>, shared: Arc<Mutex<Shared>>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while let Some(frame) = queue.recv().await {
         batch.clear();
@@ -289,16 +272,10 @@ async fn read_loop(mut r: OwnedReadHalf, mut buf: Vec<u8>, shared: Arc<Mutex<Sha
         buf.drain(..pos);
         match read_more(&mut r, &mut buf).await {
             Ok(0) if buf.is_empty() => {
-                break (
-                    io::ErrorKind::UnexpectedEof,
-                    "server closed the connection".into(),
-                );
+                break (io::ErrorKind::UnexpectedEof, "server closed the connection".into());
             }
             Ok(0) => {
-                break (
-                    io::ErrorKind::UnexpectedEof,
-                    FrameError::Incomplete.to_string(),
-                );
+                break (io::ErrorKind::UnexpectedEof, FrameError::Incomplete.to_string());
             }
             Ok(_) => {}
             Err(e) => break (e.kind(), format!("read failed: {e}")),

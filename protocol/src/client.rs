@@ -46,14 +46,8 @@ impl Client {
         let mut hello = Vec::with_capacity(crate::HANDSHAKE_LEN);
         encode_handshake(PROTOCOL_VERSION, &mut hello);
         stream.write_all(&hello)?;
-        let mut client = Self {
-            stream,
-            version: 0,
-            rbuf: Vec::with_capacity(READ_CHUNK),
-            rpos: 0,
-            wbuf: Vec::new(),
-            next_id: 1,
-        };
+        let mut client =
+            Self { stream, version: 0, rbuf: Vec::with_capacity(READ_CHUNK), rpos: 0, wbuf: Vec::new(), next_id: 1 };
         loop {
             if let Some((reply, used)) = decode_handshake_reply(client.unread())? {
                 client.version = accept_reply(reply)?;
@@ -195,15 +189,9 @@ impl Client {
                 Response::Error(e) => return Err(io::Error::other(e)),
                 other => return Err(unexpected(&other)),
             };
-            let slot = results
-                .get_mut(index)
-                .filter(|slot| slot.is_none())
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("second response for request id {id}"),
-                    )
-                })?;
+            let slot = results.get_mut(index).filter(|slot| slot.is_none()).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("second response for request id {id}"))
+            })?;
             *slot = Some(verdict);
             received += 1;
         }
@@ -237,10 +225,7 @@ impl Client {
         let old = self.rbuf.len();
         self.rbuf.resize(old + READ_CHUNK, 0);
         let result = loop {
-            match self
-                .stream
-                .read(self.rbuf.get_mut(old..).unwrap_or_default())
-            {
+            match self.stream.read(self.rbuf.get_mut(old..).unwrap_or_default()) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
@@ -249,10 +234,7 @@ impl Client {
         self.rbuf.truncate(old + n);
         match result? {
             // A clean close between frames, or one in the middle of a frame.
-            0 if old == 0 => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "server closed the connection",
-            )),
+            0 if old == 0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection")),
             0 => Err(FrameError::Incomplete.into()),
             _ => Ok(()),
         }
@@ -260,8 +242,5 @@ impl Client {
 }
 
 fn unexpected(resp: &Response<'_>) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("unexpected {:?} response", resp.message_type()),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {:?} response", resp.message_type()))
 }

@@ -5,9 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::types::{
-    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, List, MessageType, Permission,
-    PermissionList, QuotaOp, QuotaResult, QuotaUse, RateLimit, Request, Response, Verdict,
-    VerifyRequest,
+    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, List, MessageType, Permission, PermissionList,
+    QuotaOp, QuotaResult, QuotaUse, RateLimit, Request, Response, Verdict, VerifyRequest,
 };
 
 /// Largest value the 4-byte length prefix may hold (64 KiB). A server closes
@@ -120,16 +119,10 @@ impl fmt::Display for FrameError {
         match self {
             Self::Incomplete => f.write_str("incomplete frame"),
             Self::TooLarge { len } => {
-                write!(
-                    f,
-                    "frame length {len} exceeds the maximum of {MAX_FRAME_LEN}"
-                )
+                write!(f, "frame length {len} exceeds the maximum of {MAX_FRAME_LEN}")
             }
             Self::TooShort { len } => {
-                write!(
-                    f,
-                    "frame length {len} is shorter than the {HEADER_LEN}-byte header"
-                )
+                write!(f, "frame length {len} is shorter than the {HEADER_LEN}-byte header")
             }
             Self::BadMagic => f.write_str("handshake does not start with the TGAT magic"),
             Self::UnsupportedVersion { version } => {
@@ -155,11 +148,7 @@ impl std::error::Error for FrameError {}
 
 impl From<FrameError> for std::io::Error {
     fn from(e: FrameError) -> Self {
-        let kind = if e.is_incomplete() {
-            std::io::ErrorKind::UnexpectedEof
-        } else {
-            std::io::ErrorKind::InvalidData
-        };
+        let kind = if e.is_incomplete() { std::io::ErrorKind::UnexpectedEof } else { std::io::ErrorKind::InvalidData };
         std::io::Error::new(kind, e)
     }
 }
@@ -201,13 +190,9 @@ pub fn frame_request_id(buf: &[u8]) -> Option<u32> {
 /// Splits the first frame of `buf` into (message type byte, id, payload).
 fn split_frame(buf: &[u8]) -> Result<(u8, u32, &[u8]), FrameError> {
     let total = check_frame(buf)?.ok_or(FrameError::Incomplete)?;
-    let frame = buf
-        .get(LENGTH_PREFIX_LEN..total)
-        .ok_or(FrameError::Incomplete)?;
+    let frame = buf.get(LENGTH_PREFIX_LEN..total).ok_or(FrameError::Incomplete)?;
     let (&msg_type, rest) = frame.split_first().ok_or(FrameError::Incomplete)?;
-    let (id, payload) = rest
-        .split_first_chunk::<4>()
-        .ok_or(FrameError::Incomplete)?;
+    let (id, payload) = rest.split_first_chunk::<4>().ok_or(FrameError::Incomplete)?;
     Ok((msg_type, u32::from_be_bytes(*id), payload))
 }
 
@@ -245,19 +230,13 @@ pub fn decode_response(buf: &[u8]) -> Result<(u32, Response<'_>), FrameError> {
         Some(MessageType::QuotaResult) => Response::QuotaResult(QuotaResult {
             ok: r.flag("quota ok")?,
             used: r.u64("quota used")?,
-            limit: if r.flag("quota limit flag")? {
-                Some(r.u64("quota limit")?)
-            } else {
-                None
-            },
+            limit: if r.flag("quota limit flag")? { Some(r.u64("quota limit")?) } else { None },
         }),
         Some(MessageType::Pong) => Response::Pong,
         Some(MessageType::Error) => {
             let raw = r.u16("error code")?;
-            let code = ErrorCode::from_u16(raw).ok_or(FrameError::InvalidValue {
-                field: "error code",
-                value: raw.into(),
-            })?;
+            let code =
+                ErrorCode::from_u16(raw).ok_or(FrameError::InvalidValue { field: "error code", value: raw.into() })?;
             let message = Cow::Borrowed(r.str16("error message", MAX_STRING_LEN)?);
             Response::Error(ErrorResponse { code, message })
         }
@@ -274,10 +253,7 @@ fn read_verify<'a>(r: &mut Reader<'a>) -> Result<VerifyRequest<'a>, FrameError> 
         4 => Some(IpAddr::V4(Ipv4Addr::from(r.array::<4>("ipv4")?))),
         6 => Some(IpAddr::V6(Ipv6Addr::from(r.array::<16>("ipv6")?))),
         t => {
-            return Err(FrameError::InvalidValue {
-                field: "ip tag",
-                value: t.into(),
-            });
+            return Err(FrameError::InvalidValue { field: "ip tag", value: t.into() });
         }
     };
     let count = r.count("permissions")?;
@@ -292,20 +268,11 @@ fn read_verify<'a>(r: &mut Reader<'a>) -> Result<VerifyRequest<'a>, FrameError> 
     let permissions = PermissionList::from_wire(perm_bytes, count as u16);
     let cost = r.u32("cost")?;
     let quota = if r.flag("quota flag")? {
-        Some(QuotaUse {
-            name: r.str16("quota name", MAX_STRING_LEN)?,
-            amount: r.u32("quota amount")?,
-        })
+        Some(QuotaUse { name: r.str16("quota name", MAX_STRING_LEN)?, amount: r.u32("quota amount")? })
     } else {
         None
     };
-    Ok(VerifyRequest {
-        credential,
-        ip,
-        permissions,
-        cost,
-        quota,
-    })
+    Ok(VerifyRequest { credential, ip, permissions, cost, quota })
 }
 
 fn read_quota_op<'a>(r: &mut Reader<'a>) -> Result<QuotaOp<'a>, FrameError> {
@@ -320,10 +287,8 @@ fn read_verdict<'a>(r: &mut Reader<'a>) -> Result<Verdict<'a>, FrameError> {
     match r.u8("verdict")? {
         1 => {
             let raw = r.u8("credential kind")?;
-            let kind = CredentialKind::from_u8(raw).ok_or(FrameError::InvalidValue {
-                field: "credential kind",
-                value: raw.into(),
-            })?;
+            let kind = CredentialKind::from_u8(raw)
+                .ok_or(FrameError::InvalidValue { field: "credential kind", value: raw.into() })?;
             let subject = Cow::Borrowed(r.str16("subject", MAX_STRING_LEN)?);
             let team_id = Cow::Borrowed(r.str16("team id", MAX_STRING_LEN)?);
             let credential_id = Cow::Borrowed(r.str16("credential id", MAX_STRING_LEN)?);
@@ -333,16 +298,9 @@ fn read_verdict<'a>(r: &mut Reader<'a>) -> Result<Verdict<'a>, FrameError> {
             for _ in 0..count {
                 let resource = Cow::Borrowed(r.str16("permission resource", MAX_STRING_LEN)?);
                 let actions = r.str_list("actions", "action")?;
-                permissions.push(Permission {
-                    resource,
-                    actions: List::Owned(actions),
-                });
+                permissions.push(Permission { resource, actions: List::Owned(actions) });
             }
-            let remaining_uses = if r.flag("remaining uses flag")? {
-                Some(r.u64("remaining uses")?)
-            } else {
-                None
-            };
+            let remaining_uses = if r.flag("remaining uses flag")? { Some(r.u64("remaining uses")?) } else { None };
             let rate_limit = r.rate_limit()?;
             Ok(Verdict::Allow(Allow {
                 kind,
@@ -357,28 +315,14 @@ fn read_verdict<'a>(r: &mut Reader<'a>) -> Result<Verdict<'a>, FrameError> {
         }
         2 => {
             let raw = r.u8("deny code")?;
-            let code = DenyCode::from_u8(raw).ok_or(FrameError::InvalidValue {
-                field: "deny code",
-                value: raw.into(),
-            })?;
-            let retry_after_ms = if r.flag("retry after flag")? {
-                Some(r.u64("retry after")?)
-            } else {
-                None
-            };
+            let code =
+                DenyCode::from_u8(raw).ok_or(FrameError::InvalidValue { field: "deny code", value: raw.into() })?;
+            let retry_after_ms = if r.flag("retry after flag")? { Some(r.u64("retry after")?) } else { None };
             let reason = Cow::Borrowed(r.str16("reason", MAX_STRING_LEN)?);
             let rate_limit = r.rate_limit()?;
-            Ok(Verdict::Deny(Deny {
-                code,
-                retry_after_ms,
-                reason,
-                rate_limit,
-            }))
+            Ok(Verdict::Deny(Deny { code, retry_after_ms, reason, rate_limit }))
         }
-        v => Err(FrameError::InvalidValue {
-            field: "verdict",
-            value: v.into(),
-        }),
+        v => Err(FrameError::InvalidValue { field: "verdict", value: v.into() }),
     }
 }
 
@@ -400,10 +344,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], FrameError> {
-        let (head, tail) = self
-            .buf
-            .split_first_chunk::<N>()
-            .ok_or(FrameError::Truncated { field })?;
+        let (head, tail) = self.buf.split_first_chunk::<N>().ok_or(FrameError::Truncated { field })?;
         self.buf = tail;
         Ok(*head)
     }
@@ -429,10 +370,7 @@ impl<'a> Reader<'a> {
         match self.u8(field)? {
             0 => Ok(false),
             1 => Ok(true),
-            v => Err(FrameError::InvalidValue {
-                field,
-                value: v.into(),
-            }),
+            v => Err(FrameError::InvalidValue { field, value: v.into() }),
         }
     }
 
@@ -452,11 +390,7 @@ impl<'a> Reader<'a> {
     fn count(&mut self, field: &'static str) -> Result<usize, FrameError> {
         let len = usize::from(self.u16(field)?);
         if len > MAX_LIST_LEN {
-            return Err(FrameError::FieldTooLong {
-                field,
-                len,
-                max: MAX_LIST_LEN,
-            });
+            return Err(FrameError::FieldTooLong { field, len, max: MAX_LIST_LEN });
         }
         Ok(len)
     }
@@ -467,11 +401,7 @@ impl<'a> Reader<'a> {
         count.min(self.buf.len() / min_size)
     }
 
-    fn str_list(
-        &mut self,
-        field: &'static str,
-        item: &'static str,
-    ) -> Result<Vec<Cow<'a, str>>, FrameError> {
+    fn str_list(&mut self, field: &'static str, item: &'static str) -> Result<Vec<Cow<'a, str>>, FrameError> {
         let count = self.count(field)?;
         let mut list = Vec::with_capacity(self.capacity_for(count, 2));
         for _ in 0..count {
@@ -492,13 +422,7 @@ impl<'a> Reader<'a> {
     }
 
     fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::TrailingBytes {
-                count: self.buf.len(),
-            })
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(FrameError::TrailingBytes { count: self.buf.len() }) }
     }
 }
 
@@ -677,11 +601,7 @@ impl Writer<'_> {
 
     fn bytes16(&mut self, field: &'static str, v: &[u8], max: usize) -> Result<(), FrameError> {
         if v.len() > max {
-            return Err(FrameError::FieldTooLong {
-                field,
-                len: v.len(),
-                max,
-            });
+            return Err(FrameError::FieldTooLong { field, len: v.len(), max });
         }
         // v.len() <= max <= u16::MAX.
         self.u16(v.len() as u16);
@@ -695,22 +615,13 @@ impl Writer<'_> {
 
     fn count(&mut self, field: &'static str, len: usize) -> Result<(), FrameError> {
         if len > MAX_LIST_LEN {
-            return Err(FrameError::FieldTooLong {
-                field,
-                len,
-                max: MAX_LIST_LEN,
-            });
+            return Err(FrameError::FieldTooLong { field, len, max: MAX_LIST_LEN });
         }
         self.u16(len as u16);
         Ok(())
     }
 
-    fn str_list(
-        &mut self,
-        field: &'static str,
-        item: &'static str,
-        list: &[Cow<'_, str>],
-    ) -> Result<(), FrameError> {
+    fn str_list(&mut self, field: &'static str, item: &'static str, list: &[Cow<'_, str>]) -> Result<(), FrameError> {
         self.count(field, list.len())?;
         for s in list {
             self.str16(item, s, MAX_STRING_LEN)?;

@@ -12,23 +12,14 @@ use crate::types::{Allow, CredentialKind, List, Permission, RateLimit, Verdict, 
 
 static ROLES: [Cow<'static, str>; 2] = [Cow::Borrowed("member"), Cow::Borrowed("billing-viewer")];
 
-static DOCUMENT_ACTIONS: [Cow<'static, str>; 3] = [
-    Cow::Borrowed("read"),
-    Cow::Borrowed("write"),
-    Cow::Borrowed("share"),
-];
+static DOCUMENT_ACTIONS: [Cow<'static, str>; 3] =
+    [Cow::Borrowed("read"), Cow::Borrowed("write"), Cow::Borrowed("share")];
 
 static INVOICE_ACTIONS: [Cow<'static, str>; 1] = [Cow::Borrowed("read")];
 
 static PERMISSIONS: [Permission<'static>; 2] = [
-    Permission {
-        resource: Cow::Borrowed("documents"),
-        actions: List::Borrowed(&DOCUMENT_ACTIONS),
-    },
-    Permission {
-        resource: Cow::Borrowed("invoices"),
-        actions: List::Borrowed(&INVOICE_ACTIONS),
-    },
+    Permission { resource: Cow::Borrowed("documents"), actions: List::Borrowed(&DOCUMENT_ACTIONS) },
+    Permission { resource: Cow::Borrowed("invoices"), actions: List::Borrowed(&INVOICE_ACTIONS) },
 ];
 
 /// The rate limit the canned verdict reports, before the request's cost.

@@ -58,8 +58,7 @@ pub fn negotiate_version(offered: u16) -> Result<u16, FrameError> {
 /// or an error after appending an error frame with request id 0 to `out`,
 /// in which case the server writes `out` and closes the connection.
 pub fn server_handshake(buf: &[u8], out: &mut Vec<u8>) -> Result<Option<u16>, FrameError> {
-    let result =
-        decode_handshake(buf).and_then(|offered| offered.map(negotiate_version).transpose());
+    let result = decode_handshake(buf).and_then(|offered| offered.map(negotiate_version).transpose());
     match &result {
         Ok(Some(version)) => encode_handshake(*version, out),
         Ok(None) => {}
@@ -83,13 +82,12 @@ pub enum HandshakeReply<'a> {
 /// Returns `Ok(None)` while incomplete, else the reply and how many bytes it
 /// used. The two forms are told apart by the first byte: a handshake starts
 /// with `T` (0x54) while an error frame's length prefix starts with 0x00.
-pub fn decode_handshake_reply(
-    buf: &[u8],
-) -> Result<Option<(HandshakeReply<'_>, usize)>, FrameError> {
+pub fn decode_handshake_reply(buf: &[u8]) -> Result<Option<(HandshakeReply<'_>, usize)>, FrameError> {
     match buf.first() {
         None => Ok(None),
-        Some(&b) if b == MAGIC[0] => Ok(decode_handshake(buf)?
-            .map(|version| (HandshakeReply::Accepted(version), HANDSHAKE_LEN))),
+        Some(&b) if b == MAGIC[0] => {
+            Ok(decode_handshake(buf)?.map(|version| (HandshakeReply::Accepted(version), HANDSHAKE_LEN)))
+        }
         Some(_) => {
             let Some(len) = check_frame(buf)? else {
                 return Ok(None);
@@ -106,13 +104,10 @@ pub fn decode_handshake_reply(
 /// turning a refusal or a version this crate cannot speak into an error.
 pub(crate) fn accept_reply(reply: HandshakeReply<'_>) -> std::io::Result<u16> {
     match reply {
-        HandshakeReply::Accepted(v) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v) => {
-            Ok(v)
+        HandshakeReply::Accepted(v) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v) => Ok(v),
+        HandshakeReply::Accepted(v) => {
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, FrameError::UnsupportedVersion { version: v }))
         }
-        HandshakeReply::Accepted(v) => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            FrameError::UnsupportedVersion { version: v },
-        )),
         HandshakeReply::Rejected(e) => {
             let kind = if e.code == ErrorCode::UnsupportedVersion {
                 std::io::ErrorKind::Unsupported

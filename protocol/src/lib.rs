@@ -94,16 +94,14 @@ mod async_client;
 pub use async_client::AsyncClient;
 pub use client::{Client, PIPELINE_WINDOW};
 pub use codec::{
-    FrameError, HEADER_LEN, LENGTH_PREFIX_LEN, MAX_CREDENTIAL_LEN, MAX_FRAME_LEN, MAX_LIST_LEN,
-    MAX_STRING_LEN, check_frame, decode_request, decode_response, encode_error, encode_request,
-    encode_response, frame_request_id,
+    FrameError, HEADER_LEN, LENGTH_PREFIX_LEN, MAX_CREDENTIAL_LEN, MAX_FRAME_LEN, MAX_LIST_LEN, MAX_STRING_LEN,
+    check_frame, decode_request, decode_response, encode_error, encode_request, encode_response, frame_request_id,
 };
 pub use handshake::{
     HANDSHAKE_LEN, HandshakeReply, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, decode_handshake,
     decode_handshake_reply, encode_handshake, negotiate_version, server_handshake,
 };
 pub use types::{
-    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, List, MessageType, Permission,
-    PermissionIter, PermissionList, QuotaOp, QuotaResult, QuotaUse, RateLimit, Request, Response,
-    Verdict, VerifyRequest,
+    Allow, CredentialKind, Deny, DenyCode, ErrorCode, ErrorResponse, List, MessageType, Permission, PermissionIter,
+    PermissionList, QuotaOp, QuotaResult, QuotaUse, RateLimit, Request, Response, Verdict, VerifyRequest,
 };

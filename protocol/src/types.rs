@@ -102,13 +102,7 @@ impl<'a> VerifyRequest<'a> {
     /// Starts a request for `credential` with no IP, no required permissions,
     /// cost 1 and no quota; chain the setters to fill in the rest.
     pub fn new<C: AsRef<[u8]> + ?Sized>(credential: &'a C) -> Self {
-        Self {
-            credential: credential.as_ref(),
-            ip: None,
-            permissions: PermissionList::EMPTY,
-            cost: 1,
-            quota: None,
-        }
+        Self { credential: credential.as_ref(), ip: None, permissions: PermissionList::EMPTY, cost: 1, quota: None }
     }
 
     /// Sets the caller IP so the daemon can enforce the credential's IP allow list.
@@ -186,22 +180,16 @@ enum PermRepr<'a> {
 
 impl<'a> PermissionList<'a> {
     /// A list requiring no permissions.
-    pub const EMPTY: PermissionList<'static> = PermissionList {
-        repr: PermRepr::Pairs(&[]),
-    };
+    pub const EMPTY: PermissionList<'static> = PermissionList { repr: PermRepr::Pairs(&[]) };
 
     /// Wraps caller-supplied `(resource, action)` pairs.
     pub const fn new(pairs: &'a [(&'a str, &'a str)]) -> Self {
-        Self {
-            repr: PermRepr::Pairs(pairs),
-        }
+        Self { repr: PermRepr::Pairs(pairs) }
     }
 
     /// Wraps `count` encoded pairs that the decoder has already validated.
     pub(crate) const fn from_wire(bytes: &'a [u8], count: u16) -> Self {
-        Self {
-            repr: PermRepr::Wire { bytes, count },
-        }
+        Self { repr: PermRepr::Wire { bytes, count } }
     }
 
     /// How many pairs the list holds.
@@ -222,10 +210,7 @@ impl<'a> PermissionList<'a> {
         PermissionIter {
             repr: match self.repr {
                 PermRepr::Pairs(p) => IterRepr::Pairs(p.iter()),
-                PermRepr::Wire { bytes, count } => IterRepr::Wire {
-                    bytes,
-                    remaining: count,
-                },
+                PermRepr::Wire { bytes, count } => IterRepr::Wire { bytes, remaining: count },
             },
         }
     }
@@ -432,12 +417,7 @@ impl Allow<'_> {
             team_id: own(self.team_id),
             credential_id: own(self.credential_id),
             roles: own_list(&self.roles),
-            permissions: List::Owned(
-                self.permissions
-                    .iter()
-                    .map(|p| p.clone().into_owned())
-                    .collect(),
-            ),
+            permissions: List::Owned(self.permissions.iter().map(|p| p.clone().into_owned()).collect()),
             remaining_uses: self.remaining_uses,
             rate_limit: self.rate_limit,
         }
@@ -456,10 +436,7 @@ pub struct Permission<'a> {
 impl Permission<'_> {
     /// Copies every borrowed string so the value outlives its buffer.
     pub fn into_owned(self) -> Permission<'static> {
-        Permission {
-            resource: own(self.resource),
-            actions: own_list(&self.actions),
-        }
+        Permission { resource: own(self.resource), actions: own_list(&self.actions) }
     }
 }
 
@@ -523,10 +500,7 @@ pub struct ErrorResponse<'a> {
 impl ErrorResponse<'_> {
     /// Copies the message so the value outlives its buffer.
     pub fn into_owned(self) -> ErrorResponse<'static> {
-        ErrorResponse {
-            code: self.code,
-            message: own(self.message),
-        }
+        ErrorResponse { code: self.code, message: own(self.message) }
     }
 }
 

@@ -43,11 +43,7 @@ fn answer(id: u32, req: &Request<'_>, out: &mut Vec<u8>) -> bool {
             used: if op.amount <= 10 { op.amount.into() } else { 0 },
             limit: Some(10),
         }),
-        Request::QuotaRelease(_) => Response::QuotaResult(QuotaResult {
-            ok: true,
-            used: 0,
-            limit: None,
-        }),
+        Request::QuotaRelease(_) => Response::QuotaResult(QuotaResult { ok: true, used: 0, limit: None }),
         Request::Ping => Response::Pong,
     };
     encode_response(id, &resp, out).unwrap();
@@ -165,9 +161,7 @@ fn blocking_client_calls() {
     let server = fake_server();
     let mut client = Client::connect(&server.path).unwrap();
     assert_eq!(client.version(), PROTOCOL_VERSION);
-    client
-        .set_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    client.set_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     client.ping().unwrap();
 
     let req = VerifyRequest::new("tg_live_1")
@@ -183,11 +177,7 @@ fn blocking_client_calls() {
     let Verdict::Deny(d) = v else { panic!() };
     assert_eq!((d.retry_after_ms, &*d.reason), (Some(250), "slow down"));
 
-    let op = QuotaOp {
-        team_id: "team_1",
-        quota: "documents",
-        amount: 4,
-    };
+    let op = QuotaOp { team_id: "team_1", quota: "documents", amount: 4 };
     let q = client.quota_consume(&op).unwrap();
     assert_eq!((q.ok, q.used, q.limit), (true, 4, Some(10)));
     let q = client.quota_consume(&QuotaOp { amount: 11, ..op }).unwrap();
@@ -204,15 +194,7 @@ fn blocking_client_calls() {
 fn blocking_client_pipelines() {
     let server = fake_server();
     let mut client = Client::connect(&server.path).unwrap();
-    let creds: Vec<String> = (0..1000)
-        .map(|i| {
-            if i % 7 == 0 {
-                "deny".into()
-            } else {
-                format!("key_{i}")
-            }
-        })
-        .collect();
+    let creds: Vec<String> = (0..1000).map(|i| if i % 7 == 0 { "deny".into() } else { format!("key_{i}") }).collect();
     let reqs: Vec<VerifyRequest<'_>> = creds.iter().map(VerifyRequest::new).collect();
     let verdicts = client.verify_many(&reqs).unwrap();
     assert_eq!(verdicts.len(), creds.len());
@@ -224,9 +206,7 @@ fn blocking_client_pipelines() {
     // Manual pipelining with send/recv; answers come back reversed.
     for id in 1..=3u32 {
         let cred = format!("manual_{id}");
-        client
-            .send(id, &Request::Verify(VerifyRequest::new(&cred)))
-            .unwrap();
+        client.send(id, &Request::Verify(VerifyRequest::new(&cred))).unwrap();
     }
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -240,10 +220,7 @@ fn blocking_client_pipelines() {
     assert!(client.verify_many(&[]).unwrap().is_empty());
 
     // A failure part-way leaves stale answers behind; later calls skip them.
-    let reqs: Vec<_> = ["a", "b", "boom", "c", "d"]
-        .iter()
-        .map(VerifyRequest::new)
-        .collect();
+    let reqs: Vec<_> = ["a", "b", "boom", "c", "d"].iter().map(VerifyRequest::new).collect();
     let err = client.verify_many(&reqs).unwrap_err();
     assert!(err.to_string().contains("store unavailable"), "{err}");
     let v = client.verify(&VerifyRequest::new("after")).unwrap();
@@ -257,24 +234,13 @@ fn blocking_client_sees_connection_errors() {
     let err = client.verify(&VerifyRequest::new("bye")).unwrap_err();
     assert!(err.to_string().contains("SERVER_BUSY"), "{err}");
     let err = client.ping().unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe), "{err:?}");
 }
 
 #[test]
 fn handshake_refusals() {
     let mut refusal = Vec::new();
-    encode_error(
-        0,
-        ErrorCode::UnsupportedVersion,
-        "need version 2",
-        &mut refusal,
-    );
+    encode_error(0, ErrorCode::UnsupportedVersion, "need version 2", &mut refusal);
     let server = scripted_server(refusal);
     let err = Client::connect(&server.path).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::Unsupported);
@@ -344,17 +310,9 @@ mod async_client {
             let client = client.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..100 {
-                    let cred = if i % 10 == 0 {
-                        "deny".to_string()
-                    } else {
-                        format!("key_{t}_{i}")
-                    };
+                    let cred = if i % 10 == 0 { "deny".to_string() } else { format!("key_{t}_{i}") };
                     let v = client.verify(&VerifyRequest::new(&cred)).await.unwrap();
-                    let expected = if cred == "deny" {
-                        "RATE_LIMITED"
-                    } else {
-                        &cred
-                    };
+                    let expected = if cred == "deny" { "RATE_LIMITED" } else { &cred };
                     assert_eq!(credential_id(&v), expected);
                 }
             }));
@@ -363,28 +321,11 @@ mod async_client {
             t.await.unwrap();
         }
 
-        let q = client
-            .quota_consume(&QuotaOp {
-                team_id: "t",
-                quota: "docs",
-                amount: 3,
-            })
-            .await
-            .unwrap();
+        let q = client.quota_consume(&QuotaOp { team_id: "t", quota: "docs", amount: 3 }).await.unwrap();
         assert!(q.ok);
-        let q = client
-            .quota_release(&QuotaOp {
-                team_id: "t",
-                quota: "docs",
-                amount: 3,
-            })
-            .await
-            .unwrap();
+        let q = client.quota_release(&QuotaOp { team_id: "t", quota: "docs", amount: 3 }).await.unwrap();
         assert!(q.ok);
-        let err = client
-            .verify(&VerifyRequest::new("boom"))
-            .await
-            .unwrap_err();
+        let err = client.verify(&VerifyRequest::new("boom")).await.unwrap_err();
         assert!(err.to_string().contains("store unavailable"));
         client.ping().await.unwrap();
     }

@@ -18,16 +18,8 @@ fn sample_requests() -> Vec<Request<'static>> {
                 .quota("documents", 2),
         ),
         Request::Verify(VerifyRequest::new("eyJhbGciOi").ip("2001:db8::1".parse().unwrap())),
-        Request::QuotaConsume(QuotaOp {
-            team_id: "team_1",
-            quota: "documents",
-            amount: 3,
-        }),
-        Request::QuotaRelease(QuotaOp {
-            team_id: "team_1",
-            quota: "documents",
-            amount: 1,
-        }),
+        Request::QuotaConsume(QuotaOp { team_id: "team_1", quota: "documents", amount: 3 }),
+        Request::QuotaRelease(QuotaOp { team_id: "team_1", quota: "documents", amount: 1 }),
         Request::Ping,
     ]
 }
@@ -40,22 +32,12 @@ fn sample_allow() -> Verdict<'static> {
         credential_id: "jti-9".into(),
         roles: vec![Cow::from("admin"), Cow::from("")].into(),
         permissions: vec![
-            Permission {
-                resource: "documents".into(),
-                actions: vec![Cow::from("read"), Cow::from("write")].into(),
-            },
-            Permission {
-                resource: "empty".into(),
-                actions: Vec::new().into(),
-            },
+            Permission { resource: "documents".into(), actions: vec![Cow::from("read"), Cow::from("write")].into() },
+            Permission { resource: "empty".into(), actions: Vec::new().into() },
         ]
         .into(),
         remaining_uses: Some(41),
-        rate_limit: Some(RateLimit {
-            limit: 100,
-            remaining: 99,
-            reset_ms: 60_000,
-        }),
+        rate_limit: Some(RateLimit { limit: 100, remaining: 99, reset_ms: 60_000 }),
     })
 }
 
@@ -63,16 +45,8 @@ fn sample_responses() -> Vec<Response<'static>> {
     let mut v = vec![
         Response::Verdict(sample_allow()),
         Response::Verdict(echo::allow_verdict(&VerifyRequest::new("x"))),
-        Response::QuotaResult(QuotaResult {
-            ok: true,
-            used: 10,
-            limit: Some(100),
-        }),
-        Response::QuotaResult(QuotaResult {
-            ok: false,
-            used: 0,
-            limit: None,
-        }),
+        Response::QuotaResult(QuotaResult { ok: true, used: 10, limit: Some(100) }),
+        Response::QuotaResult(QuotaResult { ok: false, used: 0, limit: None }),
         Response::Pong,
     ];
     for &code in DenyCode::ALL {
@@ -84,10 +58,7 @@ fn sample_responses() -> Vec<Response<'static>> {
         })));
     }
     for &code in ErrorCode::ALL {
-        v.push(Response::Error(ErrorResponse {
-            code,
-            message: "héllo".into(),
-        }));
+        v.push(Response::Error(ErrorResponse { code, message: "héllo".into() }));
     }
     v
 }
@@ -168,11 +139,7 @@ fn every_truncation_is_incomplete() {
     let frames = sample_requests()
         .into_iter()
         .map(|r| (encode_req(7, &r), true))
-        .chain(
-            sample_responses()
-                .into_iter()
-                .map(|r| (encode_resp(7, &r), false)),
-        );
+        .chain(sample_responses().into_iter().map(|r| (encode_resp(7, &r), false)));
     for (buf, is_request) in frames {
         for cut in 0..buf.len() {
             let part = &buf[..cut];
@@ -208,10 +175,7 @@ fn too_short_length_is_rejected() {
     for len in 0..HEADER_LEN as u32 {
         let mut buf = len.to_be_bytes().to_vec();
         buf.extend_from_slice(&[0; 8]);
-        assert_eq!(
-            check_frame(&buf),
-            Err(FrameError::TooShort { len: len as usize })
-        );
+        assert_eq!(check_frame(&buf), Err(FrameError::TooShort { len: len as usize }));
     }
 }
 
@@ -229,19 +193,12 @@ fn unknown_and_wrong_direction_types_are_rejected() {
     }
     let mut buf = encode_resp(9, &Response::Pong);
     buf[4] = 0x04;
-    assert_eq!(
-        decode_response(&buf).unwrap_err(),
-        FrameError::UnknownMessageType { msg_type: 0x04 }
-    );
+    assert_eq!(decode_response(&buf).unwrap_err(), FrameError::UnknownMessageType { msg_type: 0x04 });
 }
 
 #[test]
 fn bad_utf8_is_rejected_but_binary_credentials_are_not() {
-    let op = QuotaOp {
-        team_id: "team",
-        quota: "docs",
-        amount: 1,
-    };
+    let op = QuotaOp { team_id: "team", quota: "docs", amount: 1 };
     let mut buf = encode_req(3, &Request::QuotaConsume(op));
     // team id string starts after header (9 bytes) + its u16 length.
     buf[11] = 0xff;
@@ -251,9 +208,7 @@ fn bad_utf8_is_rejected_but_binary_credentials_are_not() {
     assert!(err.closes_connection());
 
     let buf = encode_req(3, &Request::Verify(VerifyRequest::new(b"\xff\xfe")));
-    let (_, Request::Verify(v)) = decode_request(&buf).unwrap() else {
-        panic!()
-    };
+    let (_, Request::Verify(v)) = decode_request(&buf).unwrap() else { panic!() };
     assert_eq!(v.credential, b"\xff\xfe");
     assert_eq!(v.credential_str(), None);
 }
@@ -263,20 +218,11 @@ fn invalid_values_and_trailing_bytes_are_rejected() {
     // IP tag 5.
     let mut buf = encode_req(1, &Request::Verify(VerifyRequest::new("k")));
     buf[12] = 5;
-    assert_eq!(
-        decode_request(&buf).unwrap_err(),
-        FrameError::InvalidValue {
-            field: "ip tag",
-            value: 5
-        }
-    );
+    assert_eq!(decode_request(&buf).unwrap_err(), FrameError::InvalidValue { field: "ip tag", value: 5 });
     // Presence flag 2 for the quota.
     let mut buf = encode_req(1, &Request::Verify(VerifyRequest::new("k")));
     *buf.last_mut().unwrap() = 2;
-    assert!(matches!(
-        decode_request(&buf),
-        Err(FrameError::InvalidValue { .. })
-    ));
+    assert!(matches!(decode_request(&buf), Err(FrameError::InvalidValue { .. })));
     // Deny code 14 is not defined in version 1.
     let deny = Response::Verdict(Verdict::Deny(Deny {
         code: DenyCode::QuotaExceeded,
@@ -286,28 +232,16 @@ fn invalid_values_and_trailing_bytes_are_rejected() {
     }));
     let mut buf = encode_resp(1, &deny);
     buf[10] = 14;
-    assert_eq!(
-        decode_response(&buf).unwrap_err(),
-        FrameError::InvalidValue {
-            field: "deny code",
-            value: 14
-        }
-    );
+    assert_eq!(decode_response(&buf).unwrap_err(), FrameError::InvalidValue { field: "deny code", value: 14 });
     // One byte too many in a ping.
     let mut buf = encode_req(1, &Request::Ping);
     buf.push(0);
     buf[3] += 1;
-    assert_eq!(
-        decode_request(&buf).unwrap_err(),
-        FrameError::TrailingBytes { count: 1 }
-    );
+    assert_eq!(decode_request(&buf).unwrap_err(), FrameError::TrailingBytes { count: 1 });
     // A length prefix that cuts the payload short: truncated, not incomplete.
     let mut buf = encode_req(1, &Request::Verify(VerifyRequest::new("key")));
     buf[3] -= 1;
-    assert!(matches!(
-        decode_request(&buf),
-        Err(FrameError::Truncated { .. })
-    ));
+    assert!(matches!(decode_request(&buf), Err(FrameError::Truncated { .. })));
 }
 
 #[test]
@@ -320,20 +254,13 @@ fn huge_inner_lengths_do_not_allocate_or_panic() {
     buf.extend_from_slice(&[0x01, 0x00]);
     let len = (buf.len() - 4) as u32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
-    assert!(matches!(
-        decode_response(&buf),
-        Err(FrameError::Truncated { .. })
-    ));
+    assert!(matches!(decode_response(&buf), Err(FrameError::Truncated { .. })));
     // A list count over the limit is rejected before anything is read.
     let n = buf.len();
     buf[n - 2..].copy_from_slice(&[0xff, 0xff]);
     assert_eq!(
         decode_response(&buf).unwrap_err(),
-        FrameError::FieldTooLong {
-            field: "roles",
-            len: 0xffff,
-            max: MAX_LIST_LEN
-        }
+        FrameError::FieldTooLong { field: "roles", len: 0xffff, max: MAX_LIST_LEN }
     );
 }
 
@@ -349,10 +276,7 @@ fn encoding_checks_limits_and_leaves_the_buffer_untouched() {
     let s = "r".repeat(MAX_STRING_LEN);
     let pairs: Vec<(&str, &str)> = (0..40).map(|_| (s.as_str(), s.as_str())).collect();
     let req = Request::Verify(VerifyRequest::new("k").permissions(&pairs));
-    assert!(matches!(
-        encode_request(1, &req, &mut buf),
-        Err(FrameError::TooLarge { .. })
-    ));
+    assert!(matches!(encode_request(1, &req, &mut buf), Err(FrameError::TooLarge { .. })));
     assert_eq!(buf, b"previous");
 
     // The largest credential fits.
@@ -365,9 +289,7 @@ fn encode_error_truncates_long_messages_at_a_char_boundary() {
     let msg = "é".repeat(MAX_STRING_LEN);
     let mut buf = Vec::new();
     encode_error(0, ErrorCode::Internal, &msg, &mut buf);
-    let (id, Response::Error(e)) = decode_response(&buf).unwrap() else {
-        panic!()
-    };
+    let (id, Response::Error(e)) = decode_response(&buf).unwrap() else { panic!() };
     assert_eq!(id, 0);
     assert_eq!(e.message.len(), MAX_STRING_LEN);
 }
@@ -391,10 +313,7 @@ fn handshake() {
     let mut out = Vec::new();
     assert_eq!(server_handshake(&hello, &mut out), Ok(Some(1)));
     assert_eq!(out, b"TGAT\x00\x01");
-    assert_eq!(
-        decode_handshake_reply(&out),
-        Ok(Some((HandshakeReply::Accepted(1), HANDSHAKE_LEN)))
-    );
+    assert_eq!(decode_handshake_reply(&out), Ok(Some((HandshakeReply::Accepted(1), HANDSHAKE_LEN))));
     // A newer client is offered the server's version.
     assert_eq!(negotiate_version(7), Ok(PROTOCOL_VERSION));
 
@@ -404,9 +323,7 @@ fn handshake() {
     assert_eq!(err, FrameError::UnsupportedVersion { version: 0 });
     let (reply, used) = decode_handshake_reply(&out).unwrap().unwrap();
     assert_eq!(used, out.len());
-    let HandshakeReply::Rejected(e) = reply else {
-        panic!()
-    };
+    let HandshakeReply::Rejected(e) = reply else { panic!() };
     assert_eq!(e.code, ErrorCode::UnsupportedVersion);
     assert_eq!(frame_request_id(&out), Some(0));
     for cut in 0..out.len() {
@@ -415,13 +332,8 @@ fn handshake() {
 
     // Bad magic is refused as a malformed frame.
     let mut out = Vec::new();
-    assert_eq!(
-        server_handshake(b"GET / HTTP/1.1", &mut out),
-        Err(FrameError::BadMagic)
-    );
-    let (_, Response::Error(e)) = decode_response(&out).unwrap() else {
-        panic!()
-    };
+    assert_eq!(server_handshake(b"GET / HTTP/1.1", &mut out), Err(FrameError::BadMagic));
+    let (_, Response::Error(e)) = decode_response(&out).unwrap() else { panic!() };
     assert_eq!(e.code, ErrorCode::MalformedFrame);
 }
 
@@ -434,10 +346,7 @@ fn codes_and_names() {
     }
     assert_eq!(DenyCode::from_u8(0), None);
     assert_eq!(DenyCode::from_u8(14), None);
-    assert_eq!(
-        DenyCode::InsufficientPermissions.as_str(),
-        "INSUFFICIENT_PERMISSIONS"
-    );
+    assert_eq!(DenyCode::InsufficientPermissions.as_str(), "INSUFFICIENT_PERMISSIONS");
     assert_eq!(DenyCode::TeamRateLimited.as_str(), "TEAM_RATE_LIMITED");
     for &code in ErrorCode::ALL {
         assert_eq!(ErrorCode::from_u16(code.as_u16()), Some(code));
@@ -469,16 +378,10 @@ fn echo_verdict_is_realistic() {
 fn spec_examples() {
     let hex = |s: &str| -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     };
     let verify = Request::Verify(
-        VerifyRequest::new("tg_abc")
-            .ip(IpAddr::from([10, 0, 0, 7]))
-            .permissions(&[("docs", "read")])
-            .quota("docs", 1),
+        VerifyRequest::new("tg_abc").ip(IpAddr::from([10, 0, 0, 7])).permissions(&[("docs", "read")]).quota("docs", 1),
     );
     let expected = hex("0000002f 01 0000002a
          0006 74675f616263
@@ -500,11 +403,7 @@ fn spec_examples() {
         }]
         .into(),
         remaining_uses: None,
-        rate_limit: Some(RateLimit {
-            limit: 100,
-            remaining: 99,
-            reset_ms: 60_000,
-        }),
+        rate_limit: Some(RateLimit { limit: 100, remaining: 99, reset_ms: 60_000 }),
     }));
     let expected = hex("00000045 81 0000002a
          01 01
@@ -519,11 +418,7 @@ fn spec_examples() {
         code: DenyCode::RateLimited,
         retry_after_ms: Some(1500),
         reason: "slow down".into(),
-        rate_limit: Some(RateLimit {
-            limit: 100,
-            remaining: 0,
-            reset_ms: 1500,
-        }),
+        rate_limit: Some(RateLimit { limit: 100, remaining: 0, reset_ms: 1500 }),
     }));
     let expected = hex("0000002c 81 0000002a
          02 0a
@@ -542,8 +437,5 @@ fn spec_examples() {
     assert_eq!(encode_resp(1, &Response::Pong), hex("00000005 84 00000001"));
     let mut buf = Vec::new();
     encode_error(0, ErrorCode::FrameTooLarge, "too large", &mut buf);
-    assert_eq!(
-        buf,
-        hex("00000012 ff 00000000 0003 0009 746f6f206c61726765")
-    );
+    assert_eq!(buf, hex("00000012 ff 00000000 0003 0009 746f6f206c61726765"));
 }

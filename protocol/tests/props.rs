@@ -26,10 +26,7 @@ enum OwnedRequest {
 }
 
 fn short_string() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[a-z_:.-]{0,24}",
-        any::<String>().prop_map(|s| s.chars().take(40).collect())
-    ]
+    prop_oneof!["[a-z_:.-]{0,24}", any::<String>().prop_map(|s| s.chars().take(40).collect())]
 }
 
 fn ip() -> impl Strategy<Value = Option<IpAddr>> {
@@ -49,13 +46,7 @@ fn owned_request() -> impl Strategy<Value = OwnedRequest> {
         prop::option::of((short_string(), any::<u32>())),
     )
         .prop_map(|(credential, ip, permissions, cost, quota)| {
-            OwnedRequest::Verify(OwnedVerify {
-                credential,
-                ip,
-                permissions,
-                cost,
-                quota,
-            })
+            OwnedRequest::Verify(OwnedVerify { credential, ip, permissions, cost, quota })
         });
     prop_oneof![
         4 => verify,
@@ -68,13 +59,11 @@ fn owned_request() -> impl Strategy<Value = OwnedRequest> {
 }
 
 fn rate_limit() -> impl Strategy<Value = Option<RateLimit>> {
-    prop::option::of((any::<u32>(), any::<u32>(), any::<u64>()).prop_map(
-        |(limit, remaining, reset_ms)| RateLimit {
-            limit,
-            remaining,
-            reset_ms,
-        },
-    ))
+    prop::option::of((any::<u32>(), any::<u32>(), any::<u64>()).prop_map(|(limit, remaining, reset_ms)| RateLimit {
+        limit,
+        remaining,
+        reset_ms,
+    }))
 }
 
 fn str_list() -> impl Strategy<Value = List<'static, Cow<'static, str>>> {
@@ -90,48 +79,26 @@ fn response() -> impl Strategy<Value = Response<'static>> {
         prop::option::of(any::<u64>()),
         rate_limit(),
     )
-        .prop_map(
-            |(
-                kind,
-                (subject, team_id, credential_id),
+        .prop_map(|(kind, (subject, team_id, credential_id), roles, perms, remaining_uses, rate_limit)| {
+            Verdict::Allow(Allow {
+                kind: CredentialKind::from_u8(kind).unwrap(),
+                subject: subject.into(),
+                team_id: team_id.into(),
+                credential_id: credential_id.into(),
                 roles,
-                perms,
+                permissions: List::Owned(
+                    perms
+                        .into_iter()
+                        .map(|(resource, actions)| Permission { resource: resource.into(), actions })
+                        .collect(),
+                ),
                 remaining_uses,
                 rate_limit,
-            )| {
-                Verdict::Allow(Allow {
-                    kind: CredentialKind::from_u8(kind).unwrap(),
-                    subject: subject.into(),
-                    team_id: team_id.into(),
-                    credential_id: credential_id.into(),
-                    roles,
-                    permissions: List::Owned(
-                        perms
-                            .into_iter()
-                            .map(|(resource, actions)| Permission {
-                                resource: resource.into(),
-                                actions,
-                            })
-                            .collect(),
-                    ),
-                    remaining_uses,
-                    rate_limit,
-                })
-            },
-        );
-    let deny = (
-        prop::sample::select(DenyCode::ALL),
-        prop::option::of(any::<u64>()),
-        short_string(),
-        rate_limit(),
-    )
-        .prop_map(|(code, retry_after_ms, reason, rate_limit)| {
-            Verdict::Deny(Deny {
-                code,
-                retry_after_ms,
-                reason: reason.into(),
-                rate_limit,
             })
+        });
+    let deny = (prop::sample::select(DenyCode::ALL), prop::option::of(any::<u64>()), short_string(), rate_limit())
+        .prop_map(|(code, retry_after_ms, reason, rate_limit)| {
+            Verdict::Deny(Deny { code, retry_after_ms, reason: reason.into(), rate_limit })
         });
     prop_oneof![
         3 => prop_oneof![allow, deny].prop_map(Response::Verdict),
@@ -149,32 +116,17 @@ fn encode_owned(id: u32, req: &OwnedRequest, out: &mut Vec<u8>) {
     let pairs: Vec<(&str, &str)>;
     let request = match req {
         OwnedRequest::Verify(v) => {
-            pairs = v
-                .permissions
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
+            pairs = v.permissions.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             Request::Verify(VerifyRequest {
                 credential: &v.credential,
                 ip: v.ip,
                 permissions: PermissionList::new(&pairs),
                 cost: v.cost,
-                quota: v.quota.as_ref().map(|(name, amount)| QuotaUse {
-                    name,
-                    amount: *amount,
-                }),
+                quota: v.quota.as_ref().map(|(name, amount)| QuotaUse { name, amount: *amount }),
             })
         }
-        OwnedRequest::Consume(t, q, n) => Request::QuotaConsume(QuotaOp {
-            team_id: t,
-            quota: q,
-            amount: *n,
-        }),
-        OwnedRequest::Release(t, q, n) => Request::QuotaRelease(QuotaOp {
-            team_id: t,
-            quota: q,
-            amount: *n,
-        }),
+        OwnedRequest::Consume(t, q, n) => Request::QuotaConsume(QuotaOp { team_id: t, quota: q, amount: *n }),
+        OwnedRequest::Release(t, q, n) => Request::QuotaRelease(QuotaOp { team_id: t, quota: q, amount: *n }),
         OwnedRequest::Ping => Request::Ping,
     };
     encode_request(id, &request, out).unwrap();

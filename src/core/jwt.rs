@@ -187,10 +187,7 @@ impl fmt::Debug for JwtKeyConfig {
             .field("kid", &self.kid)
             .field("alg", &self.alg)
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
-            .field(
-                "private_key_pem",
-                &self.private_key_pem.as_ref().map(|_| "[redacted]"),
-            )
+            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "[redacted]"))
             .field("public_key_pem", &self.public_key_pem)
             .finish()
     }
@@ -332,20 +329,15 @@ impl Verifier {
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             Verifier::Hmac(key) => ring::hmac::verify(key, message, signature).is_ok(),
-            Verifier::Rsa { n, e } => rsig::RsaPublicKeyComponents {
-                n: n.as_slice(),
-                e: e.as_slice(),
-            }
-            .verify(&rsig::RSA_PKCS1_2048_8192_SHA256, message, signature)
-            .is_ok(),
-            Verifier::Ecdsa(point) => {
-                rsig::UnparsedPublicKey::new(&rsig::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, signature)
-                    .is_ok()
-            }
-            Verifier::Ed25519(public) => rsig::UnparsedPublicKey::new(&rsig::ED25519, public)
-                .verify(message, signature)
+            Verifier::Rsa { n, e } => rsig::RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
+                .verify(&rsig::RSA_PKCS1_2048_8192_SHA256, message, signature)
                 .is_ok(),
+            Verifier::Ecdsa(point) => {
+                rsig::UnparsedPublicKey::new(&rsig::ECDSA_P256_SHA256_FIXED, point).verify(message, signature).is_ok()
+            }
+            Verifier::Ed25519(public) => {
+                rsig::UnparsedPublicKey::new(&rsig::ED25519, public).verify(message, signature).is_ok()
+            }
         }
     }
 
@@ -388,14 +380,10 @@ impl Signer {
             Signer::Hmac(key) => Ok(ring::hmac::sign(key, message).as_ref().to_vec()),
             Signer::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public().modulus_len()];
-                pair.sign(&rsig::RSA_PKCS1_SHA256, rng, message, &mut sig)
-                    .map_err(|_| JwtError::Sign)?;
+                pair.sign(&rsig::RSA_PKCS1_SHA256, rng, message, &mut sig).map_err(|_| JwtError::Sign)?;
                 Ok(sig)
             }
-            Signer::Ecdsa(pair) => pair
-                .sign(rng, message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| JwtError::Sign),
+            Signer::Ecdsa(pair) => pair.sign(rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| JwtError::Sign),
             Signer::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
     }
@@ -476,9 +464,7 @@ struct OutHeader<'a> {
 /// Returns true when `json` starts (after whitespace) with `{`; serde's
 /// derived struct deserializers would otherwise also accept JSON arrays.
 fn is_json_object(json: &[u8]) -> bool {
-    json.iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .is_some_and(|b| *b == b'{')
+    json.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).is_some_and(|b| *b == b'{')
 }
 
 /// The still-encoded segments of a compact JWS.
@@ -499,17 +485,11 @@ fn split_token(token: &[u8]) -> Result<Segments<'_>, JwtReject> {
     let second = rest.iter().position(|b| *b == b'.').ok_or(NOT_THREE)?;
     let (payload, rest) = rest.split_at(second);
     let signature = rest.get(1..).ok_or(NOT_THREE)?;
-    if header.is_empty() || payload.is_empty() || signature.is_empty() || signature.contains(&b'.')
-    {
+    if header.is_empty() || payload.is_empty() || signature.is_empty() || signature.contains(&b'.') {
         return Err(NOT_THREE);
     }
     let signing_input = token.get(..first + 1 + second).ok_or(NOT_THREE)?;
-    Ok(Segments {
-        header,
-        payload,
-        signature,
-        signing_input,
-    })
+    Ok(Segments { header, payload, signature, signing_input })
 }
 
 /// Parses a DER `RSAPublicKey` (PKCS#1) into big-endian `(n, e)` without
@@ -526,9 +506,7 @@ fn parse_rsa_public_key(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
                 return None;
             }
             let (len_bytes, rest) = rest.split_at_checked(count)?;
-            let len = len_bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let len = len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             (len, rest)
         };
         let (value, rest) = rest.split_at_checked(len)?;
@@ -561,9 +539,7 @@ fn pem_der_contains(pem: &[u8], needle: &[u8]) -> bool {
         .filter(|line| !line.starts_with("-----"))
         .flat_map(|line| line.trim().bytes())
         .collect();
-    STANDARD
-        .decode(body)
-        .is_ok_and(|der| der.windows(needle.len()).any(|w| w == needle))
+    STANDARD.decode(body).is_ok_and(|der| der.windows(needle.len()).any(|w| w == needle))
 }
 
 /// Number of significant bits in a big-endian unsigned integer.
@@ -576,20 +552,13 @@ fn bit_len(be: &[u8]) -> usize {
 
 /// Key ids are restricted so that they never need JSON escaping in headers.
 fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= MAX_KID_LEN
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    !kid.is_empty() && kid.len() <= MAX_KID_LEN && kid.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 /// Loads one key's material, returning its verifier and, when it has
 /// private material, its signer.
 fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigError> {
-    let err = |reason: &'static str| JwtConfigError::Key {
-        kid: cfg.kid.clone(),
-        reason,
-    };
+    let err = |reason: &'static str| JwtConfigError::Key { kid: cfg.kid.clone(), reason };
     let private_pem = cfg.private_key_pem.as_deref().map(str::as_bytes);
     let public_pem = cfg.public_key_pem.as_deref();
     if let Some(public) = public_pem
@@ -603,10 +572,7 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
         if private_pem.is_some() || public_pem.is_some() {
             return Err(err("hs256 keys take a secret, not pem keys"));
         }
-        let secret = cfg
-            .secret
-            .as_deref()
-            .ok_or_else(|| err("hs256 key has no secret"))?;
+        let secret = cfg.secret.as_deref().ok_or_else(|| err("hs256 key has no secret"))?;
         if secret.len() < MIN_HS256_SECRET {
             return Err(err("hs256 secret must be at least 32 bytes"));
         }
@@ -626,17 +592,10 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
         (JwtAlg::RS256, Some(pem)) => {
             let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem)
                 .map_err(|_| err("private_key_pem is not a pkcs#1 or pkcs#8 rsa private key"))?;
-            let pair = rsig::RsaKeyPair::from_der(key.inner()).map_err(|_| {
-                err("private_key_pem is not a valid rsa private key of 2048 to 8192 bits")
-            })?;
+            let pair = rsig::RsaKeyPair::from_der(key.inner())
+                .map_err(|_| err("private_key_pem is not a valid rsa private key of 2048 to 8192 bits"))?;
             let comps = rsig::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
-            (
-                Some(Verifier::Rsa {
-                    n: comps.n,
-                    e: comps.e,
-                }),
-                Some(Signer::Rsa(pair)),
-            )
+            (Some(Verifier::Rsa { n: comps.n, e: comps.e }), Some(Signer::Rsa(pair)))
         }
         (JwtAlg::ES256, Some(pem)) => {
             let key = jsonwebtoken::EncodingKey::from_ec_pem(pem)
@@ -666,8 +625,8 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
         (JwtAlg::RS256, Some(pem)) => {
             let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem)
                 .map_err(|_| err("public_key_pem is not an rsa public key"))?;
-            let (n, e) = parse_rsa_public_key(key.as_bytes())
-                .ok_or_else(|| err("public_key_pem is not an rsa public key"))?;
+            let (n, e) =
+                parse_rsa_public_key(key.as_bytes()).ok_or_else(|| err("public_key_pem is not an rsa public key"))?;
             if !(2048..=8192).contains(&bit_len(&n)) {
                 return Err(err("rsa public key must be 2048 to 8192 bits"));
             }
@@ -684,9 +643,7 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
                 return Err(err("public_key_pem is not on the p-256 curve"));
             }
             if point.len() != 65 || point.first() != Some(&4) {
-                return Err(err(
-                    "public_key_pem is not an uncompressed p-256 public key",
-                ));
+                return Err(err("public_key_pem is not an uncompressed p-256 public key"));
             }
             Some(Verifier::Ecdsa(point.to_vec()))
         }
@@ -703,9 +660,7 @@ fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>), JwtConfigE
     let verifier = match (derived, configured) {
         (Some(d), Some(c)) => {
             let same = match (&d, &c) {
-                (Verifier::Rsa { n: n1, e: e1 }, Verifier::Rsa { n: n2, e: e2 }) => {
-                    n1 == n2 && e1 == e2
-                }
+                (Verifier::Rsa { n: n1, e: e1 }, Verifier::Rsa { n: n2, e: e2 }) => n1 == n2 && e1 == e2,
                 (Verifier::Ecdsa(a), Verifier::Ecdsa(b)) => a == b,
                 (Verifier::Ed25519(a), Verifier::Ed25519(b)) => a == b,
                 _ => false,
@@ -734,9 +689,7 @@ impl JwtKeys {
             return Err(JwtConfigError::Settings("issuer must not be empty"));
         }
         if settings.max_token_bytes < 64 {
-            return Err(JwtConfigError::Settings(
-                "max_token_bytes must be at least 64",
-            ));
+            return Err(JwtConfigError::Settings("max_token_bytes must be at least 64"));
         }
         if settings.keys.is_empty() {
             return Err(JwtConfigError::Settings("no keys are configured"));
@@ -758,33 +711,18 @@ impl JwtKeys {
             if let Some(jwk) = verifier.jwk(&cfg.kid, cfg.alg) {
                 jwks.push(jwk);
             }
-            let header = serde_json::to_vec(&OutHeader {
-                alg: cfg.alg.as_str(),
-                typ: "JWT",
-                kid: &cfg.kid,
-            })
-            .map_err(|_| JwtConfigError::Key {
-                kid: cfg.kid.clone(),
-                reason: "cannot serialize the token header",
-            })?;
+            let header =
+                serde_json::to_vec(&OutHeader { alg: cfg.alg.as_str(), typ: "JWT", kid: &cfg.kid }).map_err(|_| {
+                    JwtConfigError::Key { kid: cfg.kid.clone(), reason: "cannot serialize the token header" }
+                })?;
             let canonical_header_b64 = URL_SAFE_NO_PAD.encode(header);
             if cfg.kid == settings.signing_kid {
-                let signer =
-                    signer.ok_or_else(|| JwtConfigError::SigningKeyCannotSign(cfg.kid.clone()))?;
-                signing = Some(SigningKey {
-                    header_b64: canonical_header_b64.clone(),
-                    signer,
-                });
+                let signer = signer.ok_or_else(|| JwtConfigError::SigningKeyCannotSign(cfg.kid.clone()))?;
+                signing = Some(SigningKey { header_b64: canonical_header_b64.clone(), signer });
             }
-            keys.push(KeyEntry {
-                kid: cfg.kid.clone().into_boxed_str(),
-                alg: cfg.alg,
-                verifier,
-                canonical_header_b64,
-            });
+            keys.push(KeyEntry { kid: cfg.kid.clone().into_boxed_str(), alg: cfg.alg, verifier, canonical_header_b64 });
         }
-        let signing = signing
-            .ok_or_else(|| JwtConfigError::SigningKeyMissing(settings.signing_kid.clone()))?;
+        let signing = signing.ok_or_else(|| JwtConfigError::SigningKeyMissing(settings.signing_kid.clone()))?;
         let cache = (settings.cache_capacity > 0).then(|| Cache::new(settings.cache_capacity));
         Ok(JwtKeys {
             settings: settings.clone(),
@@ -878,11 +816,7 @@ impl JwtKeys {
     /// public bytes, and any other header goes through the full checks.
     fn select_key(&self, header_b64: &[u8]) -> Result<&KeyEntry, JwtReject> {
         use JwtReject::{BadSignature, Malformed};
-        if let Some(key) = self
-            .keys
-            .iter()
-            .find(|k| k.canonical_header_b64.as_bytes() == header_b64)
-        {
+        if let Some(key) = self.keys.iter().find(|k| k.canonical_header_b64.as_bytes() == header_b64) {
             return Ok(key);
         }
         if header_b64.len() > MAX_HEADER_B64 {
@@ -896,8 +830,8 @@ impl JwtKeys {
         if !is_json_object(header_json) {
             return Err(Malformed("header is not a json object"));
         }
-        let header: RawHeader<'_> = serde_json::from_slice(header_json)
-            .map_err(|_| Malformed("header is not valid json"))?;
+        let header: RawHeader<'_> =
+            serde_json::from_slice(header_json).map_err(|_| Malformed("header is not valid json"))?;
         if header.crit {
             return Err(Malformed("crit header is not supported"));
         }
@@ -912,11 +846,7 @@ impl JwtKeys {
             return Err(Malformed("typ is not JWT"));
         }
         let kid = header.kid.ok_or(BadSignature("header has no kid"))?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| *k.kid == *kid)
-            .ok_or(BadSignature("unknown kid"))?;
+        let key = self.keys.iter().find(|k| *k.kid == *kid).ok_or(BadSignature("unknown kid"))?;
         if key.alg != alg {
             return Err(BadSignature("alg does not match the key's pinned alg"));
         }
@@ -926,12 +856,8 @@ impl JwtKeys {
     /// Full verification without the cache.
     fn verify_uncached(&self, token: &[u8], now: u64) -> Result<Claims, JwtReject> {
         use JwtReject::{BadSignature, Malformed};
-        let Segments {
-            header: header_b64,
-            payload: payload_b64,
-            signature: sig_b64,
-            signing_input,
-        } = split_token(token)?;
+        let Segments { header: header_b64, payload: payload_b64, signature: sig_b64, signing_input } =
+            split_token(token)?;
 
         let key = self.select_key(header_b64)?;
 
@@ -939,9 +865,8 @@ impl JwtKeys {
             return Err(Malformed("signature is too large"));
         }
         let mut sig_buf = [0u8; SIG_BUF];
-        let sig_len = URL_SAFE_NO_PAD
-            .decode_slice(sig_b64, &mut sig_buf)
-            .map_err(|_| Malformed("signature is not base64url"))?;
+        let sig_len =
+            URL_SAFE_NO_PAD.decode_slice(sig_b64, &mut sig_buf).map_err(|_| Malformed("signature is not base64url"))?;
 
         // The payload is decoded (not parsed) before the signature check so
         // that encoding errors are reported as malformed, and parsed only
@@ -954,9 +879,7 @@ impl JwtKeys {
                 .map_err(|_| Malformed("payload is not base64url"))?;
             payload_stack.get(..len).unwrap_or_default()
         } else {
-            payload_heap = URL_SAFE_NO_PAD
-                .decode(payload_b64)
-                .map_err(|_| Malformed("payload is not base64url"))?;
+            payload_heap = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| Malformed("payload is not base64url"))?;
             &payload_heap
         };
 
@@ -970,8 +893,7 @@ impl JwtKeys {
         }
         // One UTF-8 check over the whole payload is cheaper than serde_json's
         // per-string checks on a byte slice.
-        let payload =
-            std::str::from_utf8(payload).map_err(|_| Malformed("claims are not valid json"))?;
+        let payload = std::str::from_utf8(payload).map_err(|_| Malformed("claims are not valid json"))?;
         let claims: Claims = serde_json::from_str(payload).map_err(|e| {
             if e.is_data() {
                 Malformed("claims are missing or wrongly typed")
@@ -1027,10 +949,7 @@ impl JwtKeys {
     /// Returns `(hits, misses)` of the verified-token cache since this key
     /// set was built; with the cache disabled every verification is a miss.
     pub fn cache_stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 }
 
@@ -1133,18 +1052,14 @@ TwIDAQAB
     /// Returns a ring-generated P-256 key as (private PKCS#8 PEM, public SPKI PEM).
     fn es256_pems() -> (String, String) {
         let rng = SystemRandom::new();
-        let doc = rsig::EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .expect("generate p-256");
-        let pair = rsig::EcdsaKeyPair::from_pkcs8(
-            &rsig::ECDSA_P256_SHA256_FIXED_SIGNING,
-            doc.as_ref(),
-            &rng,
-        )
-        .expect("parse p-256");
+        let doc =
+            rsig::EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("generate p-256");
+        let pair = rsig::EcdsaKeyPair::from_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
+            .expect("parse p-256");
         // SubjectPublicKeyInfo prefix for id-ecPublicKey + prime256v1.
         let mut spki = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+            0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
         ];
         spki.extend_from_slice(pair.public_key().as_ref());
         (pem("PRIVATE KEY", doc.as_ref()), pem("PUBLIC KEY", &spki))
@@ -1154,20 +1069,13 @@ TwIDAQAB
     fn ed25519_public_pem(private_pem: &str) -> String {
         let key = jsonwebtoken::EncodingKey::from_ed_pem(private_pem.as_bytes()).expect("ed pem");
         let pair = rsig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.inner()).expect("ed key");
-        let mut spki = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
+        let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
         spki.extend_from_slice(pair.public_key().as_ref());
         pem("PUBLIC KEY", &spki)
     }
 
     fn hs_key(kid: &str) -> JwtKeyConfig {
-        JwtKeyConfig {
-            kid: kid.into(),
-            alg: JwtAlg::HS256,
-            secret: Some(HS_SECRET.into()),
-            ..Default::default()
-        }
+        JwtKeyConfig { kid: kid.into(), alg: JwtAlg::HS256, secret: Some(HS_SECRET.into()), ..Default::default() }
     }
 
     fn rsa_key(kid: &str) -> JwtKeyConfig {
@@ -1257,12 +1165,9 @@ TwIDAQAB
 
     fn roundtrip(keys: &JwtKeys, alg: JwtAlg) {
         let token = keys.issue(&claims()).expect("issue");
-        let header: serde_json::Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD
-                .decode(token.split('.').next().expect("header"))
-                .expect("b64"),
-        )
-        .expect("json");
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().expect("header")).expect("b64"))
+                .expect("json");
         assert_eq!(header["alg"], alg.as_str());
         assert_eq!(header["typ"], "JWT");
         assert_eq!(header["kid"], keys.settings().signing_kid.as_str());
@@ -1278,18 +1183,15 @@ TwIDAQAB
         let decoding_key = if alg == JwtAlg::HS256 {
             jsonwebtoken::DecodingKey::from_secret(HS_SECRET.as_bytes())
         } else {
-            let set: jsonwebtoken::jwk::JwkSet =
-                serde_json::from_value(keys.jwks()).expect("jwks parses");
-            let jwk = set
-                .find(&keys.settings().signing_kid)
-                .expect("signing key in jwks");
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).expect("jwks parses");
+            let jwk = set.find(&keys.settings().signing_kid).expect("signing key in jwks");
             jsonwebtoken::DecodingKey::from_jwk(jwk).expect("decoding key from jwk")
         };
         let mut validation = jsonwebtoken::Validation::new(alg.into());
         validation.set_issuer(&[ISSUER]);
         validation.validate_exp = false;
-        let data = jsonwebtoken::decode::<Claims>(&token, &decoding_key, &validation)
-            .expect("jsonwebtoken accepts our token");
+        let data =
+            jsonwebtoken::decode::<Claims>(&token, &decoding_key, &validation).expect("jsonwebtoken accepts our token");
         assert_eq!(data.claims, claims());
     }
 
@@ -1328,17 +1230,9 @@ TwIDAQAB
     fn public_only_keys_verify_tokens_from_the_private_key() {
         let signer = keys_with(rsa_key("rsa"));
         let token = signer.issue(&claims()).expect("issue");
-        let verifier = JwtKeys::new(&settings(
-            "hs",
-            vec![
-                hs_key("hs"),
-                JwtKeyConfig {
-                    private_key_pem: None,
-                    ..rsa_key("rsa")
-                },
-            ],
-        ))
-        .expect("public-only rsa key");
+        let verifier =
+            JwtKeys::new(&settings("hs", vec![hs_key("hs"), JwtKeyConfig { private_key_pem: None, ..rsa_key("rsa") }]))
+                .expect("public-only rsa key");
         assert_eq!(*verifier.verify(&token, NOW).expect("verify"), claims());
     }
 
@@ -1350,17 +1244,11 @@ TwIDAQAB
             let header = b64(&format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"hs"}}"#));
             for sig in ["", "AAAA"] {
                 let token = format!("{header}.{payload}.{sig}");
-                assert!(
-                    matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))),
-                    "alg {alg} sig {sig:?}"
-                );
+                assert!(matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))), "alg {alg} sig {sig:?}");
             }
         }
         let token = format!("{}.{payload}.AAAA", b64(r#"{"alg":"none","kid":"hs"}"#));
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::Malformed("alg none is forbidden"))
-        );
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::Malformed("alg none is forbidden")));
     }
 
     #[test]
@@ -1374,10 +1262,7 @@ TwIDAQAB
             r#"{"alg":5,"kid":"hs"}"#,
         ] {
             let token = hs_token(HS_SECRET.as_bytes(), header, &payload);
-            assert!(
-                matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))),
-                "{header}"
-            );
+            assert!(matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))), "{header}");
         }
     }
 
@@ -1386,19 +1271,11 @@ TwIDAQAB
         let keys = keys_with(rsa_key("rsa"));
         let header = r#"{"alg":"HS256","typ":"JWT","kid":"rsa"}"#;
         let token = hs_token(RSA_PUBLIC.as_bytes(), header, &claims_json().to_string());
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::BadSignature(
-                "alg does not match the key's pinned alg"
-            ))
-        );
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::BadSignature("alg does not match the key's pinned alg")));
         // Also with the DER bytes of the public key as the HMAC secret.
         let der = jsonwebtoken::DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes()).expect("der");
         let token = hs_token(der.as_bytes(), header, &claims_json().to_string());
-        assert!(matches!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::BadSignature(_))
-        ));
+        assert!(matches!(keys.verify(&token, NOW), Err(JwtReject::BadSignature(_))));
     }
 
     #[test]
@@ -1408,12 +1285,7 @@ TwIDAQAB
         let ed = keys_with(ed_key("k"));
         let token = ed.issue(&claims()).expect("issue");
         let es = keys_with(es_key("k"));
-        assert_eq!(
-            es.verify(&token, NOW),
-            Err(JwtReject::BadSignature(
-                "alg does not match the key's pinned alg"
-            ))
-        );
+        assert_eq!(es.verify(&token, NOW), Err(JwtReject::BadSignature("alg does not match the key's pinned alg")));
     }
 
     #[test]
@@ -1435,49 +1307,24 @@ TwIDAQAB
     fn unknown_kid_rejected() {
         let keys = keys_with(hs_key("hs"));
         let payload = claims_json().to_string();
-        let token = hs_token(
-            HS_SECRET.as_bytes(),
-            r#"{"alg":"HS256","typ":"JWT","kid":"other"}"#,
-            &payload,
-        );
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::BadSignature("unknown kid"))
-        );
+        let token = hs_token(HS_SECRET.as_bytes(), r#"{"alg":"HS256","typ":"JWT","kid":"other"}"#, &payload);
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::BadSignature("unknown kid")));
     }
 
     #[test]
     fn missing_kid_rejected_even_with_a_single_key() {
         let keys = keys_with(hs_key("hs"));
-        let token = hs_token(
-            HS_SECRET.as_bytes(),
-            r#"{"alg":"HS256","typ":"JWT"}"#,
-            &claims_json().to_string(),
-        );
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::BadSignature("header has no kid"))
-        );
+        let token = hs_token(HS_SECRET.as_bytes(), r#"{"alg":"HS256","typ":"JWT"}"#, &claims_json().to_string());
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::BadSignature("header has no kid")));
     }
 
     #[test]
     fn wrong_typ_rejected_and_missing_typ_accepted() {
         let keys = keys_with(hs_key("hs"));
         let payload = claims_json().to_string();
-        let bad = hs_token(
-            HS_SECRET.as_bytes(),
-            r#"{"alg":"HS256","typ":"at+jwt","kid":"hs"}"#,
-            &payload,
-        );
-        assert!(matches!(
-            keys.verify(&bad, NOW),
-            Err(JwtReject::Malformed(_))
-        ));
-        let ok = hs_token(
-            HS_SECRET.as_bytes(),
-            r#"{"alg":"HS256","kid":"hs"}"#,
-            &payload,
-        );
+        let bad = hs_token(HS_SECRET.as_bytes(), r#"{"alg":"HS256","typ":"at+jwt","kid":"hs"}"#, &payload);
+        assert!(matches!(keys.verify(&bad, NOW), Err(JwtReject::Malformed(_))));
+        let ok = hs_token(HS_SECRET.as_bytes(), r#"{"alg":"HS256","kid":"hs"}"#, &payload);
         assert!(keys.verify(&ok, NOW).is_ok());
     }
 
@@ -1486,10 +1333,7 @@ TwIDAQAB
         let keys = keys_with(hs_key("hs"));
         let token = keys.issue(&claims()).expect("issue");
         let exp = claims().exp;
-        assert_eq!(
-            keys.verify(&token, exp + LEEWAY + 1),
-            Err(JwtReject::Expired)
-        );
+        assert_eq!(keys.verify(&token, exp + LEEWAY + 1), Err(JwtReject::Expired));
     }
 
     #[test]
@@ -1508,23 +1352,13 @@ TwIDAQAB
         let keys = keys_with(hs_key("hs"));
         let token = keys.issue(&claims()).expect("issue");
         assert!(keys_with(hs_key("hs")).verify(&token, exp + LEEWAY).is_ok());
-        assert_eq!(
-            keys_with(hs_key("hs")).verify(&token, exp + LEEWAY + 1),
-            Err(JwtReject::Expired)
-        );
+        assert_eq!(keys_with(hs_key("hs")).verify(&token, exp + LEEWAY + 1), Err(JwtReject::Expired));
 
         let mut c = claims();
         c.nbf = NOW + 100;
         let token = keys.issue(&c).expect("issue");
-        assert!(
-            keys_with(hs_key("hs"))
-                .verify(&token, NOW + 100 - LEEWAY)
-                .is_ok()
-        );
-        assert_eq!(
-            keys_with(hs_key("hs")).verify(&token, NOW + 100 - LEEWAY - 1),
-            Err(JwtReject::NotYetValid)
-        );
+        assert!(keys_with(hs_key("hs")).verify(&token, NOW + 100 - LEEWAY).is_ok());
+        assert_eq!(keys_with(hs_key("hs")).verify(&token, NOW + 100 - LEEWAY - 1), Err(JwtReject::NotYetValid));
     }
 
     #[test]
@@ -1534,10 +1368,7 @@ TwIDAQAB
         c.iat = NOW + LEEWAY + 1;
         c.nbf = 0;
         let token = keys.issue(&c).expect("issue");
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::Malformed("iat is in the future"))
-        );
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::Malformed("iat is in the future")));
     }
 
     #[test]
@@ -1546,10 +1377,7 @@ TwIDAQAB
         let mut c = claims();
         c.iss = "https://evil.test".into();
         let token = keys.issue(&c).expect("issue");
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::BadSignature("wrong issuer"))
-        );
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::BadSignature("wrong issuer")));
     }
 
     #[test]
@@ -1560,25 +1388,16 @@ TwIDAQAB
         let mut c = claims();
         c.aud = Some("someone-else".into());
         let wrong = keys.issue(&c).expect("issue");
-        assert_eq!(
-            keys.verify(&wrong, NOW),
-            Err(JwtReject::BadSignature("wrong audience"))
-        );
+        assert_eq!(keys.verify(&wrong, NOW), Err(JwtReject::BadSignature("wrong audience")));
         let missing = keys.issue(&claims()).expect("issue");
-        assert_eq!(
-            keys.verify(&missing, NOW),
-            Err(JwtReject::BadSignature("wrong audience"))
-        );
+        assert_eq!(keys.verify(&missing, NOW), Err(JwtReject::BadSignature("wrong audience")));
         c.aud = Some("tollgate-api".into());
         let right = keys.issue(&c).expect("issue");
         assert!(keys.verify(&right, NOW).is_ok());
 
         // Without a configured audience, a token carrying one is accepted.
         let open = keys_with(hs_key("hs"));
-        assert_eq!(
-            open.verify(&wrong, NOW).expect("accepted").aud.as_deref(),
-            Some("someone-else")
-        );
+        assert_eq!(open.verify(&wrong, NOW).expect("accepted").aud.as_deref(), Some("someone-else"));
     }
 
     #[test]
@@ -1587,10 +1406,7 @@ TwIDAQAB
         let mut payload = claims_json();
         payload["exp"] = serde_json::Value::String((NOW + 900).to_string());
         let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &payload.to_string());
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::Malformed("claims are missing or wrongly typed"))
-        );
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::Malformed("claims are missing or wrongly typed")));
         for (claim, value) in [
             ("exp", serde_json::json!(1.5)),
             ("exp", serde_json::json!(-1)),
@@ -1601,28 +1417,14 @@ TwIDAQAB
             let mut payload = claims_json();
             payload[claim] = value;
             let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &payload.to_string());
-            assert!(
-                matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))),
-                "{claim}"
-            );
+            assert!(matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))), "{claim}");
         }
     }
 
     #[test]
     fn missing_claim_rejected() {
         let keys = keys_with(hs_key("hs"));
-        for claim in [
-            "iss",
-            "sub",
-            "iat",
-            "exp",
-            "nbf",
-            "jti",
-            "prv",
-            "team",
-            "roles",
-            "subscription",
-        ] {
+        for claim in ["iss", "sub", "iat", "exp", "nbf", "jti", "prv", "team", "roles", "subscription"] {
             let mut payload = claims_json();
             payload.as_object_mut().expect("object").remove(claim);
             let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &payload.to_string());
@@ -1647,37 +1449,15 @@ TwIDAQAB
     fn non_object_claims_and_duplicate_claims_rejected() {
         let keys = keys_with(hs_key("hs"));
         let c = claims();
-        let array = serde_json::json!([
-            c.iss,
-            c.sub,
-            null,
-            c.iat,
-            c.exp,
-            c.nbf,
-            c.jti,
-            c.prv,
-            c.team,
-            c.roles,
-            c.subscription
-        ]);
+        let array =
+            serde_json::json!([c.iss, c.sub, null, c.iat, c.exp, c.nbf, c.jti, c.prv, c.team, c.roles, c.subscription]);
         let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &array.to_string());
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::Malformed("claims are not a json object"))
-        );
-        let dup = claims_json()
-            .to_string()
-            .replacen('{', r#"{"exp":99999999999,"#, 1);
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::Malformed("claims are not a json object")));
+        let dup = claims_json().to_string().replacen('{', r#"{"exp":99999999999,"#, 1);
         let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, &dup);
-        assert!(matches!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::Malformed(_))
-        ));
+        assert!(matches!(keys.verify(&token, NOW), Err(JwtReject::Malformed(_))));
         let token = hs_token(HS_SECRET.as_bytes(), HS_HEADER, "not json");
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::Malformed("claims are not a json object"))
-        );
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::Malformed("claims are not a json object")));
     }
 
     #[test]
@@ -1687,16 +1467,10 @@ TwIDAQAB
         c.roles = (0..400).map(|i| format!("role-{i}")).collect();
         let token = keys.issue(&c).expect("issue");
         assert!(token.len() > 4096);
-        assert_eq!(
-            keys.verify(&token, NOW),
-            Err(JwtReject::Malformed("token exceeds max_token_bytes"))
-        );
+        assert_eq!(keys.verify(&token, NOW), Err(JwtReject::Malformed("token exceeds max_token_bytes")));
         // Garbage of the same size gets the same answer: nothing was decoded.
         let garbage = "!".repeat(4097);
-        assert_eq!(
-            keys.verify(&garbage, NOW),
-            Err(JwtReject::Malformed("token exceeds max_token_bytes"))
-        );
+        assert_eq!(keys.verify(&garbage, NOW), Err(JwtReject::Malformed("token exceeds max_token_bytes")));
     }
 
     #[test]
@@ -1720,23 +1494,12 @@ TwIDAQAB
         c.roles.push("superuser".into());
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).expect("json"));
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-        assert_eq!(
-            keys.verify(&forged, NOW),
-            Err(JwtReject::BadSignature("signature mismatch"))
-        );
+        assert_eq!(keys.verify(&forged, NOW), Err(JwtReject::BadSignature("signature mismatch")));
         // Flipping one signature character is also caught.
         let mut sig = parts[2].as_bytes().to_vec();
         sig[0] = if sig[0] == b'A' { b'B' } else { b'A' };
-        let forged = format!(
-            "{}.{}.{}",
-            parts[0],
-            parts[1],
-            String::from_utf8(sig).expect("ascii")
-        );
-        assert!(matches!(
-            keys.verify(&forged, NOW),
-            Err(JwtReject::BadSignature(_))
-        ));
+        let forged = format!("{}.{}.{}", parts[0], parts[1], String::from_utf8(sig).expect("ascii"));
+        assert!(matches!(keys.verify(&forged, NOW), Err(JwtReject::BadSignature(_))));
         // Forged tokens are never cached: both attempts above were misses,
         // and the genuine token still verifies through the full path.
         assert_eq!(keys.cache_stats(), (0, 2));
@@ -1751,10 +1514,7 @@ TwIDAQAB
         assert!(keys.verify(&token, NOW).is_ok());
         assert!(keys.verify(&token, NOW + 10).is_ok());
         assert_eq!(keys.cache_stats(), (1, 1));
-        assert_eq!(
-            keys.verify(&token, claims().exp + LEEWAY + 1),
-            Err(JwtReject::Expired)
-        );
+        assert_eq!(keys.verify(&token, claims().exp + LEEWAY + 1), Err(JwtReject::Expired));
         assert_eq!(keys.cache_stats(), (2, 1));
     }
 
@@ -1763,10 +1523,7 @@ TwIDAQAB
         let keys = keys_with(hs_key("hs"));
         let token = keys.issue(&claims()).expect("issue");
         assert!(keys.verify(&token, NOW).is_ok());
-        assert_eq!(
-            keys.verify(&token, NOW - LEEWAY - 1),
-            Err(JwtReject::NotYetValid)
-        );
+        assert_eq!(keys.verify(&token, NOW - LEEWAY - 1), Err(JwtReject::NotYetValid));
     }
 
     #[test]
@@ -1796,61 +1553,36 @@ TwIDAQAB
         assert!(v3.verify(&old_token, NOW).is_ok());
         assert!(v3.verify(&new_token, NOW).is_ok());
         // The old key can be kept as public-only during the overlap.
-        let old_public = JwtKeyConfig {
-            private_key_pem: None,
-            ..old.clone()
-        };
+        let old_public = JwtKeyConfig { private_key_pem: None, ..old.clone() };
         let v3b = JwtKeys::new(&settings("new", vec![old_public, new.clone()])).expect("v3b");
         assert!(v3b.verify(&old_token, NOW).is_ok());
         // Step 4: drop the old key; its tokens are refused, new ones verify.
         let v4 = JwtKeys::new(&settings("new", vec![new])).expect("v4");
-        assert_eq!(
-            v4.verify(&old_token, NOW),
-            Err(JwtReject::BadSignature("unknown kid"))
-        );
+        assert_eq!(v4.verify(&old_token, NOW), Err(JwtReject::BadSignature("unknown kid")));
         assert!(v4.verify(&new_token, NOW).is_ok());
     }
 
     #[test]
     fn jwks_contains_public_keys_and_no_secret() {
-        let keys = JwtKeys::new(&settings(
-            "hs",
-            vec![hs_key("hs"), rsa_key("rsa"), es_key("es"), ed_key("ed")],
-        ))
-        .expect("settings");
+        let keys = JwtKeys::new(&settings("hs", vec![hs_key("hs"), rsa_key("rsa"), es_key("es"), ed_key("ed")]))
+            .expect("settings");
         let jwks = keys.jwks();
         let list = jwks["keys"].as_array().expect("keys array");
         assert_eq!(list.len(), 3);
-        let by_kid = |kid: &str| {
-            list.iter()
-                .find(|k| k["kid"] == kid)
-                .unwrap_or_else(|| panic!("{kid} missing"))
-                .clone()
-        };
+        let by_kid =
+            |kid: &str| list.iter().find(|k| k["kid"] == kid).unwrap_or_else(|| panic!("{kid} missing")).clone();
         let rsa = by_kid("rsa");
         assert_eq!(rsa["kty"], "RSA");
         assert_eq!(rsa["alg"], "RS256");
         assert_eq!(rsa["use"], "sig");
         assert_eq!(rsa["e"], "AQAB");
-        assert_eq!(
-            URL_SAFE_NO_PAD
-                .decode(rsa["n"].as_str().expect("n"))
-                .expect("b64")
-                .len(),
-            256
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(rsa["n"].as_str().expect("n")).expect("b64").len(), 256);
         let es = by_kid("es");
-        assert_eq!(
-            (es["kty"].as_str(), es["crv"].as_str()),
-            (Some("EC"), Some("P-256"))
-        );
+        assert_eq!((es["kty"].as_str(), es["crv"].as_str()), (Some("EC"), Some("P-256")));
         assert_eq!(es["alg"], "ES256");
         assert!(es["x"].is_string() && es["y"].is_string());
         let ed = by_kid("ed");
-        assert_eq!(
-            (ed["kty"].as_str(), ed["crv"].as_str()),
-            (Some("OKP"), Some("Ed25519"))
-        );
+        assert_eq!((ed["kty"].as_str(), ed["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
         assert_eq!(ed["alg"], "EdDSA");
         assert!(list.iter().all(|k| k["kid"] != "hs"));
         let text = jwks.to_string();
@@ -1876,63 +1608,27 @@ TwIDAQAB
         let e = config_error(&settings("nope", vec![hs_key("hs")]));
         assert_eq!(e, JwtConfigError::SigningKeyMissing("nope".into()));
 
-        let public_only = JwtKeyConfig {
-            private_key_pem: None,
-            ..rsa_key("rsa")
-        };
+        let public_only = JwtKeyConfig { private_key_pem: None, ..rsa_key("rsa") };
         let e = config_error(&settings("rsa", vec![public_only]));
         assert_eq!(e, JwtConfigError::SigningKeyCannotSign("rsa".into()));
 
-        let short = JwtKeyConfig {
-            secret: Some("too-short".into()),
-            ..hs_key("hs")
-        };
+        let short = JwtKeyConfig { secret: Some("too-short".into()), ..hs_key("hs") };
         let e = config_error(&settings("hs", vec![short]));
-        assert_eq!(
-            e.to_string(),
-            "jwt key `hs`: hs256 secret must be at least 32 bytes"
-        );
+        assert_eq!(e.to_string(), "jwt key `hs`: hs256 secret must be at least 32 bytes");
 
-        let e = config_error(&settings(
-            "hs",
-            vec![
-                hs_key("hs"),
-                JwtKeyConfig {
-                    secret: None,
-                    ..hs_key("hs2")
-                },
-            ],
-        ));
+        let e = config_error(&settings("hs", vec![hs_key("hs"), JwtKeyConfig { secret: None, ..hs_key("hs2") }]));
         assert!(e.to_string().contains("hs2"), "{e}");
 
-        for bad in [
-            "",
-            "not a pem",
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-        ] {
+        for bad in ["", "not a pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"] {
             for alg in [JwtAlg::RS256, JwtAlg::ES256, JwtAlg::EdDSA] {
-                let key = JwtKeyConfig {
-                    kid: "bad".into(),
-                    alg,
-                    private_key_pem: Some(bad.into()),
-                    ..Default::default()
-                };
+                let key =
+                    JwtKeyConfig { kid: "bad".into(), alg, private_key_pem: Some(bad.into()), ..Default::default() };
                 let e = config_error(&settings("bad", vec![key]));
-                assert!(
-                    matches!(&e, JwtConfigError::Key { kid, .. } if kid == "bad"),
-                    "{e}"
-                );
-                let key = JwtKeyConfig {
-                    kid: "bad".into(),
-                    alg,
-                    public_key_pem: Some(bad.into()),
-                    ..Default::default()
-                };
+                assert!(matches!(&e, JwtConfigError::Key { kid, .. } if kid == "bad"), "{e}");
+                let key =
+                    JwtKeyConfig { kid: "bad".into(), alg, public_key_pem: Some(bad.into()), ..Default::default() };
                 let e = config_error(&settings("hs", vec![hs_key("hs"), key]));
-                assert!(
-                    matches!(&e, JwtConfigError::Key { kid, .. } if kid == "bad"),
-                    "{e}"
-                );
+                assert!(matches!(&e, JwtConfigError::Key { kid, .. } if kid == "bad"), "{e}");
             }
         }
     }
@@ -1949,36 +1645,17 @@ TwIDAQAB
             (JwtAlg::EdDSA, None, Some(RSA_PUBLIC.to_string())),
             (JwtAlg::RS256, None, Some(es_public.clone())),
             (JwtAlg::RS256, None, Some(RSA_PRIVATE_PKCS1.to_string())),
-            (
-                JwtAlg::ES256,
-                Some(es_private.clone()),
-                Some(es256_pems().1),
-            ),
+            (JwtAlg::ES256, Some(es_private.clone()), Some(es256_pems().1)),
             (JwtAlg::HS256, Some(ed_private.clone()), None),
             (JwtAlg::EdDSA, None, None),
         ];
         for (i, (alg, private_key_pem, public_key_pem)) in cases.into_iter().enumerate() {
-            let key = JwtKeyConfig {
-                kid: format!("k{i}"),
-                alg,
-                secret: None,
-                private_key_pem,
-                public_key_pem,
-            };
+            let key = JwtKeyConfig { kid: format!("k{i}"), alg, secret: None, private_key_pem, public_key_pem };
             let e = config_error(&settings("hs", vec![hs_key("hs"), key]));
-            assert!(
-                matches!(&e, JwtConfigError::Key { kid, .. } if *kid == format!("k{i}")),
-                "case {i}: {e}"
-            );
+            assert!(matches!(&e, JwtConfigError::Key { kid, .. } if *kid == format!("k{i}")), "case {i}: {e}");
         }
-        let asym_with_secret = JwtKeyConfig {
-            secret: Some(HS_SECRET.into()),
-            ..rsa_key("rsa")
-        };
-        assert!(matches!(
-            config_error(&settings("rsa", vec![asym_with_secret])),
-            JwtConfigError::Key { .. }
-        ));
+        let asym_with_secret = JwtKeyConfig { secret: Some(HS_SECRET.into()), ..rsa_key("rsa") };
+        assert!(matches!(config_error(&settings("rsa", vec![asym_with_secret])), JwtConfigError::Key { .. }));
     }
 
     #[test]
@@ -2006,25 +1683,16 @@ TwIDAQAB
         assert_eq!(s.keys[1].alg, JwtAlg::HS256);
         assert!(s.max_token_bytes > 0 && s.cache_capacity > 0);
         let keys = JwtKeys::new(&s).expect("keys");
-        assert!(
-            keys.verify(&keys.issue(&claims()).expect("issue"), NOW)
-                .is_ok()
-        );
+        assert!(keys.verify(&keys.issue(&claims()).expect("issue"), NOW).is_ok());
         let debug = format!("{:?} {:?}", s, keys);
-        assert!(
-            !debug.contains(HS_SECRET) && !debug.contains("BEGIN PRIVATE"),
-            "{debug}"
-        );
+        assert!(!debug.contains(HS_SECRET) && !debug.contains("BEGIN PRIVATE"), "{debug}");
         assert!(serde_json::from_value::<JwtAlg>(serde_json::json!("none")).is_err());
     }
 
     #[test]
     fn garbage_never_panics() {
-        let keys = JwtKeys::new(&settings(
-            "hs",
-            vec![hs_key("hs"), rsa_key("rsa"), es_key("es"), ed_key("ed")],
-        ))
-        .expect("settings");
+        let keys = JwtKeys::new(&settings("hs", vec![hs_key("hs"), rsa_key("rsa"), es_key("es"), ed_key("ed")]))
+            .expect("settings");
         let long = "A".repeat(3000);
         let fixed: Vec<String> = vec![
             String::new(),
@@ -2044,18 +1712,11 @@ TwIDAQAB
             format!("{}.e30.AAAA", long),
             format!("{}.{long}.AAAA", b64(r#"{"alg":"HS256","kid":"hs"}"#)),
             format!("{}.e30.{long}", b64(r#"{"alg":"RS256","kid":"rsa"}"#)),
-            format!(
-                "{}.e30.{}",
-                b64(r#"{"alg":"ES256","kid":"es"}"#),
-                "A".repeat(1200)
-            ),
+            format!("{}.e30.{}", b64(r#"{"alg":"ES256","kid":"es"}"#), "A".repeat(1200)),
             format!("{}.e30.AAAA", b64("[]")),
             format!("{}.e30.AAAA", b64("null")),
             format!("{}.e30.AAAA", b64(r#"{"alg":"HS256","kid":"h\u0073"}"#)),
-            format!(
-                "{}.e30.AAAA",
-                b64(r#"{"alg":"HS256","kid":"hs","kid":"hs"}"#)
-            ),
+            format!("{}.e30.AAAA", b64(r#"{"alg":"HS256","kid":"hs","kid":"hs"}"#)),
             format!("{}.e30.AAAA=", b64(r#"{"alg":"HS256","kid":"hs"}"#)),
             format!("{}.e30.A", b64(r#"{"alg":"EdDSA","kid":"ed"}"#)),
             format!("{}.e30.", b64(r#"{"alg":"EdDSA","kid":"ed"}"#)),
@@ -2063,10 +1724,7 @@ TwIDAQAB
         for token in &fixed {
             let result = keys.verify(token, NOW);
             assert!(
-                matches!(
-                    result,
-                    Err(JwtReject::Malformed(_) | JwtReject::BadSignature(_))
-                ),
+                matches!(result, Err(JwtReject::Malformed(_) | JwtReject::BadSignature(_))),
                 "{token:.80}: {result:?}"
             );
         }
@@ -2076,10 +1734,7 @@ TwIDAQAB
             let mut bytes = vec![0u8; i % 700];
             ring::rand::SecureRandom::fill(&rng, &mut bytes).expect("rng");
             let raw = String::from_utf8_lossy(&bytes).into_owned();
-            let mapped: String = bytes
-                .iter()
-                .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
-                .collect();
+            let mapped: String = bytes.iter().map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect();
             for header in ["", "eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0."] {
                 assert!(keys.verify(&format!("{header}{raw}"), NOW).is_err());
                 assert!(keys.verify(&format!("{header}{mapped}"), NOW).is_err());
@@ -2180,10 +1835,7 @@ TwIDAQAB
         validation.validate_exp = false;
         let reference = best(100_000, || {
             for _ in 0..100_000 {
-                black_box(
-                    jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation)
-                        .expect("decode"),
-                );
+                black_box(jsonwebtoken::decode::<Claims>(black_box(&token), &key, &validation).expect("decode"));
             }
         });
         println!("reference: jsonwebtoken::decode HS256 {reference:.0} ns");

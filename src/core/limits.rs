@@ -68,9 +68,7 @@ impl Gcra {
     pub fn undo(&self, limit: RateLimit, cost: u32) {
         let (t, _) = gcra_params(limit);
         let need = t.saturating_mul(u64::from(cost));
-        let _ = self
-            .tat
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(need)));
+        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(need)));
     }
 
     /// The bucket's state at `now` without taking anything.
@@ -249,9 +247,7 @@ impl Quota {
     /// or the unchanged `used` as the error.
     pub fn try_consume(&self, amount: u64, limit: u64) -> Result<u64, u64> {
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(amount).filter(|&n| n <= limit)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(amount).filter(|&n| n <= limit))
             .map(|old| old + amount)
     }
 

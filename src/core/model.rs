@@ -227,7 +227,12 @@ impl TierLimits {
                 None => Limit::Unlimited(Unlimited::Unlimited),
             }
         }
-        TierLimits { requests_per_minute: l(rpm), members: l(members), documents: l(documents), log_retention_days: l(logs) }
+        TierLimits {
+            requests_per_minute: l(rpm),
+            members: l(members),
+            documents: l(documents),
+            log_retention_days: l(logs),
+        }
     }
 }
 
@@ -370,8 +375,7 @@ pub struct Usage {
 
 /// Formats a millisecond timestamp as RFC 3339 (UTC, second precision).
 pub fn rfc3339(ms: Millis) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 impl fmt::Display for Tier {

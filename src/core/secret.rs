@@ -33,10 +33,7 @@ pub fn validate_prefix(prefix: &str) -> Result<(), &'static str> {
     if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
         return Err("prefix must be 1 to 32 characters");
     }
-    if !prefix
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err("prefix may contain only ASCII letters, digits, '-' and '_'");
     }
     Ok(())
@@ -155,7 +152,9 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed() {
-        for s in ["", "_", "tg_", "tg_short", &"a".repeat(5000), "tg_ééééééééééééééééééééééééééééééééééé", "eyJhbGciOi.x.y"] {
+        for s in
+            ["", "_", "tg_", "tg_short", &"a".repeat(5000), "tg_ééééééééééééééééééééééééééééééééééé", "eyJhbGciOi.x.y"]
+        {
             assert_eq!(parse(s), None);
         }
     }

@@ -294,8 +294,7 @@ impl Verifier<'_> {
         c.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
         let counted = remaining.is_some();
         if counted {
-            self.index
-                .mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
+            self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
         } else {
             self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.id.clone(), c.clone()));
         }
@@ -398,7 +397,12 @@ impl Verifier<'_> {
     }
 
     /// The team's per-minute limit, then the quota; all or nothing.
-    fn team_limits(&self, team: &Arc<TeamEntry>, req: &VerifyRequest<'_>, now: Micros) -> Result<Option<RateInfo>, Verdict> {
+    fn team_limits(
+        &self,
+        team: &Arc<TeamEntry>,
+        req: &VerifyRequest<'_>,
+        now: Micros,
+    ) -> Result<Option<RateInfo>, Verdict> {
         let tier = &self.tiers[team.tier().index()];
         let quota_limit = match req.quota {
             None => None,
@@ -421,8 +425,7 @@ impl Verifier<'_> {
                 }
                 return Err(deny(DenyCode::QuotaExceeded, "team document quota reached"));
             }
-            self.index
-                .mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+            self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
         }
         Ok(info)
     }
@@ -454,10 +457,8 @@ mod tests {
 
     #[test]
     fn ip_allowlist_matches_cidrs_and_mapped_v4() {
-        let nets: Vec<ipnet::IpNet> = ["10.10.0.0/16", "2001:db8::/32", "1.1.1.1/32"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let nets: Vec<ipnet::IpNet> =
+            ["10.10.0.0/16", "2001:db8::/32", "1.1.1.1/32"].iter().map(|s| s.parse().unwrap()).collect();
         for ok in ["10.10.3.4", "1.1.1.1", "2001:db8::1", "::ffff:10.10.0.1"] {
             assert!(ip_allowed(&nets, ok.parse().unwrap()), "{ok}");
         }

@@ -32,8 +32,7 @@ use super::{Body, error, json_response, read_json};
 use crate::config::Config;
 use crate::core::limits::{FixedWindow, Micros};
 use crate::core::model::{
-    AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, Usage, User,
-    UserStatus, rfc3339,
+    AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, Usage, User, UserStatus, rfc3339,
 };
 use crate::core::secret;
 use crate::core::verify::{CredentialKind, DenyCode, Verdict, VerifyRequest};
@@ -67,16 +66,10 @@ impl AdminState {
     /// `TOLLGATE_ADMIN_TOKEN`, else the token in `<data>/admin-token`, generated
     /// (mode 0600) on first start. Only the file's path is logged.
     pub fn new(config: &Config) -> anyhow::Result<AdminState> {
-        let token = match config
-            .admin_token
-            .clone()
-            .or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok())
-        {
+        let token = match config.admin_token.clone().or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok()) {
             Some(t) => {
                 if t.trim().len() < 16 {
-                    anyhow::bail!(
-                        "{ADMIN_TOKEN_ENV}: the admin token must be at least 16 characters"
-                    );
+                    anyhow::bail!("{ADMIN_TOKEN_ENV}: the admin token must be at least 16 characters");
                 }
                 t.trim().to_owned()
             }
@@ -94,10 +87,7 @@ impl AdminState {
     /// `verify_slices_are_equal` does the same but is deprecated in ring 0.17).
     fn is_admin_token(&self, presented: &str) -> bool {
         let digest = secret::sha256(presented.as_bytes());
-        let diff = digest
-            .iter()
-            .zip(&self.token_digest)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = digest.iter().zip(&self.token_digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         std::hint::black_box(diff) == 0
     }
 }
@@ -107,10 +97,7 @@ fn token_from_file(path: &std::path::Path) -> anyhow::Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read_to_string(path) {
         Ok(t) if t.trim().len() >= 16 => return Ok(t.trim().to_owned()),
-        Ok(_) => anyhow::bail!(
-            "{}: the admin token in this file is shorter than 16 characters",
-            path.display()
-        ),
+        Ok(_) => anyhow::bail!("{}: the admin token in this file is shorter than 16 characters", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
@@ -141,10 +128,7 @@ struct Slot {
 
 impl LoginLimiter {
     fn new(limit: u32) -> LoginLimiter {
-        LoginLimiter {
-            limit,
-            slots: Mutex::new(HashMap::new()),
-        }
+        LoginLimiter { limit, slots: Mutex::new(HashMap::new()) }
     }
 
     fn slot(&self, key: &str, now: Micros) -> Arc<Slot> {
@@ -156,19 +140,14 @@ impl LoginLimiter {
         if slots.len() >= MAX_LOGIN_SLOTS {
             slots.retain(|_, s| now.saturating_sub(s.touched.load(Ordering::Relaxed)) < MINUTE_US);
             if slots.len() >= MAX_LOGIN_SLOTS {
-                let oldest = slots
-                    .iter()
-                    .min_by_key(|(_, s)| s.touched.load(Ordering::Relaxed))
-                    .map(|(k, _)| k.clone());
+                let oldest =
+                    slots.iter().min_by_key(|(_, s)| s.touched.load(Ordering::Relaxed)).map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     slots.remove(&k);
                 }
             }
         }
-        let s = Arc::new(Slot {
-            window: FixedWindow::default(),
-            touched: AtomicU64::new(now),
-        });
+        let s = Arc::new(Slot { window: FixedWindow::default(), touched: AtomicU64::new(now) });
         slots.insert(key.to_owned(), s.clone());
         s
     }
@@ -240,97 +219,32 @@ pub struct Route {
 }
 
 const fn r(method: &'static str, path: &'static str, summary: &'static str, op: Op) -> Route {
-    Route {
-        method,
-        path,
-        summary,
-        op,
-    }
+    Route { method, path, summary, op }
 }
 
 /// Every route the admin router serves; the OpenAPI document lists exactly these.
 pub const ROUTES: &[Route] = &[
     r("GET", "/openapi.json", "This document", Op::OpenApi),
-    r(
-        "POST",
-        "/v1/auth/token",
-        "Exchange Basic credentials or an API key for a JWT",
-        Op::Login,
-    ),
-    r(
-        "POST",
-        "/v1/teams",
-        "Create a team (admin token only)",
-        Op::CreateTeam,
-    ),
+    r("POST", "/v1/auth/token", "Exchange Basic credentials or an API key for a JWT", Op::Login),
+    r("POST", "/v1/teams", "Create a team (admin token only)", Op::CreateTeam),
     r("GET", "/v1/teams/{id}", "Get a team", Op::GetTeam),
-    r(
-        "PATCH",
-        "/v1/teams/{id}",
-        "Change a team's tier (admin token only)",
-        Op::UpdateTeam,
-    ),
-    r(
-        "DELETE",
-        "/v1/teams/{id}",
-        "Delete a team and everything in it (admin token only)",
-        Op::DeleteTeam,
-    ),
+    r("PATCH", "/v1/teams/{id}", "Change a team's tier (admin token only)", Op::UpdateTeam),
+    r("DELETE", "/v1/teams/{id}", "Delete a team and everything in it (admin token only)", Op::DeleteTeam),
     r("POST", "/v1/users", "Create a user", Op::CreateUser),
     r("GET", "/v1/users", "List a team's users", Op::ListUsers),
     r("GET", "/v1/users/{id}", "Get a user", Op::GetUser),
-    r(
-        "PATCH",
-        "/v1/users/{id}",
-        "Change a user's role, status or password",
-        Op::UpdateUser,
-    ),
-    r(
-        "DELETE",
-        "/v1/users/{id}",
-        "Delete (anonymize) a user",
-        Op::DeleteUser,
-    ),
+    r("PATCH", "/v1/users/{id}", "Change a user's role, status or password", Op::UpdateUser),
+    r("DELETE", "/v1/users/{id}", "Delete (anonymize) a user", Op::DeleteUser),
     r("GET", "/v1/keys", "List API keys", Op::ListKeys),
     r("POST", "/v1/keys", "Create an API key", Op::CreateKey),
     r("GET", "/v1/keys/{id}", "Get an API key", Op::GetKey),
     r("PATCH", "/v1/keys/{id}", "Change an API key", Op::UpdateKey),
-    r(
-        "DELETE",
-        "/v1/keys/{id}",
-        "Delete an API key",
-        Op::DeleteKey,
-    ),
-    r(
-        "GET",
-        "/v1/access-tokens",
-        "List the caller's access tokens",
-        Op::ListTokens,
-    ),
-    r(
-        "POST",
-        "/v1/access-tokens",
-        "Create an access token for the caller",
-        Op::CreateToken,
-    ),
-    r(
-        "DELETE",
-        "/v1/access-tokens",
-        "Revoke all of the caller's access tokens",
-        Op::RevokeAllTokens,
-    ),
-    r(
-        "GET",
-        "/v1/access-tokens/{id}",
-        "Get one of the caller's access tokens",
-        Op::GetToken,
-    ),
-    r(
-        "DELETE",
-        "/v1/access-tokens/{id}",
-        "Revoke one of the caller's access tokens",
-        Op::RevokeToken,
-    ),
+    r("DELETE", "/v1/keys/{id}", "Delete an API key", Op::DeleteKey),
+    r("GET", "/v1/access-tokens", "List the caller's access tokens", Op::ListTokens),
+    r("POST", "/v1/access-tokens", "Create an access token for the caller", Op::CreateToken),
+    r("DELETE", "/v1/access-tokens", "Revoke all of the caller's access tokens", Op::RevokeAllTokens),
+    r("GET", "/v1/access-tokens/{id}", "Get one of the caller's access tokens", Op::GetToken),
+    r("DELETE", "/v1/access-tokens/{id}", "Revoke one of the caller's access tokens", Op::RevokeToken),
     r(
         "GET",
         "/v1/logs",
@@ -367,9 +281,7 @@ pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>
         if let Some(id) = match_path(route.path, &path) {
             if route.method == req.method().as_str() {
                 let id = id.map(str::to_owned);
-                return dispatch(shared, route.op, id, req, peer)
-                    .await
-                    .unwrap_or_else(|e| e);
+                return dispatch(shared, route.op, id, req, peer).await.unwrap_or_else(|e| e);
             }
             allowed.push(route.method);
         }
@@ -377,11 +289,7 @@ pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>
     if allowed.is_empty() {
         return error(StatusCode::NOT_FOUND, "not_found", "no such route");
     }
-    let mut resp = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    );
+    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route");
     if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
         resp.headers_mut().insert(ALLOW, v);
     }
@@ -426,10 +334,7 @@ async fn dispatch(
     };
     // Known before the call: a deleted object cannot be looked up afterwards.
     let team_hint = team_hint(shared, &caller, op, &id, &query);
-    let cx = Cx {
-        shared,
-        caller: caller.clone(),
-    };
+    let cx = Cx { shared, caller: caller.clone() };
     let result = run_op(&cx, op, &id, &query, req).await;
     let resp = match &result {
         Ok(r) | Err(r) => r,
@@ -484,25 +389,15 @@ fn kind_str(k: CredentialKind) -> &'static str {
 
 /// The team an admin call concerns, when it can be told from the caller, the
 /// path or the query; otherwise `audit_call` reads it from the answer.
-fn team_hint(
-    shared: &Shared,
-    caller: &Caller,
-    op: Op,
-    id: &str,
-    query: &HashMap<String, String>,
-) -> Option<String> {
+fn team_hint(shared: &Shared, caller: &Caller, op: Op, id: &str, query: &HashMap<String, String>) -> Option<String> {
     if let Caller::User { team, .. } = caller {
         return Some(team.to_string());
     }
     let index = shared.engine.index();
     match op {
         Op::GetTeam | Op::UpdateTeam | Op::DeleteTeam => Some(id.to_owned()),
-        Op::GetUser | Op::UpdateUser | Op::DeleteUser => {
-            index.users.get(id).map(|u| u.team.id.to_string())
-        }
-        Op::GetKey | Op::UpdateKey | Op::DeleteKey => {
-            index.keys.get(id).map(|k| k.record.team_id.clone())
-        }
+        Op::GetUser | Op::UpdateUser | Op::DeleteUser => index.users.get(id).map(|u| u.team.id.to_string()),
+        Op::GetKey | Op::UpdateKey | Op::DeleteKey => index.keys.get(id).map(|k| k.record.team_id.clone()),
         _ => query.get("teamId").cloned(),
     }
 }
@@ -527,32 +422,18 @@ async fn audit_call(
     let ok = resp.status().is_success();
     let team = team_hint
         .or_else(|| if ok { field("teamId") } else { None })
-        .or_else(|| {
-            if ok && op == Op::CreateTeam {
-                field("id")
-            } else {
-                None
-            }
-        })
+        .or_else(|| if ok && op == Op::CreateTeam { field("id") } else { None })
         .unwrap_or_else(|| crate::audit::GLOBAL.to_owned());
     let actor = match caller {
         None => "unknown".to_owned(),
         Some(Caller::Admin) => "admin-token".to_owned(),
-        Some(Caller::User {
-            user,
-            kind,
-            credential_id,
-            ..
-        }) => format!("user:{user}/{}:{credential_id}", kind_str(*kind)),
+        Some(Caller::User { user, kind, credential_id, .. }) => {
+            format!("user:{user}/{}:{credential_id}", kind_str(*kind))
+        }
     };
     let target = if id.is_empty() && ok {
         field("id")
-            .or_else(|| {
-                body.get("token")
-                    .and_then(|t| t.get("id"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
+            .or_else(|| body.get("token").and_then(|t| t.get("id")).and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_default()
     } else {
         id.to_owned()
@@ -583,25 +464,11 @@ enum Caller {
     /// The bootstrap admin token.
     Admin,
     /// A verified credential of a user.
-    User {
-        user: Arc<str>,
-        team: Arc<str>,
-        role: Role,
-        kind: CredentialKind,
-        credential_id: Arc<str>,
-    },
+    User { user: Arc<str>, team: Arc<str>, role: Role, kind: CredentialKind, credential_id: Arc<str> },
 }
 
-fn credential<'a>(
-    headers: &'a HeaderMap,
-    query: &'a HashMap<String, String>,
-    allow_query: bool,
-) -> Option<&'a str> {
-    let header = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
+fn credential<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>, allow_query: bool) -> Option<&'a str> {
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     if let Some(a) = header(AUTHORIZATION.as_str())
         && let Some((scheme, rest)) = a.split_once(' ')
         && scheme.eq_ignore_ascii_case("bearer")
@@ -612,11 +479,7 @@ fn credential<'a>(
     if let Some(k) = header("x-api-key").map(str::trim).filter(|k| !k.is_empty()) {
         return Some(k);
     }
-    for cookies in headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
+    for cookies in headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()) {
         for c in cookies.split(';') {
             if let Some((name, value)) = c.trim().split_once('=')
                 && name == TOKEN_COOKIE
@@ -627,10 +490,7 @@ fn credential<'a>(
         }
     }
     if allow_query {
-        return query
-            .get("token")
-            .map(String::as_str)
-            .filter(|t| !t.is_empty());
+        return query.get("token").map(String::as_str).filter(|t| !t.is_empty());
     }
     None
 }
@@ -654,13 +514,7 @@ async fn authenticate(
         return Ok(Caller::Admin);
     }
     let perms = [(resource, action)];
-    let req = VerifyRequest {
-        credential: cred,
-        ip: peer,
-        permissions: &perms,
-        cost: 1,
-        quota: None,
-    };
+    let req = VerifyRequest { credential: cred, ip: peer, permissions: &perms, cost: 1, quota: None };
     let engine = &shared.engine;
     let now = now_us();
     match engine.verify_at(&req, now) {
@@ -703,16 +557,11 @@ async fn authenticate(
 }
 
 fn forbidden(resource: &str, action: &str) -> Resp {
-    error(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        &format!("this credential may not {action} {resource}"),
-    )
+    error(StatusCode::FORBIDDEN, "forbidden", &format!("this credential may not {action} {resource}"))
 }
 
 fn set_retry_after(resp: &mut Resp, ms: u64) {
-    resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
+    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
 }
 
 // ---- login (seed 003) ----
@@ -720,9 +569,7 @@ fn set_retry_after(resp: &mut Resp, ms: u64) {
 async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Resp {
     let bad = |msg: &str| error(StatusCode::BAD_REQUEST, "bad_request", msg);
     let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return bad(
-            "username and password not specified: send Authorization: Basic base64(username:password)",
-        );
+        return bad("username and password not specified: send Authorization: Basic base64(username:password)");
     };
     let Some((scheme, encoded)) = auth.split_once(' ') else {
         return bad("malformed Authorization header");
@@ -730,10 +577,8 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
     if !scheme.eq_ignore_ascii_case("basic") {
         return bad("use Basic authentication to get a token");
     }
-    let Some(decoded) = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
+    let Some(decoded) =
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok().and_then(|b| String::from_utf8(b).ok())
     else {
         return bad("malformed Basic credentials: expected base64 of username:password");
     };
@@ -745,31 +590,20 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
     if password.is_empty() && !with_key {
         return bad("password is not specified");
     }
-    let mut keys = vec![format!(
-        "ip:{}",
-        peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-    )];
+    let mut keys = vec![format!("ip:{}", peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()))];
     if !with_key {
         keys.push(format!("user:{username}"));
     }
     let now = now_us();
     if let Err(ms) = shared.admin.login.take(&keys, now) {
-        let mut resp = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed logins; retry later",
-        );
+        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many failed logins; retry later");
         set_retry_after(&mut resp, ms);
         return resp;
     }
     let engine = shared.engine.clone();
     let (username, password) = (username.to_owned(), password.to_owned());
     let result = tokio::task::spawn_blocking(move || {
-        if with_key {
-            engine.login_with_key(&username, peer)
-        } else {
-            engine.login(&username, &password)
-        }
+        if with_key { engine.login_with_key(&username, peer) } else { engine.login(&username, &password) }
     })
     .await;
     match result {
@@ -777,17 +611,11 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
             shared.admin.login.undo(&keys, now);
             json_response(StatusCode::OK, &json!({ "token": token }))
         }
-        Ok(Err(EngineError::BadCredentials)) => error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "username and/or password is invalid",
-        ),
+        Ok(Err(EngineError::BadCredentials)) => {
+            error(StatusCode::UNAUTHORIZED, "invalid_credentials", "username and/or password is invalid")
+        }
         Ok(Err(e)) => engine_error(e),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "login task failed",
-        ),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "login task failed"),
     }
 }
 
@@ -832,11 +660,9 @@ impl Cx<'_> {
     fn admin_only(&self, team_id: &str, what: &str) -> Result<(), Resp> {
         match self.team() {
             None => Ok(()),
-            Some(t) if t == team_id => Err(error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                &format!("only the admin token may {what}"),
-            )),
+            Some(t) if t == team_id => {
+                Err(error(StatusCode::FORBIDDEN, "forbidden", &format!("only the admin token may {what}")))
+            }
             Some(_) => Err(not_found("team")),
         }
     }
@@ -845,11 +671,7 @@ impl Cx<'_> {
     fn target_team(&self, named: Option<String>, loc: &'static str) -> Result<String, Resp> {
         match (self.team(), named) {
             (None, Some(t)) => Ok(t),
-            (None, None) => Err(validation(
-                &[loc, "teamId"],
-                "the admin token must name a team",
-                "missing",
-            )),
+            (None, None) => Err(validation(&[loc, "teamId"], "the admin token must name a team", "missing")),
             (Some(mine), Some(t)) if t != mine => Err(not_found("team")),
             (Some(mine), _) => Ok(mine.to_owned()),
         }
@@ -887,22 +709,11 @@ impl Cx<'_> {
     fn create_team(&self, mut b: Fields) -> Result<Resp, Resp> {
         b.only(&["name", "tier"])?;
         let name = b.required_str("name")?;
-        let tier = b
-            .opt_str("tier")?
-            .flatten()
-            .map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
+        let tier = b.opt_str("tier")?.flatten().map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
         if self.team().is_some() {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "only the admin token may create teams",
-            ));
+            return Err(error(StatusCode::FORBIDDEN, "forbidden", "only the admin token may create teams"));
         }
-        let team = self
-            .shared
-            .engine
-            .create_team(&name, tier)
-            .map_err(engine_error)?;
+        let team = self.shared.engine.create_team(&name, tier).map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &team_json(&team)))
     }
 
@@ -918,11 +729,7 @@ impl Cx<'_> {
         self.admin_only(id, "change a team's tier")?;
         b.only(&["tier"])?;
         let tier = parse_tier(&b.required_str("tier")?)?;
-        let team = self
-            .shared
-            .engine
-            .set_team_tier(id, tier)
-            .map_err(engine_error)?;
+        let team = self.shared.engine.set_team_tier(id, tier).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &team_json(&team)))
     }
 
@@ -940,31 +747,16 @@ impl Cx<'_> {
         let username = b.required_str("username")?;
         let password = b.required_str("password")?;
         let role = parse_role(&b.required_str("role")?)?;
-        let status = b
-            .opt_str("status")?
-            .flatten()
-            .map_or(Ok(UserStatus::Enabled), |s| parse_status(&s))?;
+        let status = b.opt_str("status")?.flatten().map_or(Ok(UserStatus::Enabled), |s| parse_status(&s))?;
         if status == UserStatus::Deleted {
-            return Err(validation(
-                &["body", "status"],
-                "a new user cannot be Deleted",
-                "value_error",
-            ));
+            return Err(validation(&["body", "status"], "a new user cannot be Deleted", "value_error"));
         }
         self.may_act_on(role)?;
         let engine = self.shared.engine.clone();
-        let user = tokio::task::spawn_blocking(move || {
-            engine.create_user(&team, &username, &password, role, status)
-        })
-        .await
-        .map_err(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "user creation task failed",
-            )
-        })?
-        .map_err(engine_error)?;
+        let user = tokio::task::spawn_blocking(move || engine.create_user(&team, &username, &password, role, status))
+            .await
+            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "user creation task failed"))?
+            .map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &user_json(&user)))
     }
 
@@ -977,10 +769,7 @@ impl Cx<'_> {
         let mut users = self.shared.engine.users(&team).map_err(engine_error)?;
         users.sort_by(|a, b| a.id.cmp(&b.id));
         let data: Vec<Value> = users.iter().map(user_json).collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({ "total": data.len(), "count": data.len(), "data": data }),
-        ))
+        Ok(json_response(StatusCode::OK, &json!({ "total": data.len(), "count": data.len(), "data": data })))
     }
 
     fn get_user(&self, id: &str) -> Result<Resp, Resp> {
@@ -990,23 +779,11 @@ impl Cx<'_> {
 
     async fn update_user(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
         b.only(&["role", "status", "password"])?;
-        let role = b
-            .opt_str("role")?
-            .flatten()
-            .map(|r| parse_role(&r))
-            .transpose()?;
-        let status = b
-            .opt_str("status")?
-            .flatten()
-            .map(|s| parse_status(&s))
-            .transpose()?;
+        let role = b.opt_str("role")?.flatten().map(|r| parse_role(&r)).transpose()?;
+        let status = b.opt_str("status")?.flatten().map(|s| parse_status(&s)).transpose()?;
         let password = b.opt_str("password")?.flatten();
         if status == Some(UserStatus::Deleted) {
-            return Err(validation(
-                &["body", "status"],
-                "use DELETE /v1/users/{id} to delete a user",
-                "value_error",
-            ));
+            return Err(validation(&["body", "status"], "use DELETE /v1/users/{id} to delete a user", "value_error"));
         }
         let user = self.user_in_team(id)?;
         if user.status == UserStatus::Deleted {
@@ -1018,18 +795,10 @@ impl Cx<'_> {
         }
         let engine = self.shared.engine.clone();
         let id = id.to_owned();
-        let user = tokio::task::spawn_blocking(move || {
-            engine.update_user(&id, role, status, password.as_deref())
-        })
-        .await
-        .map_err(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "user update task failed",
-            )
-        })?
-        .map_err(engine_error)?;
+        let user = tokio::task::spawn_blocking(move || engine.update_user(&id, role, status, password.as_deref()))
+            .await
+            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "user update task failed"))?
+            .map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &user_json(&user)))
     }
 
@@ -1046,27 +815,12 @@ impl Cx<'_> {
     // ---- API keys (seeds 001, 002) ----
 
     fn list_keys(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
-        check_query(
-            q,
-            &[
-                "status",
-                "limit",
-                "offset",
-                "startingAfter",
-                "endingBefore",
-                "teamId",
-                "token",
-            ],
-        )?;
+        check_query(q, &["status", "limit", "offset", "startingAfter", "endingBefore", "teamId", "token"])?;
         let active = match q.get("status").map(String::as_str) {
             None | Some("active") => true,
             Some("inactive") => false,
             Some(_) => {
-                return Err(validation(
-                    &["query", "status"],
-                    "must be active or inactive",
-                    "enum",
-                ));
+                return Err(validation(&["query", "status"], "must be active or inactive", "enum"));
             }
         };
         let limit = query_int(q, "limit", 25, 1, 100)? as usize;
@@ -1082,24 +836,16 @@ impl Cx<'_> {
         }
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
         let now = now_us() / 1000;
-        let keys: Vec<(ApiKey, Usage)> = self
-            .shared
-            .engine
-            .keys(&team)
-            .into_iter()
-            .filter(|(k, _)| key_active(k, now) == active)
-            .collect();
+        let keys: Vec<(ApiKey, Usage)> =
+            self.shared.engine.keys(&team).into_iter().filter(|(k, _)| key_active(k, now) == active).collect();
         let len = keys.len();
         // Cursors are key ids, and keys are in id order: a page after (or before)
         // an id is well defined however many keys were added or removed since.
         let (start, end) = if let Some(a) = after {
-            let start =
-                (keys.partition_point(|(k, _)| k.id.as_str() <= a.as_str()) + offset).min(len);
+            let start = (keys.partition_point(|(k, _)| k.id.as_str() <= a.as_str()) + offset).min(len);
             (start, (start + limit).min(len))
         } else if let Some(b) = before {
-            let end = keys
-                .partition_point(|(k, _)| k.id.as_str() < b.as_str())
-                .saturating_sub(offset);
+            let end = keys.partition_point(|(k, _)| k.id.as_str() < b.as_str()).saturating_sub(offset);
             (end.saturating_sub(limit), end)
         } else {
             let start = offset.min(len);
@@ -1107,27 +853,14 @@ impl Cx<'_> {
         };
         let page = &keys[start..end];
         let base = {
-            let mut s = format!(
-                "/v1/keys?status={}&limit={limit}",
-                if active { "active" } else { "inactive" }
-            );
+            let mut s = format!("/v1/keys?status={}&limit={limit}", if active { "active" } else { "inactive" });
             if self.team().is_none() {
                 s.push_str(&format!("&teamId={team}"));
             }
             s
         };
-        let next = (end < len)
-            .then(|| {
-                page.last()
-                    .map(|(k, _)| format!("{base}&startingAfter={}", k.id))
-            })
-            .flatten();
-        let prev = (start > 0)
-            .then(|| {
-                page.first()
-                    .map(|(k, _)| format!("{base}&endingBefore={}", k.id))
-            })
-            .flatten();
+        let next = (end < len).then(|| page.last().map(|(k, _)| format!("{base}&startingAfter={}", k.id))).flatten();
+        let prev = (start > 0).then(|| page.first().map(|(k, _)| format!("{base}&endingBefore={}", k.id))).flatten();
         let data: Vec<Value> = page.iter().map(|(k, u)| key_json(k, u, None)).collect();
         Ok(json_response(
             StatusCode::OK,
@@ -1158,28 +891,14 @@ impl Cx<'_> {
                 return Err(validation(&["body", "userId"], "field required", "missing"));
             }
         };
-        let refill = match (
-            b.opt_u32("refillAmount")?.flatten(),
-            b.opt_u64("refillInterval")?.flatten(),
-        ) {
+        let refill = match (b.opt_u32("refillAmount")?.flatten(), b.opt_u64("refillInterval")?.flatten()) {
             (None, None) => None,
-            (Some(amount), Some(interval_ms)) => Some(Refill {
-                amount,
-                interval_ms,
-            }),
+            (Some(amount), Some(interval_ms)) => Some(Refill { amount, interval_ms }),
             (Some(_), None) => {
-                return Err(validation(
-                    &["body", "refillInterval"],
-                    "required with refillAmount",
-                    "missing",
-                ));
+                return Err(validation(&["body", "refillInterval"], "required with refillAmount", "missing"));
             }
             (None, Some(_)) => {
-                return Err(validation(
-                    &["body", "refillAmount"],
-                    "required with refillInterval",
-                    "missing",
-                ));
+                return Err(validation(&["body", "refillAmount"], "required with refillInterval", "missing"));
             }
         };
         let rate_limit = rate_limit(
@@ -1196,10 +915,7 @@ impl Cx<'_> {
             remaining: b.opt_u32("remaining")?.flatten(),
             refill,
             rate_limit,
-            permissions: b
-                .opt_permissions("permissions")?
-                .flatten()
-                .unwrap_or_default(),
+            permissions: b.opt_permissions("permissions")?.flatten().unwrap_or_default(),
             metadata: b.opt_object("metadata")?.flatten().map(|m| m.to_string()),
             whitelisted_ips: b.opt_ips("whitelistedIPs")?.flatten().unwrap_or_default(),
             user_id,
@@ -1208,10 +924,7 @@ impl Cx<'_> {
         self.may_act_on(owner.role)?;
         let (key, plaintext) = self.shared.engine.create_key(new).map_err(engine_error)?;
         let (key, usage) = self.shared.engine.key(&key.id).map_err(engine_error)?;
-        Ok(json_response(
-            StatusCode::CREATED,
-            &key_json(&key, &usage, Some(&plaintext)),
-        ))
+        Ok(json_response(StatusCode::CREATED, &key_json(&key, &usage, Some(&plaintext))))
     }
 
     fn get_key(&self, id: &str) -> Result<Resp, Resp> {
@@ -1238,11 +951,7 @@ impl Cx<'_> {
         let enabled = b.opt_bool("enabled")?.flatten();
         let expires_in = b.opt_u64("expiresIn")?;
         if expires_in == Some(Some(0)) {
-            return Err(validation(
-                &["body", "expiresIn"],
-                "must be at least 1 second",
-                "value_error",
-            ));
+            return Err(validation(&["body", "expiresIn"], "must be at least 1 second", "value_error"));
         }
         let remaining = b.opt_u32("remaining")?;
         let refill_amount = b.opt_u32("refillAmount")?;
@@ -1254,14 +963,7 @@ impl Cx<'_> {
         let metadata = b.opt_object("metadata")?.flatten().map(|m| m.to_string());
         let whitelisted_ips = b.opt_ips("whitelistedIPs")?.map(Option::unwrap_or_default);
         let (old, _) = self.key_in_team(id)?;
-        if let Some(owner) = self
-            .shared
-            .engine
-            .index()
-            .users
-            .get(&old.user_id)
-            .map(|u| u.role())
-        {
+        if let Some(owner) = self.shared.engine.index().users.get(&old.user_id).map(|u| u.role()) {
             self.may_act_on(owner)?;
         }
         let refill = match (refill_amount, refill_interval) {
@@ -1271,23 +973,12 @@ impl Cx<'_> {
                 let amount = a.flatten().or(old.refill.map(|r| r.amount));
                 let interval_ms = i.flatten().or(old.refill.map(|r| r.interval_ms));
                 match (amount, interval_ms) {
-                    (Some(amount), Some(interval_ms)) => Some(Some(Refill {
-                        amount,
-                        interval_ms,
-                    })),
+                    (Some(amount), Some(interval_ms)) => Some(Some(Refill { amount, interval_ms })),
                     (None, _) => {
-                        return Err(validation(
-                            &["body", "refillAmount"],
-                            "required with refillInterval",
-                            "missing",
-                        ));
+                        return Err(validation(&["body", "refillAmount"], "required with refillInterval", "missing"));
                     }
                     (_, None) => {
-                        return Err(validation(
-                            &["body", "refillInterval"],
-                            "required with refillAmount",
-                            "missing",
-                        ));
+                        return Err(validation(&["body", "refillInterval"], "required with refillAmount", "missing"));
                     }
                 }
             }
@@ -1295,8 +986,7 @@ impl Cx<'_> {
         let up = KeyUpdate {
             name,
             enabled,
-            expires_at: expires_in
-                .map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)))),
+            expires_at: expires_in.map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)))),
             remaining,
             refill,
             rate_limit: rate_limit(rl_enabled, rl_max, rl_window, old.rate_limit)?,
@@ -1304,24 +994,14 @@ impl Cx<'_> {
             metadata,
             whitelisted_ips,
         };
-        self.shared
-            .engine
-            .update_key(id, up)
-            .map_err(engine_error)?;
+        self.shared.engine.update_key(id, up).map_err(engine_error)?;
         let (k, u) = self.shared.engine.key(id).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &key_json(&k, &u, None)))
     }
 
     fn delete_key(&self, id: &str) -> Result<Resp, Resp> {
         let (old, _) = self.key_in_team(id)?;
-        if let Some(owner) = self
-            .shared
-            .engine
-            .index()
-            .users
-            .get(&old.user_id)
-            .map(|u| u.role())
-        {
+        if let Some(owner) = self.shared.engine.index().users.get(&old.user_id).map(|u| u.role()) {
             self.may_act_on(owner)?;
         }
         self.shared.engine.delete_key(id).map_err(engine_error)?;
@@ -1331,10 +1011,7 @@ impl Cx<'_> {
     // ---- access tokens (seed 004) ----
 
     fn list_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
-        check_query(
-            q,
-            &["tokenType", "includeRevoked", "limit", "cursor", "token"],
-        )?;
+        check_query(q, &["tokenType", "includeRevoked", "limit", "cursor", "token"])?;
         let (user, _) = self.caller_user()?;
         let include_revoked = query_bool(q, "includeRevoked", false)?;
         let limit = query_int(q, "limit", 50, 1, 200)? as usize;
@@ -1344,13 +1021,7 @@ impl Cx<'_> {
             Some(c) => Some(
                 c.split_once('.')
                     .and_then(|(at, id)| Some((at.parse::<u64>().ok()?, id.to_owned())))
-                    .ok_or_else(|| {
-                        validation(
-                            &["query", "cursor"],
-                            "not a cursor this API returned",
-                            "value_error",
-                        )
-                    })?,
+                    .ok_or_else(|| validation(&["query", "cursor"], "not a cursor this API returned", "value_error"))?,
             ),
         };
         let tokens: Vec<(AccessToken, Millis)> = self
@@ -1362,49 +1033,28 @@ impl Cx<'_> {
             .filter(|(t, _)| token_type.is_none_or(|ty| t.token_type == *ty))
             .collect();
         // Tokens are in (createdAt, id) order; the cursor is the last position seen.
-        let start = cursor.map_or(0, |(at, id)| {
-            tokens.partition_point(|(t, _)| (t.created_at, t.id.as_str()) <= (at, id.as_str()))
-        });
+        let start = cursor
+            .map_or(0, |(at, id)| tokens.partition_point(|(t, _)| (t.created_at, t.id.as_str()) <= (at, id.as_str())));
         let end = (start + limit).min(tokens.len());
         let page = &tokens[start..end];
-        let next = (end < tokens.len())
-            .then(|| {
-                page.last()
-                    .map(|(t, _)| format!("{}.{}", t.created_at, t.id))
-            })
-            .flatten();
+        let next =
+            (end < tokens.len()).then(|| page.last().map(|(t, _)| format!("{}.{}", t.created_at, t.id))).flatten();
         let items: Vec<Value> = page.iter().map(|(t, used)| token_json(t, *used)).collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({ "items": items, "nextCursor": next }),
-        ))
+        Ok(json_response(StatusCode::OK, &json!({ "items": items, "nextCursor": next })))
     }
 
     fn create_token(&self, mut b: Fields) -> Result<Resp, Resp> {
         b.only(&["name", "expiresInDays", "tokenType"])?;
         let name = b.required_str("name")?;
         let days = b.opt_u32("expiresInDays")?.flatten();
-        let token_type = b
-            .opt_str("tokenType")?
-            .flatten()
-            .unwrap_or_else(|| "personal".to_owned());
+        let token_type = b.opt_str("tokenType")?.flatten().unwrap_or_else(|| "personal".to_owned());
         if name.is_empty() || name.chars().count() > 255 {
-            return Err(validation(
-                &["body", "name"],
-                "must be 1 to 255 characters",
-                "string_length",
-            ));
+            return Err(validation(&["body", "name"], "must be 1 to 255 characters", "string_length"));
         }
         let (user, _) = self.caller_user()?;
-        let (token, plaintext) = self
-            .shared
-            .engine
-            .create_token(user, &name, &token_type, days)
-            .map_err(engine_error)?;
-        Ok(json_response(
-            StatusCode::CREATED,
-            &json!({ "plaintext": plaintext, "token": token_json(&token, 0) }),
-        ))
+        let (token, plaintext) =
+            self.shared.engine.create_token(user, &name, &token_type, days).map_err(engine_error)?;
+        Ok(json_response(StatusCode::CREATED, &json!({ "plaintext": plaintext, "token": token_json(&token, 0) })))
     }
 
     fn revoke_all_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
@@ -1415,18 +1065,10 @@ impl Cx<'_> {
         };
         let (user, caller) = self.caller_user()?;
         let keep = match caller {
-            Caller::User {
-                kind: CredentialKind::AccessToken,
-                credential_id,
-                ..
-            } if exclude => Some(&**credential_id),
+            Caller::User { kind: CredentialKind::AccessToken, credential_id, .. } if exclude => Some(&**credential_id),
             _ => None,
         };
-        let n = self
-            .shared
-            .engine
-            .revoke_all_tokens(user, keep)
-            .map_err(engine_error)?;
+        let n = self.shared.engine.revoke_all_tokens(user, keep).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &json!({ "revokedCount": n })))
     }
 
@@ -1447,12 +1089,7 @@ impl Cx<'_> {
     // ---- audit log ----
 
     fn list_logs(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
-        check_query(
-            q,
-            &[
-                "teamId", "action", "outcome", "since", "until", "limit", "cursor", "token",
-            ],
-        )?;
+        check_query(q, &["teamId", "action", "outcome", "since", "until", "limit", "cursor", "token"])?;
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
         let since_ms = query_int(q, "since", 0, 0, u64::MAX / 1000)?;
         let until_ms = query_int(q, "until", u64::MAX / 1000, 0, u64::MAX / 1000)?;
@@ -1461,16 +1098,10 @@ impl Cx<'_> {
         // A cursor is `<16 hex>/<8 hex>`, as this route returns them.
         if let Some(c) = cursor {
             let well_formed = c.split_once('/').is_some_and(|(t, n)| {
-                t.len() == 16
-                    && n.len() == 8
-                    && t.bytes().chain(n.bytes()).all(|b| b.is_ascii_hexdigit())
+                t.len() == 16 && n.len() == 8 && t.bytes().chain(n.bytes()).all(|b| b.is_ascii_hexdigit())
             });
             if !well_formed {
-                return Err(validation(
-                    &["query", "cursor"],
-                    "not a cursor this API returned",
-                    "value_error",
-                ));
+                return Err(validation(&["query", "cursor"], "not a cursor this API returned", "value_error"));
             }
         }
         let nonempty = |name: &str| q.get(name).map(String::as_str).filter(|s| !s.is_empty());
@@ -1485,15 +1116,9 @@ impl Cx<'_> {
         };
         let (events, more) = self.shared.audit.query(&query).map_err(|e| {
             tracing::error!(error = %e, "audit: query failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; see the daemon's log",
-            )
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
         })?;
-        let next = more
-            .then(|| events.last().map(|(id, _)| id.clone()))
-            .flatten();
+        let next = more.then(|| events.last().map(|(id, _)| id.clone())).flatten();
         let items: Vec<Value> = events
             .iter()
             .map(|(id, e)| {
@@ -1510,10 +1135,7 @@ impl Cx<'_> {
                 })
             })
             .collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({ "items": items, "nextCursor": next }),
-        ))
+        Ok(json_response(StatusCode::OK, &json!({ "items": items, "nextCursor": next })))
     }
 
     fn revoke_token(&self, id: &str) -> Result<Resp, Resp> {
@@ -1541,16 +1163,8 @@ fn rate_limit(
     let window_ms = window.or(old.map(|r| r.window_ms));
     match (max, window_ms) {
         (Some(max), Some(window_ms)) => Ok(Some(Some(RateLimit { max, window_ms }))),
-        (None, _) => Err(validation(
-            &["body", "rateLimitMax"],
-            "required to enable rate limiting",
-            "missing",
-        )),
-        (_, None) => Err(validation(
-            &["body", "rateLimitTimeWindow"],
-            "required to enable rate limiting",
-            "missing",
-        )),
+        (None, _) => Err(validation(&["body", "rateLimitMax"], "required to enable rate limiting", "missing")),
+        (_, None) => Err(validation(&["body", "rateLimitTimeWindow"], "required to enable rate limiting", "missing")),
     }
 }
 
@@ -1650,11 +1264,7 @@ fn token_json(t: &AccessToken, last_used: Millis) -> Value {
 // ---- errors ----
 
 fn not_found(what: &str) -> Resp {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        &format!("{what} not found"),
-    )
+    error(StatusCode::NOT_FOUND, "not_found", &format!("{what} not found"))
 }
 
 fn no_content() -> Resp {
@@ -1678,67 +1288,35 @@ fn validation(loc: &[&str], msg: &str, kind: &str) -> Resp {
 fn engine_error(e: EngineError) -> Resp {
     match e {
         EngineError::NotFound(what) => not_found(what),
-        EngineError::Invalid { field, reason } => {
-            validation(&["body", field], &reason, "value_error")
-        }
+        EngineError::Invalid { field, reason } => validation(&["body", field], &reason, "value_error"),
         EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", &m),
         EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
-        EngineError::BadCredentials => error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "invalid credentials",
-        ),
+        EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; see the daemon's log",
-            )
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
         }
     }
 }
 
 fn parse_tier(s: &str) -> Result<Tier, Resp> {
-    s.parse()
-        .map_err(|e: String| validation(&["body", "tier"], &e, "enum"))
+    s.parse().map_err(|e: String| validation(&["body", "tier"], &e, "enum"))
 }
 
 fn parse_role(s: &str) -> Result<Role, Resp> {
-    [
-        Role::Administrator,
-        Role::Manager,
-        Role::Author,
-        Role::Reader,
-    ]
-    .into_iter()
-    .find(|r| r.as_str().eq_ignore_ascii_case(s))
-    .ok_or_else(|| {
-        validation(
-            &["body", "role"],
-            "must be Administrator, Manager, Author or Reader",
-            "enum",
-        )
-    })
+    [Role::Administrator, Role::Manager, Role::Author, Role::Reader]
+        .into_iter()
+        .find(|r| r.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| validation(&["body", "role"], "must be Administrator, Manager, Author or Reader", "enum"))
 }
 
 fn parse_status(s: &str) -> Result<UserStatus, Resp> {
-    [
-        UserStatus::Pending,
-        UserStatus::Enabled,
-        UserStatus::Disabled,
-        UserStatus::Blocked,
-        UserStatus::Deleted,
-    ]
-    .into_iter()
-    .find(|st| status_str(*st).eq_ignore_ascii_case(s))
-    .ok_or_else(|| {
-        validation(
-            &["body", "status"],
-            "must be Pending, Enabled, Disabled, Blocked or Deleted",
-            "enum",
-        )
-    })
+    [UserStatus::Pending, UserStatus::Enabled, UserStatus::Disabled, UserStatus::Blocked, UserStatus::Deleted]
+        .into_iter()
+        .find(|st| status_str(*st).eq_ignore_ascii_case(s))
+        .ok_or_else(|| {
+            validation(&["body", "status"], "must be Pending, Enabled, Disabled, Blocked or Deleted", "enum")
+        })
 }
 
 // ---- query strings ----
@@ -1753,10 +1331,7 @@ fn percent_decode(s: &str) -> String {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' => match b
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
-            {
+            b'%' => match b.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
                 Some(v) => {
                     out.push(v);
                     i += 3;
@@ -1787,31 +1362,17 @@ fn parse_query(q: &str) -> HashMap<String, String> {
 
 fn check_query(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Resp> {
     match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(validation(
-            &["query", k],
-            "unknown query parameter",
-            "extra_forbidden",
-        )),
+        Some(k) => Err(validation(&["query", k], "unknown query parameter", "extra_forbidden")),
         None => Ok(()),
     }
 }
 
-fn query_int(
-    q: &HashMap<String, String>,
-    name: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, Resp> {
+fn query_int(q: &HashMap<String, String>, name: &str, default: u64, min: u64, max: u64) -> Result<u64, Resp> {
     match q.get(name) {
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(validation(
-                &["query", name],
-                &format!("must be an integer from {min} to {max}"),
-                "value_error",
-            )),
+            _ => Err(validation(&["query", name], &format!("must be an integer from {min} to {max}"), "value_error")),
         },
     }
 }
@@ -1821,11 +1382,7 @@ fn query_bool(q: &HashMap<String, String>, name: &str, default: bool) -> Result<
         None => Ok(default),
         Some(v) if v == "true" || v == "1" => Ok(true),
         Some(v) if v == "false" || v == "0" => Ok(false),
-        Some(_) => Err(validation(
-            &["query", name],
-            "must be true or false",
-            "bool_parsing",
-        )),
+        Some(_) => Err(validation(&["query", name], "must be true or false", "bool_parsing")),
     }
 }
 
@@ -1838,20 +1395,12 @@ struct Fields(Map<String, Value>);
 async fn body(req: Request<Incoming>) -> Result<Fields, Resp> {
     match read_json::<Value>(req).await? {
         Value::Object(m) => Ok(Fields(m)),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "the request body must be a JSON object",
-        )),
+        _ => Err(error(StatusCode::BAD_REQUEST, "invalid_json", "the request body must be a JSON object")),
     }
 }
 
 fn wrong_type(field: &str, expected: &str) -> Resp {
-    error(
-        StatusCode::BAD_REQUEST,
-        "invalid_type",
-        &format!("{field}: expected {expected}"),
-    )
+    error(StatusCode::BAD_REQUEST, "invalid_type", &format!("{field}: expected {expected}"))
 }
 
 impl Fields {
@@ -1864,9 +1413,7 @@ impl Fields {
 
     /// `None` = absent, `Some(None)` = null.
     fn get(&mut self, name: &str) -> Option<Option<Value>> {
-        self.0
-            .remove(name)
-            .map(|v| if v.is_null() { None } else { Some(v) })
+        self.0.remove(name).map(|v| if v.is_null() { None } else { Some(v) })
     }
 
     fn opt_str(&mut self, name: &str) -> Result<Option<Option<String>>, Resp> {
@@ -1878,9 +1425,7 @@ impl Fields {
     }
 
     fn required_str(&mut self, name: &str) -> Result<String, Resp> {
-        self.opt_str(name)?
-            .flatten()
-            .ok_or_else(|| validation(&["body", name], "field required", "missing"))
+        self.opt_str(name)?.flatten().ok_or_else(|| validation(&["body", name], "field required", "missing"))
     }
 
     fn opt_bool(&mut self, name: &str) -> Result<Option<Option<bool>>, Resp> {
@@ -1894,20 +1439,10 @@ impl Fields {
     /// A non-negative integer; seed 002's examples send numbers as strings, so a
     /// string of digits is accepted too.
     fn opt_u64(&mut self, name: &str) -> Result<Option<Option<u64>>, Resp> {
-        let bad = || {
-            validation(
-                &["body", name],
-                "must be a non-negative integer",
-                "value_error",
-            )
-        };
+        let bad = || validation(&["body", name], "must be a non-negative integer", "value_error");
         match self.get(name) {
             Some(Some(Value::Number(n))) => n.as_u64().map(|n| Some(Some(n))).ok_or_else(bad),
-            Some(Some(Value::String(s))) => s
-                .trim()
-                .parse::<u64>()
-                .map(|n| Some(Some(n)))
-                .map_err(|_| bad()),
+            Some(Some(Value::String(s))) => s.trim().parse::<u64>().map(|n| Some(Some(n))).map_err(|_| bad()),
             Some(Some(_)) => Err(wrong_type(name, "an integer")),
             other => Ok(other.map(|_| None)),
         }
@@ -1915,9 +1450,9 @@ impl Fields {
 
     fn opt_u32(&mut self, name: &str) -> Result<Option<Option<u32>>, Resp> {
         match self.opt_u64(name)? {
-            Some(Some(n)) => u32::try_from(n).map(|n| Some(Some(n))).map_err(|_| {
-                validation(&["body", name], "must be at most 4294967295", "value_error")
-            }),
+            Some(Some(n)) => u32::try_from(n)
+                .map(|n| Some(Some(n)))
+                .map_err(|_| validation(&["body", name], "must be at most 4294967295", "value_error")),
             other => Ok(other.map(|_| None)),
         }
     }
@@ -1934,39 +1469,25 @@ impl Fields {
     /// permissions as a string in its update example).
     fn opt_permissions(&mut self, name: &str) -> Result<Option<Option<Permissions>>, Resp> {
         let v = match self.get(name) {
-            Some(Some(Value::String(s))) => serde_json::from_str::<Value>(&s).map_err(|_| {
-                validation(
-                    &["body", name],
-                    "must be a JSON object of string arrays",
-                    "value_error",
-                )
-            })?,
+            Some(Some(Value::String(s))) => serde_json::from_str::<Value>(&s)
+                .map_err(|_| validation(&["body", name], "must be a JSON object of string arrays", "value_error"))?,
             Some(Some(v)) => v,
             other => return Ok(other.map(|_| None)),
         };
         if !v.is_object() {
             return Err(wrong_type(name, "an object of string arrays"));
         }
-        serde_json::from_value::<Permissions>(v)
-            .map(|p| Some(Some(p)))
-            .map_err(|_| {
-                validation(
-                    &["body", name],
-                    "must map each resource to an array of action strings",
-                    "value_error",
-                )
-            })
+        serde_json::from_value::<Permissions>(v).map(|p| Some(Some(p))).map_err(|_| {
+            validation(&["body", name], "must map each resource to an array of action strings", "value_error")
+        })
     }
 
     /// An array of IPs and CIDR blocks, or seed 001's comma-separated string.
     fn opt_ips(&mut self, name: &str) -> Result<Option<Option<Vec<String>>>, Resp> {
         match self.get(name) {
-            Some(Some(Value::String(s))) => Ok(Some(Some(
-                s.split(',')
-                    .map(|p| p.trim().to_owned())
-                    .filter(|p| !p.is_empty())
-                    .collect(),
-            ))),
+            Some(Some(Value::String(s))) => {
+                Ok(Some(Some(s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())))
+            }
             Some(Some(Value::Array(items))) => items
                 .into_iter()
                 .map(|i| match i {
@@ -1987,9 +1508,7 @@ impl Fields {
 pub fn openapi() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
-        let entry = paths
-            .entry(route.path.to_owned())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
         let mut op = json!({
             "summary": route.summary,
             "operationId": format!("{:?}", route.op),
@@ -2002,7 +1521,8 @@ pub fn openapi() -> Value {
             },
         });
         if route.path.contains("{id}") {
-            op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+            op["parameters"] =
+                json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
         }
         if matches!(route.op, Op::OpenApi) {
             op["security"] = json!([]);
@@ -2010,7 +1530,8 @@ pub fn openapi() -> Value {
             op["security"] = json!([{ "basicAuth": [] }]);
         }
         if matches!(route.method, "POST" | "PATCH") && !matches!(route.op, Op::Login) {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } });
+            op["requestBody"] =
+                json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } });
         }
         entry[route.method.to_ascii_lowercase()] = op;
     }
@@ -2047,10 +1568,7 @@ mod tests {
     #[test]
     fn paths_match_templates() {
         assert_eq!(match_path("/v1/keys", "/v1/keys"), Some(None));
-        assert_eq!(
-            match_path("/v1/keys/{id}", "/v1/keys/key_1"),
-            Some(Some("key_1"))
-        );
+        assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/key_1"), Some(Some("key_1")));
         assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/"), None);
         assert_eq!(match_path("/v1/keys/{id}", "/v1/keys/a/b"), None);
         assert_eq!(match_path("/v1/keys", "/v1/keys/a"), None);
@@ -2084,12 +1602,7 @@ mod tests {
     fn openapi_lists_every_route() {
         let doc = openapi();
         for r in ROUTES {
-            assert!(
-                doc["paths"][r.path][r.method.to_ascii_lowercase()].is_object(),
-                "{} {}",
-                r.method,
-                r.path
-            );
+            assert!(doc["paths"][r.path][r.method.to_ascii_lowercase()].is_object(), "{} {}", r.method, r.path);
         }
     }
 }

@@ -24,9 +24,8 @@ pub fn engine(dir: &Path, toml: &str) -> Engine {
 /// Creates a team of `tier` with one enabled Administrator; returns (team, user) ids.
 pub fn team_and_user(e: &Engine, tier: Tier, username: &str) -> (String, String) {
     let team = e.create_team(&format!("team of {username}"), tier).unwrap();
-    let user = e
-        .create_user(&team.id, username, "correct horse battery", Role::Administrator, UserStatus::Enabled)
-        .unwrap();
+    let user =
+        e.create_user(&team.id, username, "correct horse battery", Role::Administrator, UserStatus::Enabled).unwrap();
     (team.id, user.id)
 }
 
