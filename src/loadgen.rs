@@ -409,7 +409,7 @@ fn client_loop(
             if frame.get(proto::LENGTH_PREFIX_LEN + proto::HEADER_LEN) != Some(&1) {
                 denies += 1;
             }
-            if seen % FULL_DECODE_EVERY == 0 {
+            if seen.is_multiple_of(FULL_DECODE_EVERY) {
                 proto::decode_response(frame)?;
             }
             let slot = (id as usize).wrapping_sub(1);

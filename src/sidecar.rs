@@ -128,10 +128,10 @@ pub async fn bind(config: &Config) -> Result<UnixListener, BindError> {
 /// Removes the socket file on shutdown, so that the next daemon starts clean
 /// and clients fail fast with "not found" instead of "refused".
 pub fn remove_socket(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(socket = %path.display(), error = %e, "cannot remove socket file");
-        }
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(socket = %path.display(), error = %e, "cannot remove socket file");
     }
 }
 
