@@ -126,7 +126,8 @@ async fn strict_mode_pipelined_answers_match_ids_and_come_out_of_order() {
     let toml = format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 20\n", common::PRO_UNLIMITED);
     let d = Daemon::start(dir.path(), &toml).await;
     let user = d.user();
-    let good = d.key(NewKey { user_id: user, ..Default::default() });
+    // A counted key: strict durability makes verdicts that consume wait for the disk.
+    let good = d.key(NewKey { user_id: user, remaining: Some(1_000_000), ..Default::default() });
     let mut s = raw(d.socket()).await;
     // Odd ids: a valid key, answered after its counters are flushed. Even ids:
     // garbage, denied at once. Sent in one write, so all are in flight together.
