@@ -3,23 +3,16 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tollgate::config::Config;
-use tollgate::core::model::{Limit, TierLimits, Unlimited};
 
-const ADMIN: &str = "test-admin-token-0123456789abcdef";
+mod common;
 
-struct Daemon {
-    addr: SocketAddr,
-    data: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
+use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon, start_http as start};
 
 struct Resp {
     status: u16,
@@ -30,53 +23,6 @@ struct Resp {
 impl Resp {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-fn start(configure: impl FnOnce(&mut Config)) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut c = Config {
-        data: dir.path().join("data"),
-        socket: dir.path().join("tollgate.sock"),
-        http: format!("127.0.0.1:{port}"),
-        admin_token: Some(ADMIN.to_owned()),
-        ..Config::default()
-    };
-    // Tests make many calls a minute with one team's credentials.
-    let unlimited = Limit::Unlimited(Unlimited::Unlimited);
-    c.tiers.pro = Some(TierLimits { requests_per_minute: unlimited, ..TierLimits::DEFAULTS[3] });
-    configure(&mut c);
-    c.validate().unwrap();
-    let data = c.data.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(tollgate::server::serve(c, async move {
-            let _ = rx.await;
-        }))
-        .unwrap();
-    });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Daemon { addr, data, stop: Some(tx), thread: Some(thread), _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if TcpStream::connect(addr).is_ok() && d.raw("GET", "/healthz", &[], None).status == 200 {
-            return d;
-        }
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

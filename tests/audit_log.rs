@@ -5,68 +5,18 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tollgate::audit::{AuditEvent, AuditLog, GLOBAL, Query};
-use tollgate::config::Config;
-use tollgate::core::model::{Limit, Tier, TierLimits, Unlimited};
+use tollgate::core::model::Tier;
 use tollgate_admin::AdminClient;
 
-const ADMIN: &str = "test-admin-token-0123456789abcdef";
-
-struct Daemon {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon};
 
 fn start() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut c = Config {
-        data: dir.path().join("data"),
-        socket: dir.path().join("tollgate.sock"),
-        http: format!("127.0.0.1:{port}"),
-        admin_token: Some(ADMIN.to_owned()),
-        ..Config::default()
-    };
-    c.tiers.pro =
-        Some(TierLimits { requests_per_minute: Limit::Unlimited(Unlimited::Unlimited), ..TierLimits::DEFAULTS[3] });
-    c.validate().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(tollgate::server::serve(c, async move {
-            let _ = rx.await;
-        }))
-        .unwrap();
-    });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Daemon { url: format!("http://{addr}"), stop: Some(tx), thread: Some(thread), _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let probe = AdminClient::new(&d.url, None).unwrap();
-        if probe.raw("GET", "/healthz", None).is_ok_and(|r| r.status == 200) {
-            return d;
-        }
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::start_http(|_| {})
 }
 
 impl Daemon {
