@@ -1103,39 +1103,42 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
 fn flush_counters(index: &Index, store: &Store, durable: &Durable, stats: bool) -> Result<(), StoreError> {
     let generation = index.flushes_started.fetch_add(1, Ordering::SeqCst) + 1;
     let mut batch = Batch::default();
-    let mut seen = std::collections::HashSet::new();
     let mut taken = Vec::new();
-    let pop = || index.dirty.pop().or_else(|| if stats { index.stats_dirty.pop() } else { None });
-    while let Some(d) = pop() {
+    // Every item popped has its flag cleared and its counters read after that,
+    // even when the same counters were already written in this loop: an item
+    // queued again meanwhile stands for a change made after that first read,
+    // and skipping it would leave the flag set with nothing queued, so the
+    // counters would never be written again. The loop takes only what was
+    // queued when it started, so a hot key re-queued on every verification
+    // cannot keep one flush from finishing.
+    let fast = index.dirty.len();
+    let slow = if stats { index.stats_dirty.len() } else { 0 };
+    let items = std::iter::from_fn(|| index.dirty.pop()).take(fast);
+    let items = items.chain(std::iter::from_fn(|| index.stats_dirty.pop()).take(slow));
+    for d in items {
         match &d {
             Dirty::Key(id, c) => {
-                if seen.insert(Arc::as_ptr(c) as usize) {
-                    c.dirty.swap(false, Ordering::AcqRel);
-                    // Keys deleted since are not written back.
-                    if index.keys.get(&**id).is_some_and(|e| Arc::ptr_eq(&e.counters, c)) {
-                        batch.put(Table::Usage, id, &key_usage(c));
-                    }
+                c.dirty.swap(false, Ordering::AcqRel);
+                // Keys deleted since are not written back.
+                if index.keys.get(&**id).is_some_and(|e| Arc::ptr_eq(&e.counters, c)) {
+                    batch.put(Table::Usage, id, &key_usage(c));
                 }
             }
             Dirty::Token(t) => {
-                if seen.insert(Arc::as_ptr(t) as usize) {
-                    t.dirty.swap(false, Ordering::AcqRel);
-                    if index.tokens.contains_key(&*t.id) {
-                        let u = Usage {
-                            request_count: t.request_count.load(Ordering::Relaxed),
-                            last_used_at: t.last_used_at.load(Ordering::Relaxed),
-                            ..Usage::default()
-                        };
-                        batch.put(Table::Usage, &t.id, &u);
-                    }
+                t.dirty.swap(false, Ordering::AcqRel);
+                if index.tokens.contains_key(&*t.id) {
+                    let u = Usage {
+                        request_count: t.request_count.load(Ordering::Relaxed),
+                        last_used_at: t.last_used_at.load(Ordering::Relaxed),
+                        ..Usage::default()
+                    };
+                    batch.put(Table::Usage, &t.id, &u);
                 }
             }
             Dirty::Team(t) => {
-                if seen.insert(Arc::as_ptr(t) as usize) {
-                    t.dirty.swap(false, Ordering::AcqRel);
-                    if index.teams.contains_key(&*t.id) {
-                        batch.put(Table::TeamUsage, &t.id, &t.documents.used());
-                    }
+                t.dirty.swap(false, Ordering::AcqRel);
+                if index.teams.contains_key(&*t.id) {
+                    batch.put(Table::TeamUsage, &t.id, &t.documents.used());
                 }
             }
         }

@@ -115,12 +115,7 @@ fn strict_mode_loses_no_acknowledged_use_on_sigkill() {
     assert!(v.is_allow(), "{v:?}");
 }
 
-// Known open bug: in relaxed mode the flusher sometimes stops receiving the
-// counted key after its first flushes (persisted counts stall far below the
-// acknowledged ones), so this fails intermittently; strict mode is unaffected.
-// Run it with `cargo test --test crash -- --ignored`.
 #[test]
-#[ignore = "intermittent: relaxed-mode flush can stall (open bug, see ARCHITECTURE.md)"]
 fn relaxed_mode_loses_at_most_the_flush_interval_on_sigkill() {
     let o = run_and_kill("relaxed", Duration::from_millis(1500));
     let (e, remaining) = reopen_and_check_keys(&o, "relaxed");
