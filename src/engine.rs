@@ -18,12 +18,13 @@ use parking_lot::{Condvar, Mutex};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::{Config, ConfigError, DurabilityMode};
-use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
+use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, TeamEntry, TokenEntry, UserEntry};
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
 use crate::core::limits::{Micros, period_of};
 use crate::core::model::{
     AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, TierLimits, Usage, User, UserStatus,
 };
+use crate::core::perms::PermSet;
 use crate::core::secret;
 use crate::core::verify::{Verdict, Verifier, VerifyRequest};
 use crate::store::{Batch, Store, StoreError, Table};
@@ -962,8 +963,9 @@ pub fn remaining_at(key: &ApiKey, usage: &Usage, now: Millis) -> Option<u32> {
 
 fn key_entry(record: ApiKey, ips: Vec<IpNet>, user: Arc<UserEntry>, counters: Arc<KeyCounters>) -> Arc<KeyEntry> {
     Arc::new(KeyEntry {
+        hot: KeyHot::of(&record),
         id: record.id.as_str().into(),
-        permissions: Arc::new(record.permissions.clone()),
+        permissions: PermSet::new(&record.permissions),
         ips,
         user,
         counters,

@@ -474,19 +474,18 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
             let roles = [Cow::Borrowed(a.role.as_str())];
             let mut actions: SmallVec<[Cow<'_, str>; 16]> = SmallVec::new();
             let mut ends: SmallVec<[usize; 8]> = SmallVec::new();
-            for acts in a.permissions.0.values() {
-                actions.extend(acts.iter().map(|s| Cow::Borrowed(s.as_str())));
+            for (_, acts) in a.permissions.entries() {
+                actions.extend(acts.map(Cow::Borrowed));
                 ends.push(actions.len());
             }
             let mut start = 0;
             let permissions: SmallVec<[proto::Permission<'_>; 8]> = a
                 .permissions
-                .0
-                .keys()
+                .entries()
                 .zip(&ends)
-                .map(|(resource, &end)| {
+                .map(|((resource, _), &end)| {
                     let p = proto::Permission {
-                        resource: Cow::Borrowed(resource.as_str()),
+                        resource: Cow::Borrowed(resource),
                         actions: proto::List::Borrowed(actions.get(start..end).unwrap_or_default()),
                     };
                     start = end;
