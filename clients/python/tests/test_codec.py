@@ -8,6 +8,8 @@ codec against the document.
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import unittest
 
 import support
@@ -122,6 +124,28 @@ def frame(msg_type: int, request_id: int, payload: bytes) -> bytes:
     return length.to_bytes(4, "big") + bytes([msg_type]) + request_id.to_bytes(4, "big") + payload
 
 
+SPEC_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "protocol", "SPEC.md")
+
+
+def spec_md_examples() -> "list[bytes]":
+    """The hex blocks of SPEC.md section 6, in order: each line's leading
+    two-digit hex tokens (the annotations after them are skipped)."""
+    with open(SPEC_MD, encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## 6. Worked examples", 1)[1].split("\n## 7.", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    out = []
+    for block in blocks:
+        data = bytearray()
+        for line in block.splitlines():
+            for token in line.split():
+                if not re.fullmatch(r"[0-9a-f]{2}", token):
+                    break
+                data.append(int(token, 16))
+        out.append(bytes(data))
+    return out
+
+
 class SpecExamples(unittest.TestCase):
     """Section 6, byte for byte, in both directions."""
 
@@ -167,6 +191,10 @@ class SpecExamples(unittest.TestCase):
         too_large = ErrorResponse(ErrorCode.FRAME_TOO_LARGE, "too large")
         self.assertEqual(tg.decode_response(SPEC_TOO_LARGE), (0, too_large))
         self.assertEqual(tg.encode_response(0, too_large), SPEC_TOO_LARGE)
+
+    @unittest.skipUnless(os.path.exists(SPEC_MD), "protocol/SPEC.md is not next to this copy of the client")
+    def test_the_examples_above_are_the_ones_in_spec_md(self) -> None:
+        self.assertEqual(spec_md_examples(), [SPEC_VERIFY, SPEC_ALLOW, SPEC_DENY])
 
     def test_handshake_example(self) -> None:
         self.assertEqual(tg.encode_hello(), unhex("54 47 41 54 00 01"))

@@ -238,6 +238,14 @@ class Verdicts(DaemonTest):
             with self.subTest(ip=str(ip)):
                 self.assertTrue(self.c.verify(key, ip=ip).allowed)
         self.assertIs(self.c.verify(key, ip="2001:db9::1").code, DenyCode.IP_NOT_ALLOWED)
+        # A mapped address sent as IPv6 anyway (tag 6) is matched as the IPv4 address.
+        cred = key.encode()
+        mapped = ipaddress.IPv6Address("::ffff:10.1.2.3").packed
+        payload = len(cred).to_bytes(2, "big") + cred + b"\x06" + mapped + bytes.fromhex("0000 00000001 00")
+        rid = self.c.send_frame(tg.MessageType.VERIFY, payload)
+        got_id, v = self.c.recv()
+        self.assertEqual(got_id, rid)
+        self.assertIsInstance(v, Allow)
         self.assertIs(self.c.verify(key, ip="::ffff:192.0.2.1").code, DenyCode.IP_NOT_ALLOWED)
 
     def test_rate_limited_key(self) -> None:
@@ -478,6 +486,11 @@ class ErrorHandling(DaemonTest):
         s.sendall(frame[:-3])
         s.shutdown(socket.SHUT_WR)
         self.assertEqual(read_until_close(s), ([], True), "answered with nothing, closed")
+        # After a half-close the whole frames before the partial one are still answered.
+        s = self.raw()
+        s.sendall(tg.encode_request(8, Ping()) + frame[:-3])
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_until_close(s), ([(8, Pong())], True))
 
     def test_undecodable_payload(self) -> None:
         s = self.raw()
@@ -488,11 +501,24 @@ class ErrorHandling(DaemonTest):
         self.assertEqual([(rid, error_code(r)) for rid, r in got], [(41, None), (42, ErrorCode.MALFORMED_FRAME)])
         self.assertEqual(got[0][1], Pong())
 
+    def test_answers_owed_still_come_after_a_connection_level_error(self) -> None:
+        # Strict mode holds the allows of a counted key until their flush, but
+        # the error about the oversized frame after them goes out at once: the
+        # answers owed follow the id-0 error frame, then the server closes.
+        s = self.raw()
+        key = env("TOLLGATE_TEST_COUNTED_KEY")
+        s.sendall(b"".join(tg.encode_request(i, VerifyRequest(key)) for i in range(1, 6)) + b"\xff\xff\xff\xff")
+        got, closed = read_until_close(s)
+        self.assertTrue(closed)
+        self.assertEqual([(rid, error_code(r)) for rid, r in got[:1]], [(0, ErrorCode.FRAME_TOO_LARGE)])
+        self.assertEqual(sorted(rid for rid, _ in got[1:]), [1, 2, 3, 4, 5])
+        self.assertTrue(all(isinstance(r, Allow) for _, r in got[1:]), got)
+
     def test_malformed_frame_through_the_client(self) -> None:
-        # Requests before the bad frame are answered; its error closes the connection.
+        # Requests before the bad frame are answered (the counted key's allows
+        # after the error frame, in strict mode); the error closes the connection.
         c = self.connect()
-        self.addCleanup(c.close)
-        ids = c.send_many([VerifyRequest(env("TOLLGATE_TEST_KEY"))] * 3)
+        ids = c.send_many([VerifyRequest(env("TOLLGATE_TEST_COUNTED_KEY"))] * 3)
         bad = c.send_frame(tg.MessageType.VERIFY, b"\xaa\xbb\xcc")
         answers = {}
         with self.assertRaises(ConnectionClosed) as cm:
