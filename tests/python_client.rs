@@ -177,7 +177,8 @@ fn python_client_suite_passes_against_the_real_daemon() {
     let strict = format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 20\n", common::PRO_UNLIMITED);
     let main = Daemon::start(&strict);
     let busy = Daemon::start(&format!("max_connections = 1\n{}", common::PRO_UNLIMITED));
-    let shutdown_toml = format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 200\n", common::PRO_UNLIMITED);
+    let shutdown_toml =
+        format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 200\n", common::PRO_UNLIMITED);
     let mut shutdown = Daemon::start(&shutdown_toml);
     let scratch = tempfile::tempdir().unwrap();
     let stop_file = scratch.path().join("stop-the-shutdown-daemon");
