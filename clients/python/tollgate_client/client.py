@@ -380,7 +380,9 @@ class Client:
         try:
             while outstanding:
                 in_flight = sent - (len(frames) - outstanding)
-                if sent < len(frames) and in_flight <= window // 2:
+                # After a closing error frame nothing more is sent, but the
+                # answers still owed are read until the server closes.
+                if sent < len(frames) and in_flight <= window // 2 and self._close_error is None:
                     batch = frames[sent : sent + window - in_flight]
                     self._write(b"".join(f for _, _, f in batch))
                     self._in_flight.update(rid for _, rid, _ in batch)
@@ -416,11 +418,12 @@ class Client:
     # ------------------------------------------------------------ internals
 
     def _allocate_id(self, also_taken: "Iterable[int] | Set[int] | Dict[int, int]" = ()) -> int:
-        """The next request id: a wrapping counter that skips 0 and ids in use."""
+        """The next request id: a wrapping counter that skips 0, ids in
+        flight and ids whose answers :meth:`recv` has not returned yet."""
         for _ in range(1 << 20):
             request_id = self._next_id
             self._next_id = 1 if request_id >= 0xFFFFFFFF else request_id + 1
-            if request_id not in self._in_flight and request_id not in also_taken:
+            if request_id not in self._in_flight and request_id not in self._user_pending and request_id not in also_taken:
                 return request_id
         raise RuntimeError("no free request id")  # pragma: no cover - a million requests in flight
 
