@@ -352,8 +352,10 @@ class Client:
         in the returned list as exception objects instead (:class:`ErrorFrame`
         for an Error frame, :class:`ConnectionClosed` for requests left
         unanswered when the connection closed, :class:`ProtocolError` for
-        requests that could not be encoded). If the server closes the
+        requests over the protocol's limits). If the server closes the
         connection, every answer that still arrives is collected first.
+        Invalid arguments (an unparsable IP address, a cost over ``u32``)
+        raise :class:`ValueError` before anything is sent, either way.
         """
         if window < 1:
             raise ValueError("window must be at least 1")
