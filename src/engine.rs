@@ -348,6 +348,7 @@ impl Engine {
             self.index.secrets.remove(&t.record.hash);
             self.index.tokens.remove(&*t.id);
         }
+        self.index.usernames.retain(|_, uid| !users.contains(uid));
         for u in users {
             self.index.users.remove(&u);
         }
@@ -402,6 +403,7 @@ impl Engine {
             updated_at: now,
         };
         self.store.put(Table::Users, &user.id, &user)?;
+        self.index.usernames.insert(user.username.clone(), user.id.clone());
         self.index.users.insert(user.id.clone(), Arc::new(UserEntry::new(&user.id, team, role, status, 0)));
         Ok(user)
     }
@@ -423,7 +425,8 @@ impl Engine {
 
     /// A user by username.
     pub fn user_by_name(&self, username: &str) -> Result<Option<User>, EngineError> {
-        Ok(self.store.scan::<User>(Table::Users)?.into_iter().map(|(_, u)| u).find(|u| u.username == username))
+        let Some(id) = self.index.usernames.get(username).map(|id| id.clone()) else { return Ok(None) };
+        Ok(self.store.get(Table::Users, &id)?)
     }
 
     /// Every user of a team.
@@ -473,12 +476,14 @@ impl Engine {
     pub fn delete_user(&self, id: &str) -> Result<(), EngineError> {
         let _g = self.admin.lock();
         let mut user = self.user(id)?;
-        user.username = format!("deleted-{}", user.id);
+        let old_name = std::mem::replace(&mut user.username, format!("deleted-{}", user.id));
         user.password_hash.clear();
         user.status = UserStatus::Deleted;
         user.revoked_before = now_ms() / 1000 + 1;
         user.updated_at = now_ms();
         self.store.put(Table::Users, id, &user)?;
+        self.index.usernames.remove(&old_name);
+        self.index.usernames.insert(user.username.clone(), user.id.clone());
         if let Some(e) = self.index.users.get(id) {
             e.set(user.role, UserStatus::Deleted);
             e.revoked_before.store(user.revoked_before, Ordering::Release);
@@ -1066,6 +1071,7 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
             tracing::warn!(user = %id, team = %u.team_id, "user of a missing team skipped");
             continue;
         };
+        index.usernames.insert(u.username.clone(), id.clone());
         index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, u.revoked_before)));
     }
     let usage: HashMap<String, Usage> = store.scan(Table::Usage)?.into_iter().collect();

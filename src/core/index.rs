@@ -237,6 +237,8 @@ pub struct Index {
     pub tokens: DashMap<String, Arc<TokenEntry>>,
     /// User id → entry.
     pub users: DashMap<String, Arc<UserEntry>>,
+    /// Username → user id (usernames are unique across teams; login looks here).
+    pub usernames: DashMap<String, String>,
     /// Team id → entry.
     pub teams: DashMap<String, Arc<TeamEntry>>,
     /// Revoked JWT ids → their `exp` (seconds), so they can be pruned.
