@@ -93,19 +93,27 @@ impl AsyncClient {
     pub async fn from_stream(mut stream: UnixStream) -> io::Result<Self> {
         let mut hello = Vec::with_capacity(crate::HANDSHAKE_LEN);
         encode_handshake(PROTOCOL_VERSION, &mut hello);
-        stream.write_all(&hello).await?;
+        // A refusal may precede (and break) the hello write: read it first
+        // (SPEC.md 3).
+        let written = stream.write_all(&hello).await;
         let mut buf = Vec::with_capacity(READ_CHUNK);
         let version = loop {
             if let Some((reply, used)) = decode_handshake_reply(&buf)? {
                 let version = accept_reply(reply)?;
                 buf.drain(..used);
+                written?;
                 break version;
             }
-            if read_more(&mut stream, &mut buf).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "server closed the connection during the handshake",
-                ));
+            match read_more(&mut stream, &mut buf).await {
+                Ok(0) => {
+                    written?;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed the connection during the handshake",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(written.err().unwrap_or(e)),
             }
         };
         let (read_half, write_half) = stream.into_split();
@@ -243,6 +251,9 @@ async fn write_loop(mut w: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>, s
 }
 
 async fn read_loop(mut r: OwnedReadHalf, mut buf: Vec<u8>, shared: Arc<Mutex<Shared>>) {
+    // A connection-level error (id 0): the server still sends the answers it
+    // owes, then closes (SPEC.md 5.6); requests left then fail with it.
+    let mut closing: Option<(io::ErrorKind, String)> = None;
     let (kind, msg) = loop {
         let mut pos = 0;
         let failure = loop {
@@ -251,8 +262,8 @@ async fn read_loop(mut r: OwnedReadHalf, mut buf: Vec<u8>, shared: Arc<Mutex<Sha
                 Ok(None) => break None,
                 Ok(Some(len)) => match decode_response(rest) {
                     Ok((0, Response::Error(e))) => {
-                        // Connection-level error: the server closes next.
-                        break Some((io::ErrorKind::ConnectionAborted, e.to_string()));
+                        closing.get_or_insert((io::ErrorKind::ConnectionAborted, e.to_string()));
+                        pos += len;
                     }
                     Ok((id, resp)) => {
                         let waiter = lock(&shared).pending.remove(&id);
@@ -272,7 +283,7 @@ async fn read_loop(mut r: OwnedReadHalf, mut buf: Vec<u8>, shared: Arc<Mutex<Sha
         buf.drain(..pos);
         match read_more(&mut r, &mut buf).await {
             Ok(0) if buf.is_empty() => {
-                break (io::ErrorKind::UnexpectedEof, "server closed the connection".into());
+                break closing.unwrap_or((io::ErrorKind::UnexpectedEof, "server closed the connection".into()));
             }
             Ok(0) => {
                 break (io::ErrorKind::UnexpectedEof, FrameError::Incomplete.to_string());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::codec::{FrameError, check_frame, decode_response, encode_request};
 use crate::handshake::{PROTOCOL_VERSION, accept_reply, decode_handshake_reply, encode_handshake};
-use crate::types::{QuotaOp, QuotaResult, Request, Response, Verdict, VerifyRequest};
+use crate::types::{ErrorResponse, QuotaOp, QuotaResult, Request, Response, Verdict, VerifyRequest};
 
 /// How many requests [`Client::verify_many`] keeps in flight at most.
 ///
@@ -45,16 +45,21 @@ impl Client {
     pub fn from_stream(mut stream: UnixStream) -> io::Result<Self> {
         let mut hello = Vec::with_capacity(crate::HANDSHAKE_LEN);
         encode_handshake(PROTOCOL_VERSION, &mut hello);
-        stream.write_all(&hello)?;
+        // A server over its connection cap may refuse (and close) before it
+        // reads the hello; the write then fails, but the refusal is what to
+        // report (SPEC.md 3), so read it first.
+        let written = stream.write_all(&hello);
         let mut client =
             Self { stream, version: 0, rbuf: Vec::with_capacity(READ_CHUNK), rpos: 0, wbuf: Vec::new(), next_id: 1 };
         loop {
             if let Some((reply, used)) = decode_handshake_reply(client.unread())? {
                 client.version = accept_reply(reply)?;
                 client.rpos += used;
-                return Ok(client);
+                return written.map(|()| client);
             }
-            client.fill()?;
+            if let Err(e) = client.fill() {
+                return Err(written.err().unwrap_or(e));
+            }
         }
     }
 
@@ -110,14 +115,29 @@ impl Client {
     fn call(&mut self, req: &Request<'_>) -> io::Result<Response<'static>> {
         let id = self.take_ids(1)?;
         self.send(id, req)?;
+        // After a connection-level error (id 0) the server still sends the
+        // answers it owes, then closes (SPEC.md 5.6): ours may yet come.
+        let mut closing = None;
         loop {
-            match self.recv()? {
-                (got, Response::Error(e)) if got == id || got == 0 => {
-                    return Err(io::Error::other(e));
-                }
+            match self.recv_or_close(&mut closing)? {
+                (got, Response::Error(e)) if got == id => return Err(io::Error::other(e)),
+                (0, Response::Error(e)) => closing = Some(e),
                 (got, resp) if got == id => return Ok(resp),
                 _ => continue,
             }
+        }
+    }
+
+    /// [`Client::recv`], except that once a connection-level error has been
+    /// seen, the close that follows it is reported as that error.
+    fn recv_or_close(&mut self, closing: &mut Option<ErrorResponse<'static>>) -> io::Result<(u32, Response<'static>)> {
+        match (self.recv(), closing.take()) {
+            (Ok(r), c) => {
+                *closing = c;
+                Ok(r)
+            }
+            (Err(_), Some(e)) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, e)),
+            (Err(e), None) => Err(e),
         }
     }
 
@@ -152,15 +172,18 @@ impl Client {
     /// [`PIPELINE_WINDOW`] requests in flight, and returns the verdicts in
     /// the order of `reqs` whatever order the server answered in.
     ///
-    /// Fails on the first error frame; answers to the batch's other requests
-    /// may still arrive and are skipped by later calls.
+    /// Fails on an error frame for one of its requests; answers to the
+    /// batch's other requests may still arrive and are skipped by later calls.
+    /// After a connection-level error it collects the answers the server
+    /// still sends, then fails with that error when the server closes.
     pub fn verify_many(&mut self, reqs: &[VerifyRequest<'_>]) -> io::Result<Vec<Verdict<'static>>> {
         let base = self.take_ids(reqs.len())?;
         let mut results: Vec<Option<Verdict<'static>>> = vec![None; reqs.len()];
         let (mut sent, mut received) = (0, 0);
+        let (mut closing, mut sending) = (None, true);
         while received < reqs.len() {
             // Refill once half the window has drained: one write per batch.
-            if sent - received <= PIPELINE_WINDOW / 2 && sent < reqs.len() {
+            if sending && sent - received <= PIPELINE_WINDOW / 2 && sent < reqs.len() {
                 self.wbuf.clear();
                 while sent < reqs.len() && sent - received < PIPELINE_WINDOW {
                     // take_ids guaranteed base + len fits in a u32.
@@ -173,9 +196,12 @@ impl Client {
                 }
                 self.stream.write_all(&self.wbuf)?;
             }
-            let (id, resp) = self.recv()?;
+            let (id, resp) = self.recv_or_close(&mut closing)?;
             if let (0, Response::Error(e)) = (id, &resp) {
-                return Err(io::Error::other(e.clone()));
+                // No more requests go out; the answers owed still come in.
+                closing = Some(e.clone());
+                sending = false;
+                continue;
             }
             // Ids outside this batch answer requests abandoned earlier.
             let Some(index) = id.checked_sub(base).map(|i| i as usize) else {

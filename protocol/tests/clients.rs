@@ -235,6 +235,14 @@ fn blocking_client_sees_connection_errors() {
     assert!(err.to_string().contains("SERVER_BUSY"), "{err}");
     let err = client.ping().unwrap_err();
     assert!(matches!(err.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe), "{err:?}");
+
+    // The fake server answers a batch in reverse: the answer to "a" comes
+    // after the connection-level error. The client reads on to the close
+    // (SPEC.md 5.6) and then reports the error, not an EOF.
+    let mut client = Client::connect(&server.path).unwrap();
+    let err = client.verify_many(&[VerifyRequest::new("a"), VerifyRequest::new("bye")]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted, "{err:?}");
+    assert!(err.to_string().contains("SERVER_BUSY"), "{err}");
 }
 
 #[test]
@@ -338,6 +346,14 @@ mod async_client {
         assert!(err.to_string().contains("SERVER_BUSY"), "{err}");
         let err = client.ping().await.unwrap_err();
         assert!(err.to_string().contains("SERVER_BUSY"), "{err}");
+
+        // Answers the server still owes after a connection-level error are
+        // delivered; the rest fail with that error.
+        let client = AsyncClient::connect(&server.path).await.unwrap();
+        let (ra, rb) = (VerifyRequest::new("a"), VerifyRequest::new("bye"));
+        let (a, b) = tokio::join!(client.verify(&ra), client.verify(&rb));
+        assert!(a.is_ok(), "{a:?}");
+        assert!(b.unwrap_err().to_string().contains("SERVER_BUSY"));
 
         let mut refusal = Vec::new();
         encode_error(0, ErrorCode::UnsupportedVersion, "no", &mut refusal);
