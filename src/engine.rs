@@ -22,7 +22,8 @@ use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, Te
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
 use crate::core::limits::{Micros, period_of};
 use crate::core::model::{
-    AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, TierLimits, Usage, User, UserStatus,
+    AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, STAT_SHARDS, Stat, Team, Tier, TierLimits,
+    Usage, User, UserStatus, stat_shard,
 };
 use crate::core::perms::PermSet;
 use crate::core::secret;
@@ -1074,18 +1075,31 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
         index.usernames.insert(u.username.clone(), id.clone());
         index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, u.revoked_before)));
     }
-    let usage: HashMap<String, Usage> = store.scan(Table::Usage)?.into_iter().collect();
+    let mut usage: HashMap<String, Usage> = store.scan(Table::Usage)?.into_iter().collect();
+    // Statistics live in shard records (written on the statistics interval) and,
+    // for counted keys, in their usage record too: the larger figure is newer.
+    for (_, shard) in store.scan::<Vec<Stat>>(Table::Stats)? {
+        for s in shard {
+            let u = usage.entry(s.id).or_default();
+            u.request_count = u.request_count.max(s.request_count);
+            u.last_used_at = u.last_used_at.max(s.last_used_at);
+        }
+    }
     for (id, k) in store.scan::<ApiKey>(Table::Keys)? {
         let Some(user) = index.users.get(&k.user_id).map(|u| u.clone()) else {
             tracing::warn!(key = %id, "key of a missing user skipped");
             continue;
         };
         let ips = parse_ips(&k.whitelisted_ips)?;
-        let u = usage.get(&id).copied().unwrap_or(Usage {
-            remaining: k.remaining.unwrap_or(0),
-            anchor: k.created_at,
-            ..Usage::default()
-        });
+        let u = match usage.get(&id).copied() {
+            // Statistics only (a shard entry without a usage record): the
+            // counters start as at creation.
+            Some(u) if u.anchor == 0 => {
+                Usage { remaining: k.remaining.unwrap_or(0), anchor: k.created_at, period: 0, ..u }
+            }
+            Some(u) => u,
+            None => Usage { remaining: k.remaining.unwrap_or(0), anchor: k.created_at, ..Usage::default() },
+        };
         let entry = key_entry(k.clone(), ips, user, Arc::new(counters(&u, k.refill)));
         index.secrets.insert(k.hash, Secret::Key(entry.clone()));
         index.keys.insert(id, entry);
@@ -1107,6 +1121,57 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
     Ok(index)
 }
 
+/// Queues the statistics shards that hold a credential whose statistics
+/// changed: each shard record is rebuilt from the index (every key and token
+/// hashing to it), so a flush costs one write per touched shard, not one per
+/// credential. The popped items go to `taken` so that a failed write can
+/// queue them again.
+fn write_stat_shards(index: &Index, batch: &mut Batch, taken: &mut Vec<Dirty>) {
+    let mut touched = [false; STAT_SHARDS];
+    let queued = index.stats_dirty.len();
+    for d in std::iter::from_fn(|| index.stats_dirty.pop()).take(queued) {
+        // Cleared before the counters are read below: a later change queues again.
+        let id = match &d {
+            Dirty::Key(id, c) => {
+                c.dirty.swap(false, Ordering::AcqRel);
+                id.clone()
+            }
+            Dirty::Token(t) => {
+                t.dirty.swap(false, Ordering::AcqRel);
+                t.id.clone()
+            }
+            Dirty::Team(t) => {
+                t.dirty.swap(false, Ordering::AcqRel);
+                continue;
+            }
+        };
+        touched[stat_shard(&id)] = true;
+        taken.push(d);
+    }
+    if !touched.contains(&true) {
+        return;
+    }
+    let mut shards: Vec<Vec<Stat>> = vec![Vec::new(); STAT_SHARDS];
+    let mut add = |id: &str, request_count: u64, last_used_at: u64| {
+        let shard = stat_shard(id);
+        if touched[shard] && request_count > 0 {
+            shards[shard].push(Stat { id: id.to_owned(), request_count, last_used_at });
+        }
+    };
+    for k in index.keys.iter() {
+        let c = &k.counters;
+        add(&k.id, c.request_count.load(Ordering::Relaxed), c.last_used_at.load(Ordering::Relaxed));
+    }
+    for t in index.tokens.iter() {
+        add(&t.id, t.request_count.load(Ordering::Relaxed), t.last_used_at.load(Ordering::Relaxed));
+    }
+    for (shard, stats) in shards.iter().enumerate() {
+        if touched[shard] {
+            batch.put(Table::Stats, &format!("{shard:02x}"), stats);
+        }
+    }
+}
+
 /// Writes every queued counter change; advances the durable generation.
 fn flush_counters(index: &Index, store: &Store, durable: &Durable, stats: bool) -> Result<(), StoreError> {
     let generation = index.flushes_started.fetch_add(1, Ordering::SeqCst) + 1;
@@ -1120,10 +1185,10 @@ fn flush_counters(index: &Index, store: &Store, durable: &Durable, stats: bool) 
     // queued when it started, so a hot key re-queued on every verification
     // cannot keep one flush from finishing.
     let fast = index.dirty.len();
-    let slow = if stats { index.stats_dirty.len() } else { 0 };
-    let items = std::iter::from_fn(|| index.dirty.pop()).take(fast);
-    let items = items.chain(std::iter::from_fn(|| index.stats_dirty.pop()).take(slow));
-    for d in items {
+    if stats {
+        write_stat_shards(index, &mut batch, &mut taken);
+    }
+    for d in std::iter::from_fn(|| index.dirty.pop()).take(fast) {
         match &d {
             Dirty::Key(id, c) => {
                 c.dirty.swap(false, Ordering::AcqRel);

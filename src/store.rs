@@ -34,6 +34,8 @@ pub enum Table {
     RevokedJti,
     /// Daemon metadata (e.g. the admin token's hash).
     Meta,
+    /// Statistics shards (`Vec<model::Stat>`), by shard number.
+    Stats,
     /// Audit events (`audit::AuditEvent`), by `<team>/<time>/<seq>` so that one
     /// team's events are one contiguous, time-ordered range.
     Audit,
@@ -51,6 +53,7 @@ impl Table {
             Table::RevokedJti => b'j',
             Table::Meta => b'm',
             Table::Audit => b'l',
+            Table::Stats => b's',
         }
     }
 }

@@ -78,10 +78,11 @@ fn run_and_kill(mode: &str, run_for: Duration) -> Outcome {
                 let (n, t): (u64, u64) = (n.parse().unwrap(), t.parse().unwrap());
                 let first = *first_use.get_or_insert_with(|| Instant::now() - Duration::from_micros(t));
                 uses.push((n, t));
-                if first.elapsed() >= run_for {
+                if first.elapsed() >= run_for && killed_at_us == 0 {
                     child.kill().unwrap(); // SIGKILL
                     killed_at_us = first.elapsed().as_micros() as u64;
-                    break;
+                    // Keep reading: lines still in the pipe were printed, so
+                    // acknowledged, before the kill.
                 }
             }
             _ => {}

@@ -301,3 +301,38 @@ fn usernames_are_unique_across_restarts_deletions_and_team_deletion() {
     e.create_user(&other.id, "ann", pass, Role::Reader, UserStatus::Enabled).unwrap();
     assert!(e.login("ann", pass).is_ok());
 }
+
+#[test]
+fn statistics_of_many_keys_survive_a_restart_through_the_shard_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml =
+        format!("{}\n[durability]\nflush_interval_ms = 20\nstats_flush_interval_ms = 50\n", common::PRO_UNLIMITED);
+    let (ids, deleted);
+    {
+        let e = common::engine(dir.path(), &toml);
+        let (_, user) = common::team_and_user(&e, Tier::Pro, "stats");
+        let keys = e.create_keys((0..600).map(|_| NewKey { user_id: user.clone(), ..Default::default() }).collect());
+        let keys = keys.unwrap();
+        for (i, (_, secret)) in keys.iter().enumerate() {
+            for _ in 0..=(i % 3) {
+                assert!(e.verify(&VerifyRequest::new(secret)).is_allow());
+            }
+        }
+        ids = keys.iter().map(|(k, _)| k.id.clone()).collect::<Vec<_>>();
+        deleted = ids[7].clone();
+        e.delete_key(&deleted).unwrap();
+        // The statistics flush (every 50 ms here, and at shutdown) writes
+        // shard records, not one usage record per key.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let e = common::engine(dir.path(), &toml);
+    for (i, id) in ids.iter().enumerate() {
+        if *id == deleted {
+            assert!(e.key(id).is_err(), "a deleted key stays deleted");
+            continue;
+        }
+        let (_, usage) = e.key(id).unwrap();
+        assert_eq!(usage.request_count, (i % 3 + 1) as u64, "key {i}");
+        assert!(usage.last_used_at > 0);
+    }
+}

@@ -375,6 +375,27 @@ pub struct Usage {
     pub last_used_at: Millis,
 }
 
+/// Statistics of one credential, as kept in a statistics shard (a record that
+/// holds every credential whose id hashes to the shard, so that one periodic
+/// write covers hundreds of credentials instead of one write each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Key or token id.
+    pub id: String,
+    /// Verifications allowed so far.
+    pub request_count: u64,
+    /// Last allowed verification; 0 = never.
+    pub last_used_at: Millis,
+}
+
+/// Number of statistics shards.
+pub const STAT_SHARDS: usize = 256;
+
+/// The statistics shard of credential `id` (stable across versions: CRC-32).
+pub fn stat_shard(id: &str) -> usize {
+    crc32fast::hash(id.as_bytes()) as usize % STAT_SHARDS
+}
+
 /// Formats a millisecond timestamp as RFC 3339 (UTC, second precision).
 pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
