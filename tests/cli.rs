@@ -38,7 +38,8 @@ fn bad_config_exits_2_with_the_field_named_and_binds_nothing() {
     std::fs::write(&cfg, "this is not toml = = =").unwrap();
     let out = Command::new(BIN).args(["check-config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"), "TOML errors say where");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:1:6:"), "TOML errors say where (file:line:column): {err}");
 }
 
 #[test]
@@ -56,7 +57,9 @@ fn serve_works_on_defaults_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let start = Instant::now();
     let health = loop {
-        if let Some(r) = get(port, "/healthz") {
+        if let Some(r) = get(port, "/readyz")
+            && r.starts_with("HTTP/1.1 200")
+        {
             break r;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "daemon did not come up");

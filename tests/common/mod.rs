@@ -85,9 +85,10 @@ pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
     });
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let d = HttpDaemon { addr, url: format!("http://{addr}"), data, stop: Some(tx), thread: Some(thread), _dir: dir };
+    // Ready, not just up: the HTTP port answers (503) while the index loads.
     let healthy = || -> Option<bool> {
         let mut s = std::net::TcpStream::connect(addr).ok()?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out.starts_with("HTTP/1.1 200"))
