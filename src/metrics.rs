@@ -243,6 +243,7 @@ impl Metrics {
         };
         self.verdict(kind, credential, code);
         tracing::trace!(
+            target: "tollgate::verify",
             kind = KINDS[kind_index(kind, credential)],
             verdict = code.map_or("ALLOW", DenyCode::as_str),
             "verified"

@@ -206,6 +206,11 @@ impl BinDaemon {
     /// as `<dir>/tollgate.toml` and starts `tollgate serve --config` on it with
     /// the test admin token and `extra_args`; returns once `/readyz` is 200.
     pub fn start(toml: &str, extra_args: &[&str]) -> BinDaemon {
+        BinDaemon::start_with_env(toml, extra_args, &[])
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_with_env(toml: &str, extra_args: &[&str], env: &[(&str, &str)]) -> BinDaemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -220,6 +225,7 @@ impl BinDaemon {
             .current_dir(dir.path())
             .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(&config)
             .args(extra_args)
