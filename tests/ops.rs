@@ -211,3 +211,20 @@ fn readyz_turns_ready_only_after_the_index_is_loaded_and_listeners_are_bound() {
     let _ = stop_tx.send(());
     server.join().unwrap().unwrap();
 }
+
+#[test]
+fn systemd_hears_ready_after_readyz_and_stopping_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // `start` returns once /readyz is 200; READY=1 was sent by then.
+    let d = common::BinDaemon::start_with_env("", &[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1\nSTATUS=ready");
+    d.signal("TERM");
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    d.stop_after_signal();
+}

@@ -299,8 +299,13 @@ impl BinDaemon {
     }
 
     /// SIGTERM, then waits for the exit; returns the whole log.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
         self.signal("TERM");
+        self.stop_after_signal()
+    }
+
+    /// Waits for the exit of a daemon already told to stop; returns the whole log.
+    pub fn stop_after_signal(mut self) -> String {
         let status = self.child.wait().unwrap();
         let log = self.log_text();
         assert!(status.success(), "tollgate exited with {status}:\n{log}");
