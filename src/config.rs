@@ -381,9 +381,9 @@ impl Config {
                 config.validate()?;
                 Ok(config)
             }
-            Some(p) => SourceFile::read(p)?.config().map_err(|errs| {
-                ConfigError(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n"))
-            }),
+            Some(p) => SourceFile::read(p)?
+                .config()
+                .map_err(|errs| ConfigError(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n"))),
         }
     }
 
@@ -526,9 +526,9 @@ impl Config {
 
 /// Checks a `log.level` filter the way the daemon will read it.
 fn parse_level_directives(level: &str) -> Result<(), ConfigError> {
-    tracing_subscriber::EnvFilter::try_new(level)
-        .map(|_| ())
-        .map_err(|e| ConfigError(format!("log.level: {level:?} is not a tracing filter like \"info\" or \"tollgate=debug\": {e}")))
+    tracing_subscriber::EnvFilter::try_new(level).map(|_| ()).map_err(|e| {
+        ConfigError(format!("log.level: {level:?} is not a tracing filter like \"info\" or \"tollgate=debug\": {e}"))
+    })
 }
 
 impl AuthConfig {

@@ -59,7 +59,8 @@ impl Interface {
 }
 
 /// Upper bounds of the latency buckets, in microseconds (`le` in seconds).
-pub const BUCKETS_US: [u64; 14] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000];
+pub const BUCKETS_US: [u64; 14] =
+    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000];
 
 /// A latency histogram: one count per bucket (not cumulative; the last slot
 /// is above every bound), the sum in nanoseconds, and the count.
@@ -71,7 +72,11 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_ns: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
 }
 
@@ -343,7 +348,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     line(o, "tollgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
     header(o, "tollgate_start_time_seconds", "gauge", "When the daemon started, in seconds since the Unix epoch.");
     line(o, "tollgate_start_time_seconds", &[], m.started_unix_secs);
-    header(o, "tollgate_ready", "gauge", "1 when /readyz answers ready: index loaded, listeners bound, store writable.");
+    header(
+        o,
+        "tollgate_ready",
+        "gauge",
+        "1 when /readyz answers ready: index loaded, listeners bound, store writable.",
+    );
     line(o, "tollgate_ready", &[], u64::from(g.ready));
 
     header(
@@ -386,13 +396,23 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     header(o, "tollgate_jwt_cache_misses_total", "counter", "JWT verifications that checked the signature.");
     line(o, "tollgate_jwt_cache_misses_total", &[], m.jwt_cache_misses_before.load(Ordering::Relaxed) + g.jwt_cache.1);
 
-    header(o, "tollgate_store_write_duration_seconds", "histogram", "Store writes (batch applied and, if durable, fsynced).");
+    header(
+        o,
+        "tollgate_store_write_duration_seconds",
+        "histogram",
+        "Store writes (batch applied and, if durable, fsynced).",
+    );
     histogram(o, "tollgate_store_write_duration_seconds", None, &g.store_writes);
     header(o, "tollgate_store_write_failures_total", "counter", "Store writes that failed.");
     line(o, "tollgate_store_write_failures_total", &[], g.store_write_failures);
     header(o, "tollgate_counter_flush_failures_total", "counter", "Counter flushes that failed and were retried.");
     line(o, "tollgate_counter_flush_failures_total", &[], g.flush_failures);
-    header(o, "tollgate_audit_dropped_total", "counter", "Denied verifications not written to the audit log (queue full).");
+    header(
+        o,
+        "tollgate_audit_dropped_total",
+        "counter",
+        "Denied verifications not written to the audit log (queue full).",
+    );
     line(o, "tollgate_audit_dropped_total", &[], g.audit_dropped);
 
     header(o, "tollgate_config_reloads_total", "counter", "Configuration reloads, by result (applied or refused).");
@@ -496,7 +516,10 @@ mod tests {
         };
         m.retire_jwt_cache((10, 20));
         let text = render(&m, &g);
-        assert!(text.contains("tollgate_request_duration_seconds_bucket{interface=\"socket\",le=\"0.00001\"} 3\n"), "{text}");
+        assert!(
+            text.contains("tollgate_request_duration_seconds_bucket{interface=\"socket\",le=\"0.00001\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("tollgate_request_duration_seconds_bucket{interface=\"socket\",le=\"0.00005\"} 4\n"));
         assert!(text.contains("tollgate_request_duration_seconds_bucket{interface=\"socket\",le=\"+Inf\"} 5\n"));
         assert!(text.contains("tollgate_request_duration_seconds_count{interface=\"socket\"} 5\n"));

@@ -139,7 +139,8 @@ pub fn notify_systemd(state: &str) {
     let sent = match bytes.strip_prefix(b"@") {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt as _;
-            std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
         }
         None => sock.send_to(state.as_bytes(), &path),
     };

@@ -33,9 +33,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::Instrument as _;
 use tollgate_protocol as proto;
 use tollgate_protocol::{ErrorCode, Request, Response};
+use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::core::limits::{Micros, RateInfo};

@@ -86,7 +86,11 @@ fn check_config(dir: &std::path::Path, text: &str) -> (Option<i32>, String, Stri
     let cfg = dir.join("tollgate.toml");
     std::fs::write(&cfg, text).unwrap();
     let out = Command::new(BIN).args(["check-config"]).arg(&cfg).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -97,7 +101,10 @@ fn check_config_names_file_key_line_and_column_and_explains() {
     let cases: Vec<(String, Vec<&str>)> = vec![
         (
             "http = \"127.0.0.1:7070\"\n[durability]\nflush_interval_ms = 0\n".into(),
-            vec!["tollgate.toml:3:21: durability.flush_interval_ms: must be between 1 and 60000", "3 | flush_interval_ms = 0"],
+            vec![
+                "tollgate.toml:3:21: durability.flush_interval_ms: must be between 1 and 60000",
+                "3 | flush_interval_ms = 0",
+            ],
         ),
         ("htp = \"x\"\n".into(), vec!["tollgate.toml:1:1: htp: unknown field `htp`, expected one of"]),
         ("http = 7070\n".into(), vec!["tollgate.toml:1:8: http: invalid type: integer `7070`, expected a string"]),
@@ -128,7 +135,9 @@ fn check_config_names_file_key_line_and_column_and_explains() {
             vec!["jwt.keys[0]: jwt key `k1`:", "ed25519"],
         ),
         (
-            format!("[jwt]\nsigning_kid = \"k9\"\n[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\nprivate_key_file = \"{keys}/ed25519.pem\"\n"),
+            format!(
+                "[jwt]\nsigning_kid = \"k9\"\n[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\nprivate_key_file = \"{keys}/ed25519.pem\"\n"
+            ),
             vec!["tollgate.toml:2:15: jwt.signing_kid: \"k9\" is not the kid of any [[jwt.keys]]"],
         ),
         (

@@ -58,7 +58,8 @@ fn session(d: &BinDaemon) -> Session {
         http(d.addr, "POST", path, &[("Authorization", auth)], Some(&body.to_string()))
     };
 
-    let team = post("/v1/teams", &admin, json!({"name": "logs", "tier": "Pro"})).json()["id"].as_str().unwrap().to_owned();
+    let team =
+        post("/v1/teams", &admin, json!({"name": "logs", "tier": "Pro"})).json()["id"].as_str().unwrap().to_owned();
     let password = "correct horse battery staple 1";
     let wrong = "Tr0ub4dor&3-wrong-password";
     let other_password = "a second users password 99";
@@ -79,7 +80,8 @@ fn session(d: &BinDaemon) -> Session {
     let bearer = format!("Bearer {jwt}");
 
     // Keys and tokens, created with the JWT.
-    let k = post("/v1/keys", &bearer, json!({"name": "ci", "permissions": {"files": ["read"], "keys": ["read"]}})).json();
+    let k =
+        post("/v1/keys", &bearer, json!({"name": "ci", "permissions": {"files": ["read"], "keys": ["read"]}})).json();
     let key = k["key"].as_str().unwrap().to_owned();
     let key_id = k["id"].as_str().unwrap().to_owned();
     let k2 = post("/v1/keys", &admin, json!({"userId": alice})).json();
@@ -177,11 +179,7 @@ fn no_secret_in_trace_level_human_logs() {
 
 #[test]
 fn no_secret_in_json_logs_and_every_line_is_json() {
-    let d = BinDaemon::start_with_env(
-        &config("debug"),
-        &["--log-format", "json"],
-        &[("TG_LOG_TEST_HS", HS_SECRET)],
-    );
+    let d = BinDaemon::start_with_env(&config("debug"), &["--log-format", "json"], &[("TG_LOG_TEST_HS", HS_SECRET)]);
     let s = session(&d);
     let log = d.stop();
     let mut requests = 0;

@@ -13,7 +13,13 @@ use tollgate::config::Config;
 use tollgate::engine::Engine;
 use tollgate_protocol::{Client, DenyCode, Verdict, VerifyRequest};
 
-fn admin(addr: std::net::SocketAddr, method: &str, path: &str, body: serde_json::Value, want: u16) -> serde_json::Value {
+fn admin(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+    want: u16,
+) -> serde_json::Value {
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let r = http(addr, method, path, &[("Authorization", &auth)], Some(&body.to_string()));
     assert_eq!(r.status, want, "{method} {path}: {}", r.text);
@@ -24,7 +30,8 @@ fn admin(addr: std::net::SocketAddr, method: &str, path: &str, body: serde_json:
 fn metrics_move_as_verifications_happen() {
     let d = start_http(|_| {});
     let socket = d.data.parent().unwrap().join("tollgate.sock");
-    let team = admin(d.addr, "POST", "/v1/teams", json!({"name": "m", "tier": "Pro"}), 201)["id"].as_str().unwrap().to_owned();
+    let team =
+        admin(d.addr, "POST", "/v1/teams", json!({"name": "m", "tier": "Pro"}), 201)["id"].as_str().unwrap().to_owned();
     let user = admin(
         d.addr,
         "POST",
@@ -35,11 +42,13 @@ fn metrics_move_as_verifications_happen() {
         .as_str()
         .unwrap()
         .to_owned();
-    let key = admin(d.addr, "POST", "/v1/keys", json!({"userId": user, "permissions": {"files": ["read"]}}), 201)["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let login = http(d.addr, "POST", "/v1/auth/token", &[("Authorization", &basic("metrics-user", "correct horse"))], None);
+    let key =
+        admin(d.addr, "POST", "/v1/keys", json!({"userId": user, "permissions": {"files": ["read"]}}), 201)["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let login =
+        http(d.addr, "POST", "/v1/auth/token", &[("Authorization", &basic("metrics-user", "correct horse"))], None);
     assert_eq!(login.status, 200, "{}", login.text);
     let jwt = login.json()["token"].as_str().unwrap().to_owned();
     let unknown = tollgate::core::secret::generate(&ring::rand::SystemRandom::new(), "tg").plaintext;
@@ -133,7 +142,10 @@ fn deny_code(v: &Verdict<'_>) -> Option<DenyCode> {
 fn metrics_can_require_the_admin_token() {
     let d = start_http(|c| c.metrics.require_admin_token = true);
     assert_eq!(http(d.addr, "GET", "/metrics", &[], None).status, 401);
-    assert_eq!(http(d.addr, "GET", "/metrics", &[("Authorization", "Bearer wrong-token-0123456789")], None).status, 401);
+    assert_eq!(
+        http(d.addr, "GET", "/metrics", &[("Authorization", "Bearer wrong-token-0123456789")], None).status,
+        401
+    );
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let r = http(d.addr, "GET", "/metrics", &[("Authorization", &auth)], None);
     assert_eq!(r.status, 200);
@@ -204,7 +216,10 @@ fn readyz_turns_ready_only_after_the_index_is_loaded_and_listeners_are_bound() {
         assert!(Instant::now() < deadline, "never turned ready: {}", r.text);
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert_eq!(ready.json(), json!({"status": "ready", "checks": {"index": "loaded", "listeners": "bound", "store": "ok"}}));
+    assert_eq!(
+        ready.json(),
+        json!({"status": "ready", "checks": {"index": "loaded", "listeners": "bound", "store": "ok"}})
+    );
     assert!(config.socket.exists(), "ready means the socket is bound");
     assert!(Client::connect(&config.socket).unwrap().ping().is_ok());
     assert_eq!(metric(&scrape(addr), "tollgate_ready"), 1.0);

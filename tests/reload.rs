@@ -127,7 +127,8 @@ impl Load {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let r = common::try_http(addr, "POST", "/v1/verify", &[], Some(&json!({"credential": t}).to_string()));
+                    let r =
+                        common::try_http(addr, "POST", "/v1/verify", &[], Some(&json!({"credential": t}).to_string()));
                     match r {
                         Some(r) if r.status == 200 && r.json()["valid"] == true => {
                             ok.fetch_add(1, Ordering::Relaxed);
@@ -203,8 +204,18 @@ fn sighup_rotates_the_jwt_key_under_load_with_zero_failures_and_refuses_a_bad_co
     wait_until("load after the reload", || load.allowed() > at_reload + 200 && load_new.allowed() > 200);
     let (old_ok, old_errors) = load.finish();
     let (new_ok, new_errors) = load_new.finish();
-    assert!(old_errors.is_empty(), "{} failed verifications of the old key's token: {:?}", old_errors.len(), &old_errors[..old_errors.len().min(5)]);
-    assert!(new_errors.is_empty(), "{} failed verifications after the reload: {:?}", new_errors.len(), &new_errors[..new_errors.len().min(5)]);
+    assert!(
+        old_errors.is_empty(),
+        "{} failed verifications of the old key's token: {:?}",
+        old_errors.len(),
+        &old_errors[..old_errors.len().min(5)]
+    );
+    assert!(
+        new_errors.is_empty(),
+        "{} failed verifications after the reload: {:?}",
+        new_errors.len(),
+        &new_errors[..new_errors.len().min(5)]
+    );
     assert!(old_ok > 400 && new_ok > 200, "too little load to show anything: {old_ok} / {new_ok}");
 
     // The connection opened before the reload still works.
@@ -230,7 +241,10 @@ fn sighup_rotates_the_jwt_key_under_load_with_zero_failures_and_refuses_a_bad_co
     let out = reload_cli(&d);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("refused") && err.contains("tollgate.toml:") && err.contains("jwt.keys[1].private_key_file"), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("tollgate.toml:") && err.contains("jwt.keys[1].private_key_file"),
+        "{err}"
+    );
     assert!(http_valid(&d, &new));
 
     // Retiring k1 altogether: its tokens stop verifying, k2's do not.
@@ -262,15 +276,19 @@ fn reload_changes_tiers_routes_and_log_level_and_reports_what_needs_a_restart() 
 
     // A Free team (2 verifications a minute) and a Pro key that may only read files.
     let free_team = d.call("POST", "/v1/teams", ADMIN_TOKEN, Some(json!({"name": "free", "tier": "Free"})), 201);
-    let body = json!({"teamId": free_team["id"], "username": "fred", "password": "correct horse", "role": "Administrator"});
+    let body =
+        json!({"teamId": free_team["id"], "username": "fred", "password": "correct horse", "role": "Administrator"});
     let fred = d.call("POST", "/v1/users", ADMIN_TOKEN, Some(body), 201)["id"].as_str().unwrap().to_owned();
-    let free_key = d.call("POST", "/v1/keys", ADMIN_TOKEN, Some(json!({"userId": fred})), 201)["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let free_key =
+        d.call("POST", "/v1/keys", ADMIN_TOKEN, Some(json!({"userId": fred})), 201)["key"].as_str().unwrap().to_owned();
     let alice = user(&d, "alice");
-    let pro_key = d.call("POST", "/v1/keys", ADMIN_TOKEN, Some(json!({"userId": alice, "permissions": {"files": ["read"]}})), 201)
-        ["key"]
+    let pro_key = d.call(
+        "POST",
+        "/v1/keys",
+        ADMIN_TOKEN,
+        Some(json!({"userId": alice, "permissions": {"files": ["read"]}})),
+        201,
+    )["key"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -285,7 +303,13 @@ fn reload_changes_tiers_routes_and_log_level_and_reports_what_needs_a_restart() 
     assert_eq!(verdict(&free_key), "ALLOW");
     assert_eq!(verdict(&free_key), "TEAM_RATE_LIMITED");
     let auth = |uri: &str| {
-        http(d.addr, "GET", "/auth", &[("X-API-Key", &pro_key), ("X-Original-URI", uri), ("X-Original-Method", "GET")], None)
+        http(
+            d.addr,
+            "GET",
+            "/auth",
+            &[("X-API-Key", &pro_key), ("X-Original-URI", uri), ("X-Original-Method", "GET")],
+            None,
+        )
     };
     assert_eq!(auth("/files/a").status, 403, "the rule asks for files:write");
     assert_eq!(auth("/docs/a").status, 200);

@@ -283,7 +283,14 @@ impl BinDaemon {
     }
 
     /// A JSON call with a bearer credential; asserts the status.
-    pub fn call(&self, method: &str, path: &str, cred: &str, body: Option<serde_json::Value>, want: u16) -> serde_json::Value {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        cred: &str,
+        body: Option<serde_json::Value>,
+        want: u16,
+    ) -> serde_json::Value {
         let auth = format!("Bearer {cred}");
         let body = body.map(|b| b.to_string());
         let r = http(self.addr, method, path, &[("Authorization", &auth)], body.as_deref());
