@@ -601,15 +601,16 @@ impl SourceFile {
         let mut config = self.parse().map_err(|e| vec![e])?;
         config.file = Some(self.path.clone());
         let problems = config.problems();
-        if problems.is_empty() {
-            return Ok(config);
-        }
-        // In file order; problems with no place in the file (a default that
-        // is wrong together with a value set elsewhere) last.
+        if problems.is_empty() { Ok(config) } else { Err(self.locate_all(&problems)) }
+    }
+
+    /// Locates every problem, in file order; problems with no place in the
+    /// file (a default that is wrong together with a value set elsewhere) last.
+    pub fn locate_all(&self, problems: &[ConfigError]) -> Vec<ConfigError> {
         let mut located: Vec<(Option<usize>, ConfigError)> =
             problems.iter().map(|e| (self.offset_of_error(e), self.locate(e))).collect();
         located.sort_by_key(|(offset, _)| offset.unwrap_or(usize::MAX));
-        Err(located.into_iter().map(|(_, e)| e).collect())
+        located.into_iter().map(|(_, e)| e).collect()
     }
 
     fn offset_of_error(&self, e: &ConfigError) -> Option<usize> {

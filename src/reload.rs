@@ -56,15 +56,20 @@ pub enum ReloadError {
 /// problems and then the JWT key files it names (read, parsed, matched to
 /// their algorithm). Without `[[jwt.keys]]` the daemon generates a key in its
 /// data directory at start; that is not checked here (nothing is created).
+///
+/// The key files are checked even when other settings have problems, unless
+/// the `[jwt]` section itself has some, so one run lists as much as it can.
 pub fn check_file(source: &SourceFile) -> Result<Config, Vec<ConfigError>> {
-    let config = source.config()?;
-    if config.jwt.keys.is_empty() {
-        return Ok(config);
+    let mut config = source.parse().map_err(|e| vec![e])?;
+    config.file = Some(source.path.clone());
+    let mut problems = config.problems();
+    if !config.jwt.keys.is_empty()
+        && !problems.iter().any(|p| p.0.starts_with("jwt"))
+        && let Err(e) = build_jwt(&config)
+    {
+        problems.push(e);
     }
-    match build_jwt(&config) {
-        Ok(_) => Ok(config),
-        Err(e) => Err(vec![source.locate(&e)]),
-    }
+    if problems.is_empty() { Ok(config) } else { Err(source.locate_all(&problems)) }
 }
 
 /// The JWT settings and key set `config` asks for; errors name the key path.

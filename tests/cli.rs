@@ -167,6 +167,17 @@ fn check_config_names_file_key_line_and_column_and_explains() {
     assert!(lines[3].contains(":6:10: auth.cookie"), "{err}");
     assert!(err.contains("4 problem(s)"), "{err}");
 
+    // Key files are checked too when another section has problems.
+    let (code, _, err) = check_config(
+        dir.path(),
+        "[durability]\nflush_interval_ms = 0\n[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\nprivate_key_file = \"/nonexistent/k1.pem\"\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(":2:21: durability.flush_interval_ms") && err.contains(":6:20: jwt.keys[0].private_key_file"),
+        "{err}"
+    );
+
     // A good file, with key files, passes; nothing is created.
     let good = format!(
         "[jwt]\nsigning_kid = \"k2\"\n[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\npublic_key_file = \"{keys}/ed25519.pub.pem\"\n\
