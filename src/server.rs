@@ -137,11 +137,14 @@ pub fn notify_systemd(state: &str) {
     let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
     let bytes = path.as_encoded_bytes();
     let sent = match bytes.strip_prefix(b"@") {
+        #[cfg(target_os = "linux")]
         Some(name) => {
             use std::os::linux::net::SocketAddrExt as _;
             std::os::unix::net::SocketAddr::from_abstract_name(name)
                 .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
         }
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err(std::io::Error::other("abstract sockets exist only on Linux")),
         None => sock.send_to(state.as_bytes(), &path),
     };
     if let Err(e) = sent {
