@@ -20,10 +20,11 @@ use crossbeam_utils::CachePadded;
 
 use crate::core::verify::{CredentialKind, DenyCode, Verdict};
 
-/// Shards of the hot counters. More than the worker threads of any machine
+/// Shards of the hot counters (a power of two). More than the worker threads of any machine
 /// tollgate is likely to run on would buy little: a shared shard only costs
 /// when two threads write it at the same instant.
 const SHARDS: usize = 16;
+const _: () = assert!(SHARDS.is_power_of_two());
 
 /// Label values of `kind`: the three credential kinds, and `unknown` for a
 /// credential too malformed to tell (no `prefix_` and not a JWT).
@@ -170,7 +171,7 @@ fn shard_index() -> usize {
 /// The daemon's counters. One per running server (tests run several daemons
 /// in one process; each has its own).
 pub struct Metrics {
-    shards: Box<[CachePadded<Shard>]>,
+    shards: Box<[CachePadded<Shard>; SHARDS]>,
     socket_open: AtomicU64,
     socket_accepted: AtomicU64,
     socket_refused: AtomicU64,
@@ -184,7 +185,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            shards: (0..SHARDS).map(|_| CachePadded::new(Shard::default())).collect(),
+            shards: Box::new(std::array::from_fn(|_| CachePadded::new(Shard::default()))),
             socket_open: AtomicU64::new(0),
             socket_accepted: AtomicU64::new(0),
             socket_refused: AtomicU64::new(0),
@@ -224,8 +225,9 @@ fn verdict_label(slot: usize) -> &'static str {
 impl Metrics {
     #[inline]
     fn shard(&self) -> &Shard {
-        // `shards` has SHARDS entries and `shard_index` is below SHARDS.
-        &self.shards[shard_index() % self.shards.len()]
+        // A fixed-size array and an index below SHARDS: no division, and
+        // the bounds check folds away.
+        &self.shards[shard_index() & (SHARDS - 1)]
     }
 
     /// Counts one verification: `code` is `None` for an allow.
