@@ -38,6 +38,9 @@ pub struct Config {
     pub socket_allowed_uids: Vec<u32>,
     /// Most socket connections served at once.
     pub max_connections: usize,
+    /// Milliseconds a socket frame may take to arrive once it has started; a
+    /// connection whose frame stalls longer is closed.
+    pub socket_frame_timeout_ms: u64,
     /// Address of the HTTP listener.
     pub http: String,
     /// If set, the HTTP server also listens on this Unix socket (for nginx's
@@ -119,6 +122,7 @@ impl Default for Config {
             socket_mode: "0660".to_owned(),
             socket_allowed_uids: Vec::new(),
             max_connections: 1024,
+            socket_frame_timeout_ms: 10_000,
             http: "127.0.0.1:7070".to_owned(),
             http_socket: None,
             http_socket_mode: "0660".to_owned(),
@@ -460,6 +464,9 @@ impl Config {
             "socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)".into()
         });
         check(self.max_connections != 0, &|| "max_connections: must be at least 1".into());
+        check((1..=3_600_000).contains(&self.socket_frame_timeout_ms), &|| {
+            "socket_frame_timeout_ms: must be between 1 and 3600000".into()
+        });
         let d = &self.durability;
         check((1..=60_000).contains(&d.flush_interval_ms), &|| {
             "durability.flush_interval_ms: must be between 1 and 60000".into()

@@ -5,5 +5,6 @@ pub mod index;
 pub mod jwt;
 pub mod limits;
 pub mod model;
+pub mod perms;
 pub mod secret;
 pub mod verify;

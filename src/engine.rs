@@ -18,12 +18,13 @@ use parking_lot::{Condvar, Mutex};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::{Config, ConfigError, DurabilityMode};
-use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
+use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, TeamEntry, TokenEntry, UserEntry};
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
 use crate::core::limits::{Micros, period_of};
 use crate::core::model::{
     AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, Team, Tier, TierLimits, Usage, User, UserStatus,
 };
+use crate::core::perms::PermSet;
 use crate::core::secret;
 use crate::core::verify::{Verdict, Verifier, VerifyRequest};
 use crate::store::{Batch, Store, StoreError, Table};
@@ -359,6 +360,7 @@ impl Engine {
             self.index.secrets.remove(&t.record.hash);
             self.index.tokens.remove(&*t.id);
         }
+        self.index.usernames.retain(|_, uid| !users.contains(uid));
         for u in users {
             self.index.users.remove(&u);
         }
@@ -413,6 +415,7 @@ impl Engine {
             updated_at: now,
         };
         self.store.put(Table::Users, &user.id, &user)?;
+        self.index.usernames.insert(user.username.clone(), user.id.clone());
         self.index.users.insert(user.id.clone(), Arc::new(UserEntry::new(&user.id, team, role, status, 0)));
         Ok(user)
     }
@@ -434,7 +437,8 @@ impl Engine {
 
     /// A user by username.
     pub fn user_by_name(&self, username: &str) -> Result<Option<User>, EngineError> {
-        Ok(self.store.scan::<User>(Table::Users)?.into_iter().map(|(_, u)| u).find(|u| u.username == username))
+        let Some(id) = self.index.usernames.get(username).map(|id| id.clone()) else { return Ok(None) };
+        Ok(self.store.get(Table::Users, &id)?)
     }
 
     /// Every user of a team.
@@ -484,12 +488,14 @@ impl Engine {
     pub fn delete_user(&self, id: &str) -> Result<(), EngineError> {
         let _g = self.admin.lock();
         let mut user = self.user(id)?;
-        user.username = format!("deleted-{}", user.id);
+        let old_name = std::mem::replace(&mut user.username, format!("deleted-{}", user.id));
         user.password_hash.clear();
         user.status = UserStatus::Deleted;
         user.revoked_before = now_ms() / 1000 + 1;
         user.updated_at = now_ms();
         self.store.put(Table::Users, id, &user)?;
+        self.index.usernames.remove(&old_name);
+        self.index.usernames.insert(user.username.clone(), user.id.clone());
         if let Some(e) = self.index.users.get(id) {
             e.set(user.role, UserStatus::Deleted);
             e.revoked_before.store(user.revoked_before, Ordering::Release);
@@ -974,8 +980,9 @@ pub fn remaining_at(key: &ApiKey, usage: &Usage, now: Millis) -> Option<u32> {
 
 fn key_entry(record: ApiKey, ips: Vec<IpNet>, user: Arc<UserEntry>, counters: Arc<KeyCounters>) -> Arc<KeyEntry> {
     Arc::new(KeyEntry {
+        hot: KeyHot::of(&record),
         id: record.id.as_str().into(),
-        permissions: Arc::new(record.permissions.clone()),
+        permissions: PermSet::new(&record.permissions),
         ips,
         user,
         counters,
@@ -1078,6 +1085,7 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
             tracing::warn!(user = %id, team = %u.team_id, "user of a missing team skipped");
             continue;
         };
+        index.usernames.insert(u.username.clone(), id.clone());
         index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, u.revoked_before)));
     }
     let usage: HashMap<String, Usage> = store.scan(Table::Usage)?.into_iter().collect();

@@ -333,7 +333,7 @@ pub fn verdict_json(v: &Verdict) -> Value {
             "team": &*a.team,
             "credentialId": &*a.credential_id,
             "roles": [a.role.as_str()],
-            "permissions": &*a.permissions,
+            "permissions": &a.permissions,
             "remaining": a.remaining,
             "rateLimit": a.rate_limit.map(|r| json!({"limit": r.limit, "remaining": r.remaining, "resetMs": r.reset_ms})),
         }),

@@ -255,7 +255,8 @@ fn drive_echo(
             .with_context(|| format!("cannot bind the echo server on {}", socket.display()))?
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let limits = Limits { max_connections: 1024, allowed_uids: Vec::new() };
+    let limits =
+        Limits { max_connections: 1024, allowed_uids: Vec::new(), frame_timeout: crate::sidecar::FRAME_TIMEOUT };
     let server = rt.spawn(crate::sidecar::run(listener, Arc::new(EchoService), limits, stop_rx));
     let out = drive("echo", socket, creds, opts);
     let _ = stop_tx.send(true);

@@ -141,6 +141,7 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
     keep!(socket_mode);
     keep!(socket_allowed_uids);
     keep!(max_connections);
+    keep!(socket_frame_timeout_ms);
     keep!(http);
     keep!(http_socket);
     keep!(http_socket_mode);

@@ -47,6 +47,14 @@ use crate::metrics::{Interface, Metrics};
 /// connects and says nothing would otherwise hold a connection slot forever.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Default of how long a frame may take to arrive once its first byte has: a client that
+/// sends half a frame and stalls would otherwise hold a connection slot (and
+/// its buffer) forever. Idle connections between frames are not timed out.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one write of answers may block on a client that does not read.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Most answers one connection may have waiting for durability. Past this the
 /// connection is not read until some complete, so a client cannot make the
 /// daemon hold an unbounded number of answers.
@@ -90,12 +98,18 @@ pub struct Limits {
     pub max_connections: usize,
     /// If not empty, only peers with these uids (by `SO_PEERCRED`) are served.
     pub allowed_uids: Vec<u32>,
+    /// How long a started frame may take to arrive ([`FRAME_TIMEOUT`]).
+    pub frame_timeout: Duration,
 }
 
 impl Limits {
     /// The limits configured for the daemon's socket.
     pub fn from_config(config: &Config) -> Limits {
-        Limits { max_connections: config.max_connections, allowed_uids: config.socket_allowed_uids.clone() }
+        Limits {
+            max_connections: config.max_connections,
+            allowed_uids: config.socket_allowed_uids.clone(),
+            frame_timeout: Duration::from_millis(config.socket_frame_timeout_ms),
+        }
     }
 }
 
@@ -191,13 +205,13 @@ pub async fn run<S: Service>(listener: UnixListener, service: Arc<S>, limits: Li
                     }
                     match slots.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            let (service, stop) = (service.clone(), stop.clone());
+                            let (service, stop, frame_timeout) = (service.clone(), stop.clone(), limits.frame_timeout);
                             static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
                             let span = tracing::debug_span!("conn", conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed));
                             conns.spawn(async move {
                                 let _open = OpenConn::new(service.metrics());
                                 tracing::trace!("sidecar connection accepted");
-                                if let Err(e) = serve_conn(stream, &*service, stop).await {
+                                if let Err(e) = serve_conn(stream, &*service, stop, frame_timeout).await {
                                     tracing::debug!(error = %e, "sidecar connection ended");
                                 }
                                 drop(permit);
@@ -283,6 +297,7 @@ async fn serve_conn<S: Service>(
     mut stream: UnixStream,
     service: &S,
     mut stop: watch::Receiver<bool>,
+    frame_timeout: Duration,
 ) -> io::Result<()> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -308,7 +323,7 @@ async fn serve_conn<S: Service>(
         () = crate::http::stopped(&mut stop) => return Ok(()),
     };
     if !accepted {
-        stream.write_all(&wbuf).await?;
+        write_answers(&mut stream, &wbuf).await?;
         return stream.shutdown().await;
     }
     rbuf.advance(proto::HANDSHAKE_LEN);
@@ -319,6 +334,8 @@ async fn serve_conn<S: Service>(
     let mut reading = true;
     let mut stopping = false;
     let mut deferred = Deferred { frames: Vec::new(), count: 0, ticket: 0 };
+    // Set while a partial frame waits for its remaining bytes.
+    let mut partial_until: Option<tokio::time::Instant> = None;
     loop {
         // Frames that arrived with the hello, or a batch just read.
         let mut timed = (None, 0);
@@ -339,9 +356,16 @@ async fn serve_conn<S: Service>(
             }
             timed = (started, answered);
         }
+        // Not while back-pressure keeps the server itself from reading.
+        let waiting_for_bytes = reading && !rbuf.is_empty() && in_flight < MAX_IN_FLIGHT;
+        partial_until = match (waiting_for_bytes, partial_until) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(tokio::time::Instant::now() + frame_timeout),
+        };
         // One write per batch: this is what makes pipelining cheap.
         if !wbuf.is_empty() {
-            stream.write_all(&wbuf).await?;
+            write_answers(&mut stream, &wbuf).await?;
             wbuf.clear();
         }
         record_batch(metrics, timed.0, timed.1);
@@ -374,13 +398,38 @@ async fn serve_conn<S: Service>(
                 reading = false;
                 stopping = true;
             }
+            () = sleep_until(partial_until), if partial_until.is_some() => {
+                // Answers owed are still sent; the stalled frame is dropped.
+                tracing::debug!("sidecar: closing a connection whose frame stalled");
+                proto::encode_error(0, ErrorCode::MalformedFrame, "incomplete frame timed out", &mut wbuf);
+                reading = false;
+                partial_until = None;
+            }
         }
     }
     if stopping {
         proto::encode_error(0, ErrorCode::ServerBusy, "server shutting down", &mut wbuf);
-        stream.write_all(&wbuf).await?;
+    }
+    if !wbuf.is_empty() {
+        write_answers(&mut stream, &wbuf).await?;
     }
     stream.shutdown().await
+}
+
+/// Writes `buf` whole, or fails if the client has not taken it within
+/// [`WRITE_TIMEOUT`].
+async fn write_answers(stream: &mut UnixStream, buf: &[u8]) -> io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(buf)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client did not read its answers")),
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Answers every whole frame at the start of `buf` into `out` (or into
@@ -558,19 +607,18 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
             let roles = [Cow::Borrowed(a.role.as_str())];
             let mut actions: SmallVec<[Cow<'_, str>; 16]> = SmallVec::new();
             let mut ends: SmallVec<[usize; 8]> = SmallVec::new();
-            for acts in a.permissions.0.values() {
-                actions.extend(acts.iter().map(|s| Cow::Borrowed(s.as_str())));
+            for (_, acts) in a.permissions.entries() {
+                actions.extend(acts.map(Cow::Borrowed));
                 ends.push(actions.len());
             }
             let mut start = 0;
             let permissions: SmallVec<[proto::Permission<'_>; 8]> = a
                 .permissions
-                .0
-                .keys()
+                .entries()
                 .zip(&ends)
-                .map(|(resource, &end)| {
+                .map(|((resource, _), &end)| {
                     let p = proto::Permission {
-                        resource: Cow::Borrowed(resource.as_str()),
+                        resource: Cow::Borrowed(resource),
                         actions: proto::List::Borrowed(actions.get(start..end).unwrap_or_default()),
                     };
                     start = end;

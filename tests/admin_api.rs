@@ -295,6 +295,14 @@ fn teams_and_users() {
     d.ok("DELETE", &format!("/v1/users/{u2}"), &jwt, None, 204);
     assert_eq!(d.ok("GET", &format!("/v1/users/{u2}"), &jwt, None, 200)["status"], "Deleted");
 
+    // The admin token lists every team; a team's user sees only its own.
+    let other = d.team("other", "Free");
+    let all: Vec<Value> = d.ok("GET", "/v1/teams", ADMIN, None, 200)["data"].as_array().unwrap().clone();
+    let ids: Vec<&str> = all.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&team.as_str()) && ids.contains(&other.as_str()), "{ids:?}");
+    let mine = d.ok("GET", "/v1/teams", &jwt, None, 200);
+    assert_eq!((mine["count"].as_u64(), mine["data"][0]["id"].as_str()), (Some(1), Some(team.as_str())));
+
     // Teams are the admin token's.
     assert_eq!(d.call("POST", "/v1/teams", Some(&jwt), Some(json!({"name": "mine"}))).status, 403);
     assert_eq!(d.call("PATCH", &format!("/v1/teams/{team}"), Some(&jwt), Some(json!({"tier": "Pro"}))).status, 403);

@@ -76,6 +76,9 @@ fn first_session_through_the_cli() {
     let human = d.ok(ADMIN, &["teams", "get", &team_id]).stdout;
     assert!(human.contains("tier       Pro"), "{human}");
     mirrors::<Team>(&d.raw(ADMIN, &format!("/v1/teams/{team_id}")));
+    let table = d.ok(ADMIN, &["teams", "list"]).stdout;
+    assert!(table.starts_with("ID") && table.contains(&team_id) && table.contains("acme"), "{table}");
+    mirrors::<tollgate_admin::types::TeamList>(&d.raw(ADMIN, "/v1/teams"));
 
     let user = d.json(
         ADMIN,

@@ -72,6 +72,7 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     );
     let jwt = AdminClient::new(&d.url, None).unwrap().login("ann", "correct horse").unwrap().token;
     let other_jwt = AdminClient::new(&d.url, None).unwrap().login("olaf", "correct horse").unwrap().token;
+    assert!(AdminClient::new(&d.url, None).unwrap().login("ann", "wrong horse battery").is_err());
     let key = d.ok(&jwt, "POST", "/v1/keys", Some(json!({"permissions": {"docs": ["read"]}})));
     let (key_id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
 
@@ -99,7 +100,7 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     let times: Vec<u64> = items.iter().map(|e| e["atMs"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
     assert_eq!(actions.first(), Some(&"ListLogs"), "{actions:?}");
-    for want in ["CreateTeam", "CreateUser", "CreateKey", "GetKey"] {
+    for want in ["CreateTeam", "CreateUser", "CreateKey", "GetKey", "Login"] {
         assert!(actions.contains(&want), "{want} missing from {actions:?}");
     }
     let created = items.iter().find(|e| e["action"] == "CreateKey").unwrap();
@@ -110,6 +111,9 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     assert_eq!((missing["outcome"].as_str(), missing["detail"].as_str()), (Some("failure"), Some("404")));
     let admin_made = items.iter().find(|e| e["action"] == "CreateUser").unwrap();
     assert_eq!(admin_made["actor"], "admin-token");
+    let login = items.iter().find(|e| e["action"] == "Login").unwrap();
+    assert_eq!(login["actor"], format!("user:{user}"));
+    assert_eq!((login["target"].as_str(), login["outcome"].as_str()), (Some("username:ann"), Some("success")));
     let text = all.to_string();
     for s in [&secret, &jwt, &ADMIN.to_owned()] {
         assert!(!text.contains(s.as_str()), "a secret is in the log");
@@ -160,6 +164,10 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     assert_eq!(status, 422);
     let by_admin = d.ok(ADMIN, "GET", &format!("/v1/logs?teamId={team}&action=CreateKey"), None);
     assert_eq!(by_admin["items"][0]["target"], key_id.as_str());
+    // A failed login is not attributed to a team; the password is not logged.
+    let failed = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&action=Login"), 1);
+    assert_eq!((failed[0]["outcome"].as_str(), failed[0]["detail"].as_str()), (Some("failure"), Some("401")));
+    assert!(!Value::from(failed).to_string().contains("wrong horse"));
     let global = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&outcome=denied"), 1);
     assert_eq!((global[0]["actor"].as_str(), global[0]["detail"].as_str()), (Some("unknown"), Some("MALFORMED")));
 

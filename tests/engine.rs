@@ -275,3 +275,29 @@ fn tier_member_limit_is_enforced() {
     let err = e.create_user(&team, "judy", "correct horse battery", Role::Reader, UserStatus::Enabled).unwrap_err();
     assert!(err.to_string().contains("Free tier allows 1 members"), "{err}");
 }
+
+#[test]
+fn usernames_are_unique_across_restarts_deletions_and_team_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = "correct horse battery";
+    let (team, user) = {
+        let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+        common::team_and_user(&e, Tier::Pro, "ann")
+    };
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    // The name index is rebuilt from the store.
+    assert!(e.login("ann", pass).is_ok());
+    assert!(e.create_user(&team, "ann", pass, Role::Reader, UserStatus::Enabled).is_err(), "taken");
+    // Deleting anonymizes: the name no longer logs in and is free again.
+    e.delete_user(&user).unwrap();
+    assert!(e.login("ann", pass).is_err());
+    assert!(e.user_by_name("ann").unwrap().is_none());
+    let again = e.create_user(&team, "ann", pass, Role::Reader, UserStatus::Enabled).unwrap();
+    assert_eq!(e.user_by_name("ann").unwrap().unwrap().id, again.id);
+    // Deleting the team frees its users' names.
+    e.delete_team(&team).unwrap();
+    assert!(e.user_by_name("ann").unwrap().is_none());
+    let other = e.create_team("other", Tier::Pro).unwrap();
+    e.create_user(&other.id, "ann", pass, Role::Reader, UserStatus::Enabled).unwrap();
+    assert!(e.login("ann", pass).is_ok());
+}

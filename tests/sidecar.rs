@@ -283,6 +283,39 @@ async fn bad_clients_get_an_error_or_a_close_and_never_disturb_a_good_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_frame_is_closed_after_the_frame_timeout_but_an_idle_connection_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!("socket_frame_timeout_ms = 300\n{}", common::PRO_UNLIMITED);
+    let d = Daemon::start(dir.path(), &toml).await;
+    let good = d.key(NewKey { user_id: d.user(), ..Default::default() });
+    let path = d.socket().to_owned();
+
+    // A whole ping, then half a verify, then silence: the ping is answered,
+    // then MALFORMED_FRAME (id 0) and a close once the timeout has passed.
+    let mut s = raw(&path).await;
+    let mut bytes = Vec::new();
+    encode_request(1, &Request::Ping, &mut bytes).unwrap();
+    let mut frame = Vec::new();
+    encode_request(2, &Request::Verify(VerifyRequest::new(&good)), &mut frame).unwrap();
+    bytes.extend_from_slice(&frame[..frame.len() / 2]);
+    s.write_all(&bytes).await.unwrap();
+    let started = std::time::Instant::now();
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "a stalled frame must not hold the connection");
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed before the timeout: {:?}", started.elapsed());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], (1, Response::Pong));
+    assert_eq!((got[1].0, error_code(&got[1].1)), (0, Some(ErrorCode::MalformedFrame)));
+
+    // Idle between frames for longer than the timeout: still served.
+    let c = AsyncClient::connect(&path).await.unwrap();
+    assert!(c.verify(&VerifyRequest::new(&good)).await.unwrap().is_allow());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(c.verify(&VerifyRequest::new(&good)).await.unwrap().is_allow());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_key_is_not_found_on_the_very_next_request() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), common::PRO_UNLIMITED).await;

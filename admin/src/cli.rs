@@ -113,6 +113,8 @@ pub enum TeamsCommand {
         #[arg(long)]
         tier: Option<String>,
     },
+    /// List teams (all of them with the admin token).
+    List,
     /// Show a team.
     Get {
         /// Team id.
@@ -545,6 +547,17 @@ fn teams(client: &AdminClient, out: &Out, c: TeamsCommand) -> Result<Output, Cli
         TeamsCommand::Create { name, tier } => {
             let t = client.create_team(&NewTeam { name, tier })?;
             out.print(&t, || team_text(&t))
+        }
+        TeamsCommand::List => {
+            let l = client.list_teams()?;
+            out.print(&l, || {
+                let rows: Vec<Vec<String>> = l
+                    .data
+                    .iter()
+                    .map(|t| vec![t.id.clone(), t.name.clone(), t.tier.clone(), t.created_at.clone()])
+                    .collect();
+                table(&["ID", "NAME", "TIER", "CREATED"], &rows)
+            })
         }
         TeamsCommand::Get { id } => {
             let t = client.get_team(&id)?;

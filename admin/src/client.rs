@@ -235,6 +235,11 @@ impl AdminClient {
         self.call("POST", "/v1/teams", Some(&to_json(team)?))
     }
 
+    /// `GET /v1/teams`: every team for the admin token, the caller's own otherwise.
+    pub fn list_teams(&self) -> Result<TeamList, ClientError> {
+        self.call("GET", "/v1/teams", None)
+    }
+
     /// `GET /v1/teams/{id}`.
     pub fn get_team(&self, id: &str) -> Result<Team, ClientError> {
         self.call("GET", &format!("/v1/teams/{}", encode(id)), None)

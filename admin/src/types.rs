@@ -147,6 +147,17 @@ pub struct UserList {
     pub data: Vec<User>,
 }
 
+/// `GET /v1/teams` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamList {
+    /// Teams the caller sees.
+    pub total: u64,
+    /// Teams in `data`.
+    pub count: u64,
+    /// The teams, in id order.
+    pub data: Vec<Team>,
+}
+
 /// `POST /v1/users` body.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
+
+use super::perms::PermSet;
 
 /// Milliseconds since the Unix epoch: the unit of every stored timestamp.
 pub type Millis = u64;
@@ -78,10 +80,10 @@ impl Role {
     /// The permissions a credential acting with this role holds, in the
     /// `{resource: [actions]}` shape of API keys, following seed 000. Actions are
     /// `read`, `create`, `update`, `delete`; accounts are the `users` resource.
-    pub fn permissions(self) -> Arc<Permissions> {
-        static TABLE: LazyLock<[Arc<Permissions>; 4]> = LazyLock::new(|| {
+    pub fn permissions(self) -> PermSet {
+        static TABLE: LazyLock<[PermSet; 4]> = LazyLock::new(|| {
             let p = |entries: &[(&str, &[&str])]| {
-                Arc::new(Permissions(
+                PermSet::new(&Permissions(
                     entries
                         .iter()
                         .map(|(r, acts)| ((*r).to_owned(), acts.iter().map(|a| (*a).to_owned()).collect()))

@@ -59,7 +59,7 @@ pub fn generate(rng: &SystemRandom, prefix: &str) -> NewSecret {
         }
     }
     let sum = crc32fast::hash(plaintext.as_bytes());
-    plaintext.push_str(&checksum_chars(sum));
+    plaintext.extend(checksum_chars(sum).map(char::from));
     let start = plaintext[..prefix.len() + 1 + START_RANDOM_CHARS].to_owned();
     NewSecret { hash: sha256(plaintext.as_bytes()), start, plaintext }
 }
@@ -81,7 +81,7 @@ pub fn parse(secret: &str) -> Option<[u8; 32]> {
         return None;
     }
     let expected = checksum_chars(crc32fast::hash(&bytes[..bytes.len() - CHECKSUM_LEN]));
-    if expected.as_bytes() != &body[RANDOM_LEN..] {
+    if expected != body[RANDOM_LEN..] {
         return None;
     }
     Some(sha256(bytes))
@@ -111,14 +111,14 @@ pub fn new_uuid(rng: &SystemRandom) -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-fn checksum_chars(mut sum: u32) -> String {
+/// The checksum's base62 digits (ASCII), most significant first.
+fn checksum_chars(mut sum: u32) -> [u8; CHECKSUM_LEN] {
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(sum % 62) as usize];
         sum /= 62;
     }
-    // Every byte comes from BASE62, which is ASCII.
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use super::index::{Dirty, Index, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
 use super::jwt::{JwtKeys, JwtReject};
 use super::limits::{Micros, RateDenied, RateInfo, Take};
-use super::model::{Permissions, Role, TierLimits, UserStatus};
+use super::model::{Role, TierLimits, UserStatus};
+use super::perms::PermSet;
 use super::secret;
 
 /// Longest credential accepted, in bytes (JWTs have their own, smaller cap).
@@ -139,7 +140,7 @@ pub struct Allow {
     /// The user's current role.
     pub role: Role,
     /// What the credential may do.
-    pub permissions: Arc<Permissions>,
+    pub permissions: PermSet,
     /// Uses left, for a key with a remaining-use limit.
     pub remaining: Option<u32>,
     /// The tightest rate limit that applied: the key's, else the team's.
@@ -233,7 +234,7 @@ impl Verifier<'_> {
 
     fn verify_key(&self, key: &KeyEntry, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
         let now_ms = now / 1000;
-        let rec = &key.record;
+        let rec = &key.hot;
         if !rec.enabled {
             return deny(DenyCode::Disabled, "key disabled");
         }
@@ -259,7 +260,7 @@ impl Verifier<'_> {
             }
         }
         let mut remaining = None;
-        if rec.remaining.is_some() || rec.refill.is_some() {
+        if rec.counted {
             match c.uses.try_take(rec.refill, c.anchor_ms, now_ms, cost) {
                 Take::Taken(left) => remaining = Some(left),
                 Take::Exhausted(next) => {
@@ -385,7 +386,7 @@ impl Verifier<'_> {
     }
 
     /// Status and role checks for credentials that act with their user's role.
-    fn user_checks(&self, user: &UserEntry, req: &VerifyRequest<'_>) -> Result<Arc<Permissions>, Verdict> {
+    fn user_checks(&self, user: &UserEntry, req: &VerifyRequest<'_>) -> Result<PermSet, Verdict> {
         if user.status() != UserStatus::Enabled {
             return Err(deny(DenyCode::Disabled, "user is not enabled"));
         }

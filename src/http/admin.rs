@@ -186,6 +186,7 @@ enum Op {
     OpenApi,
     Login,
     CreateTeam,
+    ListTeams,
     GetTeam,
     UpdateTeam,
     DeleteTeam,
@@ -228,6 +229,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/openapi.json", "This document", Op::OpenApi),
     r("POST", "/v1/auth/token", "Exchange Basic credentials or an API key for a JWT", Op::Login),
     r("POST", "/v1/teams", "Create a team (admin token only)", Op::CreateTeam),
+    r("GET", "/v1/teams", "List teams: every team for the admin token, the caller's own otherwise", Op::ListTeams),
     r("GET", "/v1/teams/{id}", "Get a team", Op::GetTeam),
     r("PATCH", "/v1/teams/{id}", "Change a team's tier (admin token only)", Op::UpdateTeam),
     r("DELETE", "/v1/teams/{id}", "Delete a team and everything in it (admin token only)", Op::DeleteTeam),
@@ -316,7 +318,7 @@ async fn dispatch(
         Op::OpenApi => return Ok(json_response(StatusCode::OK, &openapi())),
         Op::Login => return Ok(login(shared, req.headers(), peer).await),
         Op::CreateTeam => ("teams", "create"),
-        Op::GetTeam => ("teams", "read"),
+        Op::ListTeams | Op::GetTeam => ("teams", "read"),
         Op::UpdateTeam => ("teams", "update"),
         Op::DeleteTeam => ("teams", "delete"),
         Op::CreateUser => ("users", "create"),
@@ -363,6 +365,7 @@ async fn run_op(
     match op {
         Op::OpenApi | Op::Login => unreachable_route(),
         Op::CreateTeam => cx.create_team(body(req).await?),
+        Op::ListTeams => cx.list_teams(&query),
         Op::GetTeam => cx.get_team(&id),
         Op::UpdateTeam => cx.update_team(&id, body(req).await?),
         Op::DeleteTeam => cx.delete_team(&id),
@@ -610,12 +613,24 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
         return resp;
     }
     let engine = shared.engine.clone();
+    // Audited by name for a password login; a key used as the username is a
+    // secret and is never written down.
+    let target = if with_key { "api-key".to_owned() } else { format!("username:{username}") };
     let (username, password) = (username.to_owned(), password.to_owned());
     let result = tokio::task::spawn_blocking(move || {
         if with_key { engine.login_with_key(&username, peer) } else { engine.login(&username, &password) }
     })
     .await;
-    match result {
+    // The new token says who logged in (verifying it again is cheap: it is
+    // cached from now on).
+    let who = match &result {
+        Ok(Ok(token)) => match shared.engine.verify_at(&VerifyRequest::new(token), now_us()) {
+            Verdict::Allow(a) => Some((a.team.to_string(), format!("user:{}", a.subject))),
+            Verdict::Deny(_) => None,
+        },
+        _ => None,
+    };
+    let resp = match result {
         Ok(Ok(token)) => {
             shared.admin.login.undo(&keys, now);
             json_response(StatusCode::OK, &json!({ "token": token }))
@@ -625,7 +640,21 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
         }
         Ok(Err(e)) => engine_error(e),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "login task failed"),
+    };
+    let (team, actor) = who.unwrap_or_else(|| (crate::audit::GLOBAL.to_owned(), "unknown".to_owned()));
+    let event = crate::audit::AuditEvent {
+        at: now_us(),
+        team,
+        actor,
+        action: "Login".to_owned(),
+        target,
+        outcome: if resp.status().is_success() { "success" } else { "failure" }.to_owned(),
+        detail: resp.status().as_u16().to_string(),
+    };
+    if let Err(e) = shared.audit.record(&event) {
+        tracing::warn!(error = %e, "audit: cannot record a login");
     }
+    resp
 }
 
 // ---- handlers ----
@@ -747,6 +776,15 @@ impl Cx<'_> {
         }
         let team = self.shared.engine.create_team(&name, tier).map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &team_json(&team)))
+    }
+
+    fn list_teams(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
+        check_query(q, &["token"])?;
+        let mut teams = self.shared.engine.teams().map_err(engine_error)?;
+        teams.retain(|t| self.sees(&t.id));
+        teams.sort_by(|a, b| a.id.cmp(&b.id));
+        let data: Vec<Value> = teams.iter().map(team_json).collect();
+        Ok(json_response(StatusCode::OK, &json!({ "total": data.len(), "count": data.len(), "data": data })))
     }
 
     fn get_team(&self, id: &str) -> Result<Resp, Resp> {

@@ -1,0 +1,192 @@
+//! Permissions packed for the hot path.
+//!
+//! The stored form, [`Permissions`], is a `BTreeMap<String, Vec<String>>`: one
+//! heap allocation per resource name, per action list and per action. Checking
+//! one permission against it chases five to ten pointers, each a cache miss
+//! once a million keys are loaded. [`PermSet`] holds the same grants in two
+//! arrays (all names in one string, their spans in one `u32` slice), so a check
+//! or an encoding of the whole set touches three allocations however many
+//! grants there are.
+
+use std::sync::{Arc, LazyLock};
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+use super::model::Permissions;
+
+/// Immutable `{resource: [actions]}` with `*` wildcards, cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PermSet(Arc<Packed>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Packed {
+    /// Every resource and action name, concatenated.
+    text: Box<str>,
+    /// Per resource, in name order: `start, end` of its name in `text`, the
+    /// number of actions `n`, then `n` pairs of `start, end`.
+    spans: Box<[u32]>,
+}
+
+impl PermSet {
+    /// The empty set, shared.
+    pub fn empty() -> PermSet {
+        static EMPTY: LazyLock<PermSet> =
+            LazyLock::new(|| PermSet(Arc::new(Packed { text: "".into(), spans: Box::new([]) })));
+        EMPTY.clone()
+    }
+
+    /// Packs `p`; an empty `p` gives the shared empty set.
+    ///
+    /// # Panics
+    /// If the names together exceed 4 GiB (request bodies are capped far below).
+    pub fn new(p: &Permissions) -> PermSet {
+        if p.0.is_empty() {
+            return PermSet::empty();
+        }
+        let mut text = String::new();
+        let mut spans = Vec::new();
+        for (resource, actions) in &p.0 {
+            let mut span = |s: &str| {
+                let start = u32::try_from(text.len()).expect("permissions under 4 GiB");
+                text.push_str(s);
+                [start, u32::try_from(text.len()).expect("permissions under 4 GiB")]
+            };
+            spans.extend(span(resource));
+            spans.push(u32::try_from(actions.len()).expect("permissions under 4 GiB"));
+            for a in actions {
+                spans.extend(span(a));
+            }
+        }
+        PermSet(Arc::new(Packed { text: text.into(), spans: spans.into() }))
+    }
+
+    /// Whether `action` on `resource` is granted. The entry naming the resource,
+    /// when there is one, decides alone; otherwise the `*` entry decides (the
+    /// rule of [`Permissions::allows`]).
+    pub fn allows(&self, resource: &str, action: &str) -> bool {
+        let mut star = None;
+        for (r, mut actions) in self.entries() {
+            if r == resource {
+                return actions.any(|a| a == action || a == "*");
+            }
+            if r == "*" {
+                star = Some(actions);
+            }
+        }
+        star.is_some_and(|mut acts| acts.any(|a| a == action || a == "*"))
+    }
+
+    /// Whether nothing is granted.
+    pub fn is_empty(&self) -> bool {
+        self.0.spans.is_empty()
+    }
+
+    /// `(resource, actions)` in resource name order.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries { set: &self.0, at: 0 }
+    }
+}
+
+/// Iterator over a [`PermSet`]'s resources.
+pub struct Entries<'a> {
+    set: &'a Packed,
+    at: usize,
+}
+
+/// Iterator over one resource's actions.
+#[derive(Clone)]
+pub struct Actions<'a> {
+    text: &'a str,
+    spans: &'a [u32],
+}
+
+fn slice(text: &str, start: u32, end: u32) -> &str {
+    text.get(start as usize..end as usize).unwrap_or_default()
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = (&'a str, Actions<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = &self.set.spans;
+        let &[start, end, n] = s.get(self.at..self.at + 3)? else { return None };
+        let acts_end = (self.at + 3 + 2 * n as usize).min(s.len());
+        let actions = Actions { text: &self.set.text, spans: &s[self.at + 3..acts_end] };
+        self.at = acts_end;
+        Some((slice(&self.set.text, start, end), actions))
+    }
+}
+
+impl<'a> Iterator for Actions<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let (&[start, end], rest) = self.spans.split_first_chunk::<2>()?;
+        self.spans = rest;
+        Some(slice(self.text, start, end))
+    }
+}
+
+impl Actions<'_> {
+    /// Actions left.
+    pub fn count_left(&self) -> usize {
+        self.spans.len() / 2
+    }
+}
+
+impl Serialize for PermSet {
+    /// The same JSON as [`Permissions`]: `{"resource": ["action", …]}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (r, actions) in self.entries() {
+            map.serialize_entry(r, &ActionList(actions))?;
+        }
+        map.end()
+    }
+}
+
+struct ActionList<'a>(Actions<'a>);
+
+impl Serialize for ActionList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.count_left()))?;
+        for a in self.0.clone() {
+            seq.serialize_element(a)?;
+        }
+        seq.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn perms(entries: &[(&str, &[&str])]) -> Permissions {
+        Permissions(
+            entries.iter().map(|(r, a)| ((*r).to_owned(), a.iter().map(|s| (*s).to_owned()).collect())).collect(),
+        )
+    }
+
+    #[test]
+    fn allows_matches_the_stored_form_on_every_pair() {
+        let p = perms(&[("files", &["read", "write"]), ("*", &["list"]), ("admin", &["*"]), ("empty", &[])]);
+        let set = PermSet::new(&p);
+        for r in ["files", "admin", "empty", "other", "*", ""] {
+            for a in ["read", "write", "list", "delete", "*", ""] {
+                assert_eq!(set.allows(r, a), p.allows(r, a), "{r}:{a}");
+            }
+        }
+        assert!(!PermSet::empty().allows("files", "read"));
+        assert!(PermSet::empty().is_empty());
+    }
+
+    #[test]
+    fn iterates_and_serializes_like_the_stored_form() {
+        let p = perms(&[("b", &["x", "y"]), ("a", &["z"]), ("c", &[])]);
+        let set = PermSet::new(&p);
+        let back: BTreeMap<String, Vec<String>> =
+            set.entries().map(|(r, a)| (r.to_owned(), a.map(str::to_owned).collect())).collect();
+        assert_eq!(back, p.0);
+        assert_eq!(serde_json::to_value(&set).unwrap(), serde_json::to_value(&p).unwrap());
+    }
+}

@@ -1,0 +1,235 @@
+//! The Python client (`clients/python/`) against the real daemon: starts
+//! daemons on temp dirs, creates the credentials its integration tests need
+//! through the engine, and runs
+//! `python3 -m unittest discover -s clients/python/tests -v` with them in
+//! `TOLLGATE_*` environment variables.
+//!
+//! Without `python3` the test fails when `CI=true` and is skipped (loudly)
+//! otherwise.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tollgate::core::model::{Permissions, RateLimit, Tier};
+use tollgate::engine::{Engine, KeyUpdate, NewKey};
+
+/// How long the whole Python suite may take before it is killed.
+const SUITE_LIMIT: Duration = Duration::from_secs(300);
+
+/// The daemon (`server::serve_with_engine`) on a temp dir, in a thread with
+/// its own runtime; the test keeps the engine to create credentials.
+struct Daemon {
+    engine: Arc<Engine>,
+    socket: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(toml: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = common::config(dir.path(), toml);
+        config.http = "127.0.0.1:0".to_owned();
+        let engine = Arc::new(Engine::open(&config).expect("engine opens"));
+        let socket = config.socket.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn({
+            let engine = engine.clone();
+            move || {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                rt.block_on(tollgate::server::serve_with_engine(engine, config, async move {
+                    let _ = rx.await;
+                }))
+                .expect("the daemon serves and stops cleanly");
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the daemon did not bind its socket");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The mode is set right after bind; give that a moment too.
+        std::thread::sleep(Duration::from_millis(20));
+        Daemon { engine, socket, stop: Some(tx), thread: Some(thread), _dir: dir }
+    }
+
+    /// A key of `user` with `new`'s other settings: (key id, secret).
+    fn key(&self, user: &str, new: NewKey) -> (String, String) {
+        let (key, secret) = self.engine.create_key(NewKey { user_id: user.to_owned(), ..new }).expect("key created");
+        (key.id, secret)
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the daemon thread did not panic");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether `python3` can be run; fails in CI when it cannot.
+fn python_available() -> bool {
+    match Command::new("python3").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        other => {
+            let why = match other {
+                Ok(out) => format!("python3 --version exited with {}", out.status),
+                Err(e) => format!("cannot run python3: {e}"),
+            };
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}; CI must have python3 (see .ci/run)");
+            // Written to the real stderr, not through eprintln!, which the test
+            // harness captures and hides for a test that passes.
+            let banner = "=".repeat(72);
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n{banner}\n  SKIPPED the Python client test: {why}\n  (install python3 to run it)\n{banner}\n"
+            );
+            false
+        }
+    }
+}
+
+/// The environment the Python integration tests read (tests/test_daemon.py).
+fn fixtures(main: &Daemon, busy: &Daemon, shutdown: &Daemon, stop_file: &Path) -> Vec<(&'static str, String)> {
+    let e = &main.engine;
+    let (team, user) = common::team_and_user(e, Tier::Pro, "pyuser");
+    let mut docs = Permissions::default();
+    docs.0.insert("documents".into(), vec!["read".into(), "write".into()]);
+    let (key_id, key) = main.key(&user, NewKey { permissions: docs, ..Default::default() });
+    let (_, counted) = main.key(&user, NewKey { remaining: Some(1_000_000), ..Default::default() });
+    let (_, uses) = main.key(&user, NewKey { remaining: Some(1000), ..Default::default() });
+    let ips = vec!["10.0.0.0/8".to_owned(), "2001:db8::/32".to_owned()];
+    let (_, ip_key) = main.key(&user, NewKey { whitelisted_ips: ips, ..Default::default() });
+    let rate = RateLimit { max: 3, window_ms: 60_000 };
+    let (_, rate_key) = main.key(&user, NewKey { rate_limit: Some(rate), ..Default::default() });
+    let (disabled_id, disabled) = main.key(&user, NewKey::default());
+    e.update_key(&disabled_id, KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
+    let (expired_id, expired) = main.key(&user, NewKey::default());
+    e.update_key(&expired_id, KeyUpdate { expires_at: Some(Some(1)), ..Default::default() }).unwrap();
+    let (deleted_id, deleted) = main.key(&user, NewKey::default());
+    e.delete_key(&deleted_id).unwrap();
+    let (token, token_secret) = e.create_token(&user, "python", "personal", None).unwrap();
+    let (revoked, revoked_secret) = e.create_token(&user, "revoked", "personal", None).unwrap();
+    e.revoke_token(&revoked.id).unwrap();
+    let jwt = e.issue_jwt(&user).unwrap();
+    let (_, free_user) = common::team_and_user(e, Tier::Free, "pyfree");
+    let (_, free_key) = main.key(&free_user, NewKey::default());
+    let (quota_team, _) = common::team_and_user(e, Tier::Pro, "pyquota");
+
+    let (_, shutdown_user) = common::team_and_user(&shutdown.engine, Tier::Pro, "pyshutdown");
+    let (_, shutdown_key) = shutdown.key(&shutdown_user, NewKey { remaining: Some(1000), ..Default::default() });
+
+    let path = |p: &Path| p.to_str().expect("UTF-8 temp path").to_owned();
+    vec![
+        ("TOLLGATE_SOCKET", path(&main.socket)),
+        ("TOLLGATE_BUSY_SOCKET", path(&busy.socket)),
+        ("TOLLGATE_SHUTDOWN_SOCKET", path(&shutdown.socket)),
+        ("TOLLGATE_SHUTDOWN_FILE", path(stop_file)),
+        ("TOLLGATE_SHUTDOWN_KEY", shutdown_key),
+        ("TOLLGATE_TEST_TEAM", team),
+        ("TOLLGATE_TEST_USER", user),
+        ("TOLLGATE_TEST_KEY", key),
+        ("TOLLGATE_TEST_KEY_ID", key_id),
+        ("TOLLGATE_TEST_COUNTED_KEY", counted),
+        ("TOLLGATE_TEST_USES_KEY", uses),
+        ("TOLLGATE_TEST_IP_KEY", ip_key),
+        ("TOLLGATE_TEST_RATE_KEY", rate_key),
+        ("TOLLGATE_TEST_DISABLED_KEY", disabled),
+        ("TOLLGATE_TEST_EXPIRED_KEY", expired),
+        ("TOLLGATE_TEST_DELETED_KEY", deleted),
+        ("TOLLGATE_TEST_TOKEN", token_secret),
+        ("TOLLGATE_TEST_TOKEN_ID", token.id),
+        ("TOLLGATE_TEST_REVOKED_TOKEN", revoked_secret),
+        ("TOLLGATE_TEST_JWT", jwt),
+        ("TOLLGATE_TEST_FREE_KEY", free_key),
+        ("TOLLGATE_TEST_QUOTA_TEAM", quota_team),
+    ]
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = r.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+#[test]
+fn python_client_suite_passes_against_the_real_daemon() {
+    if !python_available() {
+        return;
+    }
+    // Strict durability: allows that consume wait for the disk while denies
+    // go out at once, so pipelined answers really come back out of order.
+    let strict = format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 20\n", common::PRO_UNLIMITED);
+    let main = Daemon::start(&strict);
+    let busy = Daemon::start(&format!("max_connections = 1\n{}", common::PRO_UNLIMITED));
+    let shutdown_toml =
+        format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 200\n", common::PRO_UNLIMITED);
+    let mut shutdown = Daemon::start(&shutdown_toml);
+    let scratch = tempfile::tempdir().unwrap();
+    let stop_file = scratch.path().join("stop-the-shutdown-daemon");
+    let env = fixtures(&main, &busy, &shutdown, &stop_file);
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "clients/python/tests", "-v"])
+        .current_dir(root)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    let stdout = read_all(child.stdout.take().unwrap());
+    let stderr = read_all(child.stderr.take().unwrap());
+
+    // The shutdown test creates the stop file once its requests are in flight.
+    let deadline = Instant::now() + SUITE_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        if shutdown.stop.is_some() && stop_file.exists() {
+            shutdown.stop();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let report = format!("--- python3 stdout ---\n{stdout}\n--- python3 stderr ---\n{stderr}");
+    let Some(status) = status else {
+        panic!("the Python suite did not finish within {SUITE_LIMIT:?}\n{report}");
+    };
+    assert!(status.success(), "the Python suite failed ({status})\n{report}");
+    // unittest reports on stderr: "Ran N tests ... OK". Nothing may be skipped:
+    // a skipped integration test would mean the daemon was never exercised.
+    assert!(stderr.contains("\nOK"), "no OK from unittest\n{report}");
+    assert!(!stderr.contains("skipped"), "some Python tests were skipped\n{report}");
+    assert!(stop_file.exists() && shutdown.stop.is_none(), "the shutdown test never ran\n{report}");
+    println!("{stderr}");
+}
