@@ -1,6 +1,7 @@
 //! Configuration: a TOML file, every field optional, with defaults that make
 //! `tollgate serve` work with no file at all. Validated as a whole before
-//! anything is opened or bound; an error names the field and the reason.
+//! anything is opened or bound; an error names the field and the reason, and,
+//! read from a file, the file, line and column ([`SourceFile`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -12,7 +13,9 @@ use serde::Deserialize;
 use crate::core::jwt::{JwtAlg, JwtKeyConfig};
 use crate::core::model::{Tier, TierLimits};
 
-/// A configuration error, with the place it was found.
+/// A configuration error, with the place it was found: by convention the
+/// text starts with the key path (`durability.flush_interval_ms: ...`), which
+/// [`SourceFile::locate`] turns into a file position.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
@@ -22,7 +25,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 }
 
 /// The daemon's configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Directory of the sled store (and generated key files).
@@ -57,14 +60,45 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The admin HTTP API.
     pub admin_api: AdminApiConfig,
+    /// `/metrics`.
+    pub metrics: MetricsConfig,
+    /// The file this configuration was read from, if any: a reload reads it again.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+    /// Command-line settings that take the place of the file's; a reload keeps them.
+    #[serde(skip)]
+    pub overrides: Overrides,
     /// The bootstrap admin token. Never read from the config file: `serve` takes
     /// it from `TOLLGATE_ADMIN_TOKEN` when this is `None` (tests set it here).
     #[serde(skip)]
     pub admin_token: Option<String>,
 }
 
+/// Settings given on the command line, which win over the file's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// `--http`.
+    pub http: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The `[metrics]` section.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Ask for the bootstrap admin token (`Authorization: Bearer`) on
+    /// `/metrics`. Off by default: the counts are not secret and the HTTP
+    /// listener is on localhost unless configured otherwise.
+    pub require_admin_token: bool,
+}
+
 /// Settings of the admin HTTP API (`/v1/...`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminApiConfig {
     /// Accept a credential in the `?token=` query parameter (seed 003 allows it
@@ -97,6 +131,9 @@ impl Default for Config {
             tiers: Tiers::default(),
             log: LogConfig::default(),
             admin_api: AdminApiConfig::default(),
+            metrics: MetricsConfig::default(),
+            file: None,
+            overrides: Overrides::default(),
             admin_token: None,
             auth: AuthConfig::default(),
         }
@@ -117,7 +154,7 @@ pub enum DurabilityMode {
 }
 
 /// Counter persistence.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Durability {
     /// Relaxed or strict.
@@ -138,7 +175,7 @@ impl Default for Durability {
 
 /// A JWT key in the config file. Key material comes from files (or, for HS256,
 /// an environment variable) so the config file itself holds no secret.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeyFile {
     /// Key id, sent as `kid`.
@@ -154,7 +191,7 @@ pub struct JwtKeyFile {
 }
 
 /// JWT settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// `iss` of issued tokens, required on verified ones.
@@ -193,22 +230,26 @@ impl Default for JwtConfig {
 impl JwtConfig {
     /// Reads the configured key files into key configs.
     pub fn load_keys(&self) -> Result<Vec<JwtKeyConfig>, ConfigError> {
-        let read = |kid: &str, what: &str, p: &Path| {
-            std::fs::read_to_string(p)
-                .map_err(|e| ConfigError(format!("jwt.keys[{kid}].{what}: cannot read {}: {e}", p.display())))
+        let read = |i: usize, kid: &str, what: &str, p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| {
+                ConfigError(format!("jwt.keys[{i}].{what}: cannot read {} (key {kid:?}): {e}", p.display()))
+            })
         };
         let mut out = Vec::new();
-        for k in &self.keys {
+        for (i, k) in self.keys.iter().enumerate() {
             let secret = match &k.secret_env {
                 None => None,
                 Some(var) => Some(std::env::var(var).map_err(|_| {
-                    ConfigError(format!("jwt.keys[{}].secret_env: environment variable {var} is not set", k.kid))
+                    ConfigError(format!(
+                        "jwt.keys[{i}].secret_env: environment variable {var} is not set (key {:?})",
+                        k.kid
+                    ))
                 })?),
             };
             let private_key_pem =
-                k.private_key_file.as_deref().map(|p| read(&k.kid, "private_key_file", p)).transpose()?;
+                k.private_key_file.as_deref().map(|p| read(i, &k.kid, "private_key_file", p)).transpose()?;
             let public_key_pem =
-                k.public_key_file.as_deref().map(|p| read(&k.kid, "public_key_file", p)).transpose()?;
+                k.public_key_file.as_deref().map(|p| read(i, &k.kid, "public_key_file", p)).transpose()?;
             out.push(JwtKeyConfig { kid: k.kid.clone(), alg: k.alg, secret, private_key_pem, public_key_pem });
         }
         Ok(out)
@@ -216,7 +257,7 @@ impl JwtConfig {
 }
 
 /// Per-tier overrides; a tier left out keeps seed 000's limits.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Tiers {
     /// Free.
@@ -247,7 +288,7 @@ impl Tiers {
 }
 
 /// Log format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -258,7 +299,7 @@ pub enum LogFormat {
 }
 
 /// Logging.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `tracing` filter, e.g. `info` or `tollgate=debug`.
@@ -274,7 +315,7 @@ impl Default for LogConfig {
 }
 
 /// The `[auth]` section: how `/auth` reads an nginx `auth_request` subrequest.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Cookie that may carry the credential (after `Authorization: Bearer`
@@ -303,7 +344,7 @@ impl Default for AuthConfig {
 }
 
 /// One `[[auth.routes]]` rule.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthRoute {
     /// Path prefix of the original URI, e.g. `/files/`.
@@ -336,22 +377,42 @@ fn is_token(s: &str) -> bool {
 
 impl Config {
     /// Reads `path` (or the defaults when `None`) and validates the result.
+    /// Every problem found is reported, one per line, each located in the file.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let config = match path {
-            None => Config::default(),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError(format!("cannot read config {}: {e}", p.display())))?;
-                Config::parse(&text).map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)))?
+        match path {
+            None => {
+                let config = Config::default();
+                config.validate()?;
+                Ok(config)
             }
-        };
-        config.validate()?;
-        Ok(config)
+            Some(p) => SourceFile::read(p)?
+                .config()
+                .map_err(|errs| ConfigError(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n"))),
+        }
     }
 
-    /// Parses TOML text (without validating).
+    /// Parses TOML text (without validating). The error names the key and the
+    /// line and column.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_owned()))
+        let source = SourceFile { path: PathBuf::from("<config>"), text: text.to_owned() };
+        source.parse()
+    }
+
+    /// Applies command-line settings (and remembers them for reloads).
+    pub fn apply_overrides(&mut self, o: Overrides) {
+        if let Some(d) = &o.data {
+            self.data.clone_from(d);
+        }
+        if let Some(s) = &o.socket {
+            self.socket.clone_from(s);
+        }
+        if let Some(h) = &o.http {
+            self.http.clone_from(h);
+        }
+        if let Some(f) = o.log_format {
+            self.log.format = f;
+        }
+        self.overrides = o;
     }
 
     /// The socket mode as a number.
@@ -379,95 +440,347 @@ impl Config {
 
     /// Checks every field; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.socket_mode_bits()?;
-        self.http_addr()?;
-        if self.data.as_os_str().is_empty() {
-            return err("data: must not be empty");
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if self.socket.as_os_str().is_empty() || self.socket.as_os_str().len() > 100 {
-            return err("socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)");
-        }
-        if self.max_connections == 0 {
-            return err("max_connections: must be at least 1");
-        }
-        if !(1..=3_600_000).contains(&self.socket_frame_timeout_ms) {
-            return err("socket_frame_timeout_ms: must be between 1 and 3600000");
-        }
-        if !(1..=60_000).contains(&self.durability.flush_interval_ms) {
-            return err("durability.flush_interval_ms: must be between 1 and 60000");
-        }
-        if !(self.durability.flush_interval_ms..=3_600_000).contains(&self.durability.stats_flush_interval_ms) {
-            return err("durability.stats_flush_interval_ms: must be between flush_interval_ms and 3600000");
-        }
+    }
+
+    /// Checks every field and returns every problem, each starting with its
+    /// key path.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut check = |ok: bool, msg: &dyn Fn() -> String| {
+            if !ok {
+                errs.push(ConfigError(msg()));
+            }
+        };
+        let r = self.socket_mode_bits();
+        check(r.is_ok(), &|| r.as_ref().err().map(|e| e.0.clone()).unwrap_or_default());
+        let r = self.http_addr();
+        check(r.is_ok(), &|| r.as_ref().err().map(|e| e.0.clone()).unwrap_or_default());
+        check(!self.data.as_os_str().is_empty(), &|| "data: must not be empty".into());
+        check(!self.socket.as_os_str().is_empty() && self.socket.as_os_str().len() <= 100, &|| {
+            "socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)".into()
+        });
+        check(self.max_connections != 0, &|| "max_connections: must be at least 1".into());
+        check((1..=3_600_000).contains(&self.socket_frame_timeout_ms), &|| {
+            "socket_frame_timeout_ms: must be between 1 and 3600000".into()
+        });
+        let d = &self.durability;
+        check((1..=60_000).contains(&d.flush_interval_ms), &|| {
+            "durability.flush_interval_ms: must be between 1 and 60000".into()
+        });
+        check((d.flush_interval_ms..=3_600_000).contains(&d.stats_flush_interval_ms), &|| {
+            format!(
+                "durability.stats_flush_interval_ms: must be between flush_interval_ms ({}) and 3600000",
+                d.flush_interval_ms
+            )
+        });
         let j = &self.jwt;
-        if j.issuer.is_empty() {
-            return err("jwt.issuer: must not be empty");
-        }
-        if j.ttl_secs == 0 || j.ttl_secs > 366 * 86_400 {
-            return err("jwt.ttl_secs: must be between 1 and 31622400");
-        }
-        if j.leeway_secs > 300 {
-            return err("jwt.leeway_secs: more than 300 seconds defeats expiry");
-        }
-        if !(256..=65_536).contains(&j.max_token_bytes) {
-            return err("jwt.max_token_bytes: must be between 256 and 65536");
-        }
-        if j.cache_capacity > 10_000_000 {
-            return err("jwt.cache_capacity: at most 10000000");
-        }
+        check(!j.issuer.is_empty(), &|| "jwt.issuer: must not be empty".into());
+        check(j.ttl_secs != 0 && j.ttl_secs <= 366 * 86_400, &|| "jwt.ttl_secs: must be between 1 and 31622400".into());
+        check(j.leeway_secs <= 300, &|| "jwt.leeway_secs: more than 300 seconds defeats expiry".into());
+        check((256..=65_536).contains(&j.max_token_bytes), &|| {
+            "jwt.max_token_bytes: must be between 256 and 65536".into()
+        });
+        check(j.cache_capacity <= 10_000_000, &|| "jwt.cache_capacity: at most 10000000".into());
         for (tier, limits) in Tier::ALL.iter().zip(self.tiers.table()) {
-            if limits.requests_per_minute.get() == Some(0) {
-                return err(format!("tiers.{tier}.requests_per_minute: must be at least 1 or \"unlimited\""));
+            check(limits.requests_per_minute.get() != Some(0), &|| {
+                format!("tiers.{tier}.requests_per_minute: must be at least 1 or \"unlimited\"")
+            });
+        }
+        check(self.admin_api.login_failures_per_minute != 0, &|| {
+            "admin_api.login_failures_per_minute: must be at least 1".into()
+        });
+        check(!(j.keys.is_empty() && j.signing_kid.is_some()), &|| {
+            "jwt.signing_kid: set, but no jwt.keys are configured".into()
+        });
+        if let Some(kid) = &j.signing_kid
+            && !j.keys.is_empty()
+            && !j.keys.iter().any(|k| k.kid == *kid)
+        {
+            errs.push(ConfigError(format!("jwt.signing_kid: {kid:?} is not the kid of any [[jwt.keys]]")));
+        }
+        for (i, k) in j.keys.iter().enumerate() {
+            if k.secret_env.is_none() && k.private_key_file.is_none() && k.public_key_file.is_none() {
+                errs.push(ConfigError(format!(
+                    "jwt.keys[{i}]: key {:?} has no material: set private_key_file, public_key_file or secret_env",
+                    k.kid
+                )));
             }
         }
-        if self.admin_api.login_failures_per_minute == 0 {
-            return err("admin_api.login_failures_per_minute: must be at least 1");
+        if let Err(e) = self.http_socket_mode_bits() {
+            errs.push(e);
         }
-        if j.keys.is_empty() && j.signing_kid.is_some() {
-            return err("jwt.signing_kid: set, but no jwt.keys are configured");
-        }
-        self.http_socket_mode_bits()?;
         if let Some(p) = &self.http_socket {
             if p.as_os_str().is_empty() || p.as_os_str().len() > 100 {
-                return err("http_socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)");
+                errs.push(ConfigError(
+                    "http_socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)".into(),
+                ));
             }
             if *p == self.socket {
-                return err("http_socket: must differ from socket");
+                errs.push(ConfigError("http_socket: must differ from socket".into()));
             }
         }
-        self.auth.validate()
+        if let Err(e) = parse_level_directives(&self.log.level) {
+            errs.push(e);
+        }
+        errs.extend(self.auth.problems());
+        errs
     }
 }
 
+/// Checks a `log.level` filter the way the daemon will read it.
+fn parse_level_directives(level: &str) -> Result<(), ConfigError> {
+    tracing_subscriber::EnvFilter::try_new(level).map(|_| ()).map_err(|e| {
+        ConfigError(format!("log.level: {level:?} is not a tracing filter like \"info\" or \"tollgate=debug\": {e}"))
+    })
+}
+
 impl AuthConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
         if !is_token(&self.cookie) {
-            return err(format!("auth.cookie: {:?} is not a cookie name", self.cookie));
+            errs.push(ConfigError(format!("auth.cookie: {:?} is not a cookie name", self.cookie)));
         }
         for (i, r) in self.routes.iter().enumerate() {
             if !r.prefix.starts_with('/') {
-                return err(format!("auth.routes[{i}].prefix: {:?} must start with \"/\"", r.prefix));
+                errs.push(ConfigError(format!("auth.routes[{i}].prefix: {:?} must start with \"/\"", r.prefix)));
             }
             // Requests are matched on normalized paths, which never hold these.
             if r.prefix.split('/').any(|seg| seg == "." || seg == "..") || r.prefix.contains("//") {
-                return err(format!("auth.routes[{i}].prefix: {:?} must be a normalized path", r.prefix));
+                errs.push(ConfigError(format!("auth.routes[{i}].prefix: {:?} must be a normalized path", r.prefix)));
             }
             for m in &r.methods {
                 if !is_token(m) || m.bytes().any(|b| b.is_ascii_lowercase()) {
-                    return err(format!("auth.routes[{i}].methods: {m:?} is not an upper-case HTTP method"));
+                    errs.push(ConfigError(format!("auth.routes[{i}].methods: {m:?} is not an upper-case HTTP method")));
                 }
             }
             for (res, acts) in &r.permissions {
                 if res.is_empty() {
-                    return err(format!("auth.routes[{i}].permissions: a resource name is empty"));
+                    errs.push(ConfigError(format!("auth.routes[{i}].permissions: a resource name is empty")));
                 }
                 if acts.is_empty() || acts.iter().any(String::is_empty) {
-                    return err(format!("auth.routes[{i}].permissions.{res}: list one or more non-empty actions"));
+                    errs.push(ConfigError(format!(
+                        "auth.routes[{i}].permissions.{res}: list one or more non-empty actions"
+                    )));
                 }
             }
         }
-        Ok(())
+        errs
     }
+}
+
+/// A configuration file's text, kept so that every error found in it, by the
+/// TOML parser, by validation or later by loading the keys it names, can be
+/// reported as `file:line:column: key: message` with the line quoted.
+pub struct SourceFile {
+    /// Where the text came from.
+    pub path: PathBuf,
+    text: String,
+}
+
+impl SourceFile {
+    /// Reads `path`.
+    pub fn read(path: &Path) -> Result<SourceFile, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        Ok(SourceFile { path: path.to_owned(), text })
+    }
+
+    /// Parses the text (without validating); the error is located.
+    pub fn parse(&self) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(&self.text).map_err(|e| {
+            let message = e.message().trim_end().to_owned();
+            match e.span() {
+                Some(span) => {
+                    let key = self.key_at(span.start);
+                    self.render(Some(span.start), key.as_deref(), &message)
+                }
+                None => self.render(None, None, &message),
+            }
+        })
+    }
+
+    /// Parses and validates; every problem is returned, located.
+    pub fn config(&self) -> Result<Config, Vec<ConfigError>> {
+        let mut config = self.parse().map_err(|e| vec![e])?;
+        config.file = Some(self.path.clone());
+        let problems = config.problems();
+        if problems.is_empty() { Ok(config) } else { Err(self.locate_all(&problems)) }
+    }
+
+    /// Locates every problem, in file order; problems with no place in the
+    /// file (a default that is wrong together with a value set elsewhere) last.
+    pub fn locate_all(&self, problems: &[ConfigError]) -> Vec<ConfigError> {
+        let mut located: Vec<(Option<usize>, ConfigError)> =
+            problems.iter().map(|e| (self.offset_of_error(e), self.locate(e))).collect();
+        located.sort_by_key(|(offset, _)| offset.unwrap_or(usize::MAX));
+        located.into_iter().map(|(_, e)| e).collect()
+    }
+
+    fn offset_of_error(&self, e: &ConfigError) -> Option<usize> {
+        e.0.split_once(": ").filter(|(k, _)| is_key_path(k)).and_then(|(k, _)| self.offset_of(k))
+    }
+
+    /// Locates an error whose text starts with a key path
+    /// (`jwt.keys[0].private_key_file: ...`): the position of that key's value
+    /// in the file, or of the nearest enclosing table that is written out.
+    pub fn locate(&self, e: &ConfigError) -> ConfigError {
+        let (key, message) = match e.0.split_once(": ") {
+            Some((k, m)) if is_key_path(k) => (Some(k), m),
+            _ => (None, e.0.as_str()),
+        };
+        let offset = key.and_then(|k| self.offset_of(k));
+        self.render(offset, key, message)
+    }
+
+    fn render(&self, offset: Option<usize>, key: Option<&str>, message: &str) -> ConfigError {
+        let file = self.path.display();
+        let key = key.map(|k| format!("{k}: ")).unwrap_or_default();
+        // Some messages (from deserializers) already start with their key.
+        let message = message.strip_prefix(key.as_str()).unwrap_or(message);
+        let Some(offset) = offset.filter(|&o| o <= self.text.len()) else {
+            return ConfigError(format!("{file}: {key}{message}"));
+        };
+        let before = self.text.get(..offset).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = self.text.get(line_start..offset).map_or(1, |s| s.chars().count() + 1);
+        let source_line = self.text.get(line_start..).and_then(|s| s.lines().next()).unwrap_or_default();
+        let gutter = line.to_string().len();
+        ConfigError(format!(
+            "{file}:{line}:{col}: {key}{message}\n{:gutter$} |\n{line} | {source_line}\n{:gutter$} | {:>col$}",
+            "", "", "^"
+        ))
+    }
+
+    /// Byte offset of the value at `path`, or of the deepest part of the path
+    /// that is written in the file.
+    fn offset_of(&self, path: &str) -> Option<usize> {
+        let doc = toml_edit::ImDocument::parse(self.text.as_str()).ok()?;
+        let mut found: Option<std::ops::Range<usize>> = None;
+        let mut table: Option<&dyn toml_edit::TableLike> = Some(doc.as_table());
+        let mut item: Option<&toml_edit::Item> = None;
+        for seg in path_segments(path) {
+            match seg {
+                Seg::Key(k) => {
+                    let Some((key, v)) = table.and_then(|t| t.get_key_value(k)) else { break };
+                    found = v.span().or(key.span()).or(found);
+                    table = v.as_table_like();
+                    item = Some(v);
+                }
+                Seg::Index(i) => {
+                    let Some(it) = item else { break };
+                    if let Some(t) = it.as_array_of_tables().and_then(|a| a.get(i)) {
+                        found = t.span().or(found);
+                        table = Some(t);
+                    } else if let Some(v) = it.as_array().and_then(|a| a.get(i)) {
+                        found = v.span().or(found);
+                        table = v.as_inline_table().map(|t| t as &dyn toml_edit::TableLike);
+                    } else {
+                        break;
+                    }
+                    item = None;
+                }
+            }
+        }
+        found.map(|r| r.start)
+    }
+
+    /// The key path of the innermost key or value covering byte `offset`.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let doc = toml_edit::ImDocument::parse(self.text.as_str()).ok()?;
+        let mut path = String::new();
+        walk_table(doc.as_table(), offset, &mut path);
+        (!path.is_empty()).then_some(path)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `a.b[2].c` as `[Key(a), Key(b), Index(2), Key(c)]`; a bracket holding
+/// anything but a number is taken as a key.
+fn path_segments(path: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (name, rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            out.push(Seg::Key(name));
+        }
+        for idx in rest.split('[') {
+            let idx = idx.trim_end_matches(']');
+            if let Ok(i) = idx.parse() {
+                out.push(Seg::Index(i));
+            } else if !idx.is_empty() {
+                out.push(Seg::Key(idx));
+            }
+        }
+    }
+    out
+}
+
+fn is_key_path(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.[]-".contains(&b))
+}
+
+fn covers(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|r| r.start <= offset && offset < r.end.max(r.start + 1))
+}
+
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+fn walk_table(t: &dyn toml_edit::TableLike, offset: usize, path: &mut String) -> bool {
+    for (k, item) in t.iter() {
+        let key_span = t.get_key_value(k).and_then(|(key, _)| key.span());
+        if covers(key_span, offset) {
+            push_key(path, k);
+            return true;
+        }
+        let len = path.len();
+        push_key(path, k);
+        if walk_item(item, offset, path) {
+            return true;
+        }
+        path.truncate(len);
+    }
+    false
+}
+
+fn walk_item(item: &toml_edit::Item, offset: usize, path: &mut String) -> bool {
+    if let Some(aot) = item.as_array_of_tables() {
+        for (i, t) in aot.iter().enumerate() {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            if walk_table(t, offset, path) || covers(t.span(), offset) {
+                return true;
+            }
+            path.truncate(len);
+        }
+        return false;
+    }
+    if let Some(t) = item.as_table_like() {
+        return walk_table(t, offset, path) || covers(item.span(), offset);
+    }
+    if let Some(a) = item.as_array() {
+        for (i, v) in a.iter().enumerate() {
+            if covers(v.span(), offset) {
+                path.push_str(&format!("[{i}]"));
+                return true;
+            }
+        }
+    }
+    covers(item.span(), offset)
 }
 
 #[cfg(test)]
@@ -570,6 +883,6 @@ mod tests {
         let c = Config::parse("[[jwt.keys]]\nkid = \"k1\"\nalg = \"RS256\"\nprivate_key_file = \"/nonexistent.pem\"")
             .unwrap();
         let e = c.jwt.load_keys().unwrap_err();
-        assert!(e.0.contains("jwt.keys[k1].private_key_file"), "{}", e.0);
+        assert!(e.0.contains("jwt.keys[0].private_key_file"), "{}", e.0);
     }
 }

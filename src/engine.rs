@@ -264,6 +264,18 @@ impl Engine {
         **self.tiers.load()
     }
 
+    /// Puts a new JWT key set in force (configuration reload) and returns the
+    /// one it replaces. A verification already running finishes with the old
+    /// set; the next one uses the new set.
+    pub fn replace_jwt(&self, keys: JwtKeys) -> Arc<JwtKeys> {
+        self.jwt.swap(Arc::new(keys))
+    }
+
+    /// Puts a new tier table in force (configuration reload).
+    pub fn replace_tiers(&self, tiers: [TierLimits; 4]) {
+        self.tiers.store(Arc::new(tiers));
+    }
+
     /// The store, for records the engine does not own (the audit log); they
     /// share its flushes.
     pub fn store(&self) -> &Store {
@@ -998,7 +1010,9 @@ fn token_record(e: &TokenEntry) -> AccessToken {
     r
 }
 
-fn jwt_settings(config: &Config) -> Result<JwtSettings, EngineError> {
+/// The JWT settings `config` asks for, with the key files read (and the
+/// default key generated in the data directory when no key is configured).
+pub fn jwt_settings(config: &Config) -> Result<JwtSettings, EngineError> {
     let j = &config.jwt;
     let mut keys: Vec<JwtKeyConfig> = j.load_keys()?;
     if keys.is_empty() {

@@ -1,12 +1,18 @@
-//! The HTTP server (hyper 1, HTTP/1.1): health, JWKS, JSON verification, and
-//! the routes of `http/*`. Handlers return JSON; errors are
+//! The HTTP server (hyper 1, HTTP/1.1): health, readiness, metrics, JWKS, JSON
+//! verification, and the routes of `http/*`. Handlers return JSON; errors are
 //! `{"error": {"code", "message"}}` with a stable code, never a 500 for bad input.
+//!
+//! Every request runs in an `http` span carrying its request id, which is also
+//! sent back in `X-Request-Id`; at debug level one line per request gives the
+//! method, the path (query dropped, credential-like segments replaced), the
+//! status and the time taken.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -19,8 +25,10 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::core::verify::{CredentialKind, Verdict, VerifyRequest};
+use crate::metrics::Interface;
 use crate::server::Shared;
 
 pub mod admin;
@@ -31,6 +39,53 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A response body.
 pub type Body = Full<Bytes>;
+
+/// Content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers on `listener` while the daemon starts (the store opens, the index
+/// loads): `/healthz` is 200, `/readyz` and every other route 503, one request
+/// per connection. Returns the listener once `done` fires, for the real server.
+pub async fn serve_starting(
+    listener: tokio::net::TcpListener,
+    done: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::net::TcpListener {
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    tokio::spawn(async move {
+                        let svc = service_fn(|req: Request<Incoming>| async move {
+                            Ok::<_, Infallible>(starting_answer(req.method(), req.uri().path()))
+                        });
+                        let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), svc);
+                        let _ = conn.await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut done => return listener,
+        }
+    }
+}
+
+fn starting_answer(method: &Method, path: &str) -> Response<Body> {
+    match (method, path) {
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({
+                "status": "not_ready",
+                "checks": {"index": "loading", "listeners": "not serving (starting or draining)", "store": "opening"},
+            }),
+        ),
+        _ => error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the daemon is starting: the index is loading"),
+    }
+}
 
 /// Serves HTTP on a TCP listener until `stop` turns true, then drains.
 pub async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
@@ -87,7 +142,7 @@ where
 {
     let svc = service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(route(&shared, req, peer).await) }
+        async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
     });
     let conn = http1::Builder::new().keep_alive(true).serve_connection(io, svc);
     tokio::pin!(conn);
@@ -104,6 +159,34 @@ where
     }
 }
 
+/// A request id: unique within the process, and across restarts by the
+/// process's start time in front (`<start ms, hex>-<sequence>`).
+pub fn request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| crate::engine::now_us() / 1000);
+    format!("{epoch:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One request: its span and id, the route, the debug line.
+async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -> Response<Body> {
+    let id = request_id();
+    let start = Instant::now();
+    let span = tracing::info_span!("http", req = %id);
+    let line = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), crate::logging::loggable_path(req.uri().path()).into_owned()));
+    let mut resp = route(shared, req, peer).instrument(span.clone()).await;
+    if let Some((method, path)) = line {
+        let status = resp.status().as_u16();
+        let micros = start.elapsed().as_micros() as u64;
+        span.in_scope(|| tracing::debug!(%method, %path, status, micros, "request"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
 /// Resolves once `stop` turns true (or its sender is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -114,19 +197,17 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) ->
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
-            if shared.ready.load(Ordering::Acquire) {
-                json_response(StatusCode::OK, &json!({"status": "ready"}))
-            } else {
-                error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the daemon is starting or stopping")
-            }
+            let (ready, body) = shared.readiness();
+            json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
         }
+        (&Method::GET, "/metrics") => metrics(shared, req.headers()),
         (&Method::GET, "/.well-known/jwks.json") => json_response(StatusCode::OK, &shared.engine.jwt().jwks()),
         (&Method::POST, "/v1/verify") => match read_json::<VerifyBody>(req).await {
             Ok(body) => verify(shared, &body, peer).await,
             Err(resp) => resp,
         },
         (_, "/auth") => nginx::auth(shared, req, peer).await,
-        (_, "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/v1/verify") => {
+        (_, "/healthz" | "/readyz" | "/metrics" | "/.well-known/jwks.json" | "/v1/verify") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         }
         (_, p) if p.starts_with("/v1/") || p == "/openapi.json" => admin::route(shared, req, peer).await,
@@ -161,7 +242,44 @@ fn one() -> u32 {
     1
 }
 
+/// `GET /metrics`: the Prometheus text format. Open unless
+/// `metrics.require_admin_token` is set (then `Authorization: Bearer <admin token>`).
+fn metrics(shared: &Shared, headers: &hyper::HeaderMap) -> Response<Body> {
+    if shared.config.load().metrics.require_admin_token {
+        let presented = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !presented.is_some_and(|t| shared.admin.is_admin_token(t)) {
+            return error(StatusCode::UNAUTHORIZED, "unauthorized", "/metrics needs the admin token as a bearer token");
+        }
+    }
+    let engine = &shared.engine;
+    let index = engine.index();
+    let jwt = engine.jwt();
+    let stats = engine.store().stats();
+    let gauges = crate::metrics::Gauges {
+        ready: shared.readiness().0,
+        teams: index.teams.len(),
+        users: index.users.len(),
+        keys: index.keys.len(),
+        tokens: index.tokens.len(),
+        jwt_cache: jwt.cache_stats(),
+        jwt_keys: jwt.settings().keys.len(),
+        store_writes: stats.writes.snapshot(),
+        store_write_failures: stats.failures.load(Ordering::Relaxed),
+        flush_failures: engine.flush_failures(),
+        audit_dropped: shared.audit.dropped(),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(&shared.metrics, &gauges))));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    r
+}
+
 async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Response<Body> {
+    let start = Instant::now();
     let perms: Vec<(&str, &str)> =
         body.permissions.iter().flat_map(|(r, acts)| acts.iter().map(move |a| (r.as_str(), a.as_str()))).collect();
     let req = VerifyRequest {
@@ -174,6 +292,7 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Res
     let engine = &shared.engine;
     let now = crate::engine::now_us();
     let verdict = engine.verify_at(&req, now);
+    shared.metrics.count(&verdict, &body.credential);
     match &verdict {
         Verdict::Allow(a) => {
             if let Some(t) = a.durable_after {
@@ -182,7 +301,9 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Res
         }
         Verdict::Deny(d) => audit_denied(shared, &body.credential, now, d.code.as_str(), "verify"),
     }
-    json_response(StatusCode::OK, &verdict_json(&verdict))
+    let resp = json_response(StatusCode::OK, &verdict_json(&verdict));
+    shared.metrics.latency(Interface::HttpVerify, start.elapsed(), 1);
+    resp
 }
 
 /// Hands a denied verification to the audit writer without waiting: only the

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tollgate::config::Config;
+use tollgate::config::{Config, LogFormat, Overrides, SourceFile};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "Token verification daemon: API keys, access tokens and JWTs")]
@@ -27,9 +27,27 @@ enum Command {
         /// HTTP listen address [default: 127.0.0.1:7070].
         #[arg(long)]
         http: Option<String>,
-        /// TOML configuration file.
+        /// TOML configuration file (read again on SIGHUP and `tollgate reload`).
         #[arg(long, env = "TOLLGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// Log format, in place of the configuration's `log.format`.
+        #[arg(long, value_enum, env = "TOLLGATE_LOG_FORMAT")]
+        log_format: Option<LogFormat>,
+    },
+    /// Asks the running daemon to reload its configuration file (as SIGHUP
+    /// does) and reports what changed, or why the new configuration was
+    /// refused (exit status 1; the old one stays in force). Uses the admin
+    /// token from TOLLGATE_ADMIN_TOKEN, else <data>/admin-token.
+    Reload {
+        /// The daemon's configuration file: where to find its HTTP address and data directory.
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The daemon's HTTP address [default: the configuration's `http`].
+        #[arg(long)]
+        http: Option<String>,
+        /// The daemon's data directory [default: the configuration's `data`].
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Measures the sidecar socket: an in-process daemon on a temp dir, a key
     /// population, N connections x D requests in flight (build with --release).
@@ -56,7 +74,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "key")]
         credential_kind: tollgate::loadgen::CredentialKind,
     },
-    /// Validates a configuration file and exits.
+    /// Validates a configuration file, and the JWT key files it names, and
+    /// exits: 0 if the daemon would accept it, 2 with every problem located
+    /// (file:line:column, key) otherwise.
     CheckConfig {
         /// The file.
         file: PathBuf,
@@ -66,17 +86,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data, socket, http, config } => {
+        Command::Serve { data, socket, http, config, log_format } => {
             let config = Config::load(config.as_deref()).and_then(|mut c| {
-                if let Some(d) = data {
-                    c.data = d;
-                }
-                if let Some(s) = socket {
-                    c.socket = s;
-                }
-                if let Some(h) = http {
-                    c.http = h;
-                }
+                c.apply_overrides(Overrides { data, socket, http, log_format });
                 c.validate().map(|()| c)
             });
             let config = match config {
@@ -111,15 +123,97 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { file } => match Config::load(Some(&file)) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
+        Command::CheckConfig { file } => {
+            let checked = SourceFile::read(&file).map_err(|e| vec![e]).and_then(|s| tollgate::reload::check_file(&s));
+            match checked {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errs) => {
+                    for e in &errs {
+                        eprintln!("error: {e}");
+                    }
+                    eprintln!("tollgate: {}: {} problem(s)", file.display(), errs.len());
+                    ExitCode::from(2)
+                }
             }
+        }
+        Command::Reload { config, http, data } => reload(config, http, data),
+    }
+}
+
+/// `tollgate reload`: finds the daemon's address and admin token, asks it to reload.
+fn reload(config: Option<PathBuf>, http: Option<String>, data: Option<PathBuf>) -> ExitCode {
+    // The file is read here only for the daemon's address and data directory,
+    // when they are not given; the daemon checks the rest. A file that does
+    // not even parse is refused right away.
+    let env_token = std::env::var(tollgate::http::admin::ADMIN_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty());
+    let needs_file = http.is_none() || (env_token.is_none() && data.is_none());
+    let file_config = match &config {
+        Some(p) if needs_file => match SourceFile::read(p).and_then(|s| s.parse()) {
+            Ok(c) => c,
             Err(e) => {
-                eprintln!("tollgate: {e}");
-                ExitCode::from(2)
+                eprintln!("tollgate reload: refused, the daemon was not asked: {e}");
+                return ExitCode::FAILURE;
             }
         },
+        _ => Config::default(),
+    };
+    let http = http.unwrap_or(file_config.http);
+    let Ok(mut addr) = http.parse::<std::net::SocketAddr>() else {
+        eprintln!("tollgate reload: {http:?} is not an address like 127.0.0.1:7070");
+        return ExitCode::from(2);
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let data = data.unwrap_or(file_config.data);
+    let token = match env_token {
+        Some(t) => t.trim().to_owned(),
+        None => {
+            let path = data.join(tollgate::http::admin::ADMIN_TOKEN_FILE);
+            match std::fs::read_to_string(&path) {
+                Ok(t) => t.trim().to_owned(),
+                Err(e) => {
+                    eprintln!(
+                        "tollgate reload: no admin token: {} is not set and {} cannot be read ({e})",
+                        tollgate::http::admin::ADMIN_TOKEN_ENV,
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    match tollgate::reload::request_reload(addr, &token) {
+        Ok(tollgate::reload::RemoteOutcome::Reloaded(report)) => {
+            println!("reloaded {}", report["file"].as_str().unwrap_or("the configuration"));
+            let list = |v: &serde_json::Value| -> Vec<String> {
+                v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect()
+            };
+            let applied = list(&report["applied"]);
+            if applied.is_empty() {
+                println!("  nothing changed");
+            }
+            for a in applied {
+                println!("  applied: {a}");
+            }
+            for k in list(&report["needsRestart"]) {
+                println!("  not applied, needs a restart: {k}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(tollgate::reload::RemoteOutcome::Refused(message)) => {
+            eprintln!("tollgate reload: refused; the configuration in force is unchanged:\n{message}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("tollgate reload: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -9,34 +9,64 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::config::{Config, LogConfig, LogFormat};
+use crate::config::{Config, LogConfig};
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 
 /// Handles shared by the listeners.
 pub struct Shared {
     /// The engine.
     pub engine: Arc<Engine>,
-    /// The configuration in force.
-    pub config: Config,
-    /// Set once every listener is bound and the index is loaded.
+    /// The configuration in force; a reload swaps it (see `reload`).
+    pub config: ArcSwap<Config>,
+    /// Set once every listener is bound (the index is loaded before); cleared
+    /// when draining starts.
     pub ready: AtomicBool,
     /// The admin API's state: the bootstrap token, login limiters.
     pub admin: crate::http::admin::AdminState,
     /// The audit log of admin calls and denied verifications.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Counters behind `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Serializes reloads (SIGHUP and the admin endpoint may race).
+    pub reload_lock: parking_lot::Mutex<()>,
+    /// This very `Shared`, for handlers that hold only a reference but must
+    /// hand an owned one to a blocking task (reload).
+    me: std::sync::Weak<Shared>,
 }
 
-/// Sets up logging as configured (`RUST_LOG` overrides the level).
+impl Shared {
+    /// An owned handle to this `Shared` (it lives as long as the server).
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
+    }
+
+    /// Whether the daemon should get traffic, and why: the index is loaded
+    /// (always, once `Shared` exists), every listener is bound and not
+    /// draining, and the store's last write succeeded.
+    pub fn readiness(&self) -> (bool, Value) {
+        let listeners = self.ready.load(Ordering::Acquire);
+        let store_ok = !self.engine.store().stats().failing.load(Ordering::Relaxed);
+        let ready = listeners && store_ok;
+        let body = json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "checks": {
+                "index": "loaded",
+                "listeners": if listeners { "bound" } else { "not serving (starting or draining)" },
+                "store": if store_ok { "ok" } else { "the last write failed" },
+            },
+        });
+        (ready, body)
+    }
+}
+
+/// Sets up logging as configured (`RUST_LOG` overrides the level). See `logging`.
 pub fn init_tracing(log: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match log.format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    crate::logging::init(log);
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -51,6 +81,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: draining connections");
+            notify_systemd("STOPPING=1");
             let _ = tx.send(true);
         });
         serve(config, async move {
@@ -73,16 +104,66 @@ async fn wait_for_signal() {
     }
 }
 
+/// Reloads the configuration on every SIGHUP until `stop`.
+async fn reload_on_sighup(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with `tollgate reload`");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            r = hup.recv() => {
+                if r.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading the configuration");
+                let s = shared.clone();
+                // Reading key files and building the key set is blocking work.
+                let _ = tokio::task::spawn_blocking(move || crate::reload::reload(&s)).await;
+            }
+            () = crate::http::stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Tells systemd (`Type=notify`) about the daemon's state, when it is run by
+/// systemd: `NOTIFY_SOCKET` names the datagram socket (`@` for an abstract one).
+pub fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let bytes = path.as_encoded_bytes();
+    let sent = match bytes.strip_prefix(b"@") {
+        #[cfg(target_os = "linux")]
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt as _;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err(std::io::Error::other("abstract sockets exist only on Linux")),
+        None => sock.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
 /// Opens the engine, binds the listeners, serves until `shutdown` completes,
 /// then drains and flushes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let engine = {
-        let c = config.clone();
-        tokio::task::spawn_blocking(move || Engine::open(&c))
+    let c = config.clone();
+    let open = async move {
+        let data = c.data.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::open(&c))
             .await?
-            .with_context(|| format!("cannot open the store in {}", config.data.display()))?
+            .with_context(|| format!("cannot open the store in {}", data.display()))?;
+        Ok(Arc::new(engine))
     };
-    serve_with_engine(Arc::new(engine), config, shutdown).await
+    serve_opening(config, open, shutdown).await
 }
 
 /// Like `serve`, with an engine the caller opened (and may keep using, e.g. a
@@ -93,9 +174,28 @@ pub async fn serve_with_engine(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_opening(config, async move { Ok(engine) }, shutdown).await
+}
+
+/// Like `serve`, with the engine coming from `open`. The HTTP listener is
+/// bound first and answers `/healthz` (200) and `/readyz` (503) while `open`
+/// runs (loading a large index takes a while); every other route answers 503
+/// until the engine is there and every listener is bound.
+pub async fn serve_opening(
+    config: Config,
+    open: impl Future<Output = anyhow::Result<Arc<Engine>>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_addr()?)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;
+    let (starting_tx, starting_rx) = tokio::sync::oneshot::channel();
+    let starting = tokio::spawn(crate::http::serve_starting(http, starting_rx));
+    let engine = open.await;
+    let _ = starting_tx.send(());
+    let http = starting.await.context("the startup HTTP server failed")?;
+    let engine = engine?;
+
     let http_unix = match &config.http_socket {
         None => None,
         Some(path) => Some(
@@ -106,36 +206,43 @@ pub async fn serve_with_engine(
     let socket = crate::sidecar::bind(&config).await?;
     let admin = crate::http::admin::AdminState::new(&config)?;
     let audit = crate::audit::AuditLog::start(engine.clone()).context("cannot start the audit writer")?;
-    let shared = Arc::new(Shared {
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new_cyclic(|me| Shared {
         engine: engine.clone(),
-        config: config.clone(),
+        config: ArcSwap::from_pointee(config.clone()),
         ready: AtomicBool::new(false),
         admin,
         audit,
+        metrics: metrics.clone(),
+        reload_lock: parking_lot::Mutex::new(()),
+        me: me.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
     let unix_task = http_unix.map(|l| tokio::spawn(crate::http::serve_unix(l, shared.clone(), stop_rx.clone())));
     let sidecar_task = tokio::spawn(crate::sidecar::run(
         socket,
-        Arc::new(crate::sidecar::EngineService::new(engine.clone())),
+        Arc::new(crate::sidecar::EngineService::with_metrics(engine.clone(), metrics)),
         crate::sidecar::Limits::from_config(&config),
         stop_rx.clone(),
     ));
+    let hup_task = tokio::spawn(reload_on_sighup(shared.clone(), stop_rx.clone()));
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
         data = %config.data.display(),
         socket = %config.socket.display(),
         http = %config.http,
         http_socket = ?config.http_socket,
+        config = ?config.file,
         keys = engine.index().keys.len(),
         tokens = engine.index().tokens.len(),
         "tollgate ready"
     );
+    notify_systemd("READY=1\nSTATUS=ready");
     shutdown.await;
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(http_task, sidecar_task);
+    let _ = tokio::join!(http_task, sidecar_task, hup_task);
     if let Some(t) = unix_task {
         let _ = t.await;
     }

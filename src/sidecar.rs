@@ -22,7 +22,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use futures_util::FutureExt as _;
@@ -34,11 +35,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tollgate_protocol as proto;
 use tollgate_protocol::{ErrorCode, Request, Response};
+use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::core::limits::{Micros, RateInfo};
 use crate::core::verify::{CredentialKind, DenyCode, QUOTA_DOCUMENTS, Verdict, VerifyRequest};
 use crate::engine::{Engine, now_us};
+use crate::metrics::{Interface, Metrics};
 
 /// How long a new connection may take to send its hello. A client that
 /// connects and says nothing would otherwise hold a connection slot forever.
@@ -159,6 +162,31 @@ pub trait Service: Send + Sync + 'static {
 
     /// Resolves once everything covered by `ticket` is on disk.
     fn durable(&self, ticket: u64) -> impl Future<Output = ()> + Send;
+
+    /// Where the connection loop counts connections and request latency.
+    fn metrics(&self) -> Option<&Metrics> {
+        None
+    }
+}
+
+/// Counts a connection as open for as long as it lives (abort included).
+struct OpenConn<'a>(Option<&'a Metrics>);
+
+impl<'a> OpenConn<'a> {
+    fn new(m: Option<&'a Metrics>) -> Self {
+        if let Some(m) = m {
+            m.socket_opened();
+        }
+        OpenConn(m)
+    }
+}
+
+impl Drop for OpenConn<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            m.socket_closed();
+        }
+    }
 }
 
 /// Serves connections on `listener` until `stop` turns true, then stops
@@ -178,14 +206,23 @@ pub async fn run<S: Service>(listener: UnixListener, service: Arc<S>, limits: Li
                     match slots.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let (service, stop, frame_timeout) = (service.clone(), stop.clone(), limits.frame_timeout);
+                            static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+                            let span = tracing::debug_span!("conn", conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed));
                             conns.spawn(async move {
+                                let _open = OpenConn::new(service.metrics());
+                                tracing::trace!("sidecar connection accepted");
                                 if let Err(e) = serve_conn(stream, &*service, stop, frame_timeout).await {
                                     tracing::debug!(error = %e, "sidecar connection ended");
                                 }
                                 drop(permit);
-                            });
+                            }.instrument(span));
                         }
-                        Err(_) => refuse_busy(&stream, "too many connections"),
+                        Err(_) => {
+                            if let Some(m) = service.metrics() {
+                                m.socket_refused();
+                            }
+                            refuse_busy(&stream, "too many connections");
+                        }
                     }
                 }
                 Err(e) => {
@@ -240,6 +277,20 @@ struct Deferred {
     ticket: u64,
 }
 
+/// When a batch started being answered, if latency is measured.
+fn batch_clock(m: Option<&Metrics>) -> Option<Instant> {
+    m.map(|_| Instant::now())
+}
+
+/// Records `n` requests answered `since` (one observation per request).
+fn record_batch(m: Option<&Metrics>, since: Option<Instant>, n: usize) {
+    if let (Some(m), Some(t)) = (m, since)
+        && n > 0
+    {
+        m.latency(Interface::Socket, t.elapsed(), n as u64);
+    }
+}
+
 /// Serves one connection: handshake, then batches of frames until the client
 /// closes, a frame is malformed, or the daemon stops.
 async fn serve_conn<S: Service>(
@@ -277,6 +328,7 @@ async fn serve_conn<S: Service>(
     }
     rbuf.advance(proto::HANDSHAKE_LEN);
 
+    let metrics = service.metrics();
     let mut pending = FuturesUnordered::new();
     let mut in_flight = 0usize;
     let mut reading = true;
@@ -286,8 +338,10 @@ async fn serve_conn<S: Service>(
     let mut partial_until: Option<tokio::time::Instant> = None;
     loop {
         // Frames that arrived with the hello, or a batch just read.
+        let mut timed = (None, 0);
         if reading && !rbuf.is_empty() {
-            let (used, close) = answer_frames(service, &rbuf, &mut wbuf, &mut deferred);
+            let started = batch_clock(metrics);
+            let (used, close, answered) = answer_frames(service, &rbuf, &mut wbuf, &mut deferred);
             rbuf.advance(used);
             if close {
                 reading = false;
@@ -297,9 +351,10 @@ async fn serve_conn<S: Service>(
                 in_flight += batch.count;
                 pending.push(async move {
                     service.durable(batch.ticket).await;
-                    (batch.frames, batch.count)
+                    (batch.frames, batch.count, started)
                 });
             }
+            timed = (started, answered);
         }
         // Not while back-pressure keeps the server itself from reading.
         let waiting_for_bytes = reading && !rbuf.is_empty() && in_flight < MAX_IN_FLIGHT;
@@ -313,19 +368,24 @@ async fn serve_conn<S: Service>(
             write_answers(&mut stream, &wbuf).await?;
             wbuf.clear();
         }
+        record_batch(metrics, timed.0, timed.1);
         if !reading && pending.is_empty() {
             break;
         }
         let mut room = (&mut rbuf).limit(READ_CHUNK);
         tokio::select! {
             biased;
-            Some((frames, count)) = pending.next(), if !pending.is_empty() => {
+            Some((frames, count, started)) = pending.next(), if !pending.is_empty() => {
                 wbuf.extend_from_slice(&frames);
                 in_flight -= count;
+                // Counted when written, at the top of the loop: close enough
+                // for durable answers, whose wait dominates.
+                record_batch(metrics, started, count);
                 // Batches that completed meanwhile go out in the same write.
-                while let Some(Some((frames, count))) = pending.next().now_or_never() {
+                while let Some(Some((frames, count, started))) = pending.next().now_or_never() {
                     wbuf.extend_from_slice(&frames);
                     in_flight -= count;
+                    record_batch(metrics, started, count);
                 }
             }
             r = stream.read_buf(&mut room), if reading && in_flight < MAX_IN_FLIGHT => {
@@ -375,20 +435,27 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Answers every whole frame at the start of `buf` into `out` (or into
 /// `deferred` for answers that must wait for durability).
 ///
-/// Returns how many bytes were consumed and whether the connection must be
-/// closed after the answers are written (a malformed frame).
-fn answer_frames<S: Service>(service: &S, buf: &[u8], out: &mut Vec<u8>, deferred: &mut Deferred) -> (usize, bool) {
+/// Returns how many bytes were consumed, whether the connection must be
+/// closed after the answers are written (a malformed frame), and how many
+/// requests were answered into `out` (not counting the deferred ones).
+fn answer_frames<S: Service>(
+    service: &S,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    deferred: &mut Deferred,
+) -> (usize, bool, usize) {
     let now = now_us();
     let mut pos = 0;
+    let mut answered = 0;
     loop {
         let rest = buf.get(pos..).unwrap_or_default();
         let len = match proto::check_frame(rest) {
             Ok(Some(len)) => len,
-            Ok(None) => return (pos, false),
+            Ok(None) => return (pos, false, answered),
             Err(e) => {
                 // The frame boundary is lost: nothing after it can be trusted.
                 proto::encode_error(0, e.error_code(), &e.to_string(), out);
-                return (buf.len(), true);
+                return (buf.len(), true, answered);
             }
         };
         let frame = rest.get(..len).unwrap_or_default();
@@ -401,13 +468,16 @@ fn answer_frames<S: Service>(service: &S, buf: &[u8], out: &mut Vec<u8>, deferre
                     out.truncate(mark);
                     deferred.count += 1;
                     deferred.ticket = deferred.ticket.max(ticket);
+                } else {
+                    answered += 1;
                 }
             }
             Err(e) => {
                 let id = proto::frame_request_id(frame).unwrap_or(0);
                 proto::encode_error(id, e.error_code(), &e.to_string(), out);
+                answered += 1;
                 if e.closes_connection() {
-                    return (buf.len(), true);
+                    return (buf.len(), true, answered);
                 }
             }
         }
@@ -417,17 +487,26 @@ fn answer_frames<S: Service>(service: &S, buf: &[u8], out: &mut Vec<u8>, deferre
 /// Answers requests with the engine: the daemon's service.
 pub struct EngineService {
     engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
 }
 
 impl EngineService {
-    /// A service verifying with `engine`.
+    /// A service verifying with `engine`, counting into its own metrics.
     pub fn new(engine: Arc<Engine>) -> EngineService {
-        EngineService { engine }
+        EngineService::with_metrics(engine, Arc::default())
+    }
+
+    /// A service verifying with `engine`, counting into `metrics`.
+    pub fn with_metrics(engine: Arc<Engine>, metrics: Arc<Metrics>) -> EngineService {
+        EngineService { engine, metrics }
     }
 
     fn verify(&self, id: u32, v: &proto::VerifyRequest<'_>, now: Micros, out: &mut Vec<u8>) -> Option<u64> {
         // Not UTF-8 cannot be any credential we issue: a verdict, not a protocol error.
+        // The frame's request id on the trace line that `count` writes.
+        let _req = tracing::trace_span!("req", id).entered();
         let Some(credential) = v.credential_str() else {
+            self.metrics.verdict(None, "", Some(DenyCode::Malformed));
             let deny = proto::Deny {
                 code: proto::DenyCode::Malformed,
                 retry_after_ms: None,
@@ -446,6 +525,7 @@ impl EngineService {
             quota: v.quota.map(|q| (q.name, q.amount)),
         };
         let verdict = self.engine.verify_at(&req, now);
+        self.metrics.count(&verdict, credential);
         encode_verdict(id, &verdict, out);
         match verdict {
             Verdict::Allow(a) => a.durable_after,
@@ -500,6 +580,10 @@ impl Service for EngineService {
 
     fn durable(&self, ticket: u64) -> impl Future<Output = ()> + Send {
         self.engine.wait_durable_async(ticket)
+    }
+
+    fn metrics(&self) -> Option<&Metrics> {
+        Some(&self.metrics)
     }
 }
 

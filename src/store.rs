@@ -7,6 +7,9 @@
 //! `batch` covering several tables (a team and all its keys, say) is atomic.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -115,6 +118,18 @@ impl Batch {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    stats: Arc<StoreStats>,
+}
+
+/// How the store's writes have gone, for `/metrics` and `/readyz`.
+#[derive(Default)]
+pub struct StoreStats {
+    /// Latency of `apply` (the batch, and the fsync when durable).
+    pub writes: crate::metrics::Histogram,
+    /// Writes that failed.
+    pub failures: AtomicU64,
+    /// Whether the last write failed (cleared by the next one that succeeds).
+    pub failing: AtomicBool,
 }
 
 impl Store {
@@ -124,11 +139,32 @@ impl Store {
         // which flushes after every acknowledged admin write and on its own
         // counter schedule.
         let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
-        Ok(Store { db })
+        Ok(Store { db, stats: Arc::default() })
+    }
+
+    /// Write latency and failures so far.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     /// Applies `batch` atomically; with `durable`, waits until it is on disk.
+    /// Writes of at least one record are timed; the flusher's idle rounds
+    /// (nothing queued) are not, so they do not drown the real writes.
     pub fn apply(&self, batch: Batch, durable: bool) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let timed = !batch.is_empty();
+        let result = self.apply_untimed(batch, durable);
+        if timed {
+            self.stats.writes.observe(start.elapsed());
+        }
+        if result.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.failing.store(result.is_err(), Ordering::Relaxed);
+        result
+    }
+
+    fn apply_untimed(&self, batch: Batch, durable: bool) -> Result<(), StoreError> {
         if !batch.is_empty() {
             self.db.apply_batch(batch.inner)?;
         }

@@ -38,7 +38,8 @@ fn bad_config_exits_2_with_the_field_named_and_binds_nothing() {
     std::fs::write(&cfg, "this is not toml = = =").unwrap();
     let out = Command::new(BIN).args(["check-config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"), "TOML errors say where");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:1:6:"), "TOML errors say where (file:line:column): {err}");
 }
 
 #[test]
@@ -56,7 +57,9 @@ fn serve_works_on_defaults_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let start = Instant::now();
     let health = loop {
-        if let Some(r) = get(port, "/healthz") {
+        if let Some(r) = get(port, "/readyz")
+            && r.starts_with("HTTP/1.1 200")
+        {
             break r;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "daemon did not come up");
@@ -76,4 +79,114 @@ fn serve_works_on_defaults_and_stops_cleanly_on_sigterm() {
     let mut log = String::new();
     child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(log.contains("store flushed"), "{log}");
+}
+
+/// Runs `tollgate check-config` on `text` written to `<dir>/tollgate.toml`.
+fn check_config(dir: &std::path::Path, text: &str) -> (Option<i32>, String, String) {
+    let cfg = dir.join("tollgate.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(BIN).args(["check-config"]).arg(&cfg).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_names_file_key_line_and_column_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!("{}/tests/keys", env!("CARGO_MANIFEST_DIR"));
+    // (config, what stderr must contain: location, key, explanation)
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "http = \"127.0.0.1:7070\"\n[durability]\nflush_interval_ms = 0\n".into(),
+            vec![
+                "tollgate.toml:3:21: durability.flush_interval_ms: must be between 1 and 60000",
+                "3 | flush_interval_ms = 0",
+            ],
+        ),
+        ("htp = \"x\"\n".into(), vec!["tollgate.toml:1:1: htp: unknown field `htp`, expected one of"]),
+        ("http = 7070\n".into(), vec!["tollgate.toml:1:8: http: invalid type: integer `7070`, expected a string"]),
+        (
+            "[durability]\nmode = \"sometimes\"\n".into(),
+            vec!["tollgate.toml:2:8: durability.mode: unknown variant `sometimes`, expected `relaxed` or `strict`"],
+        ),
+        ("[log]\nlevel = \"tollgate=loud\"\n".into(), vec!["tollgate.toml:2:9: log.level:", "not a tracing filter"]),
+        (
+            "[auth]\ntrusted_proxies = [\"10.0.0.0/33\"]\n".into(),
+            vec!["tollgate.toml:2:19: auth.trusted_proxies: \"10.0.0.0/33\" is not an IP address or CIDR block"],
+        ),
+        (
+            "[[auth.routes]]\nprefix = \"/ok/\"\n[[auth.routes]]\nprefix = \"files\"\n".into(),
+            vec!["tollgate.toml:4:10: auth.routes[1].prefix: \"files\" must start with \"/\""],
+        ),
+        (
+            "[tiers.Pro]\nrequests_per_minute = 0\nmembers = 1\ndocuments = 1\nlog_retention_days = 1\n".into(),
+            vec!["tollgate.toml:2:23: tiers.Pro.requests_per_minute: must be at least 1 or \"unlimited\""],
+        ),
+        ("this is not toml = = =\n".into(), vec!["tollgate.toml:1:6:"]),
+        (
+            "[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\nprivate_key_file = \"/nonexistent/k1.pem\"\n".into(),
+            vec!["tollgate.toml:4:20: jwt.keys[0].private_key_file: cannot read /nonexistent/k1.pem"],
+        ),
+        (
+            format!("[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\nprivate_key_file = \"{keys}/p256.pem\"\n"),
+            vec!["jwt.keys[0]: jwt key `k1`:", "ed25519"],
+        ),
+        (
+            format!(
+                "[jwt]\nsigning_kid = \"k9\"\n[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\nprivate_key_file = \"{keys}/ed25519.pem\"\n"
+            ),
+            vec!["tollgate.toml:2:15: jwt.signing_kid: \"k9\" is not the kid of any [[jwt.keys]]"],
+        ),
+        (
+            "[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\n".into(),
+            vec!["tollgate.toml:1:1: jwt.keys[0]: key \"k1\" has no material"],
+        ),
+    ];
+    for (text, needles) in &cases {
+        let (code, _, err) = check_config(dir.path(), text);
+        assert_eq!(code, Some(2), "{text}\n{err}");
+        for n in needles {
+            assert!(err.contains(n), "for\n{text}\nexpected {n:?} in:\n{err}");
+        }
+    }
+
+    // Every problem of a file is reported, in file order.
+    let (code, _, err) = check_config(
+        dir.path(),
+        "max_connections = 0\n[jwt]\nleeway_secs = 3600\nttl_secs = 0\n[auth]\ncookie = \"a b\"\n",
+    );
+    assert_eq!(code, Some(2));
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines[0].contains(":1:19: max_connections"), "{err}");
+    assert!(lines[1].contains(":3:15: jwt.leeway_secs"), "{err}");
+    assert!(lines[2].contains(":4:12: jwt.ttl_secs"), "{err}");
+    assert!(lines[3].contains(":6:10: auth.cookie"), "{err}");
+    assert!(err.contains("4 problem(s)"), "{err}");
+
+    // Key files are checked too when another section has problems.
+    let (code, _, err) = check_config(
+        dir.path(),
+        "[durability]\nflush_interval_ms = 0\n[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\nprivate_key_file = \"/nonexistent/k1.pem\"\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(":2:21: durability.flush_interval_ms") && err.contains(":6:20: jwt.keys[0].private_key_file"),
+        "{err}"
+    );
+
+    // A good file, with key files, passes; nothing is created.
+    let good = format!(
+        "[jwt]\nsigning_kid = \"k2\"\n[[jwt.keys]]\nkid = \"k1\"\nalg = \"EdDSA\"\npublic_key_file = \"{keys}/ed25519.pub.pem\"\n\
+         [[jwt.keys]]\nkid = \"k2\"\nalg = \"ES256\"\nprivate_key_file = \"{keys}/p256.pem\"\n"
+    );
+    let (code, out, err) = check_config(dir.path(), &good);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.ends_with(": ok\n"), "{out}");
+    assert!(!dir.path().join("tollgate-data").exists());
+    let (code, _, err) = check_config(dir.path(), "");
+    assert_eq!(code, Some(0), "an empty file is the defaults: {err}");
 }

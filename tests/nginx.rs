@@ -60,9 +60,20 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn wait_for_port(port: u16, what: &str, mut alive: impl FnMut() -> bool) {
+/// Waits until tollgate answers `/readyz` with 200 (its port is open, answering
+/// 503, while it starts).
+fn wait_for_ready(port: u16, mut alive: impl FnMut() -> bool) {
+    wait_for(port, "tollgate", &mut alive, |mut s| {
+        let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 200")
+    });
+}
+
+fn wait_for(port: u16, what: &str, mut alive: impl FnMut() -> bool, ok: impl Fn(TcpStream) -> bool) {
     let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !TcpStream::connect(("127.0.0.1", port)).is_ok_and(&ok) {
         assert!(alive(), "{what} exited before listening");
         assert!(start.elapsed() < Duration::from_secs(10), "{what} is not listening on {port}");
         std::thread::sleep(Duration::from_millis(20));
@@ -134,7 +145,7 @@ fn run(transport: Transport) {
             }))
         })
     };
-    wait_for_port(tollgate_port, "tollgate", || !server.is_finished());
+    wait_for_ready(tollgate_port, || !server.is_finished());
 
     let auth_server = match transport {
         Transport::Tcp => format!("127.0.0.1:{tollgate_port}"),

@@ -8,7 +8,7 @@ cd "$W"
 export PATH="$BIN:$PATH"
 tollgate serve > daemon.log 2>&1 &
 DPID=$!
-for i in $(seq 100); do curl -sf http://127.0.0.1:7070/healthz >/dev/null && break; sleep 0.1; done
+for i in $(seq 100); do curl -sf http://127.0.0.1:7070/readyz >/dev/null && break; sleep 0.1; done
 run() { echo "\$ $*"; eval "$@"; echo; }
 echo "=== curl"
 run 'ls tollgate-data'

@@ -161,7 +161,7 @@ impl From<JwtAlg> for jsonwebtoken::Algorithm {
 /// key with only a public key PEM can only verify, which is how a retired
 /// signing key stays valid for already issued tokens during a rotation.
 /// The `Debug` output redacts the secret and the private key.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct JwtKeyConfig {
     /// The key id written to and matched against the token header `kid`.
     /// It must be 1 to 128 printable ASCII characters without `"` or `\`.
@@ -197,7 +197,7 @@ impl fmt::Debug for JwtKeyConfig {
 ///
 /// The daemon reads PEM files itself and passes their text in
 /// [`JwtKeyConfig`]; this keeps file handling and reload logic in one place.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct JwtSettings {
     /// Expected `iss` claim; tokens from any other issuer are rejected.
     pub issuer: String,

@@ -85,7 +85,7 @@ impl AdminState {
     /// Compares SHA-256 digests, so the time taken depends on neither token's
     /// length, with a branch-free fold over every byte (ring's
     /// `verify_slices_are_equal` does the same but is deprecated in ring 0.17).
-    fn is_admin_token(&self, presented: &str) -> bool {
+    pub(crate) fn is_admin_token(&self, presented: &str) -> bool {
         let digest = secret::sha256(presented.as_bytes());
         let diff = digest.iter().zip(&self.token_digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         std::hint::black_box(diff) == 0
@@ -206,6 +206,7 @@ enum Op {
     GetToken,
     RevokeToken,
     ListLogs,
+    Reload,
 }
 
 /// One route of the admin API.
@@ -252,6 +253,12 @@ pub const ROUTES: &[Route] = &[
         "/v1/logs",
         "List the team's audit log: admin calls and denied verifications (filters: action, outcome, since, until in ms; limit, cursor)",
         Op::ListLogs,
+    ),
+    r(
+        "POST",
+        "/v1/admin/reload",
+        "Reload the configuration file, as SIGHUP does (admin token only); 422 with every problem if it is refused",
+        Op::Reload,
     ),
 ];
 
@@ -326,6 +333,7 @@ async fn dispatch(
         Op::ListTokens | Op::GetToken => ("tokens", "read"),
         Op::RevokeAllTokens | Op::RevokeToken => ("tokens", "delete"),
         Op::ListLogs => ("logs", "read"),
+        Op::Reload => ("config", "reload"),
     };
     let caller = match authenticate(shared, req.headers(), &query, peer, resource, action).await {
         Ok(c) => c,
@@ -377,6 +385,7 @@ async fn run_op(
         Op::GetToken => cx.get_token(&id),
         Op::RevokeToken => cx.revoke_token(&id),
         Op::ListLogs => cx.list_logs(&query),
+        Op::Reload => cx.reload().await,
     }
 }
 
@@ -730,6 +739,29 @@ impl Cx<'_> {
                 "no_user",
                 "access tokens belong to a user; call with a user's credential, not the admin token",
             )),
+        }
+    }
+
+    // ---- configuration ----
+
+    /// `POST /v1/admin/reload`: the same reload as SIGHUP, with the outcome in
+    /// the answer (200 with what changed, 422 with every problem found).
+    async fn reload(&self) -> Result<Resp, Resp> {
+        if self.team().is_some() {
+            return Err(error(StatusCode::FORBIDDEN, "forbidden", "only the admin token may reload the configuration"));
+        }
+        let Some(shared) = self.shared.arc() else {
+            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the daemon is stopping"));
+        };
+        let outcome = tokio::task::spawn_blocking(move || crate::reload::reload(&shared))
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &format!("reload task failed: {e}")))?;
+        match outcome {
+            Ok(report) => Ok(json_response(StatusCode::OK, &json!({"status": "reloaded", "report": report}))),
+            Err(e @ crate::reload::ReloadError::NoFile) => {
+                Err(error(StatusCode::CONFLICT, "no_config_file", &e.to_string()))
+            }
+            Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, "config_refused", &e.to_string())),
         }
     }
 
@@ -1567,7 +1599,7 @@ pub fn openapi() -> Value {
         } else if matches!(route.op, Op::Login) {
             op["security"] = json!([{ "basicAuth": [] }]);
         }
-        if matches!(route.method, "POST" | "PATCH") && !matches!(route.op, Op::Login) {
+        if matches!(route.method, "POST" | "PATCH") && !matches!(route.op, Op::Login | Op::Reload) {
             op["requestBody"] =
                 json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } });
         }

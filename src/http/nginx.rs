@@ -57,8 +57,11 @@ const CHALLENGE_INVALID: &str = "Bearer realm=\"tollgate\", error=\"invalid_toke
 pub(super) async fn auth(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -> Response<Body> {
     // The subrequest has no body worth reading (the example config strips it);
     // dropping it lets hyper discard whatever arrives.
+    let start = std::time::Instant::now();
     let (parts, _body) = req.into_parts();
-    let cfg = &shared.config.auth;
+    // The rules in force now; a reload may swap them while this request runs.
+    let config = shared.config.load_full();
+    let cfg = &config.auth;
     let Some(credential) = credential(&parts.headers, &cfg.cookie) else {
         return denial(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL, Some(CHALLENGE));
     };
@@ -80,12 +83,15 @@ pub(super) async fn auth(shared: &Shared, req: Request<Incoming>, peer: Option<I
     };
     let engine = &shared.engine;
     let verdict = engine.verify_at(&req, crate::engine::now_us());
+    shared.metrics.count(&verdict, credential);
     if let Verdict::Allow(a) = &verdict
         && let Some(t) = a.durable_after
     {
         engine.wait_durable_async(t).await;
     }
-    answer(&verdict)
+    let resp = answer(&verdict);
+    shared.metrics.latency(crate::metrics::Interface::Auth, start.elapsed(), 1);
+    resp
 }
 
 /// The credential presented, in order of precedence: `Authorization: Bearer`,

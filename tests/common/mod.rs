@@ -85,9 +85,10 @@ pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
     });
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let d = HttpDaemon { addr, url: format!("http://{addr}"), data, stop: Some(tx), thread: Some(thread), _dir: dir };
+    // Ready, not just up: the HTTP port answers (503) while the index loads.
     let healthy = || -> Option<bool> {
         let mut s = std::net::TcpStream::connect(addr).ok()?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out.starts_with("HTTP/1.1 200"))
@@ -109,4 +110,230 @@ impl Drop for HttpDaemon {
             let _ = t.join();
         }
     }
+}
+
+/// An HTTP answer read by [`http`].
+pub struct HttpResp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl HttpResp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`); `None`
+/// if nothing answers.
+pub fn try_http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<HttpResp> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || matches!(method, "POST" | "PATCH" | "PUT") {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    s.write_all(body.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let mut body = buf[split + 4..].to_vec();
+    if let Some((_, len)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+        body.truncate(len.parse().ok()?);
+    }
+    Some(HttpResp { status, headers, text: String::from_utf8_lossy(&body).into_owned() })
+}
+
+/// Like [`try_http`], panicking if nothing answers.
+pub fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResp {
+    try_http(addr, method, path, headers, body).unwrap_or_else(|| panic!("no answer to {method} {path}"))
+}
+
+/// `Authorization: Basic` for `user:pass`.
+pub fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+/// A free TCP port on localhost.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The real `tollgate` executable serving a config file in a temporary
+/// directory, with its stderr and stdout captured in `<dir>/daemon.log`.
+/// Killed (SIGKILL) on drop if still running.
+pub struct BinDaemon {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    pub socket: std::path::PathBuf,
+    pub log: std::path::PathBuf,
+}
+
+impl BinDaemon {
+    /// Writes `toml` (after an `http`, `data` and `socket` header it fills in)
+    /// as `<dir>/tollgate.toml` and starts `tollgate serve --config` on it with
+    /// the test admin token and `extra_args`; returns once `/readyz` is 200.
+    pub fn start(toml: &str, extra_args: &[&str]) -> BinDaemon {
+        BinDaemon::start_with_env(toml, extra_args, &[])
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_with_env(toml: &str, extra_args: &[&str], env: &[(&str, &str)]) -> BinDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let socket = dir.path().join("tollgate.sock");
+        let config = dir.path().join("tollgate.toml");
+        let log = dir.path().join("daemon.log");
+        let d = dir.path().display();
+        let text = format!("http = \"{addr}\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n{toml}");
+        std::fs::write(&config, text).unwrap();
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .current_dir(dir.path())
+            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(extra_args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut d = BinDaemon { child, addr, dir, config, socket, log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if try_http(addr, "GET", "/readyz", &[], None).is_some_and(|r| r.status == 200) {
+                break;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("tollgate exited with {status} before ready:\n{}", d.log_text());
+            }
+            assert!(std::time::Instant::now() < deadline, "tollgate not ready:\n{}", d.log_text());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        d
+    }
+
+    /// Rewrites the config file with the same header as `start`.
+    pub fn rewrite_config(&self, toml: &str) {
+        let d = self.dir.path().display();
+        let text = format!("http = \"{}\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n{toml}", self.addr);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Everything the daemon wrote so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` `count` times or more.
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = self.log_text();
+            if text.matches(needle).count() >= count {
+                return text;
+            }
+            assert!(std::time::Instant::now() < deadline, "{needle:?} not logged {count} times:\n{text}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// A JSON call with a bearer credential; asserts the status.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        cred: &str,
+        body: Option<serde_json::Value>,
+        want: u16,
+    ) -> serde_json::Value {
+        let auth = format!("Bearer {cred}");
+        let body = body.map(|b| b.to_string());
+        let r = http(self.addr, method, path, &[("Authorization", &auth)], body.as_deref());
+        assert_eq!(r.status, want, "{method} {path}: {}", r.text);
+        r.json()
+    }
+
+    /// The metrics text.
+    pub fn metrics(&self) -> String {
+        let r = http(self.addr, "GET", "/metrics", &[], None);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+    }
+
+    /// SIGTERM, then waits for the exit; returns the whole log.
+    pub fn stop(self) -> String {
+        self.signal("TERM");
+        self.stop_after_signal()
+    }
+
+    /// Waits for the exit of a daemon already told to stop; returns the whole log.
+    pub fn stop_after_signal(mut self) -> String {
+        let status = self.child.wait().unwrap();
+        let log = self.log_text();
+        assert!(status.success(), "tollgate exited with {status}:\n{log}");
+        log
+    }
+}
+
+impl Drop for BinDaemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The value of one series (`name{labels}`) in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .parse()
+        .unwrap()
 }

@@ -1,0 +1,560 @@
+//! Counters behind `/metrics`, and their Prometheus text exposition.
+//!
+//! The verification paths count with relaxed atomic adds on cache-padded
+//! shards: each thread picks a shard once (round robin) and only ever writes
+//! that one, so two worker threads counting the same verdict never fight over
+//! a cache line. Nothing here locks or allocates on the counting side; a
+//! scrape sums the shards. Counts are exact once the counting threads are
+//! quiet; a scrape taken meanwhile may see one verdict counted and its latency
+//! not yet, which Prometheus tolerates.
+//!
+//! Gauges that the daemon already knows (keys loaded, JWT cache hits, store
+//! failures) are read at scrape time instead of being counted twice.
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::core::verify::{CredentialKind, DenyCode, Verdict};
+
+/// Shards of the hot counters (a power of two). More than the worker threads of any machine
+/// tollgate is likely to run on would buy little: a shared shard only costs
+/// when two threads write it at the same instant.
+const SHARDS: usize = 16;
+const _: () = assert!(SHARDS.is_power_of_two());
+
+/// Label values of `kind`: the three credential kinds, and `unknown` for a
+/// credential too malformed to tell (no `prefix_` and not a JWT).
+pub const KINDS: [&str; 4] = ["api_key", "access_token", "jwt", "unknown"];
+const KIND_UNKNOWN: usize = 3;
+
+/// Verdict slots: `ALLOW`, then every deny code in wire order.
+const VERDICTS: usize = 1 + DenyCode::ALL.len();
+
+/// The interfaces whose requests are timed, as the `interface` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Interface {
+    /// The Unix-socket protocol: every request frame, from the start of the
+    /// batch that holds it until its answer is written.
+    Socket = 0,
+    /// `POST /v1/verify`, from the parsed body until the answer is ready.
+    HttpVerify = 1,
+    /// nginx `GET /auth`, from the headers until the answer is ready.
+    Auth = 2,
+}
+
+impl Interface {
+    const ALL: [Interface; 3] = [Interface::Socket, Interface::HttpVerify, Interface::Auth];
+
+    fn label(self) -> &'static str {
+        match self {
+            Interface::Socket => "socket",
+            Interface::HttpVerify => "http_verify",
+            Interface::Auth => "auth",
+        }
+    }
+}
+
+/// Upper bounds of the latency buckets, in microseconds (`le` in seconds).
+pub const BUCKETS_US: [u64; 14] =
+    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000];
+
+/// A latency histogram: one count per bucket (not cumulative; the last slot
+/// is above every bound), the sum in nanoseconds, and the count.
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Records `n` observations of `d` each (a batch of `n` requests that all
+    /// waited `d`).
+    #[inline]
+    pub fn observe_n(&self, d: Duration, n: u64) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let slot = BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(BUCKETS_US.len());
+        if let Some(b) = self.buckets.get(slot) {
+            b.fetch_add(n, Ordering::Relaxed);
+        }
+        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.sum_ns.fetch_add(ns.saturating_mul(n), Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one observation.
+    #[inline]
+    pub fn observe(&self, d: Duration) {
+        self.observe_n(d, 1);
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum_ns: self.sum_ns.load(Ordering::Relaxed),
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A histogram read at one scrape (possibly summed over shards).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Per-bucket counts, not cumulative; the last is above every bound.
+    pub buckets: [u64; BUCKETS_US.len() + 1],
+    /// Sum of the observations in nanoseconds.
+    pub sum_ns: u64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+impl HistogramSnapshot {
+    fn add(&mut self, o: &HistogramSnapshot) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.sum_ns += o.sum_ns;
+        self.count += o.count;
+    }
+}
+
+/// One thread's share of the hot counters.
+struct Shard {
+    verdicts: [[AtomicU64; VERDICTS]; KINDS.len()],
+    latency: [Histogram; Interface::ALL.len()],
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            verdicts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            latency: std::array::from_fn(|_| Histogram::default()),
+        }
+    }
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's shard index, assigned round robin on first use.
+#[inline]
+fn shard_index() -> usize {
+    SHARD.with(|s| {
+        let i = s.get();
+        if i < SHARDS {
+            return i;
+        }
+        let i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        s.set(i);
+        i
+    })
+}
+
+/// The daemon's counters. One per running server (tests run several daemons
+/// in one process; each has its own).
+pub struct Metrics {
+    shards: Box<[CachePadded<Shard>; SHARDS]>,
+    socket_open: AtomicU64,
+    socket_accepted: AtomicU64,
+    socket_refused: AtomicU64,
+    jwt_cache_hits_before: AtomicU64,
+    jwt_cache_misses_before: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_refused: AtomicU64,
+    started_unix_secs: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            shards: Box::new(std::array::from_fn(|_| CachePadded::new(Shard::default()))),
+            socket_open: AtomicU64::new(0),
+            socket_accepted: AtomicU64::new(0),
+            socket_refused: AtomicU64::new(0),
+            jwt_cache_hits_before: AtomicU64::new(0),
+            jwt_cache_misses_before: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_refused: AtomicU64::new(0),
+            started_unix_secs: crate::engine::now_us() / 1_000_000,
+        }
+    }
+}
+
+/// The credential kind a verdict is counted under. An allow knows its kind;
+/// a deny is classified by the credential's shape, as the verifier does:
+/// a JWT is `eyJ…` with two dots, an access token has the `tgpat_` prefix,
+/// anything else with a `prefix_` is an API key.
+#[inline]
+pub fn kind_index(kind: Option<CredentialKind>, credential: &str) -> usize {
+    match kind {
+        Some(CredentialKind::ApiKey) => 0,
+        Some(CredentialKind::AccessToken) => 1,
+        Some(CredentialKind::Jwt) => 2,
+        None if credential.starts_with("eyJ") && credential.bytes().filter(|&b| b == b'.').count() == 2 => 2,
+        None if credential.starts_with("tgpat_") => 1,
+        None if credential.contains('_') => 0,
+        None => KIND_UNKNOWN,
+    }
+}
+
+fn verdict_label(slot: usize) -> &'static str {
+    match slot.checked_sub(1).and_then(|i| DenyCode::ALL.get(i)) {
+        None => "ALLOW",
+        Some(c) => c.as_str(),
+    }
+}
+
+impl Metrics {
+    #[inline]
+    fn shard(&self) -> &Shard {
+        // A fixed-size array and an index below SHARDS: no division, and
+        // the bounds check folds away.
+        &self.shards[shard_index() & (SHARDS - 1)]
+    }
+
+    /// Counts one verification: `code` is `None` for an allow.
+    #[inline]
+    pub fn verdict(&self, kind: Option<CredentialKind>, credential: &str, code: Option<DenyCode>) {
+        let k = kind_index(kind, credential);
+        let v = code.map_or(0, |c| c as usize);
+        if let Some(slot) = self.shard().verdicts.get(k).and_then(|row| row.get(v)) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `verdict` for `credential` (logged at trace level, without the
+    /// credential).
+    #[inline]
+    pub fn count(&self, verdict: &Verdict, credential: &str) {
+        let (kind, code) = match verdict {
+            Verdict::Allow(a) => (Some(a.kind), None),
+            Verdict::Deny(d) => (None, Some(d.code)),
+        };
+        self.verdict(kind, credential, code);
+        tracing::trace!(
+            target: "tollgate::verify",
+            kind = KINDS[kind_index(kind, credential)],
+            verdict = code.map_or("ALLOW", DenyCode::as_str),
+            "verified"
+        );
+    }
+
+    /// Records the latency of `n` requests of `interface`.
+    #[inline]
+    pub fn latency(&self, interface: Interface, d: Duration, n: u64) {
+        if let Some(h) = self.shard().latency.get(interface as usize) {
+            h.observe_n(d, n);
+        }
+    }
+
+    /// A socket connection was accepted and is now served.
+    pub fn socket_opened(&self) {
+        self.socket_accepted.fetch_add(1, Ordering::Relaxed);
+        self.socket_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A served socket connection ended.
+    pub fn socket_closed(&self) {
+        self.socket_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A socket connection was refused (too many connections).
+    pub fn socket_refused(&self) {
+        self.socket_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Socket connections being served now.
+    pub fn socket_connections(&self) -> u64 {
+        self.socket_open.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the JWT cache counts of a key set that a reload replaced, so the
+    /// exported counters never go backwards.
+    pub fn retire_jwt_cache(&self, (hits, misses): (u64, u64)) {
+        self.jwt_cache_hits_before.fetch_add(hits, Ordering::Relaxed);
+        self.jwt_cache_misses_before.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    /// Counts a configuration reload.
+    pub fn reloaded(&self, ok: bool) {
+        if ok { &self.reloads_ok } else { &self.reloads_refused }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Verifications counted for `(kind, verdict)`, summed over shards;
+    /// `verdict` is `"ALLOW"` or a deny code. For tests and the exposition.
+    pub fn verifications(&self, kind: &str, verdict: &str) -> u64 {
+        let Some(k) = KINDS.iter().position(|&x| x == kind) else { return 0 };
+        let Some(v) = (0..VERDICTS).find(|&v| verdict_label(v) == verdict) else { return 0 };
+        self.shards.iter().map(|s| s.verdicts[k][v].load(Ordering::Relaxed)).sum()
+    }
+
+    /// The latency histogram of `interface`, summed over shards.
+    pub fn latency_snapshot(&self, interface: Interface) -> HistogramSnapshot {
+        let mut out = HistogramSnapshot::default();
+        for s in self.shards.iter() {
+            out.add(&s.latency[interface as usize].snapshot());
+        }
+        out
+    }
+}
+
+/// What a scrape reads besides the counters above.
+pub struct Gauges {
+    /// Whether `/readyz` would answer ready.
+    pub ready: bool,
+    /// Teams, users, API keys and access tokens in the index.
+    pub teams: usize,
+    /// Users in the index.
+    pub users: usize,
+    /// API keys in the index.
+    pub keys: usize,
+    /// Access tokens in the index.
+    pub tokens: usize,
+    /// `(hits, misses)` of the JWT key set in force.
+    pub jwt_cache: (u64, u64),
+    /// JWT keys configured (verification keys, the signing key included).
+    pub jwt_keys: usize,
+    /// Store writes: latency histogram.
+    pub store_writes: HistogramSnapshot,
+    /// Store writes that failed.
+    pub store_write_failures: u64,
+    /// Counter flushes that failed (and were retried).
+    pub flush_failures: u64,
+    /// Denied verifications the audit log dropped because its queue was full.
+    pub audit_dropped: u64,
+}
+
+/// Renders the Prometheus text exposition format (version 0.0.4).
+pub fn render(m: &Metrics, g: &Gauges) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let o = &mut out;
+    header(o, "tollgate_build_info", "gauge", "Always 1; the version is a label.");
+    line(o, "tollgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+    header(o, "tollgate_start_time_seconds", "gauge", "When the daemon started, in seconds since the Unix epoch.");
+    line(o, "tollgate_start_time_seconds", &[], m.started_unix_secs);
+    header(
+        o,
+        "tollgate_ready",
+        "gauge",
+        "1 when /readyz answers ready: index loaded, listeners bound, store writable.",
+    );
+    line(o, "tollgate_ready", &[], u64::from(g.ready));
+
+    header(
+        o,
+        "tollgate_verifications_total",
+        "counter",
+        "Verifications answered on the socket, /v1/verify and /auth, by credential kind and verdict (ALLOW or the deny code).",
+    );
+    for (k, kind) in KINDS.iter().enumerate() {
+        for v in 0..VERDICTS {
+            let n: u64 = m.shards.iter().map(|s| s.verdicts[k][v].load(Ordering::Relaxed)).sum();
+            line(o, "tollgate_verifications_total", &[("kind", kind), ("verdict", verdict_label(v))], n);
+        }
+    }
+    header(
+        o,
+        "tollgate_request_duration_seconds",
+        "histogram",
+        "Time to answer a verification request, by interface (socket: every request frame, batch start to answer written).",
+    );
+    for i in Interface::ALL {
+        histogram(o, "tollgate_request_duration_seconds", Some(("interface", i.label())), &m.latency_snapshot(i));
+    }
+
+    header(o, "tollgate_socket_connections", "gauge", "Socket connections being served.");
+    line(o, "tollgate_socket_connections", &[], m.socket_open.load(Ordering::Relaxed));
+    header(o, "tollgate_socket_connections_accepted_total", "counter", "Socket connections accepted and served.");
+    line(o, "tollgate_socket_connections_accepted_total", &[], m.socket_accepted.load(Ordering::Relaxed));
+    header(o, "tollgate_socket_connections_refused_total", "counter", "Socket connections refused as too many.");
+    line(o, "tollgate_socket_connections_refused_total", &[], m.socket_refused.load(Ordering::Relaxed));
+
+    header(o, "tollgate_loaded", "gauge", "Objects in the in-memory index, by kind.");
+    for (what, n) in [("teams", g.teams), ("users", g.users), ("keys", g.keys), ("tokens", g.tokens)] {
+        line(o, "tollgate_loaded", &[("object", what)], n as u64);
+    }
+    header(o, "tollgate_jwt_keys", "gauge", "JWT keys configured (the signing key included).");
+    line(o, "tollgate_jwt_keys", &[], g.jwt_keys as u64);
+    header(o, "tollgate_jwt_cache_hits_total", "counter", "JWT verifications answered from the verified-token cache.");
+    line(o, "tollgate_jwt_cache_hits_total", &[], m.jwt_cache_hits_before.load(Ordering::Relaxed) + g.jwt_cache.0);
+    header(o, "tollgate_jwt_cache_misses_total", "counter", "JWT verifications that checked the signature.");
+    line(o, "tollgate_jwt_cache_misses_total", &[], m.jwt_cache_misses_before.load(Ordering::Relaxed) + g.jwt_cache.1);
+
+    header(
+        o,
+        "tollgate_store_write_duration_seconds",
+        "histogram",
+        "Store writes (batch applied and, if durable, fsynced).",
+    );
+    histogram(o, "tollgate_store_write_duration_seconds", None, &g.store_writes);
+    header(o, "tollgate_store_write_failures_total", "counter", "Store writes that failed.");
+    line(o, "tollgate_store_write_failures_total", &[], g.store_write_failures);
+    header(o, "tollgate_counter_flush_failures_total", "counter", "Counter flushes that failed and were retried.");
+    line(o, "tollgate_counter_flush_failures_total", &[], g.flush_failures);
+    header(
+        o,
+        "tollgate_audit_dropped_total",
+        "counter",
+        "Denied verifications not written to the audit log (queue full).",
+    );
+    line(o, "tollgate_audit_dropped_total", &[], g.audit_dropped);
+
+    header(o, "tollgate_config_reloads_total", "counter", "Configuration reloads, by result (applied or refused).");
+    line(o, "tollgate_config_reloads_total", &[("result", "applied")], m.reloads_ok.load(Ordering::Relaxed));
+    line(o, "tollgate_config_reloads_total", &[("result", "refused")], m.reloads_refused.load(Ordering::Relaxed));
+    out
+}
+
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn line(o: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    o.push_str(name);
+    if !labels.is_empty() {
+        o.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            // Label values here are fixed identifiers; none needs escaping.
+            let _ = write!(o, "{k}=\"{v}\"");
+        }
+        o.push('}');
+    }
+    let _ = writeln!(o, " {value}");
+}
+
+fn histogram(o: &mut String, name: &str, label: Option<(&str, &str)>, h: &HistogramSnapshot) {
+    let mut cumulative = 0;
+    let lead = label.map(|(k, v)| format!("{k}=\"{v}\",")).unwrap_or_default();
+    for (i, n) in h.buckets.iter().enumerate() {
+        cumulative += n;
+        let le = match BUCKETS_US.get(i) {
+            Some(&us) => format!("{}", us as f64 / 1e6),
+            None => "+Inf".to_owned(),
+        };
+        let _ = writeln!(o, "{name}_bucket{{{lead}le=\"{le}\"}} {cumulative}");
+    }
+    let labels = label.map(|(k, v)| format!("{{{k}=\"{v}\"}}")).unwrap_or_default();
+    let _ = writeln!(o, "{name}_sum{labels} {}", h.sum_ns as f64 / 1e9);
+    let _ = writeln!(o, "{name}_count{labels} {}", h.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_counted_per_kind_and_code_across_threads() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.verdict(Some(CredentialKind::ApiKey), "", None);
+                        m.verdict(None, "tgpat_x", Some(DenyCode::Revoked));
+                        m.verdict(None, "eyJa.b.c", Some(DenyCode::Expired));
+                        m.verdict(None, "garbage", Some(DenyCode::Malformed));
+                        m.verdict(None, "tg_typo", Some(DenyCode::Malformed));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(m.verifications("api_key", "ALLOW"), 8000);
+        assert_eq!(m.verifications("access_token", "REVOKED"), 8000);
+        assert_eq!(m.verifications("jwt", "EXPIRED"), 8000);
+        assert_eq!(m.verifications("unknown", "MALFORMED"), 8000);
+        assert_eq!(m.verifications("api_key", "MALFORMED"), 8000);
+        assert_eq!(m.verifications("api_key", "REVOKED"), 0);
+        assert_eq!(m.verifications("nope", "ALLOW"), 0);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_in_the_exposition() {
+        let m = Metrics::default();
+        m.latency(Interface::Socket, Duration::from_micros(5), 3);
+        m.latency(Interface::Socket, Duration::from_micros(30), 1);
+        m.latency(Interface::Socket, Duration::from_secs(10), 1);
+        let s = m.latency_snapshot(Interface::Socket);
+        assert_eq!(s.count, 5);
+        assert_eq!(s.buckets[0], 3);
+        assert_eq!(s.buckets[2], 1);
+        assert_eq!(s.buckets[BUCKETS_US.len()], 1);
+        let g = Gauges {
+            ready: true,
+            teams: 1,
+            users: 2,
+            keys: 3,
+            tokens: 4,
+            jwt_cache: (5, 6),
+            jwt_keys: 1,
+            store_writes: HistogramSnapshot::default(),
+            store_write_failures: 0,
+            flush_failures: 0,
+            audit_dropped: 0,
+        };
+        m.retire_jwt_cache((10, 20));
+        let text = render(&m, &g);
+        assert!(
+            text.contains("tollgate_request_duration_seconds_bucket{interface=\"socket\",le=\"0.00001\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("tollgate_request_duration_seconds_bucket{interface=\"socket\",le=\"0.00005\"} 4\n"));
+        assert!(text.contains("tollgate_request_duration_seconds_bucket{interface=\"socket\",le=\"+Inf\"} 5\n"));
+        assert!(text.contains("tollgate_request_duration_seconds_count{interface=\"socket\"} 5\n"));
+        assert!(text.contains("tollgate_request_duration_seconds_count{interface=\"auth\"} 0\n"));
+        assert!(text.contains("tollgate_loaded{object=\"keys\"} 3\n"));
+        assert!(text.contains("tollgate_jwt_cache_hits_total 15\n"));
+        assert!(text.contains("tollgate_jwt_cache_misses_total 26\n"));
+        assert!(text.contains("tollgate_store_write_duration_seconds_count 0\n"));
+        // Every sample line is `name{labels} value` or `name value`, and
+        // every metric has HELP and TYPE before its samples.
+        let mut typed = std::collections::HashSet::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_owned());
+                continue;
+            }
+            if l.starts_with('#') {
+                continue;
+            }
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{l}");
+            let name = series.split('{').next().unwrap();
+            let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+            assert!(typed.contains(name) || typed.contains(base), "{l} has no TYPE");
+        }
+    }
+
+    #[test]
+    fn every_deny_code_has_its_slot() {
+        for (i, c) in DenyCode::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i + 1, "deny codes are numbered from 1 in wire order");
+            assert_eq!(verdict_label(i + 1), c.as_str());
+        }
+        assert_eq!(verdict_label(0), "ALLOW");
+    }
+}

@@ -1,0 +1,199 @@
+//! No secret in any log line: a full session against the real `tollgate`
+//! executable at trace level (human format) and at debug level (JSON), then a
+//! search of everything it wrote for every secret the session created or
+//! presented: the admin token, passwords (right and wrong), API keys, access
+//! tokens, JWTs, the HS256 key secret.
+
+mod common;
+
+use common::{ADMIN_TOKEN, BinDaemon, basic, http};
+use serde_json::json;
+use tollgate_protocol::{Client, VerifyRequest};
+
+/// The HS256 verification key's secret, from the environment.
+const HS_SECRET: &str = "hs256-secret-for-the-log-test-0123456789";
+
+fn config(level: &str) -> String {
+    format!(
+        r#"
+[tiers.Pro]
+requests_per_minute = "unlimited"
+members = "unlimited"
+documents = 5000
+log_retention_days = "unlimited"
+
+[jwt]
+signing_kid = "ed"
+[[jwt.keys]]
+kid = "ed"
+alg = "EdDSA"
+private_key_file = "{}/tests/keys/ed25519.pem"
+[[jwt.keys]]
+kid = "hs"
+alg = "HS256"
+secret_env = "TG_LOG_TEST_HS"
+
+[admin_api]
+allow_query_token = false
+
+[log]
+level = "{level}"
+"#,
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// What the session created, and what must not be in the logs.
+struct Session {
+    secrets: Vec<String>,
+    /// Ids that the logs should mention (request paths), to show that the
+    /// search looks at lines about these very objects.
+    key_id: String,
+}
+
+fn session(d: &BinDaemon) -> Session {
+    let mut secrets = vec![ADMIN_TOKEN.to_owned(), HS_SECRET.to_owned()];
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let post = |path: &str, auth: &str, body: serde_json::Value| {
+        http(d.addr, "POST", path, &[("Authorization", auth)], Some(&body.to_string()))
+    };
+
+    let team =
+        post("/v1/teams", &admin, json!({"name": "logs", "tier": "Pro"})).json()["id"].as_str().unwrap().to_owned();
+    let password = "correct horse battery staple 1";
+    let wrong = "Tr0ub4dor&3-wrong-password";
+    let other_password = "a second users password 99";
+    secrets.extend([password.to_owned(), wrong.to_owned(), other_password.to_owned()]);
+    let body = json!({"teamId": team, "username": "alice", "password": password, "role": "Administrator"});
+    let alice = post("/v1/users", &admin, body).json()["id"].as_str().unwrap().to_owned();
+    let body = json!({"teamId": team, "username": "bob", "password": other_password, "role": "Reader"});
+    assert_eq!(post("/v1/users", &admin, body).status, 201);
+
+    // Logins: password, wrong password, unknown user, API key.
+    let login = |auth: &str| http(d.addr, "POST", "/v1/auth/token", &[("Authorization", auth)], None);
+    let r = login(&basic("alice", password));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let jwt = r.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(login(&basic("alice", wrong)).status, 401);
+    assert_eq!(login(&basic("nobody", wrong)).status, 401);
+    assert_eq!(login(&basic(wrong, password)).status, 401, "a password typed as the username");
+    let bearer = format!("Bearer {jwt}");
+
+    // Keys and tokens, created with the JWT.
+    let k =
+        post("/v1/keys", &bearer, json!({"name": "ci", "permissions": {"files": ["read"], "keys": ["read"]}})).json();
+    let key = k["key"].as_str().unwrap().to_owned();
+    let key_id = k["id"].as_str().unwrap().to_owned();
+    let k2 = post("/v1/keys", &admin, json!({"userId": alice})).json();
+    let doomed = k2["key"].as_str().unwrap().to_owned();
+    let doomed_id = k2["id"].as_str().unwrap().to_owned();
+    let t = post("/v1/access-tokens", &bearer, json!({"name": "laptop"})).json();
+    let token = t["plaintext"].as_str().unwrap_or_else(|| panic!("no token secret in {t}")).to_owned();
+    let token_id = t["token"]["id"].as_str().unwrap().to_owned();
+    let r = login(&basic(&key, ""));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let jwt_from_key = r.json()["token"].as_str().unwrap().to_owned();
+    secrets.extend([jwt.clone(), key.clone(), doomed.clone(), token.clone(), jwt_from_key.clone()]);
+
+    // Admin calls with every kind of credential, in every place one is read from.
+    let get = |path: &str, headers: &[(&str, &str)]| http(d.addr, "GET", path, headers, None).status;
+    assert_eq!(get(&format!("/v1/keys/{key_id}"), &[("Authorization", &bearer)]), 200);
+    assert_eq!(get(&format!("/v1/keys/{key_id}"), &[("X-API-Key", &key)]), 200);
+    assert_eq!(get("/v1/access-tokens", &[("Authorization", &format!("Bearer {token}"))]), 200);
+    assert_eq!(get(&format!("/v1/teams/{team}"), &[("Cookie", &format!("tollgate_token={jwt_from_key}"))]), 200);
+    assert_eq!(get(&format!("/v1/keys?token={key}"), &[]), 401, "query tokens are off");
+    assert_eq!(get(&format!("/v1/keys/{key}"), &[("Authorization", &bearer)]), 404, "a secret pasted into a path");
+    assert_eq!(get(&format!("/v1/keys/{jwt}"), &[("Authorization", &admin)]), 404);
+
+    // Verifications, good and bad, over HTTP, /auth and the socket.
+    let verify = |c: &str| {
+        http(d.addr, "POST", "/v1/verify", &[], Some(&json!({"credential": c}).to_string())).json()["valid"] == true
+    };
+    let mut typo = key.clone().into_bytes();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let forged = format!("{}.AAAA", jwt.rsplit_once('.').unwrap().0);
+    assert!(verify(&key) && verify(&token) && verify(&jwt));
+    assert!(!verify(&typo) && !verify(&forged) && !verify("nonsense"));
+    assert_eq!(http(d.addr, "GET", "/auth", &[("Authorization", &bearer)], None).status, 200);
+    assert_eq!(http(d.addr, "GET", "/auth", &[("X-API-Key", &typo)], None).status, 401);
+    assert_eq!(http(d.addr, "GET", "/auth", &[("Cookie", &format!("tollgate_token={token}"))], None).status, 200);
+    let mut c = Client::connect(&d.socket).unwrap();
+    for cred in [&key, &token, &jwt, &jwt_from_key, &typo, &forged] {
+        c.verify(&VerifyRequest::new(cred.as_str())).unwrap();
+    }
+    let perms = [("files", "write")];
+    assert!(!c.verify(&VerifyRequest::new(key.as_str()).permissions(&perms)).unwrap().is_allow());
+
+    // Revocations and deletions, then the same credentials again.
+    let del = |path: &str| http(d.addr, "DELETE", path, &[("Authorization", &bearer)], None).status;
+    assert_eq!(del(&format!("/v1/access-tokens/{token_id}")), 204);
+    assert_eq!(del(&format!("/v1/keys/{doomed_id}")), 204);
+    assert!(!verify(&token) && !verify(&doomed));
+    assert!(!c.verify(&VerifyRequest::new(token.as_str())).unwrap().is_allow());
+    Session { secrets, key_id }
+}
+
+/// Every string that must not be in the logs: each secret, and the parts
+/// that are secret on their own (the random body of a key or token, a JWT's
+/// signature).
+fn forbidden(secrets: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in secrets {
+        out.push(s.clone());
+        if s.starts_with("eyJ") {
+            out.push(s.rsplit('.').next().unwrap().to_owned());
+        } else if let Some((_, body)) = s.rsplit_once('_')
+            && body.len() >= 30
+        {
+            out.push(body.to_owned());
+        }
+    }
+    out
+}
+
+fn assert_no_secret(log: &str, secrets: &[String]) {
+    for s in forbidden(secrets) {
+        if let Some(line) = log.lines().find(|l| l.contains(&s)) {
+            panic!("a secret ({}…) is in the log:\n{line}", &s[..s.len().min(12)]);
+        }
+    }
+}
+
+#[test]
+fn no_secret_in_trace_level_human_logs() {
+    let d = BinDaemon::start_with_env(&config("trace"), &[], &[("TG_LOG_TEST_HS", HS_SECRET)]);
+    let s = session(&d);
+    let log = d.stop();
+    // The search covers a real log of this session, not an empty one.
+    assert!(log.lines().count() > 100, "{log}");
+    assert!(log.contains(&format!("path=/v1/keys/{}", s.key_id)), "request lines name the objects");
+    assert!(log.contains("path=/v1/keys/<credential>"), "a secret in a path is replaced");
+    assert!(log.contains("verdict=\"NOT_FOUND\"") && log.contains("verdict=\"REVOKED\""), "verdicts are logged");
+    assert!(log.contains("conn{conn=") && log.contains("req{id="), "socket lines carry connection and request ids");
+    assert!(log.contains("http{req="), "HTTP lines carry request ids");
+    assert!(log.contains("TRACE") && log.contains("DEBUG"));
+    assert_no_secret(&log, &s.secrets);
+}
+
+#[test]
+fn no_secret_in_json_logs_and_every_line_is_json() {
+    let d = BinDaemon::start_with_env(&config("debug"), &["--log-format", "json"], &[("TG_LOG_TEST_HS", HS_SECRET)]);
+    let s = session(&d);
+    let log = d.stop();
+    let mut requests = 0;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        if v["fields"]["message"] == "request" {
+            requests += 1;
+            assert!(v["span"]["req"].is_string(), "a request line carries its id: {line}");
+            assert!(v["fields"]["status"].is_u64(), "{line}");
+        }
+    }
+    assert!(requests > 20, "{requests} request lines in:\n{log}");
+    assert!(log.contains(&format!("/v1/keys/{}", s.key_id)));
+    assert_no_secret(&log, &s.secrets);
+}
