@@ -39,7 +39,7 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::core::limits::{Micros, RateInfo};
-use crate::core::verify::{CredentialKind, DenyCode, QUOTA_DOCUMENTS, Verdict, VerifyRequest};
+use crate::core::verify::{DenyCode, QUOTA_DOCUMENTS, Verdict, VerifyRequest};
 use crate::engine::{Engine, now_us};
 use crate::metrics::{Interface, Metrics};
 
@@ -626,7 +626,7 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
                 })
                 .collect();
             let allow = proto::Allow {
-                kind: credential_kind(a.kind),
+                kind: a.kind,
                 subject: Cow::Borrowed(&a.subject),
                 team_id: Cow::Borrowed(&a.team),
                 credential_id: Cow::Borrowed(&a.credential_id),
@@ -639,7 +639,7 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
         }
         Verdict::Deny(d) => {
             let deny = proto::Deny {
-                code: deny_code(d.code),
+                code: d.code,
                 retry_after_ms: d.retry_after_ms,
                 reason: Cow::Borrowed(d.reason),
                 rate_limit: d.rate_limit.map(rate_limit),
@@ -649,47 +649,6 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
     }
 }
 
-fn credential_kind(k: CredentialKind) -> proto::CredentialKind {
-    match k {
-        CredentialKind::ApiKey => proto::CredentialKind::ApiKey,
-        CredentialKind::AccessToken => proto::CredentialKind::AccessToken,
-        CredentialKind::Jwt => proto::CredentialKind::Jwt,
-    }
-}
-
 fn rate_limit(r: RateInfo) -> proto::RateLimit {
     proto::RateLimit { limit: r.limit, remaining: r.remaining, reset_ms: r.reset_ms }
-}
-
-/// The protocol's code for a core deny code. Spelled out rather than cast so
-/// that a code added on one side only fails to compile here.
-pub fn deny_code(c: DenyCode) -> proto::DenyCode {
-    use proto::DenyCode as P;
-    match c {
-        DenyCode::Malformed => P::Malformed,
-        DenyCode::NotFound => P::NotFound,
-        DenyCode::BadSignature => P::BadSignature,
-        DenyCode::Expired => P::Expired,
-        DenyCode::NotYetValid => P::NotYetValid,
-        DenyCode::Revoked => P::Revoked,
-        DenyCode::Disabled => P::Disabled,
-        DenyCode::IpNotAllowed => P::IpNotAllowed,
-        DenyCode::InsufficientPermissions => P::InsufficientPermissions,
-        DenyCode::RateLimited => P::RateLimited,
-        DenyCode::UsageExceeded => P::UsageExceeded,
-        DenyCode::TeamRateLimited => P::TeamRateLimited,
-        DenyCode::QuotaExceeded => P::QuotaExceeded,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deny_codes_keep_their_wire_numbers() {
-        for c in DenyCode::ALL {
-            assert_eq!(deny_code(c).as_u8(), c as u8, "{c:?}");
-        }
-    }
 }

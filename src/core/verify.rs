@@ -44,87 +44,10 @@ impl<'a> VerifyRequest<'a> {
     }
 }
 
-/// Which kind of credential was presented.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CredentialKind {
-    /// An API key.
-    ApiKey = 1,
-    /// A personal access token.
-    AccessToken = 2,
-    /// A JWT issued by `login`.
-    Jwt = 3,
-}
-
-/// Why a credential was refused; stable codes shared by every interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DenyCode {
-    /// Not a credential we issue: bad shape, checksum, encoding or claims.
-    Malformed = 1,
-    /// Well formed, but no such credential (or its user) exists.
-    NotFound = 2,
-    /// The JWT signature, key or issuer/audience does not check out.
-    BadSignature = 3,
-    /// Past its expiry.
-    Expired = 4,
-    /// Before its `nbf`.
-    NotYetValid = 5,
-    /// Revoked.
-    Revoked = 6,
-    /// The key is disabled or its user is not enabled.
-    Disabled = 7,
-    /// The caller's IP is not in the key's allowlist.
-    IpNotAllowed = 8,
-    /// A required permission is missing.
-    InsufficientPermissions = 9,
-    /// The key's rate limit is reached.
-    RateLimited = 10,
-    /// The key has no remaining uses.
-    UsageExceeded = 11,
-    /// The team's per-minute limit is reached.
-    TeamRateLimited = 12,
-    /// The team quota would be exceeded.
-    QuotaExceeded = 13,
-}
-
-impl DenyCode {
-    /// Every code, in wire order.
-    pub const ALL: [DenyCode; 13] = [
-        DenyCode::Malformed,
-        DenyCode::NotFound,
-        DenyCode::BadSignature,
-        DenyCode::Expired,
-        DenyCode::NotYetValid,
-        DenyCode::Revoked,
-        DenyCode::Disabled,
-        DenyCode::IpNotAllowed,
-        DenyCode::InsufficientPermissions,
-        DenyCode::RateLimited,
-        DenyCode::UsageExceeded,
-        DenyCode::TeamRateLimited,
-        DenyCode::QuotaExceeded,
-    ];
-
-    /// The machine code, e.g. `RATE_LIMITED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DenyCode::Malformed => "MALFORMED",
-            DenyCode::NotFound => "NOT_FOUND",
-            DenyCode::BadSignature => "BAD_SIGNATURE",
-            DenyCode::Expired => "EXPIRED",
-            DenyCode::NotYetValid => "NOT_YET_VALID",
-            DenyCode::Revoked => "REVOKED",
-            DenyCode::Disabled => "DISABLED",
-            DenyCode::IpNotAllowed => "IP_NOT_ALLOWED",
-            DenyCode::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
-            DenyCode::RateLimited => "RATE_LIMITED",
-            DenyCode::UsageExceeded => "USAGE_EXCEEDED",
-            DenyCode::TeamRateLimited => "TEAM_RATE_LIMITED",
-            DenyCode::QuotaExceeded => "QUOTA_EXCEEDED",
-        }
-    }
-}
+/// Which kind of credential was presented, and why a credential was refused:
+/// the wire protocol's enums (`protocol/SPEC.md` gives their numbers and
+/// names), so every interface reports the same codes.
+pub use tollgate_protocol::{CredentialKind, DenyCode};
 
 /// A granted verification.
 #[derive(Clone, Debug)]

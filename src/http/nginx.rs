@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn verdicts_map_to_statuses_nginx_accepts() {
-        for code in DenyCode::ALL {
+        for &code in DenyCode::ALL {
             let s = status_of(code);
             assert!(s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN, "{code:?}");
             let v = Verdict::Deny(crate::core::verify::Deny {
