@@ -4,13 +4,14 @@
 //! heap allocation per resource name, per action list and per action. Checking
 //! one permission against it chases five to ten pointers, each a cache miss
 //! once a million keys are loaded. [`PermSet`] holds the same grants in two
-//! arrays (all names in one string, their spans in one `u32` slice), so a check
-//! or an encoding of the whole set touches three allocations however many
-//! grants there are.
+//! arrays (all names in one string, their spans in one `u32` array), both
+//! inline in the one allocation behind the `Arc` unless the set is large, so a
+//! check or an encoding of the whole set reads a few adjacent cache lines.
 
 use std::sync::{Arc, LazyLock};
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use smallvec::SmallVec;
 
 use super::model::Permissions;
 
@@ -20,18 +21,18 @@ pub struct PermSet(Arc<Packed>);
 
 #[derive(Debug, PartialEq, Eq)]
 struct Packed {
-    /// Every resource and action name, concatenated.
-    text: Box<str>,
     /// Per resource, in name order: `start, end` of its name in `text`, the
     /// number of actions `n`, then `n` pairs of `start, end`.
-    spans: Box<[u32]>,
+    spans: SmallVec<[u32; 24]>,
+    /// Every resource and action name, concatenated (UTF-8: built from `&str`s).
+    text: SmallVec<[u8; 96]>,
 }
 
 impl PermSet {
     /// The empty set, shared.
     pub fn empty() -> PermSet {
         static EMPTY: LazyLock<PermSet> =
-            LazyLock::new(|| PermSet(Arc::new(Packed { text: "".into(), spans: Box::new([]) })));
+            LazyLock::new(|| PermSet(Arc::new(Packed { text: SmallVec::new(), spans: SmallVec::new() })));
         EMPTY.clone()
     }
 
@@ -57,7 +58,7 @@ impl PermSet {
                 spans.extend(span(a));
             }
         }
-        PermSet(Arc::new(Packed { text: text.into(), spans: spans.into() }))
+        PermSet(Arc::new(Packed { text: SmallVec::from_slice(text.as_bytes()), spans: SmallVec::from_vec(spans) }))
     }
 
     /// Whether `action` on `resource` is granted. The entry naming the resource,
@@ -83,13 +84,17 @@ impl PermSet {
 
     /// `(resource, actions)` in resource name order.
     pub fn entries(&self) -> Entries<'_> {
-        Entries { set: &self.0, at: 0 }
+        // Always valid (built by concatenating `&str`s); checking is cheaper
+        // than a pointer chase and keeps this crate free of `unsafe`.
+        let text = std::str::from_utf8(&self.0.text).unwrap_or_default();
+        Entries { spans: &self.0.spans, text, at: 0 }
     }
 }
 
 /// Iterator over a [`PermSet`]'s resources.
 pub struct Entries<'a> {
-    set: &'a Packed,
+    spans: &'a [u32],
+    text: &'a str,
     at: usize,
 }
 
@@ -107,12 +112,12 @@ fn slice(text: &str, start: u32, end: u32) -> &str {
 impl<'a> Iterator for Entries<'a> {
     type Item = (&'a str, Actions<'a>);
     fn next(&mut self) -> Option<Self::Item> {
-        let s = &self.set.spans;
+        let s = self.spans;
         let &[start, end, n] = s.get(self.at..self.at + 3)? else { return None };
         let acts_end = (self.at + 3 + 2 * n as usize).min(s.len());
-        let actions = Actions { text: &self.set.text, spans: &s[self.at + 3..acts_end] };
+        let actions = Actions { text: self.text, spans: &s[self.at + 3..acts_end] };
         self.at = acts_end;
-        Some((slice(&self.set.text, start, end), actions))
+        Some((slice(self.text, start, end), actions))
     }
 }
 
@@ -178,6 +183,17 @@ mod tests {
         }
         assert!(!PermSet::empty().allows("files", "read"));
         assert!(PermSet::empty().is_empty());
+    }
+
+    #[test]
+    fn a_set_too_large_to_be_inline_behaves_the_same() {
+        let names: Vec<String> = (0..40).map(|i| format!("resource-number-{i}")).collect();
+        let p = Permissions(names.iter().map(|n| (n.clone(), vec!["read".to_owned(), format!("act-{n}")])).collect());
+        let set = PermSet::new(&p);
+        for n in &names {
+            assert!(set.allows(n, "read") && set.allows(n, &format!("act-{n}")) && !set.allows(n, "write"));
+        }
+        assert_eq!(serde_json::to_value(&set).unwrap(), serde_json::to_value(&p).unwrap());
     }
 
     #[test]
