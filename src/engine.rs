@@ -155,8 +155,7 @@ pub struct Engine {
 impl Engine {
     /// Opens the store in `config.data`, loads the index and starts the flusher.
     pub fn open(config: &Config) -> Result<Engine, EngineError> {
-        std::fs::create_dir_all(&config.data)
-            .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", config.data.display())))?;
+        create_data_dir(&config.data)?;
         let jwt = JwtKeys::new(&jwt_settings(config)?).map_err(|e| ConfigError(format!("jwt: {e}")))?;
         let store = Store::open(&config.data)?;
         let index = Arc::new(load_index(&store)?);
@@ -1183,6 +1182,25 @@ fn write_stat_shards(index: &Index, batch: &mut Batch, taken: &mut Vec<Dirty>) {
         if touched[shard] {
             batch.put(Table::Stats, &format!("{shard:02x}"), stats);
         }
+    }
+}
+
+/// Creates the data directory with mode 0700 if it does not exist: it holds the
+/// hashes of every secret, the audit log and the JWT signing key. An existing
+/// directory keeps the mode its owner gave it.
+fn create_data_dir(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let err = |e: std::io::Error| StoreError::Db(format!("cannot create {}: {e}", path.display()));
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(err(e)),
     }
 }
 

@@ -336,3 +336,17 @@ fn statistics_of_many_keys_survive_a_restart_through_the_shard_records() {
         assert!(usage.last_used_at > 0);
     }
 }
+
+#[test]
+fn a_new_data_directory_is_private_and_an_existing_one_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // common::config puts the data in <dir>/data, which does not exist yet.
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    drop(e);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+    std::fs::set_permissions(dir.path().join("data"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    drop(common::engine(dir.path(), common::PRO_UNLIMITED));
+    assert_eq!(mode(&dir.path().join("data")), 0o750, "the owner's choice stands");
+}
