@@ -97,6 +97,9 @@ pub struct Report {
     pub elapsed: Duration,
     /// Per-request latency.
     pub latency: Histogram,
+    /// CPU time (user + system) of the client threads, and of the rest of the
+    /// process (the server under test) over the run; `None` without `/proc`.
+    pub cpu: Option<(Duration, Duration)>,
 }
 
 impl Report {
@@ -270,6 +273,7 @@ fn drive_echo(
 fn drive(label: &str, socket: &Path, creds: &Arc<Vec<String>>, opts: &Options) -> anyhow::Result<Report> {
     let done = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(AtomicBool::new(false));
+    let cpu_before = process_cpu();
     let start = Instant::now();
     let deadline = start + opts.duration;
     let threads: Vec<_> = (0..opts.connections)
@@ -308,11 +312,13 @@ fn drive(label: &str, socket: &Path, creds: &Arc<Vec<String>>, opts: &Options) -
     let mut latency = Histogram::default();
     let mut denies = 0;
     let mut failure = None;
+    let mut client_cpu = Some(Duration::ZERO);
     for t in threads {
         match t.join() {
-            Ok(Ok((h, d))) => {
+            Ok(Ok((h, d, cpu))) => {
                 latency.merge(&h);
                 denies += d;
+                client_cpu = client_cpu.zip(cpu).map(|(a, b)| a + b);
             }
             Ok(Err(e)) => failure = Some(anyhow::Error::from(e)),
             Err(_) => failure = Some(anyhow::anyhow!("a client thread panicked")),
@@ -324,7 +330,11 @@ fn drive(label: &str, socket: &Path, creds: &Arc<Vec<String>>, opts: &Options) -
     if let Some(e) = failure {
         return Err(e.context(format!("{label}: a connection failed")));
     }
-    Ok(Report { answers: latency.count(), denies, elapsed, latency })
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .zip(client_cpu)
+        .map(|((after, before), clients)| (clients, after.saturating_sub(before).saturating_sub(clients)));
+    Ok(Report { answers: latency.count(), denies, elapsed, latency, cpu })
 }
 
 /// One connection: keeps `depth` requests in flight until `deadline`, then
@@ -337,7 +347,7 @@ fn client_loop(
     deadline: Instant,
     done: &AtomicU64,
     seed: u64,
-) -> io::Result<(Histogram, u64)> {
+) -> io::Result<(Histogram, u64, Option<Duration>)> {
     let mut s = UnixStream::connect(path)?;
     let mut hello = Vec::new();
     proto::encode_handshake(proto::PROTOCOL_VERSION, &mut hello);
@@ -433,7 +443,26 @@ fn client_loop(
             s.write_all(&wbuf)?;
         }
     }
-    Ok((hist, denies))
+    // This thread's own CPU time: it started with the run, so all of it is the run's.
+    Ok((hist, denies, cpu_of("/proc/thread-self/stat")))
+}
+
+/// CPU time (user + system) of the whole process so far, threads that have
+/// exited included.
+fn process_cpu() -> Option<Duration> {
+    cpu_of("/proc/self/stat")
+}
+
+/// User + system time from a `/proc/.../stat` file. Assumes the kernel's
+/// `USER_HZ` of 100, which every Linux architecture tollgate targets uses.
+fn cpu_of(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name is in parentheses and may contain spaces: fields are
+    // counted from the last ')'. utime and stime are fields 14 and 15.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// xorshift64*: a fast, good-enough generator for picking keys.
@@ -462,6 +491,16 @@ fn print_report(label: &str, r: &Report, echo: Option<&Report>) {
         us(0.999),
         r.latency.max() as f64 / 1000.0,
     );
+    if let Some((client, server)) = r.cpu {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / (r.answers.max(1) as f64);
+        println!(
+            "     cpu: {:.2} us per answer in the server, {:.2} us in the client threads ({:.2} + {:.2} cores)",
+            per(server),
+            per(client),
+            server.as_secs_f64() / r.elapsed.as_secs_f64(),
+            client.as_secs_f64() / r.elapsed.as_secs_f64(),
+        );
+    }
     if let Some(e) = echo {
         let p50 = |h: &Histogram| h.quantile(0.5) as f64;
         println!(
