@@ -190,3 +190,21 @@ fn check_config_names_file_key_line_and_column_and_explains() {
     let (code, _, err) = check_config(dir.path(), "");
     assert_eq!(code, Some(0), "an empty file is the defaults: {err}");
 }
+
+#[test]
+fn bench_runs_echo_and_daemon_and_reports_the_ratio_and_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "--duration", "0.5", "--keys", "200", "--connections", "2", "--depth", "8"])
+        .arg("--socket")
+        .arg(dir.path().join("bench.sock"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for want in ["echo:", "tollgate:", "0 denies", "ratio: tollgate =", "us per answer in the server"] {
+        assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
+    }
+    let bad = std::process::Command::new(BIN).args(["bench", "--depth", "0"]).output().unwrap();
+    assert!(!bad.status.success());
+}
