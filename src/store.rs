@@ -61,6 +61,9 @@ impl Table {
     }
 }
 
+/// How long `Store::open` waits for a lock that a just-closed store still holds.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -138,8 +141,23 @@ impl Store {
         // sled's own periodic flush is off: durability is decided by the engine,
         // which flushes after every acknowledged admin write and on its own
         // counter schedule.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
-        Ok(Store { db, stats: Arc::default() })
+        // sled releases its file lock from a background thread after the last
+        // handle is dropped, so a store closed a moment ago (a restart in the
+        // same process, or a daemon still exiting) can be briefly locked.
+        // Another live daemon holds it for good and fails after the grace.
+        let deadline = Instant::now() + LOCK_GRACE;
+        loop {
+            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+                Ok(db) => return Ok(Store { db, stats: Arc::default() }),
+                // sled reports it as `Other` with this text (sled 0.34 config.rs).
+                Err(sled::Error::Io(e))
+                    if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Write latency and failures so far.
@@ -299,6 +317,19 @@ mod tests {
         assert_eq!(s.get::<u64>(Table::TeamUsage, "a").unwrap(), Some(7));
         assert_eq!(s.get::<String>(Table::Meta, "x").unwrap().as_deref(), Some("y"));
         assert_eq!(s.get::<u64>(Table::TeamUsage, "b").unwrap(), None);
+    }
+
+    #[test]
+    fn a_store_in_use_is_refused_after_the_grace_and_a_closed_one_reopens_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let start = Instant::now();
+        assert!(Store::open(dir.path()).is_err(), "two stores on one directory");
+        assert!(start.elapsed() >= LOCK_GRACE);
+        drop(first);
+        for _ in 0..20 {
+            Store::open(dir.path()).expect("a store just closed reopens");
+        }
     }
 
     #[test]
