@@ -15,10 +15,7 @@ use tollgate_protocol as proto;
 
 fn socket_answer(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::parse(
-        "[tiers.Pro]\nrequests_per_minute = \"unlimited\"\nmembers = \"unlimited\"\ndocuments = 5000\nlog_retention_days = \"unlimited\"\n",
-    )
-    .unwrap();
+    let mut config = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
     config.data = dir.path().join("data");
     let e = Engine::open(&config).unwrap();
     let team = e.create_team("bench", Tier::Pro).unwrap();

@@ -16,10 +16,7 @@ use tollgate::engine::{Engine, NewKey, now_us};
 const KEYS: usize = 1_000_000;
 
 fn engine(dir: &std::path::Path) -> Engine {
-    let mut c = Config::parse(
-        "[tiers.Pro]\nrequests_per_minute = \"unlimited\"\nmembers = \"unlimited\"\ndocuments = 5000\nlog_retention_days = \"unlimited\"\n",
-    )
-    .unwrap();
+    let mut c = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
     c.data = dir.join("data");
     if let Ok(ms) = std::env::var("TOLLGATE_BENCH_FLUSH_MS") {
         c.durability.flush_interval_ms = ms.parse().unwrap();

@@ -14,7 +14,7 @@ fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("key counts")).collect();
     for n in sizes {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Config::parse("[tiers.Pro]\nrequests_per_minute = \"unlimited\"\nmembers = \"unlimited\"\ndocuments = 5000\nlog_retention_days = \"unlimited\"\n").unwrap();
+        let mut c = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
         c.data = dir.path().join("data");
         let e = Engine::open(&c).unwrap();
         let team = e.create_team("t", Tier::Pro).unwrap();

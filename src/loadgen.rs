@@ -37,9 +37,9 @@ use crate::sidecar::{Limits, Service};
 /// message type and outcome byte.
 pub const FULL_DECODE_EVERY: u64 = 1024;
 
-/// Tier overrides for the bench: the Pro tier's per-minute team limit is
-/// lifted, so only the keys' own (absent) limits could deny.
-const PRO_UNLIMITED: &str = r#"
+/// Tier overrides for benches and tests: the Pro tier's per-minute team limit
+/// is lifted, so only the keys' own limits could deny.
+pub const PRO_UNLIMITED: &str = r#"
 [tiers.Pro]
 requests_per_minute = "unlimited"
 members = "unlimited"

@@ -20,13 +20,7 @@ fn key_file(name: &str) -> String {
     format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-const PRO_UNLIMITED: &str = r#"
-[tiers.Pro]
-requests_per_minute = "unlimited"
-members = "unlimited"
-documents = 5000
-log_retention_days = "unlimited"
-"#;
+const PRO_UNLIMITED: &str = tollgate::loadgen::PRO_UNLIMITED;
 
 /// k1 (Ed25519) signs.
 fn config_k1() -> String {

@@ -29,15 +29,9 @@ pub fn team_and_user(e: &Engine, tier: Tier, username: &str) -> (String, String)
     (team.id, user.id)
 }
 
-/// Tier overrides that lift the per-minute limit of the Pro tier, so tests and
-/// benches of per-key limits are not capped by the team limit.
-pub const PRO_UNLIMITED: &str = r#"
-[tiers.Pro]
-requests_per_minute = "unlimited"
-members = "unlimited"
-documents = 5000
-log_retention_days = "unlimited"
-"#;
+/// Tier overrides that lift the per-minute limit of the Pro tier, so tests of
+/// per-key limits are not capped by the team limit.
+pub const PRO_UNLIMITED: &str = tollgate::loadgen::PRO_UNLIMITED;
 
 /// The bootstrap admin token the HTTP test daemons run with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
