@@ -1,5 +1,6 @@
-//! nginx `auth_request` end to end: Debian's real nginx in front of an
-//! in-process tollgate, reached over TCP and over the HTTP Unix socket. The
+//! nginx `auth_request` end to end: Debian's real nginx, running the documented
+//! `examples/nginx/nginx.conf` (only its addresses changed), in front of an
+//! in-process tollgate reached over TCP and over the HTTP Unix socket. The
 //! upstream is a second nginx server that echoes the identity headers it got.
 //!
 //! In CI (`CI=true`) a missing nginx fails the test; elsewhere it is skipped
@@ -226,7 +227,7 @@ fn run(transport: Transport) {
     }
 }
 
-/// A running nginx, killed on drop.
+/// A running nginx, stopped on drop.
 struct Nginx {
     child: Child,
     port: u16,
@@ -255,62 +256,25 @@ impl Nginx {
         }
         // As root, workers would switch to `nobody` and lose the temp dir.
         let user = if is_root() { "user root;" } else { "" };
-        let conf = format!(
-            r#"{user}
-worker_processes 1;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-{temp_paths}
-    upstream tollgate {{
-        server {auth_server};
-        keepalive 8;
-    }}
-
-    server {{
-        listen 127.0.0.1:{port};
-
-        location = /_tollgate_auth {{
-            internal;
-            proxy_pass http://tollgate/auth;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-
-        location @tollgate_denied {{
-            if ($auth_denial ~ ^(RATE_LIMITED|USAGE_EXCEEDED|TEAM_RATE_LIMITED|QUOTA_EXCEEDED)$) {{
-                add_header Retry-After $auth_retry always;
-                add_header X-Auth-Denial $auth_denial always;
-                return 429;
-            }}
-            add_header X-Auth-Denial $auth_denial always;
-            return 403;
-        }}
-
-        location / {{
-            auth_request /_tollgate_auth;
-            auth_request_set $auth_subject $upstream_http_x_auth_subject;
-            auth_request_set $auth_team $upstream_http_x_auth_team;
-            auth_request_set $auth_roles $upstream_http_x_auth_roles;
-            auth_request_set $auth_key_id $upstream_http_x_auth_key_id;
-            auth_request_set $auth_denial $upstream_http_x_auth_denial;
-            auth_request_set $auth_retry $upstream_http_retry_after;
-            error_page 403 = @tollgate_denied;
-
-            proxy_set_header X-Auth-Subject $auth_subject;
-            proxy_set_header X-Auth-Team $auth_team;
-            proxy_set_header X-Auth-Roles $auth_roles;
-            proxy_set_header X-Auth-Key-Id $auth_key_id;
-            proxy_pass http://unix:{d}/upstream.sock;
-        }}
-    }}
-
+        // The documented configuration itself, pointed at this test's ports and
+        // sockets: a change that breaks examples/nginx/nginx.conf fails here.
+        let example = include_str!("../examples/nginx/nginx.conf");
+        let mut conf = example.to_owned();
+        for (from, to) in [
+            ("server 127.0.0.1:7070;", format!("server {auth_server};")),
+            ("server 127.0.0.1:8080;", format!("server unix:{d}/upstream.sock;")),
+            ("listen 80;", format!("listen 127.0.0.1:{port};")),
+            ("http {\n", format!("http {{\n    access_log off;\n{temp_paths}")),
+        ] {
+            assert_eq!(conf.matches(from).count(), 1, "examples/nginx/nginx.conf no longer has {from:?} once");
+            conf = conf.replacen(from, &to, 1);
+        }
+        // The upstream the example calls `app`: it shows what it received.
+        let end = conf.rfind('}').expect("the http block closes");
+        conf.insert_str(
+            end,
+            &format!(
+                r#"
     server {{
         listen unix:{d}/upstream.sock;
         location / {{
@@ -318,9 +282,10 @@ http {{
             return 200 "subject=$http_x_auth_subject\nteam=$http_x_auth_team\nroles=$http_x_auth_roles\nkey=$http_x_auth_key_id\n";
         }}
     }}
-}}
 "#
+            ),
         );
+        let conf = format!("{user}\n{conf}");
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let log = dir.join("nginx.stderr");
         let child = Command::new(bin)
