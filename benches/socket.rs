@@ -51,9 +51,36 @@ fn socket_answer(c: &mut Criterion) {
     });
 }
 
+/// The same work over the load generator's population of 100k keys, each
+/// request for a different key: what the daemon does per request of
+/// `tollgate bench`, without the socket. The next frame is touched one request
+/// ahead, as a server has just read it.
+fn socket_answer_population(c: &mut Criterion) {
+    const KEYS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
+    config.data = dir.path().join("data");
+    let e = Arc::new(Engine::open(&config).unwrap());
+    let creds = tollgate::loadgen::population(&e, KEYS, tollgate::loadgen::CredentialKind::Key).unwrap();
+    let frames = tollgate::loadgen::Frames::encode(&creds).unwrap();
+    let svc = EngineService::new(e);
+    let mut out = Vec::with_capacity(4096);
+    let mut i = 0usize;
+    c.bench_function("socket_answer/100k_keys", |b| {
+        b.iter(|| {
+            let next = (i + 7_919) % KEYS;
+            black_box(frames.get(next));
+            out.clear();
+            let (id, req) = proto::decode_request(frames.get(i)).unwrap();
+            black_box(svc.answer(id, req, now_us(), &mut out));
+            i = next;
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(100).warm_up_time(std::time::Duration::from_secs(2)).measurement_time(std::time::Duration::from_secs(5));
-    targets = socket_answer
+    targets = socket_answer, socket_answer_population
 }
 criterion_main!(benches);

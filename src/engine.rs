@@ -544,7 +544,7 @@ impl Engine {
         let mut req = VerifyRequest::new(key);
         req.ip = ip;
         match self.verify(&req) {
-            Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => self.issue_jwt(&a.subject),
+            Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => self.issue_jwt(a.subject()),
             _ => Err(EngineError::BadCredentials),
         }
     }

@@ -187,7 +187,10 @@ fn run_in(opts: &Options, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn population(engine: &Engine, n: usize, kind: CredentialKind) -> anyhow::Result<Vec<String>> {
+/// Creates `n` credentials of `kind` for one user of a Pro team, as the bench
+/// sends them: keys hold `documents: [read, write, share]` and
+/// `invoices: [read]`.
+pub fn population(engine: &Engine, n: usize, kind: CredentialKind) -> anyhow::Result<Vec<String>> {
     let team = engine.create_team("bench", Tier::Pro)?;
     let user =
         engine.create_user(&team.id, "bench", "bench password 1234", Role::Administrator, UserStatus::Enabled)?;
@@ -374,9 +377,12 @@ fn client_loop(
     let mut hist = Histogram::default();
     let mut sent_at = vec![Instant::now(); depth];
     let mut wbuf = Vec::with_capacity(depth * 128);
-    let mut next = creds.pick(&mut rng);
+    let mut next = creds.get(rng.below(creds.len()));
     // Slots are below depth <= 60000, so the id fits.
-    let mut send = |slot: usize, wbuf: &mut Vec<u8>| next = creds.send(next, slot as u32 + 1, &mut rng, wbuf);
+    let mut send = |slot: usize, wbuf: &mut Vec<u8>| {
+        append_with_id(next, slot as u32 + 1, wbuf);
+        next = creds.get(rng.below(creds.len()));
+    };
     let now = Instant::now();
     for (slot, t) in sent_at.iter_mut().enumerate() {
         send(slot, &mut wbuf);
@@ -495,26 +501,33 @@ impl Frames {
         Ok(Frames { buf, stride, count: frames.len() })
     }
 
-    /// Picks a random frame and starts loading it: returns its offset and
-    /// length (read from its length prefix, which is the load).
-    fn pick(&self, rng: &mut Rng) -> (usize, usize) {
-        let at = rng.below(self.count) * self.stride;
-        let prefix = self.buf.get(at..at + proto::LENGTH_PREFIX_LEN).unwrap_or(&[0; 4]);
-        let len = u32::from_be_bytes(prefix.try_into().unwrap_or_default()) as usize;
-        (at, proto::LENGTH_PREFIX_LEN + len)
+    /// How many frames.
+    pub fn len(&self) -> usize {
+        self.count
     }
 
-    /// Appends frame `frame` (from [`Frames::pick`]) with request id `id`, and
-    /// picks the frame to send after it.
-    fn send(&self, frame: (usize, usize), id: u32, rng: &mut Rng, out: &mut Vec<u8>) -> (usize, usize) {
-        let (at, len) = frame;
-        let start = out.len();
-        out.extend_from_slice(self.buf.get(at..at + len).unwrap_or_default());
-        let id_at = start + proto::LENGTH_PREFIX_LEN + 1;
-        if let Some(slot) = out.get_mut(id_at..id_at + 4) {
-            slot.copy_from_slice(&id.to_be_bytes());
-        }
-        self.pick(rng)
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Frame `i` (request id 0). Reading its length prefix is what starts
+    /// loading it, so a caller gets the next frame one request ahead.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let at = i * self.stride;
+        let prefix = self.buf.get(at..at + proto::LENGTH_PREFIX_LEN).unwrap_or(&[0; 4]);
+        let len = u32::from_be_bytes(prefix.try_into().unwrap_or_default()) as usize;
+        self.buf.get(at..at + proto::LENGTH_PREFIX_LEN + len).unwrap_or_default()
+    }
+}
+
+/// Appends `frame` to `out` with request id `id`.
+fn append_with_id(frame: &[u8], id: u32, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(frame);
+    let id_at = start + proto::LENGTH_PREFIX_LEN + 1;
+    if let Some(slot) = out.get_mut(id_at..id_at + 4) {
+        slot.copy_from_slice(&id.to_be_bytes());
     }
 }
 

@@ -607,13 +607,13 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
             let roles = [Cow::Borrowed(a.role.as_str())];
             let mut actions: SmallVec<[Cow<'_, str>; 16]> = SmallVec::new();
             let mut ends: SmallVec<[usize; 8]> = SmallVec::new();
-            for (_, acts) in a.permissions.entries() {
+            for (_, acts) in a.permissions().entries() {
                 actions.extend(acts.map(Cow::Borrowed));
                 ends.push(actions.len());
             }
             let mut start = 0;
             let permissions: SmallVec<[proto::Permission<'_>; 8]> = a
-                .permissions
+                .permissions()
                 .entries()
                 .zip(&ends)
                 .map(|((resource, _), &end)| {
@@ -627,9 +627,9 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
                 .collect();
             let allow = proto::Allow {
                 kind: a.kind,
-                subject: Cow::Borrowed(&a.subject),
-                team_id: Cow::Borrowed(&a.team),
-                credential_id: Cow::Borrowed(&a.credential_id),
+                subject: Cow::Borrowed(a.subject()),
+                team_id: Cow::Borrowed(a.team()),
+                credential_id: Cow::Borrowed(a.credential_id()),
                 roles: proto::List::Borrowed(&roles),
                 permissions: proto::List::Borrowed(&permissions),
                 remaining_uses: a.remaining.map(u64::from),

@@ -245,7 +245,7 @@ fn jwt_login_revocation_and_user_status() {
     let jwt = e.login("heidi", "correct horse battery").unwrap();
     match e.verify(&VerifyRequest::new(&jwt)) {
         Verdict::Allow(a) => {
-            assert_eq!(&*a.subject, user.as_str());
+            assert_eq!(a.subject(), user.as_str());
             assert_eq!(a.role, Role::Administrator);
         }
         v => panic!("{v:?}"),

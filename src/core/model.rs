@@ -80,7 +80,7 @@ impl Role {
     /// The permissions a credential acting with this role holds, in the
     /// `{resource: [actions]}` shape of API keys, following seed 000. Actions are
     /// `read`, `create`, `update`, `delete`; accounts are the `users` resource.
-    pub fn permissions(self) -> PermSet {
+    pub fn permissions(self) -> &'static PermSet {
         static TABLE: LazyLock<[PermSet; 4]> = LazyLock::new(|| {
             let p = |entries: &[(&str, &[&str])]| {
                 PermSet::new(&Permissions(
@@ -97,7 +97,7 @@ impl Role {
                 p(&[("*", &["read"])]),
             ]
         });
-        TABLE[self as usize].clone()
+        &TABLE[self as usize]
     }
 }
 

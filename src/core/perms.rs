@@ -5,45 +5,43 @@
 //! one permission against it chases five to ten pointers, each a cache miss
 //! once a million keys are loaded. [`PermSet`] holds the same grants in two
 //! arrays (all names in one string, their spans in one `u32` array), both
-//! inline in the one allocation behind the `Arc` unless the set is large, so a
-//! check or an encoding of the whole set reads a few adjacent cache lines.
+//! inline unless the set is large. A key's set lives inside its index entry,
+//! right after the settings the verifier reads, so a check or an encoding of
+//! the whole set reads lines the entry's lookup has already brought in.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use smallvec::SmallVec;
 
 use super::model::Permissions;
 
-/// Immutable `{resource: [actions]}` with `*` wildcards, cheap to clone.
+/// Immutable `{resource: [actions]}` with `*` wildcards.
+///
+/// Not shared behind an `Arc`: a verdict borrows the set from the entry it
+/// came from, and a refcount on a shared set (every token of a role has the
+/// same one) would be a cache line that all cores write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PermSet(Arc<Packed>);
-
-#[derive(Debug, PartialEq, Eq)]
-struct Packed {
+pub struct PermSet {
     /// Per resource, in name order: `start, end` of its name in `text`, the
     /// number of actions `n`, then `n` pairs of `start, end`.
-    spans: SmallVec<[u32; 24]>,
+    spans: SmallVec<[u32; 16]>,
     /// Every resource and action name, concatenated (UTF-8: built from `&str`s).
-    text: SmallVec<[u8; 96]>,
+    text: SmallVec<[u8; 56]>,
 }
 
 impl PermSet {
-    /// The empty set, shared.
-    pub fn empty() -> PermSet {
-        static EMPTY: LazyLock<PermSet> =
-            LazyLock::new(|| PermSet(Arc::new(Packed { text: SmallVec::new(), spans: SmallVec::new() })));
-        EMPTY.clone()
+    /// The empty set.
+    pub fn empty() -> &'static PermSet {
+        static EMPTY: LazyLock<PermSet> = LazyLock::new(|| PermSet { text: SmallVec::new(), spans: SmallVec::new() });
+        &EMPTY
     }
 
-    /// Packs `p`; an empty `p` gives the shared empty set.
+    /// Packs `p`.
     ///
     /// # Panics
     /// If the names together exceed 4 GiB (request bodies are capped far below).
     pub fn new(p: &Permissions) -> PermSet {
-        if p.0.is_empty() {
-            return PermSet::empty();
-        }
         let mut text = String::new();
         let mut spans = Vec::new();
         for (resource, actions) in &p.0 {
@@ -58,7 +56,7 @@ impl PermSet {
                 spans.extend(span(a));
             }
         }
-        PermSet(Arc::new(Packed { text: SmallVec::from_slice(text.as_bytes()), spans: SmallVec::from_vec(spans) }))
+        PermSet { text: SmallVec::from_slice(text.as_bytes()), spans: SmallVec::from_vec(spans) }
     }
 
     /// Whether `action` on `resource` is granted. The entry naming the resource,
@@ -79,15 +77,15 @@ impl PermSet {
 
     /// Whether nothing is granted.
     pub fn is_empty(&self) -> bool {
-        self.0.spans.is_empty()
+        self.spans.is_empty()
     }
 
     /// `(resource, actions)` in resource name order.
     pub fn entries(&self) -> Entries<'_> {
         // Always valid (built by concatenating `&str`s); checking is cheaper
         // than a pointer chase and keeps this crate free of `unsafe`.
-        let text = std::str::from_utf8(&self.0.text).unwrap_or_default();
-        Entries { spans: &self.0.spans, text, at: 0 }
+        let text = std::str::from_utf8(&self.text).unwrap_or_default();
+        Entries { spans: &self.spans, text, at: 0 }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::index::{Dirty, Index, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
-use super::jwt::{JwtKeys, JwtReject};
+use super::jwt::{Claims, JwtKeys, JwtReject};
 use super::limits::{Micros, RateDenied, RateInfo, Take};
 use super::model::{Role, TierLimits, UserStatus};
 use super::perms::PermSet;
@@ -50,20 +50,18 @@ impl<'a> VerifyRequest<'a> {
 pub use tollgate_protocol::{CredentialKind, DenyCode};
 
 /// A granted verification.
-#[derive(Clone, Debug)]
+///
+/// Who was granted, and with what permissions, is read through the index entry
+/// the credential resolved to, which the verdict holds: building a verdict
+/// counts one reference (to that entry, whose line the lookup has just read)
+/// instead of copying or counting each name, and the names a user's
+/// credentials share are never written by the hot path.
+#[derive(Clone)]
 pub struct Allow {
     /// Kind of credential.
     pub kind: CredentialKind,
-    /// The user the credential acts as.
-    pub subject: Arc<str>,
-    /// The user's team.
-    pub team: Arc<str>,
-    /// Key id, token id, or the JWT's `jti`.
-    pub credential_id: Arc<str>,
     /// The user's current role.
     pub role: Role,
-    /// What the credential may do.
-    pub permissions: PermSet,
     /// Uses left, for a key with a remaining-use limit.
     pub remaining: Option<u32>,
     /// The tightest rate limit that applied: the key's, else the team's.
@@ -71,6 +69,69 @@ pub struct Allow {
     /// Strict durability: the counter changes of this verification are on disk
     /// once this flush generation is done (`Engine` waits for it).
     pub durable_after: Option<u64>,
+    grantee: Grantee,
+}
+
+/// The entry a credential resolved to.
+#[derive(Clone)]
+enum Grantee {
+    Key(Arc<KeyEntry>),
+    Token(Arc<TokenEntry>),
+    Jwt(Arc<UserEntry>, Arc<Claims>),
+}
+
+impl Allow {
+    fn user(&self) -> &UserEntry {
+        match &self.grantee {
+            Grantee::Key(k) => &k.user,
+            Grantee::Token(t) => &t.user,
+            Grantee::Jwt(u, _) => u,
+        }
+    }
+
+    /// The user the credential acts as.
+    pub fn subject(&self) -> &str {
+        &self.user().id
+    }
+
+    /// The user's team.
+    pub fn team(&self) -> &str {
+        &self.user().team.id
+    }
+
+    /// Key id, token id, or the JWT's `jti`.
+    pub fn credential_id(&self) -> &str {
+        match &self.grantee {
+            Grantee::Key(k) => &k.id,
+            Grantee::Token(t) => &t.id,
+            Grantee::Jwt(_, claims) => &claims.jti,
+        }
+    }
+
+    /// What the credential may do: a key's own permissions, else its user's
+    /// role's (as of this verification).
+    pub fn permissions(&self) -> &PermSet {
+        match &self.grantee {
+            Grantee::Key(k) => &k.permissions,
+            Grantee::Token(_) | Grantee::Jwt(..) => self.role.permissions(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Allow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Allow")
+            .field("kind", &self.kind)
+            .field("subject", &self.subject())
+            .field("team", &self.team())
+            .field("credential_id", &self.credential_id())
+            .field("role", &self.role)
+            .field("permissions", self.permissions())
+            .field("remaining", &self.remaining)
+            .field("rate_limit", &self.rate_limit)
+            .field("durable_after", &self.durable_after)
+            .finish()
+    }
 }
 
 /// A refused verification.
@@ -150,12 +211,12 @@ impl Verifier<'_> {
         let found = self.index.secrets.get(&hash).map(|e| e.value().clone());
         match found {
             None => deny(DenyCode::NotFound, "unknown credential"),
-            Some(Secret::Key(key)) => self.verify_key(&key, req, now),
-            Some(Secret::Token(token)) => self.verify_token(&token, req, now),
+            Some(Secret::Key(key)) => self.verify_key(key, req, now),
+            Some(Secret::Token(token)) => self.verify_token(token, req, now),
         }
     }
 
-    fn verify_key(&self, key: &KeyEntry, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+    fn verify_key(&self, key: Arc<KeyEntry>, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
         let now_ms = now / 1000;
         let rec = &key.hot;
         if !rec.enabled {
@@ -224,18 +285,15 @@ impl Verifier<'_> {
         }
         Verdict::Allow(Allow {
             kind: CredentialKind::ApiKey,
-            subject: key.user.id.clone(),
-            team: key.user.team.id.clone(),
-            credential_id: key.id.clone(),
             role: key.user.role(),
-            permissions: key.permissions.clone(),
             remaining,
             rate_limit: rate.or(team_rate),
             durable_after: self.durable_after(counted || req.quota.is_some()),
+            grantee: Grantee::Key(key),
         })
     }
 
-    fn verify_token(&self, token: &Arc<TokenEntry>, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+    fn verify_token(&self, token: Arc<TokenEntry>, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
         let now_ms = now / 1000;
         if token.revoked_at.load(Ordering::Acquire) != 0 {
             return deny(DenyCode::Revoked, "token revoked");
@@ -243,8 +301,8 @@ impl Verifier<'_> {
         if token.record.expires_at.is_some_and(|e| now_ms >= e) {
             return deny(DenyCode::Expired, "token expired");
         }
-        let granted = match self.user_checks(&token.user, req) {
-            Ok(p) => p,
+        let role = match self.user_checks(&token.user, req) {
+            Ok(role) => role,
             Err(v) => return v,
         };
         let team_rate = match self.team_limits(&token.user.team, req, now) {
@@ -256,14 +314,11 @@ impl Verifier<'_> {
         self.index.mark_stats_dirty(&token.dirty, || Dirty::Token(token.clone()));
         Verdict::Allow(Allow {
             kind: CredentialKind::AccessToken,
-            subject: token.user.id.clone(),
-            team: token.user.team.id.clone(),
-            credential_id: token.id.clone(),
-            role: token.user.role(),
-            permissions: granted,
+            role,
             remaining: None,
             rate_limit: team_rate,
             durable_after: self.durable_after(req.quota.is_some()),
+            grantee: Grantee::Token(token),
         })
     }
 
@@ -287,8 +342,8 @@ impl Verifier<'_> {
         if claims.iat < user.revoked_before.load(Ordering::Acquire) {
             return deny(DenyCode::Revoked, "token revoked");
         }
-        let granted = match self.user_checks(&user, req) {
-            Ok(p) => p,
+        let role = match self.user_checks(&user, req) {
+            Ok(role) => role,
             Err(v) => return v,
         };
         let team_rate = match self.team_limits(&user.team, req, now) {
@@ -297,27 +352,26 @@ impl Verifier<'_> {
         };
         Verdict::Allow(Allow {
             kind: CredentialKind::Jwt,
-            subject: user.id.clone(),
-            team: user.team.id.clone(),
-            credential_id: claims.jti.as_str().into(),
-            role: user.role(),
-            permissions: granted,
+            role,
             remaining: None,
             rate_limit: team_rate,
             durable_after: self.durable_after(req.quota.is_some()),
+            grantee: Grantee::Jwt(user, claims),
         })
     }
 
-    /// Status and role checks for credentials that act with their user's role.
-    fn user_checks(&self, user: &UserEntry, req: &VerifyRequest<'_>) -> Result<PermSet, Verdict> {
+    /// Status and role checks for credentials that act with their user's
+    /// role; returns the role they were checked against.
+    fn user_checks(&self, user: &UserEntry, req: &VerifyRequest<'_>) -> Result<Role, Verdict> {
         if user.status() != UserStatus::Enabled {
             return Err(deny(DenyCode::Disabled, "user is not enabled"));
         }
-        let granted = user.role().permissions();
+        let role = user.role();
+        let granted = role.permissions();
         if !req.permissions.iter().all(|(r, a)| granted.allows(r, a)) {
             return Err(deny(DenyCode::InsufficientPermissions, "role lacks a required permission"));
         }
-        Ok(granted)
+        Ok(role)
     }
 
     /// The team's per-minute limit, then the quota; all or nothing.

@@ -540,11 +540,11 @@ async fn authenticate(
                 return Err(forbidden(resource, action));
             }
             Ok(Caller::User {
-                user: a.subject,
-                team: a.team,
+                user: a.subject().into(),
+                team: a.team().into(),
                 role: a.role,
                 kind: a.kind,
-                credential_id: a.credential_id,
+                credential_id: a.credential_id().into(),
             })
         }
         Verdict::Deny(d) => Err({
@@ -625,7 +625,7 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
     // cached from now on).
     let who = match &result {
         Ok(Ok(token)) => match shared.engine.verify_at(&VerifyRequest::new(token), now_us()) {
-            Verdict::Allow(a) => Some((a.team.to_string(), format!("user:{}", a.subject))),
+            Verdict::Allow(a) => Some((a.team().to_owned(), format!("user:{}", a.subject()))),
             Verdict::Deny(_) => None,
         },
         _ => None,

@@ -280,10 +280,10 @@ fn answer(verdict: &Verdict) -> Response<Body> {
         Verdict::Allow(a) => {
             let mut r = empty(StatusCode::OK);
             let h = r.headers_mut();
-            set(h, X_AUTH_SUBJECT, &a.subject);
-            set(h, X_AUTH_TEAM, &a.team);
+            set(h, X_AUTH_SUBJECT, a.subject());
+            set(h, X_AUTH_TEAM, a.team());
             h.insert(X_AUTH_ROLES, HeaderValue::from_static(a.role.as_str()));
-            set(h, X_AUTH_KEY_ID, &a.credential_id);
+            set(h, X_AUTH_KEY_ID, a.credential_id());
             h.insert(
                 X_AUTH_KIND,
                 HeaderValue::from_static(match a.kind {
