@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 L=${1:-target/bench-logs}; mkdir -p "$L"
 cargo build --release --bin tollgate --example verify_scaling --example mkkey 2>&1 | tail -1
 uptime > $L/uptime.start
-for i in 1 2 3; do
+for i in 1 2 3 4 5; do
   ./target/release/tollgate bench --duration 5 --keys 100000 --mode both > $L/sidecar-pipelined-$i.log 2>&1
 done
 for i in 1 2 3; do
@@ -18,6 +18,7 @@ for i in 1 2; do
 done
 uptime > $L/uptime.mid
 cargo bench --bench verify > $L/criterion-verify.log 2>&1
+cargo bench --bench socket > $L/criterion-socket.log 2>&1
 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 cargo bench --bench verify -- api_key_verify/1M > $L/criterion-verify-hugetlb.log 2>&1
 benches/nginx-wrk.sh > $L/nginx.log 2>&1
 uptime > $L/uptime.end
