@@ -350,3 +350,48 @@ fn a_new_data_directory_is_private_and_an_existing_one_keeps_its_mode() {
     drop(common::engine(dir.path(), common::PRO_UNLIMITED));
     assert_eq!(mode(&dir.path().join("data")), 0o750, "the owner's choice stands");
 }
+
+#[test]
+fn a_grant_reports_who_and_what_for_every_kind_of_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (team, user) = common::team_and_user(&e, Tier::Pro, "ivan");
+    let allow = |credential: &str| match e.verify(&VerifyRequest::new(credential)) {
+        Verdict::Allow(a) => a,
+        v => panic!("{v:?}"),
+    };
+    let perms_json = |a: &tollgate::core::verify::Allow| serde_json::to_value(a.permissions()).unwrap();
+
+    let mut perms = Permissions::default();
+    perms.0.insert("documents".into(), vec!["read".into(), "write".into()]);
+    let (key, secret) =
+        e.create_key(NewKey { user_id: user.clone(), permissions: perms, ..Default::default() }).unwrap();
+    let a = allow(&secret);
+    assert_eq!((a.subject(), a.team(), a.credential_id()), (user.as_str(), team.as_str(), key.id.as_str()));
+    assert_eq!(perms_json(&a), serde_json::json!({"documents": ["read", "write"]}));
+
+    // An update replaces the key's entry: the next grant reports the new
+    // permissions, and a grant made before it keeps reporting what it granted.
+    let mut narrower = Permissions::default();
+    narrower.0.insert("documents".into(), vec!["read".into()]);
+    e.update_key(&key.id, KeyUpdate { permissions: Some(narrower), ..Default::default() }).unwrap();
+    assert_eq!(perms_json(&allow(&secret)), serde_json::json!({"documents": ["read"]}));
+    assert_eq!(perms_json(&a), serde_json::json!({"documents": ["read", "write"]}));
+
+    // Access tokens and JWTs act with their user's role as of the verification.
+    let (tok, plain) = e.create_token(&user, "ci", "personal", None).unwrap();
+    let jwt = e.login("ivan", "correct horse battery").unwrap();
+    let jwt2 = e.login("ivan", "correct horse battery").unwrap();
+    e.update_user(&user, Some(Role::Reader), None, None).unwrap();
+    for (cred, id) in [(plain.as_str(), Some(tok.id.as_str())), (jwt.as_str(), None)] {
+        let a = allow(cred);
+        assert_eq!((a.subject(), a.team(), a.role), (user.as_str(), team.as_str(), Role::Reader));
+        if let Some(id) = id {
+            assert_eq!(a.credential_id(), id);
+        }
+        assert_eq!(a.permissions(), Role::Reader.permissions());
+    }
+    // A JWT's id is its own `jti`.
+    let (j1, j2) = (allow(&jwt), allow(&jwt2));
+    assert!(!j1.credential_id().is_empty() && j1.credential_id() != j2.credential_id());
+}
