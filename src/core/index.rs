@@ -149,23 +149,24 @@ pub struct KeyCounters {
 /// owner, team and counters.
 ///
 /// `repr(C)` keeps the declared order: what every verification reads comes
-/// first, in the entry's first two cache lines, and the stored record (a dozen
-/// strings, read by the admin API) last. With a million keys loaded each line
-/// touched is a cache miss.
+/// first — the pointers and settings in the entry's first two cache lines,
+/// then the id and the permissions (checked and encoded in every answer) —
+/// and the stored record (a dozen strings, read by the admin API) last. With
+/// a million keys loaded each line touched is a cache miss.
 #[repr(C)]
 pub struct KeyEntry {
     /// Live counters.
     pub counters: Arc<KeyCounters>,
     /// Owner.
     pub user: Arc<UserEntry>,
-    /// The key's permissions.
-    pub permissions: PermSet,
     /// The settings the verifier checks, copied out of `record`.
     pub hot: KeyHot,
     /// Key id.
     pub id: Arc<str>,
     /// Parsed `whitelisted_ips`.
     pub ips: Vec<IpNet>,
+    /// The key's permissions, inline.
+    pub permissions: PermSet,
     /// The stored record (settings; its counters are stale, see `counters`).
     pub record: ApiKey,
 }
