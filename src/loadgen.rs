@@ -664,6 +664,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn frames_decode_to_their_credentials_with_the_id_they_are_sent_with() {
+        let creds: Vec<String> = ["tg_short", "tg_a_much_longer_credential_than_the_first_one_of_all", "x"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let frames = Frames::encode(&creds).unwrap();
+        assert_eq!(frames.len(), 3);
+        let mut out = Vec::new();
+        for (i, cred) in creds.iter().enumerate().rev() {
+            append_with_id(frames.get(i), 1000 + i as u32, &mut out);
+            let frame = out.get(out.len() - frames.get(i).len()..).unwrap();
+            let (id, req) = proto::decode_request(frame).unwrap();
+            assert_eq!(id, 1000 + i as u32);
+            let Request::Verify(v) = req else { panic!("{req:?}") };
+            assert_eq!(v.credential_str(), Some(cred.as_str()));
+            assert_eq!(v.permissions.iter().collect::<Vec<_>>(), [("documents", "read")]);
+        }
+        // Back to back, as a client writes them: every frame is whole.
+        let mut pos = 0;
+        while let Some(len) = proto::check_frame(&out[pos..]).unwrap() {
+            pos += len;
+        }
+        assert_eq!(pos, out.len());
+    }
+
+    #[test]
     fn histogram_quantiles_are_within_a_few_percent() {
         let mut h = Histogram::default();
         for v in 1..=100_000u64 {
