@@ -4,6 +4,7 @@
 #
 #   benches/nginx-wrk.sh            # 3 rounds of wrk -t2 -c64 -d10s per variant
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 benches/nginx-wrk.sh
+#   VARIANTS="noauth unix null-auth" benches/nginx-wrk.sh   # a subset
 #
 # Variants (each round runs them all, interleaved, so drift hits each alike):
 #   noauth        the file, no auth_request
@@ -28,7 +29,9 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
-VARIANTS=(noauth tcp unix tcp-nokeep null-auth)
+# shellcheck disable=SC2206 # a space-separated list, split on purpose
+VARIANTS=(${VARIANTS:-noauth tcp unix tcp-nokeep null-auth})
+[[ " ${VARIANTS[*]} " == *" noauth "* ]] || { echo "nginx-wrk: VARIANTS must include noauth, the baseline" >&2; exit 2; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
