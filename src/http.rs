@@ -313,7 +313,7 @@ pub fn audit_denied(shared: &Shared, credential: &str, at: u64, code: &'static s
     shared.audit.denied(crate::audit::Denied {
         at,
         hash: crate::core::secret::parse(credential),
-        jwt: credential.starts_with("eyJ"),
+        jwt: crate::core::verify::looks_like_jwt(credential),
         code,
         action,
     });

@@ -208,8 +208,13 @@ pub fn kind_index(kind: Option<CredentialKind>, credential: &str) -> usize {
         Some(CredentialKind::ApiKey) => 0,
         Some(CredentialKind::AccessToken) => 1,
         Some(CredentialKind::Jwt) => 2,
-        None if credential.starts_with("eyJ") && credential.bytes().filter(|&b| b == b'.').count() == 2 => 2,
-        None if credential.starts_with("tgpat_") => 1,
+        None if crate::core::verify::looks_like_jwt(credential) => 2,
+        None if credential
+            .strip_prefix(crate::engine::ACCESS_TOKEN_PREFIX)
+            .is_some_and(|rest| rest.starts_with('_')) =>
+        {
+            1
+        }
         None if credential.contains('_') => 0,
         None => KIND_UNKNOWN,
     }
@@ -348,15 +353,20 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     let o = &mut out;
     header(o, "tollgate_build_info", "gauge", "Always 1; the version is a label.");
     line(o, "tollgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
-    header(o, "tollgate_start_time_seconds", "gauge", "When the daemon started, in seconds since the Unix epoch.");
-    line(o, "tollgate_start_time_seconds", &[], m.started_unix_secs);
-    header(
+    single(
+        o,
+        "tollgate_start_time_seconds",
+        "gauge",
+        "When the daemon started, in seconds since the Unix epoch.",
+        m.started_unix_secs,
+    );
+    single(
         o,
         "tollgate_ready",
         "gauge",
         "1 when /readyz answers ready: index loaded, listeners bound, store writable.",
+        u64::from(g.ready),
     );
-    line(o, "tollgate_ready", &[], u64::from(g.ready));
 
     header(
         o,
@@ -380,23 +390,47 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         histogram(o, "tollgate_request_duration_seconds", Some(("interface", i.label())), &m.latency_snapshot(i));
     }
 
-    header(o, "tollgate_socket_connections", "gauge", "Socket connections being served.");
-    line(o, "tollgate_socket_connections", &[], m.socket_open.load(Ordering::Relaxed));
-    header(o, "tollgate_socket_connections_accepted_total", "counter", "Socket connections accepted and served.");
-    line(o, "tollgate_socket_connections_accepted_total", &[], m.socket_accepted.load(Ordering::Relaxed));
-    header(o, "tollgate_socket_connections_refused_total", "counter", "Socket connections refused as too many.");
-    line(o, "tollgate_socket_connections_refused_total", &[], m.socket_refused.load(Ordering::Relaxed));
+    single(
+        o,
+        "tollgate_socket_connections",
+        "gauge",
+        "Socket connections being served.",
+        m.socket_open.load(Ordering::Relaxed),
+    );
+    single(
+        o,
+        "tollgate_socket_connections_accepted_total",
+        "counter",
+        "Socket connections accepted and served.",
+        m.socket_accepted.load(Ordering::Relaxed),
+    );
+    single(
+        o,
+        "tollgate_socket_connections_refused_total",
+        "counter",
+        "Socket connections refused as too many.",
+        m.socket_refused.load(Ordering::Relaxed),
+    );
 
     header(o, "tollgate_loaded", "gauge", "Objects in the in-memory index, by kind.");
     for (what, n) in [("teams", g.teams), ("users", g.users), ("keys", g.keys), ("tokens", g.tokens)] {
         line(o, "tollgate_loaded", &[("object", what)], n as u64);
     }
-    header(o, "tollgate_jwt_keys", "gauge", "JWT keys configured (the signing key included).");
-    line(o, "tollgate_jwt_keys", &[], g.jwt_keys as u64);
-    header(o, "tollgate_jwt_cache_hits_total", "counter", "JWT verifications answered from the verified-token cache.");
-    line(o, "tollgate_jwt_cache_hits_total", &[], m.jwt_cache_hits_before.load(Ordering::Relaxed) + g.jwt_cache.0);
-    header(o, "tollgate_jwt_cache_misses_total", "counter", "JWT verifications that checked the signature.");
-    line(o, "tollgate_jwt_cache_misses_total", &[], m.jwt_cache_misses_before.load(Ordering::Relaxed) + g.jwt_cache.1);
+    single(o, "tollgate_jwt_keys", "gauge", "JWT keys configured (the signing key included).", g.jwt_keys as u64);
+    single(
+        o,
+        "tollgate_jwt_cache_hits_total",
+        "counter",
+        "JWT verifications answered from the verified-token cache.",
+        m.jwt_cache_hits_before.load(Ordering::Relaxed) + g.jwt_cache.0,
+    );
+    single(
+        o,
+        "tollgate_jwt_cache_misses_total",
+        "counter",
+        "JWT verifications that checked the signature.",
+        m.jwt_cache_misses_before.load(Ordering::Relaxed) + g.jwt_cache.1,
+    );
 
     header(
         o,
@@ -405,22 +439,32 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "Store writes (batch applied and, if durable, fsynced).",
     );
     histogram(o, "tollgate_store_write_duration_seconds", None, &g.store_writes);
-    header(o, "tollgate_store_write_failures_total", "counter", "Store writes that failed.");
-    line(o, "tollgate_store_write_failures_total", &[], g.store_write_failures);
-    header(o, "tollgate_counter_flush_failures_total", "counter", "Counter flushes that failed and were retried.");
-    line(o, "tollgate_counter_flush_failures_total", &[], g.flush_failures);
-    header(
+    single(o, "tollgate_store_write_failures_total", "counter", "Store writes that failed.", g.store_write_failures);
+    single(
+        o,
+        "tollgate_counter_flush_failures_total",
+        "counter",
+        "Counter flushes that failed and were retried.",
+        g.flush_failures,
+    );
+    single(
         o,
         "tollgate_audit_dropped_total",
         "counter",
         "Denied verifications not written to the audit log (queue full).",
+        g.audit_dropped,
     );
-    line(o, "tollgate_audit_dropped_total", &[], g.audit_dropped);
 
     header(o, "tollgate_config_reloads_total", "counter", "Configuration reloads, by result (applied or refused).");
     line(o, "tollgate_config_reloads_total", &[("result", "applied")], m.reloads_ok.load(Ordering::Relaxed));
     line(o, "tollgate_config_reloads_total", &[("result", "refused")], m.reloads_refused.load(Ordering::Relaxed));
     out
+}
+
+/// A metric with one unlabeled sample.
+fn single(o: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(o, name, kind, help);
+    line(o, name, &[], value);
 }
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {
