@@ -2,17 +2,14 @@
 //! data directory and a free port, spoken to with a tiny blocking HTTP/1.1 client.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 use tollgate::config::Config;
 
 mod common;
 
-use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon, start_http as start};
+use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon, basic, start_http as start};
 
 struct Resp {
     status: u16,
@@ -26,48 +23,19 @@ impl Resp {
     }
 }
 
-fn basic(user: &str, pass: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
-}
-
 impl Daemon {
     /// Sends one request on a fresh connection; `body` is sent as is.
-    fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        let body = body.unwrap_or(b"");
-        if !body.is_empty() || matches!(method, "POST" | "PATCH" | "PUT") {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).unwrap();
-        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
-        let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-        let headers: Vec<(String, String)> =
-            lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-        let mut body = buf[split + 4..].to_vec();
-        if let Some(len) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
-            body.truncate(len.1.parse().unwrap());
-        }
-        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Resp { status, headers, body }
+    fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        let r = common::http(self.addr, method, path, headers, body);
+        Resp { status: r.status, body: r.json(), headers: r.headers }
     }
 
     /// A JSON call with a bearer credential.
     fn call(&self, method: &str, path: &str, cred: Option<&str>, body: Option<Value>) -> Resp {
         let auth = cred.map(|c| format!("Bearer {c}"));
         let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-        let bytes = body.map(|b| b.to_string().into_bytes());
-        self.raw(method, path, &headers, bytes.as_deref())
+        let text = body.map(|b| b.to_string());
+        self.raw(method, path, &headers, text.as_deref())
     }
 
     fn ok(&self, method: &str, path: &str, cred: &str, body: Option<Value>, want: u16) -> Value {
@@ -246,12 +214,9 @@ fn teams_and_users() {
     );
     assert_eq!(d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({"name": 5}))).status, 400);
     assert_eq!(d.call("POST", "/v1/teams", Some(ADMIN), Some(json!({"name": "x", "tier": "Gold"}))).status, 422);
-    assert_eq!(
-        d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some(b"{nope")).status,
-        400
-    );
-    assert_eq!(d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some(b"[1]")).status, 400);
-    let big = vec![b' '; 70 * 1024];
+    assert_eq!(d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some("{nope")).status, 400);
+    assert_eq!(d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some("[1]")).status, 400);
+    let big = " ".repeat(70 * 1024);
     assert_eq!(d.raw("POST", "/v1/teams", &[("Authorization", &format!("Bearer {ADMIN}"))], Some(&big)).status, 413);
 
     // The tier's member limit.
@@ -409,6 +374,12 @@ fn api_keys_crud_and_immediate_effect_on_verify() {
     let k = d.ok("POST", "/v1/keys", &jwt, Some(json!({"whitelistedIPs": "1.1.1.1,2.2.2.2,10.10.0.0/16"})), 201);
     assert_eq!(k["whitelistedIPs"], json!(["1.1.1.1", "2.2.2.2", "10.10.0.0/16"]));
     assert_eq!(k["userId"], user.as_str(), "a user's credential defaults to its own user");
+    // Creating and updating take the same settings, plus their own fields.
+    assert_eq!(loc(post(json!({"enabled": false}))), "enabled", "a key is created enabled");
+    let patch = |b: Value| d.call("PATCH", &format!("/v1/keys/{}", k["id"].as_str().unwrap()), Some(&jwt), Some(b));
+    assert_eq!(loc(patch(json!({"prefix": "other"}))), "prefix", "the prefix is part of the secret");
+    assert_eq!(loc(patch(json!({"userId": user}))), "userId", "a key does not change owner");
+    assert_eq!(patch(json!({"enabled": false, "name": "off", "remaining": 3})).status, 200);
 }
 
 #[test]

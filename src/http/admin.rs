@@ -669,6 +669,22 @@ fn outranks(a: Role, b: Role) -> bool {
     (a as u8) < (b as u8)
 }
 
+/// The settings a key is created with and updated by (`POST` adds `userId`
+/// and `prefix`, `PATCH` adds `enabled`).
+const KEY_SETTINGS: &[&str] = &[
+    "name",
+    "expiresIn",
+    "remaining",
+    "refillAmount",
+    "refillInterval",
+    "rateLimitEnabled",
+    "rateLimitTimeWindow",
+    "rateLimitMax",
+    "permissions",
+    "metadata",
+    "whitelistedIPs",
+];
+
 impl Cx<'_> {
     /// The caller's team, `None` for the admin token.
     fn team(&self) -> Option<&str> {
@@ -939,21 +955,7 @@ impl Cx<'_> {
     }
 
     fn create_key(&self, mut b: Fields) -> Result<Resp, Resp> {
-        b.only(&[
-            "userId",
-            "name",
-            "prefix",
-            "expiresIn",
-            "remaining",
-            "refillAmount",
-            "refillInterval",
-            "rateLimitEnabled",
-            "rateLimitTimeWindow",
-            "rateLimitMax",
-            "permissions",
-            "metadata",
-            "whitelistedIPs",
-        ])?;
+        b.only_with(KEY_SETTINGS, &["userId", "prefix"])?;
         let user_id = match (b.opt_str("userId")?.flatten(), &self.caller) {
             (Some(u), _) => u,
             (None, Caller::User { user, .. }) => user.to_string(),
@@ -1003,20 +1005,7 @@ impl Cx<'_> {
     }
 
     fn update_key(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
-        b.only(&[
-            "name",
-            "enabled",
-            "expiresIn",
-            "remaining",
-            "refillAmount",
-            "refillInterval",
-            "rateLimitEnabled",
-            "rateLimitTimeWindow",
-            "rateLimitMax",
-            "permissions",
-            "metadata",
-            "whitelistedIPs",
-        ])?;
+        b.only_with(KEY_SETTINGS, &["enabled"])?;
         let name = b.opt_str("name")?;
         let enabled = b.opt_bool("enabled")?.flatten();
         let expires_in = b.opt_u64("expiresIn")?;
@@ -1475,7 +1464,12 @@ fn wrong_type(field: &str, expected: &str) -> Resp {
 
 impl Fields {
     fn only(&mut self, allowed: &[&str]) -> Result<(), Resp> {
-        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+        self.only_with(allowed, &[])
+    }
+
+    /// [`Fields::only`] for fields listed in two parts.
+    fn only_with(&mut self, allowed: &[&str], also: &[&str]) -> Result<(), Resp> {
+        match self.0.keys().find(|k| !allowed.contains(&k.as_str()) && !also.contains(&k.as_str())) {
             Some(k) => Err(validation(&["body", k], "unknown field", "extra_forbidden")),
             None => Ok(()),
         }
