@@ -7,13 +7,15 @@
 //! with a message (`apt-get install -y nginx-light`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::free_port;
 use tollgate::config::Config;
 use tollgate::core::model::{Permissions, RateLimit, Role, Tier, UserStatus};
 use tollgate::engine::{Engine, NewKey};
@@ -57,18 +59,11 @@ fn nginx_binary() -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Waits until tollgate answers `/readyz` with 200 (its port is open, answering
 /// 503, while it starts).
 fn wait_for_ready(port: u16, mut alive: impl FnMut() -> bool) {
-    wait_for(port, "tollgate", &mut alive, |mut s| {
-        let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.starts_with("HTTP/1.1 200")
+    wait_for(port, "tollgate", &mut alive, |_| {
+        common::try_http(([127, 0, 0, 1], port).into(), "GET", "/readyz", &[], None).is_some_and(|r| r.status == 200)
     });
 }
 
@@ -164,14 +159,14 @@ fn run(transport: Transport) {
         let r = get(port, "/files/report.pdf?x=1", &[&header]);
         assert_eq!(r.status, 200, "{header}: {r:?}");
         assert_eq!(r.header("x-upstream"), Some("reached"), "{r:?}");
-        assert!(r.body.contains(&format!("subject={}\n", user.id)), "{r:?}");
-        assert!(r.body.contains(&format!("team={}\n", team.id)), "{r:?}");
-        assert!(r.body.contains("roles=Reader\n"), "{r:?}");
-        assert!(r.body.contains(&format!("key={}\n", good.id)), "{r:?}");
+        assert!(r.text.contains(&format!("subject={}\n", user.id)), "{r:?}");
+        assert!(r.text.contains(&format!("team={}\n", team.id)), "{r:?}");
+        assert!(r.text.contains("roles=Reader\n"), "{r:?}");
+        assert!(r.text.contains(&format!("key={}\n", good.id)), "{r:?}");
         // The client cannot forge identity headers: nginx overwrites them.
     }
     let forged = get(port, "/files/a", &[&format!("X-API-Key: {good_secret}"), "X-Auth-Subject: root"]);
-    assert!(forged.body.contains(&format!("subject={}\n", user.id)), "{forged:?}");
+    assert!(forged.text.contains(&format!("subject={}\n", user.id)), "{forged:?}");
 
     // No credential: 401 with a bare challenge; a bad one: invalid_token.
     let r = get(port, "/files/a", &[]);
@@ -338,38 +333,11 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 GET on a fresh connection, sent byte for byte as given (so a
-/// path with `..` reaches nginx unnormalized).
-fn get(port: u16, path: &str, headers: &[&str]) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-    Resp { status, headers, body: body.to_owned() }
+/// One HTTP/1.1 GET through nginx on a fresh connection, with headers given
+/// as `Name: value` lines; the path is sent as given (so `..` reaches nginx
+/// unnormalized).
+fn get(port: u16, path: &str, headers: &[&str]) -> common::HttpResp {
+    let headers: Vec<(&str, &str)> =
+        headers.iter().map(|h| h.split_once(':').map_or((*h, ""), |(k, v)| (k, v.trim()))).collect();
+    common::http(([127, 0, 0, 1], port).into(), "GET", path, &headers, None)
 }

@@ -107,6 +107,7 @@ impl Drop for HttpDaemon {
 }
 
 /// An HTTP answer read by [`http`].
+#[derive(Debug)]
 pub struct HttpResp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
