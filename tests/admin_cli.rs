@@ -213,7 +213,7 @@ fn errors_map_to_exit_codes() {
     let e = d.err(ADMIN, &["keys", "update", "k"]);
     assert_eq!(e.code, EXIT_USAGE);
     // Connection: exit 3.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
+    let port = common::free_port();
     let e = tollgate_admin::run([
         "tollgate-admin",
         "--url",

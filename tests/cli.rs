@@ -1,24 +1,18 @@
 //! The real `tollgate` executable: defaults that work with no flags, bad
 //! configuration refused before anything binds, graceful shutdown on SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, try_http};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+fn get(port: u16, path: &str) -> Option<common::HttpResp> {
+    try_http(([127, 0, 0, 1], port).into(), "GET", path, &[], None)
 }
 
 #[test]
@@ -58,15 +52,15 @@ fn serve_works_on_defaults_and_stops_cleanly_on_sigterm() {
     let start = Instant::now();
     let health = loop {
         if let Some(r) = get(port, "/readyz")
-            && r.starts_with("HTTP/1.1 200")
+            && r.status == 200
         {
             break r;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "daemon did not come up");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(get(port, "/.well-known/jwks.json").unwrap().contains("\"OKP\""));
+    assert_eq!(health.json()["status"], "ready", "{health:?}");
+    assert!(get(port, "/.well-known/jwks.json").unwrap().text.contains("\"OKP\""));
     assert!(dir.path().join("tollgate-data").is_dir());
     let key = dir.path().join("tollgate-data/jwt-signing-key.pem");
     use std::os::unix::fs::PermissionsExt;
