@@ -13,11 +13,16 @@ use tollgate::engine::{Engine, NewKey, now_us};
 use tollgate::sidecar::{EngineService, Service as _};
 use tollgate_protocol as proto;
 
+/// An engine on `dir` with the bench tier overrides.
+fn engine(dir: &std::path::Path) -> Engine {
+    let mut config = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
+    config.data = dir.join("data");
+    Engine::open(&config).unwrap()
+}
+
 fn socket_answer(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
-    config.data = dir.path().join("data");
-    let e = Engine::open(&config).unwrap();
+    let e = engine(dir.path());
     let team = e.create_team("bench", Tier::Pro).unwrap();
     let user = e.create_user(&team.id, "bench", "bench password", Role::Administrator, UserStatus::Enabled).unwrap();
     let (_, hot) = e
@@ -58,9 +63,7 @@ fn socket_answer(c: &mut Criterion) {
 fn socket_answer_population(c: &mut Criterion) {
     const KEYS: usize = 100_000;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
-    config.data = dir.path().join("data");
-    let e = Arc::new(Engine::open(&config).unwrap());
+    let e = Arc::new(engine(dir.path()));
     let creds = tollgate::loadgen::population(&e, KEYS, tollgate::loadgen::CredentialKind::Key).unwrap();
     let frames = tollgate::loadgen::Frames::encode(&creds).unwrap();
     let svc = EngineService::new(e);

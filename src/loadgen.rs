@@ -126,10 +126,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 
 fn run_in(opts: &Options, dir: &Path) -> anyhow::Result<()> {
     let socket = opts.socket.clone().unwrap_or_else(|| dir.join("bench.sock"));
-    // The daemon gets the machine's cores; the client threads share them.
+    // The daemon gets a worker per core, as `tollgate serve` does (both
+    // honour `TOKIO_WORKER_THREADS`); the client threads share the cores.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .thread_name("tollgate")
         .build()
         .context("cannot start the runtime")?;
