@@ -205,9 +205,8 @@ impl Engine {
     /// Verifies at time `now` without waiting for durability (the pure verifier;
     /// strict-mode callers must wait for `Allow::durable_after` themselves).
     pub fn verify_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
-        let jwt = self.jwt.load();
         let tiers = self.tiers.load();
-        Verifier { index: &self.index, jwt: &jwt, tiers: &tiers, strict: self.strict }.verify(req, now)
+        Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict }.verify(req, now)
     }
 
     /// Blocks until flush generation `ticket` is on disk.

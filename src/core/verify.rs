@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use arc_swap::ArcSwap;
+
 use super::index::{Dirty, Index, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
 use super::jwt::{Claims, JwtKeys, JwtReject};
 use super::limits::{Micros, RateDenied, RateInfo, Take};
@@ -183,8 +185,9 @@ fn limited(code: DenyCode, reason: &'static str, d: RateDenied) -> Verdict {
 pub struct Verifier<'a> {
     /// The index.
     pub index: &'a Index,
-    /// JWT verification keys.
-    pub jwt: &'a JwtKeys,
+    /// JWT verification keys, swapped whole by a reload; read only when a
+    /// JWT is presented, so keys and tokens do not pay for the load.
+    pub jwt: &'a ArcSwap<JwtKeys>,
     /// Limits per tier.
     pub tiers: &'a [TierLimits; 4],
     /// Strict durability: queue every change and report the flush to wait for.
@@ -323,7 +326,7 @@ impl Verifier<'_> {
     }
 
     fn verify_jwt(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
-        let claims = match self.jwt.verify(req.credential, now / 1_000_000) {
+        let claims = match self.jwt.load().verify(req.credential, now / 1_000_000) {
             Ok(c) => c,
             Err(JwtReject::Malformed(why)) => return deny(DenyCode::Malformed, why),
             Err(JwtReject::BadSignature(why)) => return deny(DenyCode::BadSignature, why),
