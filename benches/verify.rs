@@ -98,6 +98,7 @@ fn jwt(c: &mut Criterion) {
                 audience: None,
                 leeway_secs: 30,
                 ttl_secs: 3600,
+                max_lifetime_secs: 86_400,
                 max_token_bytes: 4096,
                 cache_capacity: capacity,
                 signing_kid: format!("{alg:?}"),
@@ -117,6 +118,7 @@ fn jwt(c: &mut Criterion) {
                     team: "team_0123456789abcdefghij".into(),
                     roles: vec!["Administrator".into()],
                     subscription: "Pro".into(),
+                    key: None,
                 })
                 .unwrap();
             c.bench_function(&format!("jwt_verify/{alg:?}_{label}"), |b| {

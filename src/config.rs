@@ -106,11 +106,16 @@ pub struct AdminApiConfig {
     pub allow_query_token: bool,
     /// Failed logins allowed per username and per client address each minute.
     pub login_failures_per_minute: u32,
+    /// Origins (`scheme://host[:port]`) whose pages may make state-changing
+    /// calls authenticated by a cookie. A cookie-authenticated request that
+    /// changes something and carries an `Origin` header not listed here is
+    /// refused (cross-site request forgery); the default lists none.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for AdminApiConfig {
     fn default() -> Self {
-        AdminApiConfig { allow_query_token: false, login_failures_per_minute: 10 }
+        AdminApiConfig { allow_query_token: false, login_failures_per_minute: 10, allowed_origins: Vec::new() }
     }
 }
 
@@ -202,6 +207,9 @@ pub struct JwtConfig {
     pub leeway_secs: u64,
     /// Lifetime of issued tokens, in seconds.
     pub ttl_secs: u64,
+    /// Longest lifetime (`exp - iat`) a verified token may claim, in seconds;
+    /// at least `ttl_secs`.
+    pub max_lifetime_secs: u64,
     /// Longest token accepted, in bytes.
     pub max_token_bytes: usize,
     /// Verified tokens remembered (a repeated token skips the signature check).
@@ -219,6 +227,7 @@ impl Default for JwtConfig {
             audience: None,
             leeway_secs: 30,
             ttl_secs: 3600,
+            max_lifetime_secs: 86_400,
             max_token_bytes: 4096,
             cache_capacity: 100_000,
             signing_kid: None,
@@ -480,6 +489,9 @@ impl Config {
         let j = &self.jwt;
         check(!j.issuer.is_empty(), &|| "jwt.issuer: must not be empty".into());
         check(j.ttl_secs != 0 && j.ttl_secs <= 366 * 86_400, &|| "jwt.ttl_secs: must be between 1 and 31622400".into());
+        check(j.max_lifetime_secs >= j.ttl_secs && j.max_lifetime_secs <= 366 * 86_400, &|| {
+            format!("jwt.max_lifetime_secs: must be between ttl_secs ({}) and 31622400", j.ttl_secs)
+        });
         check(j.leeway_secs <= 300, &|| "jwt.leeway_secs: more than 300 seconds defeats expiry".into());
         check((256..=65_536).contains(&j.max_token_bytes), &|| {
             "jwt.max_token_bytes: must be between 256 and 65536".into()

@@ -469,14 +469,36 @@ impl Engine {
         if user.status == UserStatus::Deleted {
             return Err(EngineError::NotFound("user"));
         }
+        let old = (user.role, user.status);
         user.role = role.unwrap_or(user.role);
         user.status = status.unwrap_or(user.status);
+        // Sessions issued before a change of password or role, or before the
+        // account stopped being Enabled, are revoked with it.
+        let revoke = hash.is_some()
+            || user.role != old.0
+            || (old.1 == UserStatus::Enabled && user.status != UserStatus::Enabled);
         if let Some(h) = hash {
             user.password_hash = h;
         }
+        if revoke {
+            user.revoked_before = user.revoked_before.max(now_ms() / 1000 + 1);
+        }
         user.updated_at = now_ms();
         self.store.put(Table::Users, id, &user)?;
-        if let Some(e) = self.index.users.get(id) {
+        if let Some(e) = self.index.users.get(id).map(|e| e.clone()) {
+            if user.role != old.0 {
+                // The user's keys get their grant within the new role before
+                // the role itself changes, so a demotion never leaves a key
+                // wider than its owner.
+                for k in
+                    self.index.keys.iter().filter(|k| Arc::ptr_eq(&k.user, &e)).map(|k| k.clone()).collect::<Vec<_>>()
+                {
+                    let entry = key_entry(k.record.clone(), k.ips.clone(), e.clone(), user.role, k.counters.clone());
+                    self.index.secrets.insert(entry.record.hash, Secret::Key(entry.clone()));
+                    self.index.keys.insert(entry.record.id.clone(), entry);
+                }
+            }
+            e.revoked_before.store(user.revoked_before, Ordering::Release);
             e.set(user.role, user.status);
         }
         Ok(user)
@@ -539,17 +561,31 @@ impl Engine {
 
     /// Exchanges an API key (seed 003: the key as Basic username, no password)
     /// for a JWT of the key's owner. The key must verify (and is counted).
+    ///
+    /// The JWT is bound to the key: it carries the key's grant (its
+    /// permissions within the owner's role), is checked and counted as the key
+    /// on every use, stops working when the key is deleted, disabled or
+    /// expires, and never expires after the key.
     pub fn login_with_key(&self, key: &str, ip: Option<IpAddr>) -> Result<String, EngineError> {
         let mut req = VerifyRequest::new(key);
         req.ip = ip;
         match self.verify(&req) {
-            Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => self.issue_jwt(a.subject()),
+            Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => {
+                let k = a.key().ok_or(EngineError::BadCredentials)?;
+                self.issue_jwt_for(a.subject(), Some((&k.id, k.hot.expires_at)))
+            }
             _ => Err(EngineError::BadCredentials),
         }
     }
 
     /// Issues a JWT for an enabled user.
     pub fn issue_jwt(&self, user_id: &str) -> Result<String, EngineError> {
+        self.issue_jwt_for(user_id, None)
+    }
+
+    /// Issues a JWT for an enabled user, bound to `key` (its id and expiry)
+    /// when it is exchanged from one.
+    fn issue_jwt_for(&self, user_id: &str, key: Option<(&str, Option<Millis>)>) -> Result<String, EngineError> {
         let user = self.user(user_id)?;
         if user.status != UserStatus::Enabled {
             return Err(EngineError::BadCredentials);
@@ -558,18 +594,26 @@ impl Engine {
         let jwt = self.jwt.load();
         let s = jwt.settings();
         let now = now_ms() / 1000;
+        // Revocation is by whole seconds (`iat < revoked_before`): a token
+        // issued in the second of a revocation dates itself after it.
+        let iat = now.max(user.revoked_before);
+        let mut exp = iat.saturating_add(s.ttl_secs);
+        if let Some((_, Some(key_expiry))) = key {
+            exp = exp.min(key_expiry / 1000);
+        }
         let claims = Claims {
             iss: s.issuer.clone(),
             sub: user.id.clone(),
             aud: s.audience.clone(),
-            iat: now,
-            exp: now + s.ttl_secs,
+            iat,
+            exp,
             nbf: now,
             jti: secret::new_uuid(&self.rng),
             prv: "tollgate".to_owned(),
             team: team.id.clone(),
             roles: vec![user.role.as_str().to_owned()],
             subscription: team.tier.as_str().to_owned(),
+            key: key.map(|(id, _)| id.to_owned()),
         };
         jwt.issue(&claims).map_err(|e| EngineError::Config(ConfigError(format!("jwt: cannot sign: {e}"))))
     }
@@ -646,7 +690,8 @@ impl Engine {
         Ok(created
             .into_iter()
             .map(|(key, plaintext, ips, user, usage)| {
-                let entry = key_entry(key.clone(), ips, user, Arc::new(counters(&usage, key.refill)));
+                let role = user.role();
+                let entry = key_entry(key.clone(), ips, user, role, Arc::new(counters(&usage, key.refill)));
                 self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
                 self.index.keys.insert(key.id.clone(), entry);
                 (key, plaintext)
@@ -735,7 +780,7 @@ impl Engine {
         b.put(Table::Keys, id, &k);
         b.put(Table::Usage, id, &key_usage(&counters));
         self.store.apply(b, true)?;
-        let entry = key_entry(k.clone(), ips, old.user.clone(), counters);
+        let entry = key_entry(k.clone(), ips, old.user.clone(), old.user.role(), counters);
         self.index.secrets.insert(k.hash, Secret::Key(entry.clone()));
         self.index.keys.insert(k.id.clone(), entry);
         Ok(k)
@@ -977,11 +1022,19 @@ pub fn remaining_at(key: &ApiKey, usage: &Usage, now: Millis) -> Option<u32> {
     }
 }
 
-fn key_entry(record: ApiKey, ips: Vec<IpNet>, user: Arc<UserEntry>, counters: Arc<KeyCounters>) -> Arc<KeyEntry> {
+/// The index entry of a key owned by `user`, whose role is `role`: the
+/// entry's grant is the key's permissions within that role.
+fn key_entry(
+    record: ApiKey,
+    ips: Vec<IpNet>,
+    user: Arc<UserEntry>,
+    role: Role,
+    counters: Arc<KeyCounters>,
+) -> Arc<KeyEntry> {
     Arc::new(KeyEntry {
         hot: KeyHot::of(&record),
         id: record.id.as_str().into(),
-        permissions: PermSet::new(&record.permissions),
+        permissions: PermSet::new(&record.permissions.intersect(role.grant())),
         ips,
         user,
         counters,
@@ -1029,6 +1082,7 @@ pub fn jwt_settings(config: &Config) -> Result<JwtSettings, EngineError> {
         audience: j.audience.clone(),
         leeway_secs: j.leeway_secs,
         ttl_secs: j.ttl_secs,
+        max_lifetime_secs: j.max_lifetime_secs,
         max_token_bytes: j.max_token_bytes,
         cache_capacity: j.cache_capacity,
         signing_kid,
@@ -1112,7 +1166,8 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
             Some(u) => u,
             None => Usage { remaining: k.remaining.unwrap_or(0), anchor: k.created_at, ..Usage::default() },
         };
-        let entry = key_entry(k.clone(), ips, user, Arc::new(counters(&u, k.refill)));
+        let role = user.role();
+        let entry = key_entry(k.clone(), ips, user, role, Arc::new(counters(&u, k.refill)));
         index.secrets.insert(k.hash, Secret::Key(entry.clone()));
         index.keys.insert(id, entry);
     }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod authz;
 pub mod config;
 pub mod core;
 pub mod engine;

@@ -90,6 +90,11 @@ pub struct Claims {
     pub roles: Vec<String>,
     /// The subscription (plan) of the user's team.
     pub subscription: String,
+    /// The API key this token was exchanged from, if any: the token then
+    /// carries that key's grant, is checked (and counted) as the key on every
+    /// use, and dies with it. A tollgate claim; absent from other issuers' tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// A JWS signature algorithm supported by tollgate.
@@ -211,6 +216,12 @@ pub struct JwtSettings {
     /// Lifetime of issued tokens, in seconds; used by the caller to set `exp`.
     #[serde(default = "default_ttl_secs")]
     pub ttl_secs: u64,
+    /// Longest lifetime (`exp - iat`, seconds) a token may claim; a token
+    /// signed by a configured key with a longer one is rejected (RFC 8725
+    /// 3.10: an issuer's mistake or a stolen signing key cannot mint tokens
+    /// that never expire). Tokens tollgate issues live `ttl_secs`.
+    #[serde(default = "default_max_lifetime_secs")]
+    pub max_lifetime_secs: u64,
     /// Tokens longer than this are rejected before any decoding, which bounds
     /// the work an attacker can cause.
     #[serde(default = "default_max_token_bytes")]
@@ -231,6 +242,10 @@ fn default_leeway_secs() -> u64 {
 
 fn default_ttl_secs() -> u64 {
     900
+}
+
+fn default_max_lifetime_secs() -> u64 {
+    86_400
 }
 
 fn default_max_token_bytes() -> usize {
@@ -915,8 +930,13 @@ impl JwtKeys {
         {
             return Err(JwtReject::BadSignature("wrong audience"));
         }
-        if claims.iat > now.saturating_add(self.settings.leeway_secs) {
+        // At least one second: a token issued in the second of a revocation
+        // dates itself one second later (see `Engine::issue_jwt`).
+        if claims.iat > now.saturating_add(self.settings.leeway_secs.max(1)) {
             return Err(JwtReject::Malformed("iat is in the future"));
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.settings.max_lifetime_secs {
+            return Err(JwtReject::Malformed("lifetime (exp - iat) exceeds max_lifetime_secs"));
         }
         self.check_times(claims, now)
     }
@@ -1117,6 +1137,7 @@ TwIDAQAB
             audience: None,
             leeway_secs: LEEWAY,
             ttl_secs: 900,
+            max_lifetime_secs: 86_400,
             max_token_bytes: 4096,
             cache_capacity: 1024,
             signing_kid: signing_kid.into(),
@@ -1142,6 +1163,7 @@ TwIDAQAB
             team: "team-7".into(),
             roles: vec!["admin".into(), "dev".into()],
             subscription: "pro".into(),
+            key: None,
         }
     }
 

@@ -81,14 +81,20 @@ impl Role {
     /// `{resource: [actions]}` shape of API keys, following seed 000. Actions are
     /// `read`, `create`, `update`, `delete`; accounts are the `users` resource.
     pub fn permissions(self) -> &'static PermSet {
-        static TABLE: LazyLock<[PermSet; 4]> = LazyLock::new(|| {
+        static TABLE: LazyLock<[PermSet; 4]> = LazyLock::new(|| Role::ALL.map(|r| PermSet::new(r.grant())));
+        &TABLE[self as usize]
+    }
+
+    /// [`Role::permissions`] in the stored form, for comparing grants.
+    pub fn grant(self) -> &'static Permissions {
+        static TABLE: LazyLock<[Permissions; 4]> = LazyLock::new(|| {
             let p = |entries: &[(&str, &[&str])]| {
-                PermSet::new(&Permissions(
+                Permissions(
                     entries
                         .iter()
                         .map(|(r, acts)| ((*r).to_owned(), acts.iter().map(|a| (*a).to_owned()).collect()))
                         .collect(),
-                ))
+                )
             };
             [
                 p(&[("*", &["*"])]),
@@ -98,6 +104,14 @@ impl Role {
             ]
         });
         &TABLE[self as usize]
+    }
+
+    /// Every role, highest first.
+    pub const ALL: [Role; 4] = [Role::Administrator, Role::Manager, Role::Author, Role::Reader];
+
+    /// Whether this role ranks above `other` (Administrator > Manager > Author > Reader).
+    pub fn outranks(self, other: Role) -> bool {
+        (self as u8) < (other as u8)
     }
 }
 
@@ -167,6 +181,69 @@ impl Permissions {
             .get(resource)
             .or_else(|| self.0.get("*"))
             .is_some_and(|acts| acts.iter().any(|a| a == action || a == "*"))
+    }
+
+    /// The actions granted on `resource`, `None` standing for every resource
+    /// not named: the resource's own entry decides alone, else the `*` entry.
+    fn actions_on(&self, resource: Option<&str>) -> &[String] {
+        resource.and_then(|r| self.0.get(r)).or_else(|| self.0.get("*")).map_or(&[], Vec::as_slice)
+    }
+
+    /// Named resources of both sets (not `*`), then `None` for all others:
+    /// every class of resource on which the two sets can differ.
+    fn resources<'a>(&'a self, other: &'a Permissions) -> impl Iterator<Item = Option<&'a str>> {
+        let named: std::collections::BTreeSet<&str> =
+            self.0.keys().chain(other.0.keys()).map(String::as_str).filter(|r| *r != "*").collect();
+        named.into_iter().map(Some).chain([None])
+    }
+
+    /// What this set grants beyond `ceiling`, as `resource:action` strings
+    /// (`*` for "any"); empty when every permission here is also in `ceiling`.
+    pub fn excess_over(&self, ceiling: &Permissions) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in self.resources(ceiling) {
+            let cap = ceiling.actions_on(r);
+            let cap_all = cap.iter().any(|a| a == "*");
+            for a in self.actions_on(r) {
+                if !(cap_all || (a != "*" && cap.contains(a))) {
+                    let item = format!("{}:{a}", r.unwrap_or("*"));
+                    if !out.contains(&item) {
+                        out.push(item);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The permissions both sets grant: `allows(r, a)` of the result is
+    /// `self.allows(r, a) && other.allows(r, a)` for every `r` and `a`.
+    pub fn intersect(&self, other: &Permissions) -> Permissions {
+        fn meet(a: &[String], b: &[String]) -> Vec<String> {
+            let mut v: Vec<String> = if a.iter().any(|x| x == "*") {
+                b.to_vec()
+            } else if b.iter().any(|x| x == "*") {
+                a.to_vec()
+            } else {
+                a.iter().filter(|x| b.contains(x)).cloned().collect()
+            };
+            v.sort();
+            v.dedup();
+            v
+        }
+        let star = meet(self.actions_on(None), other.actions_on(None));
+        let mut out = BTreeMap::new();
+        for r in self.resources(other).flatten() {
+            let acts = meet(self.actions_on(Some(r)), other.actions_on(Some(r)));
+            // An entry equal to the `*` entry says nothing the `*` entry does not.
+            if acts != star {
+                out.insert(r.to_owned(), acts);
+            }
+        }
+        if !star.is_empty() {
+            out.insert("*".to_owned(), star);
+        }
+        Permissions(out)
     }
 }
 
@@ -451,5 +528,44 @@ mod tests {
         assert!("Gold".parse::<Tier>().is_err());
         assert_eq!(UserStatus::from_u8(1), UserStatus::Enabled);
         assert_eq!(UserStatus::from_u8(200), UserStatus::Blocked);
+    }
+
+    fn arb_permissions() -> impl proptest::strategy::Strategy<Value = Permissions> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec!["*", "docs", "keys", "users"]);
+        let action = prop::sample::select(vec!["*", "read", "create", "delete"]);
+        prop::collection::btree_map(
+            name.prop_map(str::to_owned),
+            prop::collection::vec(action.prop_map(str::to_owned), 0..4),
+            0..4,
+        )
+        .prop_map(Permissions)
+    }
+
+    proptest::proptest! {
+        /// Intersection and the ceiling check agree with `allows` on every
+        /// resource and action, the wildcard and unnamed ones included.
+        #[test]
+        fn intersect_and_excess_follow_allows(a in arb_permissions(), b in arb_permissions()) {
+            let meet = a.intersect(&b);
+            let mut a_within_b = true;
+            for r in ["*", "docs", "keys", "users", "other"] {
+                for act in ["*", "read", "create", "delete", "other"] {
+                    proptest::prop_assert_eq!(meet.allows(r, act), a.allows(r, act) && b.allows(r, act), "{}:{}", r, act);
+                    a_within_b &= !a.allows(r, act) || b.allows(r, act);
+                }
+            }
+            proptest::prop_assert_eq!(a.excess_over(&b).is_empty(), a_within_b, "{:?} over {:?}", a.excess_over(&b), b);
+            proptest::prop_assert!(meet.excess_over(&a).is_empty() && meet.excess_over(&b).is_empty());
+        }
+    }
+
+    #[test]
+    fn excess_names_what_exceeds() {
+        let p = |s: &str| serde_json::from_str::<Permissions>(s).unwrap();
+        assert_eq!(p(r#"{"*":["*"]}"#).excess_over(&p(r#"{"keys":["create"]}"#)), vec!["keys:*", "*:*"]);
+        assert!(p(r#"{"docs":["read"]}"#).excess_over(Role::Reader.grant()).is_empty());
+        assert_eq!(p(r#"{"docs":["delete"]}"#).excess_over(Role::Author.grant()), vec!["docs:delete"]);
+        assert_eq!(Role::Reader.grant().intersect(&p(r#"{"*":["*"]}"#)), *Role::Reader.grant());
     }
 }

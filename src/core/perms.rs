@@ -80,6 +80,11 @@ impl PermSet {
         self.spans.is_empty()
     }
 
+    /// The stored form of the set (for comparing grants off the hot path).
+    pub fn to_permissions(&self) -> Permissions {
+        Permissions(self.entries().map(|(r, acts)| (r.to_owned(), acts.map(str::to_owned).collect())).collect())
+    }
+
     /// `(resource, actions)` in resource name order.
     pub fn entries(&self) -> Entries<'_> {
         // Always valid (built by concatenating `&str`s); checking is cheaper

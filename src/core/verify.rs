@@ -80,12 +80,14 @@ enum Grantee {
     Key(Arc<KeyEntry>),
     Token(Arc<TokenEntry>),
     Jwt(Arc<UserEntry>, Arc<Claims>),
+    /// A JWT exchanged from an API key: it acts as that key.
+    KeyJwt(Arc<KeyEntry>, Arc<Claims>),
 }
 
 impl Allow {
     fn user(&self) -> &UserEntry {
         match &self.grantee {
-            Grantee::Key(k) => &k.user,
+            Grantee::Key(k) | Grantee::KeyJwt(k, _) => &k.user,
             Grantee::Token(t) => &t.user,
             Grantee::Jwt(u, _) => u,
         }
@@ -106,16 +108,33 @@ impl Allow {
         match &self.grantee {
             Grantee::Key(k) => &k.id,
             Grantee::Token(t) => &t.id,
-            Grantee::Jwt(_, claims) => &claims.jti,
+            Grantee::Jwt(_, claims) | Grantee::KeyJwt(_, claims) => &claims.jti,
         }
     }
 
-    /// What the credential may do: a key's own permissions, else its user's
-    /// role's (as of this verification).
+    /// What the credential may do, its grant: for a key (or a JWT exchanged
+    /// from one) the key's permissions within its owner's role, else the
+    /// user's role's permissions (as of this verification).
     pub fn permissions(&self) -> &PermSet {
         match &self.grantee {
-            Grantee::Key(k) => &k.permissions,
+            Grantee::Key(k) | Grantee::KeyJwt(k, _) => &k.permissions,
             Grantee::Token(_) | Grantee::Jwt(..) => self.role.permissions(),
+        }
+    }
+
+    /// The API key the credential is, or was exchanged from.
+    pub fn key(&self) -> Option<&KeyEntry> {
+        match &self.grantee {
+            Grantee::Key(k) | Grantee::KeyJwt(k, _) => Some(k),
+            Grantee::Token(_) | Grantee::Jwt(..) => None,
+        }
+    }
+
+    /// The JWT's claims, for a JWT.
+    pub fn claims(&self) -> Option<&Claims> {
+        match &self.grantee {
+            Grantee::Jwt(_, c) | Grantee::KeyJwt(_, c) => Some(c),
+            Grantee::Key(_) | Grantee::Token(_) => None,
         }
     }
 }
@@ -214,12 +233,20 @@ impl Verifier<'_> {
         let found = self.index.secrets.get(&hash).map(|e| e.value().clone());
         match found {
             None => deny(DenyCode::NotFound, "unknown credential"),
-            Some(Secret::Key(key)) => self.verify_key(key, req, now),
+            Some(Secret::Key(key)) => self.verify_key(key, req, now, None),
             Some(Secret::Token(token)) => self.verify_token(token, req, now),
         }
     }
 
-    fn verify_key(&self, key: Arc<KeyEntry>, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+    /// Checks and counts a use of `key`, presented as itself or (`jwt`) as a
+    /// JWT exchanged from it.
+    fn verify_key(
+        &self,
+        key: Arc<KeyEntry>,
+        req: &VerifyRequest<'_>,
+        now: Micros,
+        jwt: Option<Arc<Claims>>,
+    ) -> Verdict {
         let now_ms = now / 1000;
         let rec = &key.hot;
         if !rec.enabled {
@@ -286,13 +313,18 @@ impl Verifier<'_> {
         } else {
             self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.id.clone(), c.clone()));
         }
+        let role = key.user.role();
+        let (kind, grantee) = match jwt {
+            None => (CredentialKind::ApiKey, Grantee::Key(key)),
+            Some(claims) => (CredentialKind::Jwt, Grantee::KeyJwt(key, claims)),
+        };
         Verdict::Allow(Allow {
-            kind: CredentialKind::ApiKey,
-            role: key.user.role(),
+            kind,
+            role,
             remaining,
             rate_limit: rate.or(team_rate),
             durable_after: self.durable_after(counted || req.quota.is_some()),
-            grantee: Grantee::Key(key),
+            grantee,
         })
     }
 
@@ -344,6 +376,12 @@ impl Verifier<'_> {
         }
         if claims.iat < user.revoked_before.load(Ordering::Acquire) {
             return deny(DenyCode::Revoked, "token revoked");
+        }
+        if let Some(key_id) = &claims.key {
+            return match self.index.keys.get(key_id.as_str()).map(|k| k.value().clone()) {
+                Some(key) if Arc::ptr_eq(&key.user, &user) => self.verify_key(key, req, now, Some(claims)),
+                _ => deny(DenyCode::Revoked, "the key this token was exchanged from is gone"),
+            };
         }
         let role = match self.user_checks(&user, req) {
             Ok(role) => role,

@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
 use super::{Body, error, json_response, read_json};
+use crate::authz::{self, Member, Object, Owner, Reach, Refusal, Verb};
 use crate::config::Config;
 use crate::core::limits::{FixedWindow, Micros};
 use crate::core::model::{
@@ -43,8 +44,10 @@ use crate::server::Shared;
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// Environment variable that sets the bootstrap admin token.
 pub const ADMIN_TOKEN_ENV: &str = "TOLLGATE_ADMIN_TOKEN";
-/// Cookie that may carry a credential.
+/// Cookie that may carry a credential (besides `auth.cookie`, when another).
 pub const TOKEN_COOKIE: &str = "tollgate_token";
+/// Seed 004's cookie, accepted beside [`TOKEN_COOKIE`].
+pub const SEED_COOKIE: &str = "vai_token";
 /// Most (username or address) entries the login limiter remembers; beyond it the
 /// least recently failed entry is forgotten, so memory stays bounded.
 const MAX_LOGIN_SLOTS: usize = 10_000;
@@ -59,6 +62,10 @@ pub struct AdminState {
     token_digest: [u8; 32],
     allow_query_token: bool,
     login: LoginLimiter,
+    /// Cookie names that may carry a credential.
+    cookies: Vec<String>,
+    /// Origins allowed on cookie-authenticated state-changing calls.
+    allowed_origins: Vec<String>,
 }
 
 impl AdminState {
@@ -79,6 +86,12 @@ impl AdminState {
             token_digest: secret::sha256(token.as_bytes()),
             allow_query_token: config.admin_api.allow_query_token,
             login: LoginLimiter::new(config.admin_api.login_failures_per_minute),
+            cookies: {
+                let mut c = vec![config.auth.cookie.clone(), TOKEN_COOKIE.to_owned(), SEED_COOKIE.to_owned()];
+                c.dedup();
+                c
+            },
+            allowed_origins: config.admin_api.allowed_origins.clone(),
         })
     }
 
@@ -185,6 +198,7 @@ impl LoginLimiter {
 enum Op {
     OpenApi,
     Login,
+    RevokeSession,
     CreateTeam,
     ListTeams,
     GetTeam,
@@ -195,6 +209,7 @@ enum Op {
     GetUser,
     UpdateUser,
     DeleteUser,
+    RevokeUserSessions,
     ListKeys,
     CreateKey,
     GetKey,
@@ -217,27 +232,70 @@ pub struct Route {
     pub path: &'static str,
     /// One line for the OpenAPI document.
     pub summary: &'static str,
+    /// What the route acts on and how, for [`authz`]; `None` for the routes
+    /// that need no credential (the document itself, login).
+    pub authz: Option<(Object, Verb)>,
     op: Op,
 }
 
 const fn r(method: &'static str, path: &'static str, summary: &'static str, op: Op) -> Route {
-    Route { method, path, summary, op }
+    use Object::*;
+    use Verb::*;
+    let authz = match op {
+        Op::OpenApi | Op::Login => None,
+        Op::RevokeSession | Op::RevokeUserSessions => Some((Sessions, Delete)),
+        Op::CreateTeam => Some((Teams, Create)),
+        Op::ListTeams | Op::GetTeam => Some((Teams, Read)),
+        Op::UpdateTeam => Some((Teams, Update)),
+        Op::DeleteTeam => Some((Teams, Delete)),
+        Op::CreateUser => Some((Users, Create)),
+        Op::ListUsers | Op::GetUser => Some((Users, Read)),
+        Op::UpdateUser => Some((Users, Update)),
+        Op::DeleteUser => Some((Users, Delete)),
+        Op::CreateKey => Some((Keys, Create)),
+        Op::ListKeys | Op::GetKey => Some((Keys, Read)),
+        Op::UpdateKey => Some((Keys, Update)),
+        Op::DeleteKey => Some((Keys, Delete)),
+        Op::CreateToken => Some((Tokens, Create)),
+        Op::ListTokens | Op::GetToken => Some((Tokens, Read)),
+        Op::RevokeAllTokens | Op::RevokeToken => Some((Tokens, Delete)),
+        Op::ListLogs => Some((Logs, Read)),
+        Op::Reload => Some((Config, Update)),
+    };
+    Route { method, path, summary, authz, op }
 }
 
 /// Every route the admin router serves; the OpenAPI document lists exactly these.
 pub const ROUTES: &[Route] = &[
     r("GET", "/openapi.json", "This document", Op::OpenApi),
     r("POST", "/v1/auth/token", "Exchange Basic credentials or an API key for a JWT", Op::Login),
+    r(
+        "DELETE",
+        "/v1/auth/sessions/{id}",
+        "Revoke one JWT by its jti: the caller's own, or any of the team's (Administrator, admin token)",
+        Op::RevokeSession,
+    ),
     r("POST", "/v1/teams", "Create a team (admin token only)", Op::CreateTeam),
     r("GET", "/v1/teams", "List teams: every team for the admin token, the caller's own otherwise", Op::ListTeams),
     r("GET", "/v1/teams/{id}", "Get a team", Op::GetTeam),
-    r("PATCH", "/v1/teams/{id}", "Change a team's tier (admin token only)", Op::UpdateTeam),
+    r(
+        "PATCH",
+        "/v1/teams/{id}",
+        "Change a team's tier (admin token only; 409 if the team holds more than the tier allows, unless forced)",
+        Op::UpdateTeam,
+    ),
     r("DELETE", "/v1/teams/{id}", "Delete a team and everything in it (admin token only)", Op::DeleteTeam),
     r("POST", "/v1/users", "Create a user", Op::CreateUser),
     r("GET", "/v1/users", "List a team's users", Op::ListUsers),
     r("GET", "/v1/users/{id}", "Get a user", Op::GetUser),
     r("PATCH", "/v1/users/{id}", "Change a user's role, status or password", Op::UpdateUser),
     r("DELETE", "/v1/users/{id}", "Delete (anonymize) a user", Op::DeleteUser),
+    r(
+        "DELETE",
+        "/v1/users/{id}/sessions",
+        "Revoke every JWT issued to the user so far (log out everywhere)",
+        Op::RevokeUserSessions,
+    ),
     r("GET", "/v1/keys", "List API keys", Op::ListKeys),
     r("POST", "/v1/keys", "Create an API key", Op::CreateKey),
     r("GET", "/v1/keys/{id}", "Get an API key", Op::GetKey),
@@ -314,28 +372,13 @@ async fn dispatch(
 ) -> Result<Resp, Resp> {
     let id = id.unwrap_or_default();
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let (resource, action) = match op {
+    let (object, verb) = match op {
         Op::OpenApi => return Ok(json_response(StatusCode::OK, &openapi())),
         Op::Login => return Ok(login(shared, req.headers(), peer).await),
-        Op::CreateTeam => ("teams", "create"),
-        Op::ListTeams | Op::GetTeam => ("teams", "read"),
-        Op::UpdateTeam => ("teams", "update"),
-        Op::DeleteTeam => ("teams", "delete"),
-        Op::CreateUser => ("users", "create"),
-        Op::ListUsers | Op::GetUser => ("users", "read"),
-        Op::UpdateUser => ("users", "update"),
-        Op::DeleteUser => ("users", "delete"),
-        Op::CreateKey => ("keys", "create"),
-        Op::ListKeys | Op::GetKey => ("keys", "read"),
-        Op::UpdateKey => ("keys", "update"),
-        Op::DeleteKey => ("keys", "delete"),
-        Op::CreateToken => ("tokens", "create"),
-        Op::ListTokens | Op::GetToken => ("tokens", "read"),
-        Op::RevokeAllTokens | Op::RevokeToken => ("tokens", "delete"),
-        Op::ListLogs => ("logs", "read"),
-        Op::Reload => ("config", "reload"),
+        _ => ROUTES.iter().find(|r| r.op == op).and_then(|r| r.authz).unwrap_or((Object::Config, Verb::Update)),
     };
-    let caller = match authenticate(shared, req.headers(), &query, peer, resource, action).await {
+    let changes = !matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+    let caller = match authenticate(shared, req.headers(), &query, peer, object, verb, changes).await {
         Ok(c) => c,
         Err(resp) => {
             audit_call(shared, None, op, &id, None, &resp).await;
@@ -364,6 +407,8 @@ async fn run_op(
     let query = query.clone();
     match op {
         Op::OpenApi | Op::Login => unreachable_route(),
+        Op::RevokeSession => cx.revoke_session(&id),
+        Op::RevokeUserSessions => cx.revoke_user_sessions(&id),
         Op::CreateTeam => cx.create_team(body(req).await?),
         Op::ListTeams => cx.list_teams(&query),
         Op::GetTeam => cx.get_team(&id),
@@ -402,13 +447,15 @@ fn kind_str(k: CredentialKind) -> &'static str {
 /// The team an admin call concerns, when it can be told from the caller, the
 /// path or the query; otherwise `audit_call` reads it from the answer.
 fn team_hint(shared: &Shared, caller: &Caller, op: Op, id: &str, query: &HashMap<String, String>) -> Option<String> {
-    if let Caller::User { team, .. } = caller {
-        return Some(team.to_string());
+    if let Caller::User(u) = caller {
+        return Some(u.team.to_string());
     }
     let index = shared.engine.index();
     match op {
         Op::GetTeam | Op::UpdateTeam | Op::DeleteTeam => Some(id.to_owned()),
-        Op::GetUser | Op::UpdateUser | Op::DeleteUser => index.users.get(id).map(|u| u.team.id.to_string()),
+        Op::GetUser | Op::UpdateUser | Op::DeleteUser | Op::RevokeUserSessions => {
+            index.users.get(id).map(|u| u.team.id.to_string())
+        }
         Op::GetKey | Op::UpdateKey | Op::DeleteKey => index.keys.get(id).map(|k| k.record.team_id.clone()),
         _ => query.get("teamId").cloned(),
     }
@@ -439,9 +486,7 @@ async fn audit_call(
     let actor = match caller {
         None => "unknown".to_owned(),
         Some(Caller::Admin) => "admin-token".to_owned(),
-        Some(Caller::User { user, kind, credential_id, .. }) => {
-            format!("user:{user}/{}:{credential_id}", kind_str(*kind))
-        }
+        Some(Caller::User(u)) => format!("user:{}/{}:{}", u.user, kind_str(u.kind), u.credential_id),
     };
     let target = if id.is_empty() && ok {
         field("id")
@@ -476,35 +521,102 @@ enum Caller {
     /// The bootstrap admin token.
     Admin,
     /// A verified credential of a user.
-    User { user: Arc<str>, team: Arc<str>, role: Role, kind: CredentialKind, credential_id: Arc<str> },
+    User(Arc<UserCaller>),
 }
 
-fn credential<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>, allow_query: bool) -> Option<&'a str> {
+/// A user's verified credential and what it holds.
+#[derive(Debug)]
+struct UserCaller {
+    user: Arc<str>,
+    team: Arc<str>,
+    role: Role,
+    kind: CredentialKind,
+    /// Key id, token id, or the JWT's `jti`.
+    credential_id: Arc<str>,
+    /// What the credential may do: its ceiling for anything it creates.
+    grant: Permissions,
+    /// For an API key, or a JWT exchanged from one: the key's expiry (a key
+    /// made with it may not outlive it). `None` for unscoped credentials.
+    key_expiry: Option<Option<Millis>>,
+}
+
+impl UserCaller {
+    /// Whether the credential is scoped by a key's permissions.
+    fn scoped(&self) -> bool {
+        self.key_expiry.is_some()
+    }
+}
+
+/// Where a credential came from: a cookie is sent by browsers on their own,
+/// so requests authenticated by one are checked for forgery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Header,
+    Cookie,
+    Query,
+}
+
+fn credential<'a>(
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+    state: &AdminState,
+) -> Option<(&'a str, Source)> {
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     if let Some(a) = header(AUTHORIZATION.as_str())
         && let Some((scheme, rest)) = a.split_once(' ')
         && scheme.eq_ignore_ascii_case("bearer")
         && !rest.trim().is_empty()
     {
-        return Some(rest.trim());
+        return Some((rest.trim(), Source::Header));
     }
     if let Some(k) = header("x-api-key").map(str::trim).filter(|k| !k.is_empty()) {
-        return Some(k);
+        return Some((k, Source::Header));
     }
     for cookies in headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()) {
         for c in cookies.split(';') {
             if let Some((name, value)) = c.trim().split_once('=')
-                && name == TOKEN_COOKIE
-                && !value.is_empty()
+                && state.cookies.iter().any(|n| n == name.trim())
             {
-                return Some(value);
+                let value = value.trim().trim_matches('"');
+                if !value.is_empty() {
+                    return Some((value, Source::Cookie));
+                }
             }
         }
     }
-    if allow_query {
-        return query.get("token").map(String::as_str).filter(|t| !t.is_empty());
+    if state.allow_query_token {
+        return query.get("token").map(String::as_str).filter(|t| !t.is_empty()).map(|t| (t, Source::Query));
     }
     None
+}
+
+/// Refuses a cookie-authenticated request that changes something unless it
+/// is JSON (a form or `text/plain` post can be sent cross-site without a
+/// preflight) and, when the browser names its origin, the origin is allowed.
+fn check_forgery(headers: &HeaderMap, state: &AdminState) -> Result<(), Resp> {
+    let json = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "a cookie-authenticated request that changes something must be Content-Type: application/json",
+        ));
+    }
+    if let Some(origin) = headers.get(hyper::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !state.allowed_origins.iter().any(|o| o == origin) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "this Origin may not make cookie-authenticated changes (admin_api.allowed_origins)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn authenticate(
@@ -512,21 +624,24 @@ async fn authenticate(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
     peer: Option<IpAddr>,
-    resource: &str,
-    action: &str,
+    object: Object,
+    verb: Verb,
+    changes: bool,
 ) -> Result<Caller, Resp> {
-    let Some(cred) = credential(headers, query, shared.admin.allow_query_token) else {
+    let Some((cred, source)) = credential(headers, query, &shared.admin) else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing credential: send Authorization: Bearer, X-API-Key or the tollgate_token cookie",
+            "missing credential: send Authorization: Bearer, X-API-Key or the tollgate_token (or vai_token) cookie",
         ));
     };
+    if source == Source::Cookie && changes {
+        check_forgery(headers, &shared.admin)?;
+    }
     if shared.admin.is_admin_token(cred) {
         return Ok(Caller::Admin);
     }
-    let perms = [(resource, action)];
-    let req = VerifyRequest { credential: cred, ip: peer, permissions: &perms, cost: 1, quota: None };
+    let req = VerifyRequest { credential: cred, ip: peer, permissions: &[], cost: 1, quota: None };
     let engine = &shared.engine;
     let now = now_us();
     match engine.verify_at(&req, now) {
@@ -534,23 +649,26 @@ async fn authenticate(
             if let Some(t) = a.durable_after {
                 engine.wait_durable_async(t).await;
             }
-            // An API key is limited by its own permissions (checked above) and by
-            // its owner's role.
-            if !a.role.permissions().allows(resource, action) {
-                return Err(forbidden(resource, action));
-            }
-            Ok(Caller::User {
+            let caller = UserCaller {
                 user: a.subject().into(),
                 team: a.team().into(),
                 role: a.role,
                 kind: a.kind,
                 credential_id: a.credential_id().into(),
-            })
+                grant: a.permissions().to_permissions(),
+                key_expiry: a.key().map(|k| k.hot.expires_at),
+            };
+            // A key (or a JWT exchanged from one) calls only the routes its
+            // grant names; other credentials act with their user's role, and
+            // the role matrix decides in the handler.
+            if caller.scoped() && !caller.grant.allows(object.resource(), verb.action()) {
+                return Err(forbidden(object.resource(), verb.action()));
+            }
+            Ok(Caller::User(Arc::new(caller)))
         }
         Verdict::Deny(d) => Err({
             super::audit_denied(shared, cred, now, d.code.as_str(), "admin");
             match d.code {
-                DenyCode::InsufficientPermissions => forbidden(resource, action),
                 DenyCode::RateLimited | DenyCode::TeamRateLimited | DenyCode::UsageExceeded => {
                     let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", d.reason);
                     if let Some(ms) = d.retry_after_ms {
@@ -570,6 +688,13 @@ async fn authenticate(
 
 fn forbidden(resource: &str, action: &str) -> Resp {
     error(StatusCode::FORBIDDEN, "forbidden", &format!("this credential may not {action} {resource}"))
+}
+
+fn refused(r: Refusal) -> Resp {
+    match r {
+        Refusal::NotFound => not_found("object"),
+        Refusal::Forbidden(why) => error(StatusCode::FORBIDDEN, "forbidden", &why),
+    }
 }
 
 fn set_retry_after(resp: &mut Resp, ms: u64) {
@@ -664,11 +789,6 @@ struct Cx<'a> {
     caller: Caller,
 }
 
-/// Whether role `a` ranks above role `b` (Administrator > Manager > Author > Reader).
-fn outranks(a: Role, b: Role) -> bool {
-    (a as u8) < (b as u8)
-}
-
 /// The settings a key is created with and updated by (`POST` adds `userId`
 /// and `prefix`, `PATCH` adds `enabled`).
 const KEY_SETTINGS: &[&str] = &[
@@ -686,12 +806,17 @@ const KEY_SETTINGS: &[&str] = &[
 ];
 
 impl Cx<'_> {
-    /// The caller's team, `None` for the admin token.
-    fn team(&self) -> Option<&str> {
+    /// The calling user, `None` for the admin token.
+    fn member(&self) -> Option<&UserCaller> {
         match &self.caller {
             Caller::Admin => None,
-            Caller::User { team, .. } => Some(team),
+            Caller::User(u) => Some(u),
         }
+    }
+
+    /// The caller's team, `None` for the admin token.
+    fn team(&self) -> Option<&str> {
+        self.member().map(|u| &*u.team)
     }
 
     /// Whether the caller may see objects of `team_id`.
@@ -699,26 +824,71 @@ impl Cx<'_> {
         self.team().is_none_or(|t| t == team_id)
     }
 
-    /// A user caller may not act on (or hand out) a role above its own.
-    fn may_act_on(&self, role: Role) -> Result<(), Resp> {
-        match &self.caller {
-            Caller::User { role: mine, .. } if outranks(role, *mine) => Err(error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                &format!("a {mine} may not act on or grant the {role} role"),
-            )),
+    /// Asks the role matrix whether the caller may `verb` an `object` of `owner`.
+    fn authorize(&self, object: Object, verb: Verb, owner: Owner<'_>) -> Result<(), Resp> {
+        let who = self.member().map(|u| Member { user: &u.user, team: &u.team, role: u.role });
+        authz::decide(who, object, verb, owner).map_err(|r| match r {
+            Refusal::NotFound => not_found(object.resource().trim_end_matches('s')),
+            r => refused(r),
+        })
+    }
+
+    /// A team-wide object of `team` (the team, its user list, its log).
+    fn of_team(team: &str) -> Owner<'_> {
+        Owner { team, user: None }
+    }
+
+    /// The caller's own team, for platform-only objects (the admin token's is "").
+    fn own_team(&self) -> Owner<'_> {
+        Owner { team: self.team().unwrap_or(""), user: None }
+    }
+
+    /// Refuses what only the platform may do to a user's status: set or lift
+    /// Blocked.
+    fn may_set_status(&self, current: UserStatus, new: Option<UserStatus>) -> Result<(), Resp> {
+        let touches_block = new == Some(UserStatus::Blocked)
+            || (current == UserStatus::Blocked && new.is_some_and(|s| s != UserStatus::Blocked));
+        if touches_block && self.member().is_some() {
+            return Err(error(StatusCode::FORBIDDEN, "forbidden", "only the admin token may block or unblock a user"));
+        }
+        Ok(())
+    }
+
+    /// Refuses handing out a role above the caller's own.
+    fn may_grant_role(&self, role: Role) -> Result<(), Resp> {
+        match self.member() {
+            Some(u) if role.outranks(u.role) => {
+                Err(error(StatusCode::FORBIDDEN, "forbidden", &format!("a {} may not grant the {role} role", u.role)))
+            }
             _ => Ok(()),
         }
     }
 
-    fn admin_only(&self, team_id: &str, what: &str) -> Result<(), Resp> {
-        match self.team() {
-            None => Ok(()),
-            Some(t) if t == team_id => {
-                Err(error(StatusCode::FORBIDDEN, "forbidden", &format!("only the admin token may {what}")))
+    /// Caps what the caller creates or changes by what it holds: `perms`
+    /// within its grant and, for a key-scoped caller, an expiry no later than
+    /// that key's. 403 naming what exceeds.
+    fn within_grant(&self, perms: Option<&Permissions>, expires_at: Option<Option<Millis>>) -> Result<(), Resp> {
+        let Some(u) = self.member() else { return Ok(()) };
+        if let Some(p) = perms {
+            let excess = p.excess_over(&u.grant);
+            if !excess.is_empty() {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "exceeds_grant",
+                    &format!("permissions exceed this credential's grant: {}", excess.join(", ")),
+                ));
             }
-            Some(_) => Err(not_found("team")),
         }
+        if let (Some(Some(parent)), Some(asked)) = (u.key_expiry, expires_at)
+            && asked.is_none_or(|a| a > parent)
+        {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "exceeds_grant",
+                &format!("expiry exceeds this credential's: it is a key that expires at {}", rfc3339(parent)),
+            ));
+        }
+        Ok(())
     }
 
     /// The team a request names (`teamId`), or the caller's own.
@@ -731,31 +901,82 @@ impl Cx<'_> {
         }
     }
 
-    fn user_in_team(&self, id: &str) -> Result<User, Resp> {
+    /// A live (not deleted) user of a team the caller sees.
+    fn live_user(&self, id: &str) -> Result<User, Resp> {
         match self.shared.engine.user(id) {
-            Ok(u) if self.sees(&u.team_id) => Ok(u),
+            Ok(u) if self.sees(&u.team_id) && u.status != UserStatus::Deleted => Ok(u),
             Ok(_) => Err(not_found("user")),
             Err(e) => Err(engine_error(e)),
         }
     }
 
-    fn key_in_team(&self, id: &str) -> Result<(ApiKey, Usage), Resp> {
-        match self.shared.engine.key(id) {
-            Ok((k, u)) if self.sees(&k.team_id) => Ok((k, u)),
-            Ok(_) => Err(not_found("key")),
-            Err(e) => Err(engine_error(e)),
-        }
+    /// User `id`, if the caller may `verb` it.
+    fn user_for(&self, id: &str, object: Object, verb: Verb) -> Result<User, Resp> {
+        let u = self.live_user(id)?;
+        self.authorize(object, verb, Owner { team: &u.team_id, user: Some((&u.id, u.role)) })?;
+        Ok(u)
     }
 
-    fn caller_user(&self) -> Result<(&str, &Caller), Resp> {
-        match &self.caller {
-            Caller::User { user, .. } => Ok((user, &self.caller)),
-            Caller::Admin => Err(error(
+    /// The owner of key `k`; an owner gone from the index ranks highest, so
+    /// that only those who may act on anyone may act on the key.
+    fn key_owner<'k>(&self, k: &'k ApiKey) -> Owner<'k> {
+        let role = self.shared.engine.index().users.get(&k.user_id).map_or(Role::Administrator, |u| u.role());
+        Owner { team: &k.team_id, user: Some((&k.user_id, role)) }
+    }
+
+    /// Key `id`, if the caller may `verb` it.
+    fn key_for(&self, id: &str, verb: Verb) -> Result<(ApiKey, Usage), Resp> {
+        let (k, u) = match self.shared.engine.key(id) {
+            Ok((k, u)) if self.sees(&k.team_id) => (k, u),
+            Ok(_) => return Err(not_found("key")),
+            Err(e) => return Err(engine_error(e)),
+        };
+        self.authorize(Object::Keys, verb, self.key_owner(&k))?;
+        Ok((k, u))
+    }
+
+    fn caller_user(&self) -> Result<&UserCaller, Resp> {
+        self.member().ok_or_else(|| {
+            error(
                 StatusCode::BAD_REQUEST,
                 "no_user",
                 "access tokens belong to a user; call with a user's credential, not the admin token",
-            )),
+            )
+        })
+    }
+
+    // ---- sessions ----
+
+    /// `DELETE /v1/auth/sessions/{jti}`: revokes one JWT. Anyone may revoke
+    /// the JWT they call with; another one needs a team-wide reach
+    /// (Administrator) or the admin token. A jti names no team, so the
+    /// revocation is kept for the longest lifetime a token may have.
+    fn revoke_session(&self, jti: &str) -> Result<Resp, Resp> {
+        if jti.is_empty() || jti.len() > 128 || jti.chars().any(char::is_control) {
+            return Err(validation(&["path", "id"], "a jti is 1 to 128 characters", "value_error"));
         }
+        if let Some(u) = self.member() {
+            let own = u.kind == CredentialKind::Jwt && *u.credential_id == *jti;
+            if !own && authz::reach(u.role, Object::Sessions, Verb::Delete) != Reach::Team {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &format!("a {} may revoke only the session it calls with", u.role),
+                ));
+            }
+        }
+        let s = self.shared.engine.jwt();
+        let s = s.settings();
+        let exp = (now_us() / 1_000_000).saturating_add(s.max_lifetime_secs).saturating_add(s.leeway_secs);
+        self.shared.engine.revoke_jti(jti, exp).map_err(engine_error)?;
+        Ok(no_content())
+    }
+
+    /// `DELETE /v1/users/{id}/sessions`: revokes every JWT issued to the user.
+    fn revoke_user_sessions(&self, id: &str) -> Result<Resp, Resp> {
+        self.user_for(id, Object::Sessions, Verb::Delete)?;
+        self.shared.engine.revoke_user_jwts(id).map_err(engine_error)?;
+        Ok(no_content())
     }
 
     // ---- configuration ----
@@ -763,9 +984,7 @@ impl Cx<'_> {
     /// `POST /v1/admin/reload`: the same reload as SIGHUP, with the outcome in
     /// the answer (200 with what changed, 422 with every problem found).
     async fn reload(&self) -> Result<Resp, Resp> {
-        if self.team().is_some() {
-            return Err(error(StatusCode::FORBIDDEN, "forbidden", "only the admin token may reload the configuration"));
-        }
+        self.authorize(Object::Config, Verb::Update, self.own_team())?;
         let Some(shared) = self.shared.arc() else {
             return Err(error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the daemon is stopping"));
         };
@@ -784,12 +1003,10 @@ impl Cx<'_> {
     // ---- teams ----
 
     fn create_team(&self, mut b: Fields) -> Result<Resp, Resp> {
+        self.authorize(Object::Teams, Verb::Create, self.own_team())?;
         b.only(&["name", "tier"])?;
         let name = b.required_str("name")?;
         let tier = b.opt_str("tier")?.flatten().map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
-        if self.team().is_some() {
-            return Err(error(StatusCode::FORBIDDEN, "forbidden", "only the admin token may create teams"));
-        }
         let team = self.shared.engine.create_team(&name, tier).map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &team_json(&team)))
     }
@@ -804,15 +1021,13 @@ impl Cx<'_> {
     }
 
     fn get_team(&self, id: &str) -> Result<Resp, Resp> {
-        if !self.sees(id) {
-            return Err(not_found("team"));
-        }
+        self.authorize(Object::Teams, Verb::Read, Self::of_team(id))?;
         let team = self.shared.engine.team(id).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &team_json(&team)))
     }
 
     fn update_team(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
-        self.admin_only(id, "change a team's tier")?;
+        self.authorize(Object::Teams, Verb::Update, Self::of_team(id))?;
         b.only(&["tier"])?;
         let tier = parse_tier(&b.required_str("tier")?)?;
         let team = self.shared.engine.set_team_tier(id, tier).map_err(engine_error)?;
@@ -820,7 +1035,7 @@ impl Cx<'_> {
     }
 
     fn delete_team(&self, id: &str) -> Result<Resp, Resp> {
-        self.admin_only(id, "delete a team")?;
+        self.authorize(Object::Teams, Verb::Delete, Self::of_team(id))?;
         self.shared.engine.delete_team(id).map_err(engine_error)?;
         Ok(no_content())
     }
@@ -830,6 +1045,7 @@ impl Cx<'_> {
     async fn create_user(&self, mut b: Fields) -> Result<Resp, Resp> {
         b.only(&["teamId", "username", "password", "role", "status"])?;
         let team = self.target_team(b.opt_str("teamId")?.flatten(), "body")?;
+        self.authorize(Object::Users, Verb::Create, Self::of_team(&team))?;
         let username = b.required_str("username")?;
         let password = b.required_str("password")?;
         let role = parse_role(&b.required_str("role")?)?;
@@ -837,7 +1053,8 @@ impl Cx<'_> {
         if status == UserStatus::Deleted {
             return Err(validation(&["body", "status"], "a new user cannot be Deleted", "value_error"));
         }
-        self.may_act_on(role)?;
+        self.may_grant_role(role)?;
+        self.may_set_status(UserStatus::Pending, Some(status))?;
         let engine = self.shared.engine.clone();
         let user = tokio::task::spawn_blocking(move || engine.create_user(&team, &username, &password, role, status))
             .await
@@ -849,6 +1066,7 @@ impl Cx<'_> {
     fn list_users(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
         check_query(q, &["teamId", "token"])?;
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
+        self.authorize(Object::Users, Verb::Read, Self::of_team(&team))?;
         if self.team().is_none() {
             self.shared.engine.team(&team).map_err(engine_error)?;
         }
@@ -859,7 +1077,7 @@ impl Cx<'_> {
     }
 
     fn get_user(&self, id: &str) -> Result<Resp, Resp> {
-        let user = self.user_in_team(id)?;
+        let user = self.user_for(id, Object::Users, Verb::Read)?;
         Ok(json_response(StatusCode::OK, &user_json(&user)))
     }
 
@@ -871,14 +1089,21 @@ impl Cx<'_> {
         if status == Some(UserStatus::Deleted) {
             return Err(validation(&["body", "status"], "use DELETE /v1/users/{id} to delete a user", "value_error"));
         }
-        let user = self.user_in_team(id)?;
-        if user.status == UserStatus::Deleted {
-            return Err(not_found("user"));
+        let user = self.user_for(id, Object::Users, Verb::Update)?;
+        if let Some(me) = self.member()
+            && *me.user == *user.id
+            && (role.is_some() || status.is_some())
+        {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "on their own account a user may change only the password",
+            ));
         }
-        self.may_act_on(user.role)?;
         if let Some(r) = role {
-            self.may_act_on(r)?;
+            self.may_grant_role(r)?;
         }
+        self.may_set_status(user.status, status)?;
         let engine = self.shared.engine.clone();
         let id = id.to_owned();
         let user = tokio::task::spawn_blocking(move || engine.update_user(&id, role, status, password.as_deref()))
@@ -889,11 +1114,10 @@ impl Cx<'_> {
     }
 
     fn delete_user(&self, id: &str) -> Result<Resp, Resp> {
-        let user = self.user_in_team(id)?;
-        if user.status == UserStatus::Deleted {
-            return Err(not_found("user"));
+        let user = self.user_for(id, Object::Users, Verb::Delete)?;
+        if self.member().is_some_and(|me| *me.user == *user.id) {
+            return Err(error(StatusCode::FORBIDDEN, "forbidden", "a user may not delete their own account"));
         }
-        self.may_act_on(user.role)?;
         self.shared.engine.delete_user(id).map_err(engine_error)?;
         Ok(no_content())
     }
@@ -921,9 +1145,19 @@ impl Cx<'_> {
             ));
         }
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
+        // Who reaches only their own keys lists only those.
+        let only = match self.member() {
+            Some(u) if authz::reach(u.role, Object::Keys, Verb::Read) == Reach::Own => Some(u.user.clone()),
+            _ => None,
+        };
         let now = now_us() / 1000;
-        let keys: Vec<(ApiKey, Usage)> =
-            self.shared.engine.keys(&team).into_iter().filter(|(k, _)| key_active(k, now) == active).collect();
+        let keys: Vec<(ApiKey, Usage)> = self
+            .shared
+            .engine
+            .keys(&team)
+            .into_iter()
+            .filter(|(k, _)| key_active(k, now) == active && only.as_ref().is_none_or(|u| **u == *k.user_id))
+            .collect();
         let len = keys.len();
         // Cursors are key ids, and keys are in id order: a page after (or before)
         // an id is well defined however many keys were added or removed since.
@@ -958,7 +1192,7 @@ impl Cx<'_> {
         b.only_with(KEY_SETTINGS, &["userId", "prefix"])?;
         let user_id = match (b.opt_str("userId")?.flatten(), &self.caller) {
             (Some(u), _) => u,
-            (None, Caller::User { user, .. }) => user.to_string(),
+            (None, Caller::User(u)) => u.user.to_string(),
             (None, Caller::Admin) => {
                 return Err(validation(&["body", "userId"], "field required", "missing"));
             }
@@ -992,15 +1226,16 @@ impl Cx<'_> {
             whitelisted_ips: b.opt_ips("whitelistedIPs")?.flatten().unwrap_or_default(),
             user_id,
         };
-        let owner = self.user_in_team(&new.user_id)?;
-        self.may_act_on(owner.role)?;
+        self.user_for(&new.user_id, Object::Keys, Verb::Create)?;
+        let expires_at = new.expires_in_secs.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)));
+        self.within_grant(Some(&new.permissions), Some(expires_at))?;
         let (key, plaintext) = self.shared.engine.create_key(new).map_err(engine_error)?;
         let (key, usage) = self.shared.engine.key(&key.id).map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &key_json(&key, &usage, Some(&plaintext))))
     }
 
     fn get_key(&self, id: &str) -> Result<Resp, Resp> {
-        let (k, u) = self.key_in_team(id)?;
+        let (k, u) = self.key_for(id, Verb::Read)?;
         Ok(json_response(StatusCode::OK, &key_json(&k, &u, None)))
     }
 
@@ -1021,10 +1256,9 @@ impl Cx<'_> {
         let permissions = b.opt_permissions("permissions")?.flatten();
         let metadata = b.opt_object("metadata")?.flatten().map(|m| m.to_string());
         let whitelisted_ips = b.opt_ips("whitelistedIPs")?.map(Option::unwrap_or_default);
-        let (old, _) = self.key_in_team(id)?;
-        if let Some(owner) = self.shared.engine.index().users.get(&old.user_id).map(|u| u.role()) {
-            self.may_act_on(owner)?;
-        }
+        let (old, _) = self.key_for(id, Verb::Update)?;
+        let expires_at = expires_in.map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000))));
+        self.within_grant(permissions.as_ref(), expires_at)?;
         let refill = match (refill_amount, refill_interval) {
             (None, None) => None,
             (Some(None), Some(None)) => Some(None),
@@ -1045,7 +1279,7 @@ impl Cx<'_> {
         let up = KeyUpdate {
             name,
             enabled,
-            expires_at: expires_in.map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)))),
+            expires_at,
             remaining,
             refill,
             rate_limit: rate_limit(rl_enabled, rl_max, rl_window, old.rate_limit)?,
@@ -1059,10 +1293,7 @@ impl Cx<'_> {
     }
 
     fn delete_key(&self, id: &str) -> Result<Resp, Resp> {
-        let (old, _) = self.key_in_team(id)?;
-        if let Some(owner) = self.shared.engine.index().users.get(&old.user_id).map(|u| u.role()) {
-            self.may_act_on(owner)?;
-        }
+        self.key_for(id, Verb::Delete)?;
         self.shared.engine.delete_key(id).map_err(engine_error)?;
         Ok(no_content())
     }
@@ -1071,7 +1302,7 @@ impl Cx<'_> {
 
     fn list_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
         check_query(q, &["tokenType", "includeRevoked", "limit", "cursor", "token"])?;
-        let (user, _) = self.caller_user()?;
+        let user = &*self.caller_user()?.user;
         let include_revoked = query_bool(q, "includeRevoked", false)?;
         let limit = query_int(q, "limit", 50, 1, 200)? as usize;
         let token_type = q.get("tokenType").filter(|t| !t.is_empty());
@@ -1110,7 +1341,22 @@ impl Cx<'_> {
         if name.is_empty() || name.chars().count() > 255 {
             return Err(validation(&["body", "name"], "must be 1 to 255 characters", "string_length"));
         }
-        let (user, _) = self.caller_user()?;
+        let me = self.caller_user()?;
+        // An access token acts with its user's whole role: only a credential
+        // holding that whole role may make one.
+        let lacks = me.role.grant().excess_over(&me.grant);
+        if !lacks.is_empty() {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "exceeds_grant",
+                &format!(
+                    "an access token carries the whole {} role; this credential's grant lacks: {}",
+                    me.role,
+                    lacks.join(", ")
+                ),
+            ));
+        }
+        let user = &*me.user;
         let (token, plaintext) =
             self.shared.engine.create_token(user, &name, &token_type, days).map_err(engine_error)?;
         Ok(json_response(StatusCode::CREATED, &json!({ "plaintext": plaintext, "token": token_json(&token, 0) })))
@@ -1122,17 +1368,15 @@ impl Cx<'_> {
             Some(_) => query_bool(q, "exclude_current", true)?,
             None => query_bool(q, "excludeCurrent", true)?,
         };
-        let (user, caller) = self.caller_user()?;
-        let keep = match caller {
-            Caller::User { kind: CredentialKind::AccessToken, credential_id, .. } if exclude => Some(&**credential_id),
-            _ => None,
-        };
+        let me = self.caller_user()?;
+        let user = &*me.user;
+        let keep = (me.kind == CredentialKind::AccessToken && exclude).then_some(&*me.credential_id);
         let n = self.shared.engine.revoke_all_tokens(user, keep).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &json!({ "revokedCount": n })))
     }
 
     fn own_token(&self, id: &str) -> Result<(AccessToken, Millis), Resp> {
-        let (user, _) = self.caller_user()?;
+        let user = &*self.caller_user()?.user;
         match self.shared.engine.token(id) {
             Ok((t, used)) if t.user_id == user => Ok((t, used)),
             Ok(_) => Err(not_found("token")),
@@ -1150,6 +1394,7 @@ impl Cx<'_> {
     fn list_logs(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
         check_query(q, &["teamId", "action", "outcome", "since", "until", "limit", "cursor", "token"])?;
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
+        self.authorize(Object::Logs, Verb::Read, Self::of_team(&team))?;
         let since_ms = query_int(q, "since", 0, 0, u64::MAX / 1000)?;
         let until_ms = query_int(q, "until", u64::MAX / 1000, 0, u64::MAX / 1000)?;
         let limit = query_int(q, "limit", 50, 1, 200)? as usize;
