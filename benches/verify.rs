@@ -111,6 +111,7 @@ fn jwt(c: &mut Criterion) {
                     sub: "user_0123456789abcdefghij".into(),
                     aud: None,
                     iat: now,
+                    iat_ms: None,
                     exp: now + 3600,
                     nbf: now,
                     jti: "5b0f8b1e-4c5c-4b8e-9a57-2f0c1f3e6a11".into(),

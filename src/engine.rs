@@ -481,7 +481,7 @@ impl Engine {
             user.password_hash = h;
         }
         if revoke {
-            user.revoked_before = user.revoked_before.max(now_ms() / 1000 + 1);
+            user.revoked_before = user.revoked_before.max(now_ms() + 1);
         }
         user.updated_at = now_ms();
         self.store.put(Table::Users, id, &user)?;
@@ -512,7 +512,7 @@ impl Engine {
         let old_name = std::mem::replace(&mut user.username, format!("deleted-{}", user.id));
         user.password_hash.clear();
         user.status = UserStatus::Deleted;
-        user.revoked_before = now_ms() / 1000 + 1;
+        user.revoked_before = now_ms() + 1;
         user.updated_at = now_ms();
         self.store.put(Table::Users, id, &user)?;
         self.index.usernames.remove(&old_name);
@@ -528,7 +528,7 @@ impl Engine {
     pub fn revoke_user_jwts(&self, id: &str) -> Result<(), EngineError> {
         let _g = self.admin.lock();
         let mut user = self.user(id)?;
-        user.revoked_before = now_ms() / 1000 + 1;
+        user.revoked_before = now_ms() + 1;
         self.store.put(Table::Users, id, &user)?;
         if let Some(e) = self.index.users.get(id) {
             e.revoked_before.store(user.revoked_before, Ordering::Release);
@@ -594,9 +594,7 @@ impl Engine {
         let jwt = self.jwt.load();
         let s = jwt.settings();
         let now = now_ms() / 1000;
-        // Revocation is by whole seconds (`iat < revoked_before`): a token
-        // issued in the second of a revocation dates itself after it.
-        let iat = now.max(user.revoked_before);
+        let iat = now;
         let mut exp = iat.saturating_add(s.ttl_secs);
         if let Some((_, Some(key_expiry))) = key {
             exp = exp.min(key_expiry / 1000);
@@ -606,6 +604,7 @@ impl Engine {
             sub: user.id.clone(),
             aud: s.audience.clone(),
             iat,
+            iat_ms: Some(now_ms()),
             exp,
             nbf: now,
             jti: secret::new_uuid(&self.rng),
@@ -1139,7 +1138,10 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
             continue;
         };
         index.usernames.insert(u.username.clone(), id.clone());
-        index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, u.revoked_before)));
+        // Before milliseconds, `revoked_before` was kept in seconds.
+        let revoked_before =
+            if u.revoked_before < 100_000_000_000 { u.revoked_before.saturating_mul(1000) } else { u.revoked_before };
+        index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, revoked_before)));
     }
     let mut usage: HashMap<String, Usage> = store.scan(Table::Usage)?.into_iter().collect();
     // Statistics live in shard records (written on the statistics interval) and,

@@ -250,13 +250,26 @@ fn jwt_login_revocation_and_user_status() {
         }
         v => panic!("{v:?}"),
     }
-    // Repeated (cached) verification still sees a disabled user.
+    // Repeated (cached) verification sees a disabled user; leaving Enabled
+    // revokes the user's sessions, so enabling again does not revive them.
+    let (_, pat) = e.create_token(&user, "t", "personal", None).unwrap();
     e.update_user(&user, None, Some(UserStatus::Disabled), None).unwrap();
-    assert_eq!(e.verify(&VerifyRequest::new(&jwt)).code(), Some(DenyCode::Disabled));
+    assert_eq!(e.verify(&VerifyRequest::new(&jwt)).code(), Some(DenyCode::Revoked));
+    assert_eq!(e.verify(&VerifyRequest::new(&pat)).code(), Some(DenyCode::Disabled));
     assert!(e.login("heidi", "correct horse battery").is_err());
     e.update_user(&user, None, Some(UserStatus::Enabled), None).unwrap();
-    e.revoke_user_jwts(&user).unwrap();
     assert_eq!(e.verify(&VerifyRequest::new(&jwt)).code(), Some(DenyCode::Revoked));
+    assert!(e.verify(&VerifyRequest::new(&pat)).is_allow());
+    // A login right after a revocation (the same second) is not revoked by it.
+    let fresh = e.login("heidi", "correct horse battery").unwrap();
+    assert!(e.verify(&VerifyRequest::new(&fresh)).is_allow());
+    e.revoke_user_jwts(&user).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&fresh)).code(), Some(DenyCode::Revoked));
+    // A password change revokes too.
+    let fresh = e.login("heidi", "correct horse battery").unwrap();
+    e.update_user(&user, None, None, Some("another good password")).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&fresh)).code(), Some(DenyCode::Revoked));
+    e.update_user(&user, None, None, Some("correct horse battery")).unwrap();
     // Login with an API key as the username.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (_, key) = e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap();
@@ -379,10 +392,13 @@ fn a_grant_reports_who_and_what_for_every_kind_of_credential() {
     assert_eq!(perms_json(&a), serde_json::json!({"documents": ["read", "write"]}));
 
     // Access tokens and JWTs act with their user's role as of the verification.
+    // (A role change revokes earlier JWTs: these are issued after it.)
     let (tok, plain) = e.create_token(&user, "ci", "personal", None).unwrap();
+    let old_jwt = e.login("ivan", "correct horse battery").unwrap();
+    e.update_user(&user, Some(Role::Reader), None, None).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&old_jwt)).code(), Some(DenyCode::Revoked));
     let jwt = e.login("ivan", "correct horse battery").unwrap();
     let jwt2 = e.login("ivan", "correct horse battery").unwrap();
-    e.update_user(&user, Some(Role::Reader), None, None).unwrap();
     for (cred, id) in [(plain.as_str(), Some(tok.id.as_str())), (jwt.as_str(), None)] {
         let a = allow(cred);
         assert_eq!((a.subject(), a.team(), a.role), (user.as_str(), team.as_str(), Role::Reader));

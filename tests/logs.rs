@@ -100,7 +100,9 @@ fn session(d: &BinDaemon) -> Session {
     assert_eq!(get(&format!("/v1/keys/{key_id}"), &[("Authorization", &bearer)]), 200);
     assert_eq!(get(&format!("/v1/keys/{key_id}"), &[("X-API-Key", &key)]), 200);
     assert_eq!(get("/v1/access-tokens", &[("Authorization", &format!("Bearer {token}"))]), 200);
-    assert_eq!(get(&format!("/v1/teams/{team}"), &[("Cookie", &format!("tollgate_token={jwt_from_key}"))]), 200);
+    // A JWT exchanged from the key holds the key's grant (keys:read, not teams:read).
+    assert_eq!(get(&format!("/v1/keys/{key_id}"), &[("Cookie", &format!("tollgate_token={jwt_from_key}"))]), 200);
+    assert_eq!(get(&format!("/v1/teams/{team}"), &[("Cookie", &format!("vai_token={jwt_from_key}"))]), 403);
     assert_eq!(get(&format!("/v1/keys?token={key}"), &[]), 401, "query tokens are off");
     assert_eq!(get(&format!("/v1/keys/{key}"), &[("Authorization", &bearer)]), 404, "a secret pasted into a path");
     assert_eq!(get(&format!("/v1/keys/{jwt}"), &[("Authorization", &admin)]), 404);

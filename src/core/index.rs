@@ -90,7 +90,7 @@ pub struct UserEntry {
     pub team: Arc<TeamEntry>,
     role: AtomicU8,
     status: AtomicU8,
-    /// JWTs with `iat` before this (seconds) are revoked.
+    /// JWTs issued before this (milliseconds) are revoked.
     pub revoked_before: AtomicU64,
 }
 

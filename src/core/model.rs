@@ -345,7 +345,8 @@ pub struct User {
     pub role: Role,
     /// Account status.
     pub status: UserStatus,
-    /// JWTs issued before this time (seconds) are revoked.
+    /// JWTs issued before this time (milliseconds; records written before
+    /// 2026-12 hold seconds, read as such) are revoked.
     pub revoked_before: u64,
     /// Creation time.
     pub created_at: Millis,

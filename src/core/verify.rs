@@ -374,7 +374,7 @@ impl Verifier<'_> {
         if *user.team.id != *claims.team {
             return deny(DenyCode::BadSignature, "token team does not match its subject");
         }
-        if claims.iat < user.revoked_before.load(Ordering::Acquire) {
+        if claims.issued_ms() < user.revoked_before.load(Ordering::Acquire) {
             return deny(DenyCode::Revoked, "token revoked");
         }
         if let Some(key_id) = &claims.key {
