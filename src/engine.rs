@@ -536,10 +536,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Revokes one JWT by its `jti` (kept until its `exp`).
-    pub fn revoke_jti(&self, jti: &str, exp: u64) -> Result<(), EngineError> {
-        self.store.put(Table::RevokedJti, jti, &exp)?;
-        self.index.revoked_jti.insert(jti.to_owned(), exp);
+    /// Revokes one JWT by its `jti`, kept until `exp` (seconds). With a
+    /// team, only that team's JWT of that id is revoked: a team's member can
+    /// never revoke another team's session, whatever id it names.
+    pub fn revoke_jti(&self, jti: &str, team: Option<&str>, exp: u64) -> Result<(), EngineError> {
+        let key = match team {
+            None => jti.to_owned(),
+            Some(t) => crate::core::index::team_jti(t, jti),
+        };
+        self.store.put(Table::RevokedJti, &key, &exp)?;
+        self.index.revoked_jti.insert(key, exp);
         Ok(())
     }
 

@@ -242,7 +242,9 @@ pub struct Index {
     pub usernames: DashMap<String, String>,
     /// Team id → entry.
     pub teams: DashMap<String, Arc<TeamEntry>>,
-    /// Revoked JWT ids → their `exp` (seconds), so they can be pruned.
+    /// Revoked JWT ids → their `exp` (seconds), so they can be pruned. A
+    /// revocation made by the platform is keyed by the `jti`; one made by a
+    /// team's member by [`team_jti`], and applies to that team's JWTs only.
     pub revoked_jti: DashMap<String, u64>,
     /// Consumption counters (remaining uses, team quotas) changed since the
     /// last flush: written every flush interval (or before the verdict, strict).
@@ -254,6 +256,11 @@ pub struct Index {
     /// Flushes started; a change made before reading `n` is durable once flush
     /// `n + 1` is done.
     pub flushes_started: AtomicU64,
+}
+
+/// The key of a revocation of `jti` made within `team`.
+pub fn team_jti(team: &str, jti: &str) -> String {
+    format!("{team}\u{1f}{jti}")
 }
 
 impl Index {

@@ -949,8 +949,9 @@ impl Cx<'_> {
 
     /// `DELETE /v1/auth/sessions/{jti}`: revokes one JWT. Anyone may revoke
     /// the JWT they call with; another one needs a team-wide reach
-    /// (Administrator) or the admin token. A jti names no team, so the
-    /// revocation is kept for the longest lifetime a token may have.
+    /// (Administrator) or the admin token. A member's revocation applies to
+    /// its own team's JWTs only (a jti names no team); it is kept for the
+    /// longest lifetime a token may have.
     fn revoke_session(&self, jti: &str) -> Result<Resp, Resp> {
         if jti.is_empty() || jti.len() > 128 || jti.chars().any(char::is_control) {
             return Err(validation(&["path", "id"], "a jti is 1 to 128 characters", "value_error"));
@@ -968,7 +969,7 @@ impl Cx<'_> {
         let s = self.shared.engine.jwt();
         let s = s.settings();
         let exp = (now_us() / 1_000_000).saturating_add(s.max_lifetime_secs).saturating_add(s.leeway_secs);
-        self.shared.engine.revoke_jti(jti, exp).map_err(engine_error)?;
+        self.shared.engine.revoke_jti(jti, self.team(), exp).map_err(engine_error)?;
         Ok(no_content())
     }
 
