@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -175,7 +176,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -
     let span = tracing::info_span!("http", req = %id);
     let line = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), crate::logging::loggable_path(req.uri().path()).into_owned()));
-    let mut resp = route(shared, req, peer).instrument(span.clone()).await;
+    // A panic in a handler answers 500 instead of dropping the connection
+    // (validation comes before every write, so no partial write is left behind).
+    let mut resp = std::panic::AssertUnwindSafe(route(shared, req, peer).instrument(span.clone()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| span.in_scope(|| panicked(&*p, "http")));
     if let Some((method, path)) = line {
         let status = resp.status().as_u16();
         let micros = start.elapsed().as_micros() as u64;
@@ -185,6 +191,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The answer to a request whose handler panicked: a 500 in the usual error
+/// shape, and an error line with the panic's message (the panic hook has
+/// printed it with its location too).
+pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), what: &str) -> Response<Body> {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "{what}: a handler panicked; answered 500");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
