@@ -393,3 +393,33 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json_response(status, &json!({"error": {"code": code, "message": message}}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panicking handler becomes the usual error answer, whatever the payload.
+    #[test]
+    fn a_panic_is_a_json_500() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for payload in [
+            std::panic::catch_unwind(|| panic!("static message")).unwrap_err(),
+            std::panic::catch_unwind(|| panic!("formatted {}", 1)).unwrap_err(),
+            std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err(),
+        ] {
+            let resp = panicked(&*payload, "test");
+            assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["code"], "internal");
+        }
+        // And the guard around a handler's future turns its panic into that answer.
+        let resp = rt.block_on(async {
+            std::panic::AssertUnwindSafe(async { panic!("in a handler") })
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|p| panicked(&*p, "test"))
+        });
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
