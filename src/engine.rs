@@ -72,6 +72,36 @@ fn invalid<T>(field: &'static str, reason: impl Into<String>) -> Result<T, Engin
     Err(EngineError::Invalid { field, reason: reason.into() })
 }
 
+/// The longest lifetime a key or access token may be given: 100 years of
+/// 365.25 days. Every date the API stores is at most this far from now, so it
+/// stays far from the end of year 9999 (the last one RFC 3339 can write).
+pub const MAX_LIFETIME_DAYS: u32 = 36_525;
+/// [`MAX_LIFETIME_DAYS`] in seconds (`expiresIn` of API keys).
+pub const MAX_LIFETIME_SECS: u64 = MAX_LIFETIME_DAYS as u64 * 86_400;
+/// [`MAX_LIFETIME_DAYS`] in milliseconds.
+pub const MAX_LIFETIME_MS: u64 = MAX_LIFETIME_SECS * 1000;
+/// The shortest refill interval, in milliseconds.
+pub const MIN_REFILL_INTERVAL_MS: u64 = 1000;
+/// The longest refill interval, in milliseconds: the longest lifetime.
+pub const MAX_REFILL_INTERVAL_MS: u64 = MAX_LIFETIME_MS;
+/// The longest rate-limit window, in milliseconds: 366 days.
+pub const MAX_RATE_WINDOW_MS: u64 = 366 * 86_400_000;
+
+/// The expiry `secs` seconds after `now` (ms): `secs` must be 1 to
+/// [`MAX_LIFETIME_SECS`] (`expiresIn` of an API key).
+pub fn expiry_after_secs(now: Millis, secs: u64) -> Result<Millis, EngineError> {
+    if secs == 0 {
+        return invalid("expiresIn", "must be at least 1 second");
+    }
+    if secs > MAX_LIFETIME_SECS {
+        return invalid("expiresIn", format!("must be at most {MAX_LIFETIME_SECS} seconds (100 years)"));
+    }
+    match secs.checked_mul(1000).and_then(|ms| now.checked_add(ms)) {
+        Some(at) => Ok(at),
+        None => invalid("expiresIn", "out of range"),
+    }
+}
+
 /// The current time in microseconds since the epoch.
 pub fn now_us() -> Micros {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
@@ -648,11 +678,7 @@ impl Engine {
             validate_limits(new.refill, new.rate_limit)?;
             let ips = parse_ips(&new.whitelisted_ips)?;
             let metadata = check_metadata(new.metadata.as_deref().unwrap_or("{}"))?;
-            let expires_at = match new.expires_in_secs {
-                Some(0) => return invalid("expiresIn", "must be at least 1 second"),
-                Some(s) => Some(now.saturating_add(s.saturating_mul(1000))),
-                None => None,
-            };
+            let expires_at = new.expires_in_secs.map(|s| expiry_after_secs(now, s)).transpose()?;
             checked.push((new, prefix, ips, metadata, expires_at));
         }
         let _g = self.admin.lock();
@@ -732,6 +758,12 @@ impl Engine {
 
     /// Changes an API key; the next verification sees the change.
     pub fn update_key(&self, id: &str, up: KeyUpdate) -> Result<ApiKey, EngineError> {
+        // A past expiry is allowed (it expires the key now); a far one is not.
+        if let Some(Some(at)) = up.expires_at
+            && at.saturating_sub(now_ms()) > MAX_LIFETIME_MS
+        {
+            return invalid("expiresIn", format!("must be at most {MAX_LIFETIME_SECS} seconds (100 years) from now"));
+        }
         let ips = up.whitelisted_ips.as_deref().map(parse_ips).transpose()?;
         let metadata = up.metadata.as_deref().map(check_metadata).transpose()?;
         if let Some(Some(n)) = &up.name {
@@ -823,7 +855,13 @@ impl Engine {
         let now = now_ms();
         let expires_at = match expires_in_days {
             Some(0) => return invalid("expiresInDays", "must be at least 1"),
-            Some(d) => Some(now + u64::from(d) * 86_400_000),
+            Some(d) if d > MAX_LIFETIME_DAYS => {
+                return invalid("expiresInDays", format!("must be at most {MAX_LIFETIME_DAYS} (100 years)"));
+            }
+            Some(d) => match u64::from(d).checked_mul(86_400_000).and_then(|ms| now.checked_add(ms)) {
+                Some(at) => Some(at),
+                None => return invalid("expiresInDays", format!("must be at most {MAX_LIFETIME_DAYS} (100 years)")),
+            },
             None => None,
         };
         let _g = self.admin.lock();
@@ -964,16 +1002,22 @@ fn check_metadata(text: &str) -> Result<String, EngineError> {
 
 fn validate_limits(refill: Option<Refill>, rate: Option<RateLimit>) -> Result<(), EngineError> {
     if let Some(r) = refill
-        && r.interval_ms < 1000
+        && !(MIN_REFILL_INTERVAL_MS..=MAX_REFILL_INTERVAL_MS).contains(&r.interval_ms)
     {
-        return invalid("refillInterval", "must be at least 1000 ms");
+        return invalid(
+            "refillInterval",
+            format!("must be between {MIN_REFILL_INTERVAL_MS} ms and {MAX_REFILL_INTERVAL_MS} ms (100 years)"),
+        );
     }
     if let Some(r) = rate {
         if r.max == 0 {
             return invalid("rateLimitMax", "must be at least 1");
         }
-        if !(1..=366 * 86_400_000).contains(&r.window_ms) {
-            return invalid("rateLimitTimeWindow", "must be between 1 ms and a year");
+        if !(1..=MAX_RATE_WINDOW_MS).contains(&r.window_ms) {
+            return invalid(
+                "rateLimitTimeWindow",
+                format!("must be between 1 ms and {MAX_RATE_WINDOW_MS} ms (366 days)"),
+            );
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -175,7 +176,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -
     let span = tracing::info_span!("http", req = %id);
     let line = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), crate::logging::loggable_path(req.uri().path()).into_owned()));
-    let mut resp = route(shared, req, peer).instrument(span.clone()).await;
+    // A panic in a handler answers 500 instead of dropping the connection
+    // (validation comes before every write, so no partial write is left behind).
+    let mut resp = std::panic::AssertUnwindSafe(route(shared, req, peer).instrument(span.clone()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| span.in_scope(|| panicked(&*p, "http")));
     if let Some((method, path)) = line {
         let status = resp.status().as_u16();
         let micros = start.elapsed().as_micros() as u64;
@@ -185,6 +191,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The answer to a request whose handler panicked: a 500 in the usual error
+/// shape, and an error line with the panic's message (the panic hook has
+/// printed it with its location too).
+pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), what: &str) -> Response<Body> {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "{what}: a handler panicked; answered 500");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -373,4 +392,34 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 /// A JSON error response with a stable machine code.
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json_response(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panicking handler becomes the usual error answer, whatever the payload.
+    #[test]
+    fn a_panic_is_a_json_500() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for payload in [
+            std::panic::catch_unwind(|| panic!("static message")).unwrap_err(),
+            std::panic::catch_unwind(|| panic!("formatted {}", 1)).unwrap_err(),
+            std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err(),
+        ] {
+            let resp = panicked(&*payload, "test");
+            assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["code"], "internal");
+        }
+        // And the guard around a handler's future turns its panic into that answer.
+        let resp = rt.block_on(async {
+            std::panic::AssertUnwindSafe(async { panic!("in a handler") })
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|p| panicked(&*p, "test"))
+        });
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

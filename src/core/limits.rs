@@ -182,7 +182,7 @@ impl Uses {
             }
             if remaining < cost {
                 let next = refill.map(|r| {
-                    let next_start = anchor_ms + (u64::from(current) + 1) * r.interval_ms;
+                    let next_start = anchor_ms.saturating_add(r.interval_ms.saturating_mul(u64::from(current) + 1));
                     next_start.saturating_sub(now_ms)
                 });
                 return Take::Exhausted(next);

@@ -474,9 +474,15 @@ pub fn stat_shard(id: &str) -> usize {
     crc32fast::hash(id.as_bytes()) as usize % STAT_SHARDS
 }
 
-/// Formats a millisecond timestamp as RFC 3339 (UTC, second precision).
+/// The last millisecond RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+pub const MAX_RFC3339_MS: Millis = 253_402_300_799_999;
+
+/// Formats a millisecond timestamp as RFC 3339 (UTC, second precision). Total:
+/// a time after year 9999 (which RFC 3339 cannot write, and no API input can
+/// produce) is shown as `9999-12-31T23:59:59Z`.
 pub fn rfc3339(ms: Millis) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    let secs = ms.min(MAX_RFC3339_MS) / 1000;
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 impl fmt::Display for Tier {
@@ -521,6 +527,21 @@ mod tests {
         // The entry naming the resource decides alone.
         assert!(!p.allows("files", "list"));
         assert!(!Permissions::default().allows("files", "read"));
+    }
+
+    #[test]
+    fn rfc3339_is_total() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_999), "1970-01-01T00:00:01Z");
+        assert_eq!(rfc3339(253_402_300_798_999), "9999-12-31T23:59:58Z");
+        assert_eq!(rfc3339(MAX_RFC3339_MS - 999), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(MAX_RFC3339_MS), "9999-12-31T23:59:59Z");
+        // Year 10000 and beyond: clamped, never a panic.
+        assert_eq!(rfc3339(MAX_RFC3339_MS + 1), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(252_000_000_000_000), "9955-07-25T16:00:00Z");
+        assert_eq!(rfc3339(18_446_744_073_709_551), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX - 1), "9999-12-31T23:59:59Z");
     }
 
     #[test]

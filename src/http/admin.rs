@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
+use futures_util::FutureExt as _;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, AUTHORIZATION, COOKIE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
@@ -388,7 +389,11 @@ async fn dispatch(
     // Known before the call: a deleted object cannot be looked up afterwards.
     let team_hint = team_hint(shared, &caller, op, &id, &query);
     let cx = Cx { shared, caller: caller.clone() };
-    let result = run_op(&cx, op, &id, &query, req).await;
+    // A panic is a 500 that is audited like any other failure.
+    let result = std::panic::AssertUnwindSafe(run_op(&cx, op, &id, &query, req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(super::panicked(&*p, "admin api")));
     let resp = match &result {
         Ok(r) | Err(r) => r,
     };
@@ -1244,10 +1249,15 @@ impl Cx<'_> {
         b.only_with(KEY_SETTINGS, &["enabled"])?;
         let name = b.opt_str("name")?;
         let enabled = b.opt_bool("enabled")?.flatten();
-        let expires_in = b.opt_u64("expiresIn")?;
-        if expires_in == Some(Some(0)) {
-            return Err(validation(&["body", "expiresIn"], "must be at least 1 second", "value_error"));
-        }
+        // Bounded here (the engine checks the absolute time again): no saturated,
+        // far-future expiry can reach the store.
+        let expires_at = match b.opt_u64("expiresIn")? {
+            Some(Some(secs)) => {
+                Some(Some(crate::engine::expiry_after_secs(now_us() / 1000, secs).map_err(engine_error)?))
+            }
+            Some(None) => Some(None),
+            None => None,
+        };
         let remaining = b.opt_u32("remaining")?;
         let refill_amount = b.opt_u32("refillAmount")?;
         let refill_interval = b.opt_u64("refillInterval")?;
@@ -1515,9 +1525,10 @@ fn key_active(k: &ApiKey, now: Millis) -> bool {
 
 fn key_json(k: &ApiKey, u: &Usage, secret: Option<&str>) -> Value {
     let now = now_us() / 1000;
+    // Checked: the anchor and interval are stored values (an overflow shows no time).
     let last_refill = k.refill.and_then(|r| {
         let period = crate::core::limits::period_of(r, u.anchor, now);
-        (period > 0).then(|| u.anchor + u64::from(period) * r.interval_ms)
+        (period > 0).then(|| r.interval_ms.checked_mul(u64::from(period)).and_then(|d| u.anchor.checked_add(d)))?
     });
     let metadata: Value = serde_json::from_str(&k.metadata).unwrap_or_else(|_| json!({}));
     let mut v = json!({
