@@ -20,7 +20,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::config::{Config, ConfigError, DurabilityMode};
 use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, TeamEntry, TokenEntry, UserEntry};
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
-use crate::core::limits::{Micros, period_of};
+use crate::core::limits::{Micros, WINDOW_MAX_REQUESTS, period_of};
 use crate::core::model::{
     AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, STAT_SHARDS, Stat, Team, Tier, TierLimits,
     Usage, User, UserStatus, stat_shard,
@@ -922,6 +922,9 @@ fn validate_limits(refill: Option<Refill>, rate: Option<RateLimit>) -> Result<()
         if r.max == 0 {
             return invalid("rateLimitMax", "must be at least 1");
         }
+        if r.max > WINDOW_MAX_REQUESTS {
+            return invalid("rateLimitMax", format!("must be at most {WINDOW_MAX_REQUESTS} (requests per window)"));
+        }
         if !(1..=366 * 86_400_000).contains(&r.window_ms) {
             return invalid("rateLimitTimeWindow", "must be between 1 ms and a year");
         }
@@ -949,7 +952,7 @@ fn counters(u: &Usage, refill: Option<Refill>) -> KeyCounters {
     let period = refill.map_or(0, |_| u.period as u32);
     KeyCounters {
         uses: crate::core::limits::Uses::new(u.remaining, period),
-        bucket: Default::default(),
+        window: Default::default(),
         request_count: AtomicU64::new(u.request_count),
         last_used_at: AtomicU64::new(u.last_used_at),
         dirty: AtomicBool::new(false),
