@@ -359,7 +359,7 @@ fn everything_acknowledged_survives_a_restart() {
         }
         assert!(e.verify(&VerifyRequest::new(&t.1)).is_allow());
         e.consume_quota(&team, 7).unwrap().unwrap();
-        e.set_team_tier(&team, Tier::Master).unwrap();
+        e.set_team_tier(&team, Tier::Master, false).unwrap();
         e.update_key(&k.0.id, KeyUpdate { name: Some(Some("renamed".into())), ..Default::default() }).unwrap();
         used = e.key(&k.0.id).unwrap().1;
         e.shutdown().unwrap();
@@ -423,6 +423,44 @@ fn tier_member_limit_is_enforced() {
     let (team, _) = common::team_and_user(&e, Tier::Free, "ivan");
     let err = e.create_user(&team, "judy", "correct horse battery", Role::Reader, UserStatus::Enabled).unwrap_err();
     assert!(err.to_string().contains("Free tier allows 1 members"), "{err}");
+}
+
+#[test]
+fn a_tier_downgrade_below_what_the_team_holds_is_refused_unless_forced() {
+    use tollgate::engine::EngineError;
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), "");
+    let pass = "correct horse battery";
+    // Start: 3 members, 250 documents; Free: 1 member, 10 documents.
+    let (team, _) = common::team_and_user(&e, Tier::Start, "kate");
+    let second = e.create_user(&team, "leo", pass, Role::Reader, UserStatus::Disabled).unwrap();
+    let err = e.set_team_tier(&team, Tier::Free, false).unwrap_err();
+    assert!(matches!(err, EngineError::TierExceeded(_)), "{err:?}");
+    assert!(err.to_string().contains("2 members > Free's 1"), "{err}");
+    assert!(!err.to_string().contains("documents"), "{err}");
+    assert_eq!(e.team(&team).unwrap().tier, Tier::Start, "nothing changed");
+    // Documents too, both named at once.
+    e.consume_quota(&team, 20).unwrap().unwrap();
+    let err = e.set_team_tier(&team, Tier::Free, false).unwrap_err().to_string();
+    assert!(err.contains("2 members > Free's 1") && err.contains("20 documents > Free's 10"), "{err}");
+    // Upgrades and sideways moves within the limits are not affected.
+    e.set_team_tier(&team, Tier::Master, false).unwrap();
+    e.set_team_tier(&team, Tier::Start, false).unwrap();
+    // A deleted user is not a member; documents at the limit do not exceed it.
+    e.delete_user(&second.id).unwrap();
+    e.release_quota(&team, 10).unwrap();
+    assert_eq!(e.set_team_tier(&team, Tier::Free, false).unwrap().tier, Tier::Free);
+
+    // Forced, the downgrade applies and the new limits bind from then on.
+    let (team, _) = common::team_and_user(&e, Tier::Start, "mia");
+    e.create_user(&team, "ned", pass, Role::Reader, UserStatus::Enabled).unwrap();
+    e.consume_quota(&team, 11).unwrap().unwrap();
+    assert!(e.set_team_tier(&team, Tier::Free, false).is_err());
+    assert_eq!(e.set_team_tier(&team, Tier::Free, true).unwrap().tier, Tier::Free);
+    assert_eq!(e.team(&team).unwrap().tier, Tier::Free);
+    let err = e.create_user(&team, "otto", pass, Role::Reader, UserStatus::Enabled).unwrap_err();
+    assert!(err.to_string().contains("Free tier allows 1 members"), "{err}");
+    assert_eq!(e.consume_quota(&team, 1).unwrap(), Err(11));
 }
 
 #[test]

@@ -813,9 +813,11 @@ impl Cx<'_> {
 
     fn update_team(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
         self.admin_only(id, "change a team's tier")?;
-        b.only(&["tier"])?;
+        b.only(&["tier", "force"])?;
         let tier = parse_tier(&b.required_str("tier")?)?;
-        let team = self.shared.engine.set_team_tier(id, tier).map_err(engine_error)?;
+        // A downgrade below what the team holds is refused unless forced.
+        let force = b.opt_bool("force")?.flatten().unwrap_or(false);
+        let team = self.shared.engine.set_team_tier(id, tier, force).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &team_json(&team)))
     }
 
@@ -1350,6 +1352,7 @@ fn engine_error(e: EngineError) -> Resp {
         EngineError::Invalid { field, reason } => validation(&["body", field], &reason, "value_error"),
         EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", &m),
         EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
+        EngineError::TierExceeded(m) => error(StatusCode::CONFLICT, "tier_exceeded", &m),
         EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");
