@@ -455,7 +455,7 @@ mod tests {
                         let now = base + i * 400 + (x % 6000);
                         if let Ok(info) = w.try_take(limit, now, 1) {
                             let start = (now / MS + info.reset_ms) - limit.window_ms;
-                            let undone = x % 5 == 0;
+                            let undone = x.is_multiple_of(5);
                             if undone {
                                 w.undo(limit, now, 1);
                             }
