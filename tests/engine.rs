@@ -124,6 +124,24 @@ fn key_rate_limit_of_2_per_minute_admits_2_in_the_minute_then_resets() {
 }
 
 #[test]
+fn a_key_rate_limit_above_the_cap_is_refused() {
+    use tollgate::core::limits::WINDOW_MAX_REQUESTS;
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "bob5");
+    let new = |max| NewKey {
+        user_id: user.clone(),
+        rate_limit: Some(RateLimit { max, window_ms: 60_000 }),
+        ..Default::default()
+    };
+    let err = e.create_key(new(WINDOW_MAX_REQUESTS + 1)).unwrap_err().to_string();
+    assert!(err.contains("rateLimitMax") && err.contains("4194303"), "{err}");
+    let (key, _) = e.create_key(new(WINDOW_MAX_REQUESTS)).unwrap();
+    let too_many = Some(Some(RateLimit { max: u32::MAX, window_ms: 60_000 }));
+    assert!(e.update_key(&key.id, KeyUpdate { rate_limit: too_many, ..Default::default() }).is_err());
+}
+
+#[test]
 fn key_rate_limit_of_2_admits_2_of_16_threads_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let e = common::engine(dir.path(), common::PRO_UNLIMITED);
