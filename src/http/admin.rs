@@ -231,7 +231,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/v1/teams", "Create a team (admin token only)", Op::CreateTeam),
     r("GET", "/v1/teams", "List teams: every team for the admin token, the caller's own otherwise", Op::ListTeams),
     r("GET", "/v1/teams/{id}", "Get a team", Op::GetTeam),
-    r("PATCH", "/v1/teams/{id}", "Change a team's tier (admin token only)", Op::UpdateTeam),
+    r("PATCH", "/v1/teams/{id}", "Change a team's tier (admin token only; `force` past its usage)", Op::UpdateTeam),
     r("DELETE", "/v1/teams/{id}", "Delete a team and everything in it (admin token only)", Op::DeleteTeam),
     r("POST", "/v1/users", "Create a user", Op::CreateUser),
     r("GET", "/v1/users", "List a team's users", Op::ListUsers),
