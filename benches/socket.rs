@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate::config::Config;
+use tollgate::core::limits::WINDOW_MAX_REQUESTS;
 use tollgate::core::model::{RateLimit, Role, Tier, UserStatus};
 use tollgate::engine::{Engine, NewKey, now_us};
 use tollgate::sidecar::{EngineService, Service as _};
@@ -29,7 +30,8 @@ fn socket_answer(c: &mut Criterion) {
         .create_key(NewKey {
             user_id: user.id.clone(),
             remaining: Some(u32::MAX),
-            rate_limit: Some(RateLimit { max: u32::MAX, window_ms: 1000 }),
+            // The largest limit, on a window short enough never to deny.
+            rate_limit: Some(RateLimit { max: WINDOW_MAX_REQUESTS, window_ms: 100 }),
             ..Default::default()
         })
         .unwrap();

@@ -20,7 +20,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::config::{Config, ConfigError, DurabilityMode};
 use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, TeamEntry, TokenEntry, UserEntry};
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
-use crate::core::limits::{Micros, period_of};
+use crate::core::limits::{Micros, WINDOW_MAX_REQUESTS, period_of};
 use crate::core::model::{
     AccessToken, ApiKey, Millis, Permissions, RateLimit, Refill, Role, STAT_SHARDS, Stat, Team, Tier, TierLimits,
     Usage, User, UserStatus, stat_shard,
@@ -57,6 +57,9 @@ pub enum EngineError {
     /// A tier limit forbids it.
     #[error("{0}")]
     LimitReached(String),
+    /// The team already holds more than the tier it would move to allows.
+    #[error("{0}")]
+    TierExceeded(String),
     /// Wrong username or password, or the user cannot log in.
     #[error("invalid credentials")]
     BadCredentials,
@@ -345,9 +348,37 @@ impl Engine {
     }
 
     /// Changes a team's tier; the next verification uses the new limits.
-    pub fn set_team_tier(&self, id: &str, tier: Tier) -> Result<Team, EngineError> {
+    ///
+    /// Unless `force`, a tier whose member or document limit the team already
+    /// exceeds is refused with `TierExceeded`, naming what exceeds. Members are
+    /// the users whose status is not Deleted. (Members are counted under the
+    /// admin lock that user creation also takes; documents can still be
+    /// consumed by verifications under the old limit while this runs.)
+    pub fn set_team_tier(&self, id: &str, tier: Tier, force: bool) -> Result<Team, EngineError> {
         let _g = self.admin.lock();
         let mut team = self.team(id)?;
+        if !force {
+            let limits = self.tiers.load()[tier.index()];
+            let mut over = Vec::new();
+            let members = self.users_of(id).iter().filter(|u| u.status() != UserStatus::Deleted).count() as u64;
+            if let Some(max) = limits.members.get()
+                && members > max
+            {
+                over.push(format!("{members} members > {tier}'s {max}"));
+            }
+            let documents = self.index.teams.get(id).map_or(0, |t| t.documents.used());
+            if let Some(max) = limits.documents.get()
+                && documents > max
+            {
+                over.push(format!("{documents} documents > {tier}'s {max}"));
+            }
+            if !over.is_empty() {
+                return Err(EngineError::TierExceeded(format!(
+                    "the team exceeds the {tier} tier: {}; force the change to apply it anyway",
+                    over.join(", ")
+                )));
+            }
+        }
         team.tier = tier;
         team.updated_at = now_ms();
         self.store.put(Table::Teams, id, &team)?;
@@ -1013,6 +1044,9 @@ fn validate_limits(refill: Option<Refill>, rate: Option<RateLimit>) -> Result<()
         if r.max == 0 {
             return invalid("rateLimitMax", "must be at least 1");
         }
+        if r.max > WINDOW_MAX_REQUESTS {
+            return invalid("rateLimitMax", format!("must be at most {WINDOW_MAX_REQUESTS} (requests per window)"));
+        }
         if !(1..=MAX_RATE_WINDOW_MS).contains(&r.window_ms) {
             return invalid(
                 "rateLimitTimeWindow",
@@ -1043,7 +1077,7 @@ fn counters(u: &Usage, refill: Option<Refill>) -> KeyCounters {
     let period = refill.map_or(0, |_| u.period as u32);
     KeyCounters {
         uses: crate::core::limits::Uses::new(u.remaining, period),
-        bucket: Default::default(),
+        window: Default::default(),
         request_count: AtomicU64::new(u.request_count),
         last_used_at: AtomicU64::new(u.last_used_at),
         dirty: AtomicBool::new(false),

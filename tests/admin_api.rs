@@ -444,6 +444,25 @@ fn key_pagination_is_stable_under_concurrent_inserts() {
 }
 
 #[test]
+fn a_tier_downgrade_below_what_the_team_holds_is_409_unless_forced() {
+    let d = start(|_| {});
+    let team = d.team("growing", "Start");
+    d.user(&team, "grow-one", "Administrator");
+    d.user(&team, "grow-two", "Reader");
+    let path = format!("/v1/teams/{team}");
+    for body in [json!({"tier": "Free"}), json!({"tier": "Free", "force": false})] {
+        let r = d.call("PATCH", &path, Some(ADMIN), Some(body));
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "tier_exceeded", "{}", r.body);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("2 members > Free's 1"), "{}", r.body);
+    }
+    assert_eq!(d.call("PATCH", &path, Some(ADMIN), Some(json!({"tier": "Free", "force": "yes"}))).status, 400);
+    assert_eq!(d.ok("GET", &path, ADMIN, None, 200)["tier"], "Start", "nothing changed");
+    assert_eq!(d.ok("PATCH", &path, ADMIN, Some(json!({"tier": "Free", "force": true})), 200)["tier"], "Free");
+    assert_eq!(d.ok("GET", &path, ADMIN, None, 200)["tier"], "Free");
+}
+
+#[test]
 fn another_teams_objects_answer_404() {
     let d = start(|_| {});
     let a = d.team("a", "Pro");

@@ -214,7 +214,7 @@ fn retention_follows_the_tier() {
     assert_eq!(left(&master), vec![1, 100, 364]);
     assert!(left(GLOBAL).is_empty());
     // The tier in force decides: after an upgrade the older events stay.
-    engine.set_team_tier(&free, Tier::Pro).unwrap();
+    engine.set_team_tier(&free, Tier::Pro, false).unwrap();
     log.record(&ev(&free, 30)).unwrap();
     assert_eq!(log.prune(now).unwrap(), 0);
 }

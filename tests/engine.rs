@@ -15,16 +15,26 @@ const ATTEMPTS: usize = 10_000;
 
 /// Runs `THREADS` × `ATTEMPTS` verifications of `f` and tallies the outcomes.
 fn hammer(f: impl Fn(usize) -> Verdict + Sync) -> HashMap<Option<DenyCode>, usize> {
-    let barrier = Barrier::new(THREADS);
+    hammer_with(THREADS, ATTEMPTS, f)
+}
+
+/// Runs `threads` × `attempts` verifications of `f` (called with the attempt's
+/// number, `thread * attempts + i`) and tallies the outcomes.
+fn hammer_with(
+    threads: usize,
+    attempts: usize,
+    f: impl Fn(usize) -> Verdict + Sync,
+) -> HashMap<Option<DenyCode>, usize> {
+    let barrier = Barrier::new(threads);
     let tallies: Vec<HashMap<Option<DenyCode>, usize>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
+        let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (barrier, f) = (&barrier, &f);
                 s.spawn(move || {
                     let mut m = HashMap::new();
                     barrier.wait();
-                    for i in 0..ATTEMPTS {
-                        *m.entry(f(t * ATTEMPTS + i).code()).or_default() += 1;
+                    for i in 0..attempts {
+                        *m.entry(f(t * attempts + i).code()).or_default() += 1;
                     }
                     m
                 })
@@ -55,21 +65,178 @@ fn remaining_uses_admit_exactly_n_under_contention() {
 }
 
 #[test]
-fn token_bucket_admits_exactly_its_burst_under_contention() {
+fn key_rate_limit_admits_exactly_its_max_under_contention() {
     let dir = tempfile::tempdir().unwrap();
     let e = common::engine(dir.path(), common::PRO_UNLIMITED);
     let (_, user) = common::team_and_user(&e, Tier::Pro, "bob");
     let limit = RateLimit { max: 1000, window_ms: 3_600_000 };
     let (_, secret) = e.create_key(NewKey { user_id: user, rate_limit: Some(limit), ..Default::default() }).unwrap();
-    // The clock is stopped so that no refill happens during the test.
     let now = now_us();
     let t = hammer(|_| e.verify_at(&VerifyRequest::new(&secret), now));
     assert_eq!(t.get(&None), Some(&1000), "{t:?}");
     assert_eq!(t.get(&Some(DenyCode::RateLimited)), Some(&(THREADS * ATTEMPTS - 1000)));
-    // 3.6 s later exactly one more request fits.
-    let later = now + 3_600_000;
-    assert!(e.verify_at(&VerifyRequest::new(&secret), later).is_allow());
-    assert_eq!(e.verify_at(&VerifyRequest::new(&secret), later).code(), Some(DenyCode::RateLimited));
+    // Nothing trickles back during the window (no token-bucket refill)...
+    assert_eq!(e.verify_at(&VerifyRequest::new(&secret), now + 3_600_000).code(), Some(DenyCode::RateLimited));
+    // ...and when it has passed, the next window admits the whole max again.
+    let later = now + 3_600_000_000;
+    let t = hammer(|_| e.verify_at(&VerifyRequest::new(&secret), later));
+    assert_eq!(t.get(&None), Some(&1000), "{t:?}");
+}
+
+/// Seed 002: "Once the maxRequests is reached, the request will be rejected
+/// until the timeWindow has passed, at which point the timeWindow will be reset."
+#[test]
+fn key_rate_limit_of_2_per_minute_admits_2_in_the_minute_then_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "bob2");
+    let limit = RateLimit { max: 2, window_ms: 60_000 };
+    let (_, secret) = e.create_key(NewKey { user_id: user, rate_limit: Some(limit), ..Default::default() }).unwrap();
+    let t0 = now_us();
+    let at = |ms: u64| e.verify_at(&VerifyRequest::new(&secret), t0 + ms * 1000);
+    let mut allowed = Vec::new();
+    for ms in (0..60_000).step_by(500) {
+        match at(ms) {
+            Verdict::Allow(a) => {
+                // The team (Pro, per-minute limit lifted) has no rate limit:
+                // the verdict reports the key's.
+                let rl = a.rate_limit.unwrap();
+                assert_eq!((rl.limit, rl.reset_ms), (2, 60_000 - ms), "at {ms} ms");
+                allowed.push((ms, rl.remaining));
+            }
+            Verdict::Deny(d) => {
+                assert_eq!(d.code, DenyCode::RateLimited, "at {ms} ms");
+                // Retry when the window that started at 0 ends.
+                assert_eq!(d.retry_after_ms, Some(60_000 - ms), "at {ms} ms");
+                let rl = d.rate_limit.unwrap();
+                assert_eq!((rl.limit, rl.remaining, rl.reset_ms), (2, 0, 60_000 - ms), "at {ms} ms");
+            }
+        }
+    }
+    assert_eq!(allowed, [(0, 1), (500, 0)], "exactly 2 in the minute");
+    // At 60 s the window has passed: a new one starts with this request.
+    match at(60_000) {
+        Verdict::Allow(a) => assert_eq!(a.rate_limit.map(|r| (r.remaining, r.reset_ms)), Some((1, 60_000))),
+        v => panic!("{v:?}"),
+    }
+    assert!(at(60_500).is_allow());
+    assert_eq!(at(61_000).code(), Some(DenyCode::RateLimited));
+}
+
+#[test]
+fn a_key_rate_limit_above_the_cap_is_refused() {
+    use tollgate::core::limits::WINDOW_MAX_REQUESTS;
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "bob5");
+    let new = |max| NewKey {
+        user_id: user.clone(),
+        rate_limit: Some(RateLimit { max, window_ms: 60_000 }),
+        ..Default::default()
+    };
+    let err = e.create_key(new(WINDOW_MAX_REQUESTS + 1)).unwrap_err().to_string();
+    assert!(err.contains("rateLimitMax") && err.contains("4194303"), "{err}");
+    let (key, _) = e.create_key(new(WINDOW_MAX_REQUESTS)).unwrap();
+    let too_many = Some(Some(RateLimit { max: u32::MAX, window_ms: 60_000 }));
+    assert!(e.update_key(&key.id, KeyUpdate { rate_limit: too_many, ..Default::default() }).is_err());
+}
+
+#[test]
+fn key_rate_limit_of_2_admits_2_of_16_threads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "bob3");
+    let limit = RateLimit { max: 2, window_ms: 60_000 };
+    let (_, secret) = e.create_key(NewKey { user_id: user, rate_limit: Some(limit), ..Default::default() }).unwrap();
+    let now = now_us();
+    let t = hammer_with(16, 2_000, |_| e.verify_at(&VerifyRequest::new(&secret), now));
+    assert_eq!(t.get(&None), Some(&2), "{t:?}");
+    assert_eq!(t.get(&Some(DenyCode::RateLimited)), Some(&(16 * 2_000 - 2)));
+    let t = hammer_with(16, 2_000, |_| e.verify_at(&VerifyRequest::new(&secret), now + 60_000_000));
+    assert_eq!(t.get(&None), Some(&2), "a minute later: {t:?}");
+}
+
+/// Many threads with random, disagreeing clocks: each admitted request reports
+/// its window (its time + reset - window), and no window admits more than the
+/// max, windows do not overlap, and each starts at an admitted request.
+#[test]
+fn key_rate_limit_never_admits_more_than_max_in_a_window_at_random_times() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "bob4");
+    let limit = RateLimit { max: 5, window_ms: 1000 };
+    let (_, secret) = e.create_key(NewKey { user_id: user, rate_limit: Some(limit), ..Default::default() }).unwrap();
+    let base = now_us();
+    let admitted: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+    let t = hammer_with(THREADS, 5_000, |n| {
+        // xorshift of the attempt number: reproducible, different per thread.
+        let mut x = (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 29;
+        x ^= x << 17;
+        // Each attempt is 10 ms after the last of its thread, give or take 100 ms.
+        let i = (n % 5_000) as u64;
+        let now = base + i * 10_000 + x % 200_000;
+        let v = e.verify_at(&VerifyRequest::new(&secret), now);
+        if let Verdict::Allow(a) = &v {
+            let rl = a.rate_limit.unwrap();
+            let now_ms = now / 1000;
+            admitted.lock().unwrap().push((now_ms + rl.reset_ms - limit.window_ms, now_ms));
+        }
+        v
+    });
+    let admitted = admitted.into_inner().unwrap();
+    assert_eq!(t.get(&None), Some(&admitted.len()));
+    let mut windows: HashMap<u64, (u32, bool)> = HashMap::new();
+    for &(start, at) in &admitted {
+        assert!(at < start + limit.window_ms, "admitted at {at} in the window of {start}");
+        let w = windows.entry(start).or_default();
+        w.0 += 1;
+        w.1 |= at == start;
+    }
+    let mut starts: Vec<u64> = windows.keys().copied().collect();
+    starts.sort_unstable();
+    // About 50 s of clock: each window filled.
+    assert!(starts.len() >= 30, "{} windows", starts.len());
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] >= limit.window_ms, "windows overlap: {pair:?}");
+    }
+    for (start, (count, anchored)) in windows {
+        assert!(count <= limit.max, "the window at {start} admitted {count}");
+        assert!(anchored, "the window at {start} does not start at an admitted request");
+    }
+}
+
+#[test]
+fn a_verdict_reports_the_tighter_of_the_key_and_team_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"
+[tiers.Start]
+requests_per_minute = 4
+members = 3
+documents = 250
+log_retention_days = 90
+"#;
+    let e = common::engine(dir.path(), toml);
+    let (_, user) = common::team_and_user(&e, Tier::Start, "olga");
+    let key = |max| {
+        let rate_limit = Some(RateLimit { max, window_ms: 60_000 });
+        e.create_key(NewKey { user_id: user.clone(), rate_limit, ..Default::default() }).unwrap().1
+    };
+    let (two, hundred, other_two) = (key(2), key(100), key(2));
+    // Half a minute into the team's window: it resets in 30 s, a key's new
+    // window in 60 s.
+    let now = (now_us() / 60_000_000 + 1) * 60_000_000 + 30_000_000;
+    let rate = |secret: &str| match e.verify_at(&VerifyRequest::new(secret), now) {
+        Verdict::Allow(a) => a.rate_limit.map(|r| (r.limit, r.remaining, r.reset_ms)),
+        v => panic!("{v:?}"),
+    };
+    // Key 1 of 2 left, team 3 of 4: the key's.
+    assert_eq!(rate(&two), Some((2, 1, 60_000)));
+    // Key 99 of 100, team 2 of 4: the team's.
+    assert_eq!(rate(&hundred), Some((4, 2, 30_000)));
+    // Key 1 of 2, team 1 of 4: a tie, the key's resets later.
+    assert_eq!(rate(&other_two), Some((2, 1, 60_000)));
 }
 
 #[test]
@@ -210,7 +377,7 @@ fn everything_acknowledged_survives_a_restart() {
         }
         assert!(e.verify(&VerifyRequest::new(&t.1)).is_allow());
         e.consume_quota(&team, 7).unwrap().unwrap();
-        e.set_team_tier(&team, Tier::Master).unwrap();
+        e.set_team_tier(&team, Tier::Master, false).unwrap();
         e.update_key(&k.0.id, KeyUpdate { name: Some(Some("renamed".into())), ..Default::default() }).unwrap();
         used = e.key(&k.0.id).unwrap().1;
         e.shutdown().unwrap();
@@ -287,6 +454,44 @@ fn tier_member_limit_is_enforced() {
     let (team, _) = common::team_and_user(&e, Tier::Free, "ivan");
     let err = e.create_user(&team, "judy", "correct horse battery", Role::Reader, UserStatus::Enabled).unwrap_err();
     assert!(err.to_string().contains("Free tier allows 1 members"), "{err}");
+}
+
+#[test]
+fn a_tier_downgrade_below_what_the_team_holds_is_refused_unless_forced() {
+    use tollgate::engine::EngineError;
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), "");
+    let pass = "correct horse battery";
+    // Start: 3 members, 250 documents; Free: 1 member, 10 documents.
+    let (team, _) = common::team_and_user(&e, Tier::Start, "kate");
+    let second = e.create_user(&team, "leo", pass, Role::Reader, UserStatus::Disabled).unwrap();
+    let err = e.set_team_tier(&team, Tier::Free, false).unwrap_err();
+    assert!(matches!(err, EngineError::TierExceeded(_)), "{err:?}");
+    assert!(err.to_string().contains("2 members > Free's 1"), "{err}");
+    assert!(!err.to_string().contains("documents"), "{err}");
+    assert_eq!(e.team(&team).unwrap().tier, Tier::Start, "nothing changed");
+    // Documents too, both named at once.
+    e.consume_quota(&team, 20).unwrap().unwrap();
+    let err = e.set_team_tier(&team, Tier::Free, false).unwrap_err().to_string();
+    assert!(err.contains("2 members > Free's 1") && err.contains("20 documents > Free's 10"), "{err}");
+    // Upgrades and sideways moves within the limits are not affected.
+    e.set_team_tier(&team, Tier::Master, false).unwrap();
+    e.set_team_tier(&team, Tier::Start, false).unwrap();
+    // A deleted user is not a member; documents at the limit do not exceed it.
+    e.delete_user(&second.id).unwrap();
+    e.release_quota(&team, 10).unwrap();
+    assert_eq!(e.set_team_tier(&team, Tier::Free, false).unwrap().tier, Tier::Free);
+
+    // Forced, the downgrade applies and the new limits bind from then on.
+    let (team, _) = common::team_and_user(&e, Tier::Start, "mia");
+    e.create_user(&team, "ned", pass, Role::Reader, UserStatus::Enabled).unwrap();
+    e.consume_quota(&team, 11).unwrap().unwrap();
+    assert!(e.set_team_tier(&team, Tier::Free, false).is_err());
+    assert_eq!(e.set_team_tier(&team, Tier::Free, true).unwrap().tier, Tier::Free);
+    assert_eq!(e.team(&team).unwrap().tier, Tier::Free);
+    let err = e.create_user(&team, "otto", pass, Role::Reader, UserStatus::Enabled).unwrap_err();
+    assert!(err.to_string().contains("Free tier allows 1 members"), "{err}");
+    assert_eq!(e.consume_quota(&team, 1).unwrap(), Err(11));
 }
 
 #[test]

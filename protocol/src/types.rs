@@ -472,7 +472,7 @@ pub struct RateLimit {
     pub limit: u32,
     /// Units left in the current window.
     pub remaining: u32,
-    /// Milliseconds until the window resets (or the bucket is full again).
+    /// Milliseconds until the window resets.
     pub reset_ms: u64,
 }
 

@@ -10,7 +10,7 @@ use crossbeam_queue::SegQueue;
 use dashmap::DashMap;
 use ipnet::IpNet;
 
-use super::limits::{FixedWindow, Gcra, Quota, Uses};
+use super::limits::{AnchoredWindow, FixedWindow, Quota, Uses};
 use super::model::{AccessToken, ApiKey, Millis, RateLimit, Refill, Role, Tier, UserStatus};
 use super::perms::PermSet;
 
@@ -133,8 +133,8 @@ impl UserEntry {
 pub struct KeyCounters {
     /// Remaining uses (when the key has a limit).
     pub uses: Uses,
-    /// Per-key rate limit bucket.
-    pub bucket: Gcra,
+    /// Per-key rate limit window.
+    pub window: AnchoredWindow,
     /// Allowed verifications.
     pub request_count: AtomicU64,
     /// Time of the last allowed verification, in milliseconds.

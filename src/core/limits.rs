@@ -24,6 +24,26 @@ pub struct RateInfo {
     pub reset_ms: u64,
 }
 
+impl RateInfo {
+    /// The tighter of two limiters' states: fewer requests remaining, and on
+    /// a tie the one that takes longer to reset.
+    pub fn tighter(self, other: RateInfo) -> RateInfo {
+        if (other.remaining, std::cmp::Reverse(other.reset_ms)) < (self.remaining, std::cmp::Reverse(self.reset_ms)) {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// [`RateInfo::tighter`] of two optional states.
+    pub fn tightest(a: Option<RateInfo>, b: Option<RateInfo>) -> Option<RateInfo> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.tighter(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A denial by a rate limiter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateDenied {
@@ -33,64 +53,114 @@ pub struct RateDenied {
     pub retry_after_ms: u64,
 }
 
-/// A GCRA limiter (the token bucket as a single timestamp): `max` requests at
-/// once, refilled at `max` per `window_ms`.
+/// The largest `rateLimitMax` a key may have: the count of a window has 22 bits
+/// of the limiter's atomic.
+pub const WINDOW_MAX_REQUESTS: u32 = (1 << COUNT_BITS) - 1;
+
+const COUNT_BITS: u32 = 22;
+/// Bits of the window's start, above the count; the top bit says a window
+/// was ever opened.
+const TIME_BITS: u32 = 41;
+const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
+const OPENED: u64 = 1 << 63;
+/// Half the range of the stored start (about 35 years): a start less than
+/// this far ahead of `now` means the clock stepped back; more, that it is in
+/// the past (the difference wrapped).
+const TIME_HALF: u64 = 1 << (TIME_BITS - 1);
+/// Windows longer than this (about 17 years) are treated as this long, so the
+/// signed comparison stays unambiguous (the engine allows at most a year).
+const MAX_WINDOW_MS: u64 = 1 << (TIME_BITS - 2);
+
+/// The per-key limiter of seed 002: at most `max` requests in a window of
+/// `window_ms` that starts at the first request after the previous window
+/// ended ("once maxRequests is reached, the request will be rejected until
+/// the timeWindow has passed, at which point the timeWindow will be reset").
+///
+/// One atomic holds a flag (bit 63: a window was opened), the window's start
+/// (milliseconds since the Unix epoch modulo 2^41, bits 22..63) and the
+/// requests counted in it (bits 0..22, so `max` is at most
+/// [`WINDOW_MAX_REQUESTS`]). Starts are compared with wrapping arithmetic, so
+/// there is no date after which it stops working. Times are whole
+/// milliseconds (`now` truncated).
+///
+/// Window starts only move forward: a request whose clock is behind the
+/// current window's start counts in that window (a clock stepping back never
+/// opens a window early). A window whose requests were all given back by
+/// `undo` is closed, and the next request (not earlier than its start) opens
+/// a new one; otherwise an undo gives back the count but not the start.
 #[derive(Debug, Default)]
-pub struct Gcra {
-    /// Theoretical arrival time in microseconds; 0 = never used (full bucket).
-    tat: AtomicU64,
+pub struct AnchoredWindow {
+    /// `OPENED | start << COUNT_BITS | count`, or 0 before the first request.
+    state: AtomicU64,
 }
 
-impl Gcra {
-    /// Takes `cost` requests from the bucket, or denies without changing it.
+impl AnchoredWindow {
+    /// Counts `cost` requests in the current window, opening a new window at
+    /// `now` if none is open or the last one has ended; or denies without
+    /// changing anything.
     pub fn try_take(&self, limit: RateLimit, now: Micros, cost: u32) -> Result<RateInfo, RateDenied> {
-        let (t, tau) = gcra_params(limit);
-        let need = t.saturating_mul(u64::from(cost));
-        let mut tat = self.tat.load(Ordering::Acquire);
+        let (max, window) = window_params(limit);
+        let now_ms = now / 1000;
+        let mut state = self.state.load(Ordering::Acquire);
         loop {
-            let new_tat = tat.max(now).saturating_add(need);
-            let ahead = new_tat - now;
-            if ahead > tau {
-                let current = tat.max(now) - now;
+            let (start, count) = unpack_window(state);
+            let elapsed = elapsed_ms(now_ms, start);
+            let open = state & OPENED != 0 && elapsed < window && (count > 0 || elapsed < 0);
+            let (start, count, elapsed) = if open { (start, count, elapsed) } else { (now_ms & TIME_MASK, 0, 0) };
+            // `elapsed < window` (or 0 for a new window); both are far from
+            // the limits of i64.
+            let reset_ms = u64::try_from(window - elapsed).unwrap_or(0);
+            let new = u64::from(count) + u64::from(cost);
+            if new > u64::from(max) {
                 return Err(RateDenied {
-                    info: gcra_info(limit, t, tau, current),
-                    retry_after_ms: (ahead - tau).div_ceil(1000),
+                    info: RateInfo { limit: max, remaining: max.saturating_sub(count), reset_ms },
+                    retry_after_ms: reset_ms,
                 });
             }
-            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(gcra_info(limit, t, tau, ahead)),
-                Err(actual) => tat = actual,
+            // `new <= max <= WINDOW_MAX_REQUESTS`: it fits in the count bits.
+            let next = OPENED | (start << COUNT_BITS) | new;
+            match self.state.compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    let remaining = max.saturating_sub(u32::try_from(new).unwrap_or(u32::MAX));
+                    return Ok(RateInfo { limit: max, remaining, reset_ms });
+                }
+                Err(actual) => state = actual,
             }
         }
     }
 
-    /// Gives back what a successful `try_take` with the same arguments took.
-    pub fn undo(&self, limit: RateLimit, cost: u32) {
-        let (t, _) = gcra_params(limit);
-        let need = t.saturating_mul(u64::from(cost));
-        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(need)));
-    }
-
-    /// The bucket's state at `now` without taking anything.
-    pub fn peek(&self, limit: RateLimit, now: Micros) -> RateInfo {
-        let (t, tau) = gcra_params(limit);
-        gcra_info(limit, t, tau, self.tat.load(Ordering::Acquire).saturating_sub(now))
+    /// Gives back what a successful `try_take` with the same arguments took,
+    /// if the window it counted in is still the current one: a window that
+    /// contains `now`. (A later window starts after `now`, because starts only
+    /// move forward; a request counted with a clock behind its window's start
+    /// is not given back, which is conservative.)
+    pub fn undo(&self, limit: RateLimit, now: Micros, cost: u32) {
+        let (_, window) = window_params(limit);
+        let now_ms = now / 1000;
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            let (start, count) = unpack_window(s);
+            let elapsed = elapsed_ms(now_ms, start);
+            (s & OPENED != 0 && count > 0 && (0..window).contains(&elapsed))
+                .then(|| OPENED | (start << COUNT_BITS) | u64::from(count.saturating_sub(cost)))
+        });
     }
 }
 
-/// Emission interval `t` and burst tolerance `tau` in microseconds.
-fn gcra_params(limit: RateLimit) -> (u64, u64) {
-    let max = u64::from(limit.max.max(1));
-    let t = (limit.window_ms.saturating_mul(1000) / max).max(1);
-    (t, t * max)
+/// The effective `max` (capped to what the atomic holds) and window.
+fn window_params(limit: RateLimit) -> (u32, i64) {
+    let window = limit.window_ms.min(MAX_WINDOW_MS);
+    (limit.max.min(WINDOW_MAX_REQUESTS), i64::try_from(window).unwrap_or(i64::MAX))
 }
 
-fn gcra_info(limit: RateLimit, t: u64, tau: u64, ahead: u64) -> RateInfo {
-    RateInfo {
-        limit: limit.max,
-        remaining: u32::try_from(tau.saturating_sub(ahead) / t).unwrap_or(u32::MAX),
-        reset_ms: ahead.div_ceil(1000),
-    }
+fn unpack_window(s: u64) -> (u64, u32) {
+    ((s >> COUNT_BITS) & TIME_MASK, (s & u64::from(WINDOW_MAX_REQUESTS)) as u32)
+}
+
+/// `now_ms - start` modulo 2^41 as a signed number: negative when the clock
+/// is behind the window's start.
+fn elapsed_ms(now_ms: u64, start: u64) -> i64 {
+    let d = now_ms.wrapping_sub(start) & TIME_MASK;
+    if d < TIME_HALF { d as i64 } else { d as i64 - (1i64 << TIME_BITS) }
 }
 
 /// A fixed-window counter: at most `limit` requests in each window of
@@ -267,35 +337,169 @@ mod tests {
 
     const SEC: u64 = 1_000_000;
 
+    const MS: u64 = 1000;
+
     #[test]
-    fn gcra_admits_max_then_refills_at_rate() {
-        let g = Gcra::default();
-        let limit = RateLimit { max: 10, window_ms: 1000 };
-        let now = 1_700_000_000 * SEC;
-        for i in 0..10 {
-            let info = g.try_take(limit, now, 1).unwrap();
-            assert_eq!(info.remaining, 9 - i);
+    fn window_admits_max_until_the_window_has_passed() {
+        // The issue's case: 2 per minute, requests at 0 s, 0.5 s and 30.1 s.
+        let w = AnchoredWindow::default();
+        let limit = RateLimit { max: 2, window_ms: 60_000 };
+        let t0 = 1_700_000_000 * SEC + 123;
+        assert_eq!(w.try_take(limit, t0, 1), Ok(RateInfo { limit: 2, remaining: 1, reset_ms: 60_000 }));
+        assert_eq!(w.try_take(limit, t0 + 500 * MS, 1), Ok(RateInfo { limit: 2, remaining: 0, reset_ms: 59_500 }));
+        let d = w.try_take(limit, t0 + 30_100 * MS, 1).unwrap_err();
+        assert_eq!(
+            d,
+            RateDenied { info: RateInfo { limit: 2, remaining: 0, reset_ms: 29_900 }, retry_after_ms: 29_900 }
+        );
+        assert!(w.try_take(limit, t0 + 59_999 * MS, 1).is_err());
+        // When the window has passed, the next request opens a new one at its
+        // own time (not at the old window's end).
+        let t1 = t0 + 75 * SEC;
+        assert_eq!(w.try_take(limit, t1, 1), Ok(RateInfo { limit: 2, remaining: 1, reset_ms: 60_000 }));
+        assert!(w.try_take(limit, t1 + 59 * SEC, 1).is_ok());
+        assert!(w.try_take(limit, t1 + 59 * SEC, 1).is_err());
+        assert!(w.try_take(limit, t1 + 60 * SEC, 1).is_ok());
+    }
+
+    #[test]
+    fn window_cost_undo_and_clock_steps() {
+        let w = AnchoredWindow::default();
+        let limit = RateLimit { max: 5, window_ms: 1000 };
+        let now = 42 * SEC;
+        w.try_take(limit, now, 3).unwrap();
+        let d = w.try_take(limit, now + 100 * MS, 3).unwrap_err();
+        assert_eq!((d.info.remaining, d.retry_after_ms), (2, 900));
+        // A cost above the limit is denied, and changes nothing.
+        assert!(w.try_take(limit, now, 6).is_err());
+        w.undo(limit, now + 200 * MS, 3);
+        assert_eq!(w.try_take(limit, now + 300 * MS, 5).unwrap().remaining, 0);
+        // An undo after the window has ended gives nothing back to the next.
+        w.undo(limit, now + 300 * MS, 5);
+        w.try_take(limit, now + 300 * MS, 5).unwrap();
+        w.try_take(limit, now + 2 * SEC, 5).unwrap();
+        w.undo(limit, now + 300 * MS, 5);
+        assert!(w.try_take(limit, now + 2 * SEC, 1).is_err(), "an old window's undo leaked into the new one");
+        // A clock that steps back counts in the current window: no early reset.
+        let d = w.try_take(limit, now + SEC, 1).unwrap_err();
+        assert_eq!(d.retry_after_ms, 2000);
+        // A window whose requests were all given back is closed: the next
+        // request anchors a new one.
+        let w = AnchoredWindow::default();
+        w.try_take(limit, now, 1).unwrap();
+        w.undo(limit, now, 1);
+        assert_eq!(w.try_take(limit, now + 700 * MS, 5).unwrap().reset_ms, 1000);
+        // ...but never one that starts before it: a clock behind counts in it.
+        w.undo(limit, now + 700 * MS, 5);
+        assert_eq!(w.try_take(limit, now + 600 * MS, 1).unwrap().reset_ms, 1100);
+    }
+
+    #[test]
+    fn window_survives_extreme_inputs() {
+        for limit in [
+            RateLimit { max: 0, window_ms: 0 },
+            RateLimit { max: u32::MAX, window_ms: u64::MAX },
+            RateLimit { max: 1, window_ms: 0 },
+            RateLimit { max: WINDOW_MAX_REQUESTS, window_ms: 1 },
+        ] {
+            let w = AnchoredWindow::default();
+            for now in [0, 1, u64::MAX, u64::MAX / 2, 1 << 52, 5] {
+                for cost in [1, u32::MAX, WINDOW_MAX_REQUESTS] {
+                    if let Ok(info) = w.try_take(limit, now, cost) {
+                        assert!(info.remaining <= info.limit);
+                        w.undo(limit, now, cost);
+                    }
+                }
+            }
         }
-        let denied = g.try_take(limit, now, 1).unwrap_err();
-        assert_eq!(denied.retry_after_ms, 100);
-        assert!(g.try_take(limit, now + 99_000, 1).is_err());
-        assert!(g.try_take(limit, now + 100_000, 1).is_ok());
-        // After a full window the bucket is full again.
-        for _ in 0..10 {
-            g.try_take(limit, now + 2 * SEC, 1).unwrap();
+        // The cap: a limit above it admits exactly the cap.
+        let w = AnchoredWindow::default();
+        let limit = RateLimit { max: u32::MAX, window_ms: 60_000 };
+        assert_eq!(w.try_take(limit, SEC, WINDOW_MAX_REQUESTS).unwrap().remaining, 0);
+        assert!(w.try_take(limit, SEC, 1).is_err());
+        // Times wrap around the 41 bits of the start without a false reset,
+        // and a first request at any time opens a window.
+        let w = AnchoredWindow::default();
+        let limit = RateLimit { max: 1, window_ms: 10_000 };
+        let edge = ((1u64 << 41) - 1) * MS;
+        w.try_take(limit, edge, 1).unwrap();
+        assert!(w.try_take(limit, edge + 9 * SEC, 1).is_err());
+        assert!(w.try_take(limit, edge + 10 * SEC, 1).is_ok());
+    }
+
+    #[test]
+    fn window_never_over_admits_under_contention() {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        // Random times over many windows from 8 threads, some takes undone:
+        // every admitted request reports its window (now + reset - window),
+        // and no window holds more than `max` net of undos, windows do not
+        // overlap, and each starts at the time of a request counted in it.
+        let limit = RateLimit { max: 7, window_ms: 50 };
+        let w = AnchoredWindow::default();
+        let base = 1_700_000_000 * SEC;
+        let taken: Mutex<Vec<(u64, u64, bool)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (w, taken) = (&w, &taken);
+                s.spawn(move || {
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ t;
+                    let mut mine = Vec::new();
+                    for i in 0..20_000u64 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Each thread's clock moves forward with up to 6 ms of
+                        // jitter; threads run at different speeds, so their
+                        // clocks also disagree with each other.
+                        let now = base + i * 400 + (x % 6000);
+                        if let Ok(info) = w.try_take(limit, now, 1) {
+                            let start = (now / MS + info.reset_ms) - limit.window_ms;
+                            let undone = x.is_multiple_of(5);
+                            if undone {
+                                w.undo(limit, now, 1);
+                            }
+                            mine.push((start, now / MS, undone));
+                        }
+                    }
+                    taken.lock().unwrap().extend(mine);
+                });
+            }
+        });
+        let taken = taken.into_inner().unwrap();
+        let mut windows: HashMap<u64, (u32, bool)> = HashMap::new();
+        for &(start, at, undone) in &taken {
+            assert!(at < start + limit.window_ms, "counted after its window ended");
+            let e = windows.entry(start).or_default();
+            e.0 += u32::from(!undone);
+            e.1 |= at == start;
+        }
+        // A window whose every request was given back is closed early; the
+        // others never overlap.
+        let mut starts: Vec<u64> = windows.iter().filter(|(_, (net, _))| *net > 0).map(|(s, _)| *s).collect();
+        starts.sort_unstable();
+        assert!(starts.len() > 100, "{} windows", starts.len());
+        for pair in starts.windows(2) {
+            assert!(pair[1] - pair[0] >= limit.window_ms, "windows overlap: {pair:?}");
+        }
+        for (start, (net, anchored)) in windows {
+            assert!(net <= limit.max, "window at {start} admitted {net}");
+            assert!(anchored, "window at {start} does not start at a request");
         }
     }
 
     #[test]
-    fn gcra_cost_and_undo() {
-        let g = Gcra::default();
-        let limit = RateLimit { max: 5, window_ms: 60_000 };
-        let now = 42 * SEC;
-        g.try_take(limit, now, 3).unwrap();
-        assert!(g.try_take(limit, now, 3).is_err());
-        g.undo(limit, 3);
-        g.try_take(limit, now, 5).unwrap();
-        assert_eq!(g.peek(limit, now).remaining, 0);
+    fn tighter_has_fewer_remaining_then_the_longer_reset() {
+        let a = RateInfo { limit: 10, remaining: 3, reset_ms: 100 };
+        let b = RateInfo { limit: 100, remaining: 2, reset_ms: 10 };
+        let c = RateInfo { limit: 5, remaining: 3, reset_ms: 900 };
+        assert_eq!(a.tighter(b), b);
+        assert_eq!(b.tighter(a), b);
+        assert_eq!(a.tighter(c), c);
+        assert_eq!(c.tighter(a), c);
+        assert_eq!(RateInfo::tightest(Some(a), None), Some(a));
+        assert_eq!(RateInfo::tightest(None, Some(b)), Some(b));
+        assert_eq!(RateInfo::tightest(None, None), None);
     }
 
     #[test]

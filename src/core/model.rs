@@ -357,9 +357,9 @@ pub struct User {
 /// Per-key rate limit (seed 002): at most `max` requests per `window_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimit {
-    /// Requests allowed per window (the bucket's burst).
+    /// Requests allowed per window (at most `limits::WINDOW_MAX_REQUESTS`).
     pub max: u32,
-    /// The window in milliseconds.
+    /// The window in milliseconds, from the request that opens it (seed 002).
     pub window_ms: u64,
 }
 

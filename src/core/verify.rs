@@ -66,7 +66,8 @@ pub struct Allow {
     pub role: Role,
     /// Uses left, for a key with a remaining-use limit.
     pub remaining: Option<u32>,
-    /// The tightest rate limit that applied: the key's, else the team's.
+    /// The tightest rate limit that applied: of the key's and the team's, the
+    /// one with fewer requests remaining (on a tie, the longer to reset).
     pub rate_limit: Option<RateInfo>,
     /// Strict durability: the counter changes of this verification are on disk
     /// once this flush generation is done (`Engine` waits for it).
@@ -268,7 +269,7 @@ impl Verifier<'_> {
         let cost = req.cost;
         let mut rate = None;
         if let Some(limit) = rec.rate_limit {
-            match c.bucket.try_take(limit, now, cost) {
+            match c.window.try_take(limit, now, cost) {
                 Ok(info) => rate = Some(info),
                 Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
             }
@@ -279,7 +280,7 @@ impl Verifier<'_> {
                 Take::Taken(left) => remaining = Some(left),
                 Take::Exhausted(next) => {
                     if let Some(limit) = rec.rate_limit {
-                        c.bucket.undo(limit, cost);
+                        c.window.undo(limit, now, cost);
                     }
                     return Verdict::Deny(Deny {
                         code: DenyCode::UsageExceeded,
@@ -292,7 +293,7 @@ impl Verifier<'_> {
         }
         let undo_key = || {
             if let Some(limit) = rec.rate_limit {
-                c.bucket.undo(limit, cost);
+                c.window.undo(limit, now, cost);
             }
             if remaining.is_some() {
                 c.uses.undo(rec.refill, c.anchor_ms, now_ms, cost);
@@ -322,7 +323,7 @@ impl Verifier<'_> {
             kind,
             role,
             remaining,
-            rate_limit: rate.or(team_rate),
+            rate_limit: RateInfo::tightest(rate, team_rate),
             durable_after: self.durable_after(counted || req.quota.is_some()),
             grantee,
         })

@@ -1034,9 +1034,11 @@ impl Cx<'_> {
 
     fn update_team(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
         self.authorize(Object::Teams, Verb::Update, Self::of_team(id))?;
-        b.only(&["tier"])?;
+        b.only(&["tier", "force"])?;
         let tier = parse_tier(&b.required_str("tier")?)?;
-        let team = self.shared.engine.set_team_tier(id, tier).map_err(engine_error)?;
+        // A downgrade below what the team holds is refused unless forced.
+        let force = b.opt_bool("force")?.flatten().unwrap_or(false);
+        let team = self.shared.engine.set_team_tier(id, tier, force).map_err(engine_error)?;
         Ok(json_response(StatusCode::OK, &team_json(&team)))
     }
 
@@ -1233,7 +1235,11 @@ impl Cx<'_> {
             user_id,
         };
         self.user_for(&new.user_id, Object::Keys, Verb::Create)?;
-        let expires_at = new.expires_in_secs.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000)));
+        let expires_at = new
+            .expires_in_secs
+            .map(|s| crate::engine::expiry_after_secs(now_us() / 1000, s))
+            .transpose()
+            .map_err(engine_error)?;
         self.within_grant(Some(&new.permissions), Some(expires_at))?;
         let (key, plaintext) = self.shared.engine.create_key(new).map_err(engine_error)?;
         let (key, usage) = self.shared.engine.key(&key.id).map_err(engine_error)?;
@@ -1268,7 +1274,6 @@ impl Cx<'_> {
         let metadata = b.opt_object("metadata")?.flatten().map(|m| m.to_string());
         let whitelisted_ips = b.opt_ips("whitelistedIPs")?.map(Option::unwrap_or_default);
         let (old, _) = self.key_for(id, Verb::Update)?;
-        let expires_at = expires_in.map(|e| e.map(|s| (now_us() / 1000).saturating_add(s.saturating_mul(1000))));
         self.within_grant(permissions.as_ref(), expires_at)?;
         let refill = match (refill_amount, refill_interval) {
             (None, None) => None,
@@ -1607,6 +1612,7 @@ fn engine_error(e: EngineError) -> Resp {
         EngineError::Invalid { field, reason } => validation(&["body", field], &reason, "value_error"),
         EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", &m),
         EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
+        EngineError::TierExceeded(m) => error(StatusCode::CONFLICT, "tier_exceeded", &m),
         EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");

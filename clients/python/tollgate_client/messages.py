@@ -91,7 +91,7 @@ class RateLimit:
     limit: int
     #: Units left in the current window.
     remaining: int
-    #: Milliseconds until the window resets (or the bucket is full again).
+    #: Milliseconds until the window resets.
     reset_ms: int
 
 
