@@ -272,6 +272,8 @@ fn metrics(shared: &Shared, headers: &hyper::HeaderMap) -> Response<Body> {
         store_write_failures: stats.failures.load(Ordering::Relaxed),
         flush_failures: engine.flush_failures(),
         audit_dropped: shared.audit.dropped(),
+        audit_sampled: shared.audit.sampled(),
+        audit_trimmed: shared.audit.trimmed(),
     };
     let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(&shared.metrics, &gauges))));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
@@ -306,17 +308,23 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Res
     resp
 }
 
-/// Hands a denied verification to the audit writer without waiting: only the
-/// credential's hash leaves here (computed on the deny path only), never the
-/// credential.
+/// Hands a denial to the audit log without waiting; only the credential's
+/// hash leaves here (computed on the deny path only), never the credential.
+/// `action` is `verify` (`POST /v1/verify`) or `admin` (an admin route's
+/// credential check). A denial naming no known credential is counted and
+/// sampled ([`AuditLog::unattributed`](crate::audit::AuditLog::unattributed));
+/// an attributed one on `/v1/verify` is queued for the writer, and one on an
+/// admin route is recorded by the route itself, with the operation refused.
 pub fn audit_denied(shared: &Shared, credential: &str, at: u64, code: &'static str, action: &'static str) {
-    shared.audit.denied(crate::audit::Denied {
-        at,
-        hash: crate::core::secret::parse(credential),
-        jwt: crate::core::verify::looks_like_jwt(credential),
-        code,
-        action,
-    });
+    use crate::metrics::DenySource;
+    let Some(code) = crate::core::verify::DenyCode::ALL.iter().copied().find(|c| c.as_str() == code) else {
+        return;
+    };
+    let source = if action == "verify" { DenySource::HttpVerify } else { DenySource::Admin };
+    if source == DenySource::Admin && crate::audit::attributable(credential, code).is_some() {
+        return;
+    }
+    shared.audit.verification_denied(&shared.metrics, source, credential, code, at);
 }
 
 /// The JSON form of a verdict, shared by every HTTP route that reports one.

@@ -111,9 +111,21 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     assert_eq!((missing["outcome"].as_str(), missing["detail"].as_str()), (Some("failure"), Some("404")));
     let admin_made = items.iter().find(|e| e["action"] == "CreateUser").unwrap();
     assert_eq!(admin_made["actor"], "admin-token");
-    let login = items.iter().find(|e| e["action"] == "Login").unwrap();
+    let login = items.iter().find(|e| e["action"] == "Login" && e["outcome"] == "success").unwrap();
     assert_eq!(login["actor"], format!("user:{user}"));
-    assert_eq!((login["target"].as_str(), login["outcome"].as_str()), (Some("username:ann"), Some("success")));
+    // By id, never by name.
+    assert_eq!(
+        (login["target"].as_str(), login["outcome"].as_str()),
+        (Some(format!("user:{user}").as_str()), Some("success"))
+    );
+    // The failed login named a known user: it is the team's, by id too.
+    let failed = items.iter().find(|e| e["action"] == "Login" && e["outcome"] == "failure").unwrap();
+    assert_eq!(
+        (failed["target"].as_str(), failed["detail"].as_str()),
+        (Some(format!("user:{user}").as_str()), Some("401"))
+    );
+    assert_eq!(failed["actor"], "unknown");
+    assert!(!text_of(items).contains("ann\""), "the username is not in the log");
     let text = all.to_string();
     for s in [&secret, &jwt, &ADMIN.to_owned()] {
         assert!(!text.contains(s.as_str()), "a secret is in the log");
@@ -164,16 +176,27 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     assert_eq!(status, 422);
     let by_admin = d.ok(ADMIN, "GET", &format!("/v1/logs?teamId={team}&action=CreateKey"), None);
     assert_eq!(by_admin["items"][0]["target"], key_id.as_str());
-    // A failed login is not attributed to a team; the password is not logged.
+    // A failed login naming nobody is counted and sampled, with no target;
+    // the password is not logged.
+    assert!(AdminClient::new(&d.url, None).unwrap().login("nobody-at-all", "wrong horse battery").is_err());
     let failed = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&action=Login"), 1);
-    assert_eq!((failed[0]["outcome"].as_str(), failed[0]["detail"].as_str()), (Some("failure"), Some("401")));
-    assert!(!Value::from(failed).to_string().contains("wrong horse"));
-    let global = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&outcome=denied"), 1);
+    assert_eq!((failed[0]["outcome"].as_str(), failed[0]["detail"].as_str()), (Some("denied"), Some("NOT_FOUND")));
+    assert_eq!(failed[0]["target"], "");
+    let text = Value::from(failed).to_string();
+    assert!(!text.contains("wrong horse") && !text.contains("nobody-at-all"));
+    // The unknown credential on /v1/verify: counted and sampled (the first
+    // of the minute is stored), with no target.
+    let global = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&outcome=denied&action=verify"), 1);
+    assert_eq!(global[0]["target"], "");
     assert_eq!((global[0]["actor"].as_str(), global[0]["detail"].as_str()), (Some("unknown"), Some("MALFORMED")));
 
     // The route is in the OpenAPI document.
     let (_, doc) = d.call(None, "GET", "/openapi.json", None);
     assert!(doc["paths"]["/v1/logs"]["get"].is_object());
+}
+
+fn text_of(items: &[Value]) -> String {
+    Value::from(items.to_vec()).to_string()
 }
 
 #[test]
