@@ -174,7 +174,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -
     let start = Instant::now();
     let span = tracing::info_span!("http", req = %id);
     let line = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (req.method().clone(), crate::logging::loggable_path(req.uri().path()).into_owned()));
+        .then(|| (req.method().clone(), loggable_path(shared, req.uri().path())));
     let mut resp = route(shared, req, peer).instrument(span.clone()).await;
     if let Some((method, path)) = line {
         let status = resp.status().as_u16();
@@ -185,6 +185,18 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The path for the request line: [`crate::logging::loggable_path`], and a
+/// segment that is the admin token (which may have any shape when it comes
+/// from the environment) replaced too.
+fn loggable_path(shared: &Shared, path: &str) -> String {
+    let path = crate::logging::loggable_path(path);
+    let admin = |seg: &str| !seg.is_empty() && shared.admin.is_admin_token(seg);
+    if !path.split('/').any(admin) {
+        return path.into_owned();
+    }
+    path.split('/').map(|seg| if admin(seg) { "<credential>" } else { seg }).collect::<Vec<_>>().join("/")
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
