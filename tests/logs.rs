@@ -188,18 +188,6 @@ fn no_secret_in_trace_level_human_logs() {
     assert_no_secret(&log, &s.secrets);
 }
 
-/// Every file under `dir`, recursively, with its raw bytes.
-fn files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files(&path, out);
-        } else {
-            out.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-}
-
 /// No secret in any record the daemon stored: the same session, then a
 /// search of the raw bytes of every file of the data directory (sled's log
 /// keeps old versions of records too, so this covers what was ever written,
@@ -213,8 +201,7 @@ fn no_secret_in_the_data_directory() {
     d.signal("TERM");
     assert!(d.child.wait().unwrap().success(), "{}", d.log_text());
     let data = d.dir.path().join("data");
-    let mut all = Vec::new();
-    files(&data, &mut all);
+    let all = common::files_under(&data);
     let contains = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
     // The search looks at the records of this session: the audit events name the key.
     assert!(all.iter().any(|(_, b)| contains(b, &s.key_id)), "no record names {}", s.key_id);
