@@ -332,11 +332,12 @@ pub fn audit_denied(shared: &Shared, credential: &str, at: u64, code: &'static s
     let Some(code) = crate::core::verify::DenyCode::ALL.iter().copied().find(|c| c.as_str() == code) else {
         return;
     };
-    let source = if action == "verify" { DenySource::HttpVerify } else { DenySource::Admin };
-    if source == DenySource::Admin && crate::audit::attributable(credential, code).is_some() {
-        return;
+    if action == "verify" {
+        shared.audit.verification_denied(&shared.metrics, DenySource::HttpVerify, credential, code, at);
+    } else if admin::credential_owner(shared, credential, at).is_none() {
+        let jwt = crate::core::verify::looks_like_jwt(credential);
+        shared.audit.unattributed(&shared.metrics, DenySource::Admin, Some(code), jwt, at);
     }
-    shared.audit.verification_denied(&shared.metrics, source, credential, code, at);
 }
 
 /// The JSON form of a verdict, shared by every HTTP route that reports one.

@@ -443,7 +443,7 @@ fn audit_refused(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, S
 
 /// The team and actor of a presented credential that names a known key or
 /// token, or a JWT with a good signature of a known user; `None` otherwise.
-fn credential_owner(shared: &Shared, cred: &str, now: u64) -> Option<(String, String)> {
+pub(crate) fn credential_owner(shared: &Shared, cred: &str, now: u64) -> Option<(String, String)> {
     if crate::core::verify::looks_like_jwt(cred) {
         let claims = shared.engine.jwt().verify(cred, now / 1_000_000).ok()?;
         let team = shared.engine.index().users.get(claims.sub.as_str())?.team.id.to_string();
