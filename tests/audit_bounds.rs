@@ -1,6 +1,9 @@
 //! The audit log is bounded: floods of unauthenticated admin calls and of
 //! verifications of unknown keys, against the real daemon, leave the data
 //! directory (nearly) as it was; they are counted in `/metrics` instead.
+//! Denials on the socket and `/auth` are counted and sampled the same way,
+//! or filed under the team when they name a known key; each team keeps at
+//! most `audit.max_events_per_team` events.
 //!
 //! Sizes are the sum of the lengths of every file under the data directory,
 //! read after the same settling step both times: wait for the audit writer
@@ -232,4 +235,54 @@ fn each_team_keeps_at_most_max_events_per_team() {
     assert!(items.iter().all(|e| e["action"] == "GetTeam"));
     let m = metrics(&d);
     assert!(metric(&m, "tollgate_audit_trimmed_total") >= 151.0);
+}
+
+#[test]
+fn socket_and_auth_denials_are_counted_and_sampled_or_filed_under_the_team() {
+    use tollgate_protocol::{Client, VerifyRequest};
+    let d = common::start_http(|c| c.audit.unattributed_samples_per_minute = 5);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let post = |path: &str, body: serde_json::Value| {
+        http(d.addr, "POST", path, &[("Authorization", &auth)], Some(&body.to_string())).json()
+    };
+    let team = post("/v1/teams", json!({"name": "t", "tier": "Pro"}))["id"].as_str().unwrap().to_owned();
+    let body = json!({"teamId": team, "username": "uma", "password": "correct horse battery", "role": "Reader"});
+    let user = post("/v1/users", body)["id"].as_str().unwrap().to_owned();
+    let key = post("/v1/keys", json!({"userId": user, "permissions": {"docs": ["read"]}}));
+    let (key_id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
+
+    let socket = d.data.parent().unwrap().join("tollgate.sock");
+    let mut c = Client::connect(&socket).unwrap();
+    for i in 0..500 {
+        assert!(!c.verify(&VerifyRequest::new(&format!("tg_unknown{i}"))).unwrap().is_allow());
+    }
+    // A known key denied: filed under its team, one event each.
+    let perms = [("docs", "delete")];
+    for _ in 0..3 {
+        assert!(!c.verify(&VerifyRequest::new(&secret).permissions(&perms)).unwrap().is_allow());
+    }
+    for i in 0..200 {
+        let cred = format!("nonsense-{i}");
+        assert_eq!(http(d.addr, "GET", "/auth", &[("X-API-Key", &cred)], None).status, 401);
+    }
+    assert_eq!(http(d.addr, "GET", "/auth", &[], None).status, 401);
+
+    let m = metrics(&d);
+    assert_eq!(metric(&m, "tollgate_unattributed_denials_total{interface=\"socket\",code=\"MALFORMED\"}"), 500.0);
+    assert_eq!(metric(&m, "tollgate_unattributed_denials_total{interface=\"auth\",code=\"MALFORMED\"}"), 200.0);
+    assert_eq!(metric(&m, "tollgate_unattributed_denials_total{interface=\"auth\",code=\"MISSING\"}"), 1.0);
+    assert_eq!(metric(&m, "tollgate_audit_unattributed_sampled_total"), 5.0);
+
+    std::thread::sleep(Duration::from_millis(300));
+    let get = |path: &str| http(d.addr, "GET", path, &[("Authorization", &auth)], None).json();
+    let global = get("/v1/logs?teamId=_global&limit=100");
+    let items = global["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5, "{global}");
+    assert!(items.iter().all(|e| e["target"] == "" && e["action"] == "socket"), "{global}");
+    let theirs = get(&format!("/v1/logs?teamId={team}&action=socket"));
+    let items = theirs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{theirs}");
+    assert!(
+        items.iter().all(|e| e["actor"] == format!("api_key:{key_id}") && e["detail"] == "INSUFFICIENT_PERMISSIONS")
+    );
 }
