@@ -62,6 +62,8 @@ pub struct Config {
     pub admin_api: AdminApiConfig,
     /// `/metrics`.
     pub metrics: MetricsConfig,
+    /// The audit log's bounds.
+    pub audit: AuditConfig,
     /// The file this configuration was read from, if any: a reload reads it again.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -95,6 +97,30 @@ pub struct MetricsConfig {
     /// `/metrics`. Off by default: the counts are not secret and the HTTP
     /// listener is on localhost unless configured otherwise.
     pub require_admin_token: bool,
+}
+
+/// The `[audit]` section: how much the audit log keeps.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Most events kept per team (and for the pseudo-team of unattributed
+    /// events); the oldest are removed first. Retention per tier applies too.
+    pub max_events_per_team: u64,
+    /// Unattributed failures (no credential, or an unknown, malformed or
+    /// unverifiable one) stored each minute, over all interfaces together, as
+    /// samples; the rest are only counted in `/metrics`. 0 stores none.
+    pub unattributed_samples_per_minute: u32,
+}
+
+/// Upper bound of `audit.max_events_per_team`.
+pub const MAX_AUDIT_EVENTS_PER_TEAM: u64 = 100_000_000;
+/// Upper bound of `audit.unattributed_samples_per_minute`.
+pub const MAX_AUDIT_SAMPLES_PER_MINUTE: u32 = 60_000;
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { max_events_per_team: 100_000, unattributed_samples_per_minute: 60 }
+    }
 }
 
 /// Settings of the admin HTTP API (`/v1/...`).
@@ -137,6 +163,7 @@ impl Default for Config {
             log: LogConfig::default(),
             admin_api: AdminApiConfig::default(),
             metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
             file: None,
             overrides: Overrides::default(),
             admin_token: None,
@@ -505,6 +532,12 @@ impl Config {
         check(self.admin_api.login_failures_per_minute != 0, &|| {
             "admin_api.login_failures_per_minute: must be at least 1".into()
         });
+        check((1..=MAX_AUDIT_EVENTS_PER_TEAM).contains(&self.audit.max_events_per_team), &|| {
+            format!("audit.max_events_per_team: must be between 1 and {MAX_AUDIT_EVENTS_PER_TEAM}")
+        });
+        check(self.audit.unattributed_samples_per_minute <= MAX_AUDIT_SAMPLES_PER_MINUTE, &|| {
+            format!("audit.unattributed_samples_per_minute: must be between 0 and {MAX_AUDIT_SAMPLES_PER_MINUTE}")
+        });
         check(!(j.keys.is_empty() && j.signing_kid.is_some()), &|| {
             "jwt.signing_kid: set, but no jwt.keys are configured".into()
         });
@@ -807,6 +840,7 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("./tollgate.sock"));
         assert_eq!(c.socket_mode_bits().unwrap(), 0o660);
         assert_eq!(c.tiers.table(), TierLimits::DEFAULTS);
+        assert_eq!((c.audit.max_events_per_team, c.audit.unattributed_samples_per_minute), (100_000, 60));
     }
 
     #[test]
@@ -857,6 +891,9 @@ mod tests {
             ("[[auth.routes]]\nprefix = \"/\"\nmethods = [\"get\"]", "auth.routes[0].methods"),
             ("[[auth.routes]]\nprefix = \"/\"\npermissions = { files = [] }", "auth.routes[0].permissions.files"),
             ("[[auth.routes]]\nprefix = \"/\"\nmethod = [\"GET\"]", "unknown field `method`"),
+            ("[audit]\nmax_events_per_team = 0", "audit.max_events_per_team"),
+            ("[audit]\nunattributed_samples_per_minute = 1000000", "audit.unattributed_samples_per_minute"),
+            ("[audit]\nmax_events = 5", "unknown field `max_events`"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();

@@ -567,22 +567,54 @@ impl Engine {
 
     /// Deletes a user as seed 000 says: the account is anonymized (no username,
     /// no password, status Deleted) and every credential of it stops working.
-    pub fn delete_user(&self, id: &str) -> Result<(), EngineError> {
+    /// Returns the name it had, for the caller to scrub from the audit log.
+    pub fn delete_user(&self, id: &str) -> Result<String, EngineError> {
         let _g = self.admin.lock();
         let mut user = self.user(id)?;
         let old_name = std::mem::replace(&mut user.username, format!("deleted-{}", user.id));
+        let now = now_ms();
         user.password_hash.clear();
         user.status = UserStatus::Deleted;
-        user.revoked_before = now_ms() + 1;
-        user.updated_at = now_ms();
-        self.store.put(Table::Users, id, &user)?;
+        user.revoked_before = now + 1;
+        user.updated_at = now;
+        // One durable batch: the anonymized user, its keys gone, its access
+        // tokens revoked. A deleted user's credentials are not listed as
+        // active: keys verify NOT_FOUND, tokens REVOKED, JWTs REVOKED.
+        let keys: Vec<Arc<KeyEntry>> =
+            self.index.keys.iter().filter(|k| k.record.user_id == id).map(|k| k.clone()).collect();
+        let tokens: Vec<Arc<TokenEntry>> = self
+            .index
+            .tokens
+            .iter()
+            .filter(|t| t.record.user_id == id && t.revoked_at.load(Ordering::Acquire) == 0)
+            .map(|t| t.clone())
+            .collect();
+        let mut b = Batch::default();
+        b.put(Table::Users, id, &user);
+        for k in &keys {
+            b.remove(Table::Keys, &k.id);
+            b.remove(Table::Usage, &k.id);
+        }
+        for t in &tokens {
+            let mut rec = token_record(t);
+            rec.revoked_at.get_or_insert(now);
+            b.put(Table::Tokens, &t.id, &rec);
+        }
+        self.store.apply(b, true)?;
+        for k in keys {
+            self.index.secrets.remove(&k.record.hash);
+            self.index.keys.remove(&*k.id);
+        }
+        for t in &tokens {
+            let _ = t.revoked_at.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+        }
         self.index.usernames.remove(&old_name);
         self.index.usernames.insert(user.username.clone(), user.id.clone());
         if let Some(e) = self.index.users.get(id) {
             e.set(user.role, UserStatus::Deleted);
             e.revoked_before.store(user.revoked_before, Ordering::Release);
         }
-        Ok(())
+        Ok(old_name)
     }
 
     /// Revokes every JWT issued to the user until now.

@@ -175,7 +175,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -
     let start = Instant::now();
     let span = tracing::info_span!("http", req = %id);
     let line = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (req.method().clone(), crate::logging::loggable_path(req.uri().path()).into_owned()));
+        .then(|| (req.method().clone(), loggable_path(shared, req.uri().path())));
     // A panic in a handler answers 500 instead of dropping the connection
     // (validation comes before every write, so no partial write is left behind).
     let mut resp = std::panic::AssertUnwindSafe(route(shared, req, peer).instrument(span.clone()))
@@ -204,6 +204,18 @@ pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), what: &str) -> Resp
         .unwrap_or("(no message)");
     tracing::error!(panic = message, "{what}: a handler panicked; answered 500");
     error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
+}
+
+/// The path for the request line: [`crate::logging::loggable_path`], and a
+/// segment that is the admin token (which may have any shape when it comes
+/// from the environment) replaced too.
+fn loggable_path(shared: &Shared, path: &str) -> String {
+    let path = crate::logging::loggable_path(path);
+    let admin = |seg: &str| !seg.is_empty() && shared.admin.is_admin_token(seg);
+    if !path.split('/').any(admin) {
+        return path.into_owned();
+    }
+    path.split('/').map(|seg| if admin(seg) { "<credential>" } else { seg }).collect::<Vec<_>>().join("/")
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -291,6 +303,8 @@ fn metrics(shared: &Shared, headers: &hyper::HeaderMap) -> Response<Body> {
         store_write_failures: stats.failures.load(Ordering::Relaxed),
         flush_failures: engine.flush_failures(),
         audit_dropped: shared.audit.dropped(),
+        audit_sampled: shared.audit.sampled(),
+        audit_trimmed: shared.audit.trimmed(),
     };
     let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(&shared.metrics, &gauges))));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
@@ -325,17 +339,24 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Res
     resp
 }
 
-/// Hands a denied verification to the audit writer without waiting: only the
-/// credential's hash leaves here (computed on the deny path only), never the
-/// credential.
+/// Hands a denial to the audit log without waiting; only the credential's
+/// hash leaves here (computed on the deny path only), never the credential.
+/// `action` is `verify` (`POST /v1/verify`) or `admin` (an admin route's
+/// credential check). A denial naming no known credential is counted and
+/// sampled ([`AuditLog::unattributed`](crate::audit::AuditLog::unattributed));
+/// an attributed one on `/v1/verify` is queued for the writer, and one on an
+/// admin route is recorded by the route itself, with the operation refused.
 pub fn audit_denied(shared: &Shared, credential: &str, at: u64, code: &'static str, action: &'static str) {
-    shared.audit.denied(crate::audit::Denied {
-        at,
-        hash: crate::core::secret::parse(credential),
-        jwt: crate::core::verify::looks_like_jwt(credential),
-        code,
-        action,
-    });
+    use crate::metrics::DenySource;
+    let Some(code) = crate::core::verify::DenyCode::ALL.iter().copied().find(|c| c.as_str() == code) else {
+        return;
+    };
+    if action == "verify" {
+        shared.audit.verification_denied(&shared.metrics, DenySource::HttpVerify, credential, code, at);
+    } else if admin::credential_owner(shared, credential, at).is_none() {
+        let jwt = crate::core::verify::looks_like_jwt(credential);
+        shared.audit.unattributed(&shared.metrics, DenySource::Admin, Some(code), jwt, at);
+    }
 }
 
 /// The JSON form of a verdict, shared by every HTTP route that reports one.

@@ -59,6 +59,59 @@ impl Interface {
     }
 }
 
+/// Where a denial that names no known credential came from: the `interface`
+/// label of `tollgate_unattributed_denials_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DenySource {
+    /// The Unix-socket protocol.
+    Socket = 0,
+    /// `POST /v1/verify`.
+    HttpVerify = 1,
+    /// nginx `GET /auth`.
+    Auth = 2,
+    /// An admin route called with no credential or a refused one.
+    Admin = 3,
+    /// `POST /v1/auth/token` naming no known user or key.
+    Login = 4,
+}
+
+impl DenySource {
+    const ALL: [DenySource; 5] =
+        [DenySource::Socket, DenySource::HttpVerify, DenySource::Auth, DenySource::Admin, DenySource::Login];
+
+    /// The `interface` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DenySource::Socket => "socket",
+            DenySource::HttpVerify => "http_verify",
+            DenySource::Auth => "auth",
+            DenySource::Admin => "admin",
+            DenySource::Login => "login",
+        }
+    }
+
+    /// The `action` of an audit event about it.
+    pub fn action(self) -> &'static str {
+        match self {
+            DenySource::Socket => "socket",
+            DenySource::HttpVerify => "verify",
+            DenySource::Auth => "auth",
+            DenySource::Admin => "admin",
+            DenySource::Login => "Login",
+        }
+    }
+}
+
+/// Code slots of unattributed denials: `MISSING` (no credential at all), then
+/// every deny code in wire order.
+const UNATTRIBUTED_CODES: usize = 1 + DenyCode::ALL.len();
+
+/// The `code` label of an unattributed denial: `MISSING` for no credential.
+pub fn unattributed_code(code: Option<DenyCode>) -> &'static str {
+    code.map_or("MISSING", DenyCode::as_str)
+}
+
 /// Upper bounds of the latency buckets, in microseconds (`le` in seconds).
 pub const BUCKETS_US: [u64; 14] =
     [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000];
@@ -137,12 +190,14 @@ impl HistogramSnapshot {
 struct Shard {
     verdicts: [[AtomicU64; VERDICTS]; KINDS.len()],
     latency: [Histogram; Interface::ALL.len()],
+    unattributed: [[AtomicU64; UNATTRIBUTED_CODES]; DenySource::ALL.len()],
 }
 
 impl Default for Shard {
     fn default() -> Self {
         Shard {
             verdicts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            unattributed: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             latency: std::array::from_fn(|_| Histogram::default()),
         }
     }
@@ -220,6 +275,10 @@ pub fn kind_index(kind: Option<CredentialKind>, credential: &str) -> usize {
     }
 }
 
+fn unattributed_label(slot: usize) -> &'static str {
+    unattributed_code(slot.checked_sub(1).and_then(|i| DenyCode::ALL.get(i)).copied())
+}
+
 fn verdict_label(slot: usize) -> &'static str {
     match slot.checked_sub(1).and_then(|i| DenyCode::ALL.get(i)) {
         None => "ALLOW",
@@ -268,6 +327,24 @@ impl Metrics {
         if let Some(h) = self.shard().latency.get(interface as usize) {
             h.observe_n(d, n);
         }
+    }
+
+    /// Counts a denial that names no known credential (`code` `None`: no
+    /// credential was presented at all).
+    #[inline]
+    pub fn unattributed(&self, source: DenySource, code: Option<DenyCode>) {
+        let c = code.map_or(0, |c| c as usize);
+        if let Some(slot) = self.shard().unattributed.get(source as usize).and_then(|row| row.get(c)) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Unattributed denials counted for `(interface, code)`, summed over
+    /// shards; `code` is a deny code or `MISSING`. For tests and the exposition.
+    pub fn unattributed_denials(&self, interface: &str, code: &str) -> u64 {
+        let Some(i) = DenySource::ALL.iter().position(|s| s.label() == interface) else { return 0 };
+        let Some(c) = (0..UNATTRIBUTED_CODES).find(|&c| unattributed_label(c) == code) else { return 0 };
+        self.shards.iter().map(|s| s.unattributed[i][c].load(Ordering::Relaxed)).sum()
     }
 
     /// A socket connection was accepted and is now served.
@@ -345,6 +422,11 @@ pub struct Gauges {
     pub flush_failures: u64,
     /// Denied verifications the audit log dropped because its queue was full.
     pub audit_dropped: u64,
+    /// Unattributed denials stored in the audit log as samples.
+    pub audit_sampled: u64,
+    /// Audit events removed because their team had more than
+    /// `audit.max_events_per_team`.
+    pub audit_trimmed: u64,
 }
 
 /// Renders the Prometheus text exposition format (version 0.0.4).
@@ -454,6 +536,37 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "Denied verifications not written to the audit log (queue full).",
         g.audit_dropped,
     );
+    header(
+        o,
+        "tollgate_unattributed_denials_total",
+        "counter",
+        "Denials naming no known credential (none, unknown, malformed or an unverifiable JWT), by interface and code (MISSING: no credential); counted, and only sampled into the audit log.",
+    );
+    for (i, src) in DenySource::ALL.iter().enumerate() {
+        for c in 0..UNATTRIBUTED_CODES {
+            let n: u64 = m.shards.iter().map(|s| s.unattributed[i][c].load(Ordering::Relaxed)).sum();
+            line(
+                o,
+                "tollgate_unattributed_denials_total",
+                &[("interface", src.label()), ("code", unattributed_label(c))],
+                n,
+            );
+        }
+    }
+    single(
+        o,
+        "tollgate_audit_unattributed_sampled_total",
+        "counter",
+        "Unattributed denials stored in the audit log as samples (audit.unattributed_samples_per_minute).",
+        g.audit_sampled,
+    );
+    single(
+        o,
+        "tollgate_audit_trimmed_total",
+        "counter",
+        "Audit events removed, oldest first, to keep a team within audit.max_events_per_team.",
+        g.audit_trimmed,
+    );
 
     header(o, "tollgate_config_reloads_total", "counter", "Configuration reloads, by result (applied or refused).");
     line(o, "tollgate_config_reloads_total", &[("result", "applied")], m.reloads_ok.load(Ordering::Relaxed));
@@ -559,7 +672,13 @@ mod tests {
             store_write_failures: 0,
             flush_failures: 0,
             audit_dropped: 0,
+            audit_sampled: 7,
+            audit_trimmed: 0,
         };
+        m.unattributed(DenySource::Auth, Some(DenyCode::NotFound));
+        m.unattributed(DenySource::Admin, None);
+        m.unattributed(DenySource::Admin, None);
+        assert_eq!(m.unattributed_denials("admin", "MISSING"), 2);
         m.retire_jwt_cache((10, 20));
         let text = render(&m, &g);
         assert!(
@@ -574,6 +693,9 @@ mod tests {
         assert!(text.contains("tollgate_jwt_cache_hits_total 15\n"));
         assert!(text.contains("tollgate_jwt_cache_misses_total 26\n"));
         assert!(text.contains("tollgate_store_write_duration_seconds_count 0\n"));
+        assert!(text.contains("tollgate_unattributed_denials_total{interface=\"auth\",code=\"NOT_FOUND\"} 1\n"));
+        assert!(text.contains("tollgate_unattributed_denials_total{interface=\"admin\",code=\"MISSING\"} 2\n"));
+        assert!(text.contains("tollgate_audit_unattributed_sampled_total 7\n"));
         // Every sample line is `name{labels} value` or `name value`, and
         // every metric has HELP and TYPE before its samples.
         let mut typed = std::collections::HashSet::new();

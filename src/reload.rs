@@ -147,6 +147,7 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
     keep!(http_socket_mode);
     keep!(durability);
     keep!(admin_api);
+    keep!(audit);
     keep!(log.format);
     let problems = new.problems();
     if !problems.is_empty() {

@@ -205,7 +205,8 @@ pub async fn serve_opening(
     };
     let socket = crate::sidecar::bind(&config).await?;
     let admin = crate::http::admin::AdminState::new(&config)?;
-    let audit = crate::audit::AuditLog::start(engine.clone()).context("cannot start the audit writer")?;
+    let audit =
+        crate::audit::AuditLog::start_with(engine.clone(), &config.audit).context("cannot start the audit writer")?;
     let metrics = Arc::new(Metrics::default());
     let shared = Arc::new_cyclic(|me| Shared {
         engine: engine.clone(),
@@ -222,7 +223,7 @@ pub async fn serve_opening(
     let unix_task = http_unix.map(|l| tokio::spawn(crate::http::serve_unix(l, shared.clone(), stop_rx.clone())));
     let sidecar_task = tokio::spawn(crate::sidecar::run(
         socket,
-        Arc::new(crate::sidecar::EngineService::with_metrics(engine.clone(), metrics)),
+        Arc::new(crate::sidecar::EngineService::with_metrics(engine.clone(), metrics).with_audit(shared.audit.clone())),
         crate::sidecar::Limits::from_config(&config),
         stop_rx.clone(),
     ));

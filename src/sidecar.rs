@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::core::limits::{Micros, RateInfo};
 use crate::core::verify::{DenyCode, QUOTA_DOCUMENTS, Verdict, VerifyRequest};
 use crate::engine::{Engine, now_us};
-use crate::metrics::{Interface, Metrics};
+use crate::metrics::{DenySource, Interface, Metrics};
 
 /// How long a new connection may take to send its hello. A client that
 /// connects and says nothing would otherwise hold a connection slot forever.
@@ -488,6 +488,8 @@ fn answer_frames<S: Service>(
 pub struct EngineService {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
+    /// Where denials go (`None` in benches and tests of the service alone).
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl EngineService {
@@ -498,7 +500,15 @@ impl EngineService {
 
     /// A service verifying with `engine`, counting into `metrics`.
     pub fn with_metrics(engine: Arc<Engine>, metrics: Arc<Metrics>) -> EngineService {
-        EngineService { engine, metrics }
+        EngineService { engine, metrics, audit: None }
+    }
+
+    /// Sends denied verifications to `audit` (attributed ones stored, the
+    /// others counted and sampled).
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> EngineService {
+        self.audit = Some(audit);
+        self
     }
 
     fn verify(&self, id: u32, v: &proto::VerifyRequest<'_>, now: Micros, out: &mut Vec<u8>) -> Option<u64> {
@@ -507,6 +517,9 @@ impl EngineService {
         let _req = tracing::trace_span!("req", id).entered();
         let Some(credential) = v.credential_str() else {
             self.metrics.verdict(None, "", Some(DenyCode::Malformed));
+            if let Some(audit) = &self.audit {
+                audit.unattributed(&self.metrics, DenySource::Socket, Some(DenyCode::Malformed), false, now);
+            }
             let deny = proto::Deny {
                 code: proto::DenyCode::Malformed,
                 retry_after_ms: None,
@@ -529,7 +542,12 @@ impl EngineService {
         encode_verdict(id, &verdict, out);
         match verdict {
             Verdict::Allow(a) => a.durable_after,
-            Verdict::Deny(_) => None,
+            Verdict::Deny(d) => {
+                if let Some(audit) = &self.audit {
+                    audit.verification_denied(&self.metrics, DenySource::Socket, credential, d.code, now);
+                }
+                None
+            }
         }
     }
 

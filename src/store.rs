@@ -242,6 +242,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The ids (not the records) of `table` with `from <= id < to`, in id
+    /// order, at most `limit`: the oldest events of an audit team, to trim.
+    pub fn ids_range(&self, table: Table, from: &str, to: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.range(key(table, from)..key(table, to)).keys().take(limit) {
+            let k = item?;
+            out.push(String::from_utf8_lossy(&k[2..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every id of `table`, in id order, without decoding the
+    /// records (counting the audit events per team at start).
+    pub fn for_each_id(&self, table: Table, mut f: impl FnMut(&str)) -> Result<(), StoreError> {
+        let prefix = [table.tag(), b'/'];
+        for item in self.db.scan_prefix(prefix).keys() {
+            let k = item?;
+            f(&String::from_utf8_lossy(&k[2..]));
+        }
+        Ok(())
+    }
+
     /// Removes the records of `table` with `from <= id < to`; returns how many.
     /// Not flushed: the engine's next flush makes it durable.
     pub fn remove_range(&self, table: Table, from: &str, to: &str) -> Result<usize, StoreError> {

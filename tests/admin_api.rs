@@ -258,7 +258,14 @@ fn teams_and_users() {
     assert_eq!((p["role"].as_str(), p["status"].as_str()), (Some("Author"), Some("Disabled")));
     assert_eq!(d.call("PATCH", &format!("/v1/users/{u2}"), Some(&jwt), Some(json!({"status": "Gone"}))).status, 422);
     d.ok("DELETE", &format!("/v1/users/{u2}"), &jwt, None, 204);
-    assert_eq!(d.call("GET", &format!("/v1/users/{u2}"), Some(&jwt), None).status, 404, "a deleted user is gone");
+    // Gone for GET; listed only anonymized, with seed 000's Deleted status.
+    d.ok("GET", &format!("/v1/users/{u2}"), &jwt, None, 404);
+    let list = d.ok("GET", "/v1/users", &jwt, None, 200);
+    let gone = list["data"].as_array().unwrap().iter().find(|u| u["id"] == u2.as_str()).unwrap().clone();
+    assert_eq!(
+        (gone["status"].as_str(), gone["username"].as_str()),
+        (Some("Deleted"), Some(format!("deleted-{u2}").as_str()))
+    );
 
     // The admin token lists every team; a team's user sees only its own.
     let other = d.team("other", "Free");

@@ -111,9 +111,21 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     assert_eq!((missing["outcome"].as_str(), missing["detail"].as_str()), (Some("failure"), Some("404")));
     let admin_made = items.iter().find(|e| e["action"] == "CreateUser").unwrap();
     assert_eq!(admin_made["actor"], "admin-token");
-    let login = items.iter().find(|e| e["action"] == "Login").unwrap();
+    let login = items.iter().find(|e| e["action"] == "Login" && e["outcome"] == "success").unwrap();
     assert_eq!(login["actor"], format!("user:{user}"));
-    assert_eq!((login["target"].as_str(), login["outcome"].as_str()), (Some("username:ann"), Some("success")));
+    // By id, never by name.
+    assert_eq!(
+        (login["target"].as_str(), login["outcome"].as_str()),
+        (Some(format!("user:{user}").as_str()), Some("success"))
+    );
+    // The failed login named a known user: it is the team's, by id too.
+    let failed = items.iter().find(|e| e["action"] == "Login" && e["outcome"] == "failure").unwrap();
+    assert_eq!(
+        (failed["target"].as_str(), failed["detail"].as_str()),
+        (Some(format!("user:{user}").as_str()), Some("401"))
+    );
+    assert_eq!(failed["actor"], "unknown");
+    assert!(!text_of(items).contains("ann\""), "the username is not in the log");
     let text = all.to_string();
     for s in [&secret, &jwt, &ADMIN.to_owned()] {
         assert!(!text.contains(s.as_str()), "a secret is in the log");
@@ -164,16 +176,140 @@ fn admin_calls_and_denials_are_logged_per_team_without_secrets() {
     assert_eq!(status, 422);
     let by_admin = d.ok(ADMIN, "GET", &format!("/v1/logs?teamId={team}&action=CreateKey"), None);
     assert_eq!(by_admin["items"][0]["target"], key_id.as_str());
-    // A failed login is not attributed to a team; the password is not logged.
+    // A failed login naming nobody is counted and sampled, with no target;
+    // the password is not logged.
+    assert!(AdminClient::new(&d.url, None).unwrap().login("nobody-at-all", "wrong horse battery").is_err());
     let failed = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&action=Login"), 1);
-    assert_eq!((failed[0]["outcome"].as_str(), failed[0]["detail"].as_str()), (Some("failure"), Some("401")));
-    assert!(!Value::from(failed).to_string().contains("wrong horse"));
-    let global = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&outcome=denied"), 1);
+    assert_eq!((failed[0]["outcome"].as_str(), failed[0]["detail"].as_str()), (Some("denied"), Some("NOT_FOUND")));
+    assert_eq!(failed[0]["target"], "");
+    let text = Value::from(failed).to_string();
+    assert!(!text.contains("wrong horse") && !text.contains("nobody-at-all"));
+    // The unknown credential on /v1/verify: counted and sampled (the first
+    // of the minute is stored), with no target.
+    let global = d.logs_until(ADMIN, &format!("/v1/logs?teamId={GLOBAL}&outcome=denied&action=verify"), 1);
+    assert_eq!(global[0]["target"], "");
     assert_eq!((global[0]["actor"].as_str(), global[0]["detail"].as_str()), (Some("unknown"), Some("MALFORMED")));
 
     // The route is in the OpenAPI document.
     let (_, doc) = d.call(None, "GET", "/openapi.json", None);
     assert!(doc["paths"]["/v1/logs"]["get"].is_object());
+}
+
+fn text_of(items: &[Value]) -> String {
+    Value::from(items.to_vec()).to_string()
+}
+
+#[test]
+fn deleting_a_user_anonymizes_it_everywhere() {
+    let mut d = start();
+    let name = "zebulon-the-unique";
+    let pass = "correct horse battery";
+    let team = d.ok(ADMIN, "POST", "/v1/teams", Some(json!({"name": "acme", "tier": "Pro"})))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"teamId": team, "username": name, "password": pass, "role": "Administrator"});
+    let user = d.ok(ADMIN, "POST", "/v1/users", Some(body))["id"].as_str().unwrap().to_owned();
+    let client = AdminClient::new(&d.url, None).unwrap();
+    let jwt = client.login(name, pass).unwrap().token;
+    assert!(client.login(name, "wrong horse battery").is_err());
+    let key = d.ok(&jwt, "POST", "/v1/keys", Some(json!({"name": "mine"})));
+    let (key_id, secret) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
+    d.ok(ADMIN, "POST", "/v1/keys", Some(json!({"userId": user, "name": "by admin"})));
+    let pat = d.ok(&jwt, "POST", "/v1/access-tokens", Some(json!({"name": "laptop"})))["plaintext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = |d: &Daemon, c: &str| d.call(None, "POST", "/v1/verify", Some(json!({"credential": c}))).1;
+    assert_eq!(verify(&d, &secret)["valid"], true);
+    // A denial of the user's key, and a refused admin call with it: both the team's.
+    d.call(None, "POST", "/v1/verify", Some(json!({"credential": secret, "permissions": {"teams": ["delete"]}})));
+    assert_eq!(d.call(Some(&pat), "DELETE", &format!("/v1/teams/{team}"), None).0, 403);
+    assert_eq!(d.call(Some(ADMIN), "GET", &format!("/v1/users/{user}"), None).0, 200);
+
+    assert_eq!(d.call(Some(ADMIN), "DELETE", &format!("/v1/users/{user}"), None).0, 204);
+
+    // Gone for GET; listed only anonymized, as seed 000's "Deleted".
+    assert_eq!(d.call(Some(ADMIN), "GET", &format!("/v1/users/{user}"), None).0, 404);
+    let users = d.ok(ADMIN, "GET", &format!("/v1/users?teamId={team}"), None);
+    let listed = users["data"].as_array().unwrap().iter().find(|u| u["id"] == user.as_str()).unwrap().clone();
+    assert_eq!(listed["status"], "Deleted");
+    assert_eq!(listed["username"], format!("deleted-{user}"));
+    assert!(!users.to_string().contains(name));
+    // Its keys are gone (not listed, active or not), its token revoked, its JWT too.
+    for status in ["active", "inactive"] {
+        let keys = d.ok(ADMIN, "GET", &format!("/v1/keys?teamId={team}&status={status}"), None);
+        assert!(!keys.to_string().contains(&user), "{status}: {keys}");
+    }
+    assert_eq!(d.call(Some(ADMIN), "GET", &format!("/v1/keys/{key_id}"), None).0, 404);
+    assert_eq!(verify(&d, &secret)["code"], "NOT_FOUND");
+    assert_eq!(verify(&d, &pat)["code"], "REVOKED");
+    assert_eq!(verify(&d, &jwt)["valid"], false);
+
+    // The name is in no audit event, of the team or global; the id is.
+    let logs = d.logs_until(ADMIN, &format!("/v1/logs?teamId={team}&action=DeleteUser"), 1);
+    assert_eq!(logs[0]["target"], user.as_str());
+    let all = d.ok(ADMIN, "GET", &format!("/v1/logs?teamId={team}&limit=100"), None).to_string();
+    assert!(all.contains(&user) && all.contains(&key_id));
+    assert!(all.contains("\"denied\"") && all.contains("\"Login\""));
+    assert!(!all.contains(name), "{all}");
+    let global = d.ok(ADMIN, "GET", &format!("/v1/logs?teamId={GLOBAL}&limit=100"), None).to_string();
+    assert!(!global.contains(name));
+
+    // Nor in any audit record's bytes. sled's log keeps superseded versions
+    // of a record until their segment is reused, so the user record as it
+    // was before the deletion may still be in the file: every occurrence of
+    // the name must be that record (postcard: `<team id><name length><name>`
+    // right after the user id), none an audit event (`…Login<len>username:…`
+    // as logins were once recorded, or any other field).
+    d.stop_and_keep_data();
+    assert!(common::file_containing(&d.data, user.as_bytes()).is_some(), "the search sees the store");
+    assert_eq!(common::file_containing(&d.data, format!("username:{name}").as_bytes()), None);
+    let mut user_record = Vec::new();
+    user_record.push(user.len() as u8);
+    user_record.extend_from_slice(user.as_bytes());
+    user_record.push(team.len() as u8);
+    user_record.extend_from_slice(team.as_bytes());
+    user_record.push(name.len() as u8);
+    for (path, bytes) in common::files_under(&d.data) {
+        for (at, _) in bytes.windows(name.len()).enumerate().filter(|(_, w)| *w == name.as_bytes()) {
+            let before = &bytes[at.saturating_sub(user_record.len())..at];
+            assert_eq!(before, &user_record[..], "{} holds the name outside the user record", path.display());
+        }
+    }
+}
+
+#[test]
+fn scrubbing_a_user_rewrites_events_that_named_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(common::engine(dir.path(), ""));
+    let (team, user) = common::team_and_user(&engine, Tier::Pro, "yolanda");
+    let log = AuditLog::start(engine.clone()).unwrap();
+    // Events as logins were once recorded: by name.
+    let ev = |team: &str, target: &str| AuditEvent {
+        at: 1_000,
+        team: team.to_owned(),
+        actor: "unknown".into(),
+        action: "Login".into(),
+        target: target.to_owned(),
+        outcome: "failure".into(),
+        detail: "401".into(),
+    };
+    log.record(&ev(&team, "username:yolanda")).unwrap();
+    log.record(&ev(GLOBAL, "username:yolanda")).unwrap();
+    log.record(&ev(&team, "username:yolanda2")).unwrap();
+    let name = engine.delete_user(&user).unwrap();
+    assert_eq!(name, "yolanda");
+    assert_eq!(log.scrub_user(&team, &user, &name).unwrap(), 2);
+    for t in [team.as_str(), GLOBAL] {
+        let q = Query { team: t, action: None, outcome: None, since: 0, until: u64::MAX, limit: 100, cursor: None };
+        for (_, e) in log.query(&q).unwrap().0 {
+            assert_ne!(e.target, "username:yolanda");
+        }
+    }
+    let q = Query { team: &team, action: None, outcome: None, since: 0, until: u64::MAX, limit: 100, cursor: None };
+    let targets: Vec<String> = log.query(&q).unwrap().0.into_iter().map(|(_, e)| e.target).collect();
+    assert!(targets.contains(&format!("user:{user}")) && targets.contains(&"username:yolanda2".to_owned()));
 }
 
 #[test]

@@ -444,7 +444,9 @@ fn jwt_login_revocation_and_user_status() {
     assert!(e.verify(&VerifyRequest::new(&jwt2)).is_allow());
     e.delete_user(&user).unwrap();
     assert_eq!(e.verify(&VerifyRequest::new(&jwt2)).code(), Some(DenyCode::Revoked));
-    assert_eq!(e.verify(&VerifyRequest::new(&key)).code(), Some(DenyCode::Disabled));
+    // The user's keys are deleted with it.
+    assert_eq!(e.verify(&VerifyRequest::new(&key)).code(), Some(DenyCode::NotFound));
+    assert!(e.keys(&e.user(&user).unwrap().team_id).is_empty());
 }
 
 #[test]

@@ -106,15 +106,17 @@ fn session(d: &BinDaemon) -> Session {
     assert_eq!(get(&format!("/v1/keys?token={key}"), &[]), 401, "query tokens are off");
     assert_eq!(get(&format!("/v1/keys/{key}"), &[("Authorization", &bearer)]), 404, "a secret pasted into a path");
     assert_eq!(get(&format!("/v1/keys/{jwt}"), &[("Authorization", &admin)]), 404);
+    // Secrets in paths of calls that are refused (no credential) and that run.
+    assert_eq!(get(&format!("/v1/keys/{key}"), &[]), 401, "a key in a path, no credential");
+    assert_eq!(get(&format!("/v1/keys/{token}"), &[("Authorization", &admin)]), 404, "a token in a path");
+    assert_eq!(get(&format!("/v1/keys/{ADMIN_TOKEN}"), &[("Authorization", &admin)]), 404, "the admin token");
+    assert_eq!(get(&format!("/v1/keys/{key_id}"), &[("Authorization", &format!("Bearer {}", typo_of(&key)))]), 401);
 
     // Verifications, good and bad, over HTTP, /auth and the socket.
     let verify = |c: &str| {
         http(d.addr, "POST", "/v1/verify", &[], Some(&json!({"credential": c}).to_string())).json()["valid"] == true
     };
-    let mut typo = key.clone().into_bytes();
-    let last = typo.len() - 1;
-    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
-    let typo = String::from_utf8(typo).unwrap();
+    let typo = typo_of(&key);
     let forged = format!("{}.AAAA", jwt.rsplit_once('.').unwrap().0);
     assert!(verify(&key) && verify(&token) && verify(&jwt));
     assert!(!verify(&typo) && !verify(&forged) && !verify("nonsense"));
@@ -134,7 +136,16 @@ fn session(d: &BinDaemon) -> Session {
     assert_eq!(del(&format!("/v1/keys/{doomed_id}")), 204);
     assert!(!verify(&token) && !verify(&doomed));
     assert!(!c.verify(&VerifyRequest::new(token.as_str())).unwrap().is_allow());
+    secrets.push(typo);
     Session { secrets, key_id }
+}
+
+/// `secret` with its last character changed: it fails the checksum.
+fn typo_of(secret: &str) -> String {
+    let mut typo = secret.to_owned().into_bytes();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+    String::from_utf8(typo).unwrap()
 }
 
 /// Every string that must not be in the logs: each secret, and the parts
@@ -177,6 +188,36 @@ fn no_secret_in_trace_level_human_logs() {
     assert!(log.contains("http{req="), "HTTP lines carry request ids");
     assert!(log.contains("TRACE") && log.contains("DEBUG"));
     assert_no_secret(&log, &s.secrets);
+}
+
+/// No secret in any record the daemon stored: the same session, then a
+/// search of the raw bytes of every file of the data directory (sled's log
+/// keeps old versions of records too, so this covers what was ever written,
+/// audit events included) for every secret and its random part, including
+/// the mistyped key and the password typed as a username.
+#[test]
+fn no_secret_in_the_data_directory() {
+    let mut d = BinDaemon::start_with_env(&config("info"), &[], &[("TG_LOG_TEST_HS", HS_SECRET)]);
+    let s = session(&d);
+    // Stopped (everything flushed), with its directory kept until `d` drops.
+    d.signal("TERM");
+    assert!(d.child.wait().unwrap().success(), "{}", d.log_text());
+    let data = d.dir.path().join("data");
+    let all = common::files_under(&data);
+    let contains = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    // The search looks at the records of this session: the audit events name the key.
+    assert!(all.iter().any(|(_, b)| contains(b, &s.key_id)), "no record names {}", s.key_id);
+    assert!(all.iter().any(|(_, b)| contains(b, "[redacted api key]")), "the key in a path is redacted");
+    for secret in forbidden(&s.secrets) {
+        for (path, bytes) in &all {
+            assert!(
+                !contains(bytes, &secret),
+                "a secret ({}…) is in {}",
+                &secret[..secret.len().min(12)],
+                path.display()
+            );
+        }
+    }
 }
 
 #[test]

@@ -382,7 +382,7 @@ async fn dispatch(
     let caller = match authenticate(shared, req.headers(), &query, peer, object, verb, changes).await {
         Ok(c) => c,
         Err(resp) => {
-            audit_call(shared, None, op, &id, None, &resp).await;
+            audit_refused(shared, req.headers(), &query, op, &id, &resp);
             return Err(resp);
         }
     };
@@ -397,7 +397,7 @@ async fn dispatch(
     let resp = match &result {
         Ok(r) | Err(r) => r,
     };
-    audit_call(shared, Some(&caller), op, &id, team_hint, resp).await;
+    audit_call(shared, &caller, op, &id, team_hint, resp).await;
     result
 }
 
@@ -466,17 +466,48 @@ fn team_hint(shared: &Shared, caller: &Caller, op: Op, id: &str, query: &HashMap
     }
 }
 
+/// Records an admin call refused before it ran. With no credential it is
+/// counted and sampled (`MISSING`); with one that names a known key, token or
+/// user (refused by its status, permissions, role or rate limit) it is stored
+/// under that team; an unknown credential was counted and sampled already by
+/// `authenticate` (through `audit_denied`), with its deny code. Nothing the
+/// caller presented is stored: the target is cleaned ([`crate::audit::clean_target`]).
+fn audit_refused(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, String>, op: Op, id: &str, resp: &Resp) {
+    let now = now_us();
+    let Some((cred, _)) = credential(headers, query, &shared.admin) else {
+        shared.audit.unattributed(&shared.metrics, crate::metrics::DenySource::Admin, None, false, now);
+        return;
+    };
+    let Some((team, actor)) = credential_owner(shared, cred, now) else { return };
+    let event = crate::audit::AuditEvent {
+        at: now,
+        team,
+        actor,
+        action: format!("{op:?}"),
+        target: crate::audit::clean_target(id, |t| shared.admin.is_admin_token(t)),
+        outcome: "failure".to_owned(),
+        detail: resp.status().as_u16().to_string(),
+    };
+    if let Err(e) = shared.audit.record(&event) {
+        tracing::warn!(error = %e, "audit: cannot record a refused admin call");
+    }
+}
+
+/// The team and actor of a presented credential that names a known key or
+/// token, or a JWT with a good signature of a known user; `None` otherwise.
+pub(crate) fn credential_owner(shared: &Shared, cred: &str, now: u64) -> Option<(String, String)> {
+    if crate::core::verify::looks_like_jwt(cred) {
+        let claims = shared.engine.jwt().verify(cred, now / 1_000_000).ok()?;
+        let team = shared.engine.index().users.get(claims.sub.as_str())?.team.id.to_string();
+        return Some((team, format!("user:{}/jwt:{}", claims.sub, claims.jti)));
+    }
+    shared.audit.owner_of(&secret::parse(cred)?)
+}
+
 /// Records an admin call: actor (ids only), operation, target, outcome. The
 /// team is the hint, else the answer's `teamId` (or a new team's `id`), else
 /// [`audit::GLOBAL`](crate::audit::GLOBAL).
-async fn audit_call(
-    shared: &Shared,
-    caller: Option<&Caller>,
-    op: Op,
-    id: &str,
-    team_hint: Option<String>,
-    resp: &Resp,
-) {
+async fn audit_call(shared: &Shared, caller: &Caller, op: Op, id: &str, team_hint: Option<String>, resp: &Resp) {
     use http_body_util::BodyExt as _;
     let body: Value = match resp.body().clone().collect().await {
         Ok(b) => serde_json::from_slice(&b.to_bytes()).unwrap_or(Value::Null),
@@ -489,9 +520,8 @@ async fn audit_call(
         .or_else(|| if ok && op == Op::CreateTeam { field("id") } else { None })
         .unwrap_or_else(|| crate::audit::GLOBAL.to_owned());
     let actor = match caller {
-        None => "unknown".to_owned(),
-        Some(Caller::Admin) => "admin-token".to_owned(),
-        Some(Caller::User(u)) => format!("user:{}/{}:{}", u.user, kind_str(u.kind), u.credential_id),
+        Caller::Admin => "admin-token".to_owned(),
+        Caller::User(u) => format!("user:{}/{}:{}", u.user, kind_str(u.kind), u.credential_id),
     };
     let target = if id.is_empty() && ok {
         field("id")
@@ -500,6 +530,7 @@ async fn audit_call(
     } else {
         id.to_owned()
     };
+    let target = crate::audit::clean_target(&target, |t| shared.admin.is_admin_token(t));
     let event = crate::audit::AuditEvent {
         at: now_us(),
         team,
@@ -743,9 +774,17 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
         return resp;
     }
     let engine = shared.engine.clone();
-    // Audited by name for a password login; a key used as the username is a
-    // secret and is never written down.
-    let target = if with_key { "api-key".to_owned() } else { format!("username:{username}") };
+    // Audited by id, never by name: the user a password login names, or the
+    // key used as the username (a secret, never written down). A login that
+    // names no known user or key is counted and sampled, not stored.
+    let named: Option<(String, String)> = if with_key {
+        secret::parse(username).and_then(|h| shared.audit.owner_of(&h))
+    } else {
+        shared.engine.index().usernames.get(username).and_then(|id| {
+            let team = shared.engine.index().users.get(id.as_str())?.team.id.to_string();
+            Some((team, format!("user:{}", id.as_str())))
+        })
+    };
     let (username, password) = (username.to_owned(), password.to_owned());
     let result = tokio::task::spawn_blocking(move || {
         if with_key { engine.login_with_key(&username, peer) } else { engine.login(&username, &password) }
@@ -771,7 +810,12 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
         Ok(Err(e)) => engine_error(e),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "login task failed"),
     };
-    let (team, actor) = who.unwrap_or_else(|| (crate::audit::GLOBAL.to_owned(), "unknown".to_owned()));
+    let Some((named_team, target)) = named else {
+        let code = Some(DenyCode::NotFound);
+        shared.audit.unattributed(&shared.metrics, crate::metrics::DenySource::Login, code, false, now_us());
+        return resp;
+    };
+    let (team, actor) = who.unwrap_or_else(|| (named_team, "unknown".to_owned()));
     let event = crate::audit::AuditEvent {
         at: now_us(),
         team,
@@ -1126,7 +1170,11 @@ impl Cx<'_> {
         if self.member().is_some_and(|me| *me.user == *user.id) {
             return Err(error(StatusCode::FORBIDDEN, "forbidden", "a user may not delete their own account"));
         }
-        self.shared.engine.delete_user(id).map_err(engine_error)?;
+        let name = self.shared.engine.delete_user(id).map_err(engine_error)?;
+        // Anonymize the audit log too (events written before ids replaced names).
+        if let Err(e) = self.shared.audit.scrub_user(&user.team_id, id, &name) {
+            tracing::warn!(error = %e, "audit: cannot scrub a deleted user's name");
+        }
         Ok(no_content())
     }
 

@@ -63,6 +63,7 @@ pub(super) async fn auth(shared: &Shared, req: Request<Incoming>, peer: Option<I
     let config = shared.config.load_full();
     let cfg = &config.auth;
     let Some(credential) = credential(&parts.headers, &cfg.cookie) else {
+        shared.metrics.unattributed(crate::metrics::DenySource::Auth, None);
         return denial(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL, Some(CHALLENGE));
     };
     let route = match original_route(&parts.headers, &parts.method, &cfg.routes) {
@@ -82,8 +83,12 @@ pub(super) async fn auth(shared: &Shared, req: Request<Incoming>, peer: Option<I
         quota: None,
     };
     let engine = &shared.engine;
-    let verdict = engine.verify_at(&req, crate::engine::now_us());
+    let now = crate::engine::now_us();
+    let verdict = engine.verify_at(&req, now);
     shared.metrics.count(&verdict, credential);
+    if let Verdict::Deny(d) = &verdict {
+        shared.audit.verification_denied(&shared.metrics, crate::metrics::DenySource::Auth, credential, d.code, now);
+    }
     if let Verdict::Allow(a) = &verdict
         && let Some(t) = a.durable_after
     {

@@ -95,6 +95,19 @@ pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
     d
 }
 
+impl HttpDaemon {
+    /// Stops the daemon (drained, flushed) and keeps its data directory until
+    /// this drops, to look at what it stored.
+    pub fn stop_and_keep_data(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the daemon thread panicked");
+        }
+    }
+}
+
 impl Drop for HttpDaemon {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -177,6 +190,27 @@ pub fn http(
 pub fn basic(user: &str, pass: &str) -> String {
     use base64::Engine as _;
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+/// Whether any file under `dir` (recursively) holds `needle` in its raw bytes;
+/// returns the first such file.
+pub fn file_containing(dir: &Path, needle: &[u8]) -> Option<std::path::PathBuf> {
+    files_under(dir).into_iter().find(|(_, b)| b.windows(needle.len()).any(|w| w == needle)).map(|(p, _)| p)
+}
+
+/// Every file under `dir`, recursively, with its raw bytes.
+pub fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
 }
 
 /// A free TCP port on localhost.
