@@ -1407,6 +1407,22 @@ TwIDAQAB
     }
 
     #[test]
+    fn lifetime_beyond_the_maximum_rejected() {
+        let keys = keys_with(hs_key("hs"));
+        let mut c = claims();
+        c.exp = c.iat + 86_400;
+        assert!(keys.verify(&keys.issue(&c).expect("issue"), NOW).is_ok(), "exactly the maximum");
+        for exp in [c.iat + 86_401, u64::MAX] {
+            c.exp = exp;
+            let token = keys.issue(&c).expect("issue");
+            assert_eq!(
+                keys.verify(&token, NOW),
+                Err(JwtReject::Malformed("lifetime (exp - iat) exceeds max_lifetime_secs"))
+            );
+        }
+    }
+
+    #[test]
     fn wrong_issuer_rejected() {
         let keys = keys_with(hs_key("hs"));
         let mut c = claims();
