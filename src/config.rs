@@ -1039,11 +1039,50 @@ mod tests {
             ("[audit]\nmax_events_per_team = 0", "audit.max_events_per_team"),
             ("[audit]\nunattributed_samples_per_minute = 1000000", "audit.unattributed_samples_per_minute"),
             ("[audit]\nmax_events = 5", "unknown field `max_events`"),
+            ("[http_server]\nheader_read_timeout_ms = 0", "http_server.header_read_timeout_ms"),
+            ("[http_server]\nidle_timeout_ms = 0", "http_server.idle_timeout_ms"),
+            ("[http_server]\nbody_timeout_ms = 0", "http_server.body_timeout_ms"),
+            ("[http_server]\nmax_connections = 0", "http_server.max_connections"),
+            ("[http_server]\ndrain_grace_ms = 3600001", "http_server.drain_grace_ms"),
+            ("[http_server]\ntimeout = 1", "unknown field `timeout`"),
+            ("[http_server.tls]\ncert = \"/c.pem\"", "http_server.tls.key: missing"),
+            ("[http_server.tls]\nkey = \"/k.pem\"", "http_server.tls.cert: missing"),
+            ("http = \"0.0.0.0:7070\"", "--insecure-http"),
+            ("http = \"[::]:7070\"", "--tls-cert"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();
             assert!(e.0.contains(needle), "{text:?} gave {:?}, expected mention of {needle:?}", e.0);
         }
+    }
+
+    #[test]
+    fn non_loopback_plain_http_needs_tls_or_insecure() {
+        for ok in [
+            "http = \"127.0.0.1:7070\"",
+            "http = \"[::1]:7070\"",
+            "http = \"0.0.0.0:7070\"\n[http_server]\ninsecure = true",
+            "http = \"0.0.0.0:7070\"\n[http_server.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"",
+        ] {
+            Config::parse(ok).unwrap().validate().unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        let mut c = Config::parse("http = \"0.0.0.0:7070\"").unwrap();
+        assert!(c.validate().is_err());
+        c.apply_overrides(Overrides { insecure_http: true, ..Overrides::default() });
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.apply_overrides(Overrides {
+            http: Some("10.1.2.3:443".into()),
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            ..Overrides::default()
+        });
+        c.validate().unwrap();
+        let d = HttpServerConfig::default();
+        assert_eq!(
+            (d.header_read_timeout_ms, d.idle_timeout_ms, d.body_timeout_ms, d.max_connections, d.drain_grace_ms),
+            (10_000, 60_000, 30_000, 1024, 10_000)
+        );
     }
 
     #[test]

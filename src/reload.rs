@@ -14,10 +14,14 @@
 //! - `[tiers.*]`: the next verification uses the new limits.
 //! - `[auth]`: route rules, cookie name, trusted proxies of `/auth`.
 //! - `[metrics]`, and `log.level` (unless `RUST_LOG` pins it).
+//! - `[http_server.tls]`: the certificate, key and client CA files are read
+//!   again (a certificate renewed under the same name is a change) and the
+//!   new TLS configuration is used by new connections; open ones keep theirs.
 //!
 //! Settings bound at start (listeners, data directory, durability, admin API,
-//! log format) are kept as they are; a reload that changes them says so and
-//! applies the rest. Socket connections are never touched.
+//! log format, `[http_server]` limits, turning TLS on or off) are kept as
+//! they are; a reload that changes them says so and applies the rest. Socket
+//! and HTTP connections are never touched.
 
 use std::sync::Arc;
 

@@ -573,3 +573,47 @@ fn files_at_rest_are_the_owners_and_an_open_data_directory_is_warned_about() {
     p.signal("TERM");
     p.wait_exit(Duration::from_secs(15));
 }
+
+/// `tollgate reload` reaches a daemon whose TCP listener speaks HTTPS through
+/// its plain HTTP Unix socket, and the renewed certificate is in force after.
+#[test]
+fn tollgate_reload_reaches_an_https_daemon_through_http_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("CA");
+    let first = pki.issue(dir.path(), "server", false);
+    let d = dir.path().display();
+    let tls = format!("[http_server.tls]\ncert = \"{d}/server.crt\"\nkey = \"{d}/server.key\"\n");
+    let toml = format!("http_socket = \"{d}/http.sock\"\n{tls}");
+    let mut p = Proc::spawn_in(dir, &toml, &[], &[]);
+    p.wait_for_log("tollgate ready", 1);
+    let config = p.dir.path().join("tollgate.toml");
+    let client = client_config(pki.roots(), None);
+    assert_eq!(peer_cert(&tls_connect(p.addr, client.clone()).unwrap()), first);
+
+    let second = pki.issue(p.dir.path(), "server", false);
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["reload", "--config"])
+        .arg(&config)
+        .env("TOLLGATE_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("applied: http_server.tls: certificate"), "{text}");
+    assert_eq!(peer_cert(&tls_connect(p.addr, client).unwrap()), second);
+
+    // Without http_socket, the command says what to do instead.
+    let other = p.dir.path().join("other.toml");
+    std::fs::write(&other, format!("http = \"{}\"\n{tls}", p.addr)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["reload", "--config"])
+        .arg(&other)
+        .env("TOLLGATE_ADMIN_TOKEN", common::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("http_socket") && err.contains("SIGHUP"), "{err}");
+    p.signal("TERM");
+    p.wait_exit(Duration::from_secs(15));
+}

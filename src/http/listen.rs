@@ -164,11 +164,6 @@ impl Connections {
         })
     }
 
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.table.lock().conns.len()
-    }
-
     /// Registers a new connection, evicting a quiet one if the cap is reached;
     /// `None` if every connection is serving a request.
     fn admit(self: &Arc<Self>) -> Option<Registered> {
