@@ -519,7 +519,10 @@ where
                 return;
             }
             () = stop_or_never(&mut stop), if !draining => {
-                if state.phase.load(Ordering::Acquire) != BUSY {
+                // A connection still sending a head has nothing to finish;
+                // otherwise hyper closes an idle connection at once, and a
+                // busy one once its answer is written.
+                if state.phase.load(Ordering::Acquire) == HEAD {
                     return;
                 }
                 draining = true;
@@ -624,5 +627,59 @@ impl<F: Future> Future for TrackedFuture<F> {
     type Output = F::Output;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         self.project().inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 2,
+            drain_grace: Duration::from_secs(1),
+        }
+    }
+
+    fn state(phase: u8, ago_ms: u64) -> ConnState {
+        let epoch = Instant::now() - Duration::from_secs(1000);
+        let s = ConnState { phase: AtomicU8::new(phase), since_ms: AtomicU64::new(0), epoch, evict: Notify::new() };
+        s.since_ms.store(s.now_ms() - ago_ms, Ordering::Relaxed);
+        s
+    }
+
+    #[test]
+    fn each_phase_has_its_bound() {
+        let l = limits();
+        assert!(state(HEAD, 9_000).next_check(&l).is_ok());
+        assert_eq!(state(HEAD, 10_000).next_check(&l), Err("request head not received in time"));
+        assert!(state(BUSY, 29_000).next_check(&l).is_ok());
+        assert!(state(BUSY, 30_000).next_check(&l).is_err());
+        assert!(state(IDLE, 59_000).next_check(&l).is_ok());
+        assert!(state(IDLE, 60_000).next_check(&l).is_err());
+        // An idle connection is looked at again within a head's timeout, so
+        // that a head starting meanwhile is held to its own bound.
+        let s = state(IDLE, 0);
+        let next = s.next_check(&l).unwrap();
+        assert!(next <= Instant::now() + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_cap_evicts_the_quietest_connection_that_is_not_busy() {
+        let c = Connections::new(2);
+        let a = c.admit().unwrap();
+        let b = c.admit().unwrap();
+        a.state.enter(BUSY);
+        b.state.enter(IDLE);
+        let third = c.admit().expect("an idle connection makes room");
+        assert_eq!(b.state.phase.load(Ordering::Acquire), BUSY, "b was picked (and is not picked twice)");
+        drop(b);
+        third.state.enter(BUSY);
+        assert!(c.admit().is_none(), "every connection busy: the newcomer is refused");
+        drop((a, third));
+        assert!(c.admit().is_some());
     }
 }
