@@ -52,7 +52,9 @@ enum Command {
     /// Asks the running daemon to reload its configuration file (as SIGHUP
     /// does) and reports what changed, or why the new configuration was
     /// refused (exit status 1; the old one stays in force). Uses the admin
-    /// token from TOLLGATE_ADMIN_TOKEN, else <data>/admin-token.
+    /// token from TOLLGATE_ADMIN_TOKEN, else <data>/admin-token. When the
+    /// configuration turns HTTPS on, the request goes through its
+    /// `http_socket` (plain HTTP on a Unix socket).
     Reload {
         /// The daemon's configuration file: where to find its HTTP address and data directory.
         #[arg(long, env = "TOLLGATE_CONFIG")]

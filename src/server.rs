@@ -172,7 +172,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             Ok::<_, crate::engine::EngineError>(engine)
         })
         .await?
-        .with_context(|| format!("cannot open the store in {}", shown))?;
+        .with_context(|| format!("cannot open the store in {shown}"))?;
         Ok(Arc::new(engine))
     };
     serve_opening(config, open, shutdown).await
