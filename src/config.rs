@@ -48,6 +48,8 @@ pub struct Config {
     pub http_socket: Option<PathBuf>,
     /// Octal file mode of `http_socket`.
     pub http_socket_mode: String,
+    /// Connection handling of the HTTP listeners (timeouts, cap, drain, TLS).
+    pub http_server: HttpServerConfig,
     /// How counters reach the disk.
     pub durability: Durability,
     /// JWT issuing and verification.
@@ -87,6 +89,70 @@ pub struct Overrides {
     pub http: Option<String>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--tls-client-ca`.
+    pub tls_client_ca: Option<PathBuf>,
+    /// `--insecure-http` (only ever turns `http_server.insecure` on).
+    pub insecure_http: bool,
+}
+
+/// The `[http_server]` section: how the HTTP listeners (TCP, TLS and the
+/// HTTP Unix socket) treat connections. (`http` itself is the address.)
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// A request's head (request line and headers) must arrive within this
+    /// many milliseconds of its first byte, and a new connection must send
+    /// (and, with TLS, finish its handshake and send) a whole head within it.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after
+    /// this many milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Once its head is read, a request's body must arrive, and its answer be
+    /// ready, within this many milliseconds; otherwise the connection is closed.
+    pub body_timeout_ms: u64,
+    /// Most HTTP connections open at once, over all HTTP listeners. Above it,
+    /// the longest-idle connection not serving a request is closed to make
+    /// room; if every one is serving, the new connection is closed at once.
+    /// Lowered at start to fit the process's open-file limit.
+    pub max_connections: usize,
+    /// On SIGTERM, requests in progress get this many milliseconds to finish;
+    /// connections still open after it are dropped.
+    pub drain_grace_ms: u64,
+    /// Serve plain HTTP on a TCP address that is not loopback (refused
+    /// otherwise): tokens would cross the network in clear.
+    pub insecure: bool,
+    /// HTTPS on the TCP listener.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+            drain_grace_ms: 10_000,
+            insecure: false,
+            tls: None,
+        }
+    }
+}
+
+/// The `[http_server.tls]` section: PEM files, read again on every reload.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// If set, clients must present a certificate issued by one of these CAs.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The `[metrics]` section.
@@ -157,6 +223,7 @@ impl Default for Config {
             http: "127.0.0.1:7070".to_owned(),
             http_socket: None,
             http_socket_mode: "0660".to_owned(),
+            http_server: HttpServerConfig::default(),
             durability: Durability::default(),
             jwt: JwtConfig::default(),
             tiers: Tiers::default(),
@@ -415,14 +482,21 @@ impl Config {
     /// Reads `path` (or the defaults when `None`) and validates the result.
     /// Every problem found is reported, one per line, each located in the file.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with(path, Overrides::default())
+    }
+
+    /// Like [`Config::load`], with command-line settings applied before the
+    /// checks (they take part in them: `--insecure-http`, `--tls-cert`, ...).
+    pub fn load_with(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
         match path {
             None => {
-                let config = Config::default();
+                let mut config = Config::default();
+                config.apply_overrides(overrides);
                 config.validate()?;
                 Ok(config)
             }
             Some(p) => SourceFile::read(p)?
-                .config()
+                .config_with(overrides)
                 .map_err(|errs| ConfigError(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n"))),
         }
     }
@@ -447,6 +521,21 @@ impl Config {
         }
         if let Some(f) = o.log_format {
             self.log.format = f;
+        }
+        if o.tls_cert.is_some() || o.tls_key.is_some() || o.tls_client_ca.is_some() {
+            let tls = self.http_server.tls.get_or_insert_with(TlsConfig::default);
+            if let Some(c) = &o.tls_cert {
+                tls.cert.clone_from(c);
+            }
+            if let Some(k) = &o.tls_key {
+                tls.key.clone_from(k);
+            }
+            if let Some(ca) = &o.tls_client_ca {
+                tls.client_ca = Some(ca.clone());
+            }
+        }
+        if o.insecure_http {
+            self.http_server.insecure = true;
         }
         self.overrides = o;
     }
@@ -571,7 +660,56 @@ impl Config {
         if let Err(e) = parse_level_directives(&self.log.level) {
             errs.push(e);
         }
+        errs.extend(self.http_server_problems());
         errs.extend(self.auth.problems());
+        errs
+    }
+}
+
+impl Config {
+    fn http_server_problems(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let h = &self.http_server;
+        let mut range = |key: &str, v: u64, lo: u64, hi: u64| {
+            if !(lo..=hi).contains(&v) {
+                errs.push(ConfigError(format!("http_server.{key}: must be between {lo} and {hi} (milliseconds)")));
+            }
+        };
+        range("header_read_timeout_ms", h.header_read_timeout_ms, 1, 3_600_000);
+        range("idle_timeout_ms", h.idle_timeout_ms, 1, 86_400_000);
+        range("body_timeout_ms", h.body_timeout_ms, 1, 3_600_000);
+        range("drain_grace_ms", h.drain_grace_ms, 0, 3_600_000);
+        if !(1..=1_000_000).contains(&h.max_connections) {
+            errs.push(ConfigError("http_server.max_connections: must be between 1 and 1000000".into()));
+        }
+        if let Some(t) = &h.tls {
+            if t.cert.as_os_str().is_empty() {
+                errs.push(ConfigError(
+                    "http_server.tls.cert: missing: HTTPS needs a certificate file (--tls-cert) and its key (--tls-key)"
+                        .into(),
+                ));
+            }
+            if t.key.as_os_str().is_empty() {
+                errs.push(ConfigError(
+                    "http_server.tls.key: missing: HTTPS needs a private key file (--tls-key) and its certificate (--tls-cert)"
+                        .into(),
+                ));
+            }
+            if t.client_ca.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                errs.push(ConfigError("http_server.tls.client_ca: must not be empty".into()));
+            }
+        }
+        if let Ok(addr) = self.http_addr()
+            && !addr.ip().is_loopback()
+            && h.tls.is_none()
+            && !h.insecure
+        {
+            errs.push(ConfigError(format!(
+                "http: {addr} is not a loopback address, and plain HTTP there sends tokens across the network in \
+                 clear: give a certificate (--tls-cert FILE --tls-key FILE, or [http_server.tls] cert and key), or \
+                 accept the risk with --insecure-http ([http_server] insecure = true)"
+            )));
+        }
         errs
     }
 }
@@ -650,8 +788,15 @@ impl SourceFile {
 
     /// Parses and validates; every problem is returned, located.
     pub fn config(&self) -> Result<Config, Vec<ConfigError>> {
+        self.config_with(Overrides::default())
+    }
+
+    /// Parses, applies command-line settings, validates; every problem is
+    /// returned, located.
+    pub fn config_with(&self, overrides: Overrides) -> Result<Config, Vec<ConfigError>> {
         let mut config = self.parse().map_err(|e| vec![e])?;
         config.file = Some(self.path.clone());
+        config.apply_overrides(overrides);
         let problems = config.problems();
         if problems.is_empty() { Ok(config) } else { Err(self.locate_all(&problems)) }
     }
@@ -894,11 +1039,50 @@ mod tests {
             ("[audit]\nmax_events_per_team = 0", "audit.max_events_per_team"),
             ("[audit]\nunattributed_samples_per_minute = 1000000", "audit.unattributed_samples_per_minute"),
             ("[audit]\nmax_events = 5", "unknown field `max_events`"),
+            ("[http_server]\nheader_read_timeout_ms = 0", "http_server.header_read_timeout_ms"),
+            ("[http_server]\nidle_timeout_ms = 0", "http_server.idle_timeout_ms"),
+            ("[http_server]\nbody_timeout_ms = 0", "http_server.body_timeout_ms"),
+            ("[http_server]\nmax_connections = 0", "http_server.max_connections"),
+            ("[http_server]\ndrain_grace_ms = 3600001", "http_server.drain_grace_ms"),
+            ("[http_server]\ntimeout = 1", "unknown field `timeout`"),
+            ("[http_server.tls]\ncert = \"/c.pem\"", "http_server.tls.key: missing"),
+            ("[http_server.tls]\nkey = \"/k.pem\"", "http_server.tls.cert: missing"),
+            ("http = \"0.0.0.0:7070\"", "--insecure-http"),
+            ("http = \"[::]:7070\"", "--tls-cert"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();
             assert!(e.0.contains(needle), "{text:?} gave {:?}, expected mention of {needle:?}", e.0);
         }
+    }
+
+    #[test]
+    fn non_loopback_plain_http_needs_tls_or_insecure() {
+        for ok in [
+            "http = \"127.0.0.1:7070\"",
+            "http = \"[::1]:7070\"",
+            "http = \"0.0.0.0:7070\"\n[http_server]\ninsecure = true",
+            "http = \"0.0.0.0:7070\"\n[http_server.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"",
+        ] {
+            Config::parse(ok).unwrap().validate().unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        let mut c = Config::parse("http = \"0.0.0.0:7070\"").unwrap();
+        assert!(c.validate().is_err());
+        c.apply_overrides(Overrides { insecure_http: true, ..Overrides::default() });
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.apply_overrides(Overrides {
+            http: Some("10.1.2.3:443".into()),
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            ..Overrides::default()
+        });
+        c.validate().unwrap();
+        let d = HttpServerConfig::default();
+        assert_eq!(
+            (d.header_read_timeout_ms, d.idle_timeout_ms, d.body_timeout_ms, d.max_connections, d.drain_grace_ms),
+            (10_000, 60_000, 30_000, 1024, 10_000)
+        );
     }
 
     #[test]

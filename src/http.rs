@@ -19,10 +19,8 @@ use futures_util::FutureExt as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -33,6 +31,7 @@ use crate::metrics::Interface;
 use crate::server::Shared;
 
 pub mod admin;
+pub mod listen;
 mod nginx;
 
 /// Largest request body read, in bytes.
@@ -48,30 +47,30 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 /// loads): `/healthz` is 200, `/readyz` and every other route 503, one request
 /// per connection. Returns the listener once `done` fires, for the real server.
 pub async fn serve_starting(
-    listener: tokio::net::TcpListener,
+    listener: listen::Listener,
+    conns: Arc<listen::Connections>,
+    limits: listen::Limits,
     done: tokio::sync::oneshot::Receiver<()>,
-) -> tokio::net::TcpListener {
-    tokio::pin!(done);
-    loop {
+) -> listen::Listener {
+    {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let opts = listen::Options { limits, keep_alive: false, detach_on_stop: true };
+        let make = |_| {
+            service_fn(|req: Request<Incoming>| async move {
+                Ok::<_, Infallible>(starting_answer(req.method(), req.uri().path()))
+            })
+        };
+        let serving = listen::serve(&listener, &conns, opts, make, stop_rx);
+        tokio::pin!(serving);
         tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    tokio::spawn(async move {
-                        let svc = service_fn(|req: Request<Incoming>| async move {
-                            Ok::<_, Infallible>(starting_answer(req.method(), req.uri().path()))
-                        });
-                        let conn = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), svc);
-                        let _ = conn.await;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut done => return listener,
+            () = &mut serving => {}
+            _ = done => {
+                let _ = stop_tx.send(true);
+                serving.await;
+            }
         }
     }
+    listener
 }
 
 fn starting_answer(method: &Method, path: &str) -> Response<Body> {
@@ -88,76 +87,25 @@ fn starting_answer(method: &Method, path: &str) -> Response<Body> {
     }
 }
 
-/// Serves HTTP on a TCP listener until `stop` turns true, then drains.
-pub async fn serve_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut accept_stop = stop.clone();
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_conn(TokioIo::new(stream), Some(peer.ip()), shared.clone(), stop.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            () = stopped(&mut accept_stop) => break,
-        }
-        while conns.try_join_next().is_some() {}
-    }
-    drop(listener);
-    while conns.join_next().await.is_some() {}
-}
-
-/// Serves HTTP on a Unix socket until `stop` turns true, then drains. Its peers
-/// have no address: `/auth` trusts their forwarding headers, as it does a
-/// trusted proxy's.
-pub async fn serve_unix(listener: tokio::net::UnixListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut accept_stop = stop.clone();
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    conns.spawn(serve_conn(TokioIo::new(stream), None, shared.clone(), stop.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "http unix accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            () = stopped(&mut accept_stop) => break,
-        }
-        while conns.try_join_next().is_some() {}
-    }
-    drop(listener);
-    while conns.join_next().await.is_some() {}
-}
-
-async fn serve_conn<I>(io: I, peer: Option<IpAddr>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let svc = service_fn(move |req| {
+/// Serves HTTP on `listener` (TCP, TLS or a Unix socket) until `stop` turns
+/// true, then drains (see [`listen`]). Unix-socket peers have no address:
+/// `/auth` trusts their forwarding headers, as it does a trusted proxy's.
+pub async fn serve(
+    listener: listen::Listener,
+    conns: Arc<listen::Connections>,
+    limits: listen::Limits,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let opts = listen::Options { limits, keep_alive: true, detach_on_stop: false };
+    let make = |peer: Option<IpAddr>| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
-    });
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(io, svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "http connection ended");
-            }
-        }
-        () = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+        service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
+        })
+    };
+    listen::serve(&listener, &conns, opts, make, stop).await;
 }
 
 /// A request id: unique within the process, and across restarts by the

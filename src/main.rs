@@ -33,11 +33,28 @@ enum Command {
         /// Log format, in place of the configuration's `log.format`.
         #[arg(long, value_enum, env = "TOLLGATE_LOG_FORMAT")]
         log_format: Option<LogFormat>,
+        /// HTTPS on the TCP listener: PEM certificate chain, leaf first (with --tls-key;
+        /// reloaded on SIGHUP) [config: http_server.tls.cert].
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// HTTPS: PEM private key of the certificate [config: http_server.tls.key].
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// HTTPS: require client certificates issued by these PEM CA certificates
+        /// [config: http_server.tls.client_ca].
+        #[arg(long, value_name = "FILE")]
+        tls_client_ca: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address, accepting that credentials cross
+        /// the network in clear [config: http_server.insecure].
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Asks the running daemon to reload its configuration file (as SIGHUP
     /// does) and reports what changed, or why the new configuration was
     /// refused (exit status 1; the old one stays in force). Uses the admin
-    /// token from TOLLGATE_ADMIN_TOKEN, else <data>/admin-token.
+    /// token from TOLLGATE_ADMIN_TOKEN, else <data>/admin-token. When the
+    /// configuration turns HTTPS on, the request goes through its
+    /// `http_socket` (plain HTTP on a Unix socket).
     Reload {
         /// The daemon's configuration file: where to find its HTTP address and data directory.
         #[arg(long, env = "TOLLGATE_CONFIG")]
@@ -86,11 +103,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data, socket, http, config, log_format } => {
-            let config = Config::load(config.as_deref()).and_then(|mut c| {
-                c.apply_overrides(Overrides { data, socket, http, log_format });
-                c.validate().map(|()| c)
-            });
+        Command::Serve { data, socket, http, config, log_format, tls_cert, tls_key, tls_client_ca, insecure_http } => {
+            let overrides =
+                Overrides { data, socket, http, log_format, tls_cert, tls_key, tls_client_ca, insecure_http };
+            let config = Config::load_with(config.as_deref(), overrides);
             let config = match config {
                 Ok(c) => c,
                 Err(e) => {
@@ -160,6 +176,19 @@ fn reload(config: Option<PathBuf>, http: Option<String>, data: Option<PathBuf>) 
         },
         _ => Config::default(),
     };
+    // An HTTPS listener is reached through the plain HTTP Unix socket, if any
+    // (the client here has no certificate to check the daemon's against).
+    let unix = match (&http, &file_config.http_server.tls, &file_config.http_socket) {
+        (None, Some(_), Some(path)) => Some(path.clone()),
+        (None, Some(_), None) => {
+            eprintln!(
+                "tollgate reload: the daemon's HTTP listener speaks TLS and the configuration names no http_socket: \
+                 set http_socket (tollgate reload then uses it), pass --http for a plain listener, or send SIGHUP"
+            );
+            return ExitCode::from(2);
+        }
+        _ => None,
+    };
     let http = http.unwrap_or(file_config.http);
     let Ok(mut addr) = http.parse::<std::net::SocketAddr>() else {
         eprintln!("tollgate reload: {http:?} is not an address like 127.0.0.1:7070");
@@ -189,7 +218,11 @@ fn reload(config: Option<PathBuf>, http: Option<String>, data: Option<PathBuf>) 
             }
         }
     };
-    match tollgate::reload::request_reload(addr, &token) {
+    let outcome = match &unix {
+        Some(path) => tollgate::reload::request_reload_unix(path, &token),
+        None => tollgate::reload::request_reload(addr, &token),
+    };
+    match outcome {
         Ok(tollgate::reload::RemoteOutcome::Reloaded(report)) => {
             println!("reloaded {}", report["file"].as_str().unwrap_or("the configuration"));
             let list = |v: &serde_json::Value| -> Vec<String> {

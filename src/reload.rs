@@ -14,10 +14,14 @@
 //! - `[tiers.*]`: the next verification uses the new limits.
 //! - `[auth]`: route rules, cookie name, trusted proxies of `/auth`.
 //! - `[metrics]`, and `log.level` (unless `RUST_LOG` pins it).
+//! - `[http_server.tls]`: the certificate, key and client CA files are read
+//!   again (a certificate renewed under the same name is a change) and the
+//!   new TLS configuration is used by new connections; open ones keep theirs.
 //!
 //! Settings bound at start (listeners, data directory, durability, admin API,
-//! log format) are kept as they are; a reload that changes them says so and
-//! applies the rest. Socket connections are never touched.
+//! log format, `[http_server]` limits, turning TLS on or off) are kept as
+//! they are; a reload that changes them says so and applies the rest. Socket
+//! and HTTP connections are never touched.
 
 use std::sync::Arc;
 
@@ -53,7 +57,7 @@ pub enum ReloadError {
 }
 
 /// Checks a configuration file as a reload or a start would: the file's own
-/// problems and then the JWT key files it names (read, parsed, matched to
+/// problems, the TLS certificate and key files, and the JWT key files it names (read, parsed, matched to
 /// their algorithm). Without `[[jwt.keys]]` the daemon generates a key in its
 /// data directory at start; that is not checked here (nothing is created).
 ///
@@ -66,6 +70,12 @@ pub fn check_file(source: &SourceFile) -> Result<Config, Vec<ConfigError>> {
     if !config.jwt.keys.is_empty()
         && !problems.iter().any(|p| p.0.starts_with("jwt"))
         && let Err(e) = build_jwt(&config)
+    {
+        problems.push(e);
+    }
+    if let Some(t) = &config.http_server.tls
+        && !problems.iter().any(|p| p.0.starts_with("http_server.tls"))
+        && let Err(e) = crate::http::listen::load_tls(t)
     {
         problems.push(e);
     }
@@ -122,8 +132,7 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
         return Err(ReloadError::NoFile);
     };
     let source = SourceFile::read(&path).map_err(|e| refused(&[e]))?;
-    let mut new = source.config().map_err(|errs| refused(&errs))?;
-    new.apply_overrides(old.overrides.clone());
+    let mut new = source.config_with(old.overrides.clone()).map_err(|errs| refused(&errs))?;
     new.admin_token.clone_from(&old.admin_token);
 
     // Settings bound at start: keep the ones in force, and say which changed.
@@ -145,6 +154,17 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
     keep!(http);
     keep!(http_socket);
     keep!(http_socket_mode);
+    keep!(http_server.header_read_timeout_ms);
+    keep!(http_server.idle_timeout_ms);
+    keep!(http_server.body_timeout_ms);
+    keep!(http_server.max_connections);
+    keep!(http_server.drain_grace_ms);
+    keep!(http_server.insecure);
+    // TLS is turned on or off at start; its files are read again below.
+    if shared.tls.is_some() != new.http_server.tls.is_some() {
+        needs_restart.push("http_server.tls".to_owned());
+        new.http_server.tls.clone_from(&old.http_server.tls);
+    }
     keep!(durability);
     keep!(admin_api);
     keep!(audit);
@@ -161,6 +181,12 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
     // kept, with its cache of verified tokens.
     let (settings, keys) = build_jwt(&new).map_err(|e| refused(&[source.locate(&e)]))?;
     let jwt = (settings != *current_jwt.settings()).then_some(keys);
+    // The certificate files are read again even when their names did not
+    // change: renewing a certificate in place is the usual rotation.
+    let tls = match (&shared.tls, &new.http_server.tls) {
+        (Some(_), Some(t)) => Some(crate::http::listen::load_tls(t).map_err(|e| refused(&[source.locate(&e)]))?),
+        _ => None,
+    };
     let mut applied = Vec::new();
     let filter = if new.log.level == old.log.level {
         None
@@ -195,6 +221,12 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
         shared.metrics.retire_jwt_cache(retired.cache_stats());
         applied.push(line);
     }
+    if let (Some(state), Some(loaded)) = (&shared.tls, tls) {
+        let summary = loaded.summary.clone();
+        if state.replace(loaded) {
+            applied.push(format!("http_server.tls: certificate {summary} for new connections"));
+        }
+    }
     if new.tiers != old.tiers {
         shared.engine.replace_tiers(new.tiers.table());
         applied.push("tiers".to_owned());
@@ -222,13 +254,28 @@ pub enum RemoteOutcome {
 /// token, over one HTTP/1.1 request. An error means the daemon could not be
 /// asked or did not answer sensibly.
 pub fn request_reload(addr: std::net::SocketAddr, token: &str) -> Result<RemoteOutcome, String> {
-    use std::io::{Read as _, Write as _};
     let timeout = std::time::Duration::from_secs(30);
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+    let s = std::net::TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("cannot connect to the daemon at {addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
+    request_reload_on(s, &addr.to_string(), token)
+}
+
+/// Like [`request_reload`], over the daemon's HTTP Unix socket (`http_socket`).
+pub fn request_reload_unix(path: &std::path::Path, token: &str) -> Result<RemoteOutcome, String> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("cannot connect to the daemon at {}: {e}", path.display()))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    request_reload_on(s, &path.display().to_string(), token)
+}
+
+fn request_reload_on(
+    mut s: impl std::io::Read + std::io::Write,
+    addr: &str,
+    token: &str,
+) -> Result<RemoteOutcome, String> {
     let req = format!(
-        "POST /v1/admin/reload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST /v1/admin/reload HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).map_err(|e| format!("cannot send to {addr}: {e}"))?;
     let mut buf = Vec::new();

@@ -34,6 +34,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Serializes reloads (SIGHUP and the admin endpoint may race).
     pub reload_lock: parking_lot::Mutex<()>,
+    /// The HTTPS certificate in force, when the TCP listener speaks TLS; a
+    /// reload replaces it for new connections.
+    pub tls: Option<Arc<crate::http::listen::Tls>>,
     /// This very `Shared`, for handlers that hold only a reference but must
     /// hand an owned one to a blocking task (reload).
     me: std::sync::Weak<Shared>,
@@ -71,6 +74,9 @@ pub fn init_tracing(log: &LogConfig) {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    // Files the daemon creates (sled's among them) are the owner's alone;
+    // sockets get their configured mode explicitly.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tollgate")
@@ -158,9 +164,15 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let c = config.clone();
     let open = async move {
         let data = c.data.clone();
-        let engine = tokio::task::spawn_blocking(move || Engine::open(&c))
-            .await?
-            .with_context(|| format!("cannot open the store in {}", data.display()))?;
+        let shown = data.display().to_string();
+        let engine = tokio::task::spawn_blocking(move || {
+            let existed = data.exists();
+            let engine = Engine::open(&c)?;
+            secure_data_dir(&data, existed);
+            Ok::<_, crate::engine::EngineError>(engine)
+        })
+        .await?
+        .with_context(|| format!("cannot open the store in {shown}"))?;
         Ok(Arc::new(engine))
     };
     serve_opening(config, open, shutdown).await
@@ -186,11 +198,35 @@ pub async fn serve_opening(
     open: impl Future<Output = anyhow::Result<Arc<Engine>>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let http = tokio::net::TcpListener::bind(config.http_addr()?)
+    use crate::http::listen;
+    let tls = match &config.http_server.tls {
+        None => None,
+        Some(t) => {
+            let loaded = listen::load_tls(t)?;
+            tracing::info!(certificate = %loaded.summary, client_ca = ?t.client_ca, "HTTPS on the TCP listener");
+            Some(listen::Tls::new(loaded))
+        }
+    };
+    let limits = listen::Limits::from_config(&config.http_server);
+    let cap = match listen::cap_for_fd_limit(limits.max_connections) {
+        None => limits.max_connections,
+        Some((cap, nofile)) => {
+            tracing::warn!(
+                configured = limits.max_connections,
+                cap,
+                open_file_limit = nofile,
+                "http_server.max_connections lowered to fit the open-file limit (raise it with LimitNOFILE= or ulimit -n)"
+            );
+            cap
+        }
+    };
+    let conns = listen::Connections::new(cap);
+    let tcp = tokio::net::TcpListener::bind(config.http_addr()?)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;
+    let http = listen::Listener::Tcp(tcp, tls.clone());
     let (starting_tx, starting_rx) = tokio::sync::oneshot::channel();
-    let starting = tokio::spawn(crate::http::serve_starting(http, starting_rx));
+    let starting = tokio::spawn(crate::http::serve_starting(http, conns.clone(), limits, starting_rx));
     let engine = open.await;
     let _ = starting_tx.send(());
     let http = starting.await.context("the startup HTTP server failed")?;
@@ -216,11 +252,20 @@ pub async fn serve_opening(
         audit,
         metrics: metrics.clone(),
         reload_lock: parking_lot::Mutex::new(()),
+        tls,
         me: me.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let http_task = tokio::spawn(crate::http::serve_tcp(http, shared.clone(), stop_rx.clone()));
-    let unix_task = http_unix.map(|l| tokio::spawn(crate::http::serve_unix(l, shared.clone(), stop_rx.clone())));
+    let http_task = tokio::spawn(crate::http::serve(http, conns.clone(), limits, shared.clone(), stop_rx.clone()));
+    let unix_task = http_unix.map(|l| {
+        tokio::spawn(crate::http::serve(
+            listen::Listener::Unix(l),
+            conns.clone(),
+            limits,
+            shared.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let sidecar_task = tokio::spawn(crate::sidecar::run(
         socket,
         Arc::new(crate::sidecar::EngineService::with_metrics(engine.clone(), metrics).with_audit(shared.audit.clone())),
@@ -233,6 +278,7 @@ pub async fn serve_opening(
         data = %config.data.display(),
         socket = %config.socket.display(),
         http = %config.http,
+        https = shared.tls.is_some(),
         http_socket = ?config.http_socket,
         config = ?config.file,
         keys = engine.index().keys.len(),
@@ -279,4 +325,54 @@ fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener>
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).context("cannot set the socket mode")?;
     Ok(listener)
+}
+
+/// Makes the data directory the owner's: files in it (sled's `db`, `conf`,
+/// blobs, snapshots, the key files) are set to 0600 and directories tollgate
+/// created to 0700. A directory that existed before with access for group or
+/// others is left as the operator made it, with a warning naming the fix.
+pub fn secure_data_dir(dir: &Path, existed: bool) {
+    let mode = match std::fs::metadata(dir) {
+        Ok(m) => m.permissions().mode() & 0o777,
+        Err(e) => {
+            tracing::warn!(data = %dir.display(), error = %e, "cannot read the data directory's mode");
+            return;
+        }
+    };
+    if mode & 0o077 != 0 {
+        if existed {
+            tracing::warn!(
+                data = %dir.display(),
+                mode = %format!("{mode:04o}"),
+                "the data directory is open to group or others (the store holds credential hashes and signing keys): \
+                 run `chmod 700 {}`",
+                dir.display()
+            );
+        } else if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(data = %dir.display(), error = %e, "cannot set the data directory's mode to 0700");
+        }
+    }
+    tighten(dir);
+}
+
+/// Sets files under `dir` to 0600 and directories to 0700 (not `dir` itself).
+fn tighten(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let want = if meta.is_dir() {
+            tighten(&path);
+            0o700
+        } else if meta.is_file() {
+            0o600
+        } else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o777 != want
+            && let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot restrict the file's mode");
+        }
+    }
 }
