@@ -219,6 +219,11 @@ fn sighup_rotates_the_jwt_key_under_load_with_zero_failures_and_refuses_a_bad_co
     // A bad configuration (k2's key file is gone) is refused, loudly, and
     // the one in force stays: k2 still signs, both tokens still verify.
     let jwks = http(d.addr, "GET", "/.well-known/jwks.json", &[], None).text;
+    let m = d.metrics();
+    assert_eq!(metric(&m, "tollgate_last_reload_success"), 1.0, "the applied reload");
+    let applied_at = metric(&m, "tollgate_last_reload_timestamp_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - 120.0..=now + 1.0).contains(&applied_at), "{applied_at} vs {now}");
     d.rewrite_config(&config_k2("/nonexistent/k2.pem"));
     d.signal("HUP");
     let log = d.wait_for_log("configuration reload refused", 1);
@@ -230,6 +235,8 @@ fn sighup_rotates_the_jwt_key_under_load_with_zero_failures_and_refuses_a_bad_co
     let m = d.metrics();
     assert_eq!(metric(&m, "tollgate_config_reloads_total{result=\"applied\"}"), 1.0);
     assert_eq!(metric(&m, "tollgate_config_reloads_total{result=\"refused\"}"), 1.0);
+    assert_eq!(metric(&m, "tollgate_last_reload_success"), 0.0, "the refused reload is the last one");
+    assert!(metric(&m, "tollgate_last_reload_timestamp_seconds") >= applied_at);
 
     // `tollgate reload` says the same, with a non-zero exit status.
     let out = reload_cli(&d);
