@@ -262,7 +262,7 @@ fn one_access_line_per_request_at_info_with_routes_not_paths() {
     assert_eq!(http(d.addr, "GET", "/auth", &[], None).status, 401);
     let log = d.stop();
     let access: Vec<&str> = log.lines().filter(|l| l.contains("tollgate::access")).collect();
-    assert!(access.len() > 40, "{} access lines in:\n{log}", access.len());
+    assert!(access.len() > 30, "{} access lines in:\n{log}", access.len());
     for l in &access {
         assert!(l.contains(" INFO "), "{l}");
         for field in ["method=", "route=", "status=", "micros=", "client=127.0.0.1", "request_id="] {
