@@ -2,10 +2,12 @@
 //! verification, and the routes of `http/*`. Handlers return JSON; errors are
 //! `{"error": {"code", "message"}}` with a stable code, never a 500 for bad input.
 //!
-//! Every request runs in an `http` span carrying its request id, which is also
-//! sent back in `X-Request-Id`; at debug level one line per request gives the
-//! method, the path (query dropped, credential-like segments replaced), the
-//! status and the time taken.
+//! Every request has an id (a well-formed `X-Request-Id` is kept, else one is
+//! made), sent back in `X-Request-Id`, and runs in an `http` span carrying it.
+//! One access line per request at INFO (target `tollgate::access`) gives the
+//! method, the route template (never the raw path), the status, the time
+//! taken, the client, the id and a verification's verdict; at debug level
+//! also the path (query dropped, credential-like segments replaced).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -262,8 +264,9 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>, peer: Option<IpAddr
     // The raw path (credential-like segments replaced) only at debug level.
     let path = tracing::enabled!(target: "tollgate::access", tracing::Level::DEBUG)
         .then(|| loggable_path(shared, req.uri().path()));
-    if req.uri().path().starts_with("/v1/") || req.uri().path() == "/openapi.json" {
-        // For the admin API's audit entries (admin calls only: the extension map allocates).
+    if is_admin_path(req.uri().path()) {
+        // For the admin API's audit entries (admin calls only: the extension
+        // map allocates, and verifications need no id past this function).
         req.extensions_mut().insert(id);
     }
     let mut outcome = Outcome { route: "unmatched", verdict: None, admin: None };
@@ -330,6 +333,11 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Whether `path` is the admin API's: `/v1/...` but `/v1/verify`, and `/openapi.json`.
+fn is_admin_path(path: &str) -> bool {
+    (path.starts_with("/v1/") && path != "/v1/verify") || path == "/openapi.json"
+}
+
 /// The fixed routes served here, as the access line names them.
 const FIXED_ROUTES: [&str; 6] = ["/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/v1/verify", "/auth"];
 
@@ -337,7 +345,7 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>, ou
     let path = req.uri().path();
     if let Some(fixed) = FIXED_ROUTES.iter().find(|&&r| r == path) {
         out.route = fixed;
-    } else if path.starts_with("/v1/") || path == "/openapi.json" {
+    } else if is_admin_path(path) {
         let index = admin::route_index(req.method(), path);
         out.admin = Some(index);
         out.route = index.map_or("unmatched", |i| admin::ROUTES[i].path);

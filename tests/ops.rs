@@ -431,7 +431,7 @@ fn short_bodies_are_400_and_long_ones_413() {
         assert!(out.starts_with("HTTP/1.1 413"), "{path}, declared too long: {out}");
         let big = vec![b' '; tollgate::http::MAX_BODY_BYTES + 10];
         let out = send(&head(path, &big.len().to_string()), &big);
-        assert!(out.starts_with("HTTP/1.1 413"), "{path}, declared too long: {out}");
+        assert!(out.starts_with("HTTP/1.1 413"), "{path}, sent and declared too long: {out}");
         let chunked = format!(
             "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
