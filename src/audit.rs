@@ -79,6 +79,35 @@ pub struct AuditEvent {
     pub outcome: String,
     /// HTTP status of an admin call, or the deny code of a verification.
     pub detail: String,
+    /// The HTTP request id of an admin call or login (`X-Request-Id`, kept
+    /// or made by the server); empty for verifications, samples, and events
+    /// stored before request ids were (record version 1).
+    pub request_id: String,
+}
+
+/// An event as record version 1 stored it: without `request_id`.
+#[derive(Deserialize)]
+struct AuditEventV1 {
+    at: Micros,
+    team: String,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    detail: String,
+}
+
+impl crate::store::Versioned for AuditEvent {
+    /// 2: with `request_id`.
+    const VERSION: u8 = 2;
+
+    fn decode_version(version: u8, body: &[u8]) -> Result<Self, String> {
+        if version >= 2 {
+            return crate::store::decode_body(body);
+        }
+        let AuditEventV1 { at, team, actor, action, target, outcome, detail } = crate::store::decode_body(body)?;
+        Ok(AuditEvent { at, team, actor, action, target, outcome, detail, request_id: String::new() })
+    }
 }
 
 /// A denied verification as the hot path hands it over: cheap to build.
@@ -264,7 +293,7 @@ impl AuditLog {
     /// durable, as for request counters.
     pub fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
         let mut b = Batch::default();
-        b.put(Table::Audit, &self.id(event), event);
+        b.put_versioned(Table::Audit, &self.id(event), event);
         self.engine.store().apply(b, false)?;
         self.added(&event.team, 1)
     }
@@ -304,7 +333,7 @@ impl AuditLog {
             let to = format!("{t}/~");
             loop {
                 let chunk: Vec<(String, AuditEvent)> =
-                    self.engine.store().scan_range(Table::Audit, &from, &to, false, SCRUB_CHUNK)?;
+                    self.engine.store().scan_range_versioned(Table::Audit, &from, &to, false, SCRUB_CHUNK)?;
                 let mut b = Batch::default();
                 for (id, mut e) in chunk.iter().cloned() {
                     let mut changed = false;
@@ -315,7 +344,7 @@ impl AuditLog {
                         }
                     }
                     if changed {
-                        b.put(Table::Audit, &id, &e);
+                        b.put_versioned(Table::Audit, &id, &e);
                         n += 1;
                     }
                 }
@@ -349,7 +378,7 @@ impl AuditLog {
         // is full or the range is exhausted.
         loop {
             let chunk: Vec<(String, AuditEvent)> =
-                self.engine.store().scan_range(Table::Audit, &from, &to, true, 256)?;
+                self.engine.store().scan_range_versioned(Table::Audit, &from, &to, true, 256)?;
             let exhausted = chunk.len() < 256;
             if let Some((last, _)) = chunk.last() {
                 to = last.clone();
@@ -431,6 +460,7 @@ impl AuditLog {
             target,
             outcome: "denied".to_owned(),
             detail: d.code.to_owned(),
+            request_id: String::new(),
         })
     }
 }
@@ -470,7 +500,7 @@ fn writer(log: &std::sync::Weak<AuditLog>, rx: &Receiver<Denied>) {
             let mut per_team: HashMap<String, u64> = HashMap::new();
             for d in std::iter::once(first).chain(rx.try_iter().take(take)) {
                 if let Some(e) = log.resolve(&d) {
-                    batch.put(Table::Audit, &log.id(&e), &e);
+                    batch.put_versioned(Table::Audit, &log.id(&e), &e);
                     *per_team.entry(e.team).or_insert(0) += 1;
                 }
             }

@@ -2,10 +2,12 @@
 //! verification, and the routes of `http/*`. Handlers return JSON; errors are
 //! `{"error": {"code", "message"}}` with a stable code, never a 500 for bad input.
 //!
-//! Every request runs in an `http` span carrying its request id, which is also
-//! sent back in `X-Request-Id`; at debug level one line per request gives the
-//! method, the path (query dropped, credential-like segments replaced), the
-//! status and the time taken.
+//! Every request has an id (a well-formed `X-Request-Id` is kept, else one is
+//! made), sent back in `X-Request-Id`, and runs in an `http` span carrying it.
+//! One access line per request at INFO (target `tollgate::access`) gives the
+//! method, the route template (never the raw path), the status, the time
+//! taken, the client, the id and a verification's verdict; at debug level
+//! also the path (query dropped, credential-like segments replaced).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -108,35 +110,143 @@ pub async fn serve(
     listen::serve(&listener, &conns, opts, make, stop).await;
 }
 
-/// A request id: unique within the process, and across restarts by the
-/// process's start time in front (`<start ms, hex>-<sequence>`).
-pub fn request_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| crate::engine::now_us() / 1000);
-    format!("{epoch:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+/// Largest request id kept from an `X-Request-Id` header, in bytes.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// A request's id: the caller's `X-Request-Id` when well formed (1 to
+/// [`MAX_REQUEST_ID`] characters of `[A-Za-z0-9._-]`), else one made here,
+/// unique within the process and across restarts by the process's start time
+/// in front (`<start ms, hex>-<sequence>`). Kept inline: making or copying one
+/// allocates nothing.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    buf: [u8; MAX_REQUEST_ID],
+    len: u8,
 }
 
-/// One request: its span and id, the route, the debug line.
-async fn handle(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -> Response<Body> {
-    let id = request_id();
+impl RequestId {
+    /// A new id.
+    pub fn generate() -> RequestId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let epoch = *EPOCH.get_or_init(|| crate::engine::now_us() / 1000);
+        let mut id = RequestId { buf: [0; MAX_REQUEST_ID], len: 0 };
+        let mut w = &mut id.buf[..];
+        // Two u64 in hex and decimal with a dash: at most 16 + 1 + 20 bytes.
+        let _ = std::io::Write::write_fmt(&mut w, format_args!("{epoch:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let left = w.len();
+        id.len = (MAX_REQUEST_ID - left) as u8;
+        id
+    }
+
+    /// `value` as an id, if it is well formed.
+    pub fn parse(value: &[u8]) -> Option<RequestId> {
+        let ok = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if value.is_empty() || value.len() > MAX_REQUEST_ID || !value.iter().all(ok) {
+            return None;
+        }
+        let mut id = RequestId { buf: [0; MAX_REQUEST_ID], len: value.len() as u8 };
+        id.buf[..value.len()].copy_from_slice(value);
+        Some(id)
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (parse checks it, generate writes digits).
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestId({})", self.as_str())
+    }
+}
+
+/// What a handler tells the access line and the metrics about a request.
+pub(crate) struct Outcome {
+    /// The route template (`/v1/keys/{id}`), never the raw path: `unmatched`
+    /// when no route serves the path.
+    route: &'static str,
+    /// The verdict of a verification (`/v1/verify`, `/auth`): `ALLOW`, a deny
+    /// code, or `MISSING_CREDENTIAL`.
+    verdict: Option<&'static str>,
+    /// An admin-API request: the index of its route in [`admin::ROUTES`]
+    /// (`Some(None)` when none matched).
+    admin: Option<Option<usize>>,
+}
+
+/// The client address in the access line: the peer's IP, or `unix` for the
+/// HTTP Unix socket.
+struct Client(Option<IpAddr>);
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unix"),
+        }
+    }
+}
+
+const X_REQUEST_ID: hyper::header::HeaderName = hyper::header::HeaderName::from_static("x-request-id");
+
+/// One request: its id (kept from `X-Request-Id` or made), its span, the
+/// route, the access line at INFO (`tollgate::access`), the admin-API metrics.
+async fn handle(shared: &Shared, mut req: Request<Incoming>, peer: Option<IpAddr>) -> Response<Body> {
     let start = Instant::now();
+    let incoming =
+        req.headers().get(X_REQUEST_ID).and_then(|v| RequestId::parse(v.as_bytes()).map(|id| (id, v.clone())));
+    let (id, id_header) = match incoming {
+        Some((id, v)) => (id, Some(v)),
+        None => (RequestId::generate(), None),
+    };
     let span = tracing::info_span!("http", req = %id);
-    let line = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (req.method().clone(), loggable_path(shared, req.uri().path())));
+    let method = req.method().clone();
+    // The raw path (credential-like segments replaced) only at debug level.
+    let path = tracing::enabled!(target: "tollgate::access", tracing::Level::DEBUG)
+        .then(|| loggable_path(shared, req.uri().path()));
+    if is_admin_path(req.uri().path()) {
+        // For the admin API's audit entries (admin calls only: the extension
+        // map allocates, and verifications need no id past this function).
+        req.extensions_mut().insert(id);
+    }
+    let mut outcome = Outcome { route: "unmatched", verdict: None, admin: None };
     // A panic in a handler answers 500 instead of dropping the connection
     // (validation comes before every write, so no partial write is left behind).
-    let mut resp = std::panic::AssertUnwindSafe(route(shared, req, peer).instrument(span.clone()))
+    let mut resp = std::panic::AssertUnwindSafe(route(shared, req, peer, &mut outcome).instrument(span.clone()))
         .catch_unwind()
         .await
         .unwrap_or_else(|p| span.in_scope(|| panicked(&*p, "http")));
-    if let Some((method, path)) = line {
-        let status = resp.status().as_u16();
-        let micros = start.elapsed().as_micros() as u64;
-        span.in_scope(|| tracing::debug!(%method, %path, status, micros, "request"));
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    if let Some(route) = outcome.admin {
+        shared.metrics.admin_request(route, status, elapsed);
+        if route.is_some_and(|r| admin::ROUTES[r].path == admin::LOGIN_PATH) && !resp.status().is_success() {
+            shared.metrics.login_failed(status);
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+    tracing::info!(
+        target: "tollgate::access",
+        method = %method,
+        route = %outcome.route,
+        status,
+        micros = elapsed.as_micros() as u64,
+        client = %Client(peer),
+        request_id = %id,
+        verdict = outcome.verdict.map(tracing::field::display),
+        path = path.as_deref().map(tracing::field::display),
+        "request"
+    );
+    let header = id_header.or_else(|| HeaderValue::from_str(id.as_str()).ok());
+    if let Some(v) = header {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     resp
 }
@@ -171,9 +281,24 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -> Response<Body> {
-    let path = req.uri().path().to_owned();
-    match (req.method(), path.as_str()) {
+/// Whether `path` is the admin API's: `/v1/...` but `/v1/verify`, and `/openapi.json`.
+fn is_admin_path(path: &str) -> bool {
+    (path.starts_with("/v1/") && path != "/v1/verify") || path == "/openapi.json"
+}
+
+/// The fixed routes served here, as the access line names them.
+const FIXED_ROUTES: [&str; 6] = ["/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/v1/verify", "/auth"];
+
+async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>, out: &mut Outcome) -> Response<Body> {
+    let path = req.uri().path();
+    if let Some(fixed) = FIXED_ROUTES.iter().find(|&&r| r == path) {
+        out.route = fixed;
+    } else if is_admin_path(path) {
+        let index = admin::route_index(req.method(), path);
+        out.admin = Some(index);
+        out.route = index.map_or("unmatched", |i| admin::ROUTES[i].path);
+    }
+    match (req.method(), out.route) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
             let (ready, body) = shared.readiness();
@@ -182,14 +307,22 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) ->
         (&Method::GET, "/metrics") => metrics(shared, req.headers()),
         (&Method::GET, "/.well-known/jwks.json") => json_response(StatusCode::OK, &shared.engine.jwt().jwks()),
         (&Method::POST, "/v1/verify") => match read_json::<VerifyBody>(req).await {
-            Ok(body) => verify(shared, &body, peer).await,
+            Ok(body) => {
+                let (resp, verdict) = verify(shared, &body, peer).await;
+                out.verdict = Some(verdict);
+                resp
+            }
             Err(resp) => resp,
         },
-        (_, "/auth") => nginx::auth(shared, req, peer).await,
+        (_, "/auth") => {
+            let (resp, verdict) = nginx::auth(shared, req, peer).await;
+            out.verdict = verdict;
+            resp
+        }
         (_, "/healthz" | "/readyz" | "/metrics" | "/.well-known/jwks.json" | "/v1/verify") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         }
-        (_, p) if p.starts_with("/v1/") || p == "/openapi.json" => admin::route(shared, req, peer).await,
+        _ if out.admin.is_some() => admin::route(shared, req, peer).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }
 }
@@ -259,7 +392,8 @@ fn metrics(shared: &Shared, headers: &hyper::HeaderMap) -> Response<Body> {
     r
 }
 
-async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Response<Body> {
+/// `POST /v1/verify`: the answer, and the verdict's code for the access line.
+async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> (Response<Body>, &'static str) {
     let start = Instant::now();
     let perms: Vec<(&str, &str)> =
         body.permissions.iter().flat_map(|(r, acts)| acts.iter().map(move |a| (r.as_str(), a.as_str()))).collect();
@@ -284,7 +418,11 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> Res
     }
     let resp = json_response(StatusCode::OK, &verdict_json(&verdict));
     shared.metrics.latency(Interface::HttpVerify, start.elapsed(), 1);
-    resp
+    let code = match &verdict {
+        Verdict::Allow(_) => "ALLOW",
+        Verdict::Deny(d) => d.code.as_str(),
+    };
+    (resp, code)
 }
 
 /// Hands a denial to the audit log without waiting; only the credential's
@@ -335,15 +473,31 @@ pub fn verdict_json(v: &Verdict) -> Value {
     }
 }
 
-/// Reads a JSON body of at most `MAX_BODY_BYTES`; the error is a ready response.
+/// Reads a JSON body of at most `MAX_BODY_BYTES`; the error is a ready
+/// response: 413 for a body over the limit (a `Content-Length` over it is
+/// refused before anything is read), 400 for one that ends before its
+/// `Content-Length` (the client closed early) or cannot be read.
 pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
     let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => {
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body unreadable");
             return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                &format!("request body larger than {MAX_BODY_BYTES} bytes"),
+                StatusCode::BAD_REQUEST,
+                "incomplete_body",
+                "the request body ended before its Content-Length, or could not be read",
             ));
         }
     };
@@ -366,6 +520,18 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_well_formed() {
+        assert_eq!(RequestId::parse(b"abc-DEF_0.9").unwrap().as_str(), "abc-DEF_0.9");
+        assert_eq!(RequestId::parse(&[b'a'; 64]).unwrap().as_str().len(), 64);
+        for bad in [&b""[..], &[b'a'; 65], b"a b", b"a/b", b"a\"b", "é".as_bytes(), b"a\x00"] {
+            assert!(RequestId::parse(bad).is_none(), "{bad:?}");
+        }
+        let (a, b) = (RequestId::generate(), RequestId::generate());
+        assert_ne!(a.as_str(), b.as_str());
+        assert!(RequestId::parse(a.as_str().as_bytes()).is_some(), "a made id is well formed: {a}");
+    }
 
     /// A panicking handler becomes the usual error answer, whatever the payload.
     #[test]

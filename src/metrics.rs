@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -234,8 +234,33 @@ pub struct Metrics {
     jwt_cache_misses_before: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
+    /// Whether the last reload (or the start, before any) applied.
+    last_reload_ok: AtomicBool,
+    /// When the last reload (or the start) was tried, in ms since the epoch.
+    last_reload_ms: AtomicU64,
     started_unix_secs: u64,
+    /// Admin-API requests: `(route slot, status slot)` histograms, row-major
+    /// (`ADMIN_ROUTE_SLOTS × ADMIN_STATUS_SLOTS`). Not sharded: admin calls
+    /// are few and each does far more than one atomic add.
+    admin: Box<[Histogram]>,
+    /// Failed logins by reason slot ([`LOGIN_FAILURES`]).
+    login_failures: [AtomicU64; LOGIN_FAILURES.len()],
 }
+
+/// The `status` label values of the admin-API metrics: the statuses the admin
+/// API answers with; any other is counted as `other`.
+pub const ADMIN_STATUSES: [u16; 16] = [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503, 504];
+const ADMIN_STATUS_SLOTS: usize = ADMIN_STATUSES.len() + 1;
+/// Route slots of the admin-API metrics: every route of
+/// [`ROUTES`](crate::http::admin::ROUTES), then `unmatched` (no route: 404 or 405).
+const ADMIN_ROUTE_SLOTS: usize = crate::http::admin::ROUTES.len() + 1;
+
+/// The `reason` label of `tollgate_login_failures_total`, by the answer's
+/// status: 401 wrong username, password or key; 429 too many failures from
+/// the address or for the username; 400 no or malformed Basic credentials;
+/// anything else (a disabled user's 403, a 500) is `other`.
+pub const LOGIN_FAILURES: [(&str, u16); 4] =
+    [("invalid_credentials", 401), ("rate_limited", 429), ("bad_request", 400), ("other", 0)];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -248,7 +273,11 @@ impl Default for Metrics {
             jwt_cache_misses_before: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
+            last_reload_ok: AtomicBool::new(true),
+            last_reload_ms: AtomicU64::new(crate::engine::now_us() / 1000),
             started_unix_secs: crate::engine::now_us() / 1_000_000,
+            admin: (0..ADMIN_ROUTE_SLOTS * ADMIN_STATUS_SLOTS).map(|_| Histogram::default()).collect(),
+            login_failures: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -375,9 +404,36 @@ impl Metrics {
         self.jwt_cache_misses_before.fetch_add(misses, Ordering::Relaxed);
     }
 
-    /// Counts a configuration reload.
+    /// Counts a configuration reload, and remembers its result and time.
     pub fn reloaded(&self, ok: bool) {
         if ok { &self.reloads_ok } else { &self.reloads_refused }.fetch_add(1, Ordering::Relaxed);
+        self.last_reload_ok.store(ok, Ordering::Relaxed);
+        self.last_reload_ms.store(crate::engine::now_us() / 1000, Ordering::Relaxed);
+    }
+
+    /// Records one admin-API request: `route` is its index in
+    /// [`ROUTES`](crate::http::admin::ROUTES), `None` for a path or method no
+    /// route serves. A status outside [`ADMIN_STATUSES`] counts as `other`.
+    pub fn admin_request(&self, route: Option<usize>, status: u16, d: Duration) {
+        let r = route.filter(|&r| r < ADMIN_ROUTE_SLOTS - 1).unwrap_or(ADMIN_ROUTE_SLOTS - 1);
+        let s = ADMIN_STATUSES.iter().position(|&x| x == status).unwrap_or(ADMIN_STATUS_SLOTS - 1);
+        if let Some(h) = self.admin.get(r * ADMIN_STATUS_SLOTS + s) {
+            h.observe(d);
+        }
+    }
+
+    /// Counts a failed login (`POST /v1/auth/token`) answered with `status`.
+    pub fn login_failed(&self, status: u16) {
+        let slot = LOGIN_FAILURES.iter().position(|&(_, s)| s == status).unwrap_or(LOGIN_FAILURES.len() - 1);
+        self.login_failures[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed logins counted under `reason` (a [`LOGIN_FAILURES`] label).
+    pub fn login_failures(&self, reason: &str) -> u64 {
+        LOGIN_FAILURES
+            .iter()
+            .position(|&(r, _)| r == reason)
+            .map_or(0, |i| self.login_failures[i].load(Ordering::Relaxed))
     }
 
     /// Verifications counted for `(kind, verdict)`, summed over shards;
@@ -469,7 +525,7 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "Time to answer a verification request, by interface (socket: every request frame, batch start to answer written).",
     );
     for i in Interface::ALL {
-        histogram(o, "tollgate_request_duration_seconds", Some(("interface", i.label())), &m.latency_snapshot(i));
+        histogram(o, "tollgate_request_duration_seconds", &[("interface", i.label())], &m.latency_snapshot(i));
     }
 
     single(
@@ -520,13 +576,13 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "histogram",
         "Store writes (batch applied and, if durable, fsynced).",
     );
-    histogram(o, "tollgate_store_write_duration_seconds", None, &g.store_writes);
+    histogram(o, "tollgate_store_write_duration_seconds", &[], &g.store_writes);
     single(o, "tollgate_store_write_failures_total", "counter", "Store writes that failed.", g.store_write_failures);
     single(
         o,
-        "tollgate_counter_flush_failures_total",
+        "tollgate_usage_flush_failures_total",
         "counter",
-        "Counter flushes that failed and were retried.",
+        "Flushes of usage counters (remaining uses, request counts, last-used times) that failed and were retried.",
         g.flush_failures,
     );
     single(
@@ -571,7 +627,144 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     header(o, "tollgate_config_reloads_total", "counter", "Configuration reloads, by result (applied or refused).");
     line(o, "tollgate_config_reloads_total", &[("result", "applied")], m.reloads_ok.load(Ordering::Relaxed));
     line(o, "tollgate_config_reloads_total", &[("result", "refused")], m.reloads_refused.load(Ordering::Relaxed));
+    single(
+        o,
+        "tollgate_last_reload_success",
+        "gauge",
+        "1 if the last configuration reload applied (or none was tried since the start), 0 if it was refused.",
+        u64::from(m.last_reload_ok.load(Ordering::Relaxed)),
+    );
+    header(
+        o,
+        "tollgate_last_reload_timestamp_seconds",
+        "gauge",
+        "When the last configuration reload was tried (the start time if none was), in seconds since the Unix epoch.",
+    );
+    line(o, "tollgate_last_reload_timestamp_seconds", &[], Seconds(m.last_reload_ms.load(Ordering::Relaxed)));
+
+    header(
+        o,
+        "tollgate_admin_request_duration_seconds",
+        "histogram",
+        "Admin-API requests (/v1/... but /v1/verify, and /openapi.json), by method and route template (unmatched: no route), and status (other: not a listed one); _count is the number of requests.",
+    );
+    let routes = crate::http::admin::ROUTES;
+    for r in 0..ADMIN_ROUTE_SLOTS {
+        let (method, route) = routes.get(r).map_or(("any", "unmatched"), |r| (r.method, r.path));
+        for s in 0..ADMIN_STATUS_SLOTS {
+            let snap = m.admin[r * ADMIN_STATUS_SLOTS + s].snapshot();
+            if snap.count == 0 {
+                continue;
+            }
+            let status = ADMIN_STATUSES.get(s).map_or_else(|| "other".to_owned(), u16::to_string);
+            let labels = [("method", method), ("route", route), ("status", status.as_str())];
+            histogram(o, "tollgate_admin_request_duration_seconds", &labels, &snap);
+        }
+    }
+    header(
+        o,
+        "tollgate_login_failures_total",
+        "counter",
+        "Failed logins (POST /v1/auth/token), by reason: invalid_credentials (401), rate_limited (429), bad_request (400), other.",
+    );
+    for (i, (reason, _)) in LOGIN_FAILURES.iter().enumerate() {
+        line(o, "tollgate_login_failures_total", &[("reason", reason)], m.login_failures[i].load(Ordering::Relaxed));
+    }
+
+    if let Some(p) = ProcessStats::read() {
+        p.render(o);
+    }
     out
+}
+
+/// A time in milliseconds, shown in seconds.
+struct Seconds(u64);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// The standard `process_*` metrics, read from `/proc/self` at scrape time
+/// (Linux only; nothing is exported where `/proc` is missing).
+#[derive(Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    /// User and system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Clock ticks per second (`USER_HZ`).
+    pub ticks_per_sec: u64,
+    /// Resident set size, in bytes.
+    pub resident_bytes: u64,
+    /// Virtual memory size, in bytes.
+    pub virtual_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The soft limit on open file descriptors (`None`: unlimited).
+    pub max_fds: Option<u64>,
+    /// When the process started, in ms since the Unix epoch.
+    pub start_ms: u64,
+}
+
+impl ProcessStats {
+    /// Reads `/proc/self/stat`, `/proc/self/status`, `/proc/self/fd`,
+    /// `/proc/self/limits` and the boot time from `/proc/stat`.
+    pub fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        Self::parse(&stat, &status, &boot, &limits, open_fds)
+    }
+
+    /// Parses what [`ProcessStats::read`] reads (see proc(5)). Times in
+    /// `stat` are in `USER_HZ` ticks, which the kernel fixes at 100 for user
+    /// space (as Prometheus's own procfs reader assumes; `sysconf` would need
+    /// `unsafe`, which this crate forbids).
+    pub fn parse(stat: &str, status: &str, boot: &str, limits: &str, open_fds: u64) -> Option<Self> {
+        const USER_HZ: u64 = 100;
+        // Fields after the command, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state): field n is f[n - 3].
+        let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let cpu_ticks = field(14)? + field(15)?;
+        let start_ticks = field(22)?;
+        let kib = |name: &str| -> Option<u64> {
+            let v = status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?;
+            Some(v.split_whitespace().next()?.parse::<u64>().ok()? * 1024)
+        };
+        let btime: u64 = boot.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+        let max_fds = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|soft| soft.parse().ok());
+        Some(ProcessStats {
+            cpu_ticks,
+            ticks_per_sec: USER_HZ,
+            resident_bytes: kib("VmRSS")?,
+            virtual_bytes: kib("VmSize")?,
+            open_fds,
+            max_fds,
+            start_ms: btime * 1000 + start_ticks * 1000 / USER_HZ,
+        })
+    }
+
+    fn render(&self, o: &mut String) {
+        header(o, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        let cpu_ms = self.cpu_ticks * 1000 / self.ticks_per_sec;
+        line(o, "process_cpu_seconds_total", &[], Seconds(cpu_ms));
+        single(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", self.resident_bytes);
+        single(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", self.virtual_bytes);
+        single(o, "process_open_fds", "gauge", "Number of open file descriptors.", self.open_fds);
+        if let Some(max) = self.max_fds {
+            single(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.", max);
+        }
+        header(o, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+        line(o, "process_start_time_seconds", &[], Seconds(self.start_ms));
+    }
 }
 
 /// A metric with one unlabeled sample.
@@ -584,7 +777,7 @@ fn header(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn line(o: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+fn line(o: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
     o.push_str(name);
     if !labels.is_empty() {
         o.push('{');
@@ -592,7 +785,8 @@ fn line(o: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
             if i > 0 {
                 o.push(',');
             }
-            // Label values here are fixed identifiers; none needs escaping.
+            // Label values here are fixed identifiers and route templates;
+            // none holds a backslash, a quote or a newline.
             let _ = write!(o, "{k}=\"{v}\"");
         }
         o.push('}');
@@ -600,9 +794,9 @@ fn line(o: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
     let _ = writeln!(o, " {value}");
 }
 
-fn histogram(o: &mut String, name: &str, label: Option<(&str, &str)>, h: &HistogramSnapshot) {
+fn histogram(o: &mut String, name: &str, labels: &[(&str, &str)], h: &HistogramSnapshot) {
     let mut cumulative = 0;
-    let lead = label.map(|(k, v)| format!("{k}=\"{v}\",")).unwrap_or_default();
+    let lead: String = labels.iter().map(|(k, v)| format!("{k}=\"{v}\",")).collect();
     for (i, n) in h.buckets.iter().enumerate() {
         cumulative += n;
         let le = match BUCKETS_US.get(i) {
@@ -611,7 +805,10 @@ fn histogram(o: &mut String, name: &str, label: Option<(&str, &str)>, h: &Histog
         };
         let _ = writeln!(o, "{name}_bucket{{{lead}le=\"{le}\"}} {cumulative}");
     }
-    let labels = label.map(|(k, v)| format!("{{{k}=\"{v}\"}}")).unwrap_or_default();
+    let labels = match lead.strip_suffix(',') {
+        Some(l) => format!("{{{l}}}"),
+        None => String::new(),
+    };
     let _ = writeln!(o, "{name}_sum{labels} {}", h.sum_ns as f64 / 1e9);
     let _ = writeln!(o, "{name}_count{labels} {}", h.count);
 }
@@ -713,6 +910,78 @@ mod tests {
             let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
             assert!(typed.contains(name) || typed.contains(base), "{l} has no TYPE");
         }
+    }
+
+    #[test]
+    fn process_stats_are_parsed_from_proc() {
+        // A command with spaces and a parenthesis, as proc(5) allows.
+        let stat = "4242 (tollgate (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 \
+                    12345 1048576000 5000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let boot = "cpu  1 2 3\nbtime 1700000000\nprocesses 10\n";
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n";
+        let status = "Name:\ttollgate\nVmSize:\t 1024000 kB\nVmRSS:\t   20000 kB\nThreads:\t9\n";
+        let p = ProcessStats::parse(stat, status, boot, limits, 12).unwrap();
+        assert_eq!(p.cpu_ticks, 300);
+        assert_eq!(p.virtual_bytes, 1_024_000 * 1024);
+        assert_eq!(p.resident_bytes, 20_000 * 1024);
+        assert_eq!(p.start_ms, 1_700_000_000_000 + 123_450);
+        assert_eq!(p.max_fds, Some(1024));
+        assert_eq!(p.open_fds, 12);
+        let mut o = String::new();
+        p.render(&mut o);
+        assert!(o.contains("process_cpu_seconds_total 3.000\n"), "{o}");
+        assert!(o.contains("process_start_time_seconds 1700000123.450\n"), "{o}");
+        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(ProcessStats::parse(stat, status, boot, unlimited, 12).unwrap().max_fds, None);
+        assert!(ProcessStats::parse("garbage", status, boot, limits, 1).is_none());
+        // This process's own, on Linux.
+        if cfg!(target_os = "linux") {
+            let me = ProcessStats::read().unwrap();
+            assert!(me.resident_bytes > 0 && me.open_fds > 0 && me.start_ms > 0);
+        }
+    }
+
+    #[test]
+    fn admin_requests_are_rendered_by_route_and_status_only_once_seen() {
+        let m = Metrics::default();
+        let get_key = crate::http::admin::ROUTES.iter().position(|r| r.path == "/v1/keys/{id}").unwrap();
+        m.admin_request(Some(get_key), 404, Duration::from_micros(300));
+        m.admin_request(None, 404, Duration::from_micros(30));
+        m.admin_request(Some(usize::MAX), 299, Duration::from_micros(30));
+        m.login_failed(401);
+        m.login_failed(403);
+        let g = Gauges {
+            ready: true,
+            teams: 0,
+            users: 0,
+            keys: 0,
+            tokens: 0,
+            jwt_cache: (0, 0),
+            jwt_keys: 0,
+            store_writes: HistogramSnapshot::default(),
+            store_write_failures: 0,
+            flush_failures: 0,
+            audit_dropped: 0,
+            audit_sampled: 0,
+            audit_trimmed: 0,
+        };
+        let text = render(&m, &g);
+        let series = |s: &str| text.lines().find_map(|l| l.strip_prefix(s)?.strip_prefix(' ')).map(str::to_owned);
+        let c = "tollgate_admin_request_duration_seconds_count";
+        assert_eq!(series(&format!("{c}{{method=\"GET\",route=\"/v1/keys/{{id}}\",status=\"404\"}}")).unwrap(), "1");
+        assert_eq!(series(&format!("{c}{{method=\"any\",route=\"unmatched\",status=\"404\"}}")).unwrap(), "1");
+        assert_eq!(series(&format!("{c}{{method=\"any\",route=\"unmatched\",status=\"other\"}}")).unwrap(), "1");
+        assert_eq!(text.matches(&format!("{c}{{")).count(), 3, "series appear once seen: {text}");
+        assert_eq!(series("tollgate_login_failures_total{reason=\"invalid_credentials\"}").unwrap(), "1");
+        assert_eq!(series("tollgate_login_failures_total{reason=\"other\"}").unwrap(), "1");
+        assert_eq!(series("tollgate_last_reload_success").unwrap(), "1");
+        m.reloaded(false);
+        assert_eq!(series_of(&render(&m, &g), "tollgate_last_reload_success"), "0");
+    }
+
+    fn series_of(text: &str, s: &str) -> String {
+        text.lines().find_map(|l| l.strip_prefix(s)?.strip_prefix(' ')).unwrap().to_owned()
     }
 
     #[test]

@@ -14,9 +14,29 @@ use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Version byte in front of every record; bump it, and teach `decode` the old
-/// one, when a record's layout changes.
+/// Version byte in front of every record of a layout that never changed. A
+/// record type whose layout changes implements [`Versioned`]: it is written
+/// with its own version byte, and decodes the older ones itself.
 const RECORD_VERSION: u8 = 1;
+
+/// A record type whose layout has changed since version 1 (postcard is not
+/// self-describing: a field added to a struct makes older records unreadable
+/// as the new struct, `#[serde(default)]` notwithstanding). Written with
+/// `VERSION` by [`Batch::put_versioned`]; read by
+/// [`Store::scan_range_versioned`], which hands the record's version and
+/// postcard body to `decode_version`.
+pub trait Versioned: Serialize + Sized {
+    /// The version new records are written with.
+    const VERSION: u8;
+    /// Decodes a record written with `version` (this one or an older one);
+    /// [`decode_body`] reads a postcard body as any type.
+    fn decode_version(version: u8, body: &[u8]) -> Result<Self, String>;
+}
+
+/// Reads a record's postcard body (what follows the version byte) as `T`.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(body).map_err(|e| e.to_string())
+}
 
 /// The kinds of record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +114,12 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Writes `value` of a type with its own version byte as `table/id`.
+    pub fn put_versioned<T: Versioned>(&mut self, table: Table, id: &str, value: &T) {
+        self.inner.insert(key(table, id), encode_as(T::VERSION, value));
+        self.len += 1;
+    }
+
     /// Writes `value` as `table/id`.
     pub fn put<T: Serialize>(&mut self, table: Table, id: &str, value: &T) {
         self.inner.insert(key(table, id), encode(value));
@@ -230,6 +256,30 @@ impl Store {
         rev: bool,
         limit: usize,
     ) -> Result<Vec<(String, T)>, StoreError> {
+        self.scan_range_with(table, from, to, rev, limit, decode)
+    }
+
+    /// [`Store::scan_range`] for a record type with its own versions.
+    pub fn scan_range_versioned<T: Versioned>(
+        &self,
+        table: Table,
+        from: &str,
+        to: &str,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        self.scan_range_with(table, from, to, rev, limit, decode_versioned)
+    }
+
+    fn scan_range_with<T>(
+        &self,
+        table: Table,
+        from: &str,
+        to: &str,
+        rev: bool,
+        limit: usize,
+        decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<(String, T)>, StoreError> {
         let range = self.db.range(key(table, from)..key(table, to));
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
             if rev { Box::new(range.rev()) } else { Box::new(range) };
@@ -296,10 +346,23 @@ fn key(table: Table, id: &str) -> Vec<u8> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_as(RECORD_VERSION, value)
+}
+
+fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     // postcard fails only on types it cannot represent (maps with non-string
     // keys are fine; `serde_json::Value` is not used in records), which would be
     // a programming error caught by the store's tests.
-    postcard::to_extend(value, vec![RECORD_VERSION]).expect("record types are postcard-encodable")
+    postcard::to_extend(value, vec![version]).expect("record types are postcard-encodable")
+}
+
+fn decode_versioned<T: Versioned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), why };
+    match bytes.split_first() {
+        Some((&v, body)) if (1..=T::VERSION).contains(&v) => T::decode_version(v, body).map_err(corrupt),
+        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
+        None => Err(corrupt("empty record".to_owned())),
+    }
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {

@@ -294,6 +294,7 @@ fn scrubbing_a_user_rewrites_events_that_named_it() {
         target: target.to_owned(),
         outcome: "failure".into(),
         detail: "401".into(),
+        request_id: String::new(),
     };
     log.record(&ev(&team, "username:yolanda")).unwrap();
     log.record(&ev(GLOBAL, "username:yolanda")).unwrap();
@@ -330,6 +331,7 @@ fn retention_follows_the_tier() {
         target: team.to_owned(),
         outcome: "success".into(),
         detail: "200".into(),
+        request_id: String::new(),
     };
     for (team, ages) in [(&free, [1, 6, 8, 400]), (&pro, [1, 6, 8, 400]), (&master, [1, 100, 364, 366])] {
         for age in ages {
@@ -392,4 +394,55 @@ fn queued_denials_are_written_at_shutdown_and_a_full_queue_drops() {
     let (events, more) = log.query(&q).unwrap();
     assert!(!more);
     assert_eq!(events.len(), accepted, "every accepted denial is written");
+}
+
+/// Events stored before request ids were (record version 1, no `request_id`)
+/// are still read, with an empty request id, next to new ones.
+#[test]
+fn events_of_record_version_1_are_read_with_no_request_id() {
+    #[derive(serde::Serialize)]
+    struct V1 {
+        at: u64,
+        team: String,
+        actor: String,
+        action: String,
+        target: String,
+        outcome: String,
+        detail: String,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(common::engine(dir.path(), ""));
+    let (team, _) = common::team_and_user(&engine, Tier::Pro, "old");
+    let log = AuditLog::start(engine.clone()).unwrap();
+    let old = V1 {
+        at: 1_000,
+        team: team.clone(),
+        actor: "admin-token".into(),
+        action: "GetTeam".into(),
+        target: team.clone(),
+        outcome: "success".into(),
+        detail: "200".into(),
+    };
+    let mut b = tollgate::store::Batch::default();
+    // `put` writes version 1, as the store did before request ids.
+    b.put(tollgate::store::Table::Audit, &format!("{team}/{:016x}/{:08x}", 1_000, 0), &old);
+    engine.store().apply(b, true).unwrap();
+    let new = AuditEvent { at: 2_000, request_id: "req-42".into(), detail: "404".into(), ..old_event(&team) };
+    log.record(&new).unwrap();
+    let q = Query { team: &team, action: None, outcome: None, since: 0, until: u64::MAX, limit: 100, cursor: None };
+    let events: Vec<AuditEvent> = log.query(&q).unwrap().0.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(events, vec![new, AuditEvent { request_id: String::new(), ..old_event(&team) }]);
+}
+
+fn old_event(team: &str) -> AuditEvent {
+    AuditEvent {
+        at: 1_000,
+        team: team.to_owned(),
+        actor: "admin-token".into(),
+        action: "GetTeam".into(),
+        target: team.to_owned(),
+        outcome: "success".into(),
+        detail: "200".into(),
+        request_id: String::new(),
+    }
 }

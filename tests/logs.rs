@@ -181,7 +181,7 @@ fn no_secret_in_trace_level_human_logs() {
     let log = d.stop();
     // The search covers a real log of this session, not an empty one.
     assert!(log.lines().count() > 100, "{log}");
-    assert!(log.contains(&format!("path=/v1/keys/{}", s.key_id)), "request lines name the objects");
+    assert!(log.contains(&format!("path=/v1/keys/{}", s.key_id)), "at debug, request lines name the objects");
     assert!(log.contains("path=/v1/keys/<credential>"), "a secret in a path is replaced");
     assert!(log.contains("verdict=\"NOT_FOUND\"") && log.contains("verdict=\"REVOKED\""), "verdicts are logged");
     assert!(log.contains("conn{conn=") && log.contains("req{id="), "socket lines carry connection and request ids");
@@ -232,11 +232,56 @@ fn no_secret_in_json_logs_and_every_line_is_json() {
         assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
         if v["fields"]["message"] == "request" {
             requests += 1;
-            assert!(v["span"]["req"].is_string(), "a request line carries its id: {line}");
-            assert!(v["fields"]["status"].is_u64(), "{line}");
+            assert_eq!(v["target"], "tollgate::access", "{line}");
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert!(v["fields"]["request_id"].is_string(), "a request line carries its id: {line}");
+            assert!(v["fields"]["route"].is_string() && v["fields"]["method"].is_string(), "{line}");
+            assert!(v["fields"]["status"].is_u64() && v["fields"]["micros"].is_u64(), "{line}");
+            assert_eq!(v["fields"]["client"], "127.0.0.1", "{line}");
+            assert!(v["fields"]["path"].is_string(), "at debug level the path too: {line}");
+            if v["fields"]["route"] == "/auth" || v["fields"]["route"] == "/v1/verify" {
+                assert!(v["fields"]["verdict"].is_string(), "a verification's line has its verdict: {line}");
+            }
         }
     }
     assert!(requests > 20, "{requests} request lines in:\n{log}");
     assert!(log.contains(&format!("/v1/keys/{}", s.key_id)));
+    assert_no_secret(&log, &s.secrets);
+}
+
+/// At INFO (the default level) one access line per request, in the human
+/// format: method, route template (never the raw path, so no id and no secret
+/// pasted into a path), status, time, client, request id, and the verdict of
+/// a verification.
+#[test]
+fn one_access_line_per_request_at_info_with_routes_not_paths() {
+    let d = BinDaemon::start_with_env(&config("info"), &[], &[("TG_LOG_TEST_HS", HS_SECRET)]);
+    let s = session(&d);
+    let r = http(d.addr, "GET", "/healthz", &[("X-Request-Id", "probe-7")], None);
+    assert_eq!(r.header("x-request-id"), Some("probe-7"));
+    assert_eq!(http(d.addr, "GET", "/auth", &[], None).status, 401);
+    let log = d.stop();
+    let access: Vec<&str> = log.lines().filter(|l| l.contains("tollgate::access")).collect();
+    assert!(access.len() > 30, "{} access lines in:\n{log}", access.len());
+    for l in &access {
+        assert!(l.contains(" INFO "), "{l}");
+        for field in ["method=", "route=", "status=", "micros=", "client=127.0.0.1", "request_id="] {
+            assert!(l.contains(field), "{field} missing: {l}");
+        }
+        assert!(!l.contains("path="), "no raw path at info: {l}");
+        assert!(!l.contains(&s.key_id), "no id from a path: {l}");
+    }
+    let has = |parts: &[&str]| access.iter().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(has(&["method=GET", "route=/v1/keys/{id}", "status=200"]), "templates, not paths");
+    assert!(has(&["method=GET", "route=/v1/keys/{id}", "status=404"]), "a secret pasted into a path");
+    assert!(has(&["route=/v1/auth/token", "status=401"]));
+    assert!(has(&["route=/auth", "status=200", "verdict=ALLOW"]));
+    assert!(has(&["route=/auth", "status=401", "verdict=MALFORMED"]));
+    assert!(has(&["route=/auth", "status=401", "verdict=MISSING_CREDENTIAL"]));
+    assert!(has(&["route=/v1/verify", "status=200", "verdict=ALLOW"]));
+    assert!(has(&["route=/v1/verify", "status=200", "verdict=REVOKED"]));
+    assert!(has(&["route=/healthz", "request_id=probe-7"]), "an incoming request id is kept");
+    let unverified = access.iter().filter(|l| !l.contains("route=/auth") && !l.contains("route=/v1/verify"));
+    assert!(unverified.clone().all(|l| !l.contains("verdict=")), "only verifications have a verdict");
     assert_no_secret(&log, &s.secrets);
 }

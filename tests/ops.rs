@@ -246,3 +246,201 @@ fn systemd_hears_ready_after_readyz_and_stopping_on_sigterm() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     d.stop_after_signal();
 }
+
+/// `X-Request-Id`: a well-formed one is kept and echoed, anything else is
+/// replaced by one the server makes; an admin call's audit entry carries it
+/// (`requestId` in `GET /v1/logs`).
+#[test]
+fn request_ids_are_kept_or_made_echoed_and_audited() {
+    let d = start_http(|_| {});
+    let kept = "client-req_42.A";
+    let r = http(d.addr, "GET", "/healthz", &[("X-Request-Id", kept)], None);
+    assert_eq!(r.header("x-request-id"), Some(kept));
+    let longest = "a".repeat(64);
+    assert_eq!(
+        http(d.addr, "GET", "/healthz", &[("X-Request-Id", &longest)], None).header("x-request-id"),
+        Some(&*longest)
+    );
+    let made = http(d.addr, "GET", "/healthz", &[], None).header("x-request-id").unwrap().to_owned();
+    assert!(!made.is_empty() && made.len() <= 64, "{made}");
+    for bad in ["has space", "semi;colon", "quote\"", &"a".repeat(65), "é"] {
+        let r = http(d.addr, "GET", "/healthz", &[("X-Request-Id", bad)], None);
+        let id = r.header("x-request-id").unwrap();
+        assert_ne!(id, bad);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{id}");
+    }
+    let r = http(d.addr, "GET", "/healthz", &[("X-Request-Id", "")], None);
+    assert!(!r.header("x-request-id").unwrap().is_empty(), "an empty id is replaced");
+    // Ids made here differ.
+    let other = http(d.addr, "GET", "/healthz", &[], None).header("x-request-id").unwrap().to_owned();
+    assert_ne!(made, other);
+
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let body = json!({"name": "rid", "tier": "Pro"}).to_string();
+    let r =
+        http(d.addr, "POST", "/v1/teams", &[("Authorization", &auth), ("X-Request-Id", "create-team-1")], Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.header("x-request-id"), Some("create-team-1"));
+    let team = r.json()["id"].as_str().unwrap().to_owned();
+    let r = http(d.addr, "GET", &format!("/v1/teams/{team}"), &[("Authorization", &auth)], None);
+    let made_for_get = r.header("x-request-id").unwrap().to_owned();
+    let logs = http(d.addr, "GET", &format!("/v1/logs?teamId={team}"), &[("Authorization", &auth)], None);
+    assert_eq!(logs.status, 200, "{}", logs.text);
+    let items = logs.json()["items"].as_array().unwrap().clone();
+    let find =
+        |action: &str| items.iter().find(|i| i["action"] == action).unwrap_or_else(|| panic!("{items:?}")).clone();
+    assert_eq!(find("CreateTeam")["requestId"], "create-team-1");
+    assert_eq!(find("GetTeam")["requestId"], made_for_get.as_str());
+}
+
+/// Admin-API requests by route template and status, failed logins, process
+/// metrics.
+#[test]
+fn admin_requests_logins_and_the_process_are_measured() {
+    let d = start_http(|_| {});
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let team = admin(d.addr, "POST", "/v1/teams", json!({"name": "adm", "tier": "Pro"}), 201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin(
+        d.addr,
+        "POST",
+        "/v1/users",
+        json!({"teamId": team, "username": "ops-user", "password": "correct horse", "role": "Administrator"}),
+        201,
+    );
+    for _ in 0..2 {
+        assert_eq!(http(d.addr, "GET", "/v1/keys/key_nope", &[("Authorization", &auth)], None).status, 404);
+    }
+    assert_eq!(http(d.addr, "GET", "/v1/keys/key_x", &[], None).status, 401);
+    assert_eq!(http(d.addr, "GET", "/v1/no-such-route", &[], None).status, 404);
+    let login = |user: &str, pass: &str| {
+        http(d.addr, "POST", "/v1/auth/token", &[("Authorization", &basic(user, pass))], None).status
+    };
+    assert_eq!(login("ops-user", "wrong password"), 401);
+    assert_eq!(login("nobody", "wrong password"), 401);
+    assert_eq!(login("ops-user", "correct horse"), 200);
+    assert_eq!(http(d.addr, "POST", "/v1/auth/token", &[], None).status, 400);
+
+    let m = scrape(d.addr);
+    let count = |labels: &str| metric(&m, &format!("tollgate_admin_request_duration_seconds_count{{{labels}}}"));
+    assert_eq!(count(r#"method="POST",route="/v1/teams",status="201""#), 1.0);
+    assert_eq!(count(r#"method="POST",route="/v1/users",status="201""#), 1.0);
+    assert_eq!(count(r#"method="GET",route="/v1/keys/{id}",status="404""#), 2.0);
+    assert_eq!(count(r#"method="GET",route="/v1/keys/{id}",status="401""#), 1.0);
+    assert_eq!(count(r#"method="any",route="unmatched",status="404""#), 1.0);
+    assert_eq!(count(r#"method="POST",route="/v1/auth/token",status="401""#), 2.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"tollgate_admin_request_duration_seconds_bucket{method="GET",route="/v1/keys/{id}",status="404",le="+Inf"}"#
+        ),
+        2.0
+    );
+    assert!(!m.contains("key_nope") && !m.contains("no-such-route"), "no raw path is a label");
+    assert!(
+        !m.lines().any(|l| l.starts_with("tollgate_admin_request_duration_seconds_count") && l.contains("/healthz")),
+        "only admin routes"
+    );
+    assert_eq!(metric(&m, r#"tollgate_login_failures_total{reason="invalid_credentials"}"#), 2.0);
+    assert_eq!(metric(&m, r#"tollgate_login_failures_total{reason="bad_request"}"#), 1.0);
+    assert_eq!(metric(&m, r#"tollgate_login_failures_total{reason="rate_limited"}"#), 0.0);
+    // No reload yet: the start counts as a good one.
+    assert_eq!(metric(&m, "tollgate_last_reload_success"), 1.0);
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = metric(&m, "process_start_time_seconds");
+    assert!(started <= now + 1.0 && started > now - 24.0 * 3600.0, "{started} vs {now}");
+    assert!(metric(&m, "process_resident_memory_bytes") > 1e6);
+    assert!(metric(&m, "process_cpu_seconds_total") > 0.0);
+    assert!(metric(&m, "process_open_fds") >= 3.0);
+    assert!(metric(&m, "process_max_fds") >= metric(&m, "process_open_fds"));
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) accepts the
+/// exposition, every series in it present. In CI (`CI=true`) a missing
+/// promtool fails the test; elsewhere it is skipped, saying so.
+#[test]
+fn promtool_accepts_the_exposition() {
+    let found = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("promtool")).find(|p| p.is_file()))
+        .or_else(|| Some(std::path::PathBuf::from("/usr/bin/promtool")).filter(|p| p.is_file()));
+    let Some(promtool) = found else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is not installed, and CI=true: install it (apt-get install -y prometheus)"
+        );
+        eprintln!("\n  SKIPPED: promtool is not installed (apt-get install -y prometheus)\n");
+        return;
+    };
+    let d = start_http(|_| {});
+    // Something in every family: admin calls, a failed login, verifications.
+    admin(d.addr, "POST", "/v1/teams", json!({"name": "p", "tier": "Pro"}), 201);
+    assert_eq!(http(d.addr, "POST", "/v1/auth/token", &[("Authorization", &basic("x", "y"))], None).status, 401);
+    assert_eq!(http(d.addr, "GET", "/auth", &[("X-API-Key", "tg_nope")], None).status, 401);
+    let r = http(d.addr, "POST", "/v1/verify", &[], Some(r#"{"credential":"tg_nope"}"#));
+    assert_eq!(r.status, 200);
+    let text = scrape(d.addr);
+    assert!(text.contains("tollgate_admin_request_duration_seconds_bucket{"), "{text}");
+    assert!(text.contains("process_cpu_seconds_total"), "{text}");
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A body that ends before its `Content-Length` (the client closed early) is
+/// a 400; one over the limit, declared or sent, a 413.
+#[test]
+fn short_bodies_are_400_and_long_ones_413() {
+    use std::io::{Read, Write};
+    let d = start_http(|_| {});
+    let send = |head: &str, body: &[u8]| -> String {
+        let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let head = |path: &str, len: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    for path in ["/v1/verify", "/v1/teams"] {
+        let out = send(&head(path, "100"), br#"{"credential":"#);
+        assert!(out.starts_with("HTTP/1.1 400"), "{path}, short body: {out}");
+        assert!(out.contains("incomplete_body"), "{out}");
+        let out = send(&head(path, "1000000"), b"{}");
+        assert!(out.starts_with("HTTP/1.1 413"), "{path}, declared too long: {out}");
+        let big = vec![b' '; tollgate::http::MAX_BODY_BYTES + 10];
+        let out = send(&head(path, &big.len().to_string()), &big);
+        assert!(out.starts_with("HTTP/1.1 413"), "{path}, sent and declared too long: {out}");
+        let chunked = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let mut body = format!("{:x}\r\n", big.len()).into_bytes();
+        body.extend_from_slice(&big);
+        body.extend_from_slice(b"\r\n0\r\n\r\n");
+        let out = send(&chunked, &body);
+        assert!(out.starts_with("HTTP/1.1 413"), "{path}, chunked too long: {out}");
+    }
+    // The daemon is fine afterwards.
+    assert_eq!(http(d.addr, "GET", "/healthz", &[], None).status, 200);
+}

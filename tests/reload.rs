@@ -219,6 +219,11 @@ fn sighup_rotates_the_jwt_key_under_load_with_zero_failures_and_refuses_a_bad_co
     // A bad configuration (k2's key file is gone) is refused, loudly, and
     // the one in force stays: k2 still signs, both tokens still verify.
     let jwks = http(d.addr, "GET", "/.well-known/jwks.json", &[], None).text;
+    let m = d.metrics();
+    assert_eq!(metric(&m, "tollgate_last_reload_success"), 1.0, "the applied reload");
+    let applied_at = metric(&m, "tollgate_last_reload_timestamp_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - 120.0..=now + 1.0).contains(&applied_at), "{applied_at} vs {now}");
     d.rewrite_config(&config_k2("/nonexistent/k2.pem"));
     d.signal("HUP");
     let log = d.wait_for_log("configuration reload refused", 1);
@@ -230,6 +235,8 @@ fn sighup_rotates_the_jwt_key_under_load_with_zero_failures_and_refuses_a_bad_co
     let m = d.metrics();
     assert_eq!(metric(&m, "tollgate_config_reloads_total{result=\"applied\"}"), 1.0);
     assert_eq!(metric(&m, "tollgate_config_reloads_total{result=\"refused\"}"), 1.0);
+    assert_eq!(metric(&m, "tollgate_last_reload_success"), 0.0, "the refused reload is the last one");
+    assert!(metric(&m, "tollgate_last_reload_timestamp_seconds") >= applied_at);
 
     // `tollgate reload` says the same, with a non-zero exit status.
     let out = reload_cli(&d);
@@ -325,9 +332,10 @@ fn reload_changes_tiers_routes_and_log_level_and_reports_what_needs_a_restart() 
     assert_eq!(auth("/docs/a").status, 403, "the new rule is in force");
     let r = http(d.addr, "GET", "/healthz", &[], None);
     let id = r.header("x-request-id").unwrap().to_owned();
-    let log = d.wait_for_log(&format!("req={id}"), 1);
-    let line = log.lines().find(|l| l.contains(&format!("req={id}"))).unwrap();
-    assert!(line.contains("DEBUG") && line.contains("path=/healthz") && line.contains("status=200"), "{line}");
+    let log = d.wait_for_log(&format!("request_id={id}"), 1);
+    let line = log.lines().find(|l| l.contains(&format!("request_id={id}"))).unwrap();
+    // The access line is INFO; at debug it also carries the path.
+    assert!(line.contains("path=/healthz") && line.contains("status=200"), "{line}");
 
     // The reload endpoint is the admin token's alone.
     let login = http(d.addr, "POST", "/v1/auth/token", &[("Authorization", &basic("alice", "correct horse"))], None);

@@ -478,6 +478,10 @@ pub struct AuditEvent {
     pub outcome: String,
     /// HTTP status of an admin call, or a verification's deny code.
     pub detail: String,
+    /// The HTTP request id (`X-Request-Id`) of an admin call or login; null
+    /// for verifications, samples and events stored before request ids were.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// `GET /v1/logs` answer: newest first.

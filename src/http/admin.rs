@@ -341,6 +341,20 @@ fn match_path<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
     }
 }
 
+/// Path of the login route (`POST`), whose failures `/metrics` counts.
+pub const LOGIN_PATH: &str = "/v1/auth/token";
+
+/// The index in [`ROUTES`] of the route serving `method` on `path`, if any:
+/// what the access line and the admin-API metrics name a request by.
+pub fn route_index(method: &hyper::Method, path: &str) -> Option<usize> {
+    ROUTES.iter().position(|r| r.method == method.as_str() && match_path(r.path, path).is_some())
+}
+
+/// The request id [`super::handle`] put on an admin request, for its audit entry.
+fn request_id(req: &Request<Incoming>) -> String {
+    req.extensions().get::<super::RequestId>().map(|id| id.as_str().to_owned()).unwrap_or_default()
+}
+
 /// Serves `/v1/...` (other than `/v1/verify`) and `/openapi.json`.
 pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -> Resp {
     let path = req.uri().path().to_owned();
@@ -373,16 +387,17 @@ async fn dispatch(
 ) -> Result<Resp, Resp> {
     let id = id.unwrap_or_default();
     let query = parse_query(req.uri().query().unwrap_or(""));
+    let request_id = request_id(&req);
     let (object, verb) = match op {
         Op::OpenApi => return Ok(json_response(StatusCode::OK, &openapi())),
-        Op::Login => return Ok(login(shared, req.headers(), peer).await),
+        Op::Login => return Ok(login(shared, req.headers(), peer, request_id).await),
         _ => ROUTES.iter().find(|r| r.op == op).and_then(|r| r.authz).unwrap_or((Object::Config, Verb::Update)),
     };
     let changes = !matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
     let caller = match authenticate(shared, req.headers(), &query, peer, object, verb, changes).await {
         Ok(c) => c,
         Err(resp) => {
-            audit_refused(shared, req.headers(), &query, op, &id, &resp);
+            audit_refused(shared, req.headers(), &query, op, &id, &resp, request_id);
             return Err(resp);
         }
     };
@@ -397,7 +412,7 @@ async fn dispatch(
     let resp = match &result {
         Ok(r) | Err(r) => r,
     };
-    audit_call(shared, &caller, op, &id, team_hint, resp).await;
+    audit_call(shared, &caller, op, &id, team_hint, resp, request_id).await;
     result
 }
 
@@ -472,7 +487,15 @@ fn team_hint(shared: &Shared, caller: &Caller, op: Op, id: &str, query: &HashMap
 /// under that team; an unknown credential was counted and sampled already by
 /// `authenticate` (through `audit_denied`), with its deny code. Nothing the
 /// caller presented is stored: the target is cleaned ([`crate::audit::clean_target`]).
-fn audit_refused(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, String>, op: Op, id: &str, resp: &Resp) {
+fn audit_refused(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    op: Op,
+    id: &str,
+    resp: &Resp,
+    request_id: String,
+) {
     let now = now_us();
     let Some((cred, _)) = credential(headers, query, &shared.admin) else {
         shared.audit.unattributed(&shared.metrics, crate::metrics::DenySource::Admin, None, false, now);
@@ -487,6 +510,7 @@ fn audit_refused(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, S
         target: crate::audit::clean_target(id, |t| shared.admin.is_admin_token(t)),
         outcome: "failure".to_owned(),
         detail: resp.status().as_u16().to_string(),
+        request_id,
     };
     if let Err(e) = shared.audit.record(&event) {
         tracing::warn!(error = %e, "audit: cannot record a refused admin call");
@@ -507,7 +531,15 @@ pub(crate) fn credential_owner(shared: &Shared, cred: &str, now: u64) -> Option<
 /// Records an admin call: actor (ids only), operation, target, outcome. The
 /// team is the hint, else the answer's `teamId` (or a new team's `id`), else
 /// [`audit::GLOBAL`](crate::audit::GLOBAL).
-async fn audit_call(shared: &Shared, caller: &Caller, op: Op, id: &str, team_hint: Option<String>, resp: &Resp) {
+async fn audit_call(
+    shared: &Shared,
+    caller: &Caller,
+    op: Op,
+    id: &str,
+    team_hint: Option<String>,
+    resp: &Resp,
+    request_id: String,
+) {
     use http_body_util::BodyExt as _;
     let body: Value = match resp.body().clone().collect().await {
         Ok(b) => serde_json::from_slice(&b.to_bytes()).unwrap_or(Value::Null),
@@ -539,6 +571,7 @@ async fn audit_call(shared: &Shared, caller: &Caller, op: Op, id: &str, team_hin
         target,
         outcome: if ok { "success" } else { "failure" }.to_owned(),
         detail: resp.status().as_u16().to_string(),
+        request_id,
     };
     if let Err(e) = shared.audit.record(&event) {
         tracing::warn!(error = %e, "audit: cannot record an admin call");
@@ -739,7 +772,7 @@ fn set_retry_after(resp: &mut Resp, ms: u64) {
 
 // ---- login (seed 003) ----
 
-async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Resp {
+async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>, request_id: String) -> Resp {
     let bad = |msg: &str| error(StatusCode::BAD_REQUEST, "bad_request", msg);
     let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return bad("username and password not specified: send Authorization: Basic base64(username:password)");
@@ -824,6 +857,7 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>) -> Re
         target,
         outcome: if resp.status().is_success() { "success" } else { "failure" }.to_owned(),
         detail: resp.status().as_u16().to_string(),
+        request_id,
     };
     if let Err(e) = shared.audit.record(&event) {
         tracing::warn!(error = %e, "audit: cannot record a login");
@@ -1500,6 +1534,7 @@ impl Cx<'_> {
                     "target": e.target,
                     "outcome": e.outcome,
                     "detail": e.detail,
+                    "requestId": (!e.request_id.is_empty()).then_some(&e.request_id),
                 })
             })
             .collect();

@@ -53,8 +53,14 @@ const CHALLENGE: &str = "Bearer realm=\"tollgate\"";
 const CHALLENGE_INVALID: &str = "Bearer realm=\"tollgate\", error=\"invalid_token\"";
 
 /// Answers one `auth_request` subrequest. Any method is accepted: nginx may
-/// pass the original request's method on to the subrequest.
-pub(super) async fn auth(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>) -> Response<Body> {
+/// pass the original request's method on to the subrequest. Also returns the
+/// verdict for the access line: `ALLOW`, the deny code, or
+/// [`MISSING_CREDENTIAL`]; `None` when the subrequest itself was refused (400).
+pub(super) async fn auth(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: Option<IpAddr>,
+) -> (Response<Body>, Option<&'static str>) {
     // The subrequest has no body worth reading (the example config strips it);
     // dropping it lets hyper discard whatever arrives.
     let start = std::time::Instant::now();
@@ -64,11 +70,11 @@ pub(super) async fn auth(shared: &Shared, req: Request<Incoming>, peer: Option<I
     let cfg = &config.auth;
     let Some(credential) = credential(&parts.headers, &cfg.cookie) else {
         shared.metrics.unattributed(crate::metrics::DenySource::Auth, None);
-        return denial(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL, Some(CHALLENGE));
+        return (denial(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL, Some(CHALLENGE)), Some(MISSING_CREDENTIAL));
     };
     let route = match original_route(&parts.headers, &parts.method, &cfg.routes) {
         Ok(r) => r,
-        Err(bad) => return error(StatusCode::BAD_REQUEST, bad.code, bad.message),
+        Err(bad) => return (error(StatusCode::BAD_REQUEST, bad.code, bad.message), None),
     };
     let perms: Vec<(&str, &str)> = route
         .into_iter()
@@ -96,7 +102,11 @@ pub(super) async fn auth(shared: &Shared, req: Request<Incoming>, peer: Option<I
     }
     let resp = answer(&verdict);
     shared.metrics.latency(crate::metrics::Interface::Auth, start.elapsed(), 1);
-    resp
+    let code = match &verdict {
+        Verdict::Allow(_) => "ALLOW",
+        Verdict::Deny(d) => d.code.as_str(),
+    };
+    (resp, Some(code))
 }
 
 /// The credential presented, in order of precedence: `Authorization: Bearer`,
