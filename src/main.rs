@@ -115,10 +115,14 @@ fn main() -> ExitCode {
                 }
             };
             tollgate::server::init_tracing(&config.log);
-            match tollgate::server::run(config) {
+            let result = tollgate::server::run(config);
+            if let Err(e) = &result {
+                tracing::error!("{e:#}");
+            }
+            tollgate::logging::flush();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
                     eprintln!("tollgate: {e:#}");
                     ExitCode::FAILURE
                 }
