@@ -34,30 +34,18 @@ pub fn init(log: &LogConfig) {
     let (filter, handle) = reload::Layer::new(filter);
     // Colors only on a terminal: journald and log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // Lines are formatted on the calling thread and written by a logging
-    // thread, so a request does not wait for a write(2) to stderr (one access
-    // line per request cost /auth about 17% of its throughput written
-    // inline). Not lossy: when the queue is full, the caller waits, as it did
-    // before. `flush` writes what is queued at exit.
-    let (writer, guard) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     let human = (log.format == LogFormat::Human)
-        .then(|| tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer.clone()));
+        .then(|| tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr));
     let json = (log.format == LogFormat::Json).then(|| {
-        tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(writer)
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
     });
     if tracing_subscriber::registry().with(filter).with(human).with(json).try_init().is_ok() {
         let _ = FILTER.set(handle);
-        *GUARD.lock() = Some(guard);
     }
-}
-
-static GUARD: parking_lot::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> = parking_lot::Mutex::new(None);
-
-/// Writes every queued log line and stops the logging thread; later lines are
-/// dropped. Call once, at exit.
-pub fn flush() {
-    drop(GUARD.lock().take());
 }
 
 fn env_filter() -> Option<EnvFilter> {

@@ -115,14 +115,10 @@ fn main() -> ExitCode {
                 }
             };
             tollgate::server::init_tracing(&config.log);
-            let result = tollgate::server::run(config);
-            if let Err(e) = &result {
-                tracing::error!("{e:#}");
-            }
-            tollgate::logging::flush();
-            match result {
+            match tollgate::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    tracing::error!("{e:#}");
                     eprintln!("tollgate: {e:#}");
                     ExitCode::FAILURE
                 }
