@@ -127,7 +127,11 @@ fn verification_answers_while_admin_writes_wait_on_the_admin_lock() {
     // with the admin API on the verification workers it then fails).
     std::thread::sleep(Duration::from_millis(300));
 
-    let mut client = tollgate_protocol::Client::connect(&d.socket).expect("the socket accepts");
+    // The deadline covers the handshake too (a daemon whose workers are all
+    // blocked accepts the connection but never answers the hello).
+    let stream = std::os::unix::net::UnixStream::connect(&d.socket).expect("the socket accepts");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut client = tollgate_protocol::Client::from_stream(stream).expect("the socket answers the hello");
     client.set_timeout(Some(Duration::from_secs(10))).unwrap();
     for _ in 0..100 {
         let v = client
