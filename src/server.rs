@@ -76,9 +76,15 @@ pub const ADMIN_WORKERS: usize = 1;
 
 /// Builds the admin API's runtime: its own threads (`tollgate-admin`), so an
 /// admin call blocked on the admin lock, an fsync or a scan never holds a
-/// thread that serves verifications.
+/// thread that serves verifications. `TOLLGATE_ADMIN_WORKERS` overrides
+/// [`ADMIN_WORKERS`], for measurements (`benches/admin-isolation.sh`); it is
+/// not a supported setting.
 fn admin_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = std::env::var("TOLLGATE_ADMIN_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(ADMIN_WORKERS);
+    let workers = std::env::var("TOLLGATE_ADMIN_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(ADMIN_WORKERS);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .max_blocking_threads(8)
