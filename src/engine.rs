@@ -30,6 +30,10 @@ use crate::core::secret;
 use crate::core::verify::{Verdict, Verifier, VerifyRequest};
 use crate::store::{Batch, Store, StoreError, Table};
 
+mod listing;
+use listing::Listing;
+pub use listing::{Cursor, Page, page_of};
+
 /// File in the data directory holding the generated JWT signing key.
 const DEFAULT_JWT_KEY_FILE: &str = "jwt-signing-key.pem";
 /// Default prefix of API keys.
@@ -179,6 +183,9 @@ pub struct Engine {
     rng: SystemRandom,
     /// Serializes administrative changes (never taken by verification).
     admin: Mutex<()>,
+    /// Ordered ids behind the list routes (never taken by verification, never
+    /// held across I/O): changed after the store write, under `admin`.
+    listing: Mutex<Listing>,
     durable: Arc<Durable>,
     stop: Arc<AtomicBool>,
     flusher: Mutex<Option<JoinHandle<()>>>,
@@ -192,6 +199,7 @@ impl Engine {
         let jwt = JwtKeys::new(&jwt_settings(config)?).map_err(|e| ConfigError(format!("jwt: {e}")))?;
         let store = Store::open(&config.data)?;
         let index = Arc::new(load_index(&store)?);
+        let listing = Mutex::new(listing_of(&index));
         let durable = Arc::new(Durable {
             done: Mutex::new(0),
             cond: Condvar::new(),
@@ -217,6 +225,7 @@ impl Engine {
             strict: config.durability.mode == DurabilityMode::Strict,
             rng: SystemRandom::new(),
             admin: Mutex::new(()),
+            listing,
             durable,
             stop,
             flusher: Mutex::new(Some(handle)),
@@ -318,6 +327,13 @@ impl Engine {
         &self.index
     }
 
+    /// Holds the admin lock until the guard drops: every administrative
+    /// change waits meanwhile. For tests (a verification must not wait for it).
+    #[doc(hidden)]
+    pub fn hold_admin_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.admin.lock()
+    }
+
     // ---- teams ----
 
     /// Creates a team.
@@ -334,6 +350,7 @@ impl Engine {
         };
         self.store.put(Table::Teams, &team.id, &team)?;
         self.index.teams.insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0)));
+        self.listing.lock().add_team(&team.id);
         Ok(team)
     }
 
@@ -342,9 +359,23 @@ impl Engine {
         self.store.get(Table::Teams, id)?.ok_or(EngineError::NotFound("team"))
     }
 
-    /// Every team.
+    /// Every team (a scan of the store: the list route uses [`Engine::teams_page`]).
     pub fn teams(&self) -> Result<Vec<Team>, EngineError> {
         Ok(self.store.scan(Table::Teams)?.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// A page of teams in id order: O(log n + limit + offset) in the listing,
+    /// then one store read per team on the page.
+    pub fn teams_page(&self, cursor: Cursor<'_>, offset: usize, limit: usize) -> Result<Page<Team>, EngineError> {
+        let page = page_of(&self.listing.lock().teams, cursor, offset, limit);
+        let mut teams = Vec::with_capacity(page.items.len());
+        for id in &page.items {
+            // Deleted since the ids were taken: left out of the page.
+            if let Some(t) = self.store.get(Table::Teams, id)? {
+                teams.push(t);
+            }
+        }
+        Ok(page.map(teams))
     }
 
     /// Changes a team's tier; the next verification uses the new limits.
@@ -425,11 +456,16 @@ impl Engine {
             self.index.users.remove(&u);
         }
         self.index.teams.remove(id);
+        self.listing.lock().remove_team(id);
         Ok(())
     }
 
+    /// The users of a team, from the listing (O(the team's users), not a scan
+    /// of every user).
     fn users_of(&self, team: &str) -> Vec<Arc<UserEntry>> {
-        self.index.users.iter().filter(|u| *u.team.id == *team).map(|u| u.clone()).collect()
+        let ids: Vec<String> =
+            self.listing.lock().users_of(team).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        ids.iter().filter_map(|id| self.index.users.get(id.as_str()).map(|u| u.clone())).collect()
     }
 
     // ---- users ----
@@ -477,6 +513,7 @@ impl Engine {
         self.store.put(Table::Users, &user.id, &user)?;
         self.index.usernames.insert(user.username.clone(), user.id.clone());
         self.index.users.insert(user.id.clone(), Arc::new(UserEntry::new(&user.id, team, role, status, 0)));
+        self.listing.lock().add_user(team_id, &user.id);
         Ok(user)
     }
 
@@ -501,15 +538,32 @@ impl Engine {
         Ok(self.store.get(Table::Users, &id)?)
     }
 
-    /// Every user of a team.
+    /// Every user of a team, in id order.
     pub fn users(&self, team_id: &str) -> Result<Vec<User>, EngineError> {
-        Ok(self
-            .store
-            .scan::<User>(Table::Users)?
-            .into_iter()
-            .map(|(_, u)| u)
-            .filter(|u| u.team_id == team_id)
-            .collect())
+        Ok(self.users_page(team_id, Cursor::Start, 0, usize::MAX)?.items)
+    }
+
+    /// A page of a team's users in id order (Deleted ones included, as they
+    /// are stored: anonymized): O(log n + limit + offset) in the listing, then
+    /// one store read per user on the page.
+    pub fn users_page(
+        &self,
+        team_id: &str,
+        cursor: Cursor<'_>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<User>, EngineError> {
+        let page = match self.listing.lock().users_of(team_id) {
+            Some(set) => page_of(set, cursor, offset, limit),
+            None => Page { items: Vec::new(), total: 0, more_before: false, more_after: false },
+        };
+        let mut users = Vec::with_capacity(page.items.len());
+        for id in &page.items {
+            if let Some(u) = self.store.get::<User>(Table::Users, id)? {
+                users.push(u);
+            }
+        }
+        Ok(page.map(users))
     }
 
     /// Changes a user's role, status or password; takes effect on the next verification.
@@ -601,10 +655,13 @@ impl Engine {
             b.put(Table::Tokens, &t.id, &rec);
         }
         self.store.apply(b, true)?;
+        let mut listing = self.listing.lock();
         for k in keys {
             self.index.secrets.remove(&k.record.hash);
             self.index.keys.remove(&*k.id);
+            listing.remove_key(&k.record);
         }
+        drop(listing);
         for t in &tokens {
             let _ = t.revoked_at.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
         }
@@ -781,6 +838,7 @@ impl Engine {
             created.push((key, s.plaintext, ips, user, usage));
         }
         self.store.apply(batch, true)?;
+        let mut listing = self.listing.lock();
         Ok(created
             .into_iter()
             .map(|(key, plaintext, ips, user, usage)| {
@@ -788,6 +846,7 @@ impl Engine {
                 let entry = key_entry(key.clone(), ips, user, role, Arc::new(counters(&usage, key.refill)));
                 self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
                 self.index.keys.insert(key.id.clone(), entry);
+                listing.add_key(&key, now);
                 (key, plaintext)
             })
             .collect())
@@ -806,7 +865,36 @@ impl Engine {
         Ok((e.record.clone(), key_usage(&e.counters)))
     }
 
-    /// Every API key of a team, in id order, with live counters.
+    /// A page of the API keys of a team (or of one user of it), active (enabled
+    /// and not expired at `now`) or not, in id order, with live counters:
+    /// O(log n + limit + offset) in the listing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn keys_page(
+        &self,
+        team_id: &str,
+        user_id: Option<&str>,
+        active: bool,
+        now: Millis,
+        cursor: Cursor<'_>,
+        offset: usize,
+        limit: usize,
+    ) -> Page<(ApiKey, Usage)> {
+        let page = match self.listing.lock().keys_of(team_id, user_id) {
+            Some(sets) => page_of(sets.with_status(active, now), cursor, offset, limit),
+            None => Page { items: Vec::new(), total: 0, more_before: false, more_after: false },
+        };
+        let keys = page
+            .items
+            .iter()
+            .filter_map(|id| self.index.keys.get(id.as_str()).map(|e| e.clone()))
+            .filter(|e| e.record.team_id == team_id)
+            .map(|e| (e.record.clone(), key_usage(&e.counters)))
+            .collect();
+        page.map(keys)
+    }
+
+    /// Every API key of a team, in id order, with live counters (a scan of the
+    /// index: the list route uses [`Engine::keys_page`]).
     pub fn keys(&self, team_id: &str) -> Vec<(ApiKey, Usage)> {
         let mut v: Vec<_> = self
             .index
@@ -883,6 +971,9 @@ impl Engine {
         let entry = key_entry(k.clone(), ips, old.user.clone(), old.user.role(), counters);
         self.index.secrets.insert(k.hash, Secret::Key(entry.clone()));
         self.index.keys.insert(k.id.clone(), entry);
+        let mut listing = self.listing.lock();
+        listing.remove_key(&old.record);
+        listing.add_key(&k, now);
         Ok(k)
     }
 
@@ -896,6 +987,7 @@ impl Engine {
         self.store.apply(b, true)?;
         self.index.secrets.remove(&e.record.hash);
         self.index.keys.remove(id);
+        self.listing.lock().remove_key(&e.record);
         Ok(())
     }
 
@@ -1239,6 +1331,22 @@ fn default_jwt_key(data: &Path) -> Result<JwtKeyConfig, EngineError> {
 
 fn hex8(b: &[u8]) -> String {
     b[..4].iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The listings of a freshly loaded index.
+fn listing_of(index: &Index) -> Listing {
+    let now = now_ms();
+    let mut l = Listing::default();
+    for t in index.teams.iter() {
+        l.add_team(t.key());
+    }
+    for u in index.users.iter() {
+        l.add_user(&u.team.id, u.key());
+    }
+    for k in index.keys.iter() {
+        l.add_key(&k.record, now);
+    }
+    l
 }
 
 fn load_index(store: &Store) -> Result<Index, EngineError> {

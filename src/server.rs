@@ -37,6 +37,9 @@ pub struct Shared {
     /// The HTTPS certificate in force, when the TCP listener speaks TLS; a
     /// reload replaces it for new connections.
     pub tls: Option<Arc<crate::http::listen::Tls>>,
+    /// The runtime the admin API runs on (see [`ADMIN_WORKERS`]): apart from
+    /// the one serving the socket, `/auth` and `/v1/verify`.
+    pub admin_runtime: tokio::runtime::Handle,
     /// This very `Shared`, for handlers that hold only a reference but must
     /// hand an owned one to a blocking task (reload).
     me: std::sync::Weak<Shared>,
@@ -64,6 +67,54 @@ impl Shared {
             },
         });
         (ready, body)
+    }
+}
+
+/// Worker threads of the admin runtime. Admin calls that change something
+/// take the engine's admin lock and fsync, so more workers would mostly wait
+/// for one another; one also bounds what admin traffic can take of the CPU to
+/// one core, leaving the others to verification (BENCHMARKS.md, "Admin work
+/// and verification").
+pub const ADMIN_WORKERS: usize = 1;
+
+/// Builds the admin API's runtime: its own threads (`tollgate-admin`), so an
+/// admin call blocked on the admin lock, an fsync or a scan never holds a
+/// thread that serves verifications. `TOLLGATE_ADMIN_WORKERS` overrides
+/// [`ADMIN_WORKERS`], for measurements (`benches/admin-isolation.sh`); it is
+/// not a supported setting.
+fn admin_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = std::env::var("TOLLGATE_ADMIN_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(ADMIN_WORKERS);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(8)
+        .enable_all()
+        .thread_name("tollgate-admin")
+        .build()
+        .context("cannot start the admin runtime")
+}
+
+/// The admin runtime, shut down without waiting if `serve_opening` returns
+/// early (a runtime may not be dropped, which waits, on an async thread).
+struct RuntimeGuard(Option<tokio::runtime::Runtime>);
+
+impl RuntimeGuard {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -244,6 +295,7 @@ pub async fn serve_opening(
     let audit =
         crate::audit::AuditLog::start_with(engine.clone(), &config.audit).context("cannot start the audit writer")?;
     let metrics = Arc::new(Metrics::default());
+    let mut admin_rt = RuntimeGuard(Some(admin_runtime()?));
     let shared = Arc::new_cyclic(|me| Shared {
         engine: engine.clone(),
         config: ArcSwap::from_pointee(config.clone()),
@@ -253,6 +305,7 @@ pub async fn serve_opening(
         metrics: metrics.clone(),
         reload_lock: parking_lot::Mutex::new(()),
         tls,
+        admin_runtime: admin_rt.handle(),
         me: me.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -300,7 +353,12 @@ pub async fn serve_opening(
         tracing::warn!(path = %path.display(), error = %e, "cannot remove the http socket");
     }
     let audit = shared.audit.clone();
+    let admin_rt = admin_rt.0.take();
     tokio::task::spawn_blocking(move || {
+        // Every connection has drained, so no admin call is running.
+        if let Some(rt) = admin_rt {
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
         audit.shutdown();
         engine.shutdown()
     })

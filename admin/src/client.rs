@@ -235,9 +235,17 @@ impl AdminClient {
         self.call("POST", "/v1/teams", Some(&to_json(team)?))
     }
 
-    /// `GET /v1/teams`: every team for the admin token, the caller's own otherwise.
+    /// `GET /v1/teams`: every team for the admin token, the caller's own
+    /// otherwise (every page, following `nextUrl`).
     pub fn list_teams(&self) -> Result<TeamList, ClientError> {
-        self.call("GET", "/v1/teams", None)
+        let mut all: TeamList = self.call("GET", "/v1/teams?limit=100", None)?;
+        while let Some(next) = all.next_url.take() {
+            let page: TeamList = self.call("GET", &next, None)?;
+            all.data.extend(page.data);
+            all.next_url = page.next_url;
+        }
+        all.count = all.data.len() as u64;
+        Ok(all)
     }
 
     /// `GET /v1/teams/{id}`.
@@ -263,10 +271,18 @@ impl AdminClient {
         self.call("POST", "/v1/users", Some(&to_json(user)?))
     }
 
-    /// `GET /v1/users`; `team_id` is required with the admin token.
+    /// `GET /v1/users` (every page, following `nextUrl`); `team_id` is
+    /// required with the admin token.
     pub fn list_users(&self, team_id: Option<&str>) -> Result<UserList, ClientError> {
-        let q = query(&[("teamId", team_id.map(str::to_owned))]);
-        self.call("GET", &format!("/v1/users{q}"), None)
+        let q = query(&[("teamId", team_id.map(str::to_owned)), ("limit", Some("100".to_owned()))]);
+        let mut all: UserList = self.call("GET", &format!("/v1/users{q}"), None)?;
+        while let Some(next) = all.next_url.take() {
+            let page: UserList = self.call("GET", &next, None)?;
+            all.data.extend(page.data);
+            all.next_url = page.next_url;
+        }
+        all.count = all.data.len() as u64;
+        Ok(all)
     }
 
     /// `GET /v1/users/{id}`.

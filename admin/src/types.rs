@@ -143,6 +143,12 @@ pub struct UserList {
     pub total: u64,
     /// Users in `data`.
     pub count: u64,
+    /// The next page, as a path with query (`None` on the last page).
+    #[serde(default, rename = "nextUrl")]
+    pub next_url: Option<String>,
+    /// The previous page, as a path with query.
+    #[serde(default, rename = "previousUrl")]
+    pub previous_url: Option<String>,
     /// The users, in id order.
     pub data: Vec<User>,
 }
@@ -154,6 +160,12 @@ pub struct TeamList {
     pub total: u64,
     /// Teams in `data`.
     pub count: u64,
+    /// The next page, as a path with query (`None` on the last page).
+    #[serde(default, rename = "nextUrl")]
+    pub next_url: Option<String>,
+    /// The previous page, as a path with query.
+    #[serde(default, rename = "previousUrl")]
+    pub previous_url: Option<String>,
     /// The teams, in id order.
     pub data: Vec<Team>,
 }

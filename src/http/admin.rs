@@ -38,7 +38,7 @@ use crate::core::model::{
 };
 use crate::core::secret;
 use crate::core::verify::{CredentialKind, DenyCode, Verdict, VerifyRequest};
-use crate::engine::{EngineError, KeyUpdate, NewKey, now_us, remaining_at};
+use crate::engine::{Cursor, EngineError, KeyUpdate, NewKey, Page, now_us, remaining_at};
 use crate::server::Shared;
 
 /// File in the data directory holding the generated bootstrap admin token.
@@ -363,7 +363,7 @@ pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>
         if let Some(id) = match_path(route.path, &path) {
             if route.method == req.method().as_str() {
                 let id = id.map(str::to_owned);
-                return dispatch(shared, route.op, id, req, peer).await.unwrap_or_else(|e| e);
+                return on_admin_runtime(shared, route.op, id, req, peer).await;
             }
             allowed.push(route.method);
         }
@@ -376,6 +376,30 @@ pub async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>
         resp.headers_mut().insert(ALLOW, v);
     }
     resp
+}
+
+/// Runs an admin call on the admin runtime (`Shared::admin_runtime`), not on
+/// the workers that serve verifications: its store writes (fsynced, under the
+/// engine's admin lock), its audit record and argon2 block that runtime's
+/// threads only. The connection's task here just waits for the answer.
+async fn on_admin_runtime(
+    shared: &Shared,
+    op: Op,
+    id: Option<String>,
+    req: Request<Incoming>,
+    peer: Option<IpAddr>,
+) -> Resp {
+    let Some(owned) = shared.arc() else {
+        return dispatch(shared, op, id, req, peer).await.unwrap_or_else(|e| e);
+    };
+    let task =
+        shared.admin_runtime.spawn(async move { dispatch(&owned, op, id, req, peer).await.unwrap_or_else(|e| e) });
+    match task.await {
+        Ok(resp) => resp,
+        Err(e) if e.is_panic() => super::panicked(&*e.into_panic(), "admin api"),
+        // The admin runtime is shutting down.
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "shutting down"),
+    }
 }
 
 async fn dispatch(
@@ -1096,12 +1120,28 @@ impl Cx<'_> {
     }
 
     fn list_teams(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
-        check_query(q, &["token"])?;
-        let mut teams = self.shared.engine.teams().map_err(engine_error)?;
-        teams.retain(|t| self.sees(&t.id));
-        teams.sort_by(|a, b| a.id.cmp(&b.id));
-        let data: Vec<Value> = teams.iter().map(team_json).collect();
-        Ok(json_response(StatusCode::OK, &json!({ "total": data.len(), "count": data.len(), "data": data })))
+        check_query(q, &["limit", "offset", "startingAfter", "endingBefore", "token"])?;
+        let (limit, offset, cursor) = paging(q)?;
+        let page = match self.team() {
+            None => self.shared.engine.teams_page(cursor, offset, limit).map_err(engine_error)?,
+            // A team's member sees only its own team: a listing of one.
+            Some(own) => {
+                let mine = match self.shared.engine.team(own) {
+                    Ok(_) => std::collections::BTreeSet::from([own.to_owned()]),
+                    Err(EngineError::NotFound(_)) => std::collections::BTreeSet::new(),
+                    Err(e) => return Err(engine_error(e)),
+                };
+                let page = crate::engine::page_of(&mine, cursor, offset, limit);
+                let teams = page.items.iter().filter_map(|id| self.shared.engine.team(id).ok()).collect();
+                page.map(teams)
+            }
+        };
+        let data: Vec<Value> = page.items.iter().map(team_json).collect();
+        let (next, prev) = links(&format!("/v1/teams?limit={limit}"), &page, |t| &t.id);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "total": page.total, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
+        ))
     }
 
     fn get_team(&self, id: &str) -> Result<Resp, Resp> {
@@ -1150,16 +1190,24 @@ impl Cx<'_> {
     }
 
     fn list_users(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
-        check_query(q, &["teamId", "token"])?;
+        check_query(q, &["teamId", "limit", "offset", "startingAfter", "endingBefore", "token"])?;
+        let (limit, offset, cursor) = paging(q)?;
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
         self.authorize(Object::Users, Verb::Read, Self::of_team(&team))?;
         if self.team().is_none() {
             self.shared.engine.team(&team).map_err(engine_error)?;
         }
-        let mut users = self.shared.engine.users(&team).map_err(engine_error)?;
-        users.sort_by(|a, b| a.id.cmp(&b.id));
-        let data: Vec<Value> = users.iter().map(user_json).collect();
-        Ok(json_response(StatusCode::OK, &json!({ "total": data.len(), "count": data.len(), "data": data })))
+        let page = self.shared.engine.users_page(&team, cursor, offset, limit).map_err(engine_error)?;
+        let data: Vec<Value> = page.items.iter().map(user_json).collect();
+        let mut base = format!("/v1/users?limit={limit}");
+        if self.team().is_none() {
+            base.push_str(&format!("&teamId={team}"));
+        }
+        let (next, prev) = links(&base, &page, |u| &u.id);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "total": page.total, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
+        ))
     }
 
     fn get_user(&self, id: &str) -> Result<Resp, Resp> {
@@ -1223,17 +1271,7 @@ impl Cx<'_> {
                 return Err(validation(&["query", "status"], "must be active or inactive", "enum"));
             }
         };
-        let limit = query_int(q, "limit", 25, 1, 100)? as usize;
-        let offset = query_int(q, "offset", 0, 0, u64::from(u32::MAX))? as usize;
-        let after = q.get("startingAfter").filter(|s| !s.is_empty());
-        let before = q.get("endingBefore").filter(|s| !s.is_empty());
-        if after.is_some() && before.is_some() {
-            return Err(validation(
-                &["query", "endingBefore"],
-                "give startingAfter or endingBefore, not both",
-                "value_error",
-            ));
-        }
+        let (limit, offset, cursor) = paging(q)?;
         let team = self.target_team(q.get("teamId").cloned(), "query")?;
         // Who reaches only their own keys lists only those.
         let only = match self.member() {
@@ -1241,27 +1279,9 @@ impl Cx<'_> {
             _ => None,
         };
         let now = now_us() / 1000;
-        let keys: Vec<(ApiKey, Usage)> = self
-            .shared
-            .engine
-            .keys(&team)
-            .into_iter()
-            .filter(|(k, _)| key_active(k, now) == active && only.as_ref().is_none_or(|u| **u == *k.user_id))
-            .collect();
-        let len = keys.len();
         // Cursors are key ids, and keys are in id order: a page after (or before)
         // an id is well defined however many keys were added or removed since.
-        let (start, end) = if let Some(a) = after {
-            let start = (keys.partition_point(|(k, _)| k.id.as_str() <= a.as_str()) + offset).min(len);
-            (start, (start + limit).min(len))
-        } else if let Some(b) = before {
-            let end = keys.partition_point(|(k, _)| k.id.as_str() < b.as_str()).saturating_sub(offset);
-            (end.saturating_sub(limit), end)
-        } else {
-            let start = offset.min(len);
-            (start, (start + limit).min(len))
-        };
-        let page = &keys[start..end];
+        let page = self.shared.engine.keys_page(&team, only.as_deref(), active, now, cursor, offset, limit);
         let base = {
             let mut s = format!("/v1/keys?status={}&limit={limit}", if active { "active" } else { "inactive" });
             if self.team().is_none() {
@@ -1269,12 +1289,11 @@ impl Cx<'_> {
             }
             s
         };
-        let next = (end < len).then(|| page.last().map(|(k, _)| format!("{base}&startingAfter={}", k.id))).flatten();
-        let prev = (start > 0).then(|| page.first().map(|(k, _)| format!("{base}&endingBefore={}", k.id))).flatten();
-        let data: Vec<Value> = page.iter().map(|(k, u)| key_json(k, u, None)).collect();
+        let (next, prev) = links(&base, &page, |(k, _)| &k.id);
+        let data: Vec<Value> = page.items.iter().map(|(k, u)| key_json(k, u, None)).collect();
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "status": 200, "total": len, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
+            &json!({ "status": 200, "total": page.total, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
         ))
     }
 
@@ -1770,6 +1789,32 @@ fn check_query(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Resp
         Some(k) => Err(validation(&["query", k], "unknown query parameter", "extra_forbidden")),
         None => Ok(()),
     }
+}
+
+/// The page a list route is asked for: `limit` (1 to 100, default 25),
+/// `offset` (from the start or from the cursor), and at most one cursor,
+/// `startingAfter` or `endingBefore` (an object id).
+fn paging(q: &HashMap<String, String>) -> Result<(usize, usize, Cursor<'_>), Resp> {
+    let limit = query_int(q, "limit", 25, 1, 100)? as usize;
+    let offset = query_int(q, "offset", 0, 0, u64::from(u32::MAX))? as usize;
+    let after = q.get("startingAfter").filter(|s| !s.is_empty());
+    let before = q.get("endingBefore").filter(|s| !s.is_empty());
+    match (after, before) {
+        (Some(_), Some(_)) => {
+            Err(validation(&["query", "endingBefore"], "give startingAfter or endingBefore, not both", "value_error"))
+        }
+        (Some(a), None) => Ok((limit, offset, Cursor::After(a))),
+        (None, Some(b)) => Ok((limit, offset, Cursor::Before(b))),
+        (None, None) => Ok((limit, offset, Cursor::Start)),
+    }
+}
+
+/// `nextUrl` and `previousUrl` of a page: `base` (a path with its query) and
+/// the cursor after the page's last object, or before its first.
+fn links<T>(base: &str, page: &Page<T>, id: impl Fn(&T) -> &str) -> (Option<String>, Option<String>) {
+    let next = page.items.last().filter(|_| page.more_after).map(|l| format!("{base}&startingAfter={}", id(l)));
+    let prev = page.items.first().filter(|_| page.more_before).map(|f| format!("{base}&endingBefore={}", id(f)));
+    (next, prev)
 }
 
 fn query_int(q: &HashMap<String, String>, name: &str, default: u64, min: u64, max: u64) -> Result<u64, Resp> {

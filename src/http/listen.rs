@@ -494,6 +494,10 @@ where
         // timeout would also cut keep-alive connections idle for that long.
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(None)
+        // A client may shut its write side once the request is sent: the
+        // answer still goes out (admin calls are answered from another
+        // runtime, after hyper has read that end of file).
+        .half_close(true)
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let watchdog = tokio::time::sleep(opts.limits.header_read_timeout);

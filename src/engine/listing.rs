@@ -1,0 +1,256 @@
+//! Ordered ids for the admin API's list routes, kept in memory beside the
+//! index so that a page costs O(log n + limit) instead of a scan of the store
+//! or of the whole index.
+//!
+//! Writers (the engine's admin operations, under the admin lock, after the
+//! store write succeeded) and readers (the list routes) take the `Listing`'s
+//! own mutex for the few set operations they need; it is never held across I/O
+//! and never taken by a verification.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+
+use crate::core::model::{ApiKey, Millis};
+
+/// Where a page starts: seed 001's cursors, which are object ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cursor<'a> {
+    /// From the first object (after `offset` of them).
+    Start,
+    /// The objects whose id sorts after this one (the id need not exist).
+    After(&'a str),
+    /// The objects whose id sorts before this one, the last `limit` of them.
+    Before(&'a str),
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The objects, in id order.
+    pub items: Vec<T>,
+    /// Objects in the whole listing (after its filter).
+    pub total: usize,
+    /// Whether an object sorts before the page's first one.
+    pub more_before: bool,
+    /// Whether an object sorts after the page's last one.
+    pub more_after: bool,
+}
+
+impl<T> Page<T> {
+    /// The same page with other items (records looked up from the ids).
+    pub fn map<U>(self, items: Vec<U>) -> Page<U> {
+        Page { items, total: self.total, more_before: self.more_before, more_after: self.more_after }
+    }
+}
+
+/// The page of `set` at `cursor`, skipping `offset`, at most `limit` ids.
+pub fn page_of(set: &BTreeSet<String>, cursor: Cursor<'_>, offset: usize, limit: usize) -> Page<String> {
+    let items: Vec<String> = match cursor {
+        Cursor::Start => set.iter().skip(offset).take(limit).cloned().collect(),
+        Cursor::After(a) => {
+            set.range::<str, _>((Bound::Excluded(a), Bound::Unbounded)).skip(offset).take(limit).cloned().collect()
+        }
+        Cursor::Before(b) => {
+            let mut v: Vec<String> = set
+                .range::<str, _>((Bound::Unbounded, Bound::Excluded(b)))
+                .rev()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect();
+            v.reverse();
+            v
+        }
+    };
+    let more_before = items
+        .first()
+        .is_some_and(|f| set.range::<str, _>((Bound::Unbounded, Bound::Excluded(f.as_str()))).next_back().is_some());
+    let more_after = items
+        .last()
+        .is_some_and(|l| set.range::<str, _>((Bound::Excluded(l.as_str()), Bound::Unbounded)).next().is_some());
+    Page { items, total: set.len(), more_before, more_after }
+}
+
+/// The keys of one team or one user, split by status as `GET /v1/keys`
+/// filters them: active is enabled and not expired.
+#[derive(Default, Debug)]
+pub struct KeySets {
+    active: BTreeSet<String>,
+    inactive: BTreeSet<String>,
+    /// `(expires_at, id)` of the active keys that expire: swept into
+    /// `inactive` when a listing finds them expired (each key moves once).
+    expiring: BTreeSet<(Millis, String)>,
+}
+
+impl KeySets {
+    fn insert(&mut self, k: &ApiKey, now: Millis) {
+        if k.enabled && k.expires_at.is_none_or(|e| now < e) {
+            self.active.insert(k.id.clone());
+            if let Some(e) = k.expires_at {
+                self.expiring.insert((e, k.id.clone()));
+            }
+        } else {
+            self.inactive.insert(k.id.clone());
+        }
+    }
+
+    fn remove(&mut self, k: &ApiKey) {
+        self.active.remove(&k.id);
+        self.inactive.remove(&k.id);
+        if let Some(e) = k.expires_at {
+            self.expiring.remove(&(e, k.id.clone()));
+        }
+    }
+
+    /// Moves the keys expired at `now` from active to inactive. A key that
+    /// expires is inactive from then on (only an update, which re-files it,
+    /// can change that), so each key is moved at most once.
+    fn sweep(&mut self, now: Millis) {
+        while let Some((e, _)) = self.expiring.first()
+            && *e <= now
+        {
+            if let Some((_, id)) = self.expiring.pop_first() {
+                self.active.remove(&id);
+                self.inactive.insert(id);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.active.is_empty() && self.inactive.is_empty()
+    }
+
+    /// The ids with that status at `now`.
+    pub fn with_status(&mut self, active: bool, now: Millis) -> &BTreeSet<String> {
+        self.sweep(now);
+        if active { &self.active } else { &self.inactive }
+    }
+}
+
+/// The ordered ids of every listing.
+#[derive(Default, Debug)]
+pub struct Listing {
+    /// Every team.
+    pub teams: BTreeSet<String>,
+    /// Users of each team (Deleted ones included: they are listed anonymized).
+    users: HashMap<String, BTreeSet<String>>,
+    /// Keys of each team.
+    team_keys: HashMap<String, KeySets>,
+    /// Keys of each user.
+    user_keys: HashMap<String, KeySets>,
+}
+
+impl Listing {
+    /// Files a new team.
+    pub fn add_team(&mut self, id: &str) {
+        self.teams.insert(id.to_owned());
+    }
+
+    /// Forgets a team and everything filed under it.
+    pub fn remove_team(&mut self, id: &str) {
+        self.teams.remove(id);
+        for u in self.users.remove(id).unwrap_or_default() {
+            self.user_keys.remove(&u);
+        }
+        self.team_keys.remove(id);
+    }
+
+    /// Files a user under its team.
+    pub fn add_user(&mut self, team: &str, id: &str) {
+        self.users.entry(team.to_owned()).or_default().insert(id.to_owned());
+    }
+
+    /// The user ids of a team, if it has any.
+    pub fn users_of(&self, team: &str) -> Option<&BTreeSet<String>> {
+        self.users.get(team)
+    }
+
+    /// Files a key (new, or re-filed after an update) under its team and user.
+    pub fn add_key(&mut self, k: &ApiKey, now: Millis) {
+        self.team_keys.entry(k.team_id.clone()).or_default().insert(k, now);
+        self.user_keys.entry(k.user_id.clone()).or_default().insert(k, now);
+    }
+
+    /// Unfiles a key as it was recorded (its expiry finds it among the expiring).
+    pub fn remove_key(&mut self, k: &ApiKey) {
+        for (map, owner) in [(&mut self.team_keys, &k.team_id), (&mut self.user_keys, &k.user_id)] {
+            if let Some(sets) = map.get_mut(owner) {
+                sets.remove(k);
+                if sets.is_empty() {
+                    map.remove(owner);
+                }
+            }
+        }
+    }
+
+    /// The key sets of a team, or of one user when `user` is given.
+    pub fn keys_of(&mut self, team: &str, user: Option<&str>) -> Option<&mut KeySets> {
+        match user {
+            None => self.team_keys.get_mut(team),
+            Some(u) => self.user_keys.get_mut(u),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn pages_like_a_sorted_slice() {
+        let s = set(&["a", "b", "c", "d", "e"]);
+        let p = page_of(&s, Cursor::Start, 0, 2);
+        assert_eq!((p.items, p.total, p.more_before, p.more_after), (vec!["a".into(), "b".into()], 5, false, true));
+        let p = page_of(&s, Cursor::After("b"), 0, 2);
+        assert_eq!((p.items, p.more_before, p.more_after), (vec!["c".into(), "d".into()], true, true));
+        let p = page_of(&s, Cursor::After("bb"), 1, 10);
+        assert_eq!((p.items, p.more_before, p.more_after), (vec!["d".into(), "e".into()], true, false));
+        let p = page_of(&s, Cursor::Before("d"), 0, 2);
+        assert_eq!((p.items, p.more_before, p.more_after), (vec!["b".into(), "c".into()], true, true));
+        let p = page_of(&s, Cursor::Before("b"), 0, 5);
+        assert_eq!((p.items, p.more_before, p.more_after), (vec!["a".into()], false, true));
+        let p = page_of(&s, Cursor::After("e"), 0, 5);
+        assert!(p.items.is_empty() && !p.more_before && !p.more_after);
+        let p = page_of(&s, Cursor::Start, 7, 5);
+        assert!(p.items.is_empty());
+    }
+
+    #[test]
+    fn expired_keys_move_to_inactive_once() {
+        let key = |id: &str, exp: Option<Millis>, enabled: bool| ApiKey {
+            id: id.into(),
+            team_id: "t".into(),
+            user_id: "u".into(),
+            name: None,
+            prefix: "tg".into(),
+            start: String::new(),
+            hash: [0; 32],
+            enabled,
+            expires_at: exp,
+            remaining: None,
+            refill: None,
+            rate_limit: None,
+            permissions: Default::default(),
+            metadata: "{}".into(),
+            whitelisted_ips: Vec::new(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut l = Listing::default();
+        l.add_key(&key("k1", None, true), 100);
+        l.add_key(&key("k2", Some(200), true), 100);
+        l.add_key(&key("k3", Some(50), true), 100);
+        l.add_key(&key("k4", None, false), 100);
+        let sets = l.keys_of("t", None).unwrap();
+        assert_eq!(sets.with_status(true, 150), &set(&["k1", "k2"]));
+        assert_eq!(sets.with_status(false, 150), &set(&["k3", "k4"]));
+        assert_eq!(sets.with_status(true, 200), &set(&["k1"]));
+        assert_eq!(l.keys_of("x", Some("u")).unwrap().with_status(false, 300), &set(&["k2", "k3", "k4"]));
+        l.remove_key(&key("k2", Some(200), true));
+        assert_eq!(l.keys_of("t", None).unwrap().with_status(false, 300), &set(&["k3", "k4"]));
+    }
+}
