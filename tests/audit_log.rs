@@ -226,6 +226,9 @@ fn deleting_a_user_anonymizes_it_everywhere() {
     d.call(None, "POST", "/v1/verify", Some(json!({"credential": secret, "permissions": {"teams": ["delete"]}})));
     assert_eq!(d.call(Some(&pat), "DELETE", &format!("/v1/teams/{team}"), None).0, 403);
     assert_eq!(d.call(Some(ADMIN), "GET", &format!("/v1/users/{user}"), None).0, 200);
+    // The denial is written by the audit thread, which finds the key's team by
+    // its hash: once the key is deleted, a denial not yet written has no team.
+    d.logs_until(ADMIN, &format!("/v1/logs?teamId={team}&outcome=denied"), 1);
 
     assert_eq!(d.call(Some(ADMIN), "DELETE", &format!("/v1/users/{user}"), None).0, 204);
 
