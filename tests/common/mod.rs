@@ -240,6 +240,16 @@ impl BinDaemon {
 
     /// Like `start`, with extra environment variables.
     pub fn start_with_env(toml: &str, extra_args: &[&str], env: &[(&str, &str)]) -> BinDaemon {
+        BinDaemon::launch(toml, extra_args, env, Some(ADMIN_TOKEN))
+    }
+
+    /// Starts the daemon with no admin token in its environment (whatever
+    /// this process's holds) nor in its configuration: it generates one.
+    pub fn start_generating_admin_token(toml: &str) -> BinDaemon {
+        BinDaemon::launch(toml, &[], &[], None)
+    }
+
+    fn launch(toml: &str, extra_args: &[&str], env: &[(&str, &str)], admin_token: Option<&str>) -> BinDaemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -250,9 +260,13 @@ impl BinDaemon {
         let text = format!("http = \"{addr}\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n{toml}");
         std::fs::write(&config, text).unwrap();
         let out = std::fs::File::create(&log).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        match admin_token {
+            Some(t) => command.env("TOLLGATE_ADMIN_TOKEN", t),
+            None => command.env_remove("TOLLGATE_ADMIN_TOKEN"),
+        };
+        let child = command
             .current_dir(dir.path())
-            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .args(["serve", "--config"])
