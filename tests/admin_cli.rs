@@ -159,7 +159,9 @@ fn first_session_through_the_cli() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let denials = loop {
         let d = d.json(&jwt, &["logs", "--outcome", "denied"]);
-        if d["items"].as_array().is_some_and(|i| i.len() >= 2) || Instant::now() > deadline {
+        // (The deleted key's NOT_FOUND names no team: counted, not in the team's log.)
+        let found = d["items"].as_array().is_some_and(|i| i.iter().any(|e| e["detail"] == "INSUFFICIENT_PERMISSIONS"));
+        if found || Instant::now() > deadline {
             break d;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -175,6 +177,22 @@ fn first_session_through_the_cli() {
     assert!(e.message.starts_with("HTTP 403"), "{}", e.message);
     let t = d.json(ADMIN, &["teams", "set-tier", &team_id, "Master"]);
     assert_eq!(t["tier"], "Master");
+    // Two members do not fit the Free tier: refused, unless forced.
+    d.ok(ADMIN, &["users", "create", "second", "--role", "Reader", "--password", "correct horse", "--team", &team_id]);
+    let e = d.err(ADMIN, &["teams", "set-tier", &team_id, "Free"]);
+    assert!(e.message.contains("409") && e.message.contains("members"), "{}", e.message);
+    assert_eq!(d.json(ADMIN, &["teams", "set-tier", &team_id, "Free", "--force"])["tier"], "Free");
+    d.ok(ADMIN, &["teams", "set-tier", &team_id, "Master"]);
+
+    // Sessions: one by its jti, then every one of the user's.
+    let j1 = d.ok("unused", &["login", "alice", "--password", "correct horse"]).stdout.trim().to_owned();
+    let j2 = d.ok("unused", &["login", "alice", "--password", "correct horse"]).stdout.trim().to_owned();
+    let jti = d.json("unused", &["verify", &j1])["credentialId"].as_str().unwrap().to_owned();
+    d.ok(&j1, &["users", "revoke-session", &jti]);
+    assert_eq!(d.err("unused", &["verify", &j1]).code, EXIT_REFUSED);
+    d.ok("unused", &["verify", &j2]);
+    d.ok(&j2, &["users", "logout", &user_id]);
+    assert_eq!(d.err("unused", &["verify", &j2]).code, EXIT_REFUSED);
 }
 
 #[test]

@@ -126,6 +126,9 @@ pub enum TeamsCommand {
         id: String,
         /// Free, Start, Master or Pro.
         tier: String,
+        /// Lower it even below what the team holds (members, documents).
+        #[arg(long)]
+        force: bool,
     },
     /// Delete a team and everything in it.
     Delete {
@@ -183,6 +186,17 @@ pub enum UsersCommand {
     Delete {
         /// User id.
         id: String,
+    },
+    /// Revoke every JWT issued to the user so far (log out everywhere).
+    Logout {
+        /// User id.
+        id: String,
+    },
+    /// Revoke one JWT by its jti (the caller's own; any of the team's for an
+    /// Administrator or the admin token).
+    RevokeSession {
+        /// The JWT's `jti`.
+        jti: String,
     },
 }
 
@@ -563,8 +577,8 @@ fn teams(client: &AdminClient, out: &Out, c: TeamsCommand) -> Result<Output, Cli
             let t = client.get_team(&id)?;
             out.print(&t, || team_text(&t))
         }
-        TeamsCommand::SetTier { id, tier } => {
-            let t = client.set_team_tier(&id, &tier)?;
+        TeamsCommand::SetTier { id, tier, force } => {
+            let t = client.set_team_tier(&id, &tier, force)?;
             out.print(&t, || team_text(&t))
         }
         TeamsCommand::Delete { id } => {
@@ -621,6 +635,14 @@ fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, Cli
         UsersCommand::Delete { id } => {
             client.delete_user(&id)?;
             out.done(format!("deleted user {id}\n"))
+        }
+        UsersCommand::Logout { id } => {
+            client.revoke_user_sessions(&id)?;
+            out.done(format!("revoked every session of user {id}\n"))
+        }
+        UsersCommand::RevokeSession { jti } => {
+            client.revoke_session(&jti)?;
+            out.done(format!("revoked session {jti}\n"))
         }
     }
 }

@@ -253,9 +253,10 @@ impl AdminClient {
         self.call("GET", &format!("/v1/teams/{}", encode(id)), None)
     }
 
-    /// `PATCH /v1/teams/{id}` (admin token only).
-    pub fn set_team_tier(&self, id: &str, tier: &str) -> Result<Team, ClientError> {
-        let body = to_json(&TeamUpdate { tier: tier.to_owned() })?;
+    /// `PATCH /v1/teams/{id}` (admin token only); `force` lowers the tier
+    /// below what the team holds.
+    pub fn set_team_tier(&self, id: &str, tier: &str, force: bool) -> Result<Team, ClientError> {
+        let body = to_json(&TeamUpdate { tier: tier.to_owned(), force })?;
         self.call("PATCH", &format!("/v1/teams/{}", encode(id)), Some(&body))
     }
 
@@ -299,6 +300,16 @@ impl AdminClient {
     /// `DELETE /v1/users/{id}` (anonymizes the user).
     pub fn delete_user(&self, id: &str) -> Result<(), ClientError> {
         self.empty("DELETE", &format!("/v1/users/{}", encode(id)))
+    }
+
+    /// `DELETE /v1/users/{id}/sessions`: revokes every JWT issued to the user.
+    pub fn revoke_user_sessions(&self, id: &str) -> Result<(), ClientError> {
+        self.empty("DELETE", &format!("/v1/users/{}/sessions", encode(id)))
+    }
+
+    /// `DELETE /v1/auth/sessions/{jti}`: revokes one JWT.
+    pub fn revoke_session(&self, jti: &str) -> Result<(), ClientError> {
+        self.empty("DELETE", &format!("/v1/auth/sessions/{}", encode(jti)))
     }
 
     // ---- API keys ----

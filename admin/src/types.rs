@@ -112,6 +112,10 @@ pub struct NewTeam {
 pub struct TeamUpdate {
     /// The new tier.
     pub tier: String,
+    /// Lower the tier even below what the team holds (members, documents);
+    /// without it such a change is refused (409 `tier_exceeded`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 // ---- users ----
