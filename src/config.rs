@@ -76,6 +76,10 @@ pub struct Config {
     /// it from `TOLLGATE_ADMIN_TOKEN` when this is `None` (tests set it here).
     #[serde(skip)]
     pub admin_token: Option<String>,
+    /// Demo access (seed 003): a read-only API key of a demo team's Reader,
+    /// made once and kept in `<data>/demo-key`. Off by default; refused on a
+    /// non-loopback plain-HTTP listener.
+    pub demo: bool,
 }
 
 /// Settings given on the command line, which win over the file's.
@@ -97,6 +101,8 @@ pub struct Overrides {
     pub tls_client_ca: Option<PathBuf>,
     /// `--insecure-http` (only ever turns `http_server.insecure` on).
     pub insecure_http: bool,
+    /// `--demo` (only ever turns `demo` on).
+    pub demo: bool,
 }
 
 /// The `[http_server]` section: how the HTTP listeners (TCP, TLS and the
@@ -234,6 +240,7 @@ impl Default for Config {
             file: None,
             overrides: Overrides::default(),
             admin_token: None,
+            demo: false,
             auth: AuthConfig::default(),
         }
     }
@@ -537,6 +544,9 @@ impl Config {
         if o.insecure_http {
             self.http_server.insecure = true;
         }
+        if o.demo {
+            self.demo = true;
+        }
         self.overrides = o;
     }
 
@@ -698,6 +708,16 @@ impl Config {
             if t.client_ca.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 errs.push(ConfigError("http_server.tls.client_ca: must not be empty".into()));
             }
+        }
+        if let Ok(addr) = self.http_addr()
+            && !addr.ip().is_loopback()
+            && h.tls.is_none()
+            && self.demo
+        {
+            errs.push(ConfigError(format!(
+                "demo: demo access is for trying tollgate on this machine; it is refused with plain HTTP on {addr} \
+                 (serve on a loopback address, or over HTTPS)"
+            )));
         }
         if let Ok(addr) = self.http_addr()
             && !addr.ip().is_loopback()
@@ -1039,6 +1059,7 @@ mod tests {
             ("[audit]\nmax_events_per_team = 0", "audit.max_events_per_team"),
             ("[audit]\nunattributed_samples_per_minute = 1000000", "audit.unattributed_samples_per_minute"),
             ("[audit]\nmax_events = 5", "unknown field `max_events`"),
+            ("demo = true\nhttp = \"0.0.0.0:7070\"\n[http_server]\ninsecure = true", "demo:"),
             ("[http_server]\nheader_read_timeout_ms = 0", "http_server.header_read_timeout_ms"),
             ("[http_server]\nidle_timeout_ms = 0", "http_server.idle_timeout_ms"),
             ("[http_server]\nbody_timeout_ms = 0", "http_server.body_timeout_ms"),

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod authz;
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod engine;
 pub mod http;
 pub mod loadgen;

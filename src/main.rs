@@ -48,6 +48,10 @@ enum Command {
         /// the network in clear [config: http_server.insecure].
         #[arg(long)]
         insecure_http: bool,
+        /// Demo access (seed 003): make, once, a demo team with a Reader and a read-only
+        /// API key (kept in <data>/demo-key), and print how to try it [config: demo].
+        #[arg(long)]
+        demo: bool,
     },
     /// Asks the running daemon to reload its configuration file (as SIGHUP
     /// does) and reports what changed, or why the new configuration was
@@ -103,9 +107,20 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data, socket, http, config, log_format, tls_cert, tls_key, tls_client_ca, insecure_http } => {
+        Command::Serve {
+            data,
+            socket,
+            http,
+            config,
+            log_format,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            insecure_http,
+            demo,
+        } => {
             let overrides =
-                Overrides { data, socket, http, log_format, tls_cert, tls_key, tls_client_ca, insecure_http };
+                Overrides { data, socket, http, log_format, tls_cert, tls_key, tls_client_ca, insecure_http, demo };
             let config = Config::load_with(config.as_deref(), overrides);
             let config = match config {
                 Ok(c) => c,

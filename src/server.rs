@@ -291,6 +291,18 @@ pub async fn serve_opening(
         ),
     };
     let socket = crate::sidecar::bind(&config).await?;
+    let demo = if config.demo {
+        let e = engine.clone();
+        let data = config.data.clone();
+        Some(
+            tokio::task::spawn_blocking(move || crate::demo::ensure(&e, &data))
+                .await
+                .context("demo access task failed")?
+                .context("cannot set up demo access")?,
+        )
+    } else {
+        None
+    };
     let admin = crate::http::admin::AdminState::new(&config)?;
     let audit =
         crate::audit::AuditLog::start_with(engine.clone(), &config.audit).context("cannot start the audit writer")?;
@@ -338,6 +350,11 @@ pub async fn serve_opening(
         tokens = engine.index().tokens.len(),
         "tollgate ready"
     );
+    if let Some(d) = &demo {
+        // To the terminal that started the daemon, not to the log: the key is a secret.
+        print!("{}", crate::demo::banner(d, &config));
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
     notify_systemd("READY=1\nSTATUS=ready");
     shutdown.await;
     shared.ready.store(false, Ordering::Release);

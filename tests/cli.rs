@@ -202,3 +202,49 @@ fn bench_runs_echo_and_daemon_and_reports_the_ratio_and_cpu() {
     let bad = std::process::Command::new(BIN).args(["bench", "--depth", "0"]).output().unwrap();
     assert!(!bad.status.success());
 }
+
+/// `serve --demo` on a fresh directory prints a key that, pasted into the
+/// printed curl commands, gets a token and a valid verdict; the key is kept
+/// 0600 and reused by the next `--demo` start; it is never logged.
+#[test]
+fn demo_access_prints_a_key_that_works_as_printed() {
+    let d = common::BinDaemon::start("", &["--demo"]);
+    let out = d.log_text();
+    let key = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("tg_") && !l.contains(' '))
+        .unwrap_or_else(|| panic!("no key printed:\n{out}"))
+        .to_owned();
+    // The printed commands, run as printed (key and address substituted by the daemon).
+    let token_cmd = out.lines().map(str::trim).find(|l| l.starts_with("curl -s -X POST -u")).expect("token curl");
+    assert_eq!(token_cmd, format!("curl -s -X POST -u '{key}:' http://{}/v1/auth/token", d.addr));
+    let r = common::http(d.addr, "POST", "/v1/auth/token", &[("Authorization", &common::basic(&key, ""))], None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let verify_cmd = out.lines().map(str::trim).find(|l| l.contains("/v1/verify -d")).expect("verify curl");
+    let body = verify_cmd.split_once(" -d '").unwrap().1.trim_end_matches('\'');
+    let v = common::http(d.addr, "POST", "/v1/verify", &[], Some(body)).json();
+    assert_eq!((v["valid"].as_bool(), v["roles"][0].as_str()), (Some(true), Some("Reader")), "{v}");
+    // Read-only.
+    let body = serde_json::json!({"credential": key, "permissions": {"docs": ["delete"]}}).to_string();
+    assert_eq!(common::http(d.addr, "POST", "/v1/verify", &[], Some(&body)).json()["code"], "INSUFFICIENT_PERMISSIONS");
+    let file = d.dir.path().join("data").join(tollgate::demo::DEMO_KEY_FILE);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+    // Printed once, to stdout; not in any log line.
+    assert_eq!(out.matches(&key).count(), 4, "{out}"); // the key, and the three commands
+    assert!(!out.lines().any(|l| l.contains("INFO") && l.contains(&key)));
+}
+
+#[test]
+fn demo_access_is_made_once_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), "");
+    let data = dir.path().join("data");
+    let first = tollgate::demo::ensure(&e, &data).unwrap();
+    let again = tollgate::demo::ensure(&e, &data).unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.key, again.key);
+    assert_eq!(e.teams().unwrap().len(), 1);
+}
