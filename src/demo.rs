@@ -23,16 +23,19 @@ pub struct Demo {
     pub created: bool,
 }
 
-/// Reuses the demo key in `<data>/demo-key` if it still verifies as an API
-/// key, else makes a demo team (Start tier: 10 requests a minute to try
+/// Reuses the demo key in `<data>/demo-key` while it is a known, enabled API
+/// key of an enabled user, else makes a demo team (Start tier: 10 requests a minute to try
 /// things with), a Reader with a random password, and a `{"*": ["read"]}` key.
 pub fn ensure(engine: &Engine, data: &Path) -> Result<Demo, EngineError> {
     let path = data.join(DEMO_KEY_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let key = text.trim().to_owned();
         // A look at the index, not a verification: nothing is counted.
-        let known = crate::core::secret::parse(&key).is_some_and(|h| engine.index().secrets.contains_key(&h));
-        if known {
+        let usable = crate::core::secret::parse(&key).is_some_and(|h| {
+            matches!(engine.index().secrets.get(&h).as_deref(), Some(crate::core::index::Secret::Key(k))
+                if k.hot.enabled && k.user.status() == UserStatus::Enabled)
+        });
+        if usable {
             return Ok(Demo { key, created: false });
         }
     }
