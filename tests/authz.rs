@@ -527,3 +527,16 @@ fn allowed_origins_admit_a_cookie_call() {
     let r = common::http(d.0.addr, "POST", "/v1/teams", &headers, Some(r#"{"name":"ok"}"#));
     assert_eq!(r.status, 201);
 }
+
+#[test]
+fn session_revocation_takes_only_a_plausible_jti() {
+    let Team { d, alice_jwt, .. } = team_with_admin();
+    for (jti, want) in [("x".repeat(128), 204), ("x".repeat(129), 422), ("y".repeat(60_000), 422)] {
+        let (status, body) = d.call("DELETE", &format!("/v1/auth/sessions/{jti}"), &alice_jwt, None);
+        assert_eq!(status, want, "{} chars: {body}", jti.len());
+    }
+    // Without a credential: 401, and nothing revoked.
+    let r = common::http(d.0.addr, "DELETE", "/v1/auth/sessions/abc", &[], None);
+    assert_eq!(r.status, 401);
+    assert_eq!(d.verify(&alice_jwt)["valid"], true);
+}
