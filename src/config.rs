@@ -631,6 +631,19 @@ impl Config {
         check(self.admin_api.login_failures_per_minute != 0, &|| {
             "admin_api.login_failures_per_minute: must be at least 1".into()
         });
+        // Browsers send `scheme://host[:port]` exactly: anything else would
+        // never match, silently.
+        for (i, o) in self.admin_api.allowed_origins.iter().enumerate() {
+            let well_formed = o.split_once("://").is_some_and(|(scheme, host)| {
+                matches!(scheme, "http" | "https")
+                    && !host.is_empty()
+                    && !host.contains('/')
+                    && host.chars().all(|c| c.is_ascii_graphic())
+            });
+            check(well_formed, &|| {
+                format!("admin_api.allowed_origins[{i}]: {o:?} is not an origin (scheme://host[:port], no path)")
+            });
+        }
         check((1..=MAX_AUDIT_EVENTS_PER_TEAM).contains(&self.audit.max_events_per_team), &|| {
             format!("audit.max_events_per_team: must be between 1 and {MAX_AUDIT_EVENTS_PER_TEAM}")
         });
@@ -1060,6 +1073,14 @@ mod tests {
             ("[audit]\nunattributed_samples_per_minute = 1000000", "audit.unattributed_samples_per_minute"),
             ("[audit]\nmax_events = 5", "unknown field `max_events`"),
             ("demo = true\nhttp = \"0.0.0.0:7070\"\n[http_server]\ninsecure = true", "demo:"),
+            ("[jwt]\nmax_lifetime_secs = 0", "jwt.max_lifetime_secs"),
+            ("[admin_api]\nallowed_origins = [\"https://console.example/\"]", "admin_api.allowed_origins[0]"),
+            ("[admin_api]\nallowed_origins = [\"https://a.example\", \"\"]", "admin_api.allowed_origins[1]"),
+            ("[admin_api]\nallowed_origins = [\"console.example\"]", "admin_api.allowed_origins[0]"),
+            ("[jwt]\nttl_secs = 7200\nmax_lifetime_secs = 3600", "jwt.max_lifetime_secs"),
+            ("[jwt]\nmax_lifetime_secs = 18446744073709551615", "number too large"),
+            ("[jwt]\nmax_lifetime_secs = 9223372036854775807", "jwt.max_lifetime_secs"),
+            ("[jwt]\nmax_lifetime_secs = -1", "max_lifetime_secs"),
             ("[http_server]\nheader_read_timeout_ms = 0", "http_server.header_read_timeout_ms"),
             ("[http_server]\nidle_timeout_ms = 0", "http_server.idle_timeout_ms"),
             ("[http_server]\nbody_timeout_ms = 0", "http_server.body_timeout_ms"),

@@ -690,12 +690,16 @@ impl Engine {
     /// team, only that team's JWT of that id is revoked: a team's member can
     /// never revoke another team's session, whatever id it names.
     pub fn revoke_jti(&self, jti: &str, team: Option<&str>, exp: u64) -> Result<(), EngineError> {
+        if jti.is_empty() || jti.len() > 128 || jti.chars().any(char::is_control) {
+            return invalid("jti", "must be 1 to 128 characters with no control characters");
+        }
+        // Stored as `jti` (every team) or `team \x1f jti`, with its expiry.
         let key = match team {
             None => jti.to_owned(),
-            Some(t) => crate::core::index::team_jti(t, jti),
+            Some(t) => format!("{t}\u{1f}{jti}"),
         };
         self.store.put(Table::RevokedJti, &key, &exp)?;
-        self.index.revoked_jti.insert(key, exp);
+        self.index.revoke_jti(jti, team.unwrap_or(""));
         Ok(())
     }
 
@@ -1406,9 +1410,10 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
         index.tokens.insert(id, entry);
     }
     let now = now_ms() / 1000;
-    for (jti, exp) in store.scan::<u64>(Table::RevokedJti)? {
+    for (key, exp) in store.scan::<u64>(Table::RevokedJti)? {
         if exp >= now {
-            index.revoked_jti.insert(jti, exp);
+            let (team, jti) = key.split_once('\u{1f}').unwrap_or(("", &key));
+            index.revoke_jti(jti, team);
         }
     }
     Ok(index)

@@ -618,3 +618,31 @@ fn a_grant_reports_who_and_what_for_every_kind_of_credential() {
     let (j1, j2) = (allow(&jwt), allow(&jwt2));
     assert!(!j1.credential_id().is_empty() && j1.credential_id() != j2.credential_id());
 }
+
+#[test]
+fn jti_revocations_are_scoped_to_their_team_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jwt_a, jwt_b, other) = {
+        let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+        let (team_a, _) = common::team_and_user(&e, Tier::Pro, "anna");
+        common::team_and_user(&e, Tier::Pro, "bert");
+        let (jwt_a, jwt_b) =
+            (e.login("anna", "correct horse battery").unwrap(), e.login("bert", "correct horse battery").unwrap());
+        let other = e.login("anna", "correct horse battery").unwrap();
+        let jti = |t: &str| match e.verify(&VerifyRequest::new(t)) {
+            Verdict::Allow(a) => a.credential_id().to_owned(),
+            v => panic!("{v:?}"),
+        };
+        // Team a's member names b's jti: nothing happens to b's token.
+        e.revoke_jti(&jti(&jwt_b), Some(&team_a), u64::MAX).unwrap();
+        e.revoke_jti(&jti(&jwt_a), Some(&team_a), u64::MAX).unwrap();
+        for bad in ["", "a\u{1f}b", &"x".repeat(129)] {
+            assert!(e.revoke_jti(bad, None, u64::MAX).is_err(), "{bad:?}");
+        }
+        (jwt_a, jwt_b, other)
+    };
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    assert_eq!(e.verify(&VerifyRequest::new(&jwt_a)).code(), Some(DenyCode::Revoked));
+    assert!(e.verify(&VerifyRequest::new(&jwt_b)).is_allow());
+    assert!(e.verify(&VerifyRequest::new(&other)).is_allow());
+}

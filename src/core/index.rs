@@ -242,10 +242,10 @@ pub struct Index {
     pub usernames: DashMap<String, String>,
     /// Team id → entry.
     pub teams: DashMap<String, Arc<TeamEntry>>,
-    /// Revoked JWT ids → their `exp` (seconds), so they can be pruned. A
-    /// revocation made by the platform is keyed by the `jti`; one made by a
-    /// team's member by [`team_jti`], and applies to that team's JWTs only.
-    pub revoked_jti: DashMap<String, u64>,
+    /// Revoked JWT ids → the teams whose JWT of that id is revoked (`""`:
+    /// every team, a revocation by the platform). A team's member revokes
+    /// only its own team's: a jti names no team.
+    pub revoked_jti: DashMap<String, Vec<String>>,
     /// Consumption counters (remaining uses, team quotas) changed since the
     /// last flush: written every flush interval (or before the verdict, strict).
     pub dirty: SegQueue<Dirty>,
@@ -258,12 +258,22 @@ pub struct Index {
     pub flushes_started: AtomicU64,
 }
 
-/// The key of a revocation of `jti` made within `team`.
-pub fn team_jti(team: &str, jti: &str) -> String {
-    format!("{team}\u{1f}{jti}")
-}
-
 impl Index {
+    /// Records a revocation of `jti` for `team` (`""`: every team).
+    pub fn revoke_jti(&self, jti: &str, team: &str) {
+        let mut teams = self.revoked_jti.entry(jti.to_owned()).or_default();
+        if !teams.iter().any(|t| t == team) {
+            teams.push(team.to_owned());
+        }
+    }
+
+    /// Whether the JWT `jti` of `team` is revoked (no allocation: the JWT
+    /// path asks this on every verification once any revocation exists).
+    pub fn jti_revoked(&self, jti: &str, team: &str) -> bool {
+        !self.revoked_jti.is_empty()
+            && self.revoked_jti.get(jti).is_some_and(|teams| teams.iter().any(|t| t.is_empty() || t == team))
+    }
+
     /// Queues `item` for the next flush unless `flag` says it already is.
     /// `always` queues regardless (strict durability: the waiter must know its
     /// change is in the queue before it reads `flushes_started`).

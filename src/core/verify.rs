@@ -366,10 +366,7 @@ impl Verifier<'_> {
             Err(JwtReject::Expired) => return deny(DenyCode::Expired, "token expired"),
             Err(JwtReject::NotYetValid) => return deny(DenyCode::NotYetValid, "token not yet valid"),
         };
-        if !self.index.revoked_jti.is_empty()
-            && (self.index.revoked_jti.contains_key(claims.jti.as_str())
-                || self.index.revoked_jti.contains_key(&super::index::team_jti(&claims.team, &claims.jti)))
-        {
+        if self.index.jti_revoked(&claims.jti, &claims.team) {
             return deny(DenyCode::Revoked, "token revoked");
         }
         let Some(user) = self.index.users.get(claims.sub.as_str()).map(|u| u.value().clone()) else {
