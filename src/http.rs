@@ -182,19 +182,6 @@ pub(crate) struct Outcome {
     admin: Option<Option<usize>>,
 }
 
-/// The client address in the access line: the peer's IP, or `unix` for the
-/// HTTP Unix socket.
-struct Client(Option<IpAddr>);
-
-impl std::fmt::Display for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(ip) => ip.fmt(f),
-            None => f.write_str("unix"),
-        }
-    }
-}
-
 const X_REQUEST_ID: hyper::header::HeaderName = hyper::header::HeaderName::from_static("x-request-id");
 
 /// One request: its id (kept from `X-Request-Id` or made), its span, the
@@ -232,18 +219,16 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>, peer: Option<IpAddr
             shared.metrics.login_failed(status);
         }
     }
-    tracing::info!(
-        target: "tollgate::access",
-        method = %method,
-        route = %outcome.route,
+    crate::logging::access(&crate::logging::Access {
+        method: method.as_str(),
+        route: outcome.route,
         status,
-        micros = elapsed.as_micros() as u64,
-        client = %Client(peer),
-        request_id = %id,
-        verdict = outcome.verdict.map(tracing::field::display),
-        path = path.as_deref().map(tracing::field::display),
-        "request"
-    );
+        micros: elapsed.as_micros() as u64,
+        client: peer,
+        request_id: id.as_str(),
+        verdict: outcome.verdict,
+        path: path.as_deref(),
+    });
     let header = id_header.or_else(|| HeaderValue::from_str(id.as_str()).ok());
     if let Some(v) = header {
         resp.headers_mut().insert(X_REQUEST_ID, v);

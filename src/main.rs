@@ -130,7 +130,10 @@ fn main() -> ExitCode {
                 }
             };
             tollgate::server::init_tracing(&config.log);
-            match tollgate::server::run(config) {
+            let outcome = tollgate::server::run(config);
+            // INFO lines wait in a buffer for up to 100 ms: write them before exiting.
+            tollgate::logging::flush();
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

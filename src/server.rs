@@ -93,8 +93,26 @@ fn admin_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .max_blocking_threads(8)
         .enable_all()
         .thread_name("tollgate-admin")
+        .on_thread_start(lower_priority)
         .build()
         .context("cannot start the admin runtime")
+}
+
+/// Niceness of the admin runtime's threads (workers and blocking threads).
+/// When the cores are busy, the scheduler then gives a verification worker
+/// that wakes the core ahead of an admin thread (weight 110 against 1024):
+/// admin work fills idle CPU and waits under load, verification does not
+/// wait behind it (BENCHMARKS.md, "Admin work and verification").
+pub const ADMIN_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`ADMIN_NICE`]. On Linux a
+/// niceness is per thread (`setpriority(PRIO_PROCESS, 0)` applies to the
+/// calling thread only), so the verification workers keep theirs. A refusal
+/// (a sandbox without the syscall) leaves the thread as it was.
+fn lower_priority() {
+    if let Err(e) = rustix::process::setpriority_process(None, ADMIN_NICE) {
+        tracing::debug!("admin thread keeps its priority: {e}");
+    }
 }
 
 /// The admin runtime, shut down without waiting if `serve_opening` returns
