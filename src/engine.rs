@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -109,10 +109,7 @@ pub fn expiry_after_secs(now: Millis, secs: u64) -> Result<Millis, EngineError> 
     }
 }
 
-/// The current time in microseconds since the epoch.
-pub fn now_us() -> Micros {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
+pub use crate::core::clock::now_us;
 
 fn now_ms() -> Millis {
     now_us() / 1000

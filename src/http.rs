@@ -261,11 +261,6 @@ fn loggable_path(shared: &Shared, path: &str) -> String {
     path.split('/').map(|seg| if admin(seg) { "<credential>" } else { seg }).collect::<Vec<_>>().join("/")
 }
 
-/// Resolves once `stop` turns true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 /// Whether `path` is the admin API's: `/v1/...` but `/v1/verify`, and `/openapi.json`.
 fn is_admin_path(path: &str) -> bool {
     (path.starts_with("/v1/") && path != "/v1/verify") || path == "/openapi.json"

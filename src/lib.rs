@@ -13,5 +13,6 @@ pub mod logging;
 pub mod metrics;
 pub mod reload;
 pub mod server;
+pub mod shutdown;
 pub mod sidecar;
 pub mod store;

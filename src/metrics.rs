@@ -112,79 +112,7 @@ pub fn unattributed_code(code: Option<DenyCode>) -> &'static str {
     code.map_or("MISSING", DenyCode::as_str)
 }
 
-/// Upper bounds of the latency buckets, in microseconds (`le` in seconds).
-pub const BUCKETS_US: [u64; 14] =
-    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000];
-
-/// A latency histogram: one count per bucket (not cumulative; the last slot
-/// is above every bound), the sum in nanoseconds, and the count.
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS_US.len() + 1],
-    sum_ns: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_ns: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    /// Records `n` observations of `d` each (a batch of `n` requests that all
-    /// waited `d`).
-    #[inline]
-    pub fn observe_n(&self, d: Duration, n: u64) {
-        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        let slot = BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(BUCKETS_US.len());
-        if let Some(b) = self.buckets.get(slot) {
-            b.fetch_add(n, Ordering::Relaxed);
-        }
-        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.sum_ns.fetch_add(ns.saturating_mul(n), Ordering::Relaxed);
-        self.count.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Records one observation.
-    #[inline]
-    pub fn observe(&self, d: Duration) {
-        self.observe_n(d, 1);
-    }
-
-    /// The counts so far.
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        HistogramSnapshot {
-            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
-            sum_ns: self.sum_ns.load(Ordering::Relaxed),
-            count: self.count.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A histogram read at one scrape (possibly summed over shards).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HistogramSnapshot {
-    /// Per-bucket counts, not cumulative; the last is above every bound.
-    pub buckets: [u64; BUCKETS_US.len() + 1],
-    /// Sum of the observations in nanoseconds.
-    pub sum_ns: u64,
-    /// Number of observations.
-    pub count: u64,
-}
-
-impl HistogramSnapshot {
-    fn add(&mut self, o: &HistogramSnapshot) {
-        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
-            *a += b;
-        }
-        self.sum_ns += o.sum_ns;
-        self.count += o.count;
-    }
-}
+pub use crate::core::histogram::{BUCKETS_US, Histogram, HistogramSnapshot};
 
 /// One thread's share of the hot counters.
 struct Shard {
@@ -274,8 +202,8 @@ impl Default for Metrics {
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
             last_reload_ok: AtomicBool::new(true),
-            last_reload_ms: AtomicU64::new(crate::engine::now_us() / 1000),
-            started_unix_secs: crate::engine::now_us() / 1_000_000,
+            last_reload_ms: AtomicU64::new(crate::core::clock::now_us() / 1000),
+            started_unix_secs: crate::core::clock::now_us() / 1_000_000,
             admin: (0..ADMIN_ROUTE_SLOTS * ADMIN_STATUS_SLOTS).map(|_| Histogram::default()).collect(),
             login_failures: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -408,7 +336,7 @@ impl Metrics {
     pub fn reloaded(&self, ok: bool) {
         if ok { &self.reloads_ok } else { &self.reloads_refused }.fetch_add(1, Ordering::Relaxed);
         self.last_reload_ok.store(ok, Ordering::Relaxed);
-        self.last_reload_ms.store(crate::engine::now_us() / 1000, Ordering::Relaxed);
+        self.last_reload_ms.store(crate::core::clock::now_us() / 1000, Ordering::Relaxed);
     }
 
     /// Records one admin-API request: `route` is its index in

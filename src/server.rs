@@ -200,7 +200,7 @@ async fn reload_on_sighup(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
                 // Reading key files and building the key set is blocking work.
                 let _ = tokio::task::spawn_blocking(move || crate::reload::reload(&s)).await;
             }
-            () = crate::http::stopped(&mut stop) => return,
+            () = crate::shutdown::stopped(&mut stop) => return,
         }
     }
 }

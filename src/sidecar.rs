@@ -231,7 +231,7 @@ pub async fn run<S: Service>(listener: UnixListener, service: Arc<S>, limits: Li
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            () = crate::http::stopped(&mut accept_stop) => break,
+            () = crate::shutdown::stopped(&mut accept_stop) => break,
         }
         while conns.try_join_next().is_some() {}
     }
@@ -320,7 +320,7 @@ async fn serve_conn<S: Service>(
             Ok(r) => r?,
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")),
         },
-        () = crate::http::stopped(&mut stop) => return Ok(()),
+        () = crate::shutdown::stopped(&mut stop) => return Ok(()),
     };
     if !accepted {
         write_answers(&mut stream, &wbuf).await?;
@@ -394,7 +394,7 @@ async fn serve_conn<S: Service>(
                     reading = false;
                 }
             }
-            () = crate::http::stopped(&mut stop), if reading => {
+            () = crate::shutdown::stopped(&mut stop), if reading => {
                 reading = false;
                 stopping = true;
             }

@@ -154,7 +154,7 @@ pub struct Store {
 #[derive(Default)]
 pub struct StoreStats {
     /// Latency of `apply` (the batch, and the fsync when durable).
-    pub writes: crate::metrics::Histogram,
+    pub writes: crate::core::histogram::Histogram,
     /// Writes that failed.
     pub failures: AtomicU64,
     /// Whether the last write failed (cleared by the next one that succeeds).

@@ -2,7 +2,6 @@
 //! listed. The hot path does not read these records directly; `engine` builds an
 //! index of small entries with atomic counters from them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -10,6 +9,7 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 
 use super::perms::PermSet;
+pub use super::perms::Permissions;
 
 /// Milliseconds since the Unix epoch: the unit of every stored timestamp.
 pub type Millis = u64;
@@ -165,85 +165,6 @@ impl UserStatus {
             4 => UserStatus::Deleted,
             _ => UserStatus::Blocked,
         }
-    }
-}
-
-/// `{resource: [actions]}`; `*` as a resource or action matches anything.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Permissions(pub BTreeMap<String, Vec<String>>);
-
-impl Permissions {
-    /// Whether `action` on `resource` is granted. The entry naming the resource,
-    /// when there is one, decides alone; otherwise the `*` entry decides.
-    pub fn allows(&self, resource: &str, action: &str) -> bool {
-        self.0
-            .get(resource)
-            .or_else(|| self.0.get("*"))
-            .is_some_and(|acts| acts.iter().any(|a| a == action || a == "*"))
-    }
-
-    /// The actions granted on `resource`, `None` standing for every resource
-    /// not named: the resource's own entry decides alone, else the `*` entry.
-    fn actions_on(&self, resource: Option<&str>) -> &[String] {
-        resource.and_then(|r| self.0.get(r)).or_else(|| self.0.get("*")).map_or(&[], Vec::as_slice)
-    }
-
-    /// Named resources of both sets (not `*`), then `None` for all others:
-    /// every class of resource on which the two sets can differ.
-    fn resources<'a>(&'a self, other: &'a Permissions) -> impl Iterator<Item = Option<&'a str>> {
-        let named: std::collections::BTreeSet<&str> =
-            self.0.keys().chain(other.0.keys()).map(String::as_str).filter(|r| *r != "*").collect();
-        named.into_iter().map(Some).chain([None])
-    }
-
-    /// What this set grants beyond `ceiling`, as `resource:action` strings
-    /// (`*` for "any"); empty when every permission here is also in `ceiling`.
-    pub fn excess_over(&self, ceiling: &Permissions) -> Vec<String> {
-        let mut out = Vec::new();
-        for r in self.resources(ceiling) {
-            let cap = ceiling.actions_on(r);
-            let cap_all = cap.iter().any(|a| a == "*");
-            for a in self.actions_on(r) {
-                if !(cap_all || (a != "*" && cap.contains(a))) {
-                    let item = format!("{}:{a}", r.unwrap_or("*"));
-                    if !out.contains(&item) {
-                        out.push(item);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// The permissions both sets grant: `allows(r, a)` of the result is
-    /// `self.allows(r, a) && other.allows(r, a)` for every `r` and `a`.
-    pub fn intersect(&self, other: &Permissions) -> Permissions {
-        fn meet(a: &[String], b: &[String]) -> Vec<String> {
-            let mut v: Vec<String> = if a.iter().any(|x| x == "*") {
-                b.to_vec()
-            } else if b.iter().any(|x| x == "*") {
-                a.to_vec()
-            } else {
-                a.iter().filter(|x| b.contains(x)).cloned().collect()
-            };
-            v.sort();
-            v.dedup();
-            v
-        }
-        let star = meet(self.actions_on(None), other.actions_on(None));
-        let mut out = BTreeMap::new();
-        for r in self.resources(other).flatten() {
-            let acts = meet(self.actions_on(Some(r)), other.actions_on(Some(r)));
-            // An entry equal to the `*` entry says nothing the `*` entry does not.
-            if acts != star {
-                out.insert(r.to_owned(), acts);
-            }
-        }
-        if !star.is_empty() {
-            out.insert("*".to_owned(), star);
-        }
-        Permissions(out)
     }
 }
 
@@ -499,6 +420,8 @@ impl fmt::Display for Role {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

@@ -9,12 +9,90 @@
 //! right after the settings the verifier reads, so a check or an encoding of
 //! the whole set reads lines the entry's lookup has already brought in.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use smallvec::SmallVec;
 
-use super::model::Permissions;
+/// `{resource: [actions]}`; `*` as a resource or action matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Permissions(pub BTreeMap<String, Vec<String>>);
+
+impl Permissions {
+    /// Whether `action` on `resource` is granted. The entry naming the resource,
+    /// when there is one, decides alone; otherwise the `*` entry decides.
+    pub fn allows(&self, resource: &str, action: &str) -> bool {
+        self.0
+            .get(resource)
+            .or_else(|| self.0.get("*"))
+            .is_some_and(|acts| acts.iter().any(|a| a == action || a == "*"))
+    }
+
+    /// The actions granted on `resource`, `None` standing for every resource
+    /// not named: the resource's own entry decides alone, else the `*` entry.
+    fn actions_on(&self, resource: Option<&str>) -> &[String] {
+        resource.and_then(|r| self.0.get(r)).or_else(|| self.0.get("*")).map_or(&[], Vec::as_slice)
+    }
+
+    /// Named resources of both sets (not `*`), then `None` for all others:
+    /// every class of resource on which the two sets can differ.
+    fn resources<'a>(&'a self, other: &'a Permissions) -> impl Iterator<Item = Option<&'a str>> {
+        let named: std::collections::BTreeSet<&str> =
+            self.0.keys().chain(other.0.keys()).map(String::as_str).filter(|r| *r != "*").collect();
+        named.into_iter().map(Some).chain([None])
+    }
+
+    /// What this set grants beyond `ceiling`, as `resource:action` strings
+    /// (`*` for "any"); empty when every permission here is also in `ceiling`.
+    pub fn excess_over(&self, ceiling: &Permissions) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in self.resources(ceiling) {
+            let cap = ceiling.actions_on(r);
+            let cap_all = cap.iter().any(|a| a == "*");
+            for a in self.actions_on(r) {
+                if !(cap_all || (a != "*" && cap.contains(a))) {
+                    let item = format!("{}:{a}", r.unwrap_or("*"));
+                    if !out.contains(&item) {
+                        out.push(item);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The permissions both sets grant: `allows(r, a)` of the result is
+    /// `self.allows(r, a) && other.allows(r, a)` for every `r` and `a`.
+    pub fn intersect(&self, other: &Permissions) -> Permissions {
+        fn meet(a: &[String], b: &[String]) -> Vec<String> {
+            let mut v: Vec<String> = if a.iter().any(|x| x == "*") {
+                b.to_vec()
+            } else if b.iter().any(|x| x == "*") {
+                a.to_vec()
+            } else {
+                a.iter().filter(|x| b.contains(x)).cloned().collect()
+            };
+            v.sort();
+            v.dedup();
+            v
+        }
+        let star = meet(self.actions_on(None), other.actions_on(None));
+        let mut out = BTreeMap::new();
+        for r in self.resources(other).flatten() {
+            let acts = meet(self.actions_on(Some(r)), other.actions_on(Some(r)));
+            // An entry equal to the `*` entry says nothing the `*` entry does not.
+            if acts != star {
+                out.insert(r.to_owned(), acts);
+            }
+        }
+        if !star.is_empty() {
+            out.insert("*".to_owned(), star);
+        }
+        Permissions(out)
+    }
+}
 
 /// Immutable `{resource: [actions]}` with `*` wildcards.
 ///

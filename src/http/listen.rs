@@ -448,7 +448,7 @@ pub async fn serve<F, S, B>(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            () = super::stopped(&mut accept_stop) => break,
+            () = crate::shutdown::stopped(&mut accept_stop) => break,
         }
         while tasks.try_join_next().is_some() {}
     }
@@ -538,7 +538,7 @@ where
 
 async fn stop_or_never(stop: &mut Option<watch::Receiver<bool>>) {
     match stop {
-        Some(s) => super::stopped(s).await,
+        Some(s) => crate::shutdown::stopped(s).await,
         None => std::future::pending().await,
     }
 }
