@@ -136,8 +136,13 @@ fn main() -> ExitCode {
             match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("tollgate: {e:#}");
+                    // Once, where the operator reads the log; on stderr when
+                    // the log filter hides errors.
+                    if tracing::enabled!(tracing::Level::ERROR) {
+                        tracing::error!("{e:#}");
+                    } else {
+                        eprintln!("tollgate: {e:#}");
+                    }
                     ExitCode::FAILURE
                 }
             }

@@ -90,6 +90,13 @@ pub enum StoreError {
     /// The database failed (I/O, corruption).
     #[error("store: {0}")]
     Db(String),
+    /// Another process holds the database's lock: another daemon runs on
+    /// the same data directory.
+    #[error(
+        "another process holds the lock on {0}: a tollgate daemon (or a tool) is already running on this data \
+         directory; stop it, or give this daemon its own data directory (--data)"
+    )]
+    Locked(String),
     /// A record could not be decoded.
     #[error("store: record {key} is unreadable: {why}")]
     Corrupt {
@@ -180,6 +187,9 @@ impl Store {
                     if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                    return Err(StoreError::Locked(dir.join("db").display().to_string()));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -253,3 +253,28 @@ fn demo_access_is_made_once_and_reused() {
     let fresh = tollgate::demo::ensure(&e, &data).unwrap();
     assert!(fresh.created && fresh.key != first.key);
 }
+
+#[test]
+fn a_data_directory_in_use_is_refused_once_in_plain_words() {
+    let d = common::BinDaemon::start("", &[]);
+    let data = d.dir.path().join("data");
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(other.path())
+        .env_remove("RUST_LOG")
+        .args(["serve", "--http", &format!("127.0.0.1:{}", free_port()), "--data"])
+        .arg(&data)
+        .arg("--socket")
+        .arg(other.path().join("s.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let needle = "already running on this data directory";
+    assert_eq!(err.matches(needle).count(), 1, "said once, in words: {err}");
+    assert!(!err.contains("Os {") && !err.contains("WouldBlock"), "no Rust debug text: {err}");
+    assert!(err.contains(&data.join("db").display().to_string()), "names the directory: {err}");
+    // The first daemon is untouched.
+    assert_eq!(get(d.addr.port(), "/readyz").map(|r| r.status), Some(200));
+    d.stop();
+}
