@@ -9,7 +9,6 @@
 //! taken, the client, the id and a verification's verdict; at debug level
 //! also the path (query dropped, credential-like segments replaced).
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,9 +22,9 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::watch;
+use tollgate_api as api;
 use tracing::Instrument as _;
 
 use crate::core::verify::{CredentialKind, Verdict, VerifyRequest};
@@ -77,13 +76,17 @@ pub async fn serve_starting(
 
 fn starting_answer(method: &Method, path: &str) -> Response<Body> {
     match (method, path) {
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &healthy()),
         (&Method::GET, "/readyz") => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({
-                "status": "not_ready",
-                "checks": {"index": "loading", "listeners": "not serving (starting or draining)", "store": "opening"},
-            }),
+            &api::Readiness {
+                checks: api::ReadinessChecks {
+                    index: "loading".to_owned(),
+                    listeners: "not serving (starting or draining)".to_owned(),
+                    store: "opening".to_owned(),
+                },
+                status: "not_ready".to_owned(),
+            },
         ),
         _ => error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the daemon is starting: the index is loading"),
     }
@@ -279,14 +282,14 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>, ou
         out.route = index.map_or("unmatched", |i| admin::ROUTES[i].path);
     }
     match (req.method(), out.route) {
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &healthy()),
         (&Method::GET, "/readyz") => {
             let (ready, body) = shared.readiness();
             json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
         }
         (&Method::GET, "/metrics") => metrics(shared, req.headers()),
         (&Method::GET, "/.well-known/jwks.json") => json_response(StatusCode::OK, &shared.engine.jwt().jwks()),
-        (&Method::POST, "/v1/verify") => match read_json::<VerifyBody>(req).await {
+        (&Method::POST, "/v1/verify") => match read_json::<api::VerifyRequest>(req).await {
             Ok(body) => {
                 let (resp, verdict) = verify(shared, &body, peer).await;
                 out.verdict = Some(verdict);
@@ -307,31 +310,9 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>, ou
     }
 }
 
-/// Body of `POST /v1/verify`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct VerifyBody {
-    credential: String,
-    #[serde(default)]
-    ip: Option<IpAddr>,
-    #[serde(default)]
-    permissions: BTreeMap<String, Vec<String>>,
-    #[serde(default = "one")]
-    cost: u32,
-    #[serde(default)]
-    quota: Option<QuotaBody>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuotaBody {
-    name: String,
-    #[serde(default = "one")]
-    amount: u32,
-}
-
-fn one() -> u32 {
-    1
+/// The `/healthz` answer.
+fn healthy() -> api::Health {
+    api::Health { status: "ok".to_owned() }
 }
 
 /// `GET /metrics`: the Prometheus text format. Open unless
@@ -373,7 +354,7 @@ fn metrics(shared: &Shared, headers: &hyper::HeaderMap) -> Response<Body> {
 }
 
 /// `POST /v1/verify`: the answer, and the verdict's code for the access line.
-async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> (Response<Body>, &'static str) {
+async fn verify(shared: &Shared, body: &api::VerifyRequest, peer: Option<IpAddr>) -> (Response<Body>, &'static str) {
     let start = Instant::now();
     let perms: Vec<(&str, &str)> =
         body.permissions.iter().flat_map(|(r, acts)| acts.iter().map(move |a| (r.as_str(), a.as_str()))).collect();
@@ -396,7 +377,7 @@ async fn verify(shared: &Shared, body: &VerifyBody, peer: Option<IpAddr>) -> (Re
         }
         Verdict::Deny(d) => audit_denied(shared, &body.credential, now, d.code.as_str(), "verify"),
     }
-    let resp = json_response(StatusCode::OK, &verdict_json(&verdict));
+    let resp = json_response(StatusCode::OK, &verdict_body(&verdict));
     shared.metrics.latency(Interface::HttpVerify, start.elapsed(), 1);
     let code = match &verdict {
         Verdict::Allow(_) => "ALLOW",
@@ -425,30 +406,40 @@ pub fn audit_denied(shared: &Shared, credential: &str, at: u64, code: &'static s
     }
 }
 
-/// The JSON form of a verdict, shared by every HTTP route that reports one.
-pub fn verdict_json(v: &Verdict) -> Value {
+/// The answer form of a verdict ([`api::Verdict`]), shared by every HTTP
+/// route that reports one.
+pub fn verdict_body(v: &Verdict) -> api::Verdict {
+    let rate = |r: &crate::core::limits::RateInfo| api::RateLimitInfo {
+        limit: r.limit,
+        remaining: r.remaining,
+        reset_ms: r.reset_ms,
+    };
     match v {
-        Verdict::Allow(a) => json!({
-            "valid": true,
-            "kind": match a.kind {
-                CredentialKind::ApiKey => "api_key",
-                CredentialKind::AccessToken => "access_token",
-                CredentialKind::Jwt => "jwt",
+        Verdict::Allow(a) => api::Verdict::Allow(api::Allow {
+            credential_id: a.credential_id().to_owned(),
+            kind: match a.kind {
+                CredentialKind::ApiKey => api::CredentialKind::ApiKey,
+                CredentialKind::AccessToken => api::CredentialKind::AccessToken,
+                CredentialKind::Jwt => api::CredentialKind::Jwt,
             },
-            "subject": a.subject(),
-            "team": a.team(),
-            "credentialId": a.credential_id(),
-            "roles": [a.role.as_str()],
-            "permissions": a.permissions(),
-            "remaining": a.remaining,
-            "rateLimit": a.rate_limit.map(|r| json!({"limit": r.limit, "remaining": r.remaining, "resetMs": r.reset_ms})),
+            permissions: a
+                .permissions()
+                .entries()
+                .map(|(resource, actions)| (resource.to_owned(), actions.map(str::to_owned).collect()))
+                .collect(),
+            rate_limit: a.rate_limit.as_ref().map(rate),
+            remaining: a.remaining,
+            roles: vec![a.role.as_str().to_owned()],
+            subject: a.subject().to_owned(),
+            team: a.team().to_owned(),
+            valid: api::True,
         }),
-        Verdict::Deny(d) => json!({
-            "valid": false,
-            "code": d.code.as_str(),
-            "reason": d.reason,
-            "retryAfterMs": d.retry_after_ms,
-            "rateLimit": d.rate_limit.map(|r| json!({"limit": r.limit, "remaining": r.remaining, "resetMs": r.reset_ms})),
+        Verdict::Deny(d) => api::Verdict::Deny(api::Deny {
+            code: d.code.as_str().to_owned(),
+            rate_limit: d.rate_limit.as_ref().map(rate),
+            reason: d.reason.to_owned(),
+            retry_after_ms: d.retry_after_ms,
+            valid: api::False,
         }),
     }
 }
@@ -484,21 +475,34 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -
     serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string()))
 }
 
-/// A JSON response.
-pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+/// A JSON response: `body` serialized (one of the [`api`] types, or a
+/// `serde_json::Value`).
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(b) => b,
+        // Only a map with non-string keys or a failing `Serialize` gets here:
+        // a bug, answered like a panicking handler.
+        Err(e) => {
+            tracing::error!(error = %e, "an answer could not be serialized; answered 500");
+            let internal = api::ErrorResponse::new("internal", "internal error; see the daemon's log");
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, &internal);
+        }
+    };
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-/// A JSON error response with a stable machine code.
+/// A JSON error response with a stable machine code ([`api::ErrorResponse`]).
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json_response(status, &json!({"error": {"code": code, "message": message}}))
+    json_response(status, &api::ErrorResponse::new(code, message))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]

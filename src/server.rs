@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::{Config, LogConfig};
@@ -54,18 +53,18 @@ impl Shared {
     /// Whether the daemon should get traffic, and why: the index is loaded
     /// (always, once `Shared` exists), every listener is bound and not
     /// draining, and the store's last write succeeded.
-    pub fn readiness(&self) -> (bool, Value) {
+    pub fn readiness(&self) -> (bool, tollgate_api::Readiness) {
         let listeners = self.ready.load(Ordering::Acquire);
         let store_ok = !self.engine.store().stats().failing.load(Ordering::Relaxed);
         let ready = listeners && store_ok;
-        let body = json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "checks": {
-                "index": "loaded",
-                "listeners": if listeners { "bound" } else { "not serving (starting or draining)" },
-                "store": if store_ok { "ok" } else { "the last write failed" },
+        let body = tollgate_api::Readiness {
+            checks: tollgate_api::ReadinessChecks {
+                index: "loaded".to_owned(),
+                listeners: if listeners { "bound" } else { "not serving (starting or draining)" }.to_owned(),
+                store: if store_ok { "ok" } else { "the last write failed" }.to_owned(),
             },
-        });
+            status: if ready { "ready" } else { "not_ready" }.to_owned(),
+        };
         (ready, body)
     }
 }

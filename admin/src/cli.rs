@@ -30,6 +30,11 @@ pub struct Cli {
     /// or an access token. Falls back to TOLLGATE_TOKEN.
     #[arg(long, global = true, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Trust only the CA certificate(s) in this PEM file for an https:// URL
+    /// (a daemon whose certificate a private CA signed), instead of Mozilla's
+    /// roots.
+    #[arg(long, global = true, env = "TOLLGATE_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Print the daemon's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -95,7 +100,7 @@ pub enum Command {
         permissions: Vec<String>,
         /// The end client's address (defaults to this machine's).
         #[arg(long)]
-        ip: Option<String>,
+        ip: Option<std::net::IpAddr>,
         /// Uses to spend (default 1).
         #[arg(long)]
         cost: Option<u32>,
@@ -386,7 +391,7 @@ impl From<ClientError> for CliError {
     fn from(e: ClientError) -> CliError {
         let code = match e {
             ClientError::Status { .. } => EXIT_REFUSED,
-            ClientError::Url(_) => EXIT_USAGE,
+            ClientError::Url(_) | ClientError::Config(_) => EXIT_USAGE,
             ClientError::Connection(_) | ClientError::Protocol(_) => EXIT_CONNECTION,
         };
         CliError { code, message: e.to_string(), stdout: String::new() }
@@ -429,7 +434,12 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
             "no credential: pass --token or set TOLLGATE_ADMIN_TOKEN (the daemon writes a generated admin token to <data>/admin-token)",
         ));
     }
-    let client = AdminClient::new(&cli.url, token.as_deref())?;
+    let mut client = AdminClient::new(&cli.url, token.as_deref())?;
+    if let Some(path) = &cli.ca_cert {
+        let pem = std::fs::read(path)
+            .map_err(|e| CliError::usage(format!("--ca-cert {}: cannot read it: {e}", path.display())))?;
+        client = client.with_ca_pem(&pem).map_err(|e| CliError::usage(format!("--ca-cert {}: {e}", path.display())))?;
+    }
     let out = Out { json: cli.json };
     match cli.command {
         Command::Login { username, password } => {
@@ -465,8 +475,13 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
             })
         }
         Command::Verify { credential, permissions, ip, cost } => {
-            let req =
-                VerifyRequest { credential, ip, permissions: parse_permissions(&permissions)?, cost, quota: None };
+            let req = VerifyRequest {
+                cost: cost.unwrap_or(1),
+                credential,
+                ip,
+                permissions: parse_permissions(&permissions)?,
+                quota: None,
+            };
             let v = client.verify(&req)?;
             let printed = out.print(&v, || verdict_text(&v))?;
             match v {
@@ -854,7 +869,7 @@ fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::Allow(a) => fields(&[
             ("verdict", "ALLOW".to_owned()),
-            ("kind", a.kind.clone()),
+            ("kind", a.kind.as_str().to_owned()),
             ("subject", a.subject.clone()),
             ("team", a.team.clone()),
             ("credentialId", a.credential_id.clone()),
@@ -884,8 +899,17 @@ mod tests {
         let e = run(["tollgate-admin", "--token", "t", "verify", "x", "--permission", "nocolon"]).unwrap_err();
         assert_eq!(e.code, EXIT_USAGE);
         assert!(e.message.contains("RESOURCE:ACTION"), "{}", e.message);
-        let e = run(["tollgate-admin", "--url", "https://x", "--token", "t", "teams", "get", "a"]).unwrap_err();
+        let e = run(["tollgate-admin", "--url", "ftp://x", "--token", "t", "teams", "get", "a"]).unwrap_err();
         assert_eq!(e.code, EXIT_USAGE);
+        let e = run(["tollgate-admin", "--token", "t\r\nX-Injected: 1", "teams", "get", "a"]).unwrap_err();
+        assert_eq!(e.code, EXIT_USAGE);
+        assert!(e.message.contains("control character"), "{}", e.message);
+        let e = run(["tollgate-admin", "verify", "x", "--ip", "10.0.0.300"]).unwrap_err();
+        assert_eq!(e.code, EXIT_USAGE);
+        let missing = "/nonexistent/tollgate-ca.pem";
+        let e = run(["tollgate-admin", "--ca-cert", missing, "--token", "t", "teams", "get", "a"]).unwrap_err();
+        assert_eq!(e.code, EXIT_USAGE);
+        assert!(e.message.contains(missing), "{}", e.message);
     }
 
     #[test]

@@ -1,27 +1,30 @@
-//! A typed, blocking client of the tollgate admin HTTP API.
+//! A typed, blocking client of the tollgate admin HTTP API, over `ureq`
+//! (HTTP/1.1, rustls on ring for `https://`).
 //!
-//! It speaks plain HTTP/1.1 over `TcpStream` itself, one connection per call
-//! with `Connection: close`: the daemon's admin API listens on loopback or a
-//! private address (TLS belongs to a proxy in front of it), calls are rare and
-//! small, and this keeps the operator tool free of an HTTP stack's dependency
-//! tree. `https://` URLs are refused with a clear message rather than sent in
-//! clear text.
+//! One agent per client: calls reuse its connections (a listing that follows
+//! `nextUrl` opens one). It never goes through a proxy from the environment
+//! and never follows redirects, so the credential goes to the URL given and
+//! nowhere else. `https://` verifies the daemon's certificate against Mozilla's
+//! roots (`webpki-roots`), or only against the CAs given with
+//! [`AdminClient::with_ca_pem`] (`--ca-cert`).
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use ureq::http;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::types::*;
 
 /// Largest response body read, so a wrong URL cannot make the tool eat memory.
-const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one read or one write on the connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What went wrong with a call.
@@ -35,12 +38,16 @@ pub enum ClientError {
         /// The parsed `{"error": ...}` / `{"detail": [...]}` body.
         body: ErrorBody,
     },
-    /// No answer: bad address, refused or reset connection, timeout.
+    /// No answer: bad address, refused or reset connection, timeout, a TLS
+    /// handshake that failed (an untrusted certificate, say).
     Connection(String),
     /// An answer that is not HTTP or not the JSON this client expects.
     Protocol(String),
     /// The base URL cannot be used.
     Url(String),
+    /// The credential or the CA certificates given cannot be used; nothing
+    /// was sent.
+    Config(String),
 }
 
 impl ClientError {
@@ -63,6 +70,7 @@ impl fmt::Display for ClientError {
             ClientError::Connection(m) => write!(f, "cannot reach the daemon: {m}"),
             ClientError::Protocol(m) => write!(f, "unexpected answer from the daemon: {m}"),
             ClientError::Url(m) => write!(f, "bad URL: {m}"),
+            ClientError::Config(m) => f.write_str(m),
         }
     }
 }
@@ -82,10 +90,14 @@ pub struct RawResponse {
 /// access token, all sent as `Authorization: Bearer`).
 #[derive(Clone, Debug)]
 pub struct AdminClient {
-    host: String,
-    port: u16,
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// `host:port`, `[v6]:port` for IPv6.
+    authority: String,
+    /// The path prefix (behind a proxy), without a trailing `/`.
     base_path: String,
     credential: Option<String>,
+    agent: ureq::Agent,
 }
 
 /// Percent-encodes a path segment or query value (everything but RFC 3986's
@@ -107,21 +119,40 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
 }
 
+/// The agent: direct connections (no proxy from the environment), no
+/// redirects, every status returned as an answer, timeouts per connect and
+/// per read or write, and `roots` to verify certificates against.
+fn agent(roots: RootCerts) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_per_read(Some(IO_TIMEOUT))
+        .timeout_per_write(Some(IO_TIMEOUT))
+        .user_agent(concat!("tollgate-admin/", env!("CARGO_PKG_VERSION")))
+        .accept("application/json")
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
 impl AdminClient {
-    /// A client of the daemon at `base_url` (`http://host:port`, optionally with
-    /// a path prefix when behind a proxy). `credential` is sent on every call
-    /// but `login`.
+    /// A client of the daemon at `base_url` (`http://host:port` or
+    /// `https://host:port`, optionally with a path prefix when behind a proxy;
+    /// no scheme means `http`). `credential` is sent on every call but
+    /// `login` and `verify`; one with a control character (a line break, say)
+    /// is refused here, before anything is sent.
     pub fn new(base_url: &str, credential: Option<&str>) -> Result<AdminClient, ClientError> {
-        let rest = if let Some(r) = base_url.strip_prefix("http://") {
-            r
-        } else if base_url.starts_with("https://") {
-            return Err(ClientError::Url(format!(
-                "{base_url}: https is not supported; reach the daemon over http on a trusted network, or through a local proxy"
-            )));
+        let (scheme, default_port, rest) = if let Some(r) = base_url.strip_prefix("http://") {
+            ("http", 80, r)
+        } else if let Some(r) = base_url.strip_prefix("https://") {
+            ("https", 443, r)
         } else if base_url.contains("://") {
-            return Err(ClientError::Url(format!("{base_url}: only http:// URLs")));
+            return Err(ClientError::Url(format!("{base_url}: only http:// and https:// URLs")));
         } else {
-            base_url
+            ("http", 80, base_url)
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -132,24 +163,55 @@ impl AdminClient {
             let (h, after) = r.split_once(']').ok_or_else(|| ClientError::Url(format!("{base_url}: unclosed [")))?;
             match after.strip_prefix(':') {
                 Some(p) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
-                None if after.is_empty() => (h, 80),
+                None if after.is_empty() => (h, default_port),
                 None => return Err(bad_port(after)),
             }
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
-                None => (authority, 80),
+                None => (authority, default_port),
             }
         };
         if host.is_empty() {
             return Err(ClientError::Url(format!("{base_url}: no host")));
         }
+        let odd = |c: char| c.is_control() || c == ' ' || matches!(c, '?' | '#' | '@');
+        if host.contains(odd) || path.contains(|c: char| c.is_control() || c == ' ' || c == '#' || c == '?') {
+            return Err(ClientError::Url(format!("{base_url:?}: unexpected character in the host or path")));
+        }
+        if let Some(c) = credential
+            && c.chars().any(|ch| ch.is_control())
+        {
+            return Err(ClientError::Config(
+                "the credential contains a control character (a line break?); nothing was sent".to_owned(),
+            ));
+        }
         Ok(AdminClient {
-            host: host.to_owned(),
-            port,
+            scheme,
+            authority: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
             base_path: path.to_owned(),
             credential: credential.map(str::to_owned),
+            agent: agent(RootCerts::WebPki),
         })
+    }
+
+    /// Trusts only the CA certificates in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) for `https://`, instead of Mozilla's roots: a
+    /// daemon whose certificate a private CA signed.
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<AdminClient, ClientError> {
+        let mut certs: Vec<Certificate<'static>> = Vec::new();
+        for item in ureq::tls::parse_pem(pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::Config(format!("not PEM: {e}"))),
+            }
+        }
+        if certs.is_empty() {
+            return Err(ClientError::Config("no PEM CERTIFICATE in it".to_owned()));
+        }
+        self.agent = agent(RootCerts::Specific(Arc::new(certs)));
+        Ok(self)
     }
 
     /// Sends one request with the client's credential; any status comes back.
@@ -171,48 +233,81 @@ impl AdminClient {
         authorization: Option<&str>,
         body: Option<&Value>,
     ) -> Result<RawResponse, ClientError> {
-        let conn = |e: std::io::Error| ClientError::Connection(e.to_string());
-        let addrs: Vec<_> = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| ClientError::Connection(format!("cannot resolve {}: {e}", self.host)))?
-            .collect();
-        let mut last = None;
-        let mut stream = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(format!("{a}: {e}")),
-            }
-        }
-        let mut stream = stream.ok_or_else(|| {
-            ClientError::Connection(last.unwrap_or_else(|| format!("{} resolves to no address", self.host)))
-        })?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(conn)?;
-        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(conn)?;
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        let host = if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let mut head = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\nUser-Agent: tollgate-admin/{}\r\n",
-            self.base_path,
-            env!("CARGO_PKG_VERSION")
-        );
+        let url = format!("{}://{}{}{path}", self.scheme, self.authority, self.base_path);
+        let mut req = http::Request::builder().method(method).uri(&url);
         if let Some(a) = authorization {
-            head.push_str(&format!("Authorization: {a}\r\n"));
+            req = req.header(http::header::AUTHORIZATION, a);
         }
+        let payload = body.map(Value::to_string).unwrap_or_default();
         if body.is_some() || matches!(method, "POST" | "PATCH" | "PUT") {
-            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len()));
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
         }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).map_err(conn)?;
-        stream.write_all(payload.as_bytes()).map_err(conn)?;
-        read_response(stream)
+        let req = req.body(payload).map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
+        let mut resp = self.agent.run(req).map_err(|e| self.failure(e))?;
+        let status = resp.status().as_u16();
+        let bytes =
+            resp.body_mut().with_config().limit(MAX_RESPONSE_BYTES).read_to_vec().map_err(|e| self.failure(e))?;
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Protocol(format!("HTTP {status}: the body is not JSON ({e})")))?
+        };
+        Ok(RawResponse { status, body })
+    }
+
+    /// A `ureq` failure as this client's error, naming the daemon's address
+    /// and, for TLS, what usually fixes it.
+    fn failure(&self, e: ureq::Error) -> ClientError {
+        let at = &self.authority;
+        match e {
+            ureq::Error::BodyExceedsLimit(_) => ClientError::Protocol("response too large".to_owned()),
+            // A failed handshake comes as an I/O error wrapping rustls's.
+            ureq::Error::Io(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                Some(tls) => self.tls_failure(tls),
+                // Closed or reset once the request was sent: maybe TLS.
+                None if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+                {
+                    ClientError::Connection(format!("{at}: {e}{}", self.plain_to_tls_hint()))
+                }
+                None => ClientError::Connection(format!("{at}: {e}")),
+            },
+            ureq::Error::HostNotFound => ClientError::Connection(format!("cannot resolve {at}")),
+            ureq::Error::ConnectionFailed => ClientError::Connection(format!("{at}: connection failed")),
+            ureq::Error::Timeout(t) => ClientError::Connection(format!("{at}: timed out ({t})")),
+            ureq::Error::Rustls(e) => self.tls_failure(&e),
+            ureq::Error::Tls(m) => ClientError::Connection(format!("{at}: TLS: {m}")),
+            ureq::Error::Protocol(e) => {
+                ClientError::Protocol(format!("{at}: not an HTTP answer ({e}){}", self.plain_to_tls_hint()))
+            }
+            e => ClientError::Protocol(format!("{at}: {e}")),
+        }
+    }
+
+    /// A failed TLS handshake, with what usually fixes it.
+    fn tls_failure(&self, e: &rustls::Error) -> ClientError {
+        use rustls::CertificateError as C;
+        let hint = match e {
+            rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+                "; if a private CA signed the daemon's certificate, give it with --ca-cert FILE"
+            }
+            rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+                "; use a URL with a host name the certificate holds"
+            }
+            rustls::Error::InvalidCertificate(_) => "",
+            _ => "; does the daemon serve HTTPS (--tls-cert) on that port?",
+        };
+        ClientError::Connection(format!("{}: TLS: {e}{hint}", self.authority))
+    }
+
+    /// On `http://`: the daemon may be listening with TLS on that port.
+    fn plain_to_tls_hint(&self) -> &'static str {
+        if self.scheme == "http" { " (if the daemon serves HTTPS on that port, use an https:// URL)" } else { "" }
     }
 
     // ---- login (seed 003) ----
@@ -443,93 +538,47 @@ pub fn decode<T: DeserializeOwned>(r: RawResponse) -> Result<T, ClientError> {
     serde_json::from_value(r.body).map_err(|e| ClientError::Protocol(format!("HTTP {}: {e}", r.status)))
 }
 
-fn read_response(stream: TcpStream) -> Result<RawResponse, ClientError> {
-    let io = |e: std::io::Error| ClientError::Connection(e.to_string());
-    let proto = |m: &str| ClientError::Protocol(m.to_owned());
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(io)?;
-    let status: u16 = line
-        .strip_prefix("HTTP/1.")
-        .and_then(|l| l.get(2..5))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| proto(&format!("not an HTTP status line: {:?}", line.trim_end())))?;
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        if r.read_line(&mut line).map_err(io)? == 0 {
-            return Err(proto("connection closed inside the headers"));
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim(), v.trim());
-            if k.eq_ignore_ascii_case("content-length") {
-                length = Some(v.parse().map_err(|_| proto("bad Content-Length"))?);
-            } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = v.eq_ignore_ascii_case("chunked");
-            }
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line).map_err(io)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| proto("bad chunk size"))?;
-            if size == 0 {
-                break;
-            }
-            if body.len() + size > MAX_RESPONSE_BYTES {
-                return Err(proto("response too large"));
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..]).map_err(io)?;
-            line.clear();
-            r.read_line(&mut line).map_err(io)?;
-        }
-    } else if let Some(n) = length {
-        if n > MAX_RESPONSE_BYTES {
-            return Err(proto("response too large"));
-        }
-        body.resize(n, 0);
-        r.read_exact(&mut body).map_err(io)?;
-    } else if status != 204 && status != 304 {
-        r.take(MAX_RESPONSE_BYTES as u64 + 1).read_to_end(&mut body).map_err(io)?;
-        if body.len() > MAX_RESPONSE_BYTES {
-            return Err(proto("response too large"));
-        }
-    }
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("HTTP {status}: the body is not JSON ({e})")))?
-    };
-    Ok(RawResponse { status, body })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn base_urls() {
+        let parts = |c: &AdminClient| (c.scheme, c.authority.clone(), c.base_path.clone());
         let c = AdminClient::new("http://127.0.0.1:7070", None).unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.base_path.as_str()), ("127.0.0.1", 7070, ""));
+        assert_eq!(parts(&c), ("http", "127.0.0.1:7070".into(), "".into()));
         let c = AdminClient::new("localhost:8080/tollgate/", None).unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.base_path.as_str()), ("localhost", 8080, "/tollgate"));
+        assert_eq!(parts(&c), ("http", "localhost:8080".into(), "/tollgate".into()));
         let c = AdminClient::new("http://[::1]:7070", None).unwrap();
-        assert_eq!((c.host.as_str(), c.port), ("::1", 7070));
+        assert_eq!(parts(&c), ("http", "[::1]:7070".into(), "".into()));
         let c = AdminClient::new("http://example", None).unwrap();
-        assert_eq!(c.port, 80);
-        assert!(AdminClient::new("https://example", None).is_err());
-        assert!(AdminClient::new("http://example:http", None).is_err());
+        assert_eq!(parts(&c), ("http", "example:80".into(), "".into()));
+        let c = AdminClient::new("https://example", None).unwrap();
+        assert_eq!(parts(&c), ("https", "example:443".into(), "".into()));
+        let c = AdminClient::new("https://[::1]/p", None).unwrap();
+        assert_eq!(parts(&c), ("https", "[::1]:443".into(), "/p".into()));
+        for bad in ["http://example:http", "ftp://example", "http://", "http://[::1", "http://a b:1", "http://h:1/a b"]
+        {
+            assert!(matches!(AdminClient::new(bad, None), Err(ClientError::Url(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_the_credential_are_refused() {
+        for bad in ["tok\r\nX-Injected: 1", "tok\n", "tok\r", "t\u{0}k", "t\u{7f}"] {
+            let e = AdminClient::new("http://127.0.0.1:1", Some(bad)).unwrap_err();
+            assert!(matches!(e, ClientError::Config(_)), "{bad:?}: {e}");
+        }
+        assert!(AdminClient::new("http://127.0.0.1:1", Some("tgadmin_abc.def-ghi~")).is_ok());
+    }
+
+    #[test]
+    fn ca_certificates_must_be_pem() {
+        let c = AdminClient::new("https://example", None).unwrap();
+        let e = c.clone().with_ca_pem(b"not a certificate").unwrap_err();
+        assert!(matches!(e, ClientError::Config(_)), "{e}");
+        let e = c.with_ca_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap_err();
+        assert!(matches!(e, ClientError::Config(_)), "{e}");
     }
 
     #[test]

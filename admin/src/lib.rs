@@ -1,15 +1,18 @@
-//! Operator tooling for tollgate: the admin HTTP API's request and response
-//! types ([`types`]), a typed blocking client ([`client::AdminClient`]) and the
+//! Operator tooling for tollgate: a typed blocking client of the admin HTTP
+//! API ([`client::AdminClient`], over `ureq` with rustls) and the
 //! `tollgate-admin` command line ([`cli::run`]).
 //!
-//! This crate never depends on the daemon's crate: it is installed where the
-//! daemon is not, and its types state the wire contract on their own (the
-//! root package's end-to-end tests check them against the real daemon).
+//! The request and response types are `tollgate-api`'s, the crate the daemon
+//! serializes its answers from, re-exported here as [`types`]. This crate
+//! never depends on the daemon's crate: it is installed where the daemon is
+//! not.
 
 pub mod cli;
 pub mod client;
 pub mod table;
-pub mod types;
+
+/// The API's request and response types (the `tollgate-api` crate).
+pub use tollgate_api as types;
 
 pub use cli::{CliError, Output, run};
 pub use client::{AdminClient, ClientError};

@@ -52,7 +52,8 @@ fn refused_call_exits_1_with_the_daemons_message() {
     assert!(err.contains("HTTP 404: not_found: key not found"), "{err}");
     let head = t.join().expect("server");
     assert!(head.starts_with("GET /v1/keys/k_1 HTTP/1.1\r\n"), "{head}");
-    assert!(head.contains("Authorization: Bearer secret-admin-token\r\n"), "{head}");
+    // Header names are case-insensitive (the client sends them lower-case).
+    assert!(head.to_ascii_lowercase().contains("authorization: bearer secret-admin-token\r\n"), "{head}");
 }
 
 #[test]
@@ -69,7 +70,7 @@ fn json_output_goes_to_stdout() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["tier"], "Pro");
-    assert!(t.join().expect("server").contains("Bearer from-the-environment"));
+    assert!(t.join().expect("server").contains("Bearer from-the-environment\r\n"));
 }
 
 #[test]
@@ -89,4 +90,23 @@ fn unreachable_daemon_exits_3_and_usage_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = bin().arg("--version").output().expect("run");
     assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_line_break_in_the_token_is_refused_before_anything_is_sent() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    for token in ["good\r\nX-Injected: 1", "trailing-newline\n"] {
+        let out = bin().args(["--url", &url, "--token", token, "teams", "list"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{token:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("control character") && err.contains("nothing was sent"), "{err}");
+        assert!(!err.contains("X-Injected"), "the credential is not echoed: {err}");
+    }
+    let accepted = l.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection was made: {accepted:?}"
+    );
 }

@@ -28,6 +28,7 @@ use hyper::header::{ALLOW, AUTHORIZATION, COOKIE, HeaderMap, HeaderValue, RETRY_
 use hyper::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
+use tollgate_api as api;
 
 use super::{Body, error, json_response, read_json};
 use crate::authz::{self, Member, Object, Owner, Reach, Refusal, Verb};
@@ -866,7 +867,7 @@ async fn login(shared: &Shared, headers: &HeaderMap, peer: Option<IpAddr>, reque
     let resp = match result {
         Ok(Ok(token)) => {
             shared.admin.login.undo(&keys, now);
-            json_response(StatusCode::OK, &json!({ "token": token }))
+            json_response(StatusCode::OK, &api::LoginResponse { token })
         }
         Ok(Err(EngineError::BadCredentials)) => {
             error(StatusCode::UNAUTHORIZED, "invalid_credentials", "username and/or password is invalid")
@@ -1104,7 +1105,17 @@ impl Cx<'_> {
             .await
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &format!("reload task failed: {e}")))?;
         match outcome {
-            Ok(report) => Ok(json_response(StatusCode::OK, &json!({"status": "reloaded", "report": report}))),
+            Ok(report) => Ok(json_response(
+                StatusCode::OK,
+                &api::ReloadResponse {
+                    report: api::ReloadReport {
+                        applied: report.applied,
+                        file: report.file,
+                        needs_restart: report.needs_restart,
+                    },
+                    status: "reloaded".to_owned(),
+                },
+            )),
             Err(e @ crate::reload::ReloadError::NoFile) => {
                 Err(error(StatusCode::CONFLICT, "no_config_file", &e.to_string()))
             }
@@ -1120,7 +1131,7 @@ impl Cx<'_> {
         let name = b.required_str("name")?;
         let tier = b.opt_str("tier")?.flatten().map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
         let team = self.shared.engine.create_team(&name, tier).map_err(engine_error)?;
-        Ok(json_response(StatusCode::CREATED, &team_json(&team)))
+        Ok(json_response(StatusCode::CREATED, &team_body(&team)))
     }
 
     fn list_teams(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
@@ -1140,18 +1151,18 @@ impl Cx<'_> {
                 page.map(teams)
             }
         };
-        let data: Vec<Value> = page.items.iter().map(team_json).collect();
-        let (next, prev) = links(&format!("/v1/teams?limit={limit}"), &page, |t| &t.id);
+        let data: Vec<api::Team> = page.items.iter().map(team_body).collect();
+        let (next_url, previous_url) = links(&format!("/v1/teams?limit={limit}"), &page, |t| &t.id);
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "total": page.total, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
+            &api::TeamList { count: data.len() as u64, data, next_url, previous_url, total: page.total as u64 },
         ))
     }
 
     fn get_team(&self, id: &str) -> Result<Resp, Resp> {
         self.authorize(Object::Teams, Verb::Read, Self::of_team(id))?;
         let team = self.shared.engine.team(id).map_err(engine_error)?;
-        Ok(json_response(StatusCode::OK, &team_json(&team)))
+        Ok(json_response(StatusCode::OK, &team_body(&team)))
     }
 
     fn update_team(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
@@ -1161,7 +1172,7 @@ impl Cx<'_> {
         // A downgrade below what the team holds is refused unless forced.
         let force = b.opt_bool("force")?.flatten().unwrap_or(false);
         let team = self.shared.engine.set_team_tier(id, tier, force).map_err(engine_error)?;
-        Ok(json_response(StatusCode::OK, &team_json(&team)))
+        Ok(json_response(StatusCode::OK, &team_body(&team)))
     }
 
     fn delete_team(&self, id: &str) -> Result<Resp, Resp> {
@@ -1190,7 +1201,7 @@ impl Cx<'_> {
             .await
             .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "user creation task failed"))?
             .map_err(engine_error)?;
-        Ok(json_response(StatusCode::CREATED, &user_json(&user)))
+        Ok(json_response(StatusCode::CREATED, &user_body(&user)))
     }
 
     fn list_users(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
@@ -1202,21 +1213,21 @@ impl Cx<'_> {
             self.shared.engine.team(&team).map_err(engine_error)?;
         }
         let page = self.shared.engine.users_page(&team, cursor, offset, limit).map_err(engine_error)?;
-        let data: Vec<Value> = page.items.iter().map(user_json).collect();
+        let data: Vec<api::User> = page.items.iter().map(user_body).collect();
         let mut base = format!("/v1/users?limit={limit}");
         if self.team().is_none() {
             base.push_str(&format!("&teamId={team}"));
         }
-        let (next, prev) = links(&base, &page, |u| &u.id);
+        let (next_url, previous_url) = links(&base, &page, |u| &u.id);
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "total": page.total, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
+            &api::UserList { count: data.len() as u64, data, next_url, previous_url, total: page.total as u64 },
         ))
     }
 
     fn get_user(&self, id: &str) -> Result<Resp, Resp> {
         let user = self.user_for(id, Object::Users, Verb::Read)?;
-        Ok(json_response(StatusCode::OK, &user_json(&user)))
+        Ok(json_response(StatusCode::OK, &user_body(&user)))
     }
 
     async fn update_user(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
@@ -1248,7 +1259,7 @@ impl Cx<'_> {
             .await
             .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "user update task failed"))?
             .map_err(engine_error)?;
-        Ok(json_response(StatusCode::OK, &user_json(&user)))
+        Ok(json_response(StatusCode::OK, &user_body(&user)))
     }
 
     fn delete_user(&self, id: &str) -> Result<Resp, Resp> {
@@ -1293,11 +1304,18 @@ impl Cx<'_> {
             }
             s
         };
-        let (next, prev) = links(&base, &page, |(k, _)| &k.id);
-        let data: Vec<Value> = page.items.iter().map(|(k, u)| key_json(k, u, None)).collect();
+        let (next_url, previous_url) = links(&base, &page, |(k, _)| &k.id);
+        let data: Vec<api::ApiKey> = page.items.iter().map(|(k, u)| key_body(k, u, None)).collect();
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "status": 200, "total": page.total, "count": data.len(), "nextUrl": next, "previousUrl": prev, "data": data }),
+            &api::KeyList {
+                count: data.len() as u64,
+                data,
+                next_url,
+                previous_url,
+                status: 200,
+                total: page.total as u64,
+            },
         ))
     }
 
@@ -1348,12 +1366,12 @@ impl Cx<'_> {
         self.within_grant(Some(&new.permissions), Some(expires_at))?;
         let (key, plaintext) = self.shared.engine.create_key(new).map_err(engine_error)?;
         let (key, usage) = self.shared.engine.key(&key.id).map_err(engine_error)?;
-        Ok(json_response(StatusCode::CREATED, &key_json(&key, &usage, Some(&plaintext))))
+        Ok(json_response(StatusCode::CREATED, &key_body(&key, &usage, Some(&plaintext))))
     }
 
     fn get_key(&self, id: &str) -> Result<Resp, Resp> {
         let (k, u) = self.key_for(id, Verb::Read)?;
-        Ok(json_response(StatusCode::OK, &key_json(&k, &u, None)))
+        Ok(json_response(StatusCode::OK, &key_body(&k, &u, None)))
     }
 
     fn update_key(&self, id: &str, mut b: Fields) -> Result<Resp, Resp> {
@@ -1410,7 +1428,7 @@ impl Cx<'_> {
         };
         self.shared.engine.update_key(id, up).map_err(engine_error)?;
         let (k, u) = self.shared.engine.key(id).map_err(engine_error)?;
-        Ok(json_response(StatusCode::OK, &key_json(&k, &u, None)))
+        Ok(json_response(StatusCode::OK, &key_body(&k, &u, None)))
     }
 
     fn delete_key(&self, id: &str) -> Result<Resp, Resp> {
@@ -1450,8 +1468,8 @@ impl Cx<'_> {
         let page = &tokens[start..end];
         let next =
             (end < tokens.len()).then(|| page.last().map(|(t, _)| format!("{}.{}", t.created_at, t.id))).flatten();
-        let items: Vec<Value> = page.iter().map(|(t, used)| token_json(t, *used)).collect();
-        Ok(json_response(StatusCode::OK, &json!({ "items": items, "nextCursor": next })))
+        let items: Vec<api::AccessToken> = page.iter().map(|(t, used)| token_body(t, *used)).collect();
+        Ok(json_response(StatusCode::OK, &api::TokenPage { items, next_cursor: next }))
     }
 
     fn create_token(&self, mut b: Fields) -> Result<Resp, Resp> {
@@ -1480,7 +1498,7 @@ impl Cx<'_> {
         let user = &*me.user;
         let (token, plaintext) =
             self.shared.engine.create_token(user, &name, &token_type, days).map_err(engine_error)?;
-        Ok(json_response(StatusCode::CREATED, &json!({ "plaintext": plaintext, "token": token_json(&token, 0) })))
+        Ok(json_response(StatusCode::CREATED, &api::CreatedToken { plaintext, token: token_body(&token, 0) }))
     }
 
     fn revoke_all_tokens(&self, q: &HashMap<String, String>) -> Result<Resp, Resp> {
@@ -1493,7 +1511,7 @@ impl Cx<'_> {
         let user = &*me.user;
         let keep = (me.kind == CredentialKind::AccessToken && exclude).then_some(&*me.credential_id);
         let n = self.shared.engine.revoke_all_tokens(user, keep).map_err(engine_error)?;
-        Ok(json_response(StatusCode::OK, &json!({ "revokedCount": n })))
+        Ok(json_response(StatusCode::OK, &api::RevokedCount { revoked_count: n as u64 }))
     }
 
     fn own_token(&self, id: &str) -> Result<(AccessToken, Millis), Resp> {
@@ -1507,7 +1525,7 @@ impl Cx<'_> {
 
     fn get_token(&self, id: &str) -> Result<Resp, Resp> {
         let (t, used) = self.own_token(id)?;
-        Ok(json_response(StatusCode::OK, &token_json(&t, used)))
+        Ok(json_response(StatusCode::OK, &token_body(&t, used)))
     }
 
     // ---- audit log ----
@@ -1544,24 +1562,22 @@ impl Cx<'_> {
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
         })?;
         let next = more.then(|| events.last().map(|(id, _)| id.clone())).flatten();
-        let items: Vec<Value> = events
-            .iter()
-            .map(|(id, e)| {
-                json!({
-                    "id": id,
-                    "at": rfc3339(e.at / 1000),
-                    "atMs": e.at / 1000,
-                    "teamId": e.team,
-                    "actor": e.actor,
-                    "action": e.action,
-                    "target": e.target,
-                    "outcome": e.outcome,
-                    "detail": e.detail,
-                    "requestId": (!e.request_id.is_empty()).then_some(&e.request_id),
-                })
+        let items: Vec<api::AuditEvent> = events
+            .into_iter()
+            .map(|(id, e)| api::AuditEvent {
+                action: e.action,
+                actor: e.actor,
+                at: rfc3339(e.at / 1000),
+                at_ms: e.at / 1000,
+                detail: e.detail,
+                id,
+                outcome: e.outcome,
+                request_id: (!e.request_id.is_empty()).then_some(e.request_id),
+                target: e.target,
+                team_id: e.team,
             })
             .collect();
-        Ok(json_response(StatusCode::OK, &json!({ "items": items, "nextCursor": next })))
+        Ok(json_response(StatusCode::OK, &api::LogPage { items, next_cursor: next }))
     }
 
     fn revoke_token(&self, id: &str) -> Result<Resp, Resp> {
@@ -1596,12 +1612,13 @@ fn rate_limit(
 
 // ---- JSON forms ----
 
-fn ts(ms: Millis) -> Value {
-    Value::String(rfc3339(ms))
+fn ts(ms: Millis) -> String {
+    rfc3339(ms)
 }
 
-fn opt_ts(ms: Option<Millis>) -> Value {
-    ms.filter(|&m| m != 0).map_or(Value::Null, ts)
+/// A time that may be unset (`None` or 0): RFC 3339, or `null`.
+fn opt_ts(ms: Option<Millis>) -> Option<String> {
+    ms.filter(|&m| m != 0).map(ts)
 }
 
 fn status_str(s: UserStatus) -> &'static str {
@@ -1614,78 +1631,81 @@ fn status_str(s: UserStatus) -> &'static str {
     }
 }
 
-fn team_json(t: &Team) -> Value {
-    json!({ "id": t.id, "name": t.name, "tier": t.tier.as_str(), "createdAt": ts(t.created_at), "updatedAt": ts(t.updated_at) })
+fn team_body(t: &Team) -> api::Team {
+    api::Team {
+        created_at: ts(t.created_at),
+        id: t.id.clone(),
+        name: t.name.clone(),
+        tier: t.tier.as_str().to_owned(),
+        updated_at: ts(t.updated_at),
+    }
 }
 
-fn user_json(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "teamId": u.team_id,
-        "username": u.username,
-        "role": u.role.as_str(),
-        "status": status_str(u.status),
-        "createdAt": ts(u.created_at),
-        "updatedAt": ts(u.updated_at),
-    })
+fn user_body(u: &User) -> api::User {
+    api::User {
+        created_at: ts(u.created_at),
+        id: u.id.clone(),
+        role: u.role.as_str().to_owned(),
+        status: status_str(u.status).to_owned(),
+        team_id: u.team_id.clone(),
+        updated_at: ts(u.updated_at),
+        username: u.username.clone(),
+    }
 }
 
 fn key_active(k: &ApiKey, now: Millis) -> bool {
     k.enabled && k.expires_at.is_none_or(|e| now < e)
 }
 
-fn key_json(k: &ApiKey, u: &Usage, secret: Option<&str>) -> Value {
+fn key_body(k: &ApiKey, u: &Usage, secret: Option<&str>) -> api::ApiKey {
     let now = now_us() / 1000;
     // Checked: the anchor and interval are stored values (an overflow shows no time).
     let last_refill = k.refill.and_then(|r| {
         let period = crate::core::limits::period_of(r, u.anchor, now);
         (period > 0).then(|| r.interval_ms.checked_mul(u64::from(period)).and_then(|d| u.anchor.checked_add(d)))?
     });
-    let metadata: Value = serde_json::from_str(&k.metadata).unwrap_or_else(|_| json!({}));
-    let mut v = json!({
-        "id": k.id,
-        "companyId": k.team_id,
-        "teamId": k.team_id,
-        "userId": k.user_id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "start": k.start,
-        "enabled": k.enabled,
-        "status": if key_active(k, now) { "active" } else { "inactive" },
-        "expiresAt": opt_ts(k.expires_at),
-        "createdAt": ts(k.created_at),
-        "updatedAt": ts(k.updated_at),
-        "deletedAt": null,
-        "lastRefillAt": opt_ts(last_refill),
-        "lastRequest": opt_ts(Some(u.last_used_at)),
-        "metadata": metadata,
-        "rateLimitEnabled": k.rate_limit.is_some(),
-        "rateLimitMax": k.rate_limit.map(|r| r.max),
-        "rateLimitTimeWindow": k.rate_limit.map(|r| r.window_ms),
-        "remaining": remaining_at(k, u, now),
-        "refillAmount": k.refill.map(|r| r.amount),
-        "refillInterval": k.refill.map(|r| r.interval_ms),
-        "requestCount": u.request_count,
-        "permissions": k.permissions,
-        "whitelistedIPs": k.whitelisted_ips,
-    });
-    if let (Some(s), Some(obj)) = (secret, v.as_object_mut()) {
-        obj.insert("key".to_owned(), Value::String(s.to_owned()));
+    let metadata: Value = serde_json::from_str(&k.metadata).unwrap_or_else(|_| Value::Object(Map::new()));
+    api::ApiKey {
+        company_id: k.team_id.clone(),
+        created_at: ts(k.created_at),
+        deleted_at: None,
+        enabled: k.enabled,
+        expires_at: opt_ts(k.expires_at),
+        id: k.id.clone(),
+        key: secret.map(str::to_owned),
+        last_refill_at: opt_ts(last_refill),
+        last_request: opt_ts(Some(u.last_used_at)),
+        metadata,
+        name: k.name.clone(),
+        permissions: k.permissions.0.clone(),
+        prefix: k.prefix.clone(),
+        rate_limit_enabled: k.rate_limit.is_some(),
+        rate_limit_max: k.rate_limit.map(|r| r.max),
+        rate_limit_time_window: k.rate_limit.map(|r| r.window_ms),
+        refill_amount: k.refill.map(|r| r.amount),
+        refill_interval: k.refill.map(|r| r.interval_ms),
+        remaining: remaining_at(k, u, now),
+        request_count: u.request_count,
+        start: k.start.clone(),
+        status: if key_active(k, now) { "active" } else { "inactive" }.to_owned(),
+        team_id: k.team_id.clone(),
+        updated_at: ts(k.updated_at),
+        user_id: k.user_id.clone(),
+        whitelisted_ips: k.whitelisted_ips.clone(),
     }
-    v
 }
 
-fn token_json(t: &AccessToken, last_used: Millis) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "tokenType": t.token_type,
-        "tokenPrefix": t.token_prefix,
-        "createdAt": ts(t.created_at),
-        "expiresAt": opt_ts(t.expires_at),
-        "lastUsedAt": opt_ts(Some(last_used)),
-        "revokedAt": opt_ts(t.revoked_at),
-    })
+fn token_body(t: &AccessToken, last_used: Millis) -> api::AccessToken {
+    api::AccessToken {
+        created_at: ts(t.created_at),
+        expires_at: opt_ts(t.expires_at),
+        id: t.id.clone(),
+        last_used_at: opt_ts(Some(last_used)),
+        name: t.name.clone(),
+        revoked_at: opt_ts(t.revoked_at),
+        token_prefix: t.token_prefix.clone(),
+        token_type: t.token_type.clone(),
+    }
 }
 
 // ---- errors ----
@@ -1705,10 +1725,14 @@ fn validation(loc: &[&str], msg: &str, kind: &str) -> Resp {
     let field = loc.last().copied().unwrap_or("");
     json_response(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &json!({
-            "detail": [{ "loc": loc, "msg": msg, "type": kind }],
-            "error": { "code": "validation_failed", "message": format!("{field}: {msg}") },
-        }),
+        &api::ValidationErrorResponse {
+            detail: vec![api::ValidationDetail {
+                loc: loc.iter().map(|l| (*l).to_owned()).collect(),
+                msg: msg.to_owned(),
+                kind: kind.to_owned(),
+            }],
+            error: api::ApiError { code: "validation_failed".to_owned(), message: format!("{field}: {msg}") },
+        },
     )
 }
 

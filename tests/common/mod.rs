@@ -50,6 +50,8 @@ pub struct HttpDaemon {
 /// Starts an `HttpDaemon` with the admin token set and the Pro tier's
 /// per-minute limit lifted (tests make many calls a minute with one team's
 /// credentials); `configure` may change anything else before validation.
+/// Waits until the daemon is ready, except with TLS configured (then `url`
+/// is still `http://`, and the caller waits and picks its URL).
 pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
@@ -69,6 +71,7 @@ pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
     configure(&mut c);
     c.validate().unwrap();
     let data = c.data.clone();
+    let tls = c.http_server.tls.is_some();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -79,6 +82,10 @@ pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
     });
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let d = HttpDaemon { addr, url: format!("http://{addr}"), data, stop: Some(tx), thread: Some(thread), _dir: dir };
+    if tls {
+        // The plain-HTTP probe below cannot speak TLS: the caller waits.
+        return d;
+    }
     // Ready, not just up: the HTTP port answers (503) while the index loads.
     let healthy = || -> Option<bool> {
         let mut s = std::net::TcpStream::connect(addr).ok()?;
