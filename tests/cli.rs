@@ -278,3 +278,68 @@ fn a_data_directory_in_use_is_refused_once_in_plain_words() {
     assert_eq!(get(d.addr.port(), "/readyz").map(|r| r.status), Some(200));
     d.stop();
 }
+
+/// The shipped systemd unit, run as systemd would run it (its ExecStartPre,
+/// ExecStart and ExecReload lines, with the binary and the configuration
+/// file's paths replaced): `systemctl reload` succeeds on a good file and
+/// fails on a refused one, and a bad configuration exits with the status the
+/// unit does not restart.
+#[test]
+fn the_systemd_unit_reloads_and_reports_a_refused_reload() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("contrib/systemd/tollgate.service")).unwrap();
+    let shipped = std::fs::read_to_string(root.join("contrib/systemd/tollgate.toml")).unwrap();
+    let line = |key: &str| -> String {
+        let v: Vec<&str> = unit.lines().filter_map(|l| l.strip_prefix(key)).collect();
+        assert_eq!(v.len(), 1, "one {key} line in the unit");
+        v[0].to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tollgate.toml");
+    let port = free_port();
+    let d = dir.path().display();
+    let config = |extra: &str| {
+        let text = shipped
+            .replace("/var/lib/tollgate", &format!("{d}/data"))
+            .replace("/run/tollgate/tollgate.sock", &format!("{d}/tollgate.sock"))
+            .replace("127.0.0.1:7070", &format!("127.0.0.1:{port}"));
+        assert!(text.contains(&format!("{d}/data")) && text.contains(&format!("127.0.0.1:{port}")));
+        std::fs::write(&cfg, format!("{text}\n{extra}")).unwrap();
+    };
+    let argv = |cmd: &str| -> Vec<String> {
+        let cmd = cmd.replace("/etc/tollgate/tollgate.toml", &cfg.display().to_string());
+        let mut words: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words.remove(0), "/usr/bin/tollgate", "{cmd}");
+        words
+    };
+    let run = |cmd: &str| Command::new(BIN).args(argv(cmd)).env_remove("TOLLGATE_ADMIN_TOKEN").output().unwrap();
+    config("");
+    assert!(run(&line("ExecStartPre=")).status.success());
+    let mut daemon = Command::new(BIN)
+        .args(argv(&line("ExecStart=")))
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while get(port, "/readyz").is_none_or(|r| r.status != 200) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the unit's daemon did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reload = run(&line("ExecReload="));
+    assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
+    // A file the daemon refuses (a JWT key file that does not exist): exit 1.
+    config(
+        "[jwt]\nsigning_kid = \"k1\"\n[[jwt.keys]]\nkid = \"k1\"\nalgorithm = \"EdDSA\"\nprivate_key_file = \"/nonexistent.pem\"\n",
+    );
+    let refused = run(&line("ExecReload="));
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    // A configuration that does not parse: the status the unit never restarts.
+    std::fs::write(&cfg, "http = = =").unwrap();
+    let prevent: Vec<i32> = line("RestartPreventExitStatus=").split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let bad = run(&line("ExecStartPre="));
+    assert!(prevent.contains(&bad.status.code().unwrap()), "check-config exits {:?}", bad.status.code());
+    let _ = Command::new("kill").arg(daemon.id().to_string()).status();
+    assert!(daemon.wait().unwrap().success());
+}
