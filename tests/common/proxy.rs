@@ -10,15 +10,18 @@ use tollgate::config::Config;
 use tollgate::core::model::{Permissions, RateLimit, Role, Tier, UserStatus};
 use tollgate::engine::{Engine, NewKey};
 
-/// The routes the examples' comments show: `GET /files/` needs `files:read`,
-/// anything under `/admin/` needs `admin:write`.
-pub const ROUTES: &str = r#"
+/// No per-minute team limit: the tests' keys carry their own.
+pub const TIERS: &str = r#"
 [tiers.Pro]
 requests_per_minute = "unlimited"
 members = "unlimited"
 documents = "unlimited"
 log_retention_days = "unlimited"
+"#;
 
+/// The routes the examples' comments show: `GET /files/` needs `files:read`,
+/// anything under `/admin/` needs `admin:write`.
+pub const ROUTES: &str = r#"
 [[auth.routes]]
 prefix = "/files/"
 methods = ["GET"]
@@ -52,11 +55,17 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// The daemon with [`ROUTES`].
     pub fn start() -> Fixture {
+        Fixture::start_with(ROUTES)
+    }
+
+    /// The daemon with `toml` (after [`TIERS`]) as its configuration.
+    pub fn start_with(toml: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
         let http_socket = dir.path().join("tollgate-http.sock");
-        let mut config = Config::parse(ROUTES).unwrap();
+        let mut config = Config::parse(&format!("{TIERS}\n{toml}")).unwrap();
         config.data = dir.path().join("data");
         config.socket = dir.path().join("tollgate.sock");
         config.http = format!("127.0.0.1:{port}");
