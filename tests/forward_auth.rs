@@ -85,7 +85,8 @@ impl Traefik {
     fn from_example() -> Traefik {
         let text = include_str!("../examples/traefik/dynamic.yml");
         let address = yaml_scalar(text, "address");
-        let path = address.strip_prefix("http://127.0.0.1:7070").expect("the example's address is tollgate's").to_owned();
+        let path =
+            address.strip_prefix("http://127.0.0.1:7070").expect("the example's address is tollgate's").to_owned();
         let middlewares = yaml_list(text, "middlewares");
         assert_eq!(middlewares, ["tollgate", "drop-credentials"], "the router's middlewares, in order");
         Traefik {
@@ -117,7 +118,8 @@ impl Traefik {
             .iter()
             .filter(|(k, _)| !HOP.iter().any(|h| k.eq_ignore_ascii_case(h)) && !k.eq_ignore_ascii_case("host"))
             .filter(|(k, _)| {
-                self.auth_request_headers.is_empty() || self.auth_request_headers.iter().any(|a| a.eq_ignore_ascii_case(k))
+                self.auth_request_headers.is_empty()
+                    || self.auth_request_headers.iter().any(|a| a.eq_ignore_ascii_case(k))
             })
             .cloned()
             .collect();
@@ -167,8 +169,13 @@ fn traefik_forward_auth_contract() {
     let (good_id, good) = &fx.good;
     let local = "127.0.0.1";
 
-    for cred in [format!("Authorization: Bearer {good}"), format!("X-API-Key: {good}"), format!("Cookie: a=b; tollgate_token={good}")] {
-        let up = traefik.handle(t, &client_owned("GET", "/files/a?x=1", local, &[&cred, "X-Auth-Subject: root"])).upstream();
+    for cred in [
+        format!("Authorization: Bearer {good}"),
+        format!("X-API-Key: {good}"),
+        format!("Cookie: a=b; tollgate_token={good}"),
+    ] {
+        let up =
+            traefik.handle(t, &client_owned("GET", "/files/a?x=1", local, &[&cred, "X-Auth-Subject: root"])).upstream();
         assert_eq!(header(&up, "x-auth-subject"), Some(fx.user.as_str()), "{cred}: {up:?}");
         assert_eq!(header(&up, "x-auth-team"), Some(fx.team.as_str()), "{up:?}");
         assert_eq!(header(&up, "x-auth-roles"), Some("Reader"), "{up:?}");
@@ -318,8 +325,13 @@ fn envoy_ext_authz_contract() {
     let (good_id, good) = &fx.good;
     let local = "127.0.0.1";
 
-    for cred in [format!("Authorization: Bearer {good}"), format!("X-API-Key: {good}"), format!("Cookie: a=b; tollgate_token={good}")] {
-        let up = envoy.handle(t, &client_owned("GET", "/files/a?x=1", local, &[&cred, "X-Auth-Subject: root"])).upstream();
+    for cred in [
+        format!("Authorization: Bearer {good}"),
+        format!("X-API-Key: {good}"),
+        format!("Cookie: a=b; tollgate_token={good}"),
+    ] {
+        let up =
+            envoy.handle(t, &client_owned("GET", "/files/a?x=1", local, &[&cred, "X-Auth-Subject: root"])).upstream();
         assert_eq!(header(&up, "x-auth-subject"), Some(fx.user.as_str()), "{cred}: {up:?}");
         assert_eq!(header(&up, "x-auth-team"), Some(fx.team.as_str()), "{up:?}");
         assert_eq!(header(&up, "x-auth-roles"), Some("Reader"), "{up:?}");
@@ -410,7 +422,8 @@ fn send(addr: SocketAddr, method: &str, target: &str, headers: &Headers) -> Http
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("a status");
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     HttpResp { status, headers, text: String::from_utf8_lossy(&buf[split + 4..]).into_owned() }
 }
 
