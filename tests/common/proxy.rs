@@ -106,9 +106,8 @@ impl Fixture {
             })
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !super::try_http(([127, 0, 0, 1], port).into(), "GET", "/readyz", &[], None)
-            .is_some_and(|r| r.status == 200)
-        {
+        let ready = || super::try_http(([127, 0, 0, 1], port).into(), "GET", "/readyz", &[], None);
+        while ready().is_none_or(|r| r.status != 200) {
             assert!(!thread.is_finished(), "tollgate exited before it was ready");
             assert!(std::time::Instant::now() < deadline, "tollgate is not ready on {port}");
             std::thread::sleep(std::time::Duration::from_millis(20));
