@@ -121,6 +121,9 @@ fn fixtures(main: &Daemon, busy: &Daemon, shutdown: &Daemon, stop_file: &Path) -
     let (_, ip_key) = main.key(&user, NewKey { whitelisted_ips: ips, ..Default::default() });
     let rate = RateLimit { max: 3, window_ms: 60_000 };
     let (_, rate_key) = main.key(&user, NewKey { rate_limit: Some(rate), ..Default::default() });
+    // For the README's middleware (test_readme_middleware.py).
+    let mw_rate = RateLimit { max: 2, window_ms: 60_000 };
+    let (_, mw_rate_key) = main.key(&user, NewKey { rate_limit: Some(mw_rate), ..Default::default() });
     let (disabled_id, disabled) = main.key(&user, NewKey::default());
     e.update_key(&disabled_id, KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
     let (expired_id, expired) = main.key(&user, NewKey::default());
@@ -153,6 +156,7 @@ fn fixtures(main: &Daemon, busy: &Daemon, shutdown: &Daemon, stop_file: &Path) -
         ("TOLLGATE_TEST_USES_KEY", uses),
         ("TOLLGATE_TEST_IP_KEY", ip_key),
         ("TOLLGATE_TEST_RATE_KEY", rate_key),
+        ("TOLLGATE_TEST_MW_RATE_KEY", mw_rate_key),
         ("TOLLGATE_TEST_DISABLED_KEY", disabled),
         ("TOLLGATE_TEST_EXPIRED_KEY", expired),
         ("TOLLGATE_TEST_DELETED_KEY", deleted),

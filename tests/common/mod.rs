@@ -7,6 +7,8 @@ use tollgate::config::Config;
 use tollgate::core::model::{Role, Tier, UserStatus};
 use tollgate::engine::Engine;
 
+pub mod proxy;
+
 /// A config on `dir` from TOML text (data dir and socket filled in).
 pub fn config(dir: &Path, toml: &str) -> Config {
     let mut c = Config::parse(toml).expect("test config parses");
@@ -386,4 +388,27 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
         .parse()
         .unwrap()
+}
+
+/// Whether this run is CI's: `CI` set to anything but empty, `0` or `false`
+/// (`.ci/run` sets `CI=true`). A test whose tool is missing fails in CI.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// The first of `candidates` that is a file, else `name` found on `PATH`;
+/// `None` (after a banner on the real stderr) when it is missing outside CI.
+/// In CI a missing tool fails the test with `install` in the message.
+pub fn require_tool(name: &str, candidates: &[&str], install: &str) -> Option<std::path::PathBuf> {
+    use std::io::Write as _;
+    let found = candidates.iter().map(std::path::PathBuf::from).find(|p| p.is_file()).or_else(|| {
+        std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(!in_ci(), "{name} is not installed, and CI is set: install it ({install}; see .ci/run)");
+        // The real stderr: eprintln! is captured and hidden for a passing test.
+        let banner = "=".repeat(72);
+        let _ = writeln!(std::io::stderr(), "\n{banner}\n  SKIPPED: {name} is not installed ({install})\n{banner}\n");
+    }
+    found
 }
