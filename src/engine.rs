@@ -244,8 +244,21 @@ impl Engine {
     /// Verifies at time `now` without waiting for durability (the pure verifier;
     /// strict-mode callers must wait for `Allow::durable_after` themselves).
     pub fn verify_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        self.verifier_at(req, now, true)
+    }
+
+    /// Verifies the credential of an admin-API call: as [`verify_at`], but
+    /// the team's per-minute tier limit neither applies nor counts the call
+    /// (it is on the team's API requests); the credential's own limits do.
+    ///
+    /// [`verify_at`]: Engine::verify_at
+    pub fn verify_admin_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        self.verifier_at(req, now, false)
+    }
+
+    fn verifier_at(&self, req: &VerifyRequest<'_>, now: Micros, team_limit: bool) -> Verdict {
         let tiers = self.tiers.load();
-        Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict }.verify(req, now)
+        Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict, team_limit }.verify(req, now)
     }
 
     /// Blocks until flush generation `ticket` is on disk.

@@ -646,3 +646,27 @@ fn jti_revocations_are_scoped_to_their_team_and_survive_a_restart() {
     assert!(e.verify(&VerifyRequest::new(&jwt_b)).is_allow());
     assert!(e.verify(&VerifyRequest::new(&other)).is_allow());
 }
+
+/// An admin-API call's credential check (`verify_admin_at`) neither meets nor
+/// spends the team's per-minute tier limit (it limits the team's API
+/// requests), while the key's own uses are spent exactly, from many threads.
+#[test]
+fn admin_calls_do_not_spend_the_team_minute_but_spend_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), "");
+    let (_, user) = common::team_and_user(&e, Tier::Free, "dora");
+    let (_, secret) =
+        e.create_key(NewKey { user_id: user.clone(), remaining: Some(5000), ..Default::default() }).unwrap();
+    let now = (now_us() / 60_000_000 + 1) * 60_000_000 + 1_000_000;
+    // The Free tier allows 2 requests a minute; the admin checks go through.
+    let t = hammer_with(4, 1000, |_| e.verify_admin_at(&VerifyRequest::new(&secret), now));
+    assert_eq!(t.get(&None), Some(&4000), "{t:?}");
+    // The minute is untouched: two API requests pass, the third is limited.
+    assert!(e.verify_at(&VerifyRequest::new(&secret), now).is_allow());
+    assert!(e.verify_at(&VerifyRequest::new(&secret), now).is_allow());
+    assert_eq!(e.verify_at(&VerifyRequest::new(&secret), now).code(), Some(DenyCode::TeamRateLimited));
+    // The key's own uses were spent by every check: 5000 - 4000 - 2 left.
+    let t = hammer_with(4, 500, |_| e.verify_admin_at(&VerifyRequest::new(&secret), now));
+    assert_eq!(t.get(&None), Some(&998), "{t:?}");
+    assert_eq!(t.get(&Some(DenyCode::UsageExceeded)), Some(&1002), "{t:?}");
+}

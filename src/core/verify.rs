@@ -212,6 +212,12 @@ pub struct Verifier<'a> {
     pub tiers: &'a [TierLimits; 4],
     /// Strict durability: queue every change and report the flush to wait for.
     pub strict: bool,
+    /// Whether the team's per-minute tier limit applies. It limits the
+    /// team's API requests (seed 000); an admin-API call authenticated by a
+    /// credential is not one, and must not be refused because the team's
+    /// traffic used up the minute (an administrator revoking a leaked key at
+    /// the limit). A key's own rate limit and uses apply either way.
+    pub team_limit: bool,
 }
 
 impl Verifier<'_> {
@@ -430,7 +436,7 @@ impl Verifier<'_> {
             Some(_) => return Err(deny(DenyCode::Malformed, "unknown quota")),
         };
         let mut info = None;
-        let rpm = tier.requests_per_minute.get();
+        let rpm = tier.requests_per_minute.get().filter(|_| self.team_limit);
         if let Some(rpm) = rpm {
             let rpm = u32::try_from(rpm).unwrap_or(u32::MAX);
             match team.minute.try_take(rpm, MINUTE_US, now, req.cost) {
