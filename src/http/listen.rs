@@ -442,7 +442,7 @@ pub async fn serve<F, S, B>(
                 }
                 Err(e) => {
                     conns.warn(&format!("{} accept failed ({e}); backing off 50 ms", listener.name()));
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    if matches!(rustix::io::Errno::from_io_error(&e), Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)) {
                         conns.evict_one();
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
