@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use ipnet::IpNet;
 use parking_lot::{Condvar, Mutex};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::{Config, ConfigError, DurabilityMode};
 use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, TeamEntry, TokenEntry, UserEntry};

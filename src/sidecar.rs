@@ -262,7 +262,8 @@ pub async fn run<S: Service>(listener: UnixListener, service: Arc<S>, limits: Li
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
-    let drained = tokio::time::timeout(limits.timeouts.drain, async { while conns.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(limits.timeouts.drain, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(left = conns.len(), "sidecar connections did not drain in time; closing them");
         conns.abort_all();

@@ -448,8 +448,7 @@ impl World {
             }
             Op::Update { key, enabled, remaining, refill, rate_limit, expires_in_ms } => {
                 let Some(i) = self.model.key(*key) else { return Ok(()) };
-                let expires_at =
-                    expires_in_ms.map(|o| o.map(|ms| self.model.now_ms.saturating_add_signed(ms)));
+                let expires_at = expires_in_ms.map(|o| o.map(|ms| self.model.now_ms.saturating_add_signed(ms)));
                 let up = KeyUpdate {
                     enabled: *enabled,
                     remaining: *remaining,
@@ -527,7 +526,9 @@ impl World {
                     (Verdict::Allow(a), Ok(remaining)) => {
                         check!(a.remaining == remaining, "key {i}: remaining {:?}, model {remaining:?}", a.remaining)
                     }
-                    (Verdict::Deny(d), Err(code)) => check!(d.code == code, "key {i}: denied {:?}, model {code:?}", d.code),
+                    (Verdict::Deny(d), Err(code)) => {
+                        check!(d.code == code, "key {i}: denied {:?}, model {code:?}", d.code)
+                    }
                     (got, expected) => check!(false, "key {i}: verdict {:?}, model {expected:?}", got.code()),
                 }
             }
@@ -574,8 +575,18 @@ impl World {
             }
             let (record, usage) = got.map_err(|e| TestCaseError::fail(format!("key {i}: {e}")))?;
             check!(record.enabled == k.enabled, "key {i}: enabled {}, model {}", record.enabled, k.enabled);
-            check!(record.expires_at == k.expires_at, "key {i}: expires_at {:?}, model {:?}", record.expires_at, k.expires_at);
-            check!(record.remaining == k.limit, "key {i}: remaining setting {:?}, model {:?}", record.remaining, k.limit);
+            check!(
+                record.expires_at == k.expires_at,
+                "key {i}: expires_at {:?}, model {:?}",
+                record.expires_at,
+                k.expires_at
+            );
+            check!(
+                record.remaining == k.limit,
+                "key {i}: remaining setting {:?}, model {:?}",
+                record.remaining,
+                k.limit
+            );
             check!(record.refill == k.refill && record.rate_limit == k.rate_limit, "key {i}: limits differ");
             check!(usage.anchor == k.anchor, "key {i}: anchor {}, model {}", usage.anchor, k.anchor);
             if k.limit.is_some() {

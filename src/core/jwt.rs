@@ -5,7 +5,7 @@
 //! that function deserializes the claims twice, allocates a verifier per call
 //! and costs several microseconds even for HS256. Instead the token is parsed
 //! by hand, with stack buffers for the header and signature, the signature is
-//! checked with precomputed `ring` keys, and the payload is deserialized
+//! checked with precomputed `aws-lc-rs` keys, and the payload is deserialized
 //! exactly once. `jsonwebtoken` is only used at configuration time, to turn
 //! PEM text into DER key material.
 //!
@@ -38,10 +38,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aws_lc_rs::rand::SystemRandom;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use quick_cache::sync::Cache;
-use ring::rand::SystemRandom;
 
 mod claims;
 mod issue;
@@ -152,7 +152,6 @@ impl JwtKeys {
             rng: SystemRandom::new(),
         })
     }
-
 
     /// Returns the settings this key set was built from, so callers can read
     /// `ttl_secs`, `issuer` and `audience` when building claims.

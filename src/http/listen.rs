@@ -306,7 +306,7 @@ pub fn load_tls(t: &TlsConfig) -> Result<LoadedTls, ConfigError> {
             t.key.display()
         ))
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ConfigError(format!("http_server.tls: {e}")))?;

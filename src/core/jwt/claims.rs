@@ -58,7 +58,6 @@ impl Claims {
 mod tests {
     use super::super::fixtures::*;
     use super::super::*;
-    use super::*;
 
     #[test]
     fn string_typed_exp_rejected() {

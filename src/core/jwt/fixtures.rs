@@ -1,9 +1,9 @@
 //! Keys, settings and tokens shared by the tests of the `jwt` modules.
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as rsig, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ring::rand::SystemRandom;
-use ring::signature::{self as rsig, KeyPair};
 
 use super::*;
 
@@ -98,13 +98,12 @@ pub(super) fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Returns a ring-generated P-256 key as (private PKCS#8 PEM, public SPKI PEM).
+/// Returns a freshly generated P-256 key as (private PKCS#8 PEM, public SPKI PEM).
 pub(super) fn es256_pems() -> (String, String) {
     let rng = SystemRandom::new();
-    let doc =
-        rsig::EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("generate p-256");
-    let pair = rsig::EcdsaKeyPair::from_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
-        .expect("parse p-256");
+    let doc = rsig::EcdsaKeyPair::generate_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("generate p-256");
+    let pair =
+        rsig::EcdsaKeyPair::from_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).expect("parse p-256");
     // SubjectPublicKeyInfo prefix for id-ecPublicKey + prime256v1.
     let mut spki = vec![
         0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
@@ -204,8 +203,8 @@ pub(super) fn b64(s: &str) -> String {
 /// Builds an HS256-signed token from raw header and payload JSON.
 pub(super) fn hs_token(secret: &[u8], header: &str, payload: &str) -> String {
     let input = format!("{}.{}", b64(header), b64(payload));
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    let sig = ring::hmac::sign(&key, input.as_bytes());
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
 

@@ -1,9 +1,9 @@
 //! Issuing: the signing material and the header tollgate writes.
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature as rsig;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::SystemRandom;
-use ring::signature as rsig;
 use serde::Serialize;
 
 use super::{Claims, JwtKeys};
@@ -23,7 +23,8 @@ pub enum JwtError {
 /// Private signing material for one key, parsed once at load time because
 /// parsing an RSA private key costs far more than signing with it.
 pub(super) enum Signer {
-    Hmac(ring::hmac::Key),
+    /// Boxed: aws-lc-rs keeps the HMAC context (over 1 KB) in the key.
+    Hmac(Box<aws_lc_rs::hmac::Key>),
     Rsa(rsig::RsaKeyPair),
     Ecdsa(rsig::EcdsaKeyPair),
     Ed25519(rsig::Ed25519KeyPair),
@@ -32,9 +33,9 @@ pub(super) enum Signer {
 impl Signer {
     pub(super) fn sign(&self, message: &[u8], rng: &SystemRandom) -> Result<Vec<u8>, JwtError> {
         match self {
-            Signer::Hmac(key) => Ok(ring::hmac::sign(key, message).as_ref().to_vec()),
+            Signer::Hmac(key) => Ok(aws_lc_rs::hmac::sign(key, message).as_ref().to_vec()),
             Signer::Rsa(pair) => {
-                let mut sig = vec![0u8; pair.public().modulus_len()];
+                let mut sig = vec![0u8; pair.public_modulus_len()];
                 pair.sign(&rsig::RSA_PKCS1_SHA256, rng, message, &mut sig).map_err(|_| JwtError::Sign)?;
                 Ok(sig)
             }
@@ -77,7 +78,6 @@ impl JwtKeys {
 mod tests {
     use super::super::fixtures::*;
     use super::super::*;
-    use super::*;
 
     fn roundtrip(keys: &JwtKeys, alg: JwtAlg) {
         let token = keys.issue(&claims()).expect("issue");

@@ -30,7 +30,6 @@ impl Verifier {
         }
     }
 }
-}
 
 impl JwtKeys {
     /// Returns the public keys as a JWKS document (`{"keys":[…]}`) for
@@ -38,14 +37,12 @@ impl JwtKeys {
     pub fn jwks(&self) -> serde_json::Value {
         self.jwks.clone()
     }
-
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
     use super::super::*;
-    use super::*;
 
     #[test]
     fn jwks_contains_public_keys_and_no_secret() {

@@ -4,10 +4,10 @@
 
 use std::fmt;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as rsig, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ring::rand::SystemRandom;
-use ring::signature::{self as rsig, KeyPair};
 use serde::{Deserialize, Serialize};
 
 use super::JwtKeys;
@@ -208,17 +208,20 @@ pub enum JwtConfigError {
 
 /// Precomputed verification material for one key.
 pub(super) enum Verifier {
-    Hmac(ring::hmac::Key),
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Boxed: aws-lc-rs keeps the HMAC context (over 1 KB) in the key.
+    Hmac(Box<aws_lc_rs::hmac::Key>),
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     Ecdsa(Vec<u8>),
     Ed25519(Vec<u8>),
 }
 
-
 impl Verifier {
     pub(super) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
-            Verifier::Hmac(key) => ring::hmac::verify(key, message, signature).is_ok(),
+            Verifier::Hmac(key) => aws_lc_rs::hmac::verify(key, message, signature).is_ok(),
             Verifier::Rsa { n, e } => rsig::RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
                 .verify(&rsig::RSA_PKCS1_2048_8192_SHA256, message, signature)
                 .is_ok(),
@@ -230,7 +233,6 @@ impl Verifier {
             }
         }
     }
-
 }
 
 /// One verification key, looked up by `kid`.
@@ -326,8 +328,8 @@ pub(super) fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>),
         if secret.len() < MIN_HS256_SECRET {
             return Err(err("hs256 secret must be at least 32 bytes"));
         }
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-        return Ok((Verifier::Hmac(key.clone()), Some(Signer::Hmac(key))));
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+        return Ok((Verifier::Hmac(Box::new(key.clone())), Some(Signer::Hmac(Box::new(key)))));
     }
     if cfg.secret.is_some() {
         return Err(err("only hs256 keys take a secret"));
@@ -344,18 +346,14 @@ pub(super) fn load_key(cfg: &JwtKeyConfig) -> Result<(Verifier, Option<Signer>),
                 .map_err(|_| err("private_key_pem is not a pkcs#1 or pkcs#8 rsa private key"))?;
             let pair = rsig::RsaKeyPair::from_der(key.inner())
                 .map_err(|_| err("private_key_pem is not a valid rsa private key of 2048 to 8192 bits"))?;
-            let comps = rsig::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+            let comps = rsig::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
             (Some(Verifier::Rsa { n: comps.n, e: comps.e }), Some(Signer::Rsa(pair)))
         }
         (JwtAlg::ES256, Some(pem)) => {
             let key = jsonwebtoken::EncodingKey::from_ec_pem(pem)
                 .map_err(|_| err("private_key_pem is not a pkcs#8 ec private key"))?;
-            let pair = rsig::EcdsaKeyPair::from_pkcs8(
-                &rsig::ECDSA_P256_SHA256_FIXED_SIGNING,
-                key.inner(),
-                &SystemRandom::new(),
-            )
-            .map_err(|_| err("private_key_pem is not a valid pkcs#8 p-256 private key"))?;
+            let pair = rsig::EcdsaKeyPair::from_pkcs8(&rsig::ECDSA_P256_SHA256_FIXED_SIGNING, key.inner())
+                .map_err(|_| err("private_key_pem is not a valid pkcs#8 p-256 private key"))?;
             let point = pair.public_key().as_ref().to_vec();
             (Some(Verifier::Ecdsa(point)), Some(Signer::Ecdsa(pair)))
         }
@@ -449,7 +447,6 @@ impl JwtKeys {
         pem.push_str("-----END PRIVATE KEY-----\n");
         pem
     }
-
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ impl JwtKeys {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return self.verify_uncached(bytes, now_secs).map(Arc::new);
         };
-        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
         if let Some(claims) = cache.get(&key) {
@@ -273,7 +273,6 @@ impl JwtKeys {
         }
         Ok(())
     }
-
 }
 
 #[cfg(test)]
@@ -582,7 +581,7 @@ mod tests {
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ {}\"";
         for i in 0..3000usize {
             let mut bytes = vec![0u8; i % 700];
-            ring::rand::SecureRandom::fill(&rng, &mut bytes).expect("rng");
+            aws_lc_rs::rand::SecureRandom::fill(&rng, &mut bytes).expect("rng");
             let raw = String::from_utf8_lossy(&bytes).into_owned();
             let mapped: String = bytes.iter().map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect();
             for header in ["", "eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzIn0."] {
