@@ -2,6 +2,8 @@
 //! frame, verify one hot API key, encode the answer, and whatever the service
 //! counts along the way. `cargo bench --bench socket`; BENCHMARKS.md
 //! ("Metrics overhead") records the numbers.
+// `criterion_group!` defines a public function without documentation.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -583,7 +583,7 @@ mod tests {
 
     #[test]
     fn targets_are_ids_cut_short_and_credentials_are_redacted() {
-        let rng = ring::rand::SystemRandom::new();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
         let key = crate::core::secret::generate(&rng, "tg").plaintext;
         let pat = crate::core::secret::generate(&rng, ACCESS_TOKEN_PREFIX).plaintext;
         let admin = crate::core::secret::generate(&rng, "tgadmin").plaintext;
@@ -606,7 +606,7 @@ mod tests {
 
     #[test]
     fn only_found_keys_and_tokens_are_attributable() {
-        let key = crate::core::secret::generate(&ring::rand::SystemRandom::new(), "tg").plaintext;
+        let key = crate::core::secret::generate(&aws_lc_rs::rand::SystemRandom::new(), "tg").plaintext;
         assert!(attributable(&key, DenyCode::Revoked).is_some());
         assert!(attributable(&key, DenyCode::NotFound).is_none());
         assert!(attributable("tg_nope", DenyCode::Revoked).is_none());

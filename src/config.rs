@@ -38,9 +38,18 @@ pub struct Config {
     pub socket_allowed_uids: Vec<u32>,
     /// Most socket connections served at once.
     pub max_connections: usize,
+    /// Milliseconds a new socket connection may take to send its hello; a
+    /// connection that has not is closed.
+    pub socket_handshake_timeout_ms: u64,
     /// Milliseconds a socket frame may take to arrive once it has started; a
     /// connection whose frame stalls longer is closed.
     pub socket_frame_timeout_ms: u64,
+    /// Milliseconds one write of answers may wait for a socket client that
+    /// does not read them; then the connection is closed.
+    pub socket_write_timeout_ms: u64,
+    /// On SIGTERM, milliseconds socket connections get to send the answers
+    /// they owe; connections still open after it are dropped.
+    pub socket_drain_grace_ms: u64,
     /// Address of the HTTP listener.
     pub http: String,
     /// If set, the HTTP server also listens on this Unix socket (for nginx's
@@ -225,7 +234,10 @@ impl Default for Config {
             socket_mode: "0660".to_owned(),
             socket_allowed_uids: Vec::new(),
             max_connections: 1024,
+            socket_handshake_timeout_ms: 5_000,
             socket_frame_timeout_ms: 10_000,
+            socket_write_timeout_ms: 10_000,
+            socket_drain_grace_ms: 10_000,
             http: "127.0.0.1:7070".to_owned(),
             http_socket: None,
             http_socket_mode: "0660".to_owned(),
@@ -599,9 +611,14 @@ impl Config {
             "socket: must be a path of 1 to 100 bytes (the Unix socket limit is 108)".into()
         });
         check(self.max_connections != 0, &|| "max_connections: must be at least 1".into());
-        check((1..=3_600_000).contains(&self.socket_frame_timeout_ms), &|| {
-            "socket_frame_timeout_ms: must be between 1 and 3600000".into()
-        });
+        for (key, v, lo) in [
+            ("socket_handshake_timeout_ms", self.socket_handshake_timeout_ms, 1),
+            ("socket_frame_timeout_ms", self.socket_frame_timeout_ms, 1),
+            ("socket_write_timeout_ms", self.socket_write_timeout_ms, 1),
+            ("socket_drain_grace_ms", self.socket_drain_grace_ms, 0),
+        ] {
+            check((lo..=3_600_000).contains(&v), &|| format!("{key}: must be between {lo} and 3600000 (milliseconds)"));
+        }
         let d = &self.durability;
         check((1..=60_000).contains(&d.flush_interval_ms), &|| {
             "durability.flush_interval_ms: must be between 1 and 60000".into()
@@ -1087,6 +1104,11 @@ mod tests {
             ("[http_server]\nmax_connections = 0", "http_server.max_connections"),
             ("[http_server]\ndrain_grace_ms = 3600001", "http_server.drain_grace_ms"),
             ("[http_server]\ntimeout = 1", "unknown field `timeout`"),
+            ("socket_handshake_timeout_ms = 0", "socket_handshake_timeout_ms"),
+            ("socket_frame_timeout_ms = 0", "socket_frame_timeout_ms"),
+            ("socket_write_timeout_ms = 0", "socket_write_timeout_ms"),
+            ("socket_write_timeout_ms = 3600001", "socket_write_timeout_ms"),
+            ("socket_drain_grace_ms = 3600001", "socket_drain_grace_ms"),
             ("[http_server.tls]\ncert = \"/c.pem\"", "http_server.tls.key: missing"),
             ("[http_server.tls]\nkey = \"/k.pem\"", "http_server.tls.cert: missing"),
             ("http = \"0.0.0.0:7070\"", "--insecure-http"),

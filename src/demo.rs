@@ -39,7 +39,7 @@ pub fn ensure(engine: &Engine, data: &Path) -> Result<Demo, EngineError> {
             return Ok(Demo { key, created: false });
         }
     }
-    let rng = ring::rand::SystemRandom::new();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
     let suffix = crate::core::secret::new_id(&rng, "");
     let team = engine.create_team("demo", Tier::Start)?;
     let password = crate::core::secret::generate(&rng, "pw").plaintext;

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use ipnet::IpNet;
 use parking_lot::{Condvar, Mutex};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::{Config, ConfigError, DurabilityMode};
 use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, TeamEntry, TokenEntry, UserEntry};
@@ -966,15 +966,33 @@ impl Engine {
             None => old.ips.clone(),
         };
         validate_limits(k.refill, k.rate_limit)?;
+        // A refill refills remaining uses: a key without a limit on them has
+        // nothing to refill (the verifier would count its uses from 0 and
+        // refuse it until the first refill, while it shows as unlimited).
+        if k.refill.is_some() && up.remaining.unwrap_or(k.remaining).is_none() {
+            return invalid("refill", "a key with a refill needs remaining uses (set remaining, or remove the refill)");
+        }
         let now = now_ms();
         k.updated_at = now;
-        // Setting `remaining` starts a fresh counter; otherwise the live counters
-        // carry over untouched.
+        // Setting `remaining` starts a fresh counter. A new refill starts its
+        // periods now with the uses left (a refill due under the old one
+        // included): the stored period is counted in the old interval, so
+        // carried over it could hold off refills for that many new intervals.
+        // Otherwise the live counters carry over untouched. The rate-limit
+        // window, request count and last use always carry over.
+        let fresh = |remaining: u32| {
+            let usage = Usage { remaining, period: 0, anchor: now, ..key_usage(&old.counters) };
+            let mut c = counters(&usage, k.refill);
+            c.window = old.counters.window.snapshot();
+            Arc::new(c)
+        };
         let counters = match up.remaining {
             Some(r) => {
                 k.remaining = r;
-                let usage = Usage { remaining: r.unwrap_or(0), period: 0, anchor: now, ..key_usage(&old.counters) };
-                Arc::new(counters(&usage, k.refill))
+                fresh(r.unwrap_or(0))
+            }
+            None if k.refill != old.record.refill => {
+                fresh(remaining_at(&old.record, &key_usage(&old.counters), now).unwrap_or(0))
             }
             None => old.counters.clone(),
         };

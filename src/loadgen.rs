@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::core::limits::Micros;
 use crate::core::model::{Permissions, Role, Tier, UserStatus};
 use crate::engine::{Engine, NewKey};
-use crate::sidecar::{Limits, Service};
+use crate::sidecar::{Limits, Service, Timeouts};
 
 /// One answer in this many is fully decoded and checked, the rest only by
 /// message type and outcome byte.
@@ -261,8 +261,7 @@ fn drive_echo(
             .with_context(|| format!("cannot bind the echo server on {}", socket.display()))?
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let limits =
-        Limits { max_connections: 1024, allowed_uids: Vec::new(), frame_timeout: crate::sidecar::FRAME_TIMEOUT };
+    let limits = Limits { max_connections: 1024, allowed_uids: Vec::new(), timeouts: Timeouts::default() };
     let server = rt.spawn(crate::sidecar::run(listener, Arc::new(EchoService), limits, stop_rx));
     let out = drive("echo", socket, creds, opts);
     let _ = stop_tx.send(true);

@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn credentials_in_paths_are_replaced() {
-        let key = crate::core::secret::generate(&ring::rand::SystemRandom::new(), "tg").plaintext;
+        let key = crate::core::secret::generate(&aws_lc_rs::rand::SystemRandom::new(), "tg").plaintext;
         assert_eq!(loggable_path("/v1/keys/key_abc"), "/v1/keys/key_abc");
         assert_eq!(loggable_path(&format!("/v1/keys/{key}")), "/v1/keys/<credential>");
         assert_eq!(loggable_path("/v1/x/eyJhbGciOi.e30.sig/y"), "/v1/x/<credential>/y");

@@ -150,7 +150,10 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
     keep!(socket_mode);
     keep!(socket_allowed_uids);
     keep!(max_connections);
+    keep!(socket_handshake_timeout_ms);
     keep!(socket_frame_timeout_ms);
+    keep!(socket_write_timeout_ms);
+    keep!(socket_drain_grace_ms);
     keep!(http);
     keep!(http_socket);
     keep!(http_socket_mode);

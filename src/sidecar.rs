@@ -43,26 +43,52 @@ use crate::core::verify::{DenyCode, QUOTA_DOCUMENTS, Verdict, VerifyRequest};
 use crate::engine::{Engine, now_us};
 use crate::metrics::{DenySource, Interface, Metrics};
 
-/// How long a new connection may take to send its hello. A client that
-/// connects and says nothing would otherwise hold a connection slot forever.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Default of how long a frame may take to arrive once its first byte has: a client that
-/// sends half a frame and stalls would otherwise hold a connection slot (and
-/// its buffer) forever. Idle connections between frames are not timed out.
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long one write of answers may block on a client that does not read.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Most answers one connection may have waiting for durability. Past this the
 /// connection is not read until some complete, so a client cannot make the
 /// daemon hold an unbounded number of answers.
 pub const MAX_IN_FLIGHT: usize = 4096;
 
-/// How long connections get to finish their requests on shutdown before they
-/// are dropped: a client that never reads its answers must not hold up exit.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// How long a connection may take at each step, so that no client can hold a
+/// connection slot (and its buffers) or the daemon's exit forever. Configured
+/// by the `socket_*_ms` settings ([`Timeouts::from_config`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A new connection must send its hello within this
+    /// (`socket_handshake_timeout_ms`): a client that connects and says
+    /// nothing would otherwise hold a slot forever.
+    pub handshake: Duration,
+    /// Once a frame's first byte has arrived, the rest must follow within this
+    /// (`socket_frame_timeout_ms`): a client that sends half a frame and stalls
+    /// would otherwise hold a slot and its buffer forever. Idle connections
+    /// between frames are not timed out.
+    pub frame: Duration,
+    /// One write of answers may block this long on a client that does not read
+    /// them (`socket_write_timeout_ms`); then the connection is closed.
+    pub write: Duration,
+    /// On shutdown, connections get this long to finish the requests they have
+    /// read (`socket_drain_grace_ms`); the rest are dropped, so a client that
+    /// never reads its answers cannot hold up exit.
+    pub drain: Duration,
+}
+
+impl Timeouts {
+    /// The timeouts `config` sets.
+    pub fn from_config(config: &Config) -> Timeouts {
+        Timeouts {
+            handshake: Duration::from_millis(config.socket_handshake_timeout_ms),
+            frame: Duration::from_millis(config.socket_frame_timeout_ms),
+            write: Duration::from_millis(config.socket_write_timeout_ms),
+            drain: Duration::from_millis(config.socket_drain_grace_ms),
+        }
+    }
+}
+
+impl Default for Timeouts {
+    /// The defaults of the configuration.
+    fn default() -> Timeouts {
+        Timeouts::from_config(&Config::default())
+    }
+}
 
 /// Most bytes read per read call. The read buffer holds at most one partial
 /// frame (under [`proto::MAX_FRAME_LEN`]) plus one read, because every whole
@@ -98,8 +124,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// If not empty, only peers with these uids (by `SO_PEERCRED`) are served.
     pub allowed_uids: Vec<u32>,
-    /// How long a started frame may take to arrive ([`FRAME_TIMEOUT`]).
-    pub frame_timeout: Duration,
+    /// How long each step of a connection may take.
+    pub timeouts: Timeouts,
 }
 
 impl Limits {
@@ -108,7 +134,7 @@ impl Limits {
         Limits {
             max_connections: config.max_connections,
             allowed_uids: config.socket_allowed_uids.clone(),
-            frame_timeout: Duration::from_millis(config.socket_frame_timeout_ms),
+            timeouts: Timeouts::from_config(config),
         }
     }
 }
@@ -191,7 +217,7 @@ impl Drop for OpenConn<'_> {
 
 /// Serves connections on `listener` until `stop` turns true, then stops
 /// accepting and drains: every connection finishes and flushes the requests it
-/// has read (for at most [`DRAIN_GRACE`]) and is closed.
+/// has read (for at most the drain grace of [`Timeouts`]) and is closed.
 pub async fn run<S: Service>(listener: UnixListener, service: Arc<S>, limits: Limits, stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut conns = JoinSet::new();
@@ -205,13 +231,13 @@ pub async fn run<S: Service>(listener: UnixListener, service: Arc<S>, limits: Li
                     }
                     match slots.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            let (service, stop, frame_timeout) = (service.clone(), stop.clone(), limits.frame_timeout);
+                            let (service, stop, timeouts) = (service.clone(), stop.clone(), limits.timeouts);
                             static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
                             let span = tracing::debug_span!("conn", conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed));
                             conns.spawn(async move {
                                 let _open = OpenConn::new(service.metrics());
                                 tracing::trace!("sidecar connection accepted");
-                                if let Err(e) = serve_conn(stream, &*service, stop, frame_timeout).await {
+                                if let Err(e) = serve_conn(stream, &*service, stop, timeouts).await {
                                     tracing::debug!(error = %e, "sidecar connection ended");
                                 }
                                 drop(permit);
@@ -236,7 +262,8 @@ pub async fn run<S: Service>(listener: UnixListener, service: Arc<S>, limits: Li
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
-    let drained = tokio::time::timeout(DRAIN_GRACE, async { while conns.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(limits.timeouts.drain, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(left = conns.len(), "sidecar connections did not drain in time; closing them");
         conns.abort_all();
@@ -297,7 +324,7 @@ async fn serve_conn<S: Service>(
     mut stream: UnixStream,
     service: &S,
     mut stop: watch::Receiver<bool>,
-    frame_timeout: Duration,
+    timeouts: Timeouts,
 ) -> io::Result<()> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -316,14 +343,14 @@ async fn serve_conn<S: Service>(
         }
     };
     let accepted = tokio::select! {
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => match r {
+        r = tokio::time::timeout(timeouts.handshake, handshake) => match r {
             Ok(r) => r?,
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")),
         },
         () = crate::shutdown::stopped(&mut stop) => return Ok(()),
     };
     if !accepted {
-        write_answers(&mut stream, &wbuf).await?;
+        write_answers(&mut stream, &wbuf, timeouts.write).await?;
         return stream.shutdown().await;
     }
     rbuf.advance(proto::HANDSHAKE_LEN);
@@ -361,11 +388,11 @@ async fn serve_conn<S: Service>(
         partial_until = match (waiting_for_bytes, partial_until) {
             (false, _) => None,
             (true, Some(t)) => Some(t),
-            (true, None) => Some(tokio::time::Instant::now() + frame_timeout),
+            (true, None) => Some(tokio::time::Instant::now() + timeouts.frame),
         };
         // One write per batch: this is what makes pipelining cheap.
         if !wbuf.is_empty() {
-            write_answers(&mut stream, &wbuf).await?;
+            write_answers(&mut stream, &wbuf, timeouts.write).await?;
             wbuf.clear();
         }
         record_batch(metrics, timed.0, timed.1);
@@ -411,15 +438,15 @@ async fn serve_conn<S: Service>(
         proto::encode_error(0, ErrorCode::ServerBusy, "server shutting down", &mut wbuf);
     }
     if !wbuf.is_empty() {
-        write_answers(&mut stream, &wbuf).await?;
+        write_answers(&mut stream, &wbuf, timeouts.write).await?;
     }
     stream.shutdown().await
 }
 
 /// Writes `buf` whole, or fails if the client has not taken it within
-/// [`WRITE_TIMEOUT`].
-async fn write_answers(stream: &mut UnixStream, buf: &[u8]) -> io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(buf)).await {
+/// `timeout`.
+async fn write_answers(stream: &mut UnixStream, buf: &[u8], timeout: Duration) -> io::Result<()> {
+    match tokio::time::timeout(timeout, stream.write_all(buf)).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client did not read its answers")),
     }

@@ -670,3 +670,29 @@ fn admin_calls_do_not_spend_the_team_minute_but_spend_the_key() {
     assert_eq!(t.get(&None), Some(&998), "{t:?}");
     assert_eq!(t.get(&Some(DenyCode::UsageExceeded)), Some(&1002), "{t:?}");
 }
+
+/// A new refill interval starts its periods at the change. Before, the stored
+/// period (counted in the old interval) was kept: after 100 periods of 1 s, a
+/// change to hourly refills held the next refill off for 100 hours.
+#[test]
+fn a_new_refill_interval_starts_its_periods_at_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+    let (_, user) = common::team_and_user(&e, Tier::Pro, "refill-change");
+    let refill = |interval_ms| Some(Refill { interval_ms, amount: 2 });
+    let (key, secret) =
+        e.create_key(NewKey { user_id: user, remaining: Some(2), refill: refill(1000), ..Default::default() }).unwrap();
+    let t0 = now_us();
+    let at = |secs: u64| e.verify_at(&VerifyRequest::new(&secret), t0 + secs * 1_000_000);
+    // Period 100 of 1 s: refilled, then both uses spent.
+    assert!(at(100).is_allow() && at(100).is_allow());
+    assert_eq!(at(100).code(), Some(DenyCode::UsageExceeded));
+    e.update_key(&key.id, KeyUpdate { refill: Some(refill(3_600_000)), ..Default::default() }).unwrap();
+    // What was left carries over (nothing: the 1 s refill was not yet due at
+    // the change), and the first hourly refill comes an hour after it.
+    assert_eq!(at(3000).code(), Some(DenyCode::UsageExceeded));
+    assert!(at(3601).is_allow());
+    // A refill needs remaining uses: clearing them while it stays is refused.
+    let err = e.update_key(&key.id, KeyUpdate { remaining: Some(None), ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("refill"), "{err}");
+}

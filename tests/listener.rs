@@ -341,7 +341,7 @@ impl Pki {
 
 fn client_config(roots: rustls::RootCertStore, client: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject as _;
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
@@ -420,7 +420,7 @@ fn https_handshake_certificate_reload_and_plain_http_refused() {
     assert!(tls_get(&mut old, "/healthz").unwrap().starts_with("HTTP/1.1 200"));
 
     // TLS 1.2 is offered too.
-    let tls12 = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let tls12 = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .with_root_certificates(pki.roots())

@@ -51,7 +51,7 @@ fn metrics_move_as_verifications_happen() {
         http(d.addr, "POST", "/v1/auth/token", &[("Authorization", &basic("metrics-user", "correct horse"))], None);
     assert_eq!(login.status, 200, "{}", login.text);
     let jwt = login.json()["token"].as_str().unwrap().to_owned();
-    let unknown = tollgate::core::secret::generate(&ring::rand::SystemRandom::new(), "tg").plaintext;
+    let unknown = tollgate::core::secret::generate(&aws_lc_rs::rand::SystemRandom::new(), "tg").plaintext;
 
     let before = scrape(d.addr);
     assert_eq!(metric(&before, "tollgate_ready"), 1.0);

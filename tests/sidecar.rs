@@ -316,6 +316,106 @@ async fn a_stalled_frame_is_closed_after_the_frame_timeout_but_an_idle_connectio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!("socket_handshake_timeout_ms = 300\n{}", common::PRO_UNLIMITED);
+    let d = Daemon::start(dir.path(), &toml).await;
+    let mut s = UnixStream::connect(d.socket()).await.unwrap();
+    let started = Instant::now();
+    // The default (5 s) would outlast this limit: the setting took effect.
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(3)).await;
+    assert!(closed, "a connection that never says hello must be closed");
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed before the timeout: {:?}", started.elapsed());
+    assert!(got.is_empty(), "{got:?}");
+    // A client that does say hello in time is served.
+    let c = AsyncClient::connect(d.socket()).await.unwrap();
+    c.ping().await.unwrap();
+    d.stop().await;
+}
+
+/// Sends pings on `s` from another task, without ever reading the answers,
+/// until the server stops taking them; returns how many were sent.
+fn ping_without_reading(s: UnixStream) -> (tokio::net::unix::OwnedReadHalf, JoinHandle<u64>) {
+    let (r, mut w) = s.into_split();
+    let task = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        for id in 1..=1000u32 {
+            encode_request(id, &Request::Ping, &mut batch).unwrap();
+        }
+        let mut sent = 0;
+        // 4 MB of pings: their answers far exceed the socket's buffers.
+        for _ in 0..(4 << 20) / batch.len() {
+            if w.write_all(&batch).await.is_err() {
+                break;
+            }
+            sent += 1000;
+        }
+        sent
+    });
+    (r, task)
+}
+
+/// Reads `r` until the server closes or `limit` passes; returns the bytes
+/// read and whether it closed.
+async fn drain_until_close(r: &mut tokio::net::unix::OwnedReadHalf, limit: Duration) -> (usize, bool) {
+    let mut total = 0;
+    let closed = tokio::time::timeout(limit, async {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match r.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (total, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_closed_after_the_write_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!("socket_write_timeout_ms = 300\n{}", common::PRO_UNLIMITED);
+    let d = Daemon::start(dir.path(), &toml).await;
+    let (mut r, writer) = ping_without_reading(raw(d.socket()).await);
+    // Not reading for longer than the write timeout: the server gives up on
+    // the connection. (With the default, 10 s, it would still be waiting, and
+    // reading now would let it go on answering, with the connection open.)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (read, closed) = drain_until_close(&mut r, Duration::from_secs(3)).await;
+    assert!(closed, "a client that does not read its answers must be closed");
+    let sent = tokio::time::timeout(Duration::from_secs(5), writer).await.expect("the writer stops").unwrap();
+    // Fewer answers arrived than pings were sent.
+    let mut pong = Vec::new();
+    tollgate_protocol::encode_response(1, &Response::Pong, &mut pong).unwrap();
+    assert!(read / pong.len() < sent as usize, "read {read} bytes for {sent} pings");
+    // Other clients are served all along.
+    let c = AsyncClient::connect(d.socket()).await.unwrap();
+    c.ping().await.unwrap();
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_a_connection_that_does_not_read_after_the_drain_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!("socket_drain_grace_ms = 300\n{}", common::PRO_UNLIMITED);
+    let d = Daemon::start(dir.path(), &toml).await;
+    let (mut r, _writer) = ping_without_reading(raw(d.socket()).await);
+    // Let the server block writing answers nobody reads.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    d.stop().await;
+    let took = started.elapsed();
+    // The stuck connection held shutdown for the grace, not for the write
+    // timeout (10 s) or the default grace (10 s).
+    assert!(took >= Duration::from_millis(250), "shutdown did not wait for the connection: {took:?}");
+    assert!(took < Duration::from_secs(5), "shutdown waited {took:?}");
+    let (_, closed) = drain_until_close(&mut r, Duration::from_secs(3)).await;
+    assert!(closed, "the connection is dropped at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_key_is_not_found_on_the_very_next_request() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), common::PRO_UNLIMITED).await;

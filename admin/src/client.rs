@@ -1,5 +1,5 @@
 //! A typed, blocking client of the tollgate admin HTTP API, over `ureq`
-//! (HTTP/1.1, rustls on ring for `https://`).
+//! (HTTP/1.1, rustls on aws-lc-rs for `https://`).
 //!
 //! One agent per client: calls reuse its connections (a listing that follows
 //! `nextUrl` opens one). It never goes through a proxy from the environment
@@ -133,7 +133,13 @@ fn agent(roots: RootCerts) -> ureq::Agent {
         .timeout_per_write(Some(IO_TIMEOUT))
         .user_agent(concat!("tollgate-admin/", env!("CARGO_PKG_VERSION")))
         .accept("application/json")
-        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(roots)
+                // The daemon's crypto stack; ureq is built without its default (ring).
+                .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .build(),
+        )
         .build();
     ureq::Agent::new_with_config(config)
 }

@@ -129,6 +129,13 @@ impl AnchoredWindow {
         }
     }
 
+    /// A limiter in this one's state now: a key whose other counters are
+    /// replaced (an administrator set its remaining uses or its refill) keeps
+    /// its rate-limit window.
+    pub fn snapshot(&self) -> AnchoredWindow {
+        AnchoredWindow { state: AtomicU64::new(self.state.load(Ordering::Acquire)) }
+    }
+
     /// Gives back what a successful `try_take` with the same arguments took,
     /// if the window it counted in is still the current one: a window that
     /// contains `now`. (A later window starts after `now`, because starts only

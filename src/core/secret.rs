@@ -3,10 +3,10 @@
 //! As GitHub's tokens do, the checksum (CRC32 of everything before it) lets a
 //! mistyped or made-up credential be rejected as `MALFORMED` without touching the
 //! index, and lets secret scanners recognise ours. The 30 random characters carry
-//! 178 bits from ring's CSPRNG. Only the SHA-256 of a secret is ever stored.
+//! 178 bits from the system CSPRNG (through aws-lc-rs). Only the SHA-256 of a secret is ever stored.
 
-use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Random characters in a secret.

@@ -116,7 +116,7 @@ fn token_from_file(path: &std::path::Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
-    let token = secret::generate(&ring::rand::SystemRandom::new(), "tgadmin").plaintext;
+    let token = secret::generate(&aws_lc_rs::rand::SystemRandom::new(), "tgadmin").plaintext;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -306,7 +306,7 @@ pub fn load_tls(t: &TlsConfig) -> Result<LoadedTls, ConfigError> {
             t.key.display()
         ))
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ConfigError(format!("http_server.tls: {e}")))?;
@@ -442,7 +442,7 @@ pub async fn serve<F, S, B>(
                 }
                 Err(e) => {
                     conns.warn(&format!("{} accept failed ({e}); backing off 50 ms", listener.name()));
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    if matches!(rustix::io::Errno::from_io_error(&e), Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)) {
                         conns.evict_one();
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
