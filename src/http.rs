@@ -27,7 +27,6 @@ use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use bytes::Bytes;
@@ -139,8 +138,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(catch_panic())
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), access))
+        // One layer (one boxing of each route), the access layer outside.
+        .layer(tower::ServiceBuilder::new().layer(AccessLayer(shared.clone())).layer(catch_panic()))
         .with_state(shared)
 }
 
@@ -273,55 +272,144 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// One request: its id (kept from `X-Request-Id` or made, put on the request
-/// for the admin API's audit entries), its span, the access line at INFO
-/// (`tollgate::access`), the admin-API metrics, the id on the answer.
-async fn access(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let incoming =
-        req.headers().get(X_REQUEST_ID).and_then(|v| RequestId::parse(v.as_bytes()).map(|id| (id, v.clone())));
-    let (id, id_header) = match incoming {
-        Some((id, v)) => (id, Some(v)),
-        None => (RequestId::generate(), None),
-    };
-    let span = tracing::info_span!("http", req = %id);
-    let method = req.method().clone();
-    let peer = Peer::of(req.extensions());
-    // The raw path (credential-like segments replaced) only at debug level.
-    let path = tracing::enabled!(target: "tollgate::access", tracing::Level::DEBUG)
-        .then(|| loggable_path(&shared, req.uri().path()));
-    let admin = is_admin_path(req.uri().path());
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    req.extensions_mut().insert(id);
-    let mut resp = next.run(req).instrument(span).await;
-    let status = resp.status();
-    let elapsed = start.elapsed();
-    let route = route_name(matched.as_ref(), admin, status);
-    if admin {
-        let label = if route == "unmatched" { "any" } else { method_label(&method) };
-        shared.metrics.admin_request(label, route, status.as_u16(), elapsed);
-        if route == admin::LOGIN_PATH && method == Method::POST && !status.is_success() {
-            shared.metrics.login_failed(status.as_u16());
+/// The layer every route is wrapped in (outermost): [`Access`].
+#[derive(Clone)]
+struct AccessLayer(Arc<Shared>);
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = Access<S>;
+
+    fn layer(&self, inner: S) -> Access<S> {
+        Access { inner, shared: self.0.clone() }
+    }
+}
+
+/// One request: its id (kept from `X-Request-Id` or made; put on admin
+/// requests for their audit entries), its span, the access line at INFO
+/// (`tollgate::access`), the admin-API metrics, the id on the answer. A tower
+/// service written out rather than `axum::middleware::from_fn`, whose boxed
+/// futures and per-request clones of the inner route cost the verification
+/// routes measurably (BENCHMARKS.md, "HTTP on axum").
+#[derive(Clone)]
+struct Access<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B> tower::Service<Request> for Access<S>
+where
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
+{
+    type Response = axum::http::Response<B>;
+    type Error = S::Error;
+    type Future = AccessFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let start = Instant::now();
+        let incoming =
+            req.headers().get(X_REQUEST_ID).and_then(|v| RequestId::parse(v.as_bytes()).map(|id| (id, v.clone())));
+        let (id, id_header) = match incoming {
+            Some((id, v)) => (id, Some(v)),
+            None => (RequestId::generate(), None),
+        };
+        let span = tracing::info_span!("http", req = %id);
+        // The raw path (credential-like segments replaced) only at debug level.
+        let path = tracing::enabled!(target: "tollgate::access", tracing::Level::DEBUG)
+            .then(|| loggable_path(&self.shared, req.uri().path()));
+        let admin = is_admin_path(req.uri().path());
+        if admin {
+            // For the audit entries (admin calls only: verifications need no
+            // id past this layer, and each extension allocates).
+            req.extensions_mut().insert(id);
+        }
+        let done = Done {
+            start,
+            id,
+            id_header,
+            method: req.method().clone(),
+            peer: Peer::of(req.extensions()),
+            path,
+            admin,
+            matched: req.extensions().get::<MatchedPath>().cloned(),
+            shared: self.shared.clone(),
+        };
+        AccessFuture { inner: self.inner.call(req).instrument(span), done: Some(done) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The route's answer, then the access line.
+    struct AccessFuture<F> {
+        #[pin]
+        inner: tracing::instrument::Instrumented<F>,
+        done: Option<Done>,
+    }
+}
+
+impl<F, B, E> std::future::Future for AccessFuture<F>
+where
+    F: std::future::Future<Output = Result<axum::http::Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let mut out = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(resp), Some(done)) = (&mut out, this.done.take()) {
+            done.finish(resp);
+        }
+        std::task::Poll::Ready(out)
+    }
+}
+
+/// What the access line needs of a request, kept until its answer.
+struct Done {
+    start: Instant,
+    id: RequestId,
+    id_header: Option<HeaderValue>,
+    method: Method,
+    peer: Option<IpAddr>,
+    path: Option<String>,
+    admin: bool,
+    matched: Option<MatchedPath>,
+    shared: Arc<Shared>,
+}
+
+impl Done {
+    /// The access line, the admin-API metrics, the id on the answer.
+    fn finish<B>(self, resp: &mut axum::http::Response<B>) {
+        let status = resp.status();
+        let elapsed = self.start.elapsed();
+        let route = route_name(self.matched.as_ref(), self.admin, status);
+        if self.admin {
+            let label = if route == "unmatched" { "any" } else { method_label(&self.method) };
+            self.shared.metrics.admin_request(label, route, status.as_u16(), elapsed);
+            if route == admin::LOGIN_PATH && self.method == Method::POST && !status.is_success() {
+                self.shared.metrics.login_failed(status.as_u16());
+            }
+        }
+        let verdict = resp.extensions().get::<VerdictCode>().map(|v| v.0);
+        tracing::info!(
+            target: "tollgate::access",
+            method = %self.method,
+            route = %route,
+            status = status.as_u16(),
+            micros = elapsed.as_micros() as u64,
+            client = %Client(self.peer),
+            request_id = %self.id,
+            verdict = verdict.map(tracing::field::display),
+            path = self.path.as_deref().map(tracing::field::display),
+            "request"
+        );
+        let header = self.id_header.or_else(|| HeaderValue::from_str(self.id.as_str()).ok());
+        if let Some(v) = header {
+            resp.headers_mut().insert(X_REQUEST_ID, v);
         }
     }
-    let verdict = resp.extensions().get::<VerdictCode>().map(|v| v.0);
-    tracing::info!(
-        target: "tollgate::access",
-        method = %method,
-        route = %route,
-        status = status.as_u16(),
-        micros = elapsed.as_micros() as u64,
-        client = %Client(peer),
-        request_id = %id,
-        verdict = verdict.map(tracing::field::display),
-        path = path.as_deref().map(tracing::field::display),
-        "request"
-    );
-    let header = id_header.or_else(|| HeaderValue::from_str(id.as_str()).ok());
-    if let Some(v) = header {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
-    }
-    resp
 }
 
 /// The answer to a request whose handler panicked: a 500 in the usual error

@@ -712,5 +712,5 @@ fn query_strings_and_path_ids_are_decoded_as_urls_are() {
     assert_eq!((r.status, &r.body["detail"][0]["type"]), (422, &json!("bool_parsing")), "{}", r.body);
     // A path segment that is not UTF-8 once decoded is a JSON 400.
     let r = d.call("GET", "/v1/teams/%ff", Some(ADMIN), None);
-    assert_eq!((r.status, r.body.is_object()), (400, true), "{}", r.body.to_string());
+    assert_eq!((r.status, r.body.is_object()), (400, true), "{}", r.body);
 }
