@@ -434,6 +434,20 @@ mod tests {
         assert!(l.take(&k, now + MINUTE_US).is_ok());
     }
 
+    /// Each route is registered once, and its operation names it alone (the
+    /// audit entry's action and the OpenAPI `operationId`).
+    #[test]
+    fn routes_and_operations_are_unique() {
+        let table = routes();
+        let routes: std::collections::HashSet<_> = table.iter().map(|r| (r.method, r.path)).collect();
+        let ops: std::collections::HashSet<_> = table.iter().map(|r| r.op).collect();
+        assert_eq!(routes.len(), table.len());
+        assert_eq!(ops.len(), table.len());
+        // Only the document and login need no credential.
+        let open: Vec<_> = table.iter().filter(|r| r.authz.is_none()).map(|r| r.op).collect();
+        assert_eq!(open, ["OpenApi", "Login"]);
+    }
+
     #[test]
     fn openapi_lists_every_route() {
         let doc = openapi();
