@@ -1,13 +1,19 @@
-//! The HTTP server (hyper 1, HTTP/1.1): health, readiness, metrics, JWKS, JSON
-//! verification, and the routes of `http/*`. Handlers return JSON; errors are
-//! `{"error": {"code", "message"}}` with a stable code, never a 500 for bad input.
+//! The HTTP server: an axum [`Router`] served by hyper (HTTP/1.1) through
+//! [`listen`], which owns the connections (timeouts, cap, TLS, drain). Routes:
+//! health, readiness, metrics, JWKS, JSON verification (`/v1/verify`),
+//! nginx's `auth_request` (`/auth`, see `nginx`), and the admin API (`admin`).
+//! Handlers return JSON; errors are `{"error": {"code", "message"}}` with a
+//! stable code, never a 500 for bad input; an unknown path is a JSON 404, a
+//! known path with another method a JSON 405 with `Allow`.
 //!
-//! Every request has an id (a well-formed `X-Request-Id` is kept, else one is
-//! made), sent back in `X-Request-Id`, and runs in an `http` span carrying it.
-//! One access line per request at INFO (target `tollgate::access`) gives the
-//! method, the route template (never the raw path), the status, the time
-//! taken, the client, the id and a verification's verdict; at debug level
-//! also the path (query dropped, credential-like segments replaced).
+//! Every request goes through [`access`]: it has an id (a well-formed
+//! `X-Request-Id` is kept, else one is made), sent back in `X-Request-Id`, and
+//! runs in an `http` span carrying it. One access line per request at INFO
+//! (target `tollgate::access`) gives the method, the route template (axum's
+//! [`MatchedPath`], never the raw path), the status, the time taken, the
+//! client, the id and a verification's verdict; at debug level also the path
+//! (query dropped, credential-like segments replaced). Inside it,
+//! tower-http's `CatchPanicLayer` turns a handler's panic into a JSON 500.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -15,13 +21,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{any, get, post};
 use bytes::Bytes;
-use futures_util::FutureExt as _;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use tokio::sync::watch;
 use tollgate_api as api;
@@ -39,7 +49,7 @@ mod nginx;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A response body.
-pub type Body = Full<Bytes>;
+pub type Body = axum::body::Body;
 
 /// Content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -57,7 +67,7 @@ pub async fn serve_starting(
         let (stop_tx, stop_rx) = watch::channel(false);
         let opts = listen::Options { limits, keep_alive: false, detach_on_stop: true };
         let make = |_| {
-            service_fn(|req: Request<Incoming>| async move {
+            service_fn(|req: hyper::Request<Incoming>| async move {
                 Ok::<_, Infallible>(starting_answer(req.method(), req.uri().path()))
             })
         };
@@ -74,7 +84,7 @@ pub async fn serve_starting(
     listener
 }
 
-fn starting_answer(method: &Method, path: &str) -> Response<Body> {
+fn starting_answer(method: &Method, path: &str) -> Response {
     match (method, path) {
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &healthy()),
         (&Method::GET, "/readyz") => json_response(
@@ -93,8 +103,9 @@ fn starting_answer(method: &Method, path: &str) -> Response<Body> {
 }
 
 /// Serves HTTP on `listener` (TCP, TLS or a Unix socket) until `stop` turns
-/// true, then drains (see [`listen`]). Unix-socket peers have no address:
-/// `/auth` trusts their forwarding headers, as it does a trusted proxy's.
+/// true, then drains (see [`listen`]). Each connection serves [`router`] with
+/// its peer's address in the request's [`Peer`]; Unix-socket peers have no
+/// address: `/auth` trusts their forwarding headers, as it does a trusted proxy's.
 pub async fn serve(
     listener: listen::Listener,
     conns: Arc<listen::Connections>,
@@ -103,15 +114,69 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let opts = listen::Options { limits, keep_alive: true, detach_on_stop: false };
+    let app = router(shared);
     let make = |peer: Option<IpAddr>| {
-        let shared = shared.clone();
-        service_fn(move |req| {
-            let shared = shared.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
+        let app = app.clone();
+        service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
+            tower::ServiceExt::oneshot(app.clone(), req)
         })
     };
     listen::serve(&listener, &conns, opts, make, stop).await;
 }
+
+/// Every route the daemon serves over HTTP, with the layers around them:
+/// [`access`] (request id, span, access line, metrics) outside, tower-http's
+/// catch-panic inside it. Admin routes run on the admin runtime (see
+/// [`admin`]); the others where the connection is served.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let (admin, _) = admin::build();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/verify", post(verify))
+        .route("/auth", any(auth))
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // One layer (one boxing of each route), the access layer outside.
+        .layer(tower::ServiceBuilder::new().layer(AccessLayer(shared.clone())).layer(catch_panic()))
+        .with_state(shared)
+}
+
+/// What answers for a handler that panicked: [`panicked`].
+type PanicHandler = fn(Box<dyn std::any::Any + Send>) -> Response;
+
+/// tower-http's catch-panic, answering with [`panicked`].
+fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<PanicHandler> {
+    tower_http::catch_panic::CatchPanicLayer::custom(|p| panicked(&*p, "http"))
+}
+
+/// The connection's peer: its IP, `None` on the HTTP Unix socket. Put on
+/// every request by [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl Peer {
+    fn of(ext: &axum::http::Extensions) -> Option<IpAddr> {
+        ext.get::<Peer>().and_then(|p| p.0)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Peer(Peer::of(&parts.extensions)))
+    }
+}
+
+/// The verdict of a verification, put on its answer for the access line:
+/// `ALLOW`, a deny code, or `MISSING_CREDENTIAL`.
+#[derive(Clone, Copy)]
+struct VerdictCode(&'static str);
 
 /// Largest request id kept from an `X-Request-Id` header, in bytes.
 pub const MAX_REQUEST_ID: usize = 64;
@@ -172,77 +237,173 @@ impl std::fmt::Debug for RequestId {
     }
 }
 
-/// What a handler tells the access line and the metrics about a request.
-pub(crate) struct Outcome {
-    /// The route template (`/v1/keys/{id}`), never the raw path: `unmatched`
-    /// when no route serves the path.
-    route: &'static str,
-    /// The verdict of a verification (`/v1/verify`, `/auth`): `ALLOW`, a deny
-    /// code, or `MISSING_CREDENTIAL`.
-    verdict: Option<&'static str>,
-    /// An admin-API request: the index of its route in [`admin::ROUTES`]
-    /// (`Some(None)` when none matched).
-    admin: Option<Option<usize>>,
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// The route an access line and the metrics name a request by: the template
+/// of the route that served it, `unmatched` when none did (no such path, or
+/// an admin path with a method it does not serve).
+fn route_name(matched: Option<&MatchedPath>, admin: bool, status: StatusCode) -> &str {
+    match matched {
+        Some(m) if !(admin && status == StatusCode::METHOD_NOT_ALLOWED) => m.as_str(),
+        _ => "unmatched",
+    }
 }
 
-const X_REQUEST_ID: hyper::header::HeaderName = hyper::header::HeaderName::from_static("x-request-id");
-
-/// One request: its id (kept from `X-Request-Id` or made), its span, the
-/// route, the access line at INFO (`tollgate::access`), the admin-API metrics.
-async fn handle(shared: &Shared, mut req: Request<Incoming>, peer: Option<IpAddr>) -> Response<Body> {
-    let start = Instant::now();
-    let incoming =
-        req.headers().get(X_REQUEST_ID).and_then(|v| RequestId::parse(v.as_bytes()).map(|id| (id, v.clone())));
-    let (id, id_header) = match incoming {
-        Some((id, v)) => (id, Some(v)),
-        None => (RequestId::generate(), None),
-    };
-    let span = tracing::info_span!("http", req = %id);
-    let method = req.method().clone();
-    // The raw path (credential-like segments replaced) only at debug level.
-    let path = tracing::enabled!(target: "tollgate::access", tracing::Level::DEBUG)
-        .then(|| loggable_path(shared, req.uri().path()));
-    if is_admin_path(req.uri().path()) {
-        // For the admin API's audit entries (admin calls only: the extension
-        // map allocates, and verifications need no id past this function).
-        req.extensions_mut().insert(id);
+/// The `method` label of a served admin route (the methods the admin API routes).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "any",
     }
-    let mut outcome = Outcome { route: "unmatched", verdict: None, admin: None };
-    // A panic in a handler answers 500 instead of dropping the connection
-    // (validation comes before every write, so no partial write is left behind).
-    let mut resp = std::panic::AssertUnwindSafe(route(shared, req, peer, &mut outcome).instrument(span.clone()))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|p| span.in_scope(|| panicked(&*p, "http")));
-    let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
-    if let Some(route) = outcome.admin {
-        shared.metrics.admin_request(route, status, elapsed);
-        if route.is_some_and(|r| admin::ROUTES[r].path == admin::LOGIN_PATH) && !resp.status().is_success() {
-            shared.metrics.login_failed(status);
+}
+
+/// The layer every route is wrapped in (outermost): [`Access`].
+#[derive(Clone)]
+struct AccessLayer(Arc<Shared>);
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = Access<S>;
+
+    fn layer(&self, inner: S) -> Access<S> {
+        Access { inner, shared: self.0.clone() }
+    }
+}
+
+/// One request: its id (kept from `X-Request-Id` or made; put on admin
+/// requests for their audit entries), its span, the access line at INFO
+/// (`tollgate::access`), the admin-API metrics, the id on the answer. A tower
+/// service written out rather than `axum::middleware::from_fn`, whose boxed
+/// futures and per-request clones of the inner route cost the verification
+/// routes measurably (BENCHMARKS.md, "HTTP on axum").
+#[derive(Clone)]
+struct Access<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B> tower::Service<Request> for Access<S>
+where
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
+{
+    type Response = axum::http::Response<B>;
+    type Error = S::Error;
+    type Future = AccessFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let start = Instant::now();
+        let incoming =
+            req.headers().get(X_REQUEST_ID).and_then(|v| RequestId::parse(v.as_bytes()).map(|id| (id, v.clone())));
+        let (id, id_header) = match incoming {
+            Some((id, v)) => (id, Some(v)),
+            None => (RequestId::generate(), None),
+        };
+        let span = tracing::info_span!("http", req = %id);
+        // The raw path (credential-like segments replaced) only at debug level.
+        let path = tracing::enabled!(target: "tollgate::access", tracing::Level::DEBUG)
+            .then(|| loggable_path(&self.shared, req.uri().path()));
+        let admin = is_admin_path(req.uri().path());
+        if admin {
+            // For the audit entries (admin calls only: verifications need no
+            // id past this layer, and each extension allocates).
+            req.extensions_mut().insert(id);
+        }
+        let done = Done {
+            start,
+            id,
+            id_header,
+            method: req.method().clone(),
+            peer: Peer::of(req.extensions()),
+            path,
+            admin,
+            matched: req.extensions().get::<MatchedPath>().cloned(),
+            shared: self.shared.clone(),
+        };
+        AccessFuture { inner: self.inner.call(req).instrument(span), done: Some(done) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The route's answer, then the access line.
+    struct AccessFuture<F> {
+        #[pin]
+        inner: tracing::instrument::Instrumented<F>,
+        done: Option<Done>,
+    }
+}
+
+impl<F, B, E> std::future::Future for AccessFuture<F>
+where
+    F: std::future::Future<Output = Result<axum::http::Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let mut out = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(resp), Some(done)) = (&mut out, this.done.take()) {
+            done.finish(resp);
+        }
+        std::task::Poll::Ready(out)
+    }
+}
+
+/// What the access line needs of a request, kept until its answer.
+struct Done {
+    start: Instant,
+    id: RequestId,
+    id_header: Option<HeaderValue>,
+    method: Method,
+    peer: Option<IpAddr>,
+    path: Option<String>,
+    admin: bool,
+    matched: Option<MatchedPath>,
+    shared: Arc<Shared>,
+}
+
+impl Done {
+    /// The access line, the admin-API metrics, the id on the answer.
+    fn finish<B>(self, resp: &mut axum::http::Response<B>) {
+        let status = resp.status();
+        let elapsed = self.start.elapsed();
+        let route = route_name(self.matched.as_ref(), self.admin, status);
+        if self.admin {
+            let label = if route == "unmatched" { "any" } else { method_label(&self.method) };
+            self.shared.metrics.admin_request(label, route, status.as_u16(), elapsed);
+            if route == admin::LOGIN_PATH && self.method == Method::POST && !status.is_success() {
+                self.shared.metrics.login_failed(status.as_u16());
+            }
+        }
+        let verdict = resp.extensions().get::<VerdictCode>().map(|v| v.0);
+        crate::logging::access(&crate::logging::Access {
+            method: self.method.as_str(),
+            route,
+            status: status.as_u16(),
+            micros: elapsed.as_micros() as u64,
+            client: self.peer,
+            request_id: self.id.as_str(),
+            verdict,
+            path: self.path.as_deref(),
+        });
+        let header = self.id_header.or_else(|| HeaderValue::from_str(self.id.as_str()).ok());
+        if let Some(v) = header {
+            resp.headers_mut().insert(X_REQUEST_ID, v);
         }
     }
-    crate::logging::access(&crate::logging::Access {
-        method: method.as_str(),
-        route: outcome.route,
-        status,
-        micros: elapsed.as_micros() as u64,
-        client: peer,
-        request_id: id.as_str(),
-        verdict: outcome.verdict,
-        path: path.as_deref(),
-    });
-    let header = id_header.or_else(|| HeaderValue::from_str(id.as_str()).ok());
-    if let Some(v) = header {
-        resp.headers_mut().insert(X_REQUEST_ID, v);
-    }
-    resp
 }
 
 /// The answer to a request whose handler panicked: a 500 in the usual error
 /// shape, and an error line with the panic's message (the panic hook has
 /// printed it with its location too).
-pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), what: &str) -> Response<Body> {
+pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), what: &str) -> Response {
     let message = payload
         .downcast_ref::<&str>()
         .copied()
@@ -269,45 +430,35 @@ fn is_admin_path(path: &str) -> bool {
     (path.starts_with("/v1/") && path != "/v1/verify") || path == "/openapi.json"
 }
 
-/// The fixed routes served here, as the access line names them.
-const FIXED_ROUTES: [&str; 6] = ["/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/v1/verify", "/auth"];
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
 
-async fn route(shared: &Shared, req: Request<Incoming>, peer: Option<IpAddr>, out: &mut Outcome) -> Response<Body> {
-    let path = req.uri().path();
-    if let Some(fixed) = FIXED_ROUTES.iter().find(|&&r| r == path) {
-        out.route = fixed;
-    } else if is_admin_path(path) {
-        let index = admin::route_index(req.method(), path);
-        out.admin = Some(index);
-        out.route = index.map_or("unmatched", |i| admin::ROUTES[i].path);
+/// A path that is served, with a method it is not served with; axum adds `Allow`.
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &healthy())
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let (ready, body) = shared.readiness();
+    json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, &shared.engine.jwt().jwks())
+}
+
+/// `/auth` (any method): see `nginx`.
+async fn auth(State(shared): State<Arc<Shared>>, Peer(peer): Peer, req: Request) -> Response {
+    let (mut resp, verdict) = nginx::auth(&shared, req, peer).await;
+    if let Some(v) = verdict {
+        resp.extensions_mut().insert(VerdictCode(v));
     }
-    match (req.method(), out.route) {
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &healthy()),
-        (&Method::GET, "/readyz") => {
-            let (ready, body) = shared.readiness();
-            json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
-        }
-        (&Method::GET, "/metrics") => metrics(shared, req.headers()),
-        (&Method::GET, "/.well-known/jwks.json") => json_response(StatusCode::OK, &shared.engine.jwt().jwks()),
-        (&Method::POST, "/v1/verify") => match read_json::<api::VerifyRequest>(req).await {
-            Ok(body) => {
-                let (resp, verdict) = verify(shared, &body, peer).await;
-                out.verdict = Some(verdict);
-                resp
-            }
-            Err(resp) => resp,
-        },
-        (_, "/auth") => {
-            let (resp, verdict) = nginx::auth(shared, req, peer).await;
-            out.verdict = verdict;
-            resp
-        }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/.well-known/jwks.json" | "/v1/verify") => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
-        }
-        _ if out.admin.is_some() => admin::route(shared, req, peer).await,
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
-    }
+    resp
 }
 
 /// The `/healthz` answer.
@@ -317,10 +468,10 @@ fn healthy() -> api::Health {
 
 /// `GET /metrics`: the Prometheus text format. Open unless
 /// `metrics.require_admin_token` is set (then `Authorization: Bearer <admin token>`).
-fn metrics(shared: &Shared, headers: &hyper::HeaderMap) -> Response<Body> {
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if shared.config.load().metrics.require_admin_token {
         let presented = headers
-            .get(hyper::header::AUTHORIZATION)
+            .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -348,13 +499,17 @@ fn metrics(shared: &Shared, headers: &hyper::HeaderMap) -> Response<Body> {
         audit_sampled: shared.audit.sampled(),
         audit_trimmed: shared.audit.trimmed(),
     };
-    let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(&shared.metrics, &gauges))));
+    let mut r = Response::new(Body::from(crate::metrics::render(&shared.metrics, &gauges)));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
     r
 }
 
-/// `POST /v1/verify`: the answer, and the verdict's code for the access line.
-async fn verify(shared: &Shared, body: &api::VerifyRequest, peer: Option<IpAddr>) -> (Response<Body>, &'static str) {
+/// `POST /v1/verify`: the verdict as JSON, its code on the answer for the access line.
+async fn verify(
+    State(shared): State<Arc<Shared>>,
+    Peer(peer): Peer,
+    JsonBody(body): JsonBody<api::VerifyRequest>,
+) -> Response {
     let start = Instant::now();
     let perms: Vec<(&str, &str)> =
         body.permissions.iter().flat_map(|(r, acts)| acts.iter().map(move |a| (r.as_str(), a.as_str()))).collect();
@@ -375,15 +530,16 @@ async fn verify(shared: &Shared, body: &api::VerifyRequest, peer: Option<IpAddr>
                 engine.wait_durable_async(t).await;
             }
         }
-        Verdict::Deny(d) => audit_denied(shared, &body.credential, now, d.code.as_str(), "verify"),
+        Verdict::Deny(d) => audit_denied(&shared, &body.credential, now, d.code.as_str(), "verify"),
     }
-    let resp = json_response(StatusCode::OK, &verdict_body(&verdict));
+    let mut resp = json_response(StatusCode::OK, &verdict_body(&verdict));
     shared.metrics.latency(Interface::HttpVerify, start.elapsed(), 1);
     let code = match &verdict {
         Verdict::Allow(_) => "ALLOW",
         Verdict::Deny(d) => d.code.as_str(),
     };
-    (resp, code)
+    resp.extensions_mut().insert(VerdictCode(code));
+    resp
 }
 
 /// Hands a denial to the audit log without waiting; only the credential's
@@ -444,11 +600,25 @@ pub fn verdict_body(v: &Verdict) -> api::Verdict {
     }
 }
 
+/// A JSON request body of type `T` (see [`read_json`]); the rejection is the
+/// ready error answer. No `Content-Type` is required: `curl -d` sends a form
+/// type, and the README's examples use it.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Response> {
+        read_json(req).await.map(JsonBody)
+    }
+}
+
 /// Reads a JSON body of at most `MAX_BODY_BYTES`; the error is a ready
 /// response: 413 for a body over the limit (a `Content-Length` over it is
 /// refused before anything is read), 400 for one that ends before its
-/// `Content-Length` (the client closed early) or cannot be read.
-pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+/// `Content-Length` (the client closed early) or cannot be read, 400 for
+/// one that is not JSON of the expected shape.
+pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, Response> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -456,11 +626,12 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -
             &format!("request body larger than {MAX_BODY_BYTES} bytes"),
         )
     };
-    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared =
+        req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    let bytes: Bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(e) => {
@@ -477,7 +648,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -
 
 /// A JSON response: `body` serialized (one of the [`api`] types, or a
 /// `serde_json::Value`).
-pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
     let bytes = match serde_json::to_vec(body) {
         Ok(b) => b,
         // Only a map with non-string keys or a failing `Serialize` gets here:
@@ -488,14 +659,14 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
             return json_response(StatusCode::INTERNAL_SERVER_ERROR, &internal);
         }
     };
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 /// A JSON error response with a stable machine code ([`api::ErrorResponse`]).
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     json_response(status, &api::ErrorResponse::new(code, message))
 }
 
@@ -532,13 +703,15 @@ mod tests {
             let v: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["error"]["code"], "internal");
         }
-        // And the guard around a handler's future turns its panic into that answer.
-        let resp = rt.block_on(async {
-            std::panic::AssertUnwindSafe(async { panic!("in a handler") })
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|p| panicked(&*p, "test"))
-        });
+        // And the layer the router has turns a handler's panic into that answer.
+        async fn boom() -> Response {
+            panic!("in a handler")
+        }
+        let app: Router = Router::new().route("/p", get(boom)).layer(catch_panic());
+        let req = Request::get("/p").body(Body::empty()).unwrap();
+        let resp = rt.block_on(tower::ServiceExt::oneshot(app, req)).unwrap();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"], "internal");
     }
 }

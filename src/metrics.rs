@@ -167,10 +167,11 @@ pub struct Metrics {
     /// When the last reload (or the start) was tried, in ms since the epoch.
     last_reload_ms: AtomicU64,
     started_unix_secs: u64,
-    /// Admin-API requests: `(route slot, status slot)` histograms, row-major
-    /// (`ADMIN_ROUTE_SLOTS × ADMIN_STATUS_SLOTS`). Not sharded: admin calls
-    /// are few and each does far more than one atomic add.
-    admin: Box<[Histogram]>,
+    /// Admin-API requests: per (method, route template), one histogram per
+    /// status slot, in the order first seen. Not sharded, and behind a lock:
+    /// admin calls are few and each does far more than one lookup. The routes
+    /// are the router's templates (and `unmatched`), so the set is bounded.
+    admin: parking_lot::Mutex<Vec<AdminSeries>>,
     /// Failed logins by reason slot ([`LOGIN_FAILURES`]).
     login_failures: [AtomicU64; LOGIN_FAILURES.len()],
 }
@@ -179,9 +180,13 @@ pub struct Metrics {
 /// API answers with; any other is counted as `other`.
 pub const ADMIN_STATUSES: [u16; 16] = [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503, 504];
 const ADMIN_STATUS_SLOTS: usize = ADMIN_STATUSES.len() + 1;
-/// Route slots of the admin-API metrics: every route of
-/// [`ROUTES`](crate::http::admin::ROUTES), then `unmatched` (no route: 404 or 405).
-const ADMIN_ROUTE_SLOTS: usize = crate::http::admin::ROUTES.len() + 1;
+
+/// The admin-API requests of one route: histograms by status slot.
+struct AdminSeries {
+    method: &'static str,
+    route: Box<str>,
+    by_status: Box<[Histogram]>,
+}
 
 /// The `reason` label of `tollgate_login_failures_total`, by the answer's
 /// status: 401 wrong username, password or key; 429 too many failures from
@@ -204,7 +209,7 @@ impl Default for Metrics {
             last_reload_ok: AtomicBool::new(true),
             last_reload_ms: AtomicU64::new(crate::core::clock::now_us() / 1000),
             started_unix_secs: crate::core::clock::now_us() / 1_000_000,
-            admin: (0..ADMIN_ROUTE_SLOTS * ADMIN_STATUS_SLOTS).map(|_| Histogram::default()).collect(),
+            admin: parking_lot::Mutex::new(Vec::new()),
             login_failures: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -339,15 +344,25 @@ impl Metrics {
         self.last_reload_ms.store(crate::core::clock::now_us() / 1000, Ordering::Relaxed);
     }
 
-    /// Records one admin-API request: `route` is its index in
-    /// [`ROUTES`](crate::http::admin::ROUTES), `None` for a path or method no
-    /// route serves. A status outside [`ADMIN_STATUSES`] counts as `other`.
-    pub fn admin_request(&self, route: Option<usize>, status: u16, d: Duration) {
-        let r = route.filter(|&r| r < ADMIN_ROUTE_SLOTS - 1).unwrap_or(ADMIN_ROUTE_SLOTS - 1);
+    /// Records one admin-API request: `method` and `route` (its template) of
+    /// the route that served it, or `any` and `unmatched` for a path or method
+    /// no route serves. The caller passes only the router's templates, so the
+    /// series stay bounded. A status outside [`ADMIN_STATUSES`] counts as `other`.
+    pub fn admin_request(&self, method: &'static str, route: &str, status: u16, d: Duration) {
         let s = ADMIN_STATUSES.iter().position(|&x| x == status).unwrap_or(ADMIN_STATUS_SLOTS - 1);
-        if let Some(h) = self.admin.get(r * ADMIN_STATUS_SLOTS + s) {
-            h.observe(d);
-        }
+        let mut series = self.admin.lock();
+        let i = match series.iter().position(|a| a.method == method && *a.route == *route) {
+            Some(i) => i,
+            None => {
+                series.push(AdminSeries {
+                    method,
+                    route: route.into(),
+                    by_status: (0..ADMIN_STATUS_SLOTS).map(|_| Histogram::default()).collect(),
+                });
+                series.len() - 1
+            }
+        };
+        series[i].by_status[s].observe(d);
     }
 
     /// Counts a failed login (`POST /v1/auth/token`) answered with `status`.
@@ -576,11 +591,14 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "histogram",
         "Admin-API requests (/v1/... but /v1/verify, and /openapi.json), by method and route template (unmatched: no route), and status (other: not a listed one); _count is the number of requests.",
     );
-    let routes = crate::http::admin::ROUTES;
-    for r in 0..ADMIN_ROUTE_SLOTS {
-        let (method, route) = routes.get(r).map_or(("any", "unmatched"), |r| (r.method, r.path));
+    // By route, then method; `unmatched` last.
+    let series = m.admin.lock();
+    let mut order: Vec<&AdminSeries> = series.iter().collect();
+    order.sort_by_key(|a| (&*a.route == "unmatched", &*a.route, a.method));
+    for a in order {
+        let (method, route) = (a.method, &*a.route);
         for s in 0..ADMIN_STATUS_SLOTS {
-            let snap = m.admin[r * ADMIN_STATUS_SLOTS + s].snapshot();
+            let snap = a.by_status[s].snapshot();
             if snap.count == 0 {
                 continue;
             }
@@ -873,10 +891,9 @@ mod tests {
     #[test]
     fn admin_requests_are_rendered_by_route_and_status_only_once_seen() {
         let m = Metrics::default();
-        let get_key = crate::http::admin::ROUTES.iter().position(|r| r.path == "/v1/keys/{id}").unwrap();
-        m.admin_request(Some(get_key), 404, Duration::from_micros(300));
-        m.admin_request(None, 404, Duration::from_micros(30));
-        m.admin_request(Some(usize::MAX), 299, Duration::from_micros(30));
+        m.admin_request("GET", "/v1/keys/{id}", 404, Duration::from_micros(300));
+        m.admin_request("any", "unmatched", 404, Duration::from_micros(30));
+        m.admin_request("any", "unmatched", 299, Duration::from_micros(30));
         m.login_failed(401);
         m.login_failed(403);
         let g = Gauges {

@@ -39,17 +39,9 @@ pub struct Shared {
     /// The runtime the admin API runs on (see [`ADMIN_WORKERS`]): apart from
     /// the one serving the socket, `/auth` and `/v1/verify`.
     pub admin_runtime: tokio::runtime::Handle,
-    /// This very `Shared`, for handlers that hold only a reference but must
-    /// hand an owned one to a blocking task (reload).
-    me: std::sync::Weak<Shared>,
 }
 
 impl Shared {
-    /// An owned handle to this `Shared` (it lives as long as the server).
-    pub fn arc(&self) -> Option<Arc<Shared>> {
-        self.me.upgrade()
-    }
-
     /// Whether the daemon should get traffic, and why: the index is loaded
     /// (always, once `Shared` exists), every listener is bound and not
     /// draining, and the store's last write succeeded.
@@ -325,7 +317,7 @@ pub async fn serve_opening(
         crate::audit::AuditLog::start_with(engine.clone(), &config.audit).context("cannot start the audit writer")?;
     let metrics = Arc::new(Metrics::default());
     let mut admin_rt = RuntimeGuard(Some(admin_runtime()?));
-    let shared = Arc::new_cyclic(|me| Shared {
+    let shared = Arc::new(Shared {
         engine: engine.clone(),
         config: ArcSwap::from_pointee(config.clone()),
         ready: AtomicBool::new(false),
@@ -335,7 +327,6 @@ pub async fn serve_opening(
         reload_lock: parking_lot::Mutex::new(()),
         tls,
         admin_runtime: admin_rt.handle(),
-        me: me.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(crate::http::serve(http, conns.clone(), limits, shared.clone(), stop_rx.clone()));

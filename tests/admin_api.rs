@@ -87,7 +87,7 @@ fn openapi_lists_exactly_the_served_routes() {
         .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone())))
         .collect();
     let served: BTreeSet<(String, String)> =
-        tollgate::http::admin::ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect();
+        tollgate::http::admin::routes().iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect();
     assert_eq!(in_doc, served, "the router's table and the document differ");
 
     // Real objects for the `{id}` routes, in a team of their own.
@@ -680,4 +680,37 @@ fn admin_api_config_section() {
     let e = Config::parse("[admin_api]\nlogin_failures_per_minute = 0").unwrap().validate().unwrap_err();
     assert!(e.0.contains("admin_api.login_failures_per_minute"), "{}", e.0);
     assert!(Config::parse("admin_token = \"x\"").is_err(), "the admin token is never read from the file");
+}
+
+#[test]
+fn query_strings_and_path_ids_are_decoded_as_urls_are() {
+    let d = start(|_| {});
+    let team = d.team("decoding", "Pro");
+    let (user, _) = d.user(&team, "decoder", "Administrator");
+    for _ in 0..6 {
+        d.key(ADMIN, &user);
+    }
+    let base = format!("/v1/keys?teamId={team}");
+    // `%+5` is no escape: the value is "% 5", not an integer (the hand-made
+    // decoder took `+5` for hex digits, and listed 5 keys).
+    let r = d.call("GET", &format!("{base}&limit=%+5"), Some(ADMIN), None);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["detail"][0]["loc"], json!(["query", "limit"]), "{}", r.body);
+    assert_eq!(d.ok("GET", &format!("{base}&limit=%35"), ADMIN, None, 200)["count"], 5, "%35 is 5");
+    // Escaped characters in a value and in a path segment.
+    let escaped = team.replace('_', "%5F").replace('-', "%2D");
+    assert_ne!(escaped, team, "the team id has a character to escape: {team}");
+    assert_eq!(d.ok("GET", &format!("/v1/keys?teamId={escaped}&limit=1"), ADMIN, None, 200)["total"], 6);
+    assert_eq!(d.ok("GET", &format!("/v1/teams/{escaped}"), ADMIN, None, 200)["id"], team.as_str());
+    // Unknown and repeated parameters are refused, named.
+    let r = d.call("GET", &format!("{base}&bogus=1"), Some(ADMIN), None);
+    assert_eq!((r.status, &r.body["detail"][0]["loc"]), (422, &json!(["query", "bogus"])), "{}", r.body);
+    assert_eq!(r.body["detail"][0]["type"], "extra_forbidden");
+    let r = d.call("GET", &format!("{base}&limit=1&limit=2"), Some(ADMIN), None);
+    assert_eq!((r.status, &r.body["detail"][0]["loc"]), (422, &json!(["query", "limit"])), "{}", r.body);
+    let r = d.call("GET", "/v1/access-tokens?includeRevoked=maybe", Some(ADMIN), None);
+    assert_eq!((r.status, &r.body["detail"][0]["type"]), (422, &json!("bool_parsing")), "{}", r.body);
+    // A path segment that is not UTF-8 once decoded is a JSON 400.
+    let r = d.call("GET", "/v1/teams/%ff", Some(ADMIN), None);
+    assert_eq!((r.status, r.body.is_object()), (400, true), "{}", r.body);
 }

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use tollgate::authz::{self, Object, Reach, Verb};
 use tollgate::core::model::Role;
-use tollgate::http::admin::ROUTES;
 
 mod common;
 
@@ -223,7 +222,7 @@ fn every_route_role_kind_and_owner() {
         }
     }
     for c in callers {
-        for route in ROUTES {
+        for route in tollgate::http::admin::routes() {
             let Some((object, verb)) = route.authz else { continue };
             for whose in WHOSE {
                 // A fresh credential for each cell: some cells revoke the

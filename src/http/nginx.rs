@@ -17,11 +17,10 @@
 
 use std::net::IpAddr;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, COOKIE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use hyper::{Method, Request, Response, StatusCode};
+use axum::extract::Request;
+use axum::http::header::{AUTHORIZATION, COOKIE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use ipnet::IpNet;
 
 use super::{Body, error};
@@ -56,11 +55,7 @@ const CHALLENGE_INVALID: &str = "Bearer realm=\"tollgate\", error=\"invalid_toke
 /// pass the original request's method on to the subrequest. Also returns the
 /// verdict for the access line: `ALLOW`, the deny code, or
 /// [`MISSING_CREDENTIAL`]; `None` when the subrequest itself was refused (400).
-pub(super) async fn auth(
-    shared: &Shared,
-    req: Request<Incoming>,
-    peer: Option<IpAddr>,
-) -> (Response<Body>, Option<&'static str>) {
+pub(super) async fn auth(shared: &Shared, req: Request, peer: Option<IpAddr>) -> (Response, Option<&'static str>) {
     // The subrequest has no body worth reading (the example config strips it);
     // dropping it lets hyper discard whatever arrives.
     let start = std::time::Instant::now();
@@ -290,7 +285,7 @@ fn status_of(code: DenyCode) -> StatusCode {
     }
 }
 
-fn answer(verdict: &Verdict) -> Response<Body> {
+fn answer(verdict: &Verdict) -> Response {
     match verdict {
         Verdict::Allow(a) => {
             let mut r = empty(StatusCode::OK);
@@ -337,7 +332,7 @@ fn answer(verdict: &Verdict) -> Response<Body> {
     }
 }
 
-fn denial(status: StatusCode, code: &'static str, challenge: Option<&'static str>) -> Response<Body> {
+fn denial(status: StatusCode, code: &'static str, challenge: Option<&'static str>) -> Response {
     let mut r = empty(status);
     let h = r.headers_mut();
     h.insert(X_AUTH_DENIAL, HeaderValue::from_static(code));
@@ -347,8 +342,8 @@ fn denial(status: StatusCode, code: &'static str, challenge: Option<&'static str
     r
 }
 
-fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+fn empty(status: StatusCode) -> Response {
+    let mut r = Response::new(Body::empty());
     *r.status_mut() = status;
     r
 }

@@ -1,0 +1,312 @@
+//! The admin API's extractors and error answers: typed query strings
+//! ([`Query`]), the path's `{id}` ([`Id`]), JSON object bodies read field by
+//! field ([`Fields`]), and the shapes of 404, 422 (seed 004's `detail` with
+//! field locations) and engine errors. Every rejection is the ready answer in
+//! the API's error shape.
+
+use std::fmt::Display;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
+use serde_json::{Map, Value};
+use tollgate_api as api;
+
+use crate::core::model::Permissions;
+use crate::engine::{Cursor, EngineError};
+use crate::http::{Body, error, json_response, read_json};
+
+/// An answer; handlers return `Result<Resp, Resp>`, the error being the ready answer.
+pub(crate) type Resp = Response;
+
+// ---- the path ----
+
+/// The `{id}` segment of the path, percent-decoded.
+pub(crate) struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = Resp;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Resp> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(Id(id)),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, "invalid_path", &e.body_text())),
+        }
+    }
+}
+
+// ---- query strings ----
+
+/// A query string deserialized into `T` (`serde_urlencoded`; the field names
+/// are the parameters'). Query structs deny unknown fields, and each has a
+/// `token` field for `admin_api.allow_query_token`. A parameter that is
+/// unknown, repeated or of the wrong form is a 422 naming it
+/// (`["query", name]`); the value types below give the message and type.
+pub(crate) struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Resp;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Resp> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let field = e.path().to_string();
+            query_error(&field, &e.into_inner().to_string())
+        })
+    }
+}
+
+/// Separates the `type` of a 422 from its message in the errors the value
+/// types below raise (serde carries only a message).
+const KIND_SEP: char = '\u{1f}';
+
+pub(crate) fn bad_value<E: serde::de::Error>(kind: &str, msg: impl Display) -> E {
+    E::custom(format!("{kind}{KIND_SEP}{msg}"))
+}
+
+/// The 422 for a query string that did not deserialize: `field` is the
+/// parameter serde was at, `error` serde's message.
+fn query_error(field: &str, error: &str) -> Resp {
+    // serde's own messages: "unknown field `x`, expected ...", "duplicate field `x`".
+    let named = |prefix: &str| error.strip_prefix(prefix).and_then(|r| r.split('`').next()).map(str::to_owned);
+    if let Some(name) = named("unknown field `") {
+        return validation(&["query", &name], "unknown query parameter", "extra_forbidden");
+    }
+    if let Some(name) = named("duplicate field `") {
+        return validation(&["query", &name], "given more than once", "value_error");
+    }
+    let (kind, msg) = error.split_once(KIND_SEP).unwrap_or(("value_error", error));
+    validation(&["query", field], msg, kind)
+}
+
+/// An integer parameter from `MIN` to `MAX`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Int<const MIN: u64, const MAX: u64>(pub u64);
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Int<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.parse::<u64>() {
+            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Int(n)),
+            _ => Err(bad_value("value_error", format_args!("must be an integer from {MIN} to {MAX}"))),
+        }
+    }
+}
+
+/// A boolean parameter: `true`/`1` or `false`/`0`, in any case.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(Flag(true)),
+            "false" | "0" => Ok(Flag(false)),
+            _ => Err(bad_value("bool_parsing", "must be true or false")),
+        }
+    }
+}
+
+/// A list route's page: `limit` (1 to 100, default 25), `offset` (from the
+/// start or from the cursor), and at most one cursor, `startingAfter` or
+/// `endingBefore` (an object id; empty is none).
+pub(crate) fn paging<'a>(
+    limit: Option<Int<1, 100>>,
+    offset: Option<Int<0, { u32::MAX as u64 }>>,
+    after: Option<&'a str>,
+    before: Option<&'a str>,
+) -> Result<(usize, usize, Cursor<'a>), Resp> {
+    let limit = limit.map_or(25, |l| l.0) as usize;
+    let offset = offset.map_or(0, |o| o.0) as usize;
+    match (after.filter(|s| !s.is_empty()), before.filter(|s| !s.is_empty())) {
+        (Some(_), Some(_)) => {
+            Err(validation(&["query", "endingBefore"], "give startingAfter or endingBefore, not both", "value_error"))
+        }
+        (Some(a), None) => Ok((limit, offset, Cursor::After(a))),
+        (None, Some(b)) => Ok((limit, offset, Cursor::Before(b))),
+        (None, None) => Ok((limit, offset, Cursor::Start)),
+    }
+}
+
+/// `nextUrl` and `previousUrl` of a page: `base` (a path with its query) and
+/// the cursor after the page's last object, or before its first.
+pub(crate) fn links<T>(
+    base: &str,
+    page: &crate::engine::Page<T>,
+    id: impl Fn(&T) -> &str,
+) -> (Option<String>, Option<String>) {
+    let next = page.items.last().filter(|_| page.more_after).map(|l| format!("{base}&startingAfter={}", id(l)));
+    let prev = page.items.first().filter(|_| page.more_before).map(|f| format!("{base}&endingBefore={}", id(f)));
+    (next, prev)
+}
+
+// ---- errors ----
+
+pub(crate) fn not_found(what: &str) -> Resp {
+    error(StatusCode::NOT_FOUND, "not_found", &format!("{what} not found"))
+}
+
+pub(crate) fn no_content() -> Resp {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// A 422 in seed 004's shape, with the usual `error` object beside it.
+pub(crate) fn validation(loc: &[&str], msg: &str, kind: &str) -> Resp {
+    let field = loc.last().copied().unwrap_or("");
+    json_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &api::ValidationErrorResponse {
+            detail: vec![api::ValidationDetail {
+                loc: loc.iter().map(|l| (*l).to_owned()).collect(),
+                msg: msg.to_owned(),
+                kind: kind.to_owned(),
+            }],
+            error: api::ApiError { code: "validation_failed".to_owned(), message: format!("{field}: {msg}") },
+        },
+    )
+}
+
+pub(crate) fn engine_error(e: EngineError) -> Resp {
+    match e {
+        EngineError::NotFound(what) => not_found(what),
+        EngineError::Invalid { field, reason } => validation(&["body", field], &reason, "value_error"),
+        EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", &m),
+        EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
+        EngineError::TierExceeded(m) => error(StatusCode::CONFLICT, "tier_exceeded", &m),
+        EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
+        e @ (EngineError::Store(_) | EngineError::Config(_)) => {
+            tracing::error!(error = %e, "admin api: engine failure");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
+        }
+    }
+}
+
+// ---- request bodies ----
+
+/// A JSON object body with typed, named access to its fields. A wrong type is a
+/// 400 naming the field; a missing or invalid value is a 422 in seed 004's shape.
+pub(crate) struct Fields(Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Fields {
+    type Rejection = Resp;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Resp> {
+        match read_json::<Value>(req).await? {
+            Value::Object(m) => Ok(Fields(m)),
+            _ => Err(error(StatusCode::BAD_REQUEST, "invalid_json", "the request body must be a JSON object")),
+        }
+    }
+}
+
+fn wrong_type(field: &str, expected: &str) -> Resp {
+    error(StatusCode::BAD_REQUEST, "invalid_type", &format!("{field}: expected {expected}"))
+}
+
+impl Fields {
+    pub(crate) fn only(&mut self, allowed: &[&str]) -> Result<(), Resp> {
+        self.only_with(allowed, &[])
+    }
+
+    /// [`Fields::only`] for fields listed in two parts.
+    pub(crate) fn only_with(&mut self, allowed: &[&str], also: &[&str]) -> Result<(), Resp> {
+        match self.0.keys().find(|k| !allowed.contains(&k.as_str()) && !also.contains(&k.as_str())) {
+            Some(k) => Err(validation(&["body", k], "unknown field", "extra_forbidden")),
+            None => Ok(()),
+        }
+    }
+
+    /// `None` = absent, `Some(None)` = null.
+    fn get(&mut self, name: &str) -> Option<Option<Value>> {
+        self.0.remove(name).map(|v| if v.is_null() { None } else { Some(v) })
+    }
+
+    pub(crate) fn opt_str(&mut self, name: &str) -> Result<Option<Option<String>>, Resp> {
+        match self.get(name) {
+            Some(Some(Value::String(s))) => Ok(Some(Some(s))),
+            Some(Some(_)) => Err(wrong_type(name, "a string")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    pub(crate) fn required_str(&mut self, name: &str) -> Result<String, Resp> {
+        self.opt_str(name)?.flatten().ok_or_else(|| validation(&["body", name], "field required", "missing"))
+    }
+
+    pub(crate) fn opt_bool(&mut self, name: &str) -> Result<Option<Option<bool>>, Resp> {
+        match self.get(name) {
+            Some(Some(Value::Bool(b))) => Ok(Some(Some(b))),
+            Some(Some(_)) => Err(wrong_type(name, "true or false")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    /// A non-negative integer; seed 002's examples send numbers as strings, so a
+    /// string of digits is accepted too.
+    pub(crate) fn opt_u64(&mut self, name: &str) -> Result<Option<Option<u64>>, Resp> {
+        let bad = || validation(&["body", name], "must be a non-negative integer", "value_error");
+        match self.get(name) {
+            Some(Some(Value::Number(n))) => n.as_u64().map(|n| Some(Some(n))).ok_or_else(bad),
+            Some(Some(Value::String(s))) => s.trim().parse::<u64>().map(|n| Some(Some(n))).map_err(|_| bad()),
+            Some(Some(_)) => Err(wrong_type(name, "an integer")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    pub(crate) fn opt_u32(&mut self, name: &str) -> Result<Option<Option<u32>>, Resp> {
+        match self.opt_u64(name)? {
+            Some(Some(n)) => u32::try_from(n)
+                .map(|n| Some(Some(n)))
+                .map_err(|_| validation(&["body", name], "must be at most 4294967295", "value_error")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    pub(crate) fn opt_object(&mut self, name: &str) -> Result<Option<Option<Value>>, Resp> {
+        match self.get(name) {
+            Some(Some(v @ Value::Object(_))) => Ok(Some(Some(v))),
+            Some(Some(_)) => Err(wrong_type(name, "a JSON object")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+
+    /// `{resource: [actions]}`, or that object as a JSON string (seed 002 sends
+    /// permissions as a string in its update example).
+    pub(crate) fn opt_permissions(&mut self, name: &str) -> Result<Option<Option<Permissions>>, Resp> {
+        let v = match self.get(name) {
+            Some(Some(Value::String(s))) => serde_json::from_str::<Value>(&s)
+                .map_err(|_| validation(&["body", name], "must be a JSON object of string arrays", "value_error"))?,
+            Some(Some(v)) => v,
+            other => return Ok(other.map(|_| None)),
+        };
+        if !v.is_object() {
+            return Err(wrong_type(name, "an object of string arrays"));
+        }
+        serde_json::from_value::<Permissions>(v).map(|p| Some(Some(p))).map_err(|_| {
+            validation(&["body", name], "must map each resource to an array of action strings", "value_error")
+        })
+    }
+
+    /// An array of IPs and CIDR blocks, or seed 001's comma-separated string.
+    pub(crate) fn opt_ips(&mut self, name: &str) -> Result<Option<Option<Vec<String>>>, Resp> {
+        match self.get(name) {
+            Some(Some(Value::String(s))) => {
+                Ok(Some(Some(s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())))
+            }
+            Some(Some(Value::Array(items))) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s),
+                    _ => Err(wrong_type(name, "an array of strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| Some(Some(v))),
+            Some(Some(_)) => Err(wrong_type(name, "an array of strings")),
+            other => Ok(other.map(|_| None)),
+        }
+    }
+}
