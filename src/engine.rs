@@ -739,7 +739,8 @@ impl Engine {
     pub fn login_with_key(&self, key: &str, ip: Option<IpAddr>) -> Result<String, EngineError> {
         let mut req = VerifyRequest::new(key);
         req.ip = ip;
-        match self.verify(&req) {
+        // A login is an admin-API call, not one of the team's API requests.
+        match self.verify_admin_at(&req, now_us()) {
             Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => {
                 let k = a.key().ok_or(EngineError::BadCredentials)?;
                 self.issue_jwt_for(a.subject(), Some((&k.id, k.hot.expires_at)))

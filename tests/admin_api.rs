@@ -714,3 +714,31 @@ fn query_strings_and_path_ids_are_decoded_as_urls_are() {
     let r = d.call("GET", "/v1/teams/%ff", Some(ADMIN), None);
     assert_eq!((r.status, r.body.is_object()), (400, true), "{}", r.body);
 }
+
+/// Admin-API calls are not the team's API requests: a Free team (2 requests a
+/// minute) administers itself without 429s, and its API traffic keeps its
+/// whole minute; a key used to log in spends exactly one use.
+#[test]
+fn admin_calls_do_not_count_toward_the_tier_request_limit() {
+    let d = start(|_| {});
+    let team = d.team("free-admins", "Free");
+    let (user, jwt) = d.user(&team, "frida", "Administrator");
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let b = d.ok("POST", "/v1/keys", &jwt, Some(json!({"userId": user, "remaining": 3})), 201);
+        ids.push((b["id"].as_str().unwrap().to_owned(), b["key"].as_str().unwrap().to_owned()));
+    }
+    d.ok("GET", "/v1/keys", &jwt, None, 200);
+    // A login with a key spends one of its uses, not two, and no team request.
+    let (key_id, secret) = &ids[0];
+    let r = d.raw("POST", "/v1/auth/token", &[("Authorization", &basic(secret, ""))], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(d.ok("GET", &format!("/v1/keys/{key_id}"), &jwt, None, 200)["remaining"], 2);
+    // The team's minute is whole: two verifications pass, the third is limited.
+    assert_eq!(d.verify(&ids[1].1)["valid"], true);
+    assert_eq!(d.verify(&ids[1].1)["valid"], true);
+    assert_eq!(d.verify(&ids[1].1)["code"], "TEAM_RATE_LIMITED");
+    // And the administrator can still act (revoke a key) at the limit.
+    let r = d.call("DELETE", &format!("/v1/keys/{}", ids[2].0), Some(&jwt), None);
+    assert!(r.status == 200 || r.status == 204, "{} {}", r.status, r.body);
+}
