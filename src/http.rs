@@ -18,7 +18,9 @@
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
 use std::time::Instant;
 
 use axum::Router;
@@ -37,9 +39,11 @@ use tokio::sync::watch;
 use tollgate_api as api;
 use tracing::Instrument as _;
 
+use crate::config::Config;
 use crate::core::verify::{CredentialKind, Verdict, VerifyRequest};
+use crate::engine::Engine;
 use crate::metrics::Interface;
-use crate::server::Shared;
+use crate::metrics::Metrics;
 
 pub mod admin;
 pub mod listen;
@@ -234,6 +238,63 @@ impl std::fmt::Display for RequestId {
 impl std::fmt::Debug for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RequestId({})", self.as_str())
+    }
+}
+
+/// What the HTTP handlers share: built by `server`, which owns the
+/// listeners; a reload borrows its parts ([`Shared::live`]).
+pub struct Shared {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The configuration in force; a reload swaps it (see `reload`).
+    pub config: ArcSwap<Config>,
+    /// Set once every listener is bound (the index is loaded before); cleared
+    /// when draining starts.
+    pub ready: AtomicBool,
+    /// The admin API's state: the bootstrap token, login limiters.
+    pub admin: crate::http::admin::AdminState,
+    /// The audit log of admin calls and denied verifications.
+    pub audit: Arc<crate::audit::AuditLog>,
+    /// Counters behind `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Serializes reloads (SIGHUP and the admin endpoint may race).
+    pub reload_lock: parking_lot::Mutex<()>,
+    /// The HTTPS certificate in force, when the TCP listener speaks TLS; a
+    /// reload replaces it for new connections.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The runtime the admin API runs on (see `server::ADMIN_WORKERS`): apart from
+    /// the one serving the socket, `/auth` and `/v1/verify`.
+    pub admin_runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    /// What a configuration reload reads and replaces.
+    pub fn live(&self) -> crate::reload::Live<'_> {
+        crate::reload::Live {
+            config: &self.config,
+            engine: &self.engine,
+            metrics: &self.metrics,
+            tls: self.tls.as_deref(),
+            lock: &self.reload_lock,
+        }
+    }
+
+    /// Whether the daemon should get traffic, and why: the index is loaded
+    /// (always, once `Shared` exists), every listener is bound and not
+    /// draining, and the store's last write succeeded.
+    pub fn readiness(&self) -> (bool, tollgate_api::Readiness) {
+        let listeners = self.ready.load(Ordering::Acquire);
+        let store_ok = !self.engine.store().stats().failing.load(Ordering::Relaxed);
+        let ready = listeners && store_ok;
+        let body = tollgate_api::Readiness {
+            checks: tollgate_api::ReadinessChecks {
+                index: "loaded".to_owned(),
+                listeners: if listeners { "bound" } else { "not serving (starting or draining)" }.to_owned(),
+                store: if store_ok { "ok" } else { "the last write failed" }.to_owned(),
+            },
+            status: if ready { "ready" } else { "not_ready" }.to_owned(),
+        };
+        (ready, body)
     }
 }
 

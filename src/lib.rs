@@ -16,3 +16,4 @@ pub mod server;
 pub mod shutdown;
 pub mod sidecar;
 pub mod store;
+pub mod tls;

@@ -25,11 +25,15 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, SourceFile};
 use crate::core::jwt::{JwtConfigError, JwtKeys, JwtSettings};
-use crate::server::Shared;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 /// What a reload did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -75,7 +79,7 @@ pub fn check_file(source: &SourceFile) -> Result<Config, Vec<ConfigError>> {
     }
     if let Some(t) = &config.http_server.tls
         && !problems.iter().any(|p| p.0.starts_with("http_server.tls"))
-        && let Err(e) = crate::http::listen::load_tls(t)
+        && let Err(e) = crate::tls::load_tls(t)
     {
         problems.push(e);
     }
@@ -104,10 +108,24 @@ fn jwt_error(config: &Config, e: &JwtConfigError) -> ConfigError {
     ConfigError(format!("{key}: {e}"))
 }
 
+/// What a reload reads and replaces, borrowed from the server's state.
+pub struct Live<'a> {
+    /// The configuration in force.
+    pub config: &'a ArcSwap<Config>,
+    /// The engine (JWT keys and tier limits are replaced in it).
+    pub engine: &'a Engine,
+    /// The reload counters.
+    pub metrics: &'a Metrics,
+    /// The HTTPS certificate in force, if the TCP listener speaks TLS.
+    pub tls: Option<&'a Tls>,
+    /// One reload at a time (SIGHUP and the admin endpoint may race).
+    pub lock: &'a parking_lot::Mutex<()>,
+}
+
 /// Reloads the configuration file of a running daemon. Logs the outcome
 /// either way; on error nothing changed.
-pub fn reload(shared: &Shared) -> Result<Report, ReloadError> {
-    let _one_at_a_time = shared.reload_lock.lock();
+pub fn reload(shared: &Live<'_>) -> Result<Report, ReloadError> {
+    let _one_at_a_time = shared.lock.lock();
     let result = reload_locked(shared);
     shared.metrics.reloaded(result.is_ok());
     match &result {
@@ -126,7 +144,7 @@ fn refused(errs: &[ConfigError]) -> ReloadError {
     ReloadError::Refused(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n"))
 }
 
-fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
+fn reload_locked(shared: &Live<'_>) -> Result<Report, ReloadError> {
     let old = shared.config.load_full();
     let Some(path) = old.file.clone() else {
         return Err(ReloadError::NoFile);
@@ -187,7 +205,7 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
     // The certificate files are read again even when their names did not
     // change: renewing a certificate in place is the usual rotation.
     let tls = match (&shared.tls, &new.http_server.tls) {
-        (Some(_), Some(t)) => Some(crate::http::listen::load_tls(t).map_err(|e| refused(&[source.locate(&e)]))?),
+        (Some(_), Some(t)) => Some(crate::tls::load_tls(t).map_err(|e| refused(&[source.locate(&e)]))?),
         _ => None,
     };
     let mut applied = Vec::new();

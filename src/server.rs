@@ -14,52 +14,8 @@ use tokio::sync::watch;
 
 use crate::config::{Config, LogConfig};
 use crate::engine::Engine;
+use crate::http::Shared;
 use crate::metrics::Metrics;
-
-/// Handles shared by the listeners.
-pub struct Shared {
-    /// The engine.
-    pub engine: Arc<Engine>,
-    /// The configuration in force; a reload swaps it (see `reload`).
-    pub config: ArcSwap<Config>,
-    /// Set once every listener is bound (the index is loaded before); cleared
-    /// when draining starts.
-    pub ready: AtomicBool,
-    /// The admin API's state: the bootstrap token, login limiters.
-    pub admin: crate::http::admin::AdminState,
-    /// The audit log of admin calls and denied verifications.
-    pub audit: Arc<crate::audit::AuditLog>,
-    /// Counters behind `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// Serializes reloads (SIGHUP and the admin endpoint may race).
-    pub reload_lock: parking_lot::Mutex<()>,
-    /// The HTTPS certificate in force, when the TCP listener speaks TLS; a
-    /// reload replaces it for new connections.
-    pub tls: Option<Arc<crate::http::listen::Tls>>,
-    /// The runtime the admin API runs on (see [`ADMIN_WORKERS`]): apart from
-    /// the one serving the socket, `/auth` and `/v1/verify`.
-    pub admin_runtime: tokio::runtime::Handle,
-}
-
-impl Shared {
-    /// Whether the daemon should get traffic, and why: the index is loaded
-    /// (always, once `Shared` exists), every listener is bound and not
-    /// draining, and the store's last write succeeded.
-    pub fn readiness(&self) -> (bool, tollgate_api::Readiness) {
-        let listeners = self.ready.load(Ordering::Acquire);
-        let store_ok = !self.engine.store().stats().failing.load(Ordering::Relaxed);
-        let ready = listeners && store_ok;
-        let body = tollgate_api::Readiness {
-            checks: tollgate_api::ReadinessChecks {
-                index: "loaded".to_owned(),
-                listeners: if listeners { "bound" } else { "not serving (starting or draining)" }.to_owned(),
-                store: if store_ok { "ok" } else { "the last write failed" }.to_owned(),
-            },
-            status: if ready { "ready" } else { "not_ready" }.to_owned(),
-        };
-        (ready, body)
-    }
-}
 
 /// Worker threads of the admin runtime. Admin calls that change something
 /// take the engine's admin lock and fsync, so more workers would mostly wait
@@ -189,7 +145,7 @@ async fn reload_on_sighup(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
                 tracing::info!("SIGHUP: reloading the configuration");
                 let s = shared.clone();
                 // Reading key files and building the key set is blocking work.
-                let _ = tokio::task::spawn_blocking(move || crate::reload::reload(&s)).await;
+                let _ = tokio::task::spawn_blocking(move || crate::reload::reload(&s.live())).await;
             }
             () = crate::shutdown::stopped(&mut stop) => return,
         }
@@ -262,9 +218,9 @@ pub async fn serve_opening(
     let tls = match &config.http_server.tls {
         None => None,
         Some(t) => {
-            let loaded = listen::load_tls(t)?;
+            let loaded = crate::tls::load_tls(t)?;
             tracing::info!(certificate = %loaded.summary, client_ca = ?t.client_ca, "HTTPS on the TCP listener");
-            Some(listen::Tls::new(loaded))
+            Some(crate::tls::Tls::new(loaded))
         }
     };
     let limits = listen::Limits::from_config(&config.http_server);

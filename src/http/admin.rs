@@ -58,7 +58,7 @@ use crate::config::Config;
 use crate::core::limits::{FixedWindow, Micros};
 use crate::core::model::{Millis, rfc3339};
 use crate::core::secret;
-use crate::server::Shared;
+use crate::http::Shared;
 
 pub(crate) use guard::credential_owner;
 

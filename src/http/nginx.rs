@@ -26,7 +26,7 @@ use ipnet::IpNet;
 use super::{Body, error};
 use crate::config::{AuthConfig, AuthRoute};
 use crate::core::verify::{CredentialKind, DenyCode, Verdict, VerifyRequest};
-use crate::server::Shared;
+use crate::http::Shared;
 
 /// `X-Auth-Denial` value when no credential was presented (not a verdict code:
 /// the verifier was never asked).

@@ -14,8 +14,8 @@ use crate::authz::Reach;
 use crate::core::secret;
 use crate::core::verify::{CredentialKind, DenyCode};
 use crate::engine::{EngineError, now_us};
+use crate::http::Shared;
 use crate::http::{Peer, RequestId};
-use crate::server::Shared;
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Sessions;

@@ -18,7 +18,7 @@ pub(super) fn routes(r: &mut Routes) {
 async fn reload(cx: Cx) -> Result<Resp, Resp> {
     cx.authorize(cx.own_team())?;
     let shared = cx.shared.clone();
-    let outcome = tokio::task::spawn_blocking(move || crate::reload::reload(&shared))
+    let outcome = tokio::task::spawn_blocking(move || crate::reload::reload(&shared.live()))
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &format!("reload task failed: {e}")))?;
     match outcome {

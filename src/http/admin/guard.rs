@@ -27,8 +27,8 @@ use crate::core::model::{Millis, Permissions, Role, User, UserStatus, rfc3339};
 use crate::core::secret;
 use crate::core::verify::{CredentialKind, DenyCode, Verdict, VerifyRequest};
 use crate::engine::now_us;
+use crate::http::Shared;
 use crate::http::{Body, Peer, RequestId, error, panicked};
-use crate::server::Shared;
 
 // ---- the route wrapper ----
 
