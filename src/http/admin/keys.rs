@@ -1,6 +1,6 @@
 //! API keys (seeds 001 and 002): `/v1/keys`.
 
-use super::extract::{Int, links, paging};
+use super::extract::{links, paging};
 use super::guard::Caller;
 use super::prelude::*;
 use super::{opt_ts, ts};
@@ -33,39 +33,6 @@ const KEY_SETTINGS: &[&str] = &[
     "whitelistedIPs",
 ];
 
-/// The `status` filter of `GET /v1/keys`.
-#[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Status {
-    Active,
-    Inactive,
-}
-
-/// The query of `GET /v1/keys`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
-    #[serde(default, deserialize_with = "status")]
-    status: Option<Status>,
-    limit: Option<Int<1, 100>>,
-    offset: Option<Int<0, { u32::MAX as u64 }>>,
-    starting_after: Option<String>,
-    ending_before: Option<String>,
-    team_id: Option<String>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
-}
-
-/// `active` or `inactive`, with the 422 the API gives for anything else.
-fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Status>, D::Error> {
-    use serde::Deserialize as _;
-    match String::deserialize(d)?.as_str() {
-        "active" => Ok(Some(Status::Active)),
-        "inactive" => Ok(Some(Status::Inactive)),
-        _ => Err(super::extract::bad_value("enum", "must be active or inactive")),
-    }
-}
-
 impl Cx {
     /// The owner of key `k`; an owner gone from the index ranks highest, so
     /// that only those who may act on anyone may act on the key.
@@ -86,8 +53,8 @@ impl Cx {
     }
 }
 
-async fn list(cx: Cx, Query(q): Query<ListQuery>) -> Result<Resp, Resp> {
-    let active = q.status.is_none_or(|s| s == Status::Active);
+async fn list(cx: Cx, Query(q): Query<api::KeyListQuery>) -> Result<Resp, Resp> {
+    let active = q.status.as_deref() != Some("inactive");
     let (limit, offset, cursor) = paging(q.limit, q.offset, q.starting_after.as_deref(), q.ending_before.as_deref())?;
     let team = cx.target_team(q.team_id.clone(), "query")?;
     // Who reaches only their own keys lists only those.

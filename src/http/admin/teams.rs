@@ -1,7 +1,7 @@
 //! Teams: `/v1/teams` (the admin token creates, changes and deletes them; a
 //! team's member sees its own).
 
-use super::extract::{Int, links, paging};
+use super::extract::{links, paging};
 use super::prelude::*;
 use super::ts;
 use crate::core::model::{Team, Tier};
@@ -37,18 +37,6 @@ pub(super) fn routes(r: &mut Routes) {
     );
 }
 
-/// The query of `GET /v1/teams`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
-    limit: Option<Int<1, 100>>,
-    offset: Option<Int<0, { u32::MAX as u64 }>>,
-    starting_after: Option<String>,
-    ending_before: Option<String>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
-}
-
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     cx.authorize(cx.own_team())?;
     b.only(&["name", "tier"])?;
@@ -58,7 +46,7 @@ async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     Ok(json_response(StatusCode::CREATED, &team_body(&team)))
 }
 
-async fn list(cx: Cx, Query(q): Query<ListQuery>) -> Result<Resp, Resp> {
+async fn list(cx: Cx, Query(q): Query<api::PageQuery>) -> Result<Resp, Resp> {
     let (limit, offset, cursor) = paging(q.limit, q.offset, q.starting_after.as_deref(), q.ending_before.as_deref())?;
     let engine = &cx.shared.engine;
     let page = match cx.team() {

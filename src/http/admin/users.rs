@@ -1,6 +1,6 @@
 //! Users: `/v1/users` (a team's accounts; seed 000's roles and statuses).
 
-use super::extract::{Int, links, paging};
+use super::extract::{links, paging};
 use super::prelude::*;
 use super::ts;
 use crate::core::model::{Role, User, UserStatus};
@@ -19,19 +19,6 @@ pub(super) fn routes(r: &mut Routes) {
         update,
     );
     r.guarded(Delete, "/v1/users/{id}", "DeleteUser", (Users, Verb::Delete), "Delete (anonymize) a user", delete);
-}
-
-/// The query of `GET /v1/users`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
-    team_id: Option<String>,
-    limit: Option<Int<1, 100>>,
-    offset: Option<Int<0, { u32::MAX as u64 }>>,
-    starting_after: Option<String>,
-    ending_before: Option<String>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
 }
 
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
@@ -55,7 +42,7 @@ async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     Ok(json_response(StatusCode::CREATED, &user_body(&user)))
 }
 
-async fn list(cx: Cx, Query(q): Query<ListQuery>) -> Result<Resp, Resp> {
+async fn list(cx: Cx, Query(q): Query<api::UserListQuery>) -> Result<Resp, Resp> {
     let (limit, offset, cursor) = paging(q.limit, q.offset, q.starting_after.as_deref(), q.ending_before.as_deref())?;
     let team = cx.target_team(q.team_id.clone(), "query")?;
     cx.authorize(Cx::of_team(&team))?;
