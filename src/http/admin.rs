@@ -11,7 +11,8 @@
 //! (`Cx::authorize`) take the same rule. That plumbing is `guard`; the
 //! extractors (typed query strings, path ids, JSON bodies) and the error
 //! answers are `extract`. The route table ([`routes`]) is made by the very
-//! registrations that build the router, and the OpenAPI document from it.
+//! registrations that build the router; the OpenAPI document is written
+//! apart (`super::openapi`) and checked against it.
 //!
 //! Every admin call runs on the admin runtime (`Shared::admin_runtime`), not
 //! on the workers that serve verifications: its store writes (fsynced, under
@@ -237,8 +238,6 @@ pub struct Route {
     pub path: &'static str,
     /// The operation's name: the OpenAPI `operationId` and the audit entry's action.
     pub op: &'static str,
-    /// One line for the OpenAPI document.
-    pub summary: &'static str,
     /// What the route acts on and how, for [`crate::authz`]; `None` for the
     /// routes that need no credential (the document itself, login).
     pub authz: Option<(Object, Verb)>,
@@ -284,28 +283,21 @@ impl Routes {
     /// that may `rule.1` a `rule.0` (the role matrix, and a key's own grant),
     /// and whose call is audited as `op`. The handler gets the caller and the
     /// rule with [`guard::Cx`].
-    fn guarded<H, T>(
-        &mut self,
-        method: M,
-        path: &'static str,
-        op: &'static str,
-        rule: (Object, Verb),
-        summary: &'static str,
-        handler: H,
-    ) where
-        H: Handler<T, Arc<Shared>>,
-        T: 'static,
-    {
-        self.add(Route { method: method.name(), path, op, summary, authz: Some(rule) }, method, handler);
-    }
-
-    /// Routes `method path` to `handler`, which needs no credential.
-    fn open<H, T>(&mut self, method: M, path: &'static str, op: &'static str, summary: &'static str, handler: H)
+    fn guarded<H, T>(&mut self, method: M, path: &'static str, op: &'static str, rule: (Object, Verb), handler: H)
     where
         H: Handler<T, Arc<Shared>>,
         T: 'static,
     {
-        self.add(Route { method: method.name(), path, op, summary, authz: None }, method, handler);
+        self.add(Route { method: method.name(), path, op, authz: Some(rule) }, method, handler);
+    }
+
+    /// Routes `method path` to `handler`, which needs no credential.
+    fn open<H, T>(&mut self, method: M, path: &'static str, op: &'static str, handler: H)
+    where
+        H: Handler<T, Arc<Shared>>,
+        T: 'static,
+    {
+        self.add(Route { method: method.name(), path, op, authz: None }, method, handler);
     }
 
     fn add<H, T>(&mut self, route: Route, method: M, handler: H)
@@ -325,7 +317,7 @@ pub const LOGIN_PATH: &str = "/v1/auth/token";
 /// The admin router (its state still to be given) and its route table.
 pub(crate) fn build() -> (Router<Arc<Shared>>, Vec<Route>) {
     let mut r = Routes { router: Router::new(), table: Vec::new() };
-    r.open(M::Get, "/openapi.json", "OpenApi", "This document", openapi_handler);
+    r.open(M::Get, "/openapi.json", "OpenApi", openapi_handler);
     auth::routes(&mut r);
     teams::routes(&mut r);
     users::routes(&mut r);
@@ -337,7 +329,7 @@ pub(crate) fn build() -> (Router<Arc<Shared>>, Vec<Route>) {
 }
 
 /// Every route the admin router serves, as registered with it; the OpenAPI
-/// document lists exactly these.
+/// document must list exactly these (tests/admin_api.rs).
 pub fn routes() -> Vec<Route> {
     build().1
 }

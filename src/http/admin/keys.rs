@@ -10,11 +10,11 @@ use crate::engine::{KeyUpdate, NewKey, now_us, remaining_at};
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Keys;
-    r.guarded(Get, "/v1/keys", "ListKeys", (Keys, Verb::Read), "List API keys", list);
-    r.guarded(Post, "/v1/keys", "CreateKey", (Keys, Verb::Create), "Create an API key", create);
-    r.guarded(Get, "/v1/keys/{id}", "GetKey", (Keys, Verb::Read), "Get an API key", get);
-    r.guarded(Patch, "/v1/keys/{id}", "UpdateKey", (Keys, Verb::Update), "Change an API key", update);
-    r.guarded(Delete, "/v1/keys/{id}", "DeleteKey", (Keys, Verb::Delete), "Delete an API key", delete);
+    r.guarded(Get, "/v1/keys", "ListKeys", (Keys, Verb::Read), list);
+    r.guarded(Post, "/v1/keys", "CreateKey", (Keys, Verb::Create), create);
+    r.guarded(Get, "/v1/keys/{id}", "GetKey", (Keys, Verb::Read), get);
+    r.guarded(Patch, "/v1/keys/{id}", "UpdateKey", (Keys, Verb::Update), update);
+    r.guarded(Delete, "/v1/keys/{id}", "DeleteKey", (Keys, Verb::Delete), delete);
 }
 
 /// The settings a key is created with and updated by (`POST` adds `userId`

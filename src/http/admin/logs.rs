@@ -4,14 +4,7 @@ use super::prelude::*;
 use crate::core::model::rfc3339;
 
 pub(super) fn routes(r: &mut Routes) {
-    r.guarded(
-        Get,
-        "/v1/logs",
-        "ListLogs",
-        (Object::Logs, Verb::Read),
-        "List the team's audit log: admin calls and denied verifications (filters: action, outcome, since, until in ms; limit, cursor)",
-        list,
-    );
+    r.guarded(Get, "/v1/logs", "ListLogs", (Object::Logs, Verb::Read), list);
 }
 
 async fn list(cx: Cx, Query(q): Query<api::LogQuery>) -> Result<Resp, Resp> {

@@ -9,32 +9,11 @@ use crate::engine::EngineError;
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Teams;
-    r.guarded(Post, "/v1/teams", "CreateTeam", (Teams, Verb::Create), "Create a team (admin token only)", create);
-    r.guarded(
-        Get,
-        "/v1/teams",
-        "ListTeams",
-        (Teams, Verb::Read),
-        "List teams: every team for the admin token, the caller's own otherwise",
-        list,
-    );
-    r.guarded(Get, "/v1/teams/{id}", "GetTeam", (Teams, Verb::Read), "Get a team", get);
-    r.guarded(
-        Patch,
-        "/v1/teams/{id}",
-        "UpdateTeam",
-        (Teams, Verb::Update),
-        "Change a team's tier (admin token only; 409 if the team holds more than the tier allows, unless forced)",
-        update,
-    );
-    r.guarded(
-        Delete,
-        "/v1/teams/{id}",
-        "DeleteTeam",
-        (Teams, Verb::Delete),
-        "Delete a team and everything in it (admin token only)",
-        delete,
-    );
+    r.guarded(Post, "/v1/teams", "CreateTeam", (Teams, Verb::Create), create);
+    r.guarded(Get, "/v1/teams", "ListTeams", (Teams, Verb::Read), list);
+    r.guarded(Get, "/v1/teams/{id}", "GetTeam", (Teams, Verb::Read), get);
+    r.guarded(Patch, "/v1/teams/{id}", "UpdateTeam", (Teams, Verb::Update), update);
+    r.guarded(Delete, "/v1/teams/{id}", "DeleteTeam", (Teams, Verb::Delete), delete);
 }
 
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {

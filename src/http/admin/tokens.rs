@@ -8,39 +8,11 @@ use crate::core::verify::CredentialKind;
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Tokens;
-    r.guarded(Get, "/v1/access-tokens", "ListTokens", (Tokens, Verb::Read), "List the caller's access tokens", list);
-    r.guarded(
-        Post,
-        "/v1/access-tokens",
-        "CreateToken",
-        (Tokens, Verb::Create),
-        "Create an access token for the caller",
-        create,
-    );
-    r.guarded(
-        Delete,
-        "/v1/access-tokens",
-        "RevokeAllTokens",
-        (Tokens, Verb::Delete),
-        "Revoke all of the caller's access tokens",
-        revoke_all,
-    );
-    r.guarded(
-        Get,
-        "/v1/access-tokens/{id}",
-        "GetToken",
-        (Tokens, Verb::Read),
-        "Get one of the caller's access tokens",
-        get,
-    );
-    r.guarded(
-        Delete,
-        "/v1/access-tokens/{id}",
-        "RevokeToken",
-        (Tokens, Verb::Delete),
-        "Revoke one of the caller's access tokens",
-        revoke,
-    );
+    r.guarded(Get, "/v1/access-tokens", "ListTokens", (Tokens, Verb::Read), list);
+    r.guarded(Post, "/v1/access-tokens", "CreateToken", (Tokens, Verb::Create), create);
+    r.guarded(Delete, "/v1/access-tokens", "RevokeAllTokens", (Tokens, Verb::Delete), revoke_all);
+    r.guarded(Get, "/v1/access-tokens/{id}", "GetToken", (Tokens, Verb::Read), get);
+    r.guarded(Delete, "/v1/access-tokens/{id}", "RevokeToken", (Tokens, Verb::Delete), revoke);
 }
 
 async fn list(cx: Cx, Query(q): Query<api::TokenListQuery>) -> Result<Resp, Resp> {

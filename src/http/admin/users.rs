@@ -7,18 +7,11 @@ use crate::core::model::{Role, User, UserStatus};
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Users;
-    r.guarded(Post, "/v1/users", "CreateUser", (Users, Verb::Create), "Create a user", create);
-    r.guarded(Get, "/v1/users", "ListUsers", (Users, Verb::Read), "List a team's users", list);
-    r.guarded(Get, "/v1/users/{id}", "GetUser", (Users, Verb::Read), "Get a user", get);
-    r.guarded(
-        Patch,
-        "/v1/users/{id}",
-        "UpdateUser",
-        (Users, Verb::Update),
-        "Change a user's role, status or password",
-        update,
-    );
-    r.guarded(Delete, "/v1/users/{id}", "DeleteUser", (Users, Verb::Delete), "Delete (anonymize) a user", delete);
+    r.guarded(Post, "/v1/users", "CreateUser", (Users, Verb::Create), create);
+    r.guarded(Get, "/v1/users", "ListUsers", (Users, Verb::Read), list);
+    r.guarded(Get, "/v1/users/{id}", "GetUser", (Users, Verb::Read), get);
+    r.guarded(Patch, "/v1/users/{id}", "UpdateUser", (Users, Verb::Update), update);
+    r.guarded(Delete, "/v1/users/{id}", "DeleteUser", (Users, Verb::Delete), delete);
 }
 
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
