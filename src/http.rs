@@ -48,6 +48,7 @@ use crate::metrics::Metrics;
 pub mod admin;
 pub mod listen;
 mod nginx;
+pub mod openapi;
 
 /// Largest request body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -135,19 +136,60 @@ pub async fn serve(
 /// [`admin`]); the others where the connection is served.
 pub fn router(shared: Arc<Shared>) -> Router {
     let (admin, _) = admin::build();
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/verify", post(verify))
-        .route("/auth", any(auth))
+    let (fixed, _) = fixed();
+    fixed
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // One layer (one boxing of each route), the access layer outside.
         .layer(tower::ServiceBuilder::new().layer(AccessLayer(shared.clone())).layer(catch_panic()))
         .with_state(shared)
+}
+
+/// The methods a fixed route is served with.
+#[derive(Clone, Copy)]
+enum On {
+    Get,
+    Post,
+    /// Every method (`/auth`: nginx may pass the original request's on).
+    Any,
+}
+
+/// The routes besides the admin API's, and their table: each `(method,
+/// path)` is recorded by the registration that routes it.
+fn fixed() -> (Router<Arc<Shared>>, Vec<(&'static str, &'static str)>) {
+    struct Fixed(Router<Arc<Shared>>, Vec<(&'static str, &'static str)>);
+    impl Fixed {
+        fn route<H: axum::handler::Handler<T, Arc<Shared>>, T: 'static>(
+            mut self,
+            on: On,
+            path: &'static str,
+            handler: H,
+        ) -> Fixed {
+            let (methods, route) = match on {
+                On::Get => (&["GET"][..], get(handler)),
+                On::Post => (&["POST"][..], post(handler)),
+                On::Any => (&openapi::ANY_METHODS[..], any(handler)),
+            };
+            self.1.extend(methods.iter().map(|m| (*m, path)));
+            Fixed(self.0.route(path, route), self.1)
+        }
+    }
+    let f = Fixed(Router::new(), Vec::new())
+        .route(On::Get, "/healthz", healthz)
+        .route(On::Get, "/readyz", readyz)
+        .route(On::Get, "/metrics", metrics)
+        .route(On::Get, "/.well-known/jwks.json", jwks)
+        .route(On::Post, "/v1/verify", verify)
+        .route(On::Any, "/auth", auth);
+    (f.0, f.1)
+}
+
+/// Every `(method, path)` the router serves besides the admin API's
+/// ([`admin::routes`]), as registered with it; `/auth` (any method) is listed
+/// with each method OpenAPI can describe.
+pub fn fixed_routes() -> Vec<(&'static str, &'static str)> {
+    fixed().1
 }
 
 /// What answers for a handler that panicked: [`panicked`].

@@ -75,20 +75,110 @@ impl Daemon {
     }
 }
 
+/// Validates `doc` as OpenAPI 3.1 with Python's openapi-spec-validator
+/// (`pip install openapi-spec-validator`; CI installs it and fails without it).
+fn validate_openapi(doc: &Value) {
+    let Some(python) = common::require_tool("python3", &[], "apt-get install python3") else { return };
+    let has = std::process::Command::new(&python)
+        .args(["-c", "import openapi_spec_validator"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        assert!(
+            !common::in_ci(),
+            "openapi-spec-validator is missing and CI is set: pip install openapi-spec-validator (see .ci/run)"
+        );
+        eprintln!("SKIPPED: openapi-spec-validator is not installed (pip install openapi-spec-validator)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let script = "import json, sys\nfrom openapi_spec_validator import OpenAPIV31SpecValidator\n\
+                  spec = json.load(open(sys.argv[1]))\nerrors = list(OpenAPIV31SpecValidator(spec).iter_errors())\n\
+                  [print(e.message, list(e.absolute_path)) for e in errors]\nsys.exit(1 if errors else 0)";
+    let out = std::process::Command::new(&python).args(["-c", script]).arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the document is not valid OpenAPI 3.1:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn openapi_lists_exactly_the_served_routes() {
     let d = start(|_| {});
     let doc = d.raw("GET", "/openapi.json", &[], None);
     assert_eq!(doc.status, 200);
-    assert_eq!(doc.body["openapi"], "3.0.3");
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    validate_openapi(&doc.body);
     let paths = doc.body["paths"].as_object().unwrap();
     let in_doc: BTreeSet<(String, String)> = paths
         .iter()
         .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone())))
         .collect();
-    let served: BTreeSet<(String, String)> =
-        tollgate::http::admin::routes().iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect();
-    assert_eq!(in_doc, served, "the router's table and the document differ");
+    // What the router serves, from its registrations (not from the document's own table).
+    let admin = tollgate::http::admin::routes();
+    let fixed = tollgate::http::fixed_routes();
+    let served: BTreeSet<(String, String)> = admin
+        .iter()
+        .map(|r| (r.method, r.path))
+        .chain(fixed.iter().copied())
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(in_doc, served, "the routes the router serves and the document's differ");
+    for path in ["/v1/verify", "/auth", "/healthz", "/readyz", "/metrics", "/.well-known/jwks.json"] {
+        assert!(paths.contains_key(path), "{path} is not in the document");
+    }
+    // An admin operation is named by the registration's operation (the audit action).
+    for r in &admin {
+        let op = &paths[r.path][r.method.to_ascii_lowercase()];
+        assert_eq!(op["operationId"], r.op, "{} {}", r.method, r.path);
+        // A guarded route answers 401 and 403 and takes the credential schemes;
+        // the open ones take none or Basic.
+        let security: Vec<&str> = op["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.as_object().unwrap().keys().map(String::as_str))
+            .collect();
+        if r.authz.is_some() {
+            assert_eq!(security, ["bearerAuth", "apiKeyHeader", "cookieAuth", "queryToken"], "{}", r.op);
+            for status in ["401", "403", "429", "500"] {
+                assert!(op["responses"][status].is_object(), "{} lacks {status}", r.op);
+            }
+        } else {
+            assert!(security.iter().all(|s| *s == "basicAuth"), "{}: {security:?}", r.op);
+        }
+        // The query parameters are the handler's query type's fields.
+        if r.method == "GET" && !r.path.contains("{id}") && r.op != "OpenApi" {
+            let params = op["parameters"].as_array().unwrap();
+            assert!(params.iter().any(|p| p["name"] == "limit" && p["in"] == "query"), "{}", r.op);
+            assert!(op["responses"]["422"].is_object(), "{}", r.op);
+        }
+        if matches!(r.method, "POST" | "PATCH") && r.authz.is_some() && r.op != "Reload" {
+            let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+            assert!(body.as_str().is_some_and(|s| s.starts_with("#/components/schemas/")), "{}: {op}", r.op);
+            assert!(op["responses"]["413"].is_object(), "{}", r.op);
+        }
+    }
+    let schemes = &doc.body["components"]["securitySchemes"];
+    assert_eq!(schemes["cookieAuth"]["name"], "tollgate_token");
+    assert_eq!(schemes["apiKeyHeader"]["name"], "X-API-Key");
+    assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+    let auth_ok = &paths["/auth"]["get"]["responses"]["200"]["headers"];
+    assert!(auth_ok["X-Auth-Subject"].is_object() && auth_ok["X-RateLimit-Remaining"].is_object(), "{auth_ok}");
+    assert!(paths["/auth"]["get"]["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+    let verify = &paths["/v1/verify"]["post"];
+    assert_eq!(
+        verify["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/VerifyRequest"
+    );
+    assert_eq!(
+        verify["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Verdict"
+    );
 
     // Real objects for the `{id}` routes, in a team of their own.
     let team = d.team("openapi", "Pro");
@@ -110,7 +200,9 @@ fn openapi_lists_exactly_the_served_routes() {
         }
     };
     // Deletes last, the team's very last.
-    let mut order: Vec<&(String, String)> = in_doc.iter().collect();
+    let admin_routes: BTreeSet<(String, String)> =
+        admin.iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect();
+    let mut order: Vec<&(String, String)> = admin_routes.iter().collect();
     order.sort_by_key(|(m, p)| (m == "DELETE", p.starts_with("/v1/teams"), p == "/v1/users/{id}"));
     for (method, path) in order {
         let real = path.replace("{id}", &id_for(path));

@@ -451,7 +451,16 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
         Command::Keys(c) => keys(&client, &out, c),
         Command::Tokens(c) => tokens(&client, &out, c),
         Command::Logs { team, action, outcome, since, until, limit, cursor } => {
-            let p = client.list_logs(&LogQuery { team_id: team, action, outcome, since, until, limit, cursor })?;
+            let p = client.list_logs(&LogQuery {
+                team_id: team,
+                action,
+                outcome,
+                since,
+                until,
+                limit,
+                cursor,
+                token: None,
+            })?;
             out.print(&p, || {
                 let rows: Vec<Vec<String>> = p
                     .items
@@ -732,6 +741,7 @@ fn keys(client: &AdminClient, out: &Out, c: KeysCommand) -> Result<Output, CliEr
                 offset,
                 starting_after,
                 ending_before,
+                token: None,
             })?;
             out.print(&l, || {
                 let rows: Vec<Vec<String>> = l
@@ -820,7 +830,7 @@ fn tokens(client: &AdminClient, out: &Out, c: TokensCommand) -> Result<Output, C
             Ok(o)
         }
         TokensCommand::List { include_revoked, token_type, limit, cursor } => {
-            let p = client.list_tokens(&TokenListQuery { token_type, include_revoked, limit, cursor })?;
+            let p = client.list_tokens(&TokenListQuery { token_type, include_revoked, limit, cursor, token: None })?;
             out.print(&p, || {
                 let rows: Vec<Vec<String>> = p
                     .items

@@ -202,6 +202,91 @@ pub struct ReloadReport {
     pub needs_restart: Vec<String>,
 }
 
+// ---- query strings ----
+
+/// How the query types decode their values (from a query string, where every
+/// value is a string, or from JSON): ranges and flags are checked while
+/// decoding, so the daemon's handlers extract these very types. A value's
+/// error is `<type><KIND_SEP><message>` ([`query::error`]), which the daemon
+/// splits ([`query::split`]) into a 422's `type` and `msg`.
+pub mod query {
+    use std::fmt::{self, Display};
+
+    use serde::Deserializer;
+    use serde::de::{self, Visitor};
+
+    /// Separates the `type` of a 422 from its message in a decoding error.
+    pub const KIND_SEP: char = '\u{1f}';
+
+    /// A decoding error of `kind` (a 422's `type`) with `msg`.
+    pub fn error<E: de::Error>(kind: &str, msg: impl Display) -> E {
+        E::custom(format!("{kind}{KIND_SEP}{msg}"))
+    }
+
+    /// `(type, message)` of a decoding error; `value_error` when it has no type.
+    pub fn split(error: &str) -> (&str, &str) {
+        error.split_once(KIND_SEP).unwrap_or(("value_error", error))
+    }
+
+    /// A string or an unsigned integer, as text.
+    struct Text;
+
+    impl Visitor<'_> for Text {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    /// An integer from `MIN` to `MAX`.
+    pub(crate) fn int<'de, D, T, const MIN: u64, const MAX: u64>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64>,
+    {
+        let bad = || error("value_error", format_args!("must be an integer from {MIN} to {MAX}"));
+        match d.deserialize_any(Text)?.parse::<u64>() {
+            Ok(n) if (MIN..=MAX).contains(&n) => T::try_from(n).map(Some).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+
+    /// A boolean: `true`/`1` or `false`/`0`, in any case.
+    pub(crate) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match d.deserialize_any(Text)?.to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(error("bool_parsing", "must be true or false")),
+        }
+    }
+
+    /// `active` or `inactive`.
+    pub(crate) fn key_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let s = d.deserialize_any(Text)?;
+        match s.as_str() {
+            "active" | "inactive" => Ok(Some(s)),
+            _ => Err(error("enum", "must be active or inactive")),
+        }
+    }
+}
+
 // ---- paging ----
 
 /// Query of the offset/cursor pages (`GET /v1/teams`; with `teamId`,
@@ -209,36 +294,46 @@ pub struct ReloadReport {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PageQuery {
     /// Objects before this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ending_before: Option<String>,
     /// 1 to 100, default 25.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 1, 100>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
     pub limit: Option<u32>,
     /// Skip this many, from the start or from the cursor.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 0, 4294967295>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 0))]
     pub offset: Option<u32>,
     /// Objects after this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_after: Option<String>,
+    /// The credential, when `admin_api.allow_query_token` is set (the
+    /// `queryToken` security scheme, not a parameter); never sent by
+    /// tollgate-admin.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", param(ignore), schema(ignore))]
+    pub token: Option<String>,
 }
 
 /// Query of `GET /v1/users`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserListQuery {
     /// Users before this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ending_before: Option<String>,
     /// 1 to 100, default 25.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 1, 100>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
     pub limit: Option<u32>,
     /// Skip this many, from the start or from the cursor.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 0, 4294967295>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 0))]
     pub offset: Option<u32>,
     /// Users after this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +341,12 @@ pub struct UserListQuery {
     /// The team; required with the admin token, the caller's own otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
+    /// The credential, when `admin_api.allow_query_token` is set (the
+    /// `queryToken` security scheme, not a parameter); never sent by
+    /// tollgate-admin.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", param(ignore), schema(ignore))]
+    pub token: Option<String>,
 }
 
 // ---- teams ----
@@ -492,26 +593,35 @@ pub struct KeyList {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyListQuery {
     /// Keys before this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ending_before: Option<String>,
     /// 1 to 100, default 25.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 1, 100>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
     pub limit: Option<u32>,
     /// Skip this many, from the start or from the cursor.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 0, 4294967295>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 0))]
     pub offset: Option<u32>,
     /// Keys after this id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_after: Option<String>,
     /// `active` (the default) or `inactive`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::key_status", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(pattern = "^(active|inactive)$"))]
     pub status: Option<String>,
     /// The team; required with the admin token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
+    /// The credential, when `admin_api.allow_query_token` is set (the
+    /// `queryToken` security scheme, not a parameter); never sent by
+    /// tollgate-admin.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", param(ignore), schema(ignore))]
+    pub token: Option<String>,
 }
 
 /// `POST /v1/keys` body (seed 002's create fields and seed 001's IP list).
@@ -655,30 +765,45 @@ pub struct TokenPage {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenListQuery {
     /// From a previous `nextCursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// Include revoked tokens.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, deserialize_with = "query::flag", skip_serializing_if = "std::ops::Not::not")]
     pub include_revoked: bool,
     /// 1 to 200, default 50.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 1, 200>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
     pub limit: Option<u32>,
     /// Only tokens of this type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// The credential, when `admin_api.allow_query_token` is set (the
+    /// `queryToken` security scheme, not a parameter); never sent by
+    /// tollgate-admin.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", param(ignore), schema(ignore))]
+    pub token: Option<String>,
 }
 
 /// Query of `DELETE /v1/access-tokens` (`excludeCurrent` is accepted too).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
 pub struct RevokeAllQuery {
-    /// Keep the access token making the call (default true).
-    #[serde(default = "yes")]
+    /// Keep the access token making the call (default true; `true`/`1` or
+    /// `false`/`0`); also accepted as `excludeCurrent`.
+    #[serde(default = "yes", alias = "excludeCurrent", deserialize_with = "query::flag")]
     pub exclude_current: bool,
+    /// The credential, when `admin_api.allow_query_token` is set (the
+    /// `queryToken` security scheme, not a parameter); never sent by
+    /// tollgate-admin.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", param(ignore), schema(ignore))]
+    pub token: Option<String>,
 }
 
 fn yes() -> bool {
@@ -767,7 +892,7 @@ pub struct LogPage {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogQuery {
     /// Only this action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -776,20 +901,37 @@ pub struct LogQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// 1 to 200 (default 50).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "query::int::<_, _, 1, 200>", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
     pub limit: Option<u32>,
     /// Only this outcome: `success`, `failure` or `denied`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
-    /// Oldest, milliseconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Oldest, milliseconds since the epoch (at most 18446744073709551).
+    #[serde(
+        default,
+        deserialize_with = "query::int::<_, _, 0, 18446744073709551>",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", param(minimum = 0))]
     pub since: Option<u64>,
     /// The team; required with the admin token (`_global` for events of no team).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
-    /// Newest, milliseconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Newest, milliseconds since the epoch (at most 18446744073709551).
+    #[serde(
+        default,
+        deserialize_with = "query::int::<_, _, 0, 18446744073709551>",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", param(minimum = 0))]
     pub until: Option<u64>,
+    /// The credential, when `admin_api.allow_query_token` is set (the
+    /// `queryToken` security scheme, not a parameter); never sent by
+    /// tollgate-admin.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", param(ignore), schema(ignore))]
+    pub token: Option<String>,
 }
 
 // ---- verification ----
@@ -1192,6 +1334,7 @@ mod tests {
             starting_after: Some("s".into()),
             status: Some("active".into()),
             team_id: Some("t".into()),
+            token: None,
         });
         wire(&LogQuery {
             action: Some("a".into()),
@@ -1201,18 +1344,21 @@ mod tests {
             since: Some(1),
             team_id: Some("t".into()),
             until: Some(2),
+            token: None,
         });
         wire(&TokenListQuery {
             cursor: Some("c".into()),
             include_revoked: true,
             limit: Some(1),
             token_type: Some("t".into()),
+            token: None,
         });
         wire(&PageQuery {
             ending_before: Some("e".into()),
             limit: Some(1),
             offset: Some(2),
             starting_after: Some("s".into()),
+            token: None,
         });
         wire(&UserListQuery {
             ending_before: None,
@@ -1220,8 +1366,37 @@ mod tests {
             offset: None,
             starting_after: Some("s".into()),
             team_id: Some("t".into()),
+            token: None,
         });
-        wire(&RevokeAllQuery { exclude_current: false });
+        wire(&RevokeAllQuery { exclude_current: false, token: None });
+    }
+
+    /// The query types check what the daemon's handlers rely on: ranges,
+    /// flags, the key status, unknown parameters; `token` is accepted and
+    /// never sent.
+    #[test]
+    fn queries_check_their_values() {
+        let q: PageQuery = serde_json::from_value(json!({"limit": "100", "offset": 0, "token": "t"})).unwrap();
+        assert_eq!((q.limit, q.offset, q.token.as_deref()), (Some(100), Some(0), Some("t")));
+        assert!(!serde_json::to_string(&q).unwrap().contains("token"));
+        for bad in [json!({"limit": "0"}), json!({"limit": "101"}), json!({"limit": "x"}), json!({"limits": 1})] {
+            let e = serde_json::from_value::<PageQuery>(bad.clone()).unwrap_err().to_string();
+            assert!(
+                bad.get("limits").is_some() || query::split(&e).1.starts_with("must be an integer from 1 to 100"),
+                "{e}"
+            );
+        }
+        let e = serde_json::from_value::<TokenListQuery>(json!({"includeRevoked": "yes"})).unwrap_err().to_string();
+        assert_eq!(query::split(&e).0, "bool_parsing");
+        let q: TokenListQuery = serde_json::from_value(json!({"includeRevoked": "TRUE"})).unwrap();
+        assert!(q.include_revoked);
+        let e = serde_json::from_value::<KeyListQuery>(json!({"status": "gone"})).unwrap_err().to_string();
+        assert_eq!(query::split(&e).0, "enum");
+        let q: RevokeAllQuery = serde_json::from_value(json!({"excludeCurrent": "0"})).unwrap();
+        assert!(!q.exclude_current);
+        let q: LogQuery = serde_json::from_value(json!({"since": "18446744073709551"})).unwrap();
+        assert_eq!(q.since, Some(18_446_744_073_709_551));
+        assert!(serde_json::from_value::<LogQuery>(json!({"until": "18446744073709552"})).is_err());
     }
 
     #[test]

@@ -19,23 +19,9 @@ use crate::http::{Peer, RequestId};
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Sessions;
-    r.open(Post, super::LOGIN_PATH, "Login", "Exchange Basic credentials or an API key for a JWT", login);
-    r.guarded(
-        Delete,
-        "/v1/auth/sessions/{id}",
-        "RevokeSession",
-        (Sessions, Verb::Delete),
-        "Revoke one JWT by its jti: the caller's own, or any of the team's (Administrator, admin token)",
-        revoke_session,
-    );
-    r.guarded(
-        Delete,
-        "/v1/users/{id}/sessions",
-        "RevokeUserSessions",
-        (Sessions, Verb::Delete),
-        "Revoke every JWT issued to the user so far (log out everywhere)",
-        revoke_user_sessions,
-    );
+    r.open(Post, super::LOGIN_PATH, "Login", login);
+    r.guarded(Delete, "/v1/auth/sessions/{id}", "RevokeSession", (Sessions, Verb::Delete), revoke_session);
+    r.guarded(Delete, "/v1/users/{id}/sessions", "RevokeUserSessions", (Sessions, Verb::Delete), revoke_user_sessions);
 }
 
 /// `POST /v1/auth/token`: Basic credentials (or an API key as the username,

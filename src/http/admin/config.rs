@@ -3,14 +3,7 @@
 use super::prelude::*;
 
 pub(super) fn routes(r: &mut Routes) {
-    r.guarded(
-        Post,
-        "/v1/admin/reload",
-        "Reload",
-        (Object::Config, Verb::Update),
-        "Reload the configuration file, as SIGHUP does (admin token only); 422 with every problem if it is refused",
-        reload,
-    );
+    r.guarded(Post, "/v1/admin/reload", "Reload", (Object::Config, Verb::Update), reload);
 }
 
 /// `POST /v1/admin/reload`: the same reload as SIGHUP, with the outcome in

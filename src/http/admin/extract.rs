@@ -4,14 +4,11 @@
 //! field locations) and engine errors. Every rejection is the ready answer in
 //! the API's error shape.
 
-use std::fmt::Display;
-
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use serde::Deserialize;
-use serde::de::{DeserializeOwned, Deserializer};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tollgate_api as api;
 
@@ -41,10 +38,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 // ---- query strings ----
 
 /// A query string deserialized into `T` (`serde_urlencoded`; the field names
-/// are the parameters'). Query structs deny unknown fields, and each has a
+/// are the parameters'), one of [`api`]'s query types, which are the ones the
+/// OpenAPI document describes. They deny unknown fields, and each has a
 /// `token` field for `admin_api.allow_query_token`. A parameter that is
 /// unknown, repeated or of the wrong form is a 422 naming it
-/// (`["query", name]`); the value types below give the message and type.
+/// (`["query", name]`); [`api::query`] gives the message and type.
 pub(crate) struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
@@ -60,14 +58,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// Separates the `type` of a 422 from its message in the errors the value
-/// types below raise (serde carries only a message).
-const KIND_SEP: char = '\u{1f}';
-
-pub(crate) fn bad_value<E: serde::de::Error>(kind: &str, msg: impl Display) -> E {
-    E::custom(format!("{kind}{KIND_SEP}{msg}"))
-}
-
 /// The 422 for a query string that did not deserialize: `field` is the
 /// parameter serde was at, `error` serde's message.
 fn query_error(field: &str, error: &str) -> Resp {
@@ -79,48 +69,21 @@ fn query_error(field: &str, error: &str) -> Resp {
     if let Some(name) = named("duplicate field `") {
         return validation(&["query", &name], "given more than once", "value_error");
     }
-    let (kind, msg) = error.split_once(KIND_SEP).unwrap_or(("value_error", error));
+    let (kind, msg) = api::query::split(error);
     validation(&["query", field], msg, kind)
-}
-
-/// An integer parameter from `MIN` to `MAX`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Int<const MIN: u64, const MAX: u64>(pub u64);
-
-impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Int<MIN, MAX> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.parse::<u64>() {
-            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Int(n)),
-            _ => Err(bad_value("value_error", format_args!("must be an integer from {MIN} to {MAX}"))),
-        }
-    }
-}
-
-/// A boolean parameter: `true`/`1` or `false`/`0`, in any case.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Flag(pub bool);
-
-impl<'de> Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(Flag(true)),
-            "false" | "0" => Ok(Flag(false)),
-            _ => Err(bad_value("bool_parsing", "must be true or false")),
-        }
-    }
 }
 
 /// A list route's page: `limit` (1 to 100, default 25), `offset` (from the
 /// start or from the cursor), and at most one cursor, `startingAfter` or
 /// `endingBefore` (an object id; empty is none).
 pub(crate) fn paging<'a>(
-    limit: Option<Int<1, 100>>,
-    offset: Option<Int<0, { u32::MAX as u64 }>>,
+    limit: Option<u32>,
+    offset: Option<u32>,
     after: Option<&'a str>,
     before: Option<&'a str>,
 ) -> Result<(usize, usize, Cursor<'a>), Resp> {
-    let limit = limit.map_or(25, |l| l.0) as usize;
-    let offset = offset.map_or(0, |o| o.0) as usize;
+    let limit = limit.map_or(25, |l| l as usize);
+    let offset = offset.map_or(0, |o| o as usize);
     match (after.filter(|s| !s.is_empty()), before.filter(|s| !s.is_empty())) {
         (Some(_), Some(_)) => {
             Err(validation(&["query", "endingBefore"], "give startingAfter or endingBefore, not both", "value_error"))

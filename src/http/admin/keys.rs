@@ -1,6 +1,6 @@
 //! API keys (seeds 001 and 002): `/v1/keys`.
 
-use super::extract::{Int, links, paging};
+use super::extract::{links, paging};
 use super::guard::Caller;
 use super::prelude::*;
 use super::{opt_ts, ts};
@@ -10,11 +10,11 @@ use crate::engine::{KeyUpdate, NewKey, now_us, remaining_at};
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Keys;
-    r.guarded(Get, "/v1/keys", "ListKeys", (Keys, Verb::Read), "List API keys", list);
-    r.guarded(Post, "/v1/keys", "CreateKey", (Keys, Verb::Create), "Create an API key", create);
-    r.guarded(Get, "/v1/keys/{id}", "GetKey", (Keys, Verb::Read), "Get an API key", get);
-    r.guarded(Patch, "/v1/keys/{id}", "UpdateKey", (Keys, Verb::Update), "Change an API key", update);
-    r.guarded(Delete, "/v1/keys/{id}", "DeleteKey", (Keys, Verb::Delete), "Delete an API key", delete);
+    r.guarded(Get, "/v1/keys", "ListKeys", (Keys, Verb::Read), list);
+    r.guarded(Post, "/v1/keys", "CreateKey", (Keys, Verb::Create), create);
+    r.guarded(Get, "/v1/keys/{id}", "GetKey", (Keys, Verb::Read), get);
+    r.guarded(Patch, "/v1/keys/{id}", "UpdateKey", (Keys, Verb::Update), update);
+    r.guarded(Delete, "/v1/keys/{id}", "DeleteKey", (Keys, Verb::Delete), delete);
 }
 
 /// The settings a key is created with and updated by (`POST` adds `userId`
@@ -32,39 +32,6 @@ const KEY_SETTINGS: &[&str] = &[
     "metadata",
     "whitelistedIPs",
 ];
-
-/// The `status` filter of `GET /v1/keys`.
-#[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Status {
-    Active,
-    Inactive,
-}
-
-/// The query of `GET /v1/keys`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
-    #[serde(default, deserialize_with = "status")]
-    status: Option<Status>,
-    limit: Option<Int<1, 100>>,
-    offset: Option<Int<0, { u32::MAX as u64 }>>,
-    starting_after: Option<String>,
-    ending_before: Option<String>,
-    team_id: Option<String>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
-}
-
-/// `active` or `inactive`, with the 422 the API gives for anything else.
-fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Status>, D::Error> {
-    use serde::Deserialize as _;
-    match String::deserialize(d)?.as_str() {
-        "active" => Ok(Some(Status::Active)),
-        "inactive" => Ok(Some(Status::Inactive)),
-        _ => Err(super::extract::bad_value("enum", "must be active or inactive")),
-    }
-}
 
 impl Cx {
     /// The owner of key `k`; an owner gone from the index ranks highest, so
@@ -86,8 +53,8 @@ impl Cx {
     }
 }
 
-async fn list(cx: Cx, Query(q): Query<ListQuery>) -> Result<Resp, Resp> {
-    let active = q.status.is_none_or(|s| s == Status::Active);
+async fn list(cx: Cx, Query(q): Query<api::KeyListQuery>) -> Result<Resp, Resp> {
+    let active = q.status.as_deref() != Some("inactive");
     let (limit, offset, cursor) = paging(q.limit, q.offset, q.starting_after.as_deref(), q.ending_before.as_deref())?;
     let team = cx.target_team(q.team_id.clone(), "query")?;
     // Who reaches only their own keys lists only those.

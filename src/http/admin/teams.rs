@@ -1,7 +1,7 @@
 //! Teams: `/v1/teams` (the admin token creates, changes and deletes them; a
 //! team's member sees its own).
 
-use super::extract::{Int, links, paging};
+use super::extract::{links, paging};
 use super::prelude::*;
 use super::ts;
 use crate::core::model::{Team, Tier};
@@ -9,44 +9,11 @@ use crate::engine::EngineError;
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Teams;
-    r.guarded(Post, "/v1/teams", "CreateTeam", (Teams, Verb::Create), "Create a team (admin token only)", create);
-    r.guarded(
-        Get,
-        "/v1/teams",
-        "ListTeams",
-        (Teams, Verb::Read),
-        "List teams: every team for the admin token, the caller's own otherwise",
-        list,
-    );
-    r.guarded(Get, "/v1/teams/{id}", "GetTeam", (Teams, Verb::Read), "Get a team", get);
-    r.guarded(
-        Patch,
-        "/v1/teams/{id}",
-        "UpdateTeam",
-        (Teams, Verb::Update),
-        "Change a team's tier (admin token only; 409 if the team holds more than the tier allows, unless forced)",
-        update,
-    );
-    r.guarded(
-        Delete,
-        "/v1/teams/{id}",
-        "DeleteTeam",
-        (Teams, Verb::Delete),
-        "Delete a team and everything in it (admin token only)",
-        delete,
-    );
-}
-
-/// The query of `GET /v1/teams`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
-    limit: Option<Int<1, 100>>,
-    offset: Option<Int<0, { u32::MAX as u64 }>>,
-    starting_after: Option<String>,
-    ending_before: Option<String>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
+    r.guarded(Post, "/v1/teams", "CreateTeam", (Teams, Verb::Create), create);
+    r.guarded(Get, "/v1/teams", "ListTeams", (Teams, Verb::Read), list);
+    r.guarded(Get, "/v1/teams/{id}", "GetTeam", (Teams, Verb::Read), get);
+    r.guarded(Patch, "/v1/teams/{id}", "UpdateTeam", (Teams, Verb::Update), update);
+    r.guarded(Delete, "/v1/teams/{id}", "DeleteTeam", (Teams, Verb::Delete), delete);
 }
 
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
@@ -58,7 +25,7 @@ async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     Ok(json_response(StatusCode::CREATED, &team_body(&team)))
 }
 
-async fn list(cx: Cx, Query(q): Query<ListQuery>) -> Result<Resp, Resp> {
+async fn list(cx: Cx, Query(q): Query<api::PageQuery>) -> Result<Resp, Resp> {
     let (limit, offset, cursor) = paging(q.limit, q.offset, q.starting_after.as_deref(), q.ending_before.as_deref())?;
     let engine = &cx.shared.engine;
     let page = match cx.team() {

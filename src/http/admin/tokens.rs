@@ -1,6 +1,5 @@
 //! Access tokens (seed 004): `/v1/access-tokens`, the caller's own.
 
-use super::extract::{Flag, Int};
 use super::opt_ts;
 use super::prelude::*;
 use super::ts;
@@ -9,69 +8,17 @@ use crate::core::verify::CredentialKind;
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Tokens;
-    r.guarded(Get, "/v1/access-tokens", "ListTokens", (Tokens, Verb::Read), "List the caller's access tokens", list);
-    r.guarded(
-        Post,
-        "/v1/access-tokens",
-        "CreateToken",
-        (Tokens, Verb::Create),
-        "Create an access token for the caller",
-        create,
-    );
-    r.guarded(
-        Delete,
-        "/v1/access-tokens",
-        "RevokeAllTokens",
-        (Tokens, Verb::Delete),
-        "Revoke all of the caller's access tokens",
-        revoke_all,
-    );
-    r.guarded(
-        Get,
-        "/v1/access-tokens/{id}",
-        "GetToken",
-        (Tokens, Verb::Read),
-        "Get one of the caller's access tokens",
-        get,
-    );
-    r.guarded(
-        Delete,
-        "/v1/access-tokens/{id}",
-        "RevokeToken",
-        (Tokens, Verb::Delete),
-        "Revoke one of the caller's access tokens",
-        revoke,
-    );
+    r.guarded(Get, "/v1/access-tokens", "ListTokens", (Tokens, Verb::Read), list);
+    r.guarded(Post, "/v1/access-tokens", "CreateToken", (Tokens, Verb::Create), create);
+    r.guarded(Delete, "/v1/access-tokens", "RevokeAllTokens", (Tokens, Verb::Delete), revoke_all);
+    r.guarded(Get, "/v1/access-tokens/{id}", "GetToken", (Tokens, Verb::Read), get);
+    r.guarded(Delete, "/v1/access-tokens/{id}", "RevokeToken", (Tokens, Verb::Delete), revoke);
 }
 
-/// The query of `GET /v1/access-tokens`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
-    token_type: Option<String>,
-    include_revoked: Option<Flag>,
-    limit: Option<Int<1, 200>>,
-    cursor: Option<String>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
-}
-
-/// The query of `DELETE /v1/access-tokens`: seed 004's `exclude_current`,
-/// or `excludeCurrent`; the one making the call is kept unless told otherwise.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeAllQuery {
-    exclude_current: Option<Flag>,
-    #[serde(rename = "excludeCurrent")]
-    exclude_current_camel: Option<Flag>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
-}
-
-async fn list(cx: Cx, Query(q): Query<ListQuery>) -> Result<Resp, Resp> {
+async fn list(cx: Cx, Query(q): Query<api::TokenListQuery>) -> Result<Resp, Resp> {
     let user = &*cx.caller_user()?.user;
-    let include_revoked = q.include_revoked.is_some_and(|f| f.0);
-    let limit = q.limit.map_or(50, |l| l.0) as usize;
+    let include_revoked = q.include_revoked;
+    let limit = q.limit.map_or(50, |l| l as usize);
     let token_type = q.token_type.as_deref().filter(|t| !t.is_empty());
     let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
@@ -127,8 +74,8 @@ async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     Ok(json_response(StatusCode::CREATED, &api::CreatedToken { plaintext, token: token_body(&token, 0) }))
 }
 
-async fn revoke_all(cx: Cx, Query(q): Query<RevokeAllQuery>) -> Result<Resp, Resp> {
-    let exclude = q.exclude_current.or(q.exclude_current_camel).is_none_or(|f| f.0);
+async fn revoke_all(cx: Cx, Query(q): Query<api::RevokeAllQuery>) -> Result<Resp, Resp> {
+    let exclude = q.exclude_current;
     let me = cx.caller_user()?;
     let user = &*me.user;
     let keep = (me.kind == CredentialKind::AccessToken && exclude).then_some(&*me.credential_id);

@@ -1,37 +1,17 @@
 //! Users: `/v1/users` (a team's accounts; seed 000's roles and statuses).
 
-use super::extract::{Int, links, paging};
+use super::extract::{links, paging};
 use super::prelude::*;
 use super::ts;
 use crate::core::model::{Role, User, UserStatus};
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Users;
-    r.guarded(Post, "/v1/users", "CreateUser", (Users, Verb::Create), "Create a user", create);
-    r.guarded(Get, "/v1/users", "ListUsers", (Users, Verb::Read), "List a team's users", list);
-    r.guarded(Get, "/v1/users/{id}", "GetUser", (Users, Verb::Read), "Get a user", get);
-    r.guarded(
-        Patch,
-        "/v1/users/{id}",
-        "UpdateUser",
-        (Users, Verb::Update),
-        "Change a user's role, status or password",
-        update,
-    );
-    r.guarded(Delete, "/v1/users/{id}", "DeleteUser", (Users, Verb::Delete), "Delete (anonymize) a user", delete);
-}
-
-/// The query of `GET /v1/users`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
-    team_id: Option<String>,
-    limit: Option<Int<1, 100>>,
-    offset: Option<Int<0, { u32::MAX as u64 }>>,
-    starting_after: Option<String>,
-    ending_before: Option<String>,
-    #[serde(rename = "token")]
-    _token: Option<serde::de::IgnoredAny>,
+    r.guarded(Post, "/v1/users", "CreateUser", (Users, Verb::Create), create);
+    r.guarded(Get, "/v1/users", "ListUsers", (Users, Verb::Read), list);
+    r.guarded(Get, "/v1/users/{id}", "GetUser", (Users, Verb::Read), get);
+    r.guarded(Patch, "/v1/users/{id}", "UpdateUser", (Users, Verb::Update), update);
+    r.guarded(Delete, "/v1/users/{id}", "DeleteUser", (Users, Verb::Delete), delete);
 }
 
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
@@ -55,7 +35,7 @@ async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     Ok(json_response(StatusCode::CREATED, &user_body(&user)))
 }
 
-async fn list(cx: Cx, Query(q): Query<ListQuery>) -> Result<Resp, Resp> {
+async fn list(cx: Cx, Query(q): Query<api::UserListQuery>) -> Result<Resp, Resp> {
     let (limit, offset, cursor) = paging(q.limit, q.offset, q.starting_after.as_deref(), q.ending_before.as_deref())?;
     let team = cx.target_team(q.team_id.clone(), "query")?;
     cx.authorize(Cx::of_team(&team))?;
