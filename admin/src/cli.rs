@@ -1207,8 +1207,10 @@ fn tokens(client: &AdminClient, out: &mut Out, c: TokensCommand) -> Result<Outpu
 
 fn verdict_text(v: &Verdict) -> String {
     let rate = |r: &Option<RateLimitInfo>| {
-        r.as_ref()
-            .map_or_else(|| "-".to_owned(), |r| format!("{}/{} left, full in {} ms", r.remaining, r.limit, r.reset_ms))
+        r.as_ref().map_or_else(
+            || "-".to_owned(),
+            |r| format!("{}/{} left, full in {}", r.remaining, r.limit, units::show_ms(r.reset_ms)),
+        )
     };
     match v {
         Verdict::Allow(a) => fields(&[
@@ -1226,7 +1228,7 @@ fn verdict_text(v: &Verdict) -> String {
             ("verdict", "DENY".to_owned()),
             ("code", d.code.clone()),
             ("reason", d.reason.clone()),
-            ("retryAfterMs", or_dash(d.retry_after_ms)),
+            ("retryAfter", or_dash(d.retry_after_ms.map(units::show_ms))),
             ("rateLimit", rate(&d.rate_limit)),
         ]),
     }

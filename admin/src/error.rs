@@ -100,6 +100,9 @@ pub struct CliError {
 pub struct HttpError {
     /// The HTTP status.
     pub status: u16,
+    /// The daemon's message (the fields named by their flags, for a 422),
+    /// without the status and code the human message starts with.
+    pub message: String,
     /// `Retry-After`, in seconds (a 429).
     pub retry_after: Option<u64>,
     /// A 422's fields, each with its flag.
@@ -161,7 +164,7 @@ impl CliError {
         if self.json {
             let j = JsonError {
                 code: &self.kind,
-                message: &self.message,
+                message: self.http.as_ref().map_or(&self.message, |h| &h.message),
                 status: self.status(),
                 exit_code: self.code,
                 retry_after_seconds: self.retry_after(),
@@ -195,8 +198,9 @@ impl CliError {
         }
         let parts: Vec<String> =
             http.fields.iter().map(|f| format!("{}: {}", f.flag.as_deref().unwrap_or(&f.field), f.message)).collect();
+        http.message = parts.join("; ");
         let status = status.map_or_else(String::new, |s| format!("HTTP {s}: "));
-        self.message = format!("{status}{}: {}", self.kind, parts.join("; "));
+        self.message = format!("{status}{}: {}", self.kind, http.message);
         self
     }
 }
@@ -274,8 +278,15 @@ impl From<ClientError> for CliError {
                         kind: d.kind.clone(),
                     })
                     .collect();
+                let mut daemon_message = match &body.error {
+                    Some(e) => e.message.clone(),
+                    None => format!("HTTP {status}"),
+                };
+                if let Some(secs) = retry_after {
+                    daemon_message.push_str(&format!("; retry after {secs} s"));
+                }
                 CliError {
-                    http: Some(Box::new(HttpError { status, retry_after, fields })),
+                    http: Some(Box::new(HttpError { status, message: daemon_message, retry_after, fields })),
                     ..CliError::new(exit_code_for_status(status), &kind, message)
                 }
             }
@@ -321,6 +332,7 @@ mod tests {
         assert!(e.message.contains("<TEAM>: the admin"), "{}", e.message);
         let json: serde_json::Value = serde_json::from_str(CliError { json: true, ..e }.stderr().trim()).unwrap();
         assert_eq!(json["fields"][0]["field"], "query.teamId");
+        assert_eq!(json["message"], "<TEAM>: the admin token must name a team");
         assert_eq!((json["status"].as_u64(), json["exitCode"].as_i64()), (Some(422), Some(8)));
     }
 
@@ -333,7 +345,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!((v["code"].as_str(), v["status"].as_u64()), (Some("validation_failed"), Some(429)));
         assert_eq!((v["retryAfterSeconds"].as_u64(), v["exitCode"].as_i64()), (Some(12), Some(7)));
-        assert!(v["message"].as_str().unwrap().ends_with("retry after 12 s"), "{v}");
+        assert_eq!(v["message"], "teamId: the admin token must name a team; retry after 12 s");
         let human = CliError { json: false, ..e }.stderr();
         assert!(human.starts_with("warning: careful\ntollgate-admin: HTTP 429: "), "{human}");
     }
