@@ -98,7 +98,22 @@ fn admin_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
+        let mut c = Command::new(cargo);
+        // What cargo set for this test process (its package's name, manifest
+        // directory …) is not the outer cargo's environment: build scripts
+        // that watch those variables (ring's) would rerun, and so would
+        // everything after them, in this build and the next outer one.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            let set_for_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_CFG_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+                || ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&k.as_ref());
+            if set_for_tests {
+                c.env_remove(k.as_ref());
+            }
+        }
+        let out = c
             .args(["test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stderr(Stdio::inherit())
