@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs the README's first session against a real daemon; prints each command and its output.
-# Needs curl, jq and release builds: cargo build --release -p tollgate -p tollgate-admin
-# (BIN overrides where the binaries are). Uses port 7070, like the README.
+# Needs curl, jq and the binaries: cargo build --release builds both (BIN overrides where
+# they are, e.g. BIN=target/debug). Uses port 7070, like the README.
 BIN=${BIN:-$(cd "$(dirname "$0")/../.." && pwd)/target/release}
 W=$(mktemp -d)
 cd "$W"
@@ -30,12 +30,12 @@ echo "=== cli"
 run 'export TOLLGATE_ADMIN_TOKEN=$(cat tollgate-data/admin-token)'
 run 'TEAM=$(tollgate-admin --json teams create globex --tier Pro | jq -r .id)'
 run 'tollgate-admin teams get $TEAM'
-run 'tollgate-admin users create bob --team $TEAM --role Administrator --password "correct horse battery"'
+run 'echo "correct horse battery" | tollgate-admin users create bob --team $TEAM --role Administrator --password-stdin'
 run 'tollgate-admin users list --team $TEAM'
-run 'tollgate-admin login bob --password "correct horse battery"'
-run 'export TOLLGATE_TOKEN=$(tollgate-admin login bob --password "correct horse battery"); unset TOLLGATE_ADMIN_TOKEN'
-run 'tollgate-admin keys create --name ci --permission docs:read --remaining 1000'
-run 'tollgate-admin --json keys create --name deploy --permission docs:read --permission docs:create > deploy.json'
+run 'echo "correct horse battery" | tollgate-admin login bob --password-stdin'
+run 'export TOLLGATE_TOKEN=$(echo "correct horse battery" | tollgate-admin login bob --password-stdin); unset TOLLGATE_ADMIN_TOKEN'
+run 'tollgate-admin keys create --name ci --permission docs:read --remaining 1000 --expires-in 90d'
+run 'tollgate-admin --json keys create --name deploy --permission docs:read --permission docs:create --rate-limit-max 10 --rate-limit-window 1m > deploy.json'
 run 'KEY=$(jq -r .key deploy.json); KEY_ID=$(jq -r .id deploy.json)'
 run 'tollgate-admin keys list'
 run 'tollgate-admin --json keys list --limit 1'
@@ -43,8 +43,10 @@ run 'tollgate-admin verify $KEY --permission docs:create'
 run 'tollgate-admin verify $KEY --permission docs:delete; echo "exit code: $?"'
 run 'tollgate-admin keys delete $KEY_ID'
 run 'tollgate-admin verify $KEY; echo "exit code: $?"'
-run 'tollgate-admin logs --limit 6'
+run 'tollgate-admin logs --since 1h --limit 6'
 run 'tollgate-admin keys get no-such-key; echo "exit code: $?"'
+run 'tollgate-admin --json keys get no-such-key; echo "exit code: $?"'
+run 'tollgate-admin logs --outcome bogus; echo "exit code: $?"'
 run 'tollgate-admin --url http://127.0.0.1:1 teams get x; echo "exit code: $?"'
 kill $DPID; wait $DPID
 echo "daemon exit: $?"

@@ -3,25 +3,22 @@
 //! exiting, so tests drive the CLI in-process exactly as `main` does.
 
 use std::fmt::Display;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::client::{AdminClient, ClientError};
+use crate::client::{AdminClient, DEFAULT_TIMEOUT};
+pub use crate::error::*;
+use crate::prompt;
 use crate::table::{fields, table};
 use crate::types::*;
-
-/// Exit code when the daemon refused the call (4xx, 5xx) or a credential was
-/// denied by `verify`.
-pub const EXIT_REFUSED: i32 = 1;
-/// Exit code for bad arguments.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code when the daemon could not be reached or answered nonsense.
-pub const EXIT_CONNECTION: i32 = 3;
+use crate::units;
 
 /// Operate a tollgate daemon through its admin HTTP API.
 #[derive(Debug, Parser)]
-#[command(name = "tollgate-admin", version, about, propagate_version = true)]
+#[command(name = "tollgate-admin", version, about, propagate_version = true, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Base URL of the daemon's HTTP API.
     #[arg(long, global = true, env = "TOLLGATE_URL", default_value = "http://127.0.0.1:7070")]
@@ -35,7 +32,13 @@ pub struct Cli {
     /// roots.
     #[arg(long, global = true, env = "TOLLGATE_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<std::path::PathBuf>,
-    /// Print the daemon's JSON instead of tables.
+    /// The longest each call to the daemon may take, connecting included
+    /// (e.g. 30s, 2m; a plain number is seconds).
+    #[arg(long, global = true, env = "TOLLGATE_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = units::timeout)]
+    pub timeout: Duration,
+    /// Print JSON instead of tables: the daemon's objects, lists as
+    /// {"data", "count", "total", "nextCursor"}, errors as one JSON object on
+    /// stderr.
     #[arg(long, global = true)]
     pub json: bool,
     /// What to do.
@@ -43,17 +46,105 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A team's tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "PascalCase")]
+pub enum TierArg {
+    /// 2 requests a minute, 1 member.
+    Free,
+    /// 10 requests a minute, 3 members.
+    Start,
+    /// 50 requests a minute, 15 members.
+    Master,
+    /// 100 requests a minute, unlimited members.
+    Pro,
+}
+
+/// A user's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "PascalCase")]
+pub enum RoleArg {
+    /// Everything in the team.
+    Administrator,
+    /// Users and keys.
+    Manager,
+    /// Writes documents.
+    Author,
+    /// Reads.
+    Reader,
+}
+
+/// A user's status (a user is deleted with `users delete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "PascalCase")]
+pub enum StatusArg {
+    /// Waiting for validation.
+    Pending,
+    /// Can log in.
+    Enabled,
+    /// Cannot log in.
+    Disabled,
+    /// Cannot log in.
+    Blocked,
+}
+
+/// An audit event's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "lowercase")]
+pub enum OutcomeArg {
+    /// Admin calls that succeeded.
+    Success,
+    /// Admin calls that failed.
+    Failure,
+    /// Denied verifications and refused admin credentials.
+    Denied,
+}
+
+/// An access token's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "lowercase")]
+pub enum TokenTypeArg {
+    /// The default.
+    Personal,
+    /// A session.
+    Session,
+    /// A service's.
+    Service,
+}
+
+/// The name clap shows (and the daemon takes) for a value enum.
+fn choice<T: ValueEnum>(v: T) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_owned()).unwrap_or_default()
+}
+
+/// A password from the prompt, stdin or (with a warning) the command line.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// The password. On the command line it is visible to other users of this
+    /// machine (ps) and stays in the shell history, so a warning is printed:
+    /// leave it out to be asked on the terminal, or use --password-stdin or
+    /// TOLLGATE_PASSWORD.
+    #[arg(long, env = "TOLLGATE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Read the password from the first line of stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Exchange a username and password for a JWT (an API key as the username
-    /// with no password also works). Prints the JWT.
+    /// Exchange a username and password for a JWT; prints the JWT. Without
+    /// --password or --password-stdin, asks on the terminal (no echo).
     Login {
-        /// Username, or an API key.
+        /// Username (or an API key, with --no-password).
         username: String,
         /// Password.
-        #[arg(long, env = "TOLLGATE_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// USERNAME is an API key: exchange it with no password.
+        #[arg(long, conflicts_with_all = ["password", "password_stdin"])]
+        no_password: bool,
     },
     /// Teams (create, set-tier and delete need the admin token).
     #[command(subcommand)]
@@ -72,24 +163,29 @@ pub enum Command {
         /// Team id (required with the admin token; `_global` for events of no team).
         #[arg(long)]
         team: Option<String>,
-        /// Only this action, e.g. CreateKey or verify.
+        /// Only this action: an admin operation (CreateKey, DeleteTeam, Login …)
+        /// or `verify` / `admin` for denials.
         #[arg(long)]
         action: Option<String>,
-        /// Only this outcome: success, failure or denied.
-        #[arg(long)]
-        outcome: Option<String>,
-        /// Oldest, milliseconds since the epoch.
-        #[arg(long, value_name = "MS")]
+        /// Only this outcome.
+        #[arg(long, ignore_case = true)]
+        outcome: Option<OutcomeArg>,
+        /// Oldest: an RFC 3339 time (2026-11-22T20:41:46Z), a duration before
+        /// now (2h, 7d), or milliseconds since the epoch.
+        #[arg(long, value_name = "TIME", value_parser = units::instant_ms)]
         since: Option<u64>,
-        /// Newest, milliseconds since the epoch.
-        #[arg(long, value_name = "MS")]
+        /// Newest: like --since.
+        #[arg(long, value_name = "TIME", value_parser = units::instant_ms)]
         until: Option<u64>,
         /// Page size, 1 to 200 (default 50).
         #[arg(long)]
         limit: Option<u32>,
-        /// From a previous page's next cursor.
+        /// From a previous page's nextCursor.
         #[arg(long)]
         cursor: Option<String>,
+        /// Every page, to the oldest event.
+        #[arg(long)]
+        all: bool,
     },
     /// Verify a credential like a protected service would (exit 1 if denied).
     Verify {
@@ -105,6 +201,14 @@ pub enum Command {
         #[arg(long)]
         cost: Option<u32>,
     },
+    /// Print a shell completion script, e.g. `tollgate-admin completions bash
+    /// > /etc/bash_completion.d/tollgate-admin`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `tollgate-admin man | man -l -`.
+    Man,
 }
 
 /// `teams ...`
@@ -114,11 +218,11 @@ pub enum TeamsCommand {
     Create {
         /// Display name.
         name: String,
-        /// Free (default), Start, Master or Pro.
-        #[arg(long)]
-        tier: Option<String>,
+        /// The tier (default Free).
+        #[arg(long, ignore_case = true)]
+        tier: Option<TierArg>,
     },
-    /// List teams (all of them with the admin token).
+    /// List teams (all of them with the admin token; every page).
     List,
     /// Show a team.
     Get {
@@ -129,40 +233,46 @@ pub enum TeamsCommand {
     SetTier {
         /// Team id.
         id: String,
-        /// Free, Start, Master or Pro.
-        tier: String,
+        /// The new tier.
+        #[arg(ignore_case = true)]
+        tier: TierArg,
         /// Lower it even below what the team holds (members, documents).
         #[arg(long)]
         force: bool,
     },
-    /// Delete a team and everything in it.
+    /// Delete a team and everything in it: asks to type the team's name,
+    /// unless --yes.
     Delete {
         /// Team id.
         id: String,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
 /// `users ...`
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create a user.
+    /// Create a user. Without --password or --password-stdin, asks for the
+    /// password on the terminal (twice, no echo).
     Create {
         /// Login name.
         username: String,
-        /// Administrator, Manager, Author or Reader.
-        #[arg(long)]
-        role: String,
+        /// The role.
+        #[arg(long, ignore_case = true)]
+        role: RoleArg,
         /// Password.
-        #[arg(long, env = "TOLLGATE_PASSWORD", hide_env_values = true)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Team id (required with the admin token).
         #[arg(long)]
         team: Option<String>,
-        /// Pending, Enabled (default), Disabled or Blocked.
-        #[arg(long)]
-        status: Option<String>,
+        /// The status (default Enabled).
+        #[arg(long, ignore_case = true)]
+        status: Option<StatusArg>,
     },
-    /// List a team's users.
+    /// List a team's users (every page).
     List {
         /// Team id (required with the admin token).
         #[arg(long)]
@@ -173,24 +283,29 @@ pub enum UsersCommand {
         /// User id.
         id: String,
     },
-    /// Change a user's role, status or password.
+    /// Change a user's role, status or password (--password or
+    /// --password-stdin).
     Update {
         /// User id.
         id: String,
         /// New role.
-        #[arg(long)]
-        role: Option<String>,
+        #[arg(long, ignore_case = true)]
+        role: Option<RoleArg>,
         /// New status.
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, ignore_case = true)]
+        status: Option<StatusArg>,
         /// New password.
-        #[arg(long)]
-        password: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
-    /// Delete (anonymize) a user.
+    /// Delete (anonymize) a user; every credential of theirs stops working.
+    /// Asks to type the username, unless --yes.
     Delete {
         /// User id.
         id: String,
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Revoke every JWT issued to the user so far (log out everywhere).
     Logout {
@@ -211,8 +326,8 @@ pub struct KeySettings {
     /// Display name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Lifetime from now, in seconds.
-    #[arg(long, value_name = "SECONDS")]
+    /// Lifetime from now: 30d, 12h, 90m (a plain number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = units::seconds)]
     pub expires_in: Option<u64>,
     /// Uses allowed.
     #[arg(long)]
@@ -220,14 +335,14 @@ pub struct KeySettings {
     /// Uses restored every --refill-interval.
     #[arg(long)]
     pub refill_amount: Option<u32>,
-    /// Milliseconds between refills.
-    #[arg(long, value_name = "MS")]
+    /// Time between refills: 1h, 1d (a plain number is milliseconds).
+    #[arg(long, value_name = "DURATION", value_parser = units::millis)]
     pub refill_interval: Option<u64>,
     /// Rate limit: requests per window (with --rate-limit-window).
     #[arg(long)]
     pub rate_limit_max: Option<u32>,
-    /// Rate limit window in milliseconds.
-    #[arg(long, value_name = "MS")]
+    /// Rate limit window: 1m, 10s (a plain number is milliseconds).
+    #[arg(long, value_name = "DURATION", value_parser = units::millis)]
     pub rate_limit_window: Option<u64>,
     /// Permission `resource:action`; repeat for several (replaces them all on update).
     #[arg(long = "permission", value_name = "RESOURCE:ACTION")]
@@ -255,7 +370,7 @@ pub enum KeysCommand {
         #[command(flatten)]
         settings: KeySettings,
     },
-    /// List API keys, one page.
+    /// List API keys: one page, or every page with --all.
     List {
         /// Team id (required with the admin token).
         #[arg(long)]
@@ -269,12 +384,15 @@ pub enum KeysCommand {
         /// Skip this many keys.
         #[arg(long)]
         offset: Option<u32>,
-        /// Keys after this key id.
-        #[arg(long, conflicts_with = "ending_before")]
-        starting_after: Option<String>,
+        /// Keys after this one: a previous page's nextCursor (a key id).
+        #[arg(long, visible_alias = "starting-after", conflicts_with = "ending_before")]
+        cursor: Option<String>,
         /// Keys before this key id.
         #[arg(long)]
         ending_before: Option<String>,
+        /// Every page, following the daemon's next page to the end.
+        #[arg(long, conflicts_with = "ending_before")]
+        all: bool,
     },
     /// Show an API key.
     Get {
@@ -321,27 +439,32 @@ pub enum TokensCommand {
     Create {
         /// 1 to 255 characters.
         name: String,
-        /// Lifetime in days (never expires by default).
-        #[arg(long)]
-        days: Option<u32>,
+        /// Lifetime in whole days: 30d, 48h (a plain number is days); never
+        /// expires by default.
+        #[arg(long, visible_alias = "days", value_name = "DURATION", value_parser = units::days)]
+        expires_in: Option<u32>,
         /// Token type (default personal).
-        #[arg(long = "type")]
-        token_type: Option<String>,
+        #[arg(long = "type", ignore_case = true)]
+        token_type: Option<TokenTypeArg>,
     },
-    /// List the calling user's access tokens.
+    /// List the calling user's access tokens: one page, or every page with
+    /// --all.
     List {
         /// Include revoked tokens.
         #[arg(long)]
         include_revoked: bool,
         /// Only this type.
-        #[arg(long = "type")]
-        token_type: Option<String>,
+        #[arg(long = "type", ignore_case = true)]
+        token_type: Option<TokenTypeArg>,
         /// Page size, 1 to 200 (default 50).
         #[arg(long)]
         limit: Option<u32>,
-        /// From a previous page's next cursor.
+        /// From a previous page's nextCursor.
         #[arg(long)]
         cursor: Option<String>,
+        /// Every page.
+        #[arg(long)]
+        all: bool,
     },
     /// Show an access token.
     Get {
@@ -366,36 +489,15 @@ pub enum TokensCommand {
 pub struct Output {
     /// For stdout: the result.
     pub stdout: String,
-    /// For stderr: warnings (e.g. "this secret is shown only once").
+    /// For stderr: warnings (e.g. "this secret is shown only once"), each a
+    /// `{"warning": …}` line with `--json`.
     pub stderr: String,
 }
 
-/// A failed run: what to print and the process exit code.
-#[derive(Debug, PartialEq, Eq)]
-pub struct CliError {
-    /// 1 refused, 2 usage, 3 connection.
-    pub code: i32,
-    /// For stderr.
-    pub message: String,
-    /// For stdout, e.g. a denied verdict (empty for most errors).
-    pub stdout: String,
-}
-
-impl CliError {
-    fn usage(message: impl Into<String>) -> CliError {
-        CliError { code: EXIT_USAGE, message: message.into(), stdout: String::new() }
-    }
-}
-
-impl From<ClientError> for CliError {
-    fn from(e: ClientError) -> CliError {
-        let code = match e {
-            ClientError::Status { .. } => EXIT_REFUSED,
-            ClientError::Url(_) | ClientError::Config(_) => EXIT_USAGE,
-            ClientError::Connection(_) | ClientError::Protocol(_) => EXIT_CONNECTION,
-        };
-        CliError { code, message: e.to_string(), stdout: String::new() }
-    }
+/// Whether `--json` is among `args` (before a `--`), for the rare errors
+/// clap reports before it has parsed it.
+fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    args.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--json")
 }
 
 /// Parses `args` (the program name first) and runs the command.
@@ -407,8 +509,11 @@ where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let json = wants_json(&args);
+    let parsed = Cli::command().try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
+        Ok(p) => p,
         Err(e) => {
             use clap::error::ErrorKind;
             let text = e.render().to_string();
@@ -418,15 +523,81 @@ where
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                     Ok(Output { stdout: text, stderr: String::new() })
                 }
-                _ => Err(CliError::usage(text.trim_end())),
+                _ => {
+                    let text = text.trim_end();
+                    Err(CliError { json, ..CliError::usage(text.strip_prefix("error: ").unwrap_or(text)) })
+                }
             };
         }
     };
-    execute(cli)
+    let mut leaf = &matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    let password_in_argv = password_source(leaf) == Some(ValueSource::CommandLine);
+    execute_with(cli, password_in_argv)
 }
 
-/// Runs parsed arguments.
+/// Where the leaf command's `--password` came from, if it has one.
+fn password_source(m: &ArgMatches) -> Option<ValueSource> {
+    m.ids().any(|id| id.as_str() == "password").then(|| m.value_source("password")).flatten()
+}
+
+/// Runs parsed arguments (a `--password` is taken to come from the
+/// environment: no warning).
 pub fn execute(cli: Cli) -> Result<Output, CliError> {
+    execute_with(cli, false)
+}
+
+fn execute_with(cli: Cli, password_in_argv: bool) -> Result<Output, CliError> {
+    let mut out = Out { json: cli.json, warnings: Vec::new() };
+    if password_in_argv {
+        out.warn(
+            "--password on the command line is visible to other users of this machine (ps) and stays in the \
+             shell history; leave it out to be asked, or use --password-stdin or TOLLGATE_PASSWORD",
+        );
+    }
+    let flags = command_flags(&cli.command);
+    match dispatch(cli, &mut out) {
+        Ok(mut o) => {
+            o.stderr.insert_str(0, &render_warnings(&out.warnings, out.json));
+            Ok(o)
+        }
+        Err(e) => Err(CliError { json: out.json, warnings: out.warnings, ..e.name_flags(flags) }),
+    }
+}
+
+/// The arguments of a command that set an API field under another name than
+/// the usual flag ([`CliError::name_flags`]).
+fn command_flags(c: &Command) -> &'static [(&'static str, &'static str)] {
+    match c {
+        Command::Teams(TeamsCommand::Create { .. }) | Command::Tokens(TokensCommand::Create { .. }) => {
+            &[("name", "<NAME>")]
+        }
+        Command::Teams(TeamsCommand::SetTier { .. }) => &[("tier", "<TIER>")],
+        Command::Keys(KeysCommand::List { .. }) => &[("status", "--inactive")],
+        Command::Login { .. } => &[("username", "<USERNAME>")],
+        _ => &[],
+    }
+}
+
+fn dispatch(cli: Cli, out: &mut Out) -> Result<Output, CliError> {
+    // Commands that call nothing.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "tollgate-admin", &mut buf);
+            return Ok(Output { stdout: String::from_utf8_lossy(&buf).into_owned(), stderr: String::new() });
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| CliError::new(EXIT_USAGE, "usage", format!("cannot render the manual: {e}")))?;
+            return Ok(Output { stdout: String::from_utf8_lossy(&buf).into_owned(), stderr: String::new() });
+        }
+        _ => {}
+    }
     let token = cli.token.clone().or_else(|| std::env::var("TOLLGATE_TOKEN").ok()).filter(|t| !t.trim().is_empty());
     let needs_token = !matches!(cli.command, Command::Login { .. } | Command::Verify { .. });
     if needs_token && token.is_none() {
@@ -435,34 +606,45 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
         ));
     }
     let mut client = AdminClient::new(&cli.url, token.as_deref())?;
+    if cli.timeout != DEFAULT_TIMEOUT {
+        client = client.with_timeout(cli.timeout);
+    }
     if let Some(path) = &cli.ca_cert {
         let pem = std::fs::read(path)
             .map_err(|e| CliError::usage(format!("--ca-cert {}: cannot read it: {e}", path.display())))?;
         client = client.with_ca_pem(&pem).map_err(|e| CliError::usage(format!("--ca-cert {}: {e}", path.display())))?;
     }
-    let out = Out { json: cli.json };
     match cli.command {
-        Command::Login { username, password } => {
-            let r = client.login(&username, password.as_deref().unwrap_or(""))?;
+        Command::Login { username, password, no_password } => {
+            let password = if no_password { String::new() } else { password_for_login(&password)? };
+            let r = client.login(&username, &password)?;
             out.print(&r, || format!("{}\n", r.token))
         }
-        Command::Teams(c) => teams(&client, &out, c),
-        Command::Users(c) => users(&client, &out, c),
-        Command::Keys(c) => keys(&client, &out, c),
-        Command::Tokens(c) => tokens(&client, &out, c),
-        Command::Logs { team, action, outcome, since, until, limit, cursor } => {
-            let p = client.list_logs(&LogQuery {
+        Command::Teams(c) => teams(&client, out, c),
+        Command::Users(c) => users(&client, out, c),
+        Command::Keys(c) => keys(&client, out, c),
+        Command::Tokens(c) => tokens(&client, out, c),
+        Command::Logs { team, action, outcome, since, until, limit, cursor, all } => {
+            let mut q = LogQuery {
                 team_id: team,
                 action,
-                outcome,
+                outcome: outcome.map(choice),
                 since,
                 until,
                 limit,
                 cursor,
                 token: None,
-            })?;
-            out.print(&p, || {
-                let rows: Vec<Vec<String>> = p
+            };
+            let mut page = client.list_logs(&q)?;
+            while all && page.next_cursor.is_some() {
+                q.cursor = page.next_cursor.take();
+                let next = client.list_logs(&q)?;
+                page.items.extend(next.items);
+                page.next_cursor = next.next_cursor;
+            }
+            let list = ListOut::new(&page.items, None, page.next_cursor.clone());
+            out.print(&list, || {
+                let rows: Vec<Vec<String>> = page
                     .items
                     .iter()
                     .map(|e| {
@@ -477,9 +659,7 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
                     })
                     .collect();
                 let mut s = table(&["AT", "ACTION", "OUTCOME", "DETAIL", "ACTOR", "TARGET"], &rows);
-                if let Some(c) = &p.next_cursor {
-                    s.push_str(&format!("next page: --cursor {c}\n"));
-                }
+                s.push_str(&list.next_page_hint());
                 s
             })
         }
@@ -496,28 +676,129 @@ pub fn execute(cli: Cli) -> Result<Output, CliError> {
             match v {
                 Verdict::Allow(_) => Ok(printed),
                 Verdict::Deny(d) => Err(CliError {
-                    code: EXIT_REFUSED,
-                    message: format!("denied: {} ({})", d.code, d.reason),
                     stdout: printed.stdout,
+                    ..CliError::new(EXIT_DENIED, "denied", format!("denied: {} ({})", d.code, d.reason))
                 }),
             }
         }
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }
 
-/// Chooses between the JSON and the human form of a result.
+/// The password to log in with: `--password-stdin`, `--password` (or
+/// TOLLGATE_PASSWORD), else asked on the terminal.
+fn password_for_login(p: &PasswordArgs) -> Result<String, CliError> {
+    if let Some(pw) = given_password(p)? {
+        return Ok(pw);
+    }
+    if !prompt::interactive() {
+        return Err(CliError::usage(
+            "no password: stdin is not a terminal to ask on; pass --password-stdin (and the password on stdin), \
+             set TOLLGATE_PASSWORD, or --no-password to log in with an API key",
+        ));
+    }
+    prompt::password("Password: ").map_err(CliError::usage)
+}
+
+/// A new password: given, else asked twice on the terminal.
+fn new_password(p: &PasswordArgs) -> Result<String, CliError> {
+    if let Some(pw) = given_password(p)? {
+        return Ok(pw);
+    }
+    if !prompt::interactive() {
+        return Err(CliError::usage(
+            "no password: stdin is not a terminal to ask on; pass --password-stdin (and the password on stdin) \
+             or set TOLLGATE_PASSWORD",
+        ));
+    }
+    let first = prompt::password("New password: ").map_err(CliError::usage)?;
+    let again = prompt::password("Repeat it: ").map_err(CliError::usage)?;
+    if first != again {
+        return Err(CliError::usage("the two passwords differ; nothing was sent"));
+    }
+    Ok(first)
+}
+
+/// `--password-stdin` (the first line of stdin) or `--password`, if given.
+fn given_password(p: &PasswordArgs) -> Result<Option<String>, CliError> {
+    if !p.password_stdin {
+        return Ok(p.password.clone());
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::usage(format!("--password-stdin: cannot read stdin: {e}")))?;
+    let pw = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if pw.is_empty() {
+        return Err(CliError::usage("--password-stdin: stdin held no password"));
+    }
+    Ok(Some(pw.to_owned()))
+}
+
+/// Asks the person at the terminal to type `name` before deleting `what`;
+/// refuses when there is no terminal (use `--yes`).
+fn confirm(what: &str, name: &str, consequences: &str) -> Result<(), CliError> {
+    let answer = prompt::line(&format!(
+        "This deletes {what} {name:?}: {consequences}. It cannot be undone.\nType its name to confirm: "
+    ))
+    .map_err(|e| CliError::new(EXIT_USAGE, "not_confirmed", format!("not deleted: {e}")))?;
+    if answer.trim() != name {
+        return Err(CliError::new(
+            EXIT_USAGE,
+            "not_confirmed",
+            format!("not deleted: {:?} is not the name of the {what}", answer.trim()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a deletion that cannot be confirmed: no `--yes` and no terminal.
+fn require_terminal(command: &str) -> Result<(), CliError> {
+    if prompt::interactive() {
+        return Ok(());
+    }
+    Err(CliError::new(
+        EXIT_USAGE,
+        "not_confirmed",
+        format!("{command}: not confirmed and stdin is not a terminal to ask on: pass --yes; nothing was deleted"),
+    ))
+}
+
+/// Every list command's `--json` shape: the page (or every page, with
+/// `--all`), how many, how many in all when the daemon says, and the cursor
+/// of the next page (`--cursor`), `null` on the last.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListOut<'a, T> {
+    data: &'a [T],
+    count: usize,
+    total: Option<u64>,
+    next_cursor: Option<String>,
+}
+
+impl<'a, T> ListOut<'a, T> {
+    fn new(data: &'a [T], total: Option<u64>, next_cursor: Option<String>) -> ListOut<'a, T> {
+        ListOut { data, count: data.len(), total, next_cursor }
+    }
+
+    /// The human output's last lines: `N of M`, and how to get the next page.
+    fn next_page_hint(&self) -> String {
+        self.next_cursor.as_ref().map_or_else(String::new, |c| format!("next page: --cursor {c} (or --all)\n"))
+    }
+}
+
+/// Chooses between the JSON and the human form of a result, and gathers
+/// warnings for stderr.
 struct Out {
     json: bool,
+    warnings: Vec<String>,
 }
 
 impl Out {
     fn print<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<Output, CliError> {
         let stdout = if self.json {
-            let mut s = serde_json::to_string_pretty(value).map_err(|e| CliError {
-                code: EXIT_CONNECTION,
-                message: format!("cannot encode the answer: {e}"),
-                stdout: String::new(),
-            })?;
+            let mut s = serde_json::to_string_pretty(value)
+                .map_err(|e| CliError::new(EXIT_CONNECTION, "protocol", format!("cannot encode the answer: {e}")))?;
             s.push('\n');
             s
         } else {
@@ -529,6 +810,10 @@ impl Out {
     /// For calls answered with 204: nothing in JSON mode (there is no body).
     fn done(&self, what: String) -> Result<Output, CliError> {
         Ok(Output { stdout: if self.json { String::new() } else { what }, stderr: String::new() })
+    }
+
+    fn warn(&mut self, w: &str) {
+        self.warnings.push(w.to_owned());
     }
 }
 
@@ -580,15 +865,16 @@ fn team_text(t: &Team) -> String {
     ])
 }
 
-fn teams(client: &AdminClient, out: &Out, c: TeamsCommand) -> Result<Output, CliError> {
+fn teams(client: &AdminClient, out: &mut Out, c: TeamsCommand) -> Result<Output, CliError> {
     match c {
         TeamsCommand::Create { name, tier } => {
-            let t = client.create_team(&NewTeam { name, tier })?;
+            let t = client.create_team(&NewTeam { name, tier: tier.map(choice) })?;
             out.print(&t, || team_text(&t))
         }
         TeamsCommand::List => {
             let l = client.list_teams()?;
-            out.print(&l, || {
+            let list = ListOut::new(&l.data, Some(l.total), None);
+            out.print(&list, || {
                 let rows: Vec<Vec<String>> = l
                     .data
                     .iter()
@@ -602,10 +888,15 @@ fn teams(client: &AdminClient, out: &Out, c: TeamsCommand) -> Result<Output, Cli
             out.print(&t, || team_text(&t))
         }
         TeamsCommand::SetTier { id, tier, force } => {
-            let t = client.set_team_tier(&id, &tier, force)?;
+            let t = client.set_team_tier(&id, &choice(tier), force)?;
             out.print(&t, || team_text(&t))
         }
-        TeamsCommand::Delete { id } => {
+        TeamsCommand::Delete { id, yes } => {
+            if !yes {
+                require_terminal("teams delete")?;
+                let t = client.get_team(&id)?;
+                confirm("team", &t.name, "its users, their API keys and access tokens, everything in it")?;
+            }
             client.delete_team(&id)?;
             out.done(format!("deleted team {id}\n"))
         }
@@ -626,15 +917,23 @@ fn user_text(u: &User) -> String {
     ])
 }
 
-fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, CliError> {
+fn users(client: &AdminClient, out: &mut Out, c: UsersCommand) -> Result<Output, CliError> {
     match c {
         UsersCommand::Create { username, role, password, team, status } => {
-            let u = client.create_user(&NewUser { team_id: team, username, password, role, status })?;
+            let password = new_password(&password)?;
+            let u = client.create_user(&NewUser {
+                team_id: team,
+                username,
+                password,
+                role: choice(role),
+                status: status.map(choice),
+            })?;
             out.print(&u, || user_text(&u))
         }
         UsersCommand::List { team } => {
             let l = client.list_users(team.as_deref())?;
-            out.print(&l, || {
+            let list = ListOut::new(&l.data, Some(l.total), None);
+            out.print(&list, || {
                 let rows: Vec<Vec<String>> = l
                     .data
                     .iter()
@@ -650,13 +949,22 @@ fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, Cli
             out.print(&u, || user_text(&u))
         }
         UsersCommand::Update { id, role, status, password } => {
+            let password = given_password(&password)?;
             if role.is_none() && status.is_none() && password.is_none() {
-                return Err(CliError::usage("nothing to change: give --role, --status or --password"));
+                return Err(CliError::usage(
+                    "nothing to change: give --role, --status, --password or --password-stdin",
+                ));
             }
-            let u = client.update_user(&id, &UserUpdate { role, status, password })?;
+            let u = client
+                .update_user(&id, &UserUpdate { role: role.map(choice), status: status.map(choice), password })?;
             out.print(&u, || user_text(&u))
         }
-        UsersCommand::Delete { id } => {
+        UsersCommand::Delete { id, yes } => {
+            if !yes {
+                require_terminal("users delete")?;
+                let u = client.get_user(&id)?;
+                confirm("user", &u.username, "the account is anonymized and every credential of it stops working")?;
+            }
             client.delete_user(&id)?;
             out.done(format!("deleted user {id}\n"))
         }
@@ -675,11 +983,11 @@ fn users(client: &AdminClient, out: &Out, c: UsersCommand) -> Result<Output, Cli
 
 fn key_text(k: &ApiKey) -> String {
     let rate = match (k.rate_limit_enabled, k.rate_limit_max, k.rate_limit_time_window) {
-        (true, Some(max), Some(w)) => format!("{max} per {w} ms"),
+        (true, Some(max), Some(w)) => format!("{max} per {}", units::show_ms(w)),
         _ => "-".to_owned(),
     };
     let refill = match (k.refill_amount, k.refill_interval) {
-        (Some(a), Some(i)) => format!("{a} every {i} ms"),
+        (Some(a), Some(i)) => format!("{a} every {}", units::show_ms(i)),
         _ => "-".to_owned(),
     };
     let ips = if k.whitelisted_ips.is_empty() { "any".to_owned() } else { k.whitelisted_ips.join(", ") };
@@ -724,26 +1032,36 @@ fn settings_new_key(user: Option<String>, prefix: Option<String>, s: KeySettings
     })
 }
 
-fn keys(client: &AdminClient, out: &Out, c: KeysCommand) -> Result<Output, CliError> {
+/// The cursor of the page after `l`: its last key's id, when there is one.
+fn keys_next_cursor(l: &KeyList) -> Option<String> {
+    l.next_url.as_ref().and(l.data.last()).map(|k| k.id.clone())
+}
+
+fn keys(client: &AdminClient, out: &mut Out, c: KeysCommand) -> Result<Output, CliError> {
     match c {
         KeysCommand::Create { user, prefix, settings } => {
             let k = client.create_key(&settings_new_key(user, prefix, settings)?)?;
             let secret = k.key.clone().unwrap_or_default();
-            let mut o = out.print(&k, || format!("{}\nsecret: {secret}\n", key_text(&k)))?;
-            o.stderr = "warning: this is the only time the key's secret is shown; store it now (tollgate keeps only its hash)\n".to_owned();
-            Ok(o)
+            out.warn("this is the only time the key's secret is shown; store it now (tollgate keeps only its hash)");
+            out.print(&k, || format!("{}\nsecret: {secret}\n", key_text(&k)))
         }
-        KeysCommand::List { team, inactive, limit, offset, starting_after, ending_before } => {
-            let l = client.list_keys(&KeyListQuery {
+        KeysCommand::List { team, inactive, limit, offset, cursor, ending_before, all } => {
+            let mut l = client.list_keys(&KeyListQuery {
                 team_id: team,
                 status: inactive.then(|| "inactive".to_owned()),
                 limit,
                 offset,
-                starting_after,
+                starting_after: cursor,
                 ending_before,
                 token: None,
             })?;
-            out.print(&l, || {
+            while all && let Some(next) = l.next_url.take() {
+                let page: KeyList = client.call("GET", &next, None)?;
+                l.data.extend(page.data);
+                l.next_url = page.next_url;
+            }
+            let list = ListOut::new(&l.data, Some(l.total), keys_next_cursor(&l));
+            out.print(&list, || {
                 let rows: Vec<Vec<String>> = l
                     .data
                     .iter()
@@ -755,15 +1073,30 @@ fn keys(client: &AdminClient, out: &Out, c: KeysCommand) -> Result<Output, CliEr
                             k.status.clone(),
                             or_dash(k.remaining),
                             k.request_count.to_string(),
+                            or_dash(k.last_request.as_deref()),
                             or_dash(k.expires_at.as_deref()),
+                            k.user_id.clone(),
+                            k.created_at.clone(),
                         ]
                     })
                     .collect();
-                let mut s = table(&["ID", "NAME", "START", "STATUS", "REMAINING", "REQUESTS", "EXPIRES"], &rows);
-                s.push_str(&format!("{} of {} keys\n", l.count, l.total));
-                if let Some(last) = l.data.last().filter(|_| l.next_url.is_some()) {
-                    s.push_str(&format!("next page: --starting-after {}\n", last.id));
-                }
+                let mut s = table(
+                    &[
+                        "ID",
+                        "NAME",
+                        "START",
+                        "STATUS",
+                        "REMAINING",
+                        "REQUESTS",
+                        "LAST USED",
+                        "EXPIRES",
+                        "OWNER",
+                        "CREATED",
+                    ],
+                    &rows,
+                );
+                s.push_str(&format!("{} of {} keys\n", list.count, l.total));
+                s.push_str(&list.next_page_hint());
                 s
             })
         }
@@ -821,17 +1154,29 @@ fn token_text(t: &AccessToken) -> String {
     ])
 }
 
-fn tokens(client: &AdminClient, out: &Out, c: TokensCommand) -> Result<Output, CliError> {
+fn tokens(client: &AdminClient, out: &mut Out, c: TokensCommand) -> Result<Output, CliError> {
     match c {
-        TokensCommand::Create { name, days, token_type } => {
-            let t = client.create_token(&NewToken { name, expires_in_days: days, token_type })?;
-            let mut o = out.print(&t, || format!("{}\nsecret: {}\n", token_text(&t.token), t.plaintext))?;
-            o.stderr = "warning: this is the only time the token's secret is shown; store it now\n".to_owned();
-            Ok(o)
+        TokensCommand::Create { name, expires_in, token_type } => {
+            let t = client.create_token(&NewToken {
+                name,
+                expires_in_days: expires_in,
+                token_type: token_type.map(choice),
+            })?;
+            out.warn("this is the only time the token's secret is shown; store it now");
+            out.print(&t, || format!("{}\nsecret: {}\n", token_text(&t.token), t.plaintext))
         }
-        TokensCommand::List { include_revoked, token_type, limit, cursor } => {
-            let p = client.list_tokens(&TokenListQuery { token_type, include_revoked, limit, cursor, token: None })?;
-            out.print(&p, || {
+        TokensCommand::List { include_revoked, token_type, limit, cursor, all } => {
+            let mut q =
+                TokenListQuery { token_type: token_type.map(choice), include_revoked, limit, cursor, token: None };
+            let mut p = client.list_tokens(&q)?;
+            while all && p.next_cursor.is_some() {
+                q.cursor = p.next_cursor.take();
+                let next = client.list_tokens(&q)?;
+                p.items.extend(next.items);
+                p.next_cursor = next.next_cursor;
+            }
+            let list = ListOut::new(&p.items, None, p.next_cursor.clone());
+            out.print(&list, || {
                 let rows: Vec<Vec<String>> = p
                     .items
                     .iter()
@@ -842,15 +1187,15 @@ fn tokens(client: &AdminClient, out: &Out, c: TokensCommand) -> Result<Output, C
                             t.token_type.clone(),
                             format!("{}...", t.token_prefix),
                             t.created_at.clone(),
+                            or_dash(t.last_used_at.as_deref()),
                             or_dash(t.expires_at.as_deref()),
                             or_dash(t.revoked_at.as_deref()),
                         ]
                     })
                     .collect();
-                let mut s = table(&["ID", "NAME", "TYPE", "PREFIX", "CREATED", "EXPIRES", "REVOKED"], &rows);
-                if let Some(c) = &p.next_cursor {
-                    s.push_str(&format!("next page: --cursor {c}\n"));
-                }
+                let mut s =
+                    table(&["ID", "NAME", "TYPE", "PREFIX", "CREATED", "LAST USED", "EXPIRES", "REVOKED"], &rows);
+                s.push_str(&list.next_page_hint());
                 s
             })
         }
@@ -873,8 +1218,10 @@ fn tokens(client: &AdminClient, out: &Out, c: TokensCommand) -> Result<Output, C
 
 fn verdict_text(v: &Verdict) -> String {
     let rate = |r: &Option<RateLimitInfo>| {
-        r.as_ref()
-            .map_or_else(|| "-".to_owned(), |r| format!("{}/{} left, full in {} ms", r.remaining, r.limit, r.reset_ms))
+        r.as_ref().map_or_else(
+            || "-".to_owned(),
+            |r| format!("{}/{} left, full in {}", r.remaining, r.limit, units::show_ms(r.reset_ms)),
+        )
     };
     match v {
         Verdict::Allow(a) => fields(&[
@@ -892,7 +1239,7 @@ fn verdict_text(v: &Verdict) -> String {
             ("verdict", "DENY".to_owned()),
             ("code", d.code.clone()),
             ("reason", d.reason.clone()),
-            ("retryAfterMs", or_dash(d.retry_after_ms)),
+            ("retryAfter", or_dash(d.retry_after_ms.map(units::show_ms))),
             ("rateLimit", rate(&d.rate_limit)),
         ]),
     }

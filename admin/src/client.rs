@@ -23,9 +23,12 @@ use crate::types::*;
 
 /// Largest response body read, so a wrong URL cannot make the tool eat memory.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest wait to connect (and finish the TLS handshake), unless the whole
+/// call's timeout is shorter.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for one read or one write on the connection.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default for the whole of one call, from connecting to the answer's last
+/// byte ([`AdminClient::with_timeout`], `--timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What went wrong with a call.
 #[derive(Debug)]
@@ -37,10 +40,14 @@ pub enum ClientError {
         status: u16,
         /// The parsed `{"error": ...}` / `{"detail": [...]}` body.
         body: ErrorBody,
+        /// The `Retry-After` header, in seconds (on a 429).
+        retry_after: Option<u64>,
     },
-    /// No answer: bad address, refused or reset connection, timeout, a TLS
-    /// handshake that failed (an untrusted certificate, say).
+    /// No answer: bad address, refused or reset connection, a TLS handshake
+    /// that failed (an untrusted certificate, say).
     Connection(String),
+    /// The call took longer than the client's timeout.
+    Timeout(String),
     /// An answer that is not HTTP or not the JSON this client expects.
     Protocol(String),
     /// The base URL cannot be used.
@@ -63,11 +70,16 @@ impl ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Status { status, body } => {
+            ClientError::Status { status, body, retry_after } => {
                 let s = body.summary();
-                if s.is_empty() { write!(f, "HTTP {status}") } else { write!(f, "HTTP {status}: {s}") }
+                if s.is_empty() { write!(f, "HTTP {status}") } else { write!(f, "HTTP {status}: {s}") }?;
+                match retry_after {
+                    Some(secs) => write!(f, "; retry after {secs} s"),
+                    None => Ok(()),
+                }
             }
             ClientError::Connection(m) => write!(f, "cannot reach the daemon: {m}"),
+            ClientError::Timeout(m) => write!(f, "no answer in time: {m}"),
             ClientError::Protocol(m) => write!(f, "unexpected answer from the daemon: {m}"),
             ClientError::Url(m) => write!(f, "bad URL: {m}"),
             ClientError::Config(m) => f.write_str(m),
@@ -77,13 +89,16 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// A raw answer: status and JSON body (`Value::Null` when empty).
+/// A raw answer: status, JSON body (`Value::Null` when empty) and
+/// `Retry-After`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawResponse {
     /// HTTP status.
     pub status: u16,
     /// The body parsed as JSON, `Null` if empty.
     pub body: Value,
+    /// The `Retry-After` header in seconds, when it is a number.
+    pub retry_after: Option<u64>,
 }
 
 /// A client of one daemon, with one credential (admin token, JWT, API key or
@@ -97,6 +112,10 @@ pub struct AdminClient {
     /// The path prefix (behind a proxy), without a trailing `/`.
     base_path: String,
     credential: Option<String>,
+    /// The certificates an `https://` daemon's must chain to.
+    roots: RootCerts,
+    /// The longest one call may take.
+    timeout: Duration,
     agent: ureq::Agent,
 }
 
@@ -120,17 +139,17 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
 }
 
 /// The agent: direct connections (no proxy from the environment), no
-/// redirects, every status returned as an answer, timeouts per connect and
-/// per read or write, and `roots` to verify certificates against.
-fn agent(roots: RootCerts) -> ureq::Agent {
+/// redirects, every status returned as an answer, `timeout` for the whole of
+/// each call (connecting at most 10 s of it), and `roots` to verify
+/// certificates against.
+fn agent(roots: RootCerts, timeout: Duration) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
         .max_redirects_will_error(false)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_per_read(Some(IO_TIMEOUT))
-        .timeout_per_write(Some(IO_TIMEOUT))
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(timeout)))
         .user_agent(concat!("tollgate-admin/", env!("CARGO_PKG_VERSION")))
         .accept("application/json")
         .tls_config(
@@ -197,8 +216,19 @@ impl AdminClient {
             authority: if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") },
             base_path: path.to_owned(),
             credential: credential.map(str::to_owned),
-            agent: agent(RootCerts::WebPki),
+            roots: RootCerts::WebPki,
+            timeout: DEFAULT_TIMEOUT,
+            agent: agent(RootCerts::WebPki, DEFAULT_TIMEOUT),
         })
+    }
+
+    /// The longest one call may take, from connecting to the last byte of
+    /// the answer (30 s by default): a daemon that accepts the connection and
+    /// never answers is given up on with [`ClientError::Timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> AdminClient {
+        self.timeout = timeout;
+        self.agent = agent(self.roots.clone(), timeout);
+        self
     }
 
     /// Trusts only the CA certificates in `pem` (one or more PEM
@@ -216,7 +246,8 @@ impl AdminClient {
         if certs.is_empty() {
             return Err(ClientError::Config("no PEM CERTIFICATE in it".to_owned()));
         }
-        self.agent = agent(RootCerts::Specific(Arc::new(certs)));
+        self.roots = RootCerts::Specific(Arc::new(certs));
+        self.agent = agent(self.roots.clone(), self.timeout);
         Ok(self)
     }
 
@@ -251,6 +282,11 @@ impl AdminClient {
         let req = req.body(payload).map_err(|e| ClientError::Url(format!("{url}: {e}")))?;
         let mut resp = self.agent.run(req).map_err(|e| self.failure(e))?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let bytes =
             resp.body_mut().with_config().limit(MAX_RESPONSE_BYTES).read_to_vec().map_err(|e| self.failure(e))?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -259,7 +295,7 @@ impl AdminClient {
             serde_json::from_slice(&bytes)
                 .map_err(|e| ClientError::Protocol(format!("HTTP {status}: the body is not JSON ({e})")))?
         };
-        Ok(RawResponse { status, body })
+        Ok(RawResponse { status, body, retry_after })
     }
 
     /// A `ureq` failure as this client's error, naming the daemon's address
@@ -285,7 +321,14 @@ impl AdminClient {
             },
             ureq::Error::HostNotFound => ClientError::Connection(format!("cannot resolve {at}")),
             ureq::Error::ConnectionFailed => ClientError::Connection(format!("{at}: connection failed")),
-            ureq::Error::Timeout(t) => ClientError::Connection(format!("{at}: timed out ({t})")),
+            ureq::Error::Timeout(ureq::Timeout::Connect) => ClientError::Timeout(format!(
+                "{at}: could not connect within {}",
+                humantime::format_duration(CONNECT_TIMEOUT.min(self.timeout))
+            )),
+            ureq::Error::Timeout(_) => ClientError::Timeout(format!(
+                "{at} did not answer within {} (--timeout)",
+                humantime::format_duration(self.timeout)
+            )),
             ureq::Error::Rustls(e) => self.tls_failure(&e),
             ureq::Error::Tls(m) => ClientError::Connection(format!("{at}: TLS: {m}")),
             ureq::Error::Protocol(e) => {
@@ -535,7 +578,11 @@ fn check(r: &RawResponse) -> Result<(), ClientError> {
     if (200..300).contains(&r.status) {
         return Ok(());
     }
-    Err(ClientError::Status { status: r.status, body: serde_json::from_value(r.body.clone()).unwrap_or_default() })
+    Err(ClientError::Status {
+        status: r.status,
+        body: serde_json::from_value(r.body.clone()).unwrap_or_default(),
+        retry_after: r.retry_after,
+    })
 }
 
 /// Decodes a 2xx answer as `T`, or turns the error status into `ClientError`.

@@ -9,10 +9,14 @@
 
 pub mod cli;
 pub mod client;
+pub mod error;
+mod prompt;
 pub mod table;
+pub mod units;
 
 /// The API's request and response types (the `tollgate-api` crate).
 pub use tollgate_api as types;
 
-pub use cli::{CliError, Output, run};
+pub use cli::{Output, run};
 pub use client::{AdminClient, ClientError};
+pub use error::CliError;

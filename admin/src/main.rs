@@ -1,22 +1,26 @@
 //! `tollgate-admin`: operate a tollgate daemon through its admin HTTP API.
-//! Exit codes: 0 ok, 1 refused by the daemon (or a denied `verify`), 2 usage,
-//! 3 cannot reach the daemon.
+//! The exit codes are listed in `tollgate-admin --help` (error.rs).
 
 use std::io::Write;
 
+/// Writes `s` to stdout; a closed pipe (`| head`) is not an error.
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(s.as_bytes()).and_then(|()| o.flush());
+}
+
 fn main() {
     let code = match tollgate_admin::run(std::env::args_os()) {
-        Ok(out) => {
-            eprint!("{}", out.stderr);
-            print!("{}", out.stdout);
+        Ok(o) => {
+            let _ = std::io::stderr().write_all(o.stderr.as_bytes());
+            out(&o.stdout);
             0
         }
         Err(e) => {
-            print!("{}", e.stdout);
-            eprintln!("tollgate-admin: {}", e.message);
+            out(&e.stdout);
+            let _ = std::io::stderr().write_all(e.stderr().as_bytes());
             e.code
         }
     };
-    let _ = std::io::stdout().flush();
     std::process::exit(code);
 }

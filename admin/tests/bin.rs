@@ -44,10 +44,10 @@ fn fake(status: &str, body: &'static str) -> (String, std::thread::JoinHandle<St
 }
 
 #[test]
-fn refused_call_exits_1_with_the_daemons_message() {
+fn not_found_exits_6_with_the_daemons_message() {
     let (url, t) = fake("404 Not Found", r#"{"error":{"code":"not_found","message":"key not found"}}"#);
     let out = bin().args(["--url", &url, "--token", "secret-admin-token", "keys", "get", "k_1"]).output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(6));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HTTP 404: not_found: key not found"), "{err}");
     let head = t.join().expect("server");
