@@ -166,6 +166,7 @@ fn reload_locked(shared: &Shared) -> Result<Report, ReloadError> {
         new.http_server.tls.clone_from(&old.http_server.tls);
     }
     keep!(durability);
+    keep!(store);
     keep!(admin_api);
     keep!(audit);
     keep!(log.format);

@@ -169,8 +169,9 @@ pub struct StoreStats {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the store in `dir`, with a page cache of
+    /// `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         // sled's own periodic flush is off: durability is decided by the engine,
         // which flushes after every acknowledged admin write and on its own
         // counter schedule.
@@ -180,7 +181,7 @@ impl Store {
         // Another live daemon holds it for good and fails after the grace.
         let deadline = Instant::now() + LOCK_GRACE;
         loop {
-            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            match sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(cache_bytes).open() {
                 Ok(db) => return Ok(Store { db, stats: Arc::default() }),
                 // sled reports it as `Other` with this text (sled 0.34 config.rs).
                 Err(sled::Error::Io(e))
@@ -254,6 +255,34 @@ impl Store {
             out.push((id, decode(&k, &v)?));
         }
         Ok(out)
+    }
+
+    /// Every record of `table`, as `(id, record)`, in id order, one at a time
+    /// (nothing is collected: a million records are never all in memory).
+    pub fn iter<T: DeserializeOwned>(&self, table: Table) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
+        self.db.scan_prefix([table.tag(), b'/']).map(|item| {
+            let (k, v) = item?;
+            Ok((String::from_utf8_lossy(&k[2..]).into_owned(), decode(&k, &v)?))
+        })
+    }
+
+    /// Calls `f` with the id and the undecoded record of every entry of
+    /// `table`, in id order; `f` decodes what it needs with [`decode_borrowed`]
+    /// (strings borrowed from the record, not copied). Stops at `f`'s first error.
+    pub fn for_each_raw<E: From<StoreError>>(
+        &self,
+        table: Table,
+        mut f: impl FnMut(&str, Raw<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for item in self.db.scan_prefix([table.tag(), b'/']) {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let id = std::str::from_utf8(&k[2..]).map_err(|_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                why: "the id is not UTF-8".to_owned(),
+            })?;
+            f(id, Raw { key: &k, bytes: &v })?;
+        }
+        Ok(())
     }
 
     /// Records of `table` with `from <= id < to`, in id order, or in reverse with
@@ -366,6 +395,24 @@ fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     postcard::to_extend(value, vec![version]).expect("record types are postcard-encodable")
 }
 
+/// A record as stored, handed out by [`Store::for_each_raw`].
+#[derive(Clone, Copy)]
+pub struct Raw<'a> {
+    key: &'a [u8],
+    bytes: &'a [u8],
+}
+
+/// Decodes a record of a layout that never changed as `T`, which may borrow
+/// its strings from the record.
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(raw: Raw<'a>) -> Result<T, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt { key: String::from_utf8_lossy(raw.key).into_owned(), why };
+    match raw.bytes.split_first() {
+        Some((&RECORD_VERSION, body)) => postcard::from_bytes(body).map_err(|e| corrupt(e.to_string())),
+        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
+        None => Err(corrupt("empty record".to_owned())),
+    }
+}
+
 fn decode_versioned<T: Versioned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |why: String| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), why };
     match bytes.split_first() {
@@ -397,7 +444,7 @@ mod tests {
     fn records_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.put(Table::Teams, "a", &team("a")).unwrap();
             s.put(Table::Teams, "b", &team("b")).unwrap();
             s.put(Table::TeamUsage, "a", &7u64).unwrap();
@@ -406,7 +453,7 @@ mod tests {
             b.put(Table::Meta, "x", &"y".to_owned());
             s.apply(b, true).unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
         let teams: Vec<(String, Team)> = s.scan(Table::Teams).unwrap();
         assert_eq!(teams, vec![("a".to_owned(), team("a"))]);
         assert_eq!(s.get::<u64>(Table::TeamUsage, "a").unwrap(), Some(7));
@@ -417,20 +464,20 @@ mod tests {
     #[test]
     fn a_store_in_use_is_refused_after_the_grace_and_a_closed_one_reopens_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Store::open(dir.path()).unwrap();
+        let first = Store::open(dir.path(), 1 << 20).unwrap();
         let start = Instant::now();
-        assert!(Store::open(dir.path()).is_err(), "two stores on one directory");
+        assert!(Store::open(dir.path(), 1 << 20).is_err(), "two stores on one directory");
         assert!(start.elapsed() >= LOCK_GRACE);
         drop(first);
         for _ in 0..20 {
-            Store::open(dir.path()).expect("a store just closed reopens");
+            Store::open(dir.path(), 1 << 20).expect("a store just closed reopens");
         }
     }
 
     #[test]
     fn unknown_version_and_garbage_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
         s.db.insert(b"t/x", vec![9u8, 1, 2]).unwrap();
         s.db.insert(b"t/y", vec![RECORD_VERSION, 0xff, 0xff]).unwrap();
         s.db.insert(b"t/z", Vec::<u8>::new()).unwrap();

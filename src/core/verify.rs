@@ -310,9 +310,9 @@ impl Verifier<'_> {
         c.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
         let counted = remaining.is_some();
         if counted {
-            self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
+            self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.clone()));
         } else {
-            self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.id.clone(), c.clone()));
+            self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.clone()));
         }
         let role = key.user.role();
         let (kind, grantee) = match jwt {

@@ -508,7 +508,7 @@ fn team_hint(shared: &Shared, caller: &Caller, op: Op, id: &str, query: &HashMap
         Op::GetUser | Op::UpdateUser | Op::DeleteUser | Op::RevokeUserSessions => {
             index.users.get(id).map(|u| u.team.id.to_string())
         }
-        Op::GetKey | Op::UpdateKey | Op::DeleteKey => index.keys.get(id).map(|k| k.record.team_id.clone()),
+        Op::GetKey | Op::UpdateKey | Op::DeleteKey => index.keys.get(id).map(|k| k.team_id().to_owned()),
         _ => query.get("teamId").cloned(),
     }
 }
@@ -1296,7 +1296,8 @@ impl Cx<'_> {
         let now = now_us() / 1000;
         // Cursors are key ids, and keys are in id order: a page after (or before)
         // an id is well defined however many keys were added or removed since.
-        let page = self.shared.engine.keys_page(&team, only.as_deref(), active, now, cursor, offset, limit);
+        let page =
+            self.shared.engine.keys_page(&team, only.as_deref(), active, now, cursor, offset, limit).map_err(engine_error)?;
         let base = {
             let mut s = format!("/v1/keys?status={}&limit={limit}", if active { "active" } else { "inactive" });
             if self.team().is_none() {
