@@ -28,7 +28,7 @@ use crate::core::model::{
 use crate::core::perms::PermSet;
 use crate::core::secret;
 use crate::core::verify::{Verdict, Verifier, VerifyRequest};
-use crate::store::{Batch, Store, StoreError, Table, decode_borrowed};
+use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
 
 mod listing;
 use listing::{Filed, Listing};
@@ -195,8 +195,16 @@ impl Engine {
         create_data_dir(&config.data)?;
         let jwt = JwtKeys::new(&jwt_settings(config)?).map_err(|e| ConfigError(format!("jwt: {e}")))?;
         let store = Store::open(&config.data, config.store.cache_mb.saturating_mul(1 << 20))?;
-        let index = Arc::new(load_index(&store)?);
-        let listing = Mutex::new(listing_of(&index));
+        let started = std::time::Instant::now();
+        let (index, listing) = load_index(&store)?;
+        tracing::info!(
+            keys = index.keys.len(),
+            tokens = index.tokens.len(),
+            users = index.users.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "index loaded"
+        );
+        let (index, listing) = (Arc::new(index), Mutex::new(listing));
         let durable = Arc::new(Durable {
             done: Mutex::new(0),
             cond: Condvar::new(),
@@ -1352,22 +1360,6 @@ fn hex8(b: &[u8]) -> String {
     b[..4].iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The listings of a freshly loaded index.
-fn listing_of(index: &Index) -> Listing {
-    let now = now_ms();
-    let mut l = Listing::default();
-    for t in index.teams.iter() {
-        l.add_team(t.key());
-    }
-    for u in index.users.iter() {
-        l.add_user(&u.team.id, u.key());
-    }
-    for k in index.keys.iter() {
-        l.add_key(&Filed::of(&k), now);
-    }
-    l
-}
-
 /// An [`ApiKey`] record read in place: the same fields in the same order
 /// (postcard is not self-describing), its strings borrowed from the record.
 /// Startup reads a million of these; only what the index keeps is used.
@@ -1395,51 +1387,21 @@ struct KeyView<'a> {
     updated_at: Millis,
 }
 
-fn load_index(store: &Store) -> Result<Index, EngineError> {
-    let index = Index::default();
-    let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
-    for (id, t) in store.scan::<Team>(Table::Teams)? {
-        let used = team_usage.get(&id).copied().unwrap_or(0);
-        index.teams.insert(id.clone(), Arc::new(TeamEntry::new(&id, t.tier, used)));
-    }
-    for (id, u) in store.scan::<User>(Table::Users)? {
-        let Some(team) = index.teams.get(&u.team_id).map(|t| t.clone()) else {
-            tracing::warn!(user = %id, team = %u.team_id, "user of a missing team skipped");
-            continue;
-        };
-        index.usernames.insert(u.username.clone(), id.clone());
-        // Before milliseconds, `revoked_before` was kept in seconds.
-        let revoked_before =
-            if u.revoked_before < 100_000_000_000 { u.revoked_before.saturating_mul(1000) } else { u.revoked_before };
-        index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, revoked_before)));
-    }
-    // Statistics live in shard records (written on the statistics interval) and,
-    // for counted keys, in their usage record too: the larger figure is newer.
-    let mut stats: HashMap<String, (u64, u64)> = HashMap::new();
-    for (_, shard) in store.scan::<Vec<Stat>>(Table::Stats)? {
-        for s in shard {
-            let e = stats.entry(s.id).or_default();
-            e.0 = e.0.max(s.request_count);
-            e.1 = e.1.max(s.last_used_at);
-        }
-    }
-    let with_stats = |id: &str, usage: Option<Usage>| match stats.get(id) {
-        None => usage,
-        Some(&(request_count, last_used_at)) => {
-            let u = usage.unwrap_or_default();
-            Some(Usage {
-                request_count: u.request_count.max(request_count),
-                last_used_at: u.last_used_at.max(last_used_at),
-                ..u
-            })
-        }
-    };
+/// Reads the keys whose ids are in `span`, in id order (the index's maps are
+/// filled afterwards, once their size is known).
+fn load_keys(
+    store: &Store,
+    index: &Index,
+    with_stats: &(dyn Fn(&str, Option<Usage>) -> Option<Usage> + Sync),
+    span: &Span,
+) -> Result<Vec<Arc<KeyEntry>>, EngineError> {
     // Keys and usage records are both in id order: each key's usage record,
     // if it has one, is found by walking the usage records beside the keys,
     // and the records are decoded in place (no copy of their strings).
-    let mut usage = store.iter::<Usage>(Table::Usage).peekable();
+    let mut usage = store.iter_in::<Usage>(Table::Usage, span).peekable();
     let mut grants: HashMap<(Role, Permissions), Arc<PermSet>> = HashMap::new();
-    store.for_each_raw(Table::Keys, |id, raw| -> Result<(), EngineError> {
+    let mut loaded = Vec::new();
+    store.for_each_raw(Table::Keys, span, |id, raw| -> Result<(), EngineError> {
         let k: KeyView<'_> = decode_borrowed(raw)?;
         let mut own = None;
         loop {
@@ -1496,11 +1458,95 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
             permissions,
             hash: k.hash,
         });
-        index.secrets.insert(k.hash, Secret::Key(entry.clone()));
-        index.keys.insert(entry.id.clone(), entry);
+        loaded.push(entry);
         Ok(())
     })?;
-    drop(usage);
+    Ok(loaded)
+}
+
+/// The index and the listings of the store's records.
+fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
+    let mut index = Index::default();
+    let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
+    for (id, t) in store.scan::<Team>(Table::Teams)? {
+        let used = team_usage.get(&id).copied().unwrap_or(0);
+        index.teams.insert(id.clone(), Arc::new(TeamEntry::new(&id, t.tier, used)));
+    }
+    for (id, u) in store.scan::<User>(Table::Users)? {
+        let Some(team) = index.teams.get(&u.team_id).map(|t| t.clone()) else {
+            tracing::warn!(user = %id, team = %u.team_id, "user of a missing team skipped");
+            continue;
+        };
+        index.usernames.insert(u.username.clone(), id.clone());
+        // Before milliseconds, `revoked_before` was kept in seconds.
+        let revoked_before =
+            if u.revoked_before < 100_000_000_000 { u.revoked_before.saturating_mul(1000) } else { u.revoked_before };
+        index.users.insert(id.clone(), Arc::new(UserEntry::new(&id, team, u.role, u.status, revoked_before)));
+    }
+    // Statistics live in shard records (written on the statistics interval) and,
+    // for counted keys, in their usage record too: the larger figure is newer.
+    let mut stats: HashMap<String, (u64, u64)> = HashMap::new();
+    for (_, shard) in store.scan::<Vec<Stat>>(Table::Stats)? {
+        for s in shard {
+            let e = stats.entry(s.id).or_default();
+            e.0 = e.0.max(s.request_count);
+            e.1 = e.1.max(s.last_used_at);
+        }
+    }
+    let mut listing = Listing::default();
+    for t in index.teams.iter() {
+        listing.add_team(t.key());
+    }
+    for u in index.users.iter() {
+        listing.add_user(&u.team.id, u.key());
+    }
+    let with_stats = |id: &str, usage: Option<Usage>| match stats.get(id) {
+        None => usage,
+        Some(&(request_count, last_used_at)) => {
+            let u = usage.unwrap_or_default();
+            Some(Usage {
+                request_count: u.request_count.max(request_count),
+                last_used_at: u.last_used_at.max(last_used_at),
+                ..u
+            })
+        }
+    };
+    // The keys are read in spans of ids, one thread per core: each walks
+    // its span of keys and the same span of usage records in id order.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8);
+    let spans = store.split(Table::Keys, threads)?;
+    let loaded: Vec<Result<Vec<Arc<KeyEntry>>, EngineError>> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            spans.iter().map(|span| s.spawn(|| load_keys(store, &index, &with_stats, span))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(StoreError::Db("index load: a thread panicked".into()).into())))
+            .collect()
+    });
+    let mut keys = Vec::new();
+    for part in loaded {
+        keys.push(part?);
+    }
+    // Maps made at their final size are filled without a rehash, each part
+    // by its own thread.
+    let n: usize = keys.iter().map(Vec::len).sum();
+    index.secrets = dashmap::DashMap::with_capacity_and_hasher(n, Default::default());
+    index.keys = dashmap::DashMap::with_capacity(n);
+    std::thread::scope(|s| {
+        for part in &keys {
+            let index = &index;
+            s.spawn(move || {
+                for k in part {
+                    index.secrets.insert(k.hash, Secret::Key(k.clone()));
+                    index.keys.insert(k.id.clone(), k.clone());
+                }
+            });
+        }
+    });
+    // The spans are in id order, so the keys are too: each listing set is
+    // built in one pass.
+    listing.add_sorted_keys(keys.iter().flatten().map(|k| Filed::of(k)), now_ms());
+    drop(keys);
     for item in store.iter::<AccessToken>(Table::Tokens) {
         let (id, t) = item?;
         let Some(user) = index.users.get(&t.user_id).map(|u| u.clone()) else {
@@ -1518,7 +1564,7 @@ fn load_index(store: &Store) -> Result<Index, EngineError> {
             index.revoke_jti(jti, team);
         }
     }
-    Ok(index)
+    Ok((index, listing))
 }
 
 /// Queues the statistics shards that hold a credential whose statistics

@@ -260,21 +260,70 @@ impl Store {
     /// Every record of `table`, as `(id, record)`, in id order, one at a time
     /// (nothing is collected: a million records are never all in memory).
     pub fn iter<T: DeserializeOwned>(&self, table: Table) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
-        self.db.scan_prefix([table.tag(), b'/']).map(|item| {
+        self.iter_in(table, &Span::ALL)
+    }
+
+    /// [`Store::iter`] over the ids of `span`.
+    pub fn iter_in<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        span: &Span,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
+        self.db.range(span.keys(table)).map(|item| {
             let (k, v) = item?;
             Ok((String::from_utf8_lossy(&k[2..]).into_owned(), decode(&k, &v)?))
         })
     }
 
+    /// Cuts the ids of `table` into at most `parts` spans holding about as
+    /// many records each when ids are random (as generated ids are): the ids
+    /// between the first and the last are divided evenly as numbers. In id
+    /// order; together they cover every id.
+    pub fn split(&self, table: Table, parts: usize) -> Result<Vec<Span>, StoreError> {
+        let prefix = [table.tag(), b'/'];
+        let first = self.db.scan_prefix(prefix).keys().next().transpose()?;
+        let last = self.db.scan_prefix(prefix).keys().next_back().transpose()?;
+        let (Some(first), Some(last)) = (first, last) else { return Ok(vec![Span::ALL]) };
+        let (a, b) = (&first[2..], &last[2..]);
+        let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let number = |id: &[u8]| {
+            let mut buf = [0u8; 8];
+            for (slot, byte) in buf.iter_mut().zip(id.iter().skip(common)) {
+                *slot = *byte;
+            }
+            u64::from_be_bytes(buf)
+        };
+        let (lo, hi) = (number(a), number(b));
+        let mut cuts: Vec<Vec<u8>> = (1..parts.max(1))
+            .map(|i| {
+                let v = lo + ((u128::from(hi - lo) * i as u128) / parts as u128) as u64;
+                let mut cut = a[..common].to_vec();
+                cut.extend_from_slice(&v.to_be_bytes());
+                cut
+            })
+            .collect();
+        cuts.dedup();
+        let mut spans = Vec::with_capacity(cuts.len() + 1);
+        let mut from = None;
+        for cut in cuts {
+            spans.push(Span { from: from.take(), to: Some(cut.clone()) });
+            from = Some(cut);
+        }
+        spans.push(Span { from, to: None });
+        Ok(spans)
+    }
+
     /// Calls `f` with the id and the undecoded record of every entry of
-    /// `table`, in id order; `f` decodes what it needs with [`decode_borrowed`]
-    /// (strings borrowed from the record, not copied). Stops at `f`'s first error.
+    /// `table` in `span`, in id order; `f` decodes what it needs with
+    /// [`decode_borrowed`] (strings borrowed from the record, not copied).
+    /// Stops at `f`'s first error.
     pub fn for_each_raw<E: From<StoreError>>(
         &self,
         table: Table,
+        span: &Span,
         mut f: impl FnMut(&str, Raw<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        for item in self.db.scan_prefix([table.tag(), b'/']) {
+        for item in self.db.range(span.keys(table)) {
             let (k, v) = item.map_err(StoreError::from)?;
             let id = std::str::from_utf8(&k[2..]).map_err(|_| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&k).into_owned(),
@@ -393,6 +442,34 @@ fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     // keys are fine; `serde_json::Value` is not used in records), which would be
     // a programming error caught by the store's tests.
     postcard::to_extend(value, vec![version]).expect("record types are postcard-encodable")
+}
+
+/// A span of ids, `from <= id < to` (`None`: unbounded), compared as bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    from: Option<Vec<u8>>,
+    to: Option<Vec<u8>>,
+}
+
+impl Span {
+    /// Every id.
+    pub const ALL: Span = Span { from: None, to: None };
+
+    fn keys(&self, table: Table) -> std::ops::Range<Vec<u8>> {
+        let bound = |id: &Option<Vec<u8>>, open: u8| {
+            let mut k = vec![table.tag()];
+            match id {
+                Some(id) => {
+                    k.push(b'/');
+                    k.extend_from_slice(id);
+                }
+                // Just before or just after every `<tag>/...` key.
+                None => k.push(open),
+            }
+            k
+        };
+        bound(&self.from, b'/')..bound(&self.to, b'/' + 1)
+    }
 }
 
 /// A record as stored, handed out by [`Store::for_each_raw`].

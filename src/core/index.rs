@@ -200,6 +200,14 @@ enum IdRepr {
 impl Id {
     const INLINE: usize = 30;
 
+    /// The id's bytes (UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            IdRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            IdRepr::Heap(s) => s.as_bytes(),
+        }
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -235,9 +243,11 @@ impl std::borrow::Borrow<str> for Id {
     }
 }
 
+// Compared and hashed as bytes, which is how `str` compares and hashes (so
+// `Borrow<str>` holds), without checking the UTF-8 again each time.
 impl PartialEq for Id {
     fn eq(&self, other: &Id) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -251,13 +261,15 @@ impl PartialOrd for Id {
 
 impl Ord for Id {
     fn cmp(&self, other: &Id) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
 impl std::hash::Hash for Id {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        // What `str::hash` writes.
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
     }
 }
 
