@@ -54,11 +54,18 @@ fn main() {
     let e = Engine::open(&c).expect("open the engine");
     let team = e.create_team("million", Tier::Pro).expect("team");
     let user = e
-        .create_user(&team.id, &format!("million-{}", team.id), "password password", Role::Administrator, UserStatus::Enabled)
+        .create_user(
+            &team.id,
+            &format!("million-{}", team.id),
+            "password password",
+            Role::Administrator,
+            UserStatus::Enabled,
+        )
         .expect("user");
     let mut made = 0;
     while made < n {
-        let news = (0..(n - made).min(batch)).map(|_| NewKey { user_id: user.id.clone(), ..Default::default() }).collect();
+        let news =
+            (0..(n - made).min(batch)).map(|_| NewKey { user_id: user.id.clone(), ..Default::default() }).collect();
         made += e.create_keys(news).expect("create keys").len();
     }
     let secs = start.elapsed().as_secs_f64();

@@ -31,8 +31,8 @@ use crate::core::verify::{Verdict, Verifier, VerifyRequest};
 use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
 
 mod listing;
-use listing::{Filed, Listing};
 pub use listing::{Cursor, Page, page_of};
+use listing::{Filed, Listing};
 
 /// File in the data directory holding the generated JWT signing key.
 const DEFAULT_JWT_KEY_FILE: &str = "jwt-signing-key.pem";
@@ -73,6 +73,14 @@ pub enum EngineError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Entry `index` of a batch (an import) was refused; nothing was written.
+    #[error("keys[{index}]: {error}")]
+    Entry {
+        /// The entry's position in the batch, from 0.
+        index: usize,
+        /// Why it was refused.
+        error: Box<EngineError>,
+    },
 }
 
 fn invalid<T>(field: &'static str, reason: impl Into<String>) -> Result<T, EngineError> {
@@ -138,6 +146,114 @@ pub struct NewKey {
     pub metadata: Option<String>,
     /// IPs and CIDR blocks.
     pub whitelisted_ips: Vec<String>,
+}
+
+/// Most entries [`Engine::import_keys`] takes in one call.
+pub const MAX_IMPORT: usize = 10_000;
+/// Meta record holding the adopted keys' prefixes (`Vec<String>`).
+const ADOPTED_PREFIXES: &str = "adopted_prefixes";
+/// Longest display `start` of an adopted key.
+pub const MAX_START_LEN: usize = 40;
+
+/// One entry of [`Engine::import_keys`]: the fields of a key creation, and,
+/// to adopt a key issued elsewhere (Unkey's migration does the same), the
+/// SHA-256 of its secret.
+#[derive(Clone, Debug, Default)]
+pub struct ImportKey {
+    /// The fields of a creation. For an adopted key, `prefix` is the
+    /// prefix of its secret (before the last `_`), for display and for
+    /// recognizing its format; when absent, it is taken from `start`.
+    pub key: NewKey,
+    /// SHA-256 of the existing secret, 64 hex digits: the key is adopted and
+    /// verifies with that secret. `None`: tollgate generates a secret.
+    pub hash: Option<String>,
+    /// The first characters of the existing secret, shown in listings (at
+    /// most [`MAX_START_LEN`]); only with `hash`.
+    pub start: Option<String>,
+}
+
+/// A key imported: its record, and its secret when tollgate generated it
+/// (shown this once; `None` for an adopted key).
+pub type Imported = (ApiKey, Option<String>);
+
+/// A key creation validated, before the store and the index are touched.
+struct CheckedKey {
+    new: NewKey,
+    prefix: String,
+    ips: Vec<IpNet>,
+    metadata: String,
+    expires_at: Option<Millis>,
+    adopt: Option<Adoption>,
+}
+
+/// What an adopted key brings: its hash, display start and prefix.
+struct Adoption {
+    hash: [u8; 32],
+    start: String,
+    prefix: String,
+}
+
+/// The error of import entry `index`.
+fn entry_error(index: usize, error: EngineError) -> EngineError {
+    EngineError::Entry { index, error: Box::new(error) }
+}
+
+/// Validates a key creation (of a generated key, or of an adopted one).
+fn check_new_key(new: NewKey, adopt: Option<Adoption>, now: Millis) -> Result<CheckedKey, EngineError> {
+    let prefix = match &adopt {
+        Some(a) => a.prefix.clone(),
+        None => {
+            let prefix = new.prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
+            secret::validate_prefix(&prefix).or_else(|e| invalid("prefix", e))?;
+            if prefix == ACCESS_TOKEN_PREFIX {
+                return invalid("prefix", format!("{ACCESS_TOKEN_PREFIX:?} is reserved for access tokens"));
+            }
+            prefix
+        }
+    };
+    if let Some(n) = &new.name {
+        check_name("name", n)?;
+    }
+    validate_limits(new.refill, new.rate_limit)?;
+    let ips = parse_ips(&new.whitelisted_ips)?;
+    let metadata = check_metadata(new.metadata.as_deref().unwrap_or("{}"))?;
+    let expires_at = new.expires_in_secs.map(|s| expiry_after_secs(now, s)).transpose()?;
+    Ok(CheckedKey { new, prefix, ips, metadata, expires_at, adopt })
+}
+
+/// Validates what adopts a key: 64 hex digits of hash, a display start,
+/// and the prefix (given, or what precedes the last `_` of `start`; empty
+/// when neither says).
+fn check_adoption(hash: &str, start: Option<String>, prefix: Option<&str>) -> Result<Adoption, EngineError> {
+    let bytes = hash.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return invalid("hash", "must be 64 hexadecimal digits (the SHA-256 of the secret)");
+    }
+    let mut digest = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+        digest[i] = hex(pair[0]) << 4 | hex(pair[1]);
+    }
+    let start = start.unwrap_or_default();
+    if start.chars().count() > MAX_START_LEN || start.chars().any(char::is_control) {
+        return invalid("start", format!("must be at most {MAX_START_LEN} characters with no control characters"));
+    }
+    let prefix = match prefix {
+        Some(p) => {
+            secret::validate_prefix(p).or_else(|e| invalid("prefix", e))?;
+            if p == ACCESS_TOKEN_PREFIX {
+                return invalid("prefix", format!("{ACCESS_TOKEN_PREFIX:?} is reserved for access tokens"));
+            }
+            p.to_owned()
+        }
+        None => start
+            .rsplit_once('_')
+            .map(|(p, _)| p)
+            .filter(|p| secret::validate_prefix(p).is_ok() && *p != ACCESS_TOKEN_PREFIX)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    Ok(Adoption { hash: digest, start, prefix })
 }
 
 /// Changes to an API key; `None` leaves a field as it is.
@@ -622,8 +738,7 @@ impl Engine {
             // the role itself changes, so a demotion never leaves a key
             // wider than its owner.
             for (k, record) in regranted {
-                let entry =
-                    key_entry(&self.index, &record, k.ips.to_vec(), e.clone(), user.role, k.counters.clone());
+                let entry = key_entry(&self.index, &record, k.ips.to_vec(), e.clone(), user.role, k.counters.clone());
                 self.index.secrets.insert(entry.hash, Secret::Key(entry.clone()));
                 self.index.keys.insert(entry.id.clone(), entry);
             }
@@ -799,68 +914,115 @@ impl Engine {
         Ok(v.remove(0))
     }
 
-    /// Creates many API keys in one durable write (imports, fixtures, benches):
+    /// Creates many API keys in one durable write (fixtures, benches):
     /// all are created or, if one is invalid, none.
     pub fn create_keys(&self, news: Vec<NewKey>) -> Result<Vec<(ApiKey, String)>, EngineError> {
         let now = now_ms();
-        let mut checked = Vec::with_capacity(news.len());
-        for new in news {
-            let prefix = new.prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
-            secret::validate_prefix(&prefix).or_else(|e| invalid("prefix", e))?;
-            if prefix == ACCESS_TOKEN_PREFIX {
-                return invalid("prefix", format!("{ACCESS_TOKEN_PREFIX:?} is reserved for access tokens"));
-            }
-            if let Some(n) = &new.name {
-                check_name("name", n)?;
-            }
-            validate_limits(new.refill, new.rate_limit)?;
-            let ips = parse_ips(&new.whitelisted_ips)?;
-            let metadata = check_metadata(new.metadata.as_deref().unwrap_or("{}"))?;
-            let expires_at = new.expires_in_secs.map(|s| expiry_after_secs(now, s)).transpose()?;
-            checked.push((new, prefix, ips, metadata, expires_at));
+        let checked = news.into_iter().map(|new| check_new_key(new, None, now)).collect::<Result<Vec<_>, _>>()?;
+        let stored = self.store_keys(checked, now).map_err(|(_, e)| e)?;
+        // Every key here was generated, so each has its secret.
+        Ok(stored.into_iter().map(|(key, secret)| (key, secret.unwrap_or_default())).collect())
+    }
+
+    /// Imports up to [`MAX_IMPORT`] API keys in one atomic write, on disk
+    /// before this returns: all are imported or, if one entry is refused,
+    /// none, and the error names that entry ([`EngineError::Entry`]).
+    ///
+    /// An entry with a `hash` adopts a key issued elsewhere: the key keeps
+    /// its secret, which tollgate never sees, and verifies with it whatever
+    /// its format. An entry without one gets a new secret, returned here once.
+    pub fn import_keys(&self, entries: Vec<ImportKey>) -> Result<Vec<Imported>, EngineError> {
+        if entries.len() > MAX_IMPORT {
+            return invalid("keys", format!("at most {MAX_IMPORT} entries per import"));
+        }
+        let now = now_ms();
+        let mut checked = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let adopt = match (entry.hash, entry.start) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(entry_error(index, invalid::<()>("start", "only with hash").unwrap_err()));
+                }
+                (Some(hash), start) => {
+                    Some(check_adoption(&hash, start, entry.key.prefix.as_deref()).map_err(|e| entry_error(index, e))?)
+                }
+            };
+            checked.push(check_new_key(entry.key, adopt, now).map_err(|e| entry_error(index, e))?);
+        }
+        self.store_keys(checked, now).map_err(|(index, e)| entry_error(index, e))
+    }
+
+    /// Writes checked keys in one durable batch and puts them in the index;
+    /// an error names the entry it is about.
+    fn store_keys(&self, checked: Vec<CheckedKey>, now: Millis) -> Result<Vec<Imported>, (usize, EngineError)> {
+        if checked.is_empty() {
+            return Ok(Vec::new());
         }
         let _g = self.admin.lock();
         let mut batch = Batch::default();
         let mut created = Vec::with_capacity(checked.len());
-        for (new, prefix, ips, metadata, expires_at) in checked {
-            let user = self.live_user(&new.user_id)?;
-            let s = secret::generate(&self.rng, &prefix);
+        let mut hashes = std::collections::HashSet::with_capacity(checked.len());
+        let mut prefixes = (**self.index.adopted_prefixes.load()).clone();
+        let adopted_before = prefixes.len();
+        for (i, c) in checked.into_iter().enumerate() {
+            let user = self.live_user(&c.new.user_id).map_err(|e| (i, e))?;
+            let (hash, start, plaintext) = match c.adopt {
+                Some(a) => {
+                    if self.index.secrets.contains_key(&a.hash) {
+                        return Err((i, EngineError::Conflict("a key or token with this hash exists".into())));
+                    }
+                    if !prefixes.contains(&a.prefix) {
+                        prefixes.push(a.prefix.clone());
+                    }
+                    (a.hash, a.start, None)
+                }
+                None => {
+                    let s = secret::generate(&self.rng, &c.prefix);
+                    (s.hash, s.start, Some(s.plaintext))
+                }
+            };
+            if !hashes.insert(hash) {
+                return Err((i, EngineError::Conflict("an earlier entry of this import has the same hash".into())));
+            }
+            let new = c.new;
             let key = ApiKey {
                 id: secret::new_id(&self.rng, "key_"),
                 team_id: user.team.id.to_string(),
                 user_id: user.id.to_string(),
                 name: new.name,
-                prefix,
-                start: s.start,
-                hash: s.hash,
+                prefix: c.prefix,
+                start,
+                hash,
                 enabled: true,
-                expires_at,
+                expires_at: c.expires_at,
                 remaining: new.remaining.or(new.refill.map(|r| r.amount)),
                 refill: new.refill,
                 rate_limit: new.rate_limit,
                 permissions: new.permissions,
-                metadata,
+                metadata: c.metadata,
                 whitelisted_ips: new.whitelisted_ips,
                 created_at: now,
                 updated_at: now,
             };
-            let usage = Usage {
-                remaining: key.remaining.unwrap_or(0),
-                period: 0,
-                anchor: now,
-                request_count: 0,
-                last_used_at: 0,
-            };
-            // No usage record: a key without one loads with these very
-            // counters (remaining as created, anchored at its creation).
+            // No usage record: a key without one loads with the counters it
+            // starts with here (remaining as created, anchored at creation).
             batch.put(Table::Keys, &key.id, &key);
-            created.push((key, s.plaintext, ips, user, usage));
+            created.push((key, plaintext, c.ips, user));
         }
-        self.store.apply(batch, true)?;
+        if prefixes.len() != adopted_before {
+            batch.put(Table::Meta, ADOPTED_PREFIXES, &prefixes);
+        }
+        self.store.apply(batch, true).map_err(|e| (0, e.into()))?;
+        if prefixes.len() != adopted_before {
+            // Before the keys are in the index: a verification that finds an
+            // adopted key already looks its format up.
+            self.index.adopted_prefixes.store(Arc::new(prefixes));
+        }
         let mut listing = self.listing.lock();
         Ok(created
             .into_iter()
-            .map(|(key, plaintext, ips, user, usage)| {
+            .map(|(key, plaintext, ips, user)| {
+                let usage = Usage { remaining: key.remaining.unwrap_or(0), anchor: now, ..Usage::default() };
                 let role = user.role();
                 let entry = key_entry(&self.index, &key, ips, user, role, Arc::new(counters(&usage, key.refill)));
                 self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
@@ -1492,6 +1654,9 @@ fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
             e.0 = e.0.max(s.request_count);
             e.1 = e.1.max(s.last_used_at);
         }
+    }
+    if let Some(prefixes) = store.get::<Vec<String>>(Table::Meta, ADOPTED_PREFIXES)? {
+        index.adopted_prefixes.store(Arc::new(prefixes));
     }
     let mut listing = Listing::default();
     for t in index.teams.iter() {

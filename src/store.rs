@@ -259,7 +259,10 @@ impl Store {
 
     /// Every record of `table`, as `(id, record)`, in id order, one at a time
     /// (nothing is collected: a million records are never all in memory).
-    pub fn iter<T: DeserializeOwned>(&self, table: Table) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
+    pub fn iter<T: DeserializeOwned>(
+        &self,
+        table: Table,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
         self.iter_in(table, &Span::ALL)
     }
 

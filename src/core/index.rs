@@ -370,6 +370,13 @@ pub struct Index {
     /// Flushes started; a change made before reading `n` is durable once flush
     /// `n + 1` is done.
     pub flushes_started: AtomicU64,
+    /// The prefixes of the keys adopted by hash (imported from another
+    /// issuer, see `Engine::import_keys`); `""` when one came without a
+    /// known prefix. Empty: every credential that fails tollgate's checksum
+    /// is MALFORMED without a lookup; otherwise those not of tollgate's shape,
+    /// and those of tollgate's shape with an adopted prefix, are looked up by
+    /// their SHA-256.
+    pub adopted_prefixes: arc_swap::ArcSwap<Vec<String>>,
     /// The distinct key grants, shared by the keys that have them.
     grants: parking_lot::Mutex<Interner>,
 }

@@ -227,7 +227,7 @@ impl Verifier<'_> {
         if looks_like_jwt(cred) {
             return self.verify_jwt(req, now);
         }
-        let Some(hash) = secret::parse(cred) else {
+        let Some(hash) = secret::parse(cred).or_else(|| self.adopted_hash(cred)) else {
             return deny(DenyCode::Malformed, "not a well-formed key or token");
         };
         // Clone the Arc out so no shard lock is held past this line.
@@ -237,6 +237,23 @@ impl Verifier<'_> {
             Some(Secret::Key(key)) => self.verify_key(key, req, now, None),
             Some(Secret::Token(token)) => self.verify_token(token, req, now),
         }
+    }
+
+    /// The SHA-256 to look up for a credential that failed tollgate's
+    /// checksum, if an adopted key could have it: none while no key was
+    /// adopted, nor for a credential of tollgate's shape whose prefix no
+    /// adopted key has (a mistyped `tg_` key stays MALFORMED without a lookup).
+    fn adopted_hash(&self, cred: &str) -> Option<[u8; 32]> {
+        let adopted = self.index.adopted_prefixes.load();
+        if adopted.is_empty() {
+            return None;
+        }
+        if let Some(prefix) = secret::shape_prefix(cred)
+            && !adopted.iter().any(|p| p.is_empty() || p == prefix)
+        {
+            return None;
+        }
+        Some(secret::sha256(cred.as_bytes()))
     }
 
     /// Checks and counts a use of `key`, presented as itself or (`jwt`) as a

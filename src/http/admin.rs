@@ -1296,8 +1296,11 @@ impl Cx<'_> {
         let now = now_us() / 1000;
         // Cursors are key ids, and keys are in id order: a page after (or before)
         // an id is well defined however many keys were added or removed since.
-        let page =
-            self.shared.engine.keys_page(&team, only.as_deref(), active, now, cursor, offset, limit).map_err(engine_error)?;
+        let page = self
+            .shared
+            .engine
+            .keys_page(&team, only.as_deref(), active, now, cursor, offset, limit)
+            .map_err(engine_error)?;
         let base = {
             let mut s = format!("/v1/keys?status={}&limit={limit}", if active { "active" } else { "inactive" });
             if self.team().is_none() {
@@ -1745,6 +1748,8 @@ fn engine_error(e: EngineError) -> Resp {
         EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
         EngineError::TierExceeded(m) => error(StatusCode::CONFLICT, "tier_exceeded", &m),
         EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
+        // Only batches (Engine::import_keys) report an entry; no route calls one yet.
+        EngineError::Entry { error, .. } => engine_error(*error),
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
