@@ -36,13 +36,16 @@ fn adopted_keys_verify_with_their_original_secret_before_and_after_a_restart() {
         let e = common::engine(dir.path(), PRO);
         let (_, user) = common::team_and_user(&e, Tier::Pro, "importer");
         assert_eq!(e.verify(&VerifyRequest::new(FOREIGN)).code(), Some(DenyCode::Malformed), "nothing adopted yet");
-        let mut limited = adopt(&user, "ak_live_exactly-three-uses", None);
+        let mut limited = adopt(&user, "ak_live_exactly-three-uses", Some("ak_live_ex"));
         limited.key.remaining = Some(3);
         let out = e
             .import_keys(vec![
                 adopt(&user, FOREIGN, Some("sk_live_51Hq")),
                 adopt(&user, &elsewhere, Some(&elsewhere[..7])),
-                ImportKey { key: NewKey { user_id: user.clone(), ..Default::default() }, ..Default::default() },
+                ImportKey {
+                    key: NewKey { user_id: user.clone(), prefix: Some("gen".into()), ..Default::default() },
+                    ..Default::default()
+                },
                 limited,
             ])
             .unwrap();
@@ -50,7 +53,7 @@ fn adopted_keys_verify_with_their_original_secret_before_and_after_a_restart() {
         assert!(out[0].1.is_none() && out[1].1.is_none() && out[3].1.is_none(), "an adopted key's secret is not known");
         assert_eq!((out[0].0.prefix.as_str(), out[0].0.start.as_str()), ("sk_live", "sk_live_51Hq"));
         let generated = out[2].1.clone().expect("a generated key's secret is returned once");
-        assert!(generated.starts_with("tg_") && secret::parse(&generated).is_some());
+        assert!(generated.starts_with("gen_") && secret::parse(&generated).is_some());
         // An adopted key with a use limit counts like any other.
         let uses: Vec<_> = (0..5).map(|_| e.verify(&VerifyRequest::new("ak_live_exactly-three-uses")).code()).collect();
         assert_eq!(uses[..3], [None, None, None]);
@@ -72,6 +75,12 @@ fn adopted_keys_verify_with_their_original_secret_before_and_after_a_restart() {
     typo[5] = if typo[5] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).unwrap();
     assert_eq!(e.verify(&VerifyRequest::new(&typo)).code(), Some(DenyCode::Malformed));
+    // An adopted key has the prefix `tg` (from its start): a `tg_` secret
+    // failing the checksum could be that key's, so it is looked up.
+    let mut tg_typo = elsewhere.clone().into_bytes();
+    tg_typo[5] = if tg_typo[5] == b'a' { b'b' } else { b'a' };
+    let tg_typo = String::from_utf8(tg_typo).unwrap();
+    assert_eq!(e.verify(&VerifyRequest::new(&tg_typo)).code(), Some(DenyCode::NotFound));
     // Deleting an adopted key removes it like any other.
     e.delete_key(&ids[0]).unwrap();
     assert_eq!(e.verify(&VerifyRequest::new(FOREIGN)).code(), Some(DenyCode::NotFound));
