@@ -7,6 +7,8 @@
 #
 #   benches/million-engine.sh [KEYS] [DIR]     (release build; KEYS default 1000000)
 #
+# BIN=DIR runs the `tollgate` and `million` binaries in DIR instead of
+# building them (to measure another commit's build in the same session).
 # DIR (default: a new directory under $TMPDIR) is deleted at the end unless
 # KEEP=1. Run it alone: the figures are RSS and wall-clock times.
 set -euo pipefail
@@ -14,13 +16,18 @@ keys=${1:-1000000}
 dir=${2:-$(mktemp -d "${TMPDIR:-/tmp}/tollgate-million.XXXXXX")}
 target=${CARGO_TARGET_DIR:-target}
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --example million --bin tollgate
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --example million --bin tollgate
+  mkdir -p "$dir/bin"
+  cp "$target/release/tollgate" "$target/release/examples/million" "$dir/bin/"
+  BIN=$dir/bin
+fi
 if [ ! -d "$dir/data" ]; then
-  "$target/release/examples/million" "$dir/data" "$keys"
+  "$BIN/million" "$dir/data" "$keys"
 fi
 port=$(( 20000 + RANDOM % 20000 ))
 start=$(date +%s.%N)
-"$target/release/tollgate" serve --data "$dir/data" --socket "$dir/sock" --http "127.0.0.1:$port" \
+"$BIN/tollgate" serve --data "$dir/data" --socket "$dir/sock" --http "127.0.0.1:$port" \
   >"$dir/daemon.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; [ "${KEEP:-0}" = 1 ] || rm -rf "$dir"' EXIT

@@ -8,7 +8,7 @@
 //! Creates one Pro team and one user, then `KEYS` keys (default 1,000,000) in
 //! batches of `BATCH` (default 50,000), and prints the time taken, the
 //! process's RSS now and its peak (VmRSS, VmHWM), and the data directory's
-//! size. `benches/million.sh` then starts the daemon on `DIR` and reads its
+//! size. `benches/million-engine.sh` then starts the daemon on `DIR` and reads its
 //! RSS once `/readyz` is ready.
 
 use std::time::Instant;
