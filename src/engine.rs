@@ -941,7 +941,10 @@ impl Engine {
             let adopt = match (entry.hash, entry.start) {
                 (None, None) => None,
                 (None, Some(_)) => {
-                    return Err(entry_error(index, invalid::<()>("start", "only with hash").unwrap_err()));
+                    return Err(entry_error(
+                        index,
+                        EngineError::Invalid { field: "start", reason: "only with hash".into() },
+                    ));
                 }
                 (Some(hash), start) => {
                     Some(check_adoption(&hash, start, entry.key.prefix.as_deref()).map_err(|e| entry_error(index, e))?)
@@ -949,12 +952,15 @@ impl Engine {
             };
             checked.push(check_new_key(entry.key, adopt, now).map_err(|e| entry_error(index, e))?);
         }
-        self.store_keys(checked, now).map_err(|(index, e)| entry_error(index, e))
+        self.store_keys(checked, now).map_err(|(index, e)| match index {
+            Some(index) => entry_error(index, e),
+            None => e,
+        })
     }
 
     /// Writes checked keys in one durable batch and puts them in the index;
-    /// an error names the entry it is about.
-    fn store_keys(&self, checked: Vec<CheckedKey>, now: Millis) -> Result<Vec<Imported>, (usize, EngineError)> {
+    /// an error names the entry it is about, if it is about one.
+    fn store_keys(&self, checked: Vec<CheckedKey>, now: Millis) -> Result<Vec<Imported>, (Option<usize>, EngineError)> {
         if checked.is_empty() {
             return Ok(Vec::new());
         }
@@ -965,11 +971,11 @@ impl Engine {
         let mut prefixes = (**self.index.adopted_prefixes.load()).clone();
         let adopted_before = prefixes.len();
         for (i, c) in checked.into_iter().enumerate() {
-            let user = self.live_user(&c.new.user_id).map_err(|e| (i, e))?;
+            let user = self.live_user(&c.new.user_id).map_err(|e| (Some(i), e))?;
             let (hash, start, plaintext) = match c.adopt {
                 Some(a) => {
                     if self.index.secrets.contains_key(&a.hash) {
-                        return Err((i, EngineError::Conflict("a key or token with this hash exists".into())));
+                        return Err((Some(i), EngineError::Conflict("a key or token with this hash exists".into())));
                     }
                     if !prefixes.contains(&a.prefix) {
                         prefixes.push(a.prefix.clone());
@@ -982,7 +988,10 @@ impl Engine {
                 }
             };
             if !hashes.insert(hash) {
-                return Err((i, EngineError::Conflict("an earlier entry of this import has the same hash".into())));
+                return Err((
+                    Some(i),
+                    EngineError::Conflict("an earlier entry of this import has the same hash".into()),
+                ));
             }
             let new = c.new;
             let key = ApiKey {
@@ -1012,11 +1021,13 @@ impl Engine {
         if prefixes.len() != adopted_before {
             batch.put(Table::Meta, ADOPTED_PREFIXES, &prefixes);
         }
-        self.store.apply(batch, true).map_err(|e| (0, e.into()))?;
+        // A failed write is no entry's fault.
+        self.store.apply(batch, true).map_err(|e| (None, e.into()))?;
         if prefixes.len() != adopted_before {
             // Before the keys are in the index: a verification that finds an
             // adopted key already looks its format up.
             self.index.adopted_prefixes.store(Arc::new(prefixes));
+            self.index.any_adopted.store(true, Ordering::Release);
         }
         let mut listing = self.listing.lock();
         Ok(created
@@ -1656,6 +1667,7 @@ fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
         }
     }
     if let Some(prefixes) = store.get::<Vec<String>>(Table::Meta, ADOPTED_PREFIXES)? {
+        index.any_adopted.store(!prefixes.is_empty(), Ordering::Release);
         index.adopted_prefixes.store(Arc::new(prefixes));
     }
     let mut listing = Listing::default();

@@ -377,6 +377,9 @@ pub struct Index {
     /// and those of tollgate's shape with an adopted prefix, are looked up by
     /// their SHA-256.
     pub adopted_prefixes: arc_swap::ArcSwap<Vec<String>>,
+    /// Whether `adopted_prefixes` is not empty: one plain load on the
+    /// MALFORMED path instead of the `ArcSwap`'s.
+    pub any_adopted: AtomicBool,
     /// The distinct key grants, shared by the keys that have them.
     grants: parking_lot::Mutex<Interner>,
 }

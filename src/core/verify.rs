@@ -244,10 +244,10 @@ impl Verifier<'_> {
     /// adopted, nor for a credential of tollgate's shape whose prefix no
     /// adopted key has (a mistyped `tg_` key stays MALFORMED without a lookup).
     fn adopted_hash(&self, cred: &str) -> Option<[u8; 32]> {
-        let adopted = self.index.adopted_prefixes.load();
-        if adopted.is_empty() {
+        if !self.index.any_adopted.load(Ordering::Acquire) {
             return None;
         }
+        let adopted = self.index.adopted_prefixes.load();
         if let Some(prefix) = secret::shape_prefix(cred)
             && !adopted.iter().any(|p| p.is_empty() || p == prefix)
         {
