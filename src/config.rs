@@ -61,6 +61,8 @@ pub struct Config {
     pub http_server: HttpServerConfig,
     /// How counters reach the disk.
     pub durability: Durability,
+    /// The store's own memory.
+    pub store: StoreConfig,
     /// JWT issuing and verification.
     pub jwt: JwtConfig,
     /// Tier limits, overriding seed 000's defaults tier by tier.
@@ -243,6 +245,7 @@ impl Default for Config {
             http_socket_mode: "0660".to_owned(),
             http_server: HttpServerConfig::default(),
             durability: Durability::default(),
+            store: StoreConfig::default(),
             jwt: JwtConfig::default(),
             tiers: Tiers::default(),
             log: LogConfig::default(),
@@ -288,6 +291,25 @@ pub struct Durability {
 impl Default for Durability {
     fn default() -> Self {
         Durability { mode: DurabilityMode::Relaxed, flush_interval_ms: 200, stats_flush_interval_ms: 10_000 }
+    }
+}
+
+/// The `[store]` section.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store's page cache, in MiB (sled's `cache_capacity`). The
+    /// verifier never reads the store (the in-memory index holds what it
+    /// needs), so this serves only the admin API's reads and the writes.
+    pub cache_mb: u64,
+}
+
+/// Default of `store.cache_mb`.
+pub const DEFAULT_STORE_CACHE_MB: u64 = 32;
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { cache_mb: DEFAULT_STORE_CACHE_MB }
     }
 }
 
@@ -628,6 +650,9 @@ impl Config {
                 "durability.stats_flush_interval_ms: must be between flush_interval_ms ({}) and 3600000",
                 d.flush_interval_ms
             )
+        });
+        check((1..=65_536).contains(&self.store.cache_mb), &|| {
+            "store.cache_mb: must be between 1 and 65536 (MiB)".into()
         });
         let j = &self.jwt;
         check(!j.issuer.is_empty(), &|| "jwt.issuer: must not be empty".into());
@@ -1036,6 +1061,7 @@ mod tests {
         assert_eq!(c.socket_mode_bits().unwrap(), 0o660);
         assert_eq!(c.tiers.table(), TierLimits::DEFAULTS);
         assert_eq!((c.audit.max_events_per_team, c.audit.unattributed_samples_per_minute), (100_000, 60));
+        assert_eq!(c.store.cache_mb, DEFAULT_STORE_CACHE_MB);
     }
 
     #[test]
@@ -1066,6 +1092,9 @@ mod tests {
             ("http = \"localhost\"", "http"),
             ("[durability]\nmode = \"sometimes\"", "unknown variant `sometimes`"),
             ("[durability]\nflush_interval_ms = 0", "durability.flush_interval_ms"),
+            ("[store]\ncache_mb = 0", "store.cache_mb"),
+            ("[store]\ncache_mb = 65537", "store.cache_mb"),
+            ("[store]\ncache = 5", "unknown field `cache`"),
             ("[jwt]\nleeway_secs = 3600", "jwt.leeway_secs"),
             ("[tiers.Gold]\nrequests_per_minute = 1", "unknown field `Gold`"),
             ("[tiers.Pro]\nrequests_per_minute = 0\nmembers = 1\ndocuments = 1\nlog_retention_days = 1", "tiers.Pro"),

@@ -18,7 +18,7 @@
 //!   again (a certificate renewed under the same name is a change) and the
 //!   new TLS configuration is used by new connections; open ones keep theirs.
 //!
-//! Settings bound at start (listeners, data directory, durability, admin API,
+//! Settings bound at start (listeners, data directory, durability, store cache, admin API,
 //! log format, `[http_server]` limits, turning TLS on or off) are kept as
 //! they are; a reload that changes them says so and applies the rest. Socket
 //! and HTTP connections are never touched.
@@ -187,6 +187,7 @@ fn reload_locked(shared: &Live<'_>) -> Result<Report, ReloadError> {
         new.http_server.tls.clone_from(&old.http_server.tls);
     }
     keep!(durability);
+    keep!(store);
     keep!(admin_api);
     keep!(audit);
     keep!(log.format);

@@ -169,8 +169,9 @@ pub struct StoreStats {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the store in `dir`, with a page cache of
+    /// `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         // sled's own periodic flush is off: durability is decided by the engine,
         // which flushes after every acknowledged admin write and on its own
         // counter schedule.
@@ -180,7 +181,7 @@ impl Store {
         // Another live daemon holds it for good and fails after the grace.
         let deadline = Instant::now() + LOCK_GRACE;
         loop {
-            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            match sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(cache_bytes).open() {
                 Ok(db) => return Ok(Store { db, stats: Arc::default() }),
                 // sled reports it as `Other` with this text (sled 0.34 config.rs).
                 Err(sled::Error::Io(e))
@@ -254,6 +255,86 @@ impl Store {
             out.push((id, decode(&k, &v)?));
         }
         Ok(out)
+    }
+
+    /// Every record of `table`, as `(id, record)`, in id order, one at a time
+    /// (nothing is collected: a million records are never all in memory).
+    pub fn iter<T: DeserializeOwned>(
+        &self,
+        table: Table,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
+        self.iter_in(table, &Span::ALL)
+    }
+
+    /// [`Store::iter`] over the ids of `span`.
+    pub fn iter_in<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        span: &Span,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
+        self.db.range(span.keys(table)).map(|item| {
+            let (k, v) = item?;
+            Ok((String::from_utf8_lossy(&k[2..]).into_owned(), decode(&k, &v)?))
+        })
+    }
+
+    /// Cuts the ids of `table` into at most `parts` spans holding about as
+    /// many records each when ids are random (as generated ids are): the ids
+    /// between the first and the last are divided evenly as numbers. In id
+    /// order; together they cover every id.
+    pub fn split(&self, table: Table, parts: usize) -> Result<Vec<Span>, StoreError> {
+        let prefix = [table.tag(), b'/'];
+        let first = self.db.scan_prefix(prefix).keys().next().transpose()?;
+        let last = self.db.scan_prefix(prefix).keys().next_back().transpose()?;
+        let (Some(first), Some(last)) = (first, last) else { return Ok(vec![Span::ALL]) };
+        let (a, b) = (&first[2..], &last[2..]);
+        let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let number = |id: &[u8]| {
+            let mut buf = [0u8; 8];
+            for (slot, byte) in buf.iter_mut().zip(id.iter().skip(common)) {
+                *slot = *byte;
+            }
+            u64::from_be_bytes(buf)
+        };
+        let (lo, hi) = (number(a), number(b));
+        let mut cuts: Vec<Vec<u8>> = (1..parts.max(1))
+            .map(|i| {
+                let v = lo + ((u128::from(hi - lo) * i as u128) / parts as u128) as u64;
+                let mut cut = a[..common].to_vec();
+                cut.extend_from_slice(&v.to_be_bytes());
+                cut
+            })
+            .collect();
+        cuts.dedup();
+        let mut spans = Vec::with_capacity(cuts.len() + 1);
+        let mut from = None;
+        for cut in cuts {
+            spans.push(Span { from: from.take(), to: Some(cut.clone()) });
+            from = Some(cut);
+        }
+        spans.push(Span { from, to: None });
+        Ok(spans)
+    }
+
+    /// Calls `f` with the id and the undecoded record of every entry of
+    /// `table` in `span`, in id order; `f` decodes what it needs with
+    /// [`decode_borrowed`] (strings borrowed from the record, not copied).
+    /// Stops at `f`'s first error.
+    pub fn for_each_raw<E: From<StoreError>>(
+        &self,
+        table: Table,
+        span: &Span,
+        mut f: impl FnMut(&str, Raw<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for item in self.db.range(span.keys(table)) {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let id = std::str::from_utf8(&k[2..]).map_err(|_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                why: "the id is not UTF-8".to_owned(),
+            })?;
+            f(id, Raw { key: &k, bytes: &v })?;
+        }
+        Ok(())
     }
 
     /// Records of `table` with `from <= id < to`, in id order, or in reverse with
@@ -366,6 +447,52 @@ fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     postcard::to_extend(value, vec![version]).expect("record types are postcard-encodable")
 }
 
+/// A span of ids, `from <= id < to` (`None`: unbounded), compared as bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    from: Option<Vec<u8>>,
+    to: Option<Vec<u8>>,
+}
+
+impl Span {
+    /// Every id.
+    pub const ALL: Span = Span { from: None, to: None };
+
+    fn keys(&self, table: Table) -> std::ops::Range<Vec<u8>> {
+        let bound = |id: &Option<Vec<u8>>, open: u8| {
+            let mut k = vec![table.tag()];
+            match id {
+                Some(id) => {
+                    k.push(b'/');
+                    k.extend_from_slice(id);
+                }
+                // Just before or just after every `<tag>/...` key.
+                None => k.push(open),
+            }
+            k
+        };
+        bound(&self.from, b'/')..bound(&self.to, b'/' + 1)
+    }
+}
+
+/// A record as stored, handed out by [`Store::for_each_raw`].
+#[derive(Clone, Copy)]
+pub struct Raw<'a> {
+    key: &'a [u8],
+    bytes: &'a [u8],
+}
+
+/// Decodes a record of a layout that never changed as `T`, which may borrow
+/// its strings from the record.
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(raw: Raw<'a>) -> Result<T, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt { key: String::from_utf8_lossy(raw.key).into_owned(), why };
+    match raw.bytes.split_first() {
+        Some((&RECORD_VERSION, body)) => postcard::from_bytes(body).map_err(|e| corrupt(e.to_string())),
+        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
+        None => Err(corrupt("empty record".to_owned())),
+    }
+}
+
 fn decode_versioned<T: Versioned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |why: String| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), why };
     match bytes.split_first() {
@@ -397,7 +524,7 @@ mod tests {
     fn records_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.put(Table::Teams, "a", &team("a")).unwrap();
             s.put(Table::Teams, "b", &team("b")).unwrap();
             s.put(Table::TeamUsage, "a", &7u64).unwrap();
@@ -406,7 +533,7 @@ mod tests {
             b.put(Table::Meta, "x", &"y".to_owned());
             s.apply(b, true).unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
         let teams: Vec<(String, Team)> = s.scan(Table::Teams).unwrap();
         assert_eq!(teams, vec![("a".to_owned(), team("a"))]);
         assert_eq!(s.get::<u64>(Table::TeamUsage, "a").unwrap(), Some(7));
@@ -417,20 +544,20 @@ mod tests {
     #[test]
     fn a_store_in_use_is_refused_after_the_grace_and_a_closed_one_reopens_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Store::open(dir.path()).unwrap();
+        let first = Store::open(dir.path(), 1 << 20).unwrap();
         let start = Instant::now();
-        assert!(Store::open(dir.path()).is_err(), "two stores on one directory");
+        assert!(Store::open(dir.path(), 1 << 20).is_err(), "two stores on one directory");
         assert!(start.elapsed() >= LOCK_GRACE);
         drop(first);
         for _ in 0..20 {
-            Store::open(dir.path()).expect("a store just closed reopens");
+            Store::open(dir.path(), 1 << 20).expect("a store just closed reopens");
         }
     }
 
     #[test]
     fn unknown_version_and_garbage_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
         s.db.insert(b"t/x", vec![9u8, 1, 2]).unwrap();
         s.db.insert(b"t/y", vec![RECORD_VERSION, 0xff, 0xff]).unwrap();
         s.db.insert(b"t/z", Vec::<u8>::new()).unwrap();

@@ -661,7 +661,7 @@ fn engine_refuses_far_dates_and_intervals() {
         let r = e.create_key(new(&|k| k.refill = Some(Refill { amount: 1, interval_ms })));
         assert_eq!(field(r), "refillInterval");
     }
-    assert_eq!(e.keys(&e.user(&user).unwrap().team_id).len(), 0, "nothing stored");
+    assert_eq!(e.keys(&e.user(&user).unwrap().team_id).unwrap().len(), 0, "nothing stored");
     let (key, _) = e.create_key(new(&|k| k.expires_in_secs = Some(MAX_LIFETIME_SECS))).unwrap();
     let now_ms = now_us() / 1000;
     assert!(key.expires_at.unwrap() - now_ms <= MAX_LIFETIME_MS);

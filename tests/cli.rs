@@ -248,7 +248,7 @@ fn demo_access_is_made_once_and_reused() {
     assert_eq!(first.key, again.key);
     assert_eq!(e.teams().unwrap().len(), 1);
     // A demo key that no longer works is replaced.
-    let (key, _) = e.keys(&e.teams().unwrap()[0].id).remove(0);
+    let (key, _) = e.keys(&e.teams().unwrap()[0].id).unwrap().remove(0);
     e.update_key(&key.id, tollgate::engine::KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
     let fresh = tollgate::demo::ensure(&e, &data).unwrap();
     assert!(fresh.created && fresh.key != first.key);

@@ -99,7 +99,8 @@ fn reopen_and_check_keys(o: &Outcome, mode: &str) -> (tollgate::engine::Engine, 
         assert!(e.key(id).is_ok(), "acknowledged key {id} lost");
         assert!(e.verify(&VerifyRequest::new(secret)).is_allow());
     }
-    let id = e.index().keys.iter().find(|k| k.record.remaining == Some(INITIAL_REMAINING)).unwrap().id.to_string();
+    let ids: Vec<String> = e.index().keys.iter().map(|k| k.id.to_string()).collect();
+    let id = ids.into_iter().find(|id| e.key(id).unwrap().0.remaining == Some(INITIAL_REMAINING)).unwrap();
     let remaining = e.key(&id).unwrap().1.remaining;
     (e, remaining)
 }

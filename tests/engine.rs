@@ -446,7 +446,7 @@ fn jwt_login_revocation_and_user_status() {
     assert_eq!(e.verify(&VerifyRequest::new(&jwt2)).code(), Some(DenyCode::Revoked));
     // The user's keys are deleted with it.
     assert_eq!(e.verify(&VerifyRequest::new(&key)).code(), Some(DenyCode::NotFound));
-    assert!(e.keys(&e.user(&user).unwrap().team_id).is_empty());
+    assert!(e.keys(&e.user(&user).unwrap().team_id).unwrap().is_empty());
 }
 
 #[test]

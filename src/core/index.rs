@@ -146,29 +146,143 @@ pub struct KeyCounters {
 }
 
 /// An API key as the verifier sees it: its settings, parsed, and pointers to its
-/// owner, team and counters.
+/// owner, team and counters. The stored record (name, metadata, the stored
+/// permissions, ...) is not kept: the admin API reads it from the store.
 ///
 /// `repr(C)` keeps the declared order: what every verification reads comes
 /// first — the pointers and settings in the entry's first two cache lines,
-/// then the id and the permissions (checked and encoded in every answer) —
-/// and the stored record (a dozen strings, read by the admin API) last. With
-/// a million keys loaded each line touched is a cache miss.
+/// then the id and the permissions (checked and encoded in every answer).
+/// With a million keys loaded each line touched is a cache miss, and every
+/// byte here is a megabyte of the daemon's memory.
 #[repr(C)]
 pub struct KeyEntry {
     /// Live counters.
     pub counters: Arc<KeyCounters>,
-    /// Owner.
+    /// Owner (whose team is the key's team).
     pub user: Arc<UserEntry>,
-    /// The settings the verifier checks, copied out of `record`.
+    /// The settings the verifier checks, copied out of the record.
     pub hot: KeyHot,
-    /// Key id.
-    pub id: Arc<str>,
+    /// Key id, inline.
+    pub id: Id,
     /// Parsed `whitelisted_ips`.
-    pub ips: Vec<IpNet>,
-    /// The key's permissions, inline.
-    pub permissions: PermSet,
-    /// The stored record (settings; its counters are stale, see `counters`).
-    pub record: ApiKey,
+    pub ips: Box<[IpNet]>,
+    /// The key's grant (its permissions within its owner's role), shared by
+    /// every key with the same grant (see [`Index::intern`]).
+    pub permissions: Arc<PermSet>,
+    /// SHA-256 of the secret: the key's place in [`Index::secrets`].
+    pub hash: [u8; 32],
+}
+
+impl KeyEntry {
+    /// The key's team id.
+    pub fn team_id(&self) -> &str {
+        &self.user.team.id
+    }
+
+    /// The key's owner id.
+    pub fn user_id(&self) -> &str {
+        &self.user.id
+    }
+}
+
+/// An identifier held inline (no allocation) up to 30 bytes (key ids are
+/// 24), on the heap beyond. Hashes, compares and borrows as its `str`, so a
+/// map keyed by it is looked up with a `&str`.
+#[derive(Clone)]
+pub struct Id(IdRepr);
+
+#[derive(Clone)]
+enum IdRepr {
+    Inline { len: u8, bytes: [u8; Id::INLINE] },
+    Heap(Box<str>),
+}
+
+impl Id {
+    const INLINE: usize = 30;
+
+    /// The id's bytes (UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            IdRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            IdRepr::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Built from a `&str` of `len` bytes (see `From<&str>`).
+            IdRepr::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            IdRepr::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Id {
+        if s.len() <= Id::INLINE {
+            let mut bytes = [0u8; Id::INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Id(IdRepr::Inline { len: s.len() as u8, bytes })
+        } else {
+            Id(IdRepr::Heap(s.into()))
+        }
+    }
+}
+
+impl std::ops::Deref for Id {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Id {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+// Compared and hashed as bytes, which is how `str` compares and hashes (so
+// `Borrow<str>` holds), without checking the UTF-8 again each time.
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Id {}
+
+impl PartialOrd for Id {
+    fn partial_cmp(&self, other: &Id) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Id {
+    fn cmp(&self, other: &Id) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for Id {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // What `str::hash` writes.
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
+impl std::fmt::Debug for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The settings of an API key the verifier reads, next to each other.
@@ -219,8 +333,8 @@ pub struct TokenEntry {
 
 /// Something whose counters must be written to the store.
 pub enum Dirty {
-    /// A key's usage.
-    Key(Arc<str>, Arc<KeyCounters>),
+    /// A key's usage (its counters; the entry names the key).
+    Key(Arc<KeyEntry>),
     /// A token's usage.
     Token(Arc<TokenEntry>),
     /// A team's quota.
@@ -233,7 +347,7 @@ pub struct Index {
     /// SHA-256 of a secret → its credential. The hot path's one lookup.
     pub secrets: DashMap<[u8; 32], Secret, BuildHasherDefault<DigestHasher>>,
     /// Key id → entry.
-    pub keys: DashMap<String, Arc<KeyEntry>>,
+    pub keys: DashMap<Id, Arc<KeyEntry>>,
     /// Token id → entry.
     pub tokens: DashMap<String, Arc<TokenEntry>>,
     /// User id → entry.
@@ -256,9 +370,45 @@ pub struct Index {
     /// Flushes started; a change made before reading `n` is durable once flush
     /// `n + 1` is done.
     pub flushes_started: AtomicU64,
+    /// The prefixes of the keys adopted by hash (imported from another
+    /// issuer, see `Engine::import_keys`); `""` when one came without a
+    /// known prefix. Empty: every credential that fails tollgate's checksum
+    /// is MALFORMED without a lookup; otherwise those not of tollgate's shape,
+    /// and those of tollgate's shape with an adopted prefix, are looked up by
+    /// their SHA-256.
+    pub adopted_prefixes: arc_swap::ArcSwap<Vec<String>>,
+    /// Whether `adopted_prefixes` is not empty: one plain load on the
+    /// MALFORMED path instead of the `ArcSwap`'s.
+    pub any_adopted: AtomicBool,
+    /// The distinct key grants, shared by the keys that have them.
+    grants: parking_lot::Mutex<Interner>,
+}
+
+#[derive(Default)]
+struct Interner {
+    sets: std::collections::HashMap<PermSet, Arc<PermSet>>,
+    /// Sets held after the last sweep of the ones no key holds any more.
+    swept_at: usize,
 }
 
 impl Index {
+    /// The shared copy of `set`: a million keys with a handful of distinct
+    /// grants hold a handful of sets. (Sets no key holds any more are dropped
+    /// whenever the table has doubled since the last sweep.)
+    pub fn intern(&self, set: PermSet) -> Arc<PermSet> {
+        let mut t = self.grants.lock();
+        if let Some(shared) = t.sets.get(&set) {
+            return shared.clone();
+        }
+        if t.sets.len() >= 2 * t.swept_at.max(512) {
+            t.sets.retain(|_, s| Arc::strong_count(s) > 1);
+            t.swept_at = t.sets.len();
+        }
+        let shared = Arc::new(set.clone());
+        t.sets.insert(set, shared.clone());
+        shared
+    }
+
     /// Records a revocation of `jti` for `team` (`""`: every team).
     pub fn revoke_jti(&self, jti: &str, team: &str) {
         let mut teams = self.revoked_jti.entry(jti.to_owned()).or_default();

@@ -16,7 +16,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use smallvec::SmallVec;
 
 /// `{resource: [actions]}`; `*` as a resource or action matches anything.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Permissions(pub BTreeMap<String, Vec<String>>);
 
@@ -96,10 +96,10 @@ impl Permissions {
 
 /// Immutable `{resource: [actions]}` with `*` wildcards.
 ///
-/// Not shared behind an `Arc`: a verdict borrows the set from the entry it
-/// came from, and a refcount on a shared set (every token of a role has the
-/// same one) would be a cache line that all cores write.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A key's grant is shared behind an `Arc` by every key with the same grant
+/// (`Index::intern`); a verdict borrows it through the key's entry and never
+/// clones that `Arc`, so the hot path writes no refcount of a shared set.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PermSet {
     /// Per resource, in name order: `start, end` of its name in `text`, the
     /// number of actions `n`, then `n` pairs of `start, end`.

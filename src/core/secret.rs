@@ -64,9 +64,9 @@ pub fn generate(rng: &SystemRandom, prefix: &str) -> NewSecret {
     NewSecret { hash: sha256(plaintext.as_bytes()), start, plaintext }
 }
 
-/// Returns the SHA-256 of a secret if it is well formed (shape and checksum),
-/// `None` otherwise. This is the hot path's first step.
-pub fn parse(secret: &str) -> Option<[u8; 32]> {
+/// The prefix of `secret` if it has the shape of a tollgate secret (a valid
+/// prefix, `_`, 36 ASCII letters and digits), whatever its checksum.
+pub fn shape_prefix(secret: &str) -> Option<&str> {
     let bytes = secret.as_bytes();
     let body_len = RANDOM_LEN + CHECKSUM_LEN;
     if bytes.len() < body_len + 2 || bytes.len() > MAX_PREFIX_LEN + 1 + body_len {
@@ -76,12 +76,19 @@ pub fn parse(secret: &str) -> Option<[u8; 32]> {
     if bytes[split - 1] != b'_' || validate_prefix(&secret[..split - 1]).is_err() {
         return None;
     }
-    let body = &bytes[split..];
-    if !body.iter().all(u8::is_ascii_alphanumeric) {
+    if !bytes[split..].iter().all(u8::is_ascii_alphanumeric) {
         return None;
     }
+    Some(&secret[..split - 1])
+}
+
+/// Returns the SHA-256 of a secret if it is well formed (shape and checksum),
+/// `None` otherwise. This is the hot path's first step.
+pub fn parse(secret: &str) -> Option<[u8; 32]> {
+    shape_prefix(secret)?;
+    let bytes = secret.as_bytes();
     let expected = checksum_chars(crc32fast::hash(&bytes[..bytes.len() - CHECKSUM_LEN]));
-    if expected != body[RANDOM_LEN..] {
+    if expected != bytes[bytes.len() - CHECKSUM_LEN..] {
         return None;
     }
     Some(sha256(bytes))

@@ -233,7 +233,7 @@ impl Verifier<'_> {
         if looks_like_jwt(cred) {
             return self.verify_jwt(req, now);
         }
-        let Some(hash) = secret::parse(cred) else {
+        let Some(hash) = secret::parse(cred).or_else(|| self.adopted_hash(cred)) else {
             return deny(DenyCode::Malformed, "not a well-formed key or token");
         };
         // Clone the Arc out so no shard lock is held past this line.
@@ -243,6 +243,23 @@ impl Verifier<'_> {
             Some(Secret::Key(key)) => self.verify_key(key, req, now, None),
             Some(Secret::Token(token)) => self.verify_token(token, req, now),
         }
+    }
+
+    /// The SHA-256 to look up for a credential that failed tollgate's
+    /// checksum, if an adopted key could have it: none while no key was
+    /// adopted, nor for a credential of tollgate's shape whose prefix no
+    /// adopted key has (a mistyped `tg_` key stays MALFORMED without a lookup).
+    fn adopted_hash(&self, cred: &str) -> Option<[u8; 32]> {
+        if !self.index.any_adopted.load(Ordering::Acquire) {
+            return None;
+        }
+        let adopted = self.index.adopted_prefixes.load();
+        if let Some(prefix) = secret::shape_prefix(cred)
+            && !adopted.iter().any(|p| p.is_empty() || p == prefix)
+        {
+            return None;
+        }
+        Some(secret::sha256(cred.as_bytes()))
     }
 
     /// Checks and counts a use of `key`, presented as itself or (`jwt`) as a
@@ -316,9 +333,9 @@ impl Verifier<'_> {
         c.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
         let counted = remaining.is_some();
         if counted {
-            self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.id.clone(), c.clone()));
+            self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.clone()));
         } else {
-            self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.id.clone(), c.clone()));
+            self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.clone()));
         }
         let role = key.user.role();
         let (kind, grantee) = match jwt {

@@ -7,10 +7,34 @@
 //! own mutex for the few set operations they need; it is never held across I/O
 //! and never taken by a verification.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
-use crate::core::model::{ApiKey, Millis};
+use crate::core::index::{Id, KeyEntry};
+use crate::core::model::Millis;
+
+/// What the listing files a key by: its id, owners and status.
+#[derive(Clone, Copy, Debug)]
+pub struct Filed<'a> {
+    /// Key id.
+    pub id: &'a str,
+    /// Owning team.
+    pub team: &'a str,
+    /// Owning user.
+    pub user: &'a str,
+    /// Enabled.
+    pub enabled: bool,
+    /// Expiry.
+    pub expires_at: Option<Millis>,
+}
+
+impl<'a> Filed<'a> {
+    /// How `e` is filed.
+    pub fn of(e: &'a KeyEntry) -> Filed<'a> {
+        Filed { id: &e.id, team: e.team_id(), user: e.user_id(), enabled: e.hot.enabled, expires_at: e.hot.expires_at }
+    }
+}
 
 /// Where a page starts: seed 001's cursors, which are object ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +68,17 @@ impl<T> Page<T> {
 }
 
 /// The page of `set` at `cursor`, skipping `offset`, at most `limit` ids.
-pub fn page_of(set: &BTreeSet<String>, cursor: Cursor<'_>, offset: usize, limit: usize) -> Page<String> {
+pub fn page_of<K: Borrow<str> + Ord>(
+    set: &BTreeSet<K>,
+    cursor: Cursor<'_>,
+    offset: usize,
+    limit: usize,
+) -> Page<String> {
+    let owned = |k: &K| -> String { k.borrow().to_owned() };
     let items: Vec<String> = match cursor {
-        Cursor::Start => set.iter().skip(offset).take(limit).cloned().collect(),
+        Cursor::Start => set.iter().skip(offset).take(limit).map(owned).collect(),
         Cursor::After(a) => {
-            set.range::<str, _>((Bound::Excluded(a), Bound::Unbounded)).skip(offset).take(limit).cloned().collect()
+            set.range::<str, _>((Bound::Excluded(a), Bound::Unbounded)).skip(offset).take(limit).map(owned).collect()
         }
         Cursor::Before(b) => {
             let mut v: Vec<String> = set
@@ -56,7 +86,7 @@ pub fn page_of(set: &BTreeSet<String>, cursor: Cursor<'_>, offset: usize, limit:
                 .rev()
                 .skip(offset)
                 .take(limit)
-                .cloned()
+                .map(owned)
                 .collect();
             v.reverse();
             v
@@ -75,30 +105,30 @@ pub fn page_of(set: &BTreeSet<String>, cursor: Cursor<'_>, offset: usize, limit:
 /// filters them: active is enabled and not expired.
 #[derive(Default, Debug)]
 pub struct KeySets {
-    active: BTreeSet<String>,
-    inactive: BTreeSet<String>,
+    active: BTreeSet<Id>,
+    inactive: BTreeSet<Id>,
     /// `(expires_at, id)` of the active keys that expire: swept into
     /// `inactive` when a listing finds them expired (each key moves once).
-    expiring: BTreeSet<(Millis, String)>,
+    expiring: BTreeSet<(Millis, Id)>,
 }
 
 impl KeySets {
-    fn insert(&mut self, k: &ApiKey, now: Millis) {
+    fn insert(&mut self, k: &Filed<'_>, now: Millis) {
         if k.enabled && k.expires_at.is_none_or(|e| now < e) {
-            self.active.insert(k.id.clone());
+            self.active.insert(k.id.into());
             if let Some(e) = k.expires_at {
-                self.expiring.insert((e, k.id.clone()));
+                self.expiring.insert((e, k.id.into()));
             }
         } else {
-            self.inactive.insert(k.id.clone());
+            self.inactive.insert(k.id.into());
         }
     }
 
-    fn remove(&mut self, k: &ApiKey) {
-        self.active.remove(&k.id);
-        self.inactive.remove(&k.id);
+    fn remove(&mut self, k: &Filed<'_>) {
+        self.active.remove(k.id);
+        self.inactive.remove(k.id);
         if let Some(e) = k.expires_at {
-            self.expiring.remove(&(e, k.id.clone()));
+            self.expiring.remove(&(e, k.id.into()));
         }
     }
 
@@ -121,9 +151,19 @@ impl KeySets {
     }
 
     /// The ids with that status at `now`.
-    pub fn with_status(&mut self, active: bool, now: Millis) -> &BTreeSet<String> {
+    pub fn with_status(&mut self, active: bool, now: Millis) -> &BTreeSet<Id> {
         self.sweep(now);
         if active { &self.active } else { &self.inactive }
+    }
+}
+
+/// Adds `items` to `set`: built in one pass when `set` is empty (the
+/// standard library's bulk build from sorted items), else one at a time.
+fn merge<T: Ord>(set: &mut BTreeSet<T>, items: Vec<T>) {
+    if set.is_empty() {
+        *set = items.into_iter().collect();
+    } else {
+        set.extend(items);
     }
 }
 
@@ -166,19 +206,57 @@ impl Listing {
     }
 
     /// Files a key (new, or re-filed after an update) under its team and user.
-    pub fn add_key(&mut self, k: &ApiKey, now: Millis) {
-        self.team_keys.entry(k.team_id.clone()).or_default().insert(k, now);
-        self.user_keys.entry(k.user_id.clone()).or_default().insert(k, now);
+    pub fn add_key(&mut self, k: &Filed<'_>, now: Millis) {
+        for (map, owner) in [(&mut self.team_keys, k.team), (&mut self.user_keys, k.user)] {
+            match map.get_mut(owner) {
+                Some(sets) => sets.insert(k, now),
+                None => map.entry(owner.to_owned()).or_default().insert(k, now),
+            }
+        }
     }
 
-    /// Unfiles a key as it was recorded (its expiry finds it among the expiring).
-    pub fn remove_key(&mut self, k: &ApiKey) {
-        for (map, owner) in [(&mut self.team_keys, &k.team_id), (&mut self.user_keys, &k.user_id)] {
+    /// Unfiles a key as it was filed (its expiry finds it among the expiring).
+    pub fn remove_key(&mut self, k: &Filed<'_>) {
+        for (map, owner) in [(&mut self.team_keys, k.team), (&mut self.user_keys, k.user)] {
             if let Some(sets) = map.get_mut(owner) {
                 sets.remove(k);
                 if sets.is_empty() {
                     map.remove(owner);
                 }
+            }
+        }
+    }
+
+    /// Files keys given in id order, all at once: each set is built from
+    /// sorted ids in one pass (packed nodes, no search per id). Startup's way.
+    pub fn add_sorted_keys<'a>(&mut self, keys: impl Iterator<Item = Filed<'a>>, now: Millis) {
+        #[derive(Default)]
+        struct Sorted {
+            active: Vec<Id>,
+            inactive: Vec<Id>,
+            expiring: Vec<(Millis, Id)>,
+        }
+        let mut teams: HashMap<&str, Sorted> = HashMap::new();
+        let mut users: HashMap<&str, Sorted> = HashMap::new();
+        for k in keys {
+            for (map, owner) in [(&mut teams, k.team), (&mut users, k.user)] {
+                let s = map.entry(owner).or_default();
+                if k.enabled && k.expires_at.is_none_or(|e| now < e) {
+                    s.active.push(k.id.into());
+                    if let Some(e) = k.expires_at {
+                        s.expiring.push((e, k.id.into()));
+                    }
+                } else {
+                    s.inactive.push(k.id.into());
+                }
+            }
+        }
+        for (map, sorted) in [(&mut self.team_keys, teams), (&mut self.user_keys, users)] {
+            for (owner, s) in sorted {
+                let sets = map.entry(owner.to_owned()).or_default();
+                merge(&mut sets.active, s.active);
+                merge(&mut sets.inactive, s.inactive);
+                merge(&mut sets.expiring, s.expiring);
             }
         }
     }
@@ -198,6 +276,10 @@ mod tests {
 
     fn set(ids: &[&str]) -> BTreeSet<String> {
         ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn ids(ids: &[&str]) -> BTreeSet<Id> {
+        ids.iter().map(|s| Id::from(*s)).collect()
     }
 
     #[test]
@@ -221,24 +303,12 @@ mod tests {
 
     #[test]
     fn expired_keys_move_to_inactive_once() {
-        let key = |id: &str, exp: Option<Millis>, enabled: bool| ApiKey {
-            id: id.into(),
-            team_id: "t".into(),
-            user_id: "u".into(),
-            name: None,
-            prefix: "tg".into(),
-            start: String::new(),
-            hash: [0; 32],
+        let key = |id: &'static str, exp: Option<Millis>, enabled: bool| Filed {
+            id,
+            team: "t",
+            user: "u",
             enabled,
             expires_at: exp,
-            remaining: None,
-            refill: None,
-            rate_limit: None,
-            permissions: Default::default(),
-            metadata: "{}".into(),
-            whitelisted_ips: Vec::new(),
-            created_at: 0,
-            updated_at: 0,
         };
         let mut l = Listing::default();
         l.add_key(&key("k1", None, true), 100);
@@ -246,11 +316,11 @@ mod tests {
         l.add_key(&key("k3", Some(50), true), 100);
         l.add_key(&key("k4", None, false), 100);
         let sets = l.keys_of("t", None).unwrap();
-        assert_eq!(sets.with_status(true, 150), &set(&["k1", "k2"]));
-        assert_eq!(sets.with_status(false, 150), &set(&["k3", "k4"]));
-        assert_eq!(sets.with_status(true, 200), &set(&["k1"]));
-        assert_eq!(l.keys_of("x", Some("u")).unwrap().with_status(false, 300), &set(&["k2", "k3", "k4"]));
+        assert_eq!(sets.with_status(true, 150), &ids(&["k1", "k2"]));
+        assert_eq!(sets.with_status(false, 150), &ids(&["k3", "k4"]));
+        assert_eq!(sets.with_status(true, 200), &ids(&["k1"]));
+        assert_eq!(l.keys_of("x", Some("u")).unwrap().with_status(false, 300), &ids(&["k2", "k3", "k4"]));
         l.remove_key(&key("k2", Some(200), true));
-        assert_eq!(l.keys_of("t", None).unwrap().with_status(false, 300), &set(&["k3", "k4"]));
+        assert_eq!(l.keys_of("t", None).unwrap().with_status(false, 300), &ids(&["k3", "k4"]));
     }
 }

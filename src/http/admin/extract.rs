@@ -142,6 +142,8 @@ pub(crate) fn engine_error(e: EngineError) -> Resp {
         EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
         EngineError::TierExceeded(m) => error(StatusCode::CONFLICT, "tier_exceeded", &m),
         EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
+        // Only batches (Engine::import_keys) report an entry; no route calls one yet.
+        EngineError::Entry { error, .. } => engine_error(*error),
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")

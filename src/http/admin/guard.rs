@@ -330,7 +330,7 @@ fn team_hint(shared: &Shared, caller: &Caller, path: &str, id: &str, team_id: Op
     } else if path.starts_with("/v1/users/{id}") {
         index.users.get(id).map(|u| u.team.id.to_string())
     } else if path.starts_with("/v1/keys/{id}") {
-        index.keys.get(id).map(|k| k.record.team_id.clone())
+        index.keys.get(id).map(|k| k.team_id().to_owned())
     } else {
         team_id.map(str::to_owned)
     }

@@ -65,7 +65,8 @@ async fn list(cx: Cx, Query(q): Query<api::KeyListQuery>) -> Result<Resp, Resp> 
     let now = now_us() / 1000;
     // Cursors are key ids, and keys are in id order: a page after (or before)
     // an id is well defined however many keys were added or removed since.
-    let page = cx.shared.engine.keys_page(&team, only.as_deref(), active, now, cursor, offset, limit);
+    let page =
+        cx.shared.engine.keys_page(&team, only.as_deref(), active, now, cursor, offset, limit).map_err(engine_error)?;
     let base = {
         let mut s = format!("/v1/keys?status={}&limit={limit}", if active { "active" } else { "inactive" });
         if cx.team().is_none() {
