@@ -343,3 +343,31 @@ fn the_systemd_unit_reloads_and_reports_a_refused_reload() {
     let _ = Command::new("kill").arg(daemon.id().to_string()).status();
     assert!(daemon.wait().unwrap().success());
 }
+
+/// The shipped unit as systemd reads it: `systemd-analyze verify` (the binary
+/// path replaced by the one under test) prints nothing. It exits 0 even for
+/// a misspelt key or a bad value, which it only warns about, so any output
+/// fails the test.
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let Some(tool) = common::require_tool(
+        "systemd-analyze",
+        &["/usr/bin/systemd-analyze", "/bin/systemd-analyze"],
+        "apt-get install -y systemd",
+    ) else {
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("contrib/systemd/tollgate.service")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.service");
+    std::fs::write(&path, unit.replace("/usr/bin/tollgate", BIN)).unwrap();
+    let out = Command::new(&tool).arg("verify").arg(&path).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+    // The check can fail: a bad value is reported.
+    std::fs::write(&path, unit.replace("/usr/bin/tollgate", BIN).replace("RestartSec=2", "RestartSec=two")).unwrap();
+    let out = Command::new(&tool).arg("verify").arg(&path).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("two") || !out.status.success(), "a bad value goes unreported: {said}");
+}
