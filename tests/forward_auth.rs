@@ -220,13 +220,19 @@ fn traefik_forward_auth_contract() {
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"), "{r:?}");
     drop(fx);
 
-    // With [[auth.routes]], Traefik's requests name no X-Original-URI:
-    // tollgate refuses them (400, passed to the client) instead of guessing.
+    // With [[auth.routes]]: Traefik names the original request in
+    // X-Forwarded-Method/-Uri, which tollgate reads from a trusted proxy
+    // (Traefik on loopback), so per-path permissions hold behind it too.
     let fx = Fixture::start();
     let bearer = format!("Authorization: Bearer {}", fx.good.1);
-    let r = traefik.handle(fx.addr(), &client_owned("GET", "/files/a", local, &[&bearer])).client();
-    assert_eq!(r.status, 400, "{r:?}");
-    assert!(r.text.contains("missing_original_uri"), "{r:?}");
+    // files:read opens /files/.
+    let up = traefik.handle(fx.addr(), &client_owned("GET", "/files/a", local, &[&bearer])).upstream();
+    assert_eq!(header(&up, "x-auth-key-id"), Some(fx.good.0.as_str()), "{up:?}");
+    let r = traefik.handle(fx.addr(), &client_owned("GET", "/admin/x", local, &[&bearer])).client();
+    assert_eq!(r.status, 403, "/admin/ needs admin:write: {r:?}");
+    assert_eq!(r.header("x-auth-denial"), Some("INSUFFICIENT_PERMISSIONS"), "{r:?}");
+    // A method outside the /files/ rule's falls to no rule: open to a good key.
+    traefik.handle(fx.addr(), &client_owned("DELETE", "/files/a", local, &[&bearer])).upstream();
 }
 
 // ---------------------------------------------------------------- Envoy

@@ -2,7 +2,9 @@
 //!
 //! The credential comes from `Authorization: Bearer`, `X-API-Key` or the
 //! configured cookie; the original request from `X-Original-Method` and
-//! `X-Original-URI`, mapped to required permissions by `[[auth.routes]]`; the
+//! `X-Original-URI` (or, from a trusted proxy, the `X-Forwarded-Method` and
+//! `X-Forwarded-Uri` that Traefik and Caddy send), mapped to required
+//! permissions by `[[auth.routes]]`; the
 //! client address from `X-Real-IP` / `X-Forwarded-For` when the peer is a
 //! trusted proxy. nginx accepts only 2xx, 401 and 403 from an auth subrequest
 //! (anything else becomes a 500), so the answer is always one of those:
@@ -35,6 +37,8 @@ pub const MISSING_CREDENTIAL: &str = "MISSING_CREDENTIAL";
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
@@ -67,7 +71,8 @@ pub(super) async fn auth(shared: &Shared, req: Request, peer: Option<IpAddr>) ->
         shared.metrics.unattributed(crate::metrics::DenySource::Auth, None);
         return (denial(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL, Some(CHALLENGE)), Some(MISSING_CREDENTIAL));
     };
-    let route = match original_route(&parts.headers, &parts.method, &cfg.routes) {
+    let from_proxy = peer.is_none_or(|p| cfg.trusted_proxies.iter().any(|n: &IpNet| n.contains(&p.to_canonical())));
+    let route = match original_route(&parts.headers, &parts.method, &cfg.routes, from_proxy) {
         Ok(r) => r,
         Err(bad) => return (error(StatusCode::BAD_REQUEST, bad.code, bad.message), None),
     };
@@ -141,27 +146,35 @@ struct BadRequest {
 }
 
 /// The first `[[auth.routes]]` rule matching the original request, if any.
-/// Without `X-Original-URI` nothing can be matched: that is the proxy's
+/// The original request is `X-Original-Method`/`X-Original-URI` (nginx's
+/// example config), or, from a trusted proxy (`from_proxy`), the
+/// `X-Forwarded-Method`/`X-Forwarded-Uri` that Traefik and Caddy send.
+/// Without either URI nothing can be matched: that is the proxy's
 /// misconfiguration, answered 400 (nginx logs it and answers 500) rather than
 /// guessed at, unless no rule is configured.
 fn original_route<'c>(
     headers: &HeaderMap,
     method: &Method,
     routes: &'c [AuthRoute],
+    from_proxy: bool,
 ) -> Result<Option<&'c AuthRoute>, BadRequest> {
     if routes.is_empty() {
         return Ok(None);
     }
-    let method = match headers.get(X_ORIGINAL_METHOD) {
+    let named = |original: &HeaderName, forwarded: &HeaderName| {
+        headers.get(original).or_else(|| from_proxy.then(|| headers.get(forwarded)).flatten())
+    };
+    let method = match named(&X_ORIGINAL_METHOD, &X_FORWARDED_METHOD) {
         None => method.as_str(),
         Some(v) => v
             .to_str()
             .map_err(|_| BadRequest { code: "bad_original_method", message: "x-original-method is not readable" })?,
     };
-    let Some(uri) = headers.get(X_ORIGINAL_URI) else {
+    let Some(uri) = named(&X_ORIGINAL_URI, &X_FORWARDED_URI) else {
         return Err(BadRequest {
             code: "missing_original_uri",
-            message: "x-original-uri is required when auth.routes are configured",
+            message: "x-original-uri (or x-forwarded-uri from a trusted proxy) is required when auth.routes are \
+                      configured",
         });
     };
     let path = normalize_path(uri.as_bytes())
@@ -440,12 +453,24 @@ mod tests {
         assert_eq!(m("GET", "/files"), None);
 
         let mut h = headers(&[("x-original-method", b"GET")]);
-        assert_eq!(original_route(&h, &Method::GET, &routes).unwrap_err().code, "missing_original_uri");
-        assert!(original_route(&h, &Method::GET, &[]).unwrap().is_none());
+        assert_eq!(original_route(&h, &Method::GET, &routes, false).unwrap_err().code, "missing_original_uri");
+        assert!(original_route(&h, &Method::GET, &[], false).unwrap().is_none());
         h.insert(X_ORIGINAL_URI, HeaderValue::from_static("/public/../files/a"));
-        assert_eq!(original_route(&h, &Method::POST, &routes).unwrap().unwrap().prefix, "/files/");
+        assert_eq!(original_route(&h, &Method::POST, &routes, false).unwrap().unwrap().prefix, "/files/");
         h.insert(X_ORIGINAL_URI, HeaderValue::from_static("/../x"));
-        assert_eq!(original_route(&h, &Method::GET, &routes).unwrap_err().code, "bad_original_uri");
+        assert_eq!(original_route(&h, &Method::GET, &routes, false).unwrap_err().code, "bad_original_uri");
+
+        // Traefik's and Caddy's X-Forwarded-Method/-Uri: believed only from a
+        // trusted proxy, and never over an X-Original-* header.
+        let fwd = headers(&[("x-forwarded-method", b"PUT"), ("x-forwarded-uri", b"/files/a?x=1")]);
+        assert_eq!(original_route(&fwd, &Method::GET, &routes, false).unwrap_err().code, "missing_original_uri");
+        let key = |r: Option<&AuthRoute>| r.map(|r| r.permissions.keys().next().unwrap().clone());
+        // PUT /files/a: the rule for any method, not the GET one.
+        assert_eq!(key(original_route(&fwd, &Method::GET, &routes, true).unwrap()).as_deref(), Some("any"));
+        let mut both = fwd.clone();
+        both.insert(X_ORIGINAL_URI, HeaderValue::from_static("/other"));
+        both.insert(X_ORIGINAL_METHOD, HeaderValue::from_static("POST"));
+        assert_eq!(key(original_route(&both, &Method::GET, &routes, true).unwrap()).as_deref(), Some("root"));
     }
 
     #[test]
