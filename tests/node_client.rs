@@ -8,73 +8,20 @@
 
 mod common;
 
+use common::SocketDaemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tollgate::core::model::{Permissions, RateLimit, Tier};
-use tollgate::engine::{Engine, KeyUpdate, NewKey};
+use tollgate::engine::{KeyUpdate, NewKey};
 
 /// How long the whole Node suite may take before it is killed.
 const SUITE_LIMIT: Duration = Duration::from_secs(120);
 
-/// The daemon on a temp dir, in a thread with its own runtime; the test keeps
-/// the engine to create credentials.
-struct Daemon {
-    engine: Arc<Engine>,
-    socket: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(toml: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = common::config(dir.path(), toml);
-        config.http = "127.0.0.1:0".to_owned();
-        let engine = Arc::new(Engine::open(&config).expect("engine opens"));
-        let socket = config.socket.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn({
-            let engine = engine.clone();
-            move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-                rt.block_on(tollgate::server::serve_with_engine(engine, config, async move {
-                    let _ = rx.await;
-                }))
-                .expect("the daemon serves and stops cleanly");
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "the daemon did not bind its socket");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        Daemon { engine, socket, stop: Some(tx), thread: Some(thread), _dir: dir }
-    }
-
-    fn key(&self, user: &str, new: NewKey) -> (String, String) {
-        let (key, secret) = self.engine.create_key(NewKey { user_id: user.to_owned(), ..new }).expect("key created");
-        (key.id, secret)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The environment clients/node/test/daemon.test.js reads.
-fn fixtures(main: &Daemon, busy: &Daemon) -> Vec<(&'static str, String)> {
+fn fixtures(main: &SocketDaemon, busy: &SocketDaemon) -> Vec<(&'static str, String)> {
     let e = &main.engine;
     let (team, user) = common::team_and_user(e, Tier::Pro, "nodeuser");
     let mut docs = Permissions::default();
@@ -137,8 +84,8 @@ fn summary(out: &str, name: &str) -> Option<u64> {
 fn node_client_suite_passes_against_the_real_daemon() {
     let Some(node) = common::require_tool("node", &[], "apt-get install -y nodejs") else { return };
     let strict = format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 20\n", common::PRO_UNLIMITED);
-    let main = Daemon::start(&strict);
-    let busy = Daemon::start(&format!("max_connections = 1\n{}", common::PRO_UNLIMITED));
+    let main = SocketDaemon::start(&strict);
+    let busy = SocketDaemon::start(&format!("max_connections = 1\n{}", common::PRO_UNLIMITED));
     let env = fixtures(&main, &busy);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -9,82 +9,18 @@
 
 mod common;
 
+use common::SocketDaemon;
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tollgate::core::model::{Permissions, RateLimit, Tier};
-use tollgate::engine::{Engine, KeyUpdate, NewKey};
+use tollgate::engine::{KeyUpdate, NewKey};
 
 /// How long the whole Python suite may take before it is killed.
 const SUITE_LIMIT: Duration = Duration::from_secs(300);
-
-/// The daemon (`server::serve_with_engine`) on a temp dir, in a thread with
-/// its own runtime; the test keeps the engine to create credentials.
-struct Daemon {
-    engine: Arc<Engine>,
-    socket: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(toml: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = common::config(dir.path(), toml);
-        config.http = "127.0.0.1:0".to_owned();
-        let engine = Arc::new(Engine::open(&config).expect("engine opens"));
-        let socket = config.socket.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn({
-            let engine = engine.clone();
-            move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-                rt.block_on(tollgate::server::serve_with_engine(engine, config, async move {
-                    let _ = rx.await;
-                }))
-                .expect("the daemon serves and stops cleanly");
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "the daemon did not bind its socket");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // The mode is set right after bind; give that a moment too.
-        std::thread::sleep(Duration::from_millis(20));
-        Daemon { engine, socket, stop: Some(tx), thread: Some(thread), _dir: dir }
-    }
-
-    /// A key of `user` with `new`'s other settings: (key id, secret).
-    fn key(&self, user: &str, new: NewKey) -> (String, String) {
-        let (key, secret) = self.engine.create_key(NewKey { user_id: user.to_owned(), ..new }).expect("key created");
-        (key.id, secret)
-    }
-
-    fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().expect("the daemon thread did not panic");
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Whether `python3` can be run; fails in CI when it cannot.
 fn python_available() -> bool {
@@ -109,7 +45,12 @@ fn python_available() -> bool {
 }
 
 /// The environment the Python integration tests read (tests/test_daemon.py).
-fn fixtures(main: &Daemon, busy: &Daemon, shutdown: &Daemon, stop_file: &Path) -> Vec<(&'static str, String)> {
+fn fixtures(
+    main: &SocketDaemon,
+    busy: &SocketDaemon,
+    shutdown: &SocketDaemon,
+    stop_file: &Path,
+) -> Vec<(&'static str, String)> {
     let e = &main.engine;
     let (team, user) = common::team_and_user(e, Tier::Pro, "pyuser");
     let mut docs = Permissions::default();
@@ -185,11 +126,11 @@ fn python_client_suite_passes_against_the_real_daemon() {
     // Strict durability: allows that consume wait for the disk while denies
     // go out at once, so pipelined answers really come back out of order.
     let strict = format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 20\n", common::PRO_UNLIMITED);
-    let main = Daemon::start(&strict);
-    let busy = Daemon::start(&format!("max_connections = 1\n{}", common::PRO_UNLIMITED));
+    let main = SocketDaemon::start(&strict);
+    let busy = SocketDaemon::start(&format!("max_connections = 1\n{}", common::PRO_UNLIMITED));
     let shutdown_toml =
         format!("{}\n[durability]\nmode = \"strict\"\nflush_interval_ms = 200\n", common::PRO_UNLIMITED);
-    let mut shutdown = Daemon::start(&shutdown_toml);
+    let mut shutdown = SocketDaemon::start(&shutdown_toml);
     let scratch = tempfile::tempdir().unwrap();
     let stop_file = scratch.path().join("stop-the-shutdown-daemon");
     let env = fixtures(&main, &busy, &shutdown, &stop_file);
@@ -219,7 +160,7 @@ fn python_client_suite_passes_against_the_real_daemon() {
             let _ = child.wait();
             break None;
         }
-        if shutdown.stop.is_some() && stop_file.exists() {
+        if !shutdown.stopped() && stop_file.exists() {
             shutdown.stop();
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -234,6 +175,6 @@ fn python_client_suite_passes_against_the_real_daemon() {
     // a skipped integration test would mean the daemon was never exercised.
     assert!(stderr.contains("\nOK"), "no OK from unittest\n{report}");
     assert!(!stderr.contains("skipped"), "some Python tests were skipped\n{report}");
-    assert!(stop_file.exists() && shutdown.stop.is_none(), "the shutdown test never ran\n{report}");
+    assert!(stop_file.exists() && shutdown.stopped(), "the shutdown test never ran\n{report}");
     println!("{stderr}");
 }

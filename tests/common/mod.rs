@@ -412,3 +412,76 @@ pub fn require_tool(name: &str, candidates: &[&str], install: &str) -> Option<st
     }
     found
 }
+
+/// The daemon (`server::serve_with_engine`) on a temp dir, in a thread with
+/// its own runtime, for the socket clients' suites (Python, Node); the test
+/// keeps the engine to create credentials.
+pub struct SocketDaemon {
+    pub engine: std::sync::Arc<Engine>,
+    pub socket: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl SocketDaemon {
+    pub fn start(toml: &str) -> SocketDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path(), toml);
+        config.http = "127.0.0.1:0".to_owned();
+        let engine = std::sync::Arc::new(Engine::open(&config).expect("engine opens"));
+        let socket = config.socket.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn({
+            let engine = engine.clone();
+            move || {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                rt.block_on(tollgate::server::serve_with_engine(engine, config, async move {
+                    let _ = rx.await;
+                }))
+                .expect("the daemon serves and stops cleanly");
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(std::time::Instant::now() < deadline, "the daemon did not bind its socket");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The mode is set right after bind; give that a moment too.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        SocketDaemon { engine, socket, stop: Some(tx), thread: Some(thread), _dir: dir }
+    }
+
+    /// A key of `user` with `new`'s other settings: (key id, secret).
+    pub fn key(&self, user: &str, new: tollgate::engine::NewKey) -> (String, String) {
+        let (key, secret) =
+            self.engine.create_key(tollgate::engine::NewKey { user_id: user.to_owned(), ..new }).expect("key created");
+        (key.id, secret)
+    }
+
+    /// Whether [`SocketDaemon::stop`] has run.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_none()
+    }
+
+    /// Stops the daemon and waits for its thread.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the daemon thread did not panic");
+        }
+    }
+}
+
+impl Drop for SocketDaemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
