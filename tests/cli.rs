@@ -371,3 +371,18 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("two") || !out.status.success(), "a bad value goes unreported: {said}");
 }
+
+/// README.md's configuration reference is a configuration the daemon reads,
+/// and it says the defaults: parsed, it equals the built-in defaults.
+#[test]
+fn the_readme_configuration_reference_parses_to_the_defaults() {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("## Configuration reference").nth(1).expect("the section");
+    let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("its toml block");
+    let mut parsed = tollgate::config::Config::parse(block).unwrap_or_else(|e| panic!("the README's reference: {e}"));
+    let defaults = tollgate::config::Config::default();
+    // [tiers.Free] is written out: the same limits as the built-in Free tier.
+    assert_eq!(format!("{:?}", parsed.tiers.table()), format!("{:?}", defaults.tiers.table()));
+    parsed.tiers = defaults.tiers.clone();
+    assert_eq!(format!("{parsed:?}"), format!("{defaults:?}"), "the reference shows other values than the defaults");
+}
