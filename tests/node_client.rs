@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tollgate::core::model::{Permissions, RateLimit, Tier};
-use tollgate::engine::{KeyUpdate, NewKey};
+use tollgate::engine::NewKey;
 
 /// How long the whole Node suite may take before it is killed.
 const SUITE_LIMIT: Duration = Duration::from_secs(120);
@@ -42,15 +42,8 @@ fn fixtures(main: &SocketDaemon, busy: &SocketDaemon) -> Vec<(&'static str, Stri
             ..Default::default()
         },
     );
-    let (disabled_id, disabled) = main.key(&user, NewKey::default());
-    e.update_key(&disabled_id, KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
-    let (expired_id, expired) = main.key(&user, NewKey::default());
-    e.update_key(&expired_id, KeyUpdate { expires_at: Some(Some(1)), ..Default::default() }).unwrap();
-    let (deleted_id, deleted) = main.key(&user, NewKey::default());
-    e.delete_key(&deleted_id).unwrap();
+    let common::DeadCredentials { disabled, expired, deleted, revoked_token } = main.dead_credentials(&user);
     let (_, token) = e.create_token(&user, "node", "personal", None).unwrap();
-    let (revoked, revoked_token) = e.create_token(&user, "revoked", "personal", None).unwrap();
-    e.revoke_token(&revoked.id).unwrap();
     let jwt = e.issue_jwt(&user).unwrap();
     let (quota_team, _) = common::team_and_user(e, Tier::Pro, "nodequota");
     let path = |p: &Path| p.to_str().expect("UTF-8 temp path").to_owned();

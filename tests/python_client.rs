@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tollgate::core::model::{Permissions, RateLimit, Tier};
-use tollgate::engine::{KeyUpdate, NewKey};
+use tollgate::engine::NewKey;
 
 /// How long the whole Python suite may take before it is killed.
 const SUITE_LIMIT: Duration = Duration::from_secs(300);
@@ -65,15 +65,8 @@ fn fixtures(
     // For the README's middleware (test_readme_middleware.py).
     let mw_rate = RateLimit { max: 2, window_ms: 60_000 };
     let (_, mw_rate_key) = main.key(&user, NewKey { rate_limit: Some(mw_rate), ..Default::default() });
-    let (disabled_id, disabled) = main.key(&user, NewKey::default());
-    e.update_key(&disabled_id, KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
-    let (expired_id, expired) = main.key(&user, NewKey::default());
-    e.update_key(&expired_id, KeyUpdate { expires_at: Some(Some(1)), ..Default::default() }).unwrap();
-    let (deleted_id, deleted) = main.key(&user, NewKey::default());
-    e.delete_key(&deleted_id).unwrap();
+    let common::DeadCredentials { disabled, expired, deleted, revoked_token } = main.dead_credentials(&user);
     let (token, token_secret) = e.create_token(&user, "python", "personal", None).unwrap();
-    let (revoked, revoked_secret) = e.create_token(&user, "revoked", "personal", None).unwrap();
-    e.revoke_token(&revoked.id).unwrap();
     let jwt = e.issue_jwt(&user).unwrap();
     let (_, free_user) = common::team_and_user(e, Tier::Free, "pyfree");
     let (_, free_key) = main.key(&free_user, NewKey::default());
@@ -103,7 +96,7 @@ fn fixtures(
         ("TOLLGATE_TEST_DELETED_KEY", deleted),
         ("TOLLGATE_TEST_TOKEN", token_secret),
         ("TOLLGATE_TEST_TOKEN_ID", token.id),
-        ("TOLLGATE_TEST_REVOKED_TOKEN", revoked_secret),
+        ("TOLLGATE_TEST_REVOKED_TOKEN", revoked_token),
         ("TOLLGATE_TEST_JWT", jwt),
         ("TOLLGATE_TEST_FREE_KEY", free_key),
         ("TOLLGATE_TEST_QUOTA_TEAM", quota_team),

@@ -71,7 +71,8 @@ pub(super) async fn auth(shared: &Shared, req: Request, peer: Option<IpAddr>) ->
         shared.metrics.unattributed(crate::metrics::DenySource::Auth, None);
         return (denial(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL, Some(CHALLENGE)), Some(MISSING_CREDENTIAL));
     };
-    let from_proxy = peer.is_none_or(|p| cfg.trusted_proxies.iter().any(|n: &IpNet| n.contains(&p.to_canonical())));
+    // Only asked when there are rules to match.
+    let from_proxy = !cfg.routes.is_empty() && peer.is_none_or(|p| trusted(cfg, p.to_canonical()));
     let route = match original_route(&parts.headers, &parts.method, &cfg.routes, from_proxy) {
         Ok(r) => r,
         Err(bad) => return (error(StatusCode::BAD_REQUEST, bad.code, bad.message), None),
@@ -244,7 +245,7 @@ fn normalize_path(uri: &[u8]) -> Option<Vec<u8>> {
 /// address, so that a key with an IP allowlist fails closed.
 fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, cfg: &AuthConfig) -> Option<IpAddr> {
     let peer = peer.map(|p| p.to_canonical());
-    let trusted = |ip: IpAddr| cfg.trusted_proxies.iter().any(|n: &IpNet| n.contains(&ip));
+    let trusted = |ip: IpAddr| trusted(cfg, ip);
     if peer.is_some_and(|p| !trusted(p)) {
         return peer;
     }
@@ -265,6 +266,12 @@ fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, cfg: &AuthConfig) -> Opt
         }
     }
     client
+}
+
+/// Whether `ip` is one of `[auth] trusted_proxies`, whose forwarding headers
+/// are believed.
+fn trusted(cfg: &AuthConfig, ip: IpAddr) -> bool {
+    cfg.trusted_proxies.iter().any(|n: &IpNet| n.contains(&ip))
 }
 
 fn parse_ip(b: &[u8]) -> Option<IpAddr> {

@@ -459,6 +459,23 @@ impl SocketDaemon {
         (key.id, secret)
     }
 
+    /// One credential of `user` for each way a known credential is refused:
+    /// a disabled key, an expired key, a deleted key, a revoked access token
+    /// (secrets), for the clients' deny-code fixtures.
+    pub fn dead_credentials(&self, user: &str) -> DeadCredentials {
+        use tollgate::engine::{KeyUpdate, NewKey};
+        let e = &self.engine;
+        let (disabled_id, disabled) = self.key(user, NewKey::default());
+        e.update_key(&disabled_id, KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
+        let (expired_id, expired) = self.key(user, NewKey::default());
+        e.update_key(&expired_id, KeyUpdate { expires_at: Some(Some(1)), ..Default::default() }).unwrap();
+        let (deleted_id, deleted) = self.key(user, NewKey::default());
+        e.delete_key(&deleted_id).unwrap();
+        let (revoked, revoked_token) = e.create_token(user, "revoked", "personal", None).unwrap();
+        e.revoke_token(&revoked.id).unwrap();
+        DeadCredentials { disabled, expired, deleted, revoked_token }
+    }
+
     /// Whether [`SocketDaemon::stop`] has run.
     pub fn stopped(&self) -> bool {
         self.stop.is_none()
@@ -484,4 +501,12 @@ impl Drop for SocketDaemon {
             let _ = t.join();
         }
     }
+}
+
+/// Secrets of refused credentials: see [`SocketDaemon::dead_credentials`].
+pub struct DeadCredentials {
+    pub disabled: String,
+    pub expired: String,
+    pub deleted: String,
+    pub revoked_token: String,
 }
