@@ -7,8 +7,11 @@
 //! known path with another method a JSON 405 with `Allow`.
 //!
 //! Every request goes through [`access`]: it has an id (a well-formed
-//! `X-Request-Id` is kept, else one is made), sent back in `X-Request-Id`, and
-//! runs in an `http` span carrying it. One access line per request at INFO
+//! `X-Request-Id` is kept, else one is made), sent back in `X-Request-Id`; an
+//! admin call runs in an `http` span carrying it (on the admin runtime, see
+//! `admin::guard`), a verification opens no span: the id is on its access line,
+//! and a span per request costs the verification routes measurably
+//! (BENCHMARKS.md, "HTTP on axum"). One access line per request at INFO
 //! (target `tollgate::access`) gives the method, the route template (axum's
 //! [`MatchedPath`], never the raw path), the status, the time taken, the
 //! client, the id and a verification's verdict; at debug level also the path
@@ -37,7 +40,6 @@ use hyper::service::service_fn;
 use serde::Serialize;
 use tokio::sync::watch;
 use tollgate_api as api;
-use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::core::verify::{CredentialKind, Verdict, VerifyRequest};
@@ -131,7 +133,7 @@ pub async fn serve(
 }
 
 /// Every route the daemon serves over HTTP, with the layers around them:
-/// [`access`] (request id, span, access line, metrics) outside, tower-http's
+/// [`access`] (request id, access line, metrics) outside, tower-http's
 /// catch-panic inside it. Admin routes run on the admin runtime (see
 /// [`admin`]); the others where the connection is served.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -378,7 +380,7 @@ impl<S> tower::Layer<S> for AccessLayer {
 }
 
 /// One request: its id (kept from `X-Request-Id` or made; put on admin
-/// requests for their audit entries), its span, the access line at INFO
+/// requests for their audit entries and their span), the access line at INFO
 /// (`tollgate::access`), the admin-API metrics, the id on the answer. A tower
 /// service written out rather than `axum::middleware::from_fn`, whose boxed
 /// futures and per-request clones of the inner route cost the verification
@@ -409,7 +411,6 @@ where
             Some((id, v)) => (id, Some(v)),
             None => (RequestId::generate(), None),
         };
-        let span = tracing::info_span!("http", req = %id);
         // The raw path (credential-like segments replaced) only at debug level.
         let path = tracing::enabled!(target: "tollgate::access", tracing::Level::DEBUG)
             .then(|| loggable_path(&self.shared, req.uri().path()));
@@ -430,7 +431,7 @@ where
             matched: req.extensions().get::<MatchedPath>().cloned(),
             shared: self.shared.clone(),
         };
-        AccessFuture { inner: self.inner.call(req).instrument(span), done: Some(done) }
+        AccessFuture { inner: self.inner.call(req), done: Some(done) }
     }
 }
 
@@ -438,7 +439,7 @@ pin_project_lite::pin_project! {
     /// The route's answer, then the access line.
     struct AccessFuture<F> {
         #[pin]
-        inner: tracing::instrument::Instrumented<F>,
+        inner: F,
         done: Option<Done>,
     }
 }

@@ -45,6 +45,22 @@ fn admin_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the admin runtime")
 }
 
+/// Builds the socket protocol's runtime: its own worker threads
+/// (`tollgate-socket`), one per core, that run nothing but socket
+/// connections. HTTP connections (admin requests among them: reading,
+/// parsing, writing answers) run on the main runtime's workers, so a socket
+/// verification never waits in a worker's queue behind an HTTP task; when
+/// both are busy it is the kernel's scheduler, which preempts, that shares
+/// the cores between them, not tokio's, which does not (BENCHMARKS.md,
+/// "Admin work and verification").
+fn socket_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tollgate-socket")
+        .build()
+        .context("cannot start the socket runtime")
+}
+
 /// Niceness of the admin runtime's threads (workers and blocking threads).
 /// When the cores are busy, the scheduler then gives a verification worker
 /// that wakes the core ahead of an admin thread (weight 110 against 1024):
@@ -62,8 +78,25 @@ fn lower_priority() {
     }
 }
 
-/// The admin runtime, shut down without waiting if `serve_opening` returns
-/// early (a runtime may not be dropped, which waits, on an async thread).
+/// Runs `f` on a thread of its own at [`ADMIN_NICE`]; threads it starts
+/// inherit that niceness. The store is opened and the audit writer started
+/// this way, so that storage work (sled's I/O pool and flusher, the counter
+/// flusher, the audit writer) fills idle CPU like admin work and never takes a
+/// core from a verification (BENCHMARKS.md, "Admin work and verification").
+async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tollgate-start".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        })
+        .context("cannot start a thread")?;
+    rx.await.context("a startup thread failed")
+}
+
+/// A runtime of its own (admin, socket), shut down without waiting if
+/// `serve_opening` returns early (a runtime may not be dropped, which waits, on an async thread).
 struct RuntimeGuard(Option<tokio::runtime::Runtime>);
 
 impl RuntimeGuard {
@@ -181,11 +214,13 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let open = async move {
         let data = c.data.clone();
         let shown = data.display().to_string();
-        let engine = tokio::task::spawn_blocking(move || {
+        let engine = background(move || {
             let existed = data.exists();
-            let engine = Engine::open(&c)?;
-            secure_data_dir(&data, existed);
-            Ok::<_, crate::engine::EngineError>(engine)
+            let engine = Engine::open(&c);
+            if engine.is_ok() {
+                secure_data_dir(&data, existed);
+            }
+            engine
         })
         .await?
         .with_context(|| format!("cannot open the store in {shown}"))?;
@@ -255,7 +290,12 @@ pub async fn serve_opening(
                 .with_context(|| format!("cannot listen on {}", path.display()))?,
         ),
     };
-    let socket = crate::sidecar::bind(&config).await?;
+    // Bound on the socket runtime, so that the listener is registered with its reactor.
+    let mut socket_rt = RuntimeGuard(Some(socket_runtime()?));
+    let socket = {
+        let config = config.clone();
+        socket_rt.handle().spawn(async move { crate::sidecar::bind(&config).await }).await??
+    };
     let demo = if config.demo {
         let e = engine.clone();
         let data = config.data.clone();
@@ -269,8 +309,12 @@ pub async fn serve_opening(
         None
     };
     let admin = crate::http::admin::AdminState::new(&config)?;
-    let audit =
-        crate::audit::AuditLog::start_with(engine.clone(), &config.audit).context("cannot start the audit writer")?;
+    let audit = {
+        let (engine, config) = (engine.clone(), config.audit.clone());
+        background(move || crate::audit::AuditLog::start_with(engine, &config))
+            .await?
+            .context("cannot start the audit writer")?
+    };
     let metrics = Arc::new(Metrics::default());
     let mut admin_rt = RuntimeGuard(Some(admin_runtime()?));
     let shared = Arc::new(Shared {
@@ -295,7 +339,7 @@ pub async fn serve_opening(
             stop_rx.clone(),
         ))
     });
-    let sidecar_task = tokio::spawn(crate::sidecar::run(
+    let sidecar_task = socket_rt.handle().spawn(crate::sidecar::run(
         socket,
         Arc::new(crate::sidecar::EngineService::with_metrics(engine.clone(), metrics).with_audit(shared.audit.clone())),
         crate::sidecar::Limits::from_config(&config),
@@ -335,9 +379,11 @@ pub async fn serve_opening(
     }
     let audit = shared.audit.clone();
     let admin_rt = admin_rt.0.take();
+    let socket_rt = socket_rt.0.take();
     tokio::task::spawn_blocking(move || {
-        // Every connection has drained, so no admin call is running.
-        if let Some(rt) = admin_rt {
+        // Every connection has drained, so no admin call or socket
+        // connection is running.
+        for rt in [admin_rt, socket_rt].into_iter().flatten() {
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
         }
         audit.shutdown();

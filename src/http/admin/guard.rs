@@ -19,6 +19,7 @@ use axum::response::Response;
 use futures_util::FutureExt as _;
 use serde::Deserialize;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::extract::{Resp, engine_error, not_found, validation};
 use super::{AdminState, Route};
@@ -57,7 +58,13 @@ where
     /// connection's task here only waits for the answer.
     fn call(self, req: Request, shared: Arc<Shared>) -> Self::Future {
         Box::pin(async move {
-            let task = shared.admin_runtime.clone().spawn(run(self.route, self.inner, req, shared));
+            // The request's id (see `http::Access`) on every line the call logs.
+            let span = match req.extensions().get::<crate::http::RequestId>() {
+                Some(id) => tracing::info_span!("http", req = %id),
+                None => tracing::info_span!("http"),
+            };
+            let call = run(self.route, self.inner, req, shared.clone()).instrument(span);
+            let task = shared.admin_runtime.clone().spawn(call);
             match task.await {
                 Ok(resp) => resp,
                 Err(e) if e.is_panic() => panicked(&*e.into_panic(), "admin api"),
