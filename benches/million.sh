@@ -106,4 +106,4 @@ echo "restart: three imported keys verify with their secrets"
 stop
 
 # 3. Server CPU per socket answer at 100k keys.
-"$BIN/tollgate" bench --keys 100000 | grep -E 'req/s|cpu:'
+"$BIN/tollgate" bench --keys 100000 2>"$dir/bench.log" | grep -E 'req/s  \(|cpu:'
