@@ -20,7 +20,8 @@
 # (a migration; the secrets are `sk_live_bench<i>_<salt>`). MODE=generate:
 # entries without a hash, so the daemon generates every secret and answers
 # them (the CLI writes them to DIR/made.jsonl).
-# BIN=DIR runs the binaries in DIR instead of building them. DIR (default: a
+# CONFIG=FILE starts the daemon with that configuration file (e.g. another
+# `[store] cache_mb`). BIN=DIR runs the binaries in DIR instead of building them. DIR (default: a
 # new directory under $TMPDIR) is deleted at the end unless KEEP=1. Run it
 # alone: the figures are RSS and wall-clock times. Needs curl and python3.
 set -euo pipefail
@@ -45,7 +46,7 @@ stop() {
 }
 trap 'stop; [ "${KEEP:-0}" = 1 ] || rm -rf "$dir"' EXIT
 serve() {
-  "$BIN/tollgate" serve --data "$dir/data" --socket "$dir/sock" --http "127.0.0.1:$port" \
+  "$BIN/tollgate" serve ${CONFIG:+--config "$CONFIG"} --data "$dir/data" --socket "$dir/sock" --http "127.0.0.1:$port" \
     >>"$dir/daemon.log" 2>&1 &
   pid=$!
   until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ]; do
