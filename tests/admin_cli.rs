@@ -1053,4 +1053,16 @@ fn keys_import_sends_a_jsonl_file_in_batches() {
     assert_eq!(e.code, EXIT_USAGE);
     assert!(e.message.contains("cannot create it"), "{}", e.message);
     assert_eq!(count(&d), 35);
+
+    // On a terminal the progress is a bar redrawn in place.
+    let few: Vec<String> = (0..4).map(|_| json!({"userId": alice}).to_string()).collect();
+    std::fs::write(&file, few.join("\n")).unwrap();
+    let mut cmd = d.bin();
+    let tty_out = dir.path().join("tty.jsonl");
+    cmd.args(["--token", ADMIN, "keys", "import", path, "--batch", "2", "--out", tty_out.to_str().unwrap()]);
+    let (code, shown) = Pty::spawn(cmd).finish();
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("\rimport: [###############               ] 2/4 keys (50%)"), "{shown:?}");
+    assert!(shown.contains("\rimport: [##############################] 4/4 keys (100%)"), "{shown:?}");
+    assert_eq!(std::fs::read_to_string(&tty_out).unwrap().lines().count(), 4);
 }
