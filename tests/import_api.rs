@@ -288,6 +288,13 @@ fn refused_entries_are_named_and_nothing_is_written() {
             "keys[3].start",
         ),
         (0, json!({"start": "sk_live"}), 422, json!(["body", "keys", "0", "start"]), "keys[0].start: only with hash"),
+        (
+            2,
+            json!({"hash": sha("sk_short_secret"), "start": "sk_short_secret"}),
+            422,
+            json!(["body", "keys", "2", "start"]),
+            "keys[2].start: is the whole secret",
+        ),
         (2, json!({"prefix": "tg\n"}), 422, json!(["body", "keys", "2", "prefix"]), "keys[2].prefix"),
         (
             1,

@@ -728,7 +728,7 @@ pub struct ImportKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u32>,
     /// With `hash`: the first characters of the existing secret, shown in
-    /// listings (at most 40, no control characters).
+    /// listings (at most 40, no control characters; never the whole secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 40))]
     pub start: Option<String>,
