@@ -238,6 +238,10 @@ fn check_adoption(hash: &str, start: Option<String>, prefix: Option<&str>) -> Re
     if start.chars().count() > MAX_START_LEN || start.chars().any(char::is_control) {
         return invalid("start", format!("must be at most {MAX_START_LEN} characters with no control characters"));
     }
+    // `start` is shown in every listing: never the secret itself.
+    if !start.is_empty() && secret::sha256(start.as_bytes()) == digest {
+        return invalid("start", "is the whole secret (its hash is `hash`): give only its first characters");
+    }
     let prefix = match prefix {
         Some(p) => {
             secret::validate_prefix(p).or_else(|e| invalid("prefix", e))?;
@@ -1009,7 +1013,9 @@ impl Engine {
             }
             let new = c.new;
             let key = ApiKey {
-                id: secret::new_id(&self.rng, "key_"),
+                // In creation order: an import of 10,000 keys appends to
+                // the keys table instead of touching a leaf per key.
+                id: secret::new_timed_id(&self.rng, "key_", now),
                 team_id: user.team.id.to_string(),
                 user_id: user.id.to_string(),
                 name: new.name,

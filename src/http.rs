@@ -723,19 +723,20 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
 /// `Content-Length` (the client closed early) or cannot be read, 400 for
 /// one that is not JSON of the expected shape.
 pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, Response> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            &format!("request body larger than {MAX_BODY_BYTES} bytes"),
-        )
-    };
+    read_json_within(req, MAX_BODY_BYTES).await
+}
+
+/// [`read_json`] with a body of at most `limit` bytes (`POST /v1/keys/import`
+/// takes [`api::MAX_IMPORT_BODY_BYTES`]).
+pub async fn read_json_within<T: serde::de::DeserializeOwned>(req: Request, limit: usize) -> Result<T, Response> {
+    let too_large =
+        || error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &format!("request body larger than {limit} bytes"));
     let declared =
         req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes: Bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    let bytes: Bytes = match Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(e) => {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tollgate_admin::error::{
     EXIT_CONNECTION, EXIT_DENIED, EXIT_FORBIDDEN, EXIT_NOT_FOUND, EXIT_RATE_LIMITED, EXIT_REFUSED,
     EXIT_UNAUTHENTICATED, EXIT_USAGE,
@@ -947,4 +947,122 @@ fn works_against_the_https_listener_with_ca_cert() {
     // A CA file that holds no certificate is a usage error, before any call.
     let e = run(&https, Some(pki.path().join("server.key").to_str().unwrap()), &["teams", "list"]).unwrap_err();
     assert_eq!(e.code, EXIT_USAGE, "{}", e.message);
+}
+
+/// `keys import FILE.jsonl`: the file is checked before anything is sent
+/// (a bad line named), then sent in batches; the keys made are written in
+/// line order (stdout, or `--out` created 0600); a refused batch says which
+/// lines were imported and which were not.
+#[test]
+fn keys_import_sends_a_jsonl_file_in_batches() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = start();
+    let (team, alice) = d.team_with_admin("importing", "imp-alice");
+    let dir = tempfile::tempdir().unwrap();
+    let sha = |s: &str| -> String {
+        tollgate::core::secret::sha256(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    // 25 entries over 26 lines (a blank one at 13): the 13 even lines adopt a legacy
+    // key, odd ones get a generated secret.
+    let mut lines = Vec::new();
+    for n in 1..=26 {
+        lines.push(match n {
+            13 => String::new(),
+            n if n % 2 == 0 => {
+                json!({"userId": alice, "hash": sha(&format!("sk_live_legacy{n}")), "start": "sk_live_le", "name": format!("line {n}")}).to_string()
+            }
+            n => json!({"userId": alice, "name": format!("line {n}"), "permissions": {"docs": ["read"]}}).to_string(),
+        });
+    }
+    let file = dir.path().join("keys.jsonl");
+    let path = file.to_str().unwrap();
+    let count = |d: &Daemon| d.json(ADMIN, &["keys", "list", "--team", &team, "--all"])["count"].as_u64().unwrap();
+
+    // A bad line: nothing is sent.
+    let mut bad = lines.clone();
+    bad[16] = r#"{"userId": "u", "expiresIn": "soon"}"#.to_owned();
+    std::fs::write(&file, bad.join("\n")).unwrap();
+    let e = d.err(ADMIN, &["keys", "import", path, "--batch", "10"]);
+    assert_eq!(e.code, EXIT_USAGE, "{}", e.message);
+    assert!(e.message.starts_with(&format!("{path}:17: ")), "{}", e.message);
+    bad[16] = r#"{"userId": "u", "hash": "nothex"}"#.to_owned();
+    std::fs::write(&file, bad.join("\n")).unwrap();
+    assert!(d.err(ADMIN, &["keys", "import", path]).message.contains(":17: hash: must be 64"));
+    assert_eq!(count(&d), 0);
+
+    // The binary: the keys on stdout, in line order; progress on stderr
+    // (plain lines: stderr is a pipe here).
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let mut cmd = d.bin();
+    cmd.args(["--token", ADMIN, "keys", "import", path, "--batch", "10"]);
+    let (code, stdout, stderr) = output(cmd, None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("import: 25/25 keys (100%)"), "{stderr}");
+    assert!(stderr.contains("imported 25 keys (12 with a generated secret, 13 adopted)"), "{stderr}");
+    assert!(stderr.contains("shown this once"), "{stderr}");
+    let made: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let numbers: Vec<u64> = made.iter().map(|k| k["line"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (1..=26).filter(|n| *n != 13).collect::<Vec<u64>>());
+    for k in &made {
+        let n = k["line"].as_u64().unwrap();
+        let secret = match k["key"].as_str() {
+            Some(s) => s.to_owned(),
+            None => format!("sk_live_legacy{n}"),
+        };
+        assert_eq!(n % 2 == 1, k["key"].is_string(), "line {n}: {k}");
+        let v = d.json("unused", &["verify", &secret]);
+        assert_eq!(v["valid"], true, "line {n}: {v}");
+        let got = d.json(ADMIN, &["keys", "get", k["id"].as_str().unwrap()]);
+        assert_eq!(got["name"], format!("line {n}"));
+    }
+    assert_eq!(count(&d), 25);
+    // One audit entry per batch: 10 + 10 + 5.
+    let logs = d.json(ADMIN, &["logs", "--team", &team, "--action", "ImportKeys"]);
+    let mut targets: Vec<&str> = list_shape(&logs).iter().map(|e| e["target"].as_str().unwrap()).collect();
+    targets.sort();
+    assert_eq!(targets, ["10 keys", "10 keys", "5 keys"]);
+
+    // A refused batch: line 20 adopts a hash imported above, so batch 2
+    // (lines 11-20) is refused; lines 1-10 were imported and written to --out.
+    let again: Vec<String> = (1..=21)
+        .map(|n| match n {
+            20 => json!({"userId": alice, "hash": sha("sk_live_legacy2")}).to_string(),
+            n => json!({"userId": alice, "name": format!("again {n}")}).to_string(),
+        })
+        .collect();
+    std::fs::write(&file, again.join("\n")).unwrap();
+    let out = dir.path().join("made.jsonl");
+    let out_path = out.to_str().unwrap();
+    let e = d.err(ADMIN, &["keys", "import", path, "--batch", "10", "--out", out_path]);
+    assert_eq!((e.code, e.status()), (EXIT_REFUSED, Some(409)), "{}", e.message);
+    for part in [
+        &format!("{path}:20: "),
+        "batch 2 (lines 11-20) was refused",
+        "lines up to 10 were imported (10 keys, written to",
+        "lines from 11 on were not imported",
+    ] {
+        assert!(e.message.contains(part), "{part:?} in {}", e.message);
+    }
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written.lines().count(), 10);
+    assert!(written.lines().all(|l| serde_json::from_str::<Value>(l).unwrap()["key"].is_string()));
+    assert_eq!(count(&d), 35);
+    // --out never writes over a file.
+    let e = d.err(ADMIN, &["keys", "import", path, "--out", out_path]);
+    assert_eq!(e.code, EXIT_USAGE);
+    assert!(e.message.contains("cannot create it"), "{}", e.message);
+    assert_eq!(count(&d), 35);
+
+    // On a terminal the progress is a bar redrawn in place.
+    let few: Vec<String> = (0..4).map(|_| json!({"userId": alice}).to_string()).collect();
+    std::fs::write(&file, few.join("\n")).unwrap();
+    let mut cmd = d.bin();
+    let tty_out = dir.path().join("tty.jsonl");
+    cmd.args(["--token", ADMIN, "keys", "import", path, "--batch", "2", "--out", tty_out.to_str().unwrap()]);
+    let (code, shown) = Pty::spawn(cmd).finish();
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("\rimport: [###############               ] 2/4 keys (50%)"), "{shown:?}");
+    assert!(shown.contains("\rimport: [##############################] 4/4 keys (100%)"), "{shown:?}");
+    assert_eq!(std::fs::read_to_string(&tty_out).unwrap().lines().count(), 4);
 }

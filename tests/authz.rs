@@ -330,6 +330,8 @@ fn target(
         }
         ("DELETE", "/v1/users/{id}/sessions") => (with_id(&owner), None),
         ("POST", "/v1/keys") => (path.to_owned(), Some(json!({"userId": owner}))),
+        // Each entry of an import is checked as a POST /v1/keys body is.
+        ("POST", "/v1/keys/import") => (path.to_owned(), Some(json!({"keys": [{"userId": owner}]}))),
         ("GET" | "PATCH" | "DELETE", "/v1/keys/{id}") => {
             let (id, _) = d.key(&owner, json!({}));
             (with_id(&id), (method == "PATCH").then(|| json!({"name": "renamed"})))

@@ -430,6 +430,23 @@ pub enum KeysCommand {
         /// Key id.
         id: String,
     },
+    /// Import API keys from a JSONL file: one JSON object a line, with the
+    /// fields of `keys create` as the API names them (userId, name,
+    /// permissions, expiresIn ...) and, to adopt a key issued elsewhere,
+    /// "hash" (SHA-256 of its secret, 64 hex digits) and "start". The whole
+    /// file is checked first; the keys made (with the secrets tollgate
+    /// generated) are written as JSON lines, in the order of the input.
+    Import {
+        /// The JSONL file.
+        file: std::path::PathBuf,
+        /// Entries per request (each request is one atomic write), 1 to 10000.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch: u32,
+        /// Write the keys made here (created with mode 0600, never over an
+        /// existing file) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 /// `tokens ...`
@@ -558,12 +575,17 @@ fn execute_with(cli: Cli, password_in_argv: bool) -> Result<Output, CliError> {
         );
     }
     let flags = command_flags(&cli.command);
+    // An import's errors name lines of its file, not flags.
+    let import = matches!(cli.command, Command::Keys(KeysCommand::Import { .. }));
     match dispatch(cli, &mut out) {
         Ok(mut o) => {
             o.stderr.insert_str(0, &render_warnings(&out.warnings, out.json));
             Ok(o)
         }
-        Err(e) => Err(CliError { json: out.json, warnings: out.warnings, ..e.name_flags(flags) }),
+        Err(e) => {
+            let e = if import { e } else { e.name_flags(flags) };
+            Err(CliError { json: out.json, warnings: out.warnings, ..e })
+        }
     }
 }
 
@@ -1044,6 +1066,20 @@ fn keys(client: &AdminClient, out: &mut Out, c: KeysCommand) -> Result<Output, C
             let secret = k.key.clone().unwrap_or_default();
             out.warn("this is the only time the key's secret is shown; store it now (tollgate keeps only its hash)");
             out.print(&k, || format!("{}\nsecret: {secret}\n", key_text(&k)))
+        }
+        KeysCommand::Import { file, batch, out: to } => {
+            let run =
+                crate::import::ImportRun { file: &file, batch: batch as usize, out: to.as_deref(), json: out.json };
+            let (n, generated) = crate::import::import(client, &run)?;
+            if generated > 0 && to.is_none() {
+                out.warn("the generated secrets above are shown this once; store them now (tollgate keeps only their hashes)");
+            }
+            let stderr = if out.json {
+                String::new()
+            } else {
+                format!("imported {n} keys ({generated} with a generated secret, {} adopted)\n", n - generated)
+            };
+            Ok(Output { stdout: String::new(), stderr })
         }
         KeysCommand::List { team, inactive, limit, offset, cursor, ending_before, all } => {
             let mut l = client.list_keys(&KeyListQuery {

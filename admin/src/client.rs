@@ -481,6 +481,12 @@ impl AdminClient {
         self.call("POST", "/v1/keys", Some(&to_json(key)?))
     }
 
+    /// `POST /v1/keys/import`: up to [`MAX_IMPORT_KEYS`](crate::types::MAX_IMPORT_KEYS)
+    /// keys in one atomic write; the answer holds the generated secrets, once.
+    pub fn import_keys(&self, batch: &KeyImport) -> Result<KeyImportResult, ClientError> {
+        self.call("POST", "/v1/keys/import", Some(&to_json(batch)?))
+    }
+
     /// `GET /v1/keys/{id}`.
     pub fn get_key(&self, id: &str) -> Result<ApiKey, ClientError> {
         self.call("GET", &format!("/v1/keys/{}", encode(id)), None)

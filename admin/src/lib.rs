@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod client;
 pub mod error;
+mod import;
 mod prompt;
 pub mod table;
 pub mod units;

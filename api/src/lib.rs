@@ -671,6 +671,116 @@ pub struct NewKey {
     pub whitelisted_ips: Option<Vec<String>>,
 }
 
+/// Most entries one `POST /v1/keys/import` takes.
+pub const MAX_IMPORT_KEYS: usize = 10_000;
+
+/// Largest body `POST /v1/keys/import` reads (16 MiB; other routes take
+/// 64 KiB): 10,000 entries of up to 1.6 KiB each. A larger body is a 413;
+/// tollgate-admin splits its batches to stay under it.
+pub const MAX_IMPORT_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// One entry of `POST /v1/keys/import`: the fields of `POST /v1/keys`
+/// ([`NewKey`]) and, to adopt a key issued elsewhere so that it keeps its
+/// secret, `hash` (and a display `start`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportKey {
+    /// Lifetime in seconds; never expires when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    /// The SHA-256 of the existing secret, 64 hex digits: the key is adopted
+    /// and verifies with that secret, whatever its format. Absent: tollgate
+    /// generates a secret and returns it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{64}$"))]
+    pub hash: Option<String>,
+    /// A JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the key may do (within the owner's role and the caller's grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BTreeMap<String, Vec<String>>>))]
+    pub permissions: Option<Permissions>,
+    /// The secret's prefix. For an adopted key, what precedes its last `_`
+    /// (taken from `start` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Whether a rate limit applies (needs `rateLimitMax` and `rateLimitTimeWindow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_enabled: Option<bool>,
+    /// Requests per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_max: Option<u32>,
+    /// Window in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_time_window: Option<u64>,
+    /// Uses restored every `refillInterval` (both or neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refill_amount: Option<u32>,
+    /// Milliseconds between refills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refill_interval: Option<u64>,
+    /// Uses allowed; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u32>,
+    /// With `hash`: the first characters of the existing secret, shown in
+    /// listings (at most 40, no control characters; never the whole secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 40))]
+    pub start: Option<String>,
+    /// Owner; defaults to the calling user (required with the admin token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Allowed addresses and CIDR blocks; any when absent or empty.
+    #[serde(default, rename = "whitelistedIPs", skip_serializing_if = "Option::is_none")]
+    pub whitelisted_ips: Option<Vec<String>>,
+}
+
+/// `POST /v1/keys/import` body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct KeyImport {
+    /// 1 to 10,000 entries, imported in one atomic, durable write: all of
+    /// them or, if one is refused, none.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10000))]
+    pub keys: Vec<ImportKey>,
+}
+
+/// A key of the answer to `POST /v1/keys/import`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ImportedKey {
+    /// Identifier.
+    pub id: String,
+    /// The generated secret (shown this once); absent for an adopted key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The first characters of the secret, to recognise it.
+    pub start: String,
+    /// Owning user.
+    pub user_id: String,
+}
+
+/// `POST /v1/keys/import` answer: the keys in the order of the entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct KeyImportResult {
+    /// Keys imported.
+    pub count: u64,
+    /// The keys, entry by entry.
+    pub keys: Vec<ImportedKey>,
+    /// The team of the keys when they are all of one team, else `null`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub team_id: Option<String>,
+}
+
 /// `PATCH /v1/keys/{id}` body. The outer `Option` is "send the field or not";
 /// an inner `None` sends `null`, which clears the setting (e.g. no expiry).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -1170,6 +1280,13 @@ mod tests {
         }
     }
 
+    fn imported() -> KeyImportResult {
+        let generated =
+            ImportedKey { id: "k".into(), key: Some("tg_s".into()), start: "tg_s".into(), user_id: "u".into() };
+        let adopted = ImportedKey { key: None, start: "sk_live".into(), ..generated.clone() };
+        KeyImportResult { count: 2, keys: vec![generated, adopted], team_id: Some("t".into()) }
+    }
+
     fn token() -> AccessToken {
         AccessToken {
             created_at: "c".into(),
@@ -1249,6 +1366,7 @@ mod tests {
         let mut listed = key();
         listed.key = None;
         wire(&KeyList { count: 1, data: vec![listed], next_url: None, previous_url: None, status: 200, total: 1 });
+        wire(&imported());
         wire(&token());
         wire(&TokenPage { items: vec![token()], next_cursor: Some("c".into()) });
         wire(&CreatedToken { plaintext: "s".into(), token: token() });
@@ -1304,6 +1422,25 @@ mod tests {
             remaining: Some(1),
             user_id: Some("u".into()),
             whitelisted_ips: Some(vec![]),
+        });
+        wire(&KeyImport {
+            keys: vec![ImportKey {
+                expires_in: Some(1),
+                hash: Some("ab".repeat(32)),
+                metadata: Some(json!({})),
+                name: Some("n".into()),
+                permissions: Some(perms()),
+                prefix: Some("p".into()),
+                rate_limit_enabled: Some(true),
+                rate_limit_max: Some(1),
+                rate_limit_time_window: Some(1),
+                refill_amount: Some(1),
+                refill_interval: Some(1),
+                remaining: Some(1),
+                start: Some("p_x".into()),
+                user_id: Some("u".into()),
+                whitelisted_ips: Some(vec![]),
+            }],
         });
         wire(&KeyUpdate {
             enabled: Some(true),
@@ -1488,6 +1625,8 @@ mod tests {
             &KeyList { count: 0, data: vec![], next_url: None, previous_url: None, status: 200, total: 0 },
             &[],
         );
+        schema_matches(&imported(), &[]);
+        schema_matches(&imported().keys[0], &["key"]);
         schema_matches(&token(), &[]);
         schema_matches(&TokenPage { items: vec![], next_cursor: None }, &[]);
         schema_matches(&CreatedToken { plaintext: "s".into(), token: token() }, &[]);
@@ -1527,6 +1666,8 @@ mod tests {
         b = add::<KeyListQuery>(b);
         b = add::<NewKey>(b);
         b = add::<KeyUpdate>(b);
+        b = add::<KeyImport>(b);
+        b = add::<KeyImportResult>(b);
         b = add::<AccessToken>(b);
         b = add::<TokenPage>(b);
         b = add::<TokenListQuery>(b);

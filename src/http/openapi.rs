@@ -549,6 +549,29 @@ fn admin(d: &mut Doc) {
         .error(422, "a missing or invalid field (`detail` names it)");
     let op = op.answer::<api::ApiKey>(d, 201, "the key, with its secret in `key` (shown this once)");
     d.add(op);
+    let op = guarded(
+        Post,
+        "/v1/keys/import",
+        "ImportKeys",
+        "Import up to 10,000 API keys in one atomic, durable write: generated ones, or keys issued elsewhere adopted by the SHA-256 of their secret",
+    )
+    .error(
+        413,
+        &format!("the body is larger than {} bytes (this route's limit)", api::MAX_IMPORT_BODY_BYTES),
+    )
+    .body::<api::KeyImport>(d)
+    .error(404, "an entry's user does not exist (or is another team's); the message names the entry (`keys[3]: ...`)")
+    .error(409, "an entry's hash is already a key's or token's, or an earlier entry's; the message names the entry")
+    .error(
+        422,
+        "no entries or more than 10,000, or a missing or invalid field of an entry (`detail` names it: `[\"body\", \"keys\", \"3\", \"expiresIn\"]`)",
+    );
+    let op = op.answer::<api::KeyImportResult>(
+        d,
+        201,
+        "the keys, in the order of the entries, with the generated secrets (shown this once)",
+    );
+    d.add(op);
     let op = guarded(Get, "/v1/keys/{id}", "GetKey", "Get an API key")
         .id("the key's id")
         .error(404, "no such key (or another team's)");

@@ -14,7 +14,7 @@ use tollgate_api as api;
 
 use crate::core::model::Permissions;
 use crate::engine::{Cursor, EngineError};
-use crate::http::{Body, error, json_response, read_json};
+use crate::http::{Body, error, json_response, read_json, read_json_within};
 
 /// An answer; handlers return `Result<Resp, Resp>`, the error being the ready answer.
 pub(crate) type Resp = Response;
@@ -142,13 +142,44 @@ pub(crate) fn engine_error(e: EngineError) -> Resp {
         EngineError::LimitReached(m) => error(StatusCode::CONFLICT, "limit_reached", &m),
         EngineError::TierExceeded(m) => error(StatusCode::CONFLICT, "tier_exceeded", &m),
         EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
-        // Only batches (Engine::import_keys) report an entry; no route calls one yet.
+        // A batch's entry (Engine::import_keys): the import route names it (`entry_error`).
         EngineError::Entry { error, .. } => engine_error(*error),
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
         }
     }
+}
+
+/// The error answer `resp` about entry `index` of a batch
+/// (`POST /v1/keys/import`), made to name it: a 422's locations go under
+/// `["body", "keys", "<index>"]` and its message reads
+/// `keys[3].expiresIn: ...`; a wrong type's message `keys[3].name: expected
+/// ...`; any other error's `keys[3]: ...`. So each check of a route that
+/// reads one object answers for an entry of a batch as well.
+pub(crate) async fn entry_error(index: usize, resp: Resp) -> Resp {
+    let (parts, body) = resp.into_parts();
+    // The daemon's own error answers: small JSON documents in memory.
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let at = format!("keys[{index}]");
+    if let Ok(mut v) = serde_json::from_slice::<api::ValidationErrorResponse>(&bytes) {
+        for d in &mut v.detail {
+            let rest = d.loc.split_off(d.loc.len().min(1));
+            d.loc.extend(["keys".to_owned(), index.to_string()]);
+            d.loc.extend(rest);
+        }
+        v.error.message = format!("{at}.{}", v.error.message);
+        return json_response(parts.status, &v);
+    }
+    if let Ok(mut e) = serde_json::from_slice::<api::ErrorResponse>(&bytes) {
+        e.error.message = if e.error.code == "invalid_type" {
+            format!("{at}.{}", e.error.message)
+        } else {
+            format!("{at}: {}", e.error.message)
+        };
+        return json_response(parts.status, &e);
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 // ---- request bodies ----
@@ -165,6 +196,43 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             Value::Object(m) => Ok(Fields(m)),
             _ => Err(error(StatusCode::BAD_REQUEST, "invalid_json", "the request body must be a JSON object")),
         }
+    }
+}
+
+/// The body of `POST /v1/keys/import`, `{"keys": [ ... ]}`, read up to
+/// [`api::MAX_IMPORT_BODY_BYTES`]: 1 to [`api::MAX_IMPORT_KEYS`] entries,
+/// each a JSON object read as [`Fields`] (its errors are about the entry:
+/// see [`entry_error`]).
+pub(crate) struct ImportBody(pub Vec<Fields>);
+
+impl<S: Send + Sync> FromRequest<S> for ImportBody {
+    type Rejection = Resp;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Resp> {
+        let mut body = match read_json_within::<Value>(req, api::MAX_IMPORT_BODY_BYTES).await? {
+            Value::Object(m) => Fields(m),
+            _ => return Err(error(StatusCode::BAD_REQUEST, "invalid_json", "the request body must be a JSON object")),
+        };
+        body.only(&["keys"])?;
+        let entries = match body.get("keys") {
+            Some(Some(Value::Array(a))) => a,
+            Some(Some(_)) => return Err(wrong_type("keys", "an array of objects")),
+            _ => return Err(validation(&["body", "keys"], "field required", "missing")),
+        };
+        let max = api::MAX_IMPORT_KEYS;
+        if entries.is_empty() || entries.len() > max {
+            let msg = format!("must hold 1 to {max} entries (this one holds {})", entries.len());
+            return Err(validation(&["body", "keys"], &msg, "value_error"));
+        }
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| match e {
+                Value::Object(m) => Ok(Fields(m)),
+                _ => Err(wrong_type(&format!("keys[{i}]"), "a JSON object")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(ImportBody)
     }
 }
 

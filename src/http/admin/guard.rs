@@ -424,6 +424,11 @@ async fn audit_call(
     let target = if id.is_empty() && ok {
         field("id")
             .or_else(|| body.get("token").and_then(|t| t.get("id")).and_then(Value::as_str).map(str::to_owned))
+            // An import is one entry, with how many keys it made (never their secrets or hashes).
+            .or_else(|| {
+                let count = body.get("count").and_then(Value::as_u64).filter(|_| op == "ImportKeys");
+                count.map(|n| format!("{n} keys"))
+            })
             .unwrap_or_default()
     } else {
         id.to_owned()

@@ -1,17 +1,18 @@
 //! API keys (seeds 001 and 002): `/v1/keys`.
 
-use super::extract::{links, paging};
+use super::extract::{ImportBody, entry_error, links, paging};
 use super::guard::Caller;
 use super::prelude::*;
 use super::{opt_ts, ts};
 use crate::authz::{Owner, Reach};
 use crate::core::model::{ApiKey, Millis, RateLimit, Refill, Role, Usage};
-use crate::engine::{KeyUpdate, NewKey, now_us, remaining_at};
+use crate::engine::{EngineError, ImportKey, KeyUpdate, NewKey, now_us, remaining_at};
 
 pub(super) fn routes(r: &mut Routes) {
     use Object::Keys;
     r.guarded(Get, "/v1/keys", "ListKeys", (Keys, Verb::Read), list);
     r.guarded(Post, "/v1/keys", "CreateKey", (Keys, Verb::Create), create);
+    r.guarded(Post, "/v1/keys/import", "ImportKeys", (Keys, Verb::Create), import);
     r.guarded(Get, "/v1/keys/{id}", "GetKey", (Keys, Verb::Read), get);
     r.guarded(Patch, "/v1/keys/{id}", "UpdateKey", (Keys, Verb::Update), update);
     r.guarded(Delete, "/v1/keys/{id}", "DeleteKey", (Keys, Verb::Delete), delete);
@@ -84,52 +85,96 @@ async fn list(cx: Cx, Query(q): Query<api::KeyListQuery>) -> Result<Resp, Resp> 
 
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     b.only_with(KEY_SETTINGS, &["userId", "prefix"])?;
-    let user_id = match (b.opt_str("userId")?.flatten(), &cx.caller) {
-        (Some(u), _) => u,
-        (None, Caller::User(u)) => u.user.to_string(),
-        (None, Caller::Admin) => {
-            return Err(validation(&["body", "userId"], "field required", "missing"));
-        }
-    };
-    let refill = match (b.opt_u32("refillAmount")?.flatten(), b.opt_u64("refillInterval")?.flatten()) {
-        (None, None) => None,
-        (Some(amount), Some(interval_ms)) => Some(Refill { amount, interval_ms }),
-        (Some(_), None) => {
-            return Err(validation(&["body", "refillInterval"], "required with refillAmount", "missing"));
-        }
-        (None, Some(_)) => {
-            return Err(validation(&["body", "refillAmount"], "required with refillInterval", "missing"));
-        }
-    };
-    let rate_limit = rate_limit(
-        b.opt_bool("rateLimitEnabled")?.flatten(),
-        b.opt_u32("rateLimitMax")?.flatten(),
-        b.opt_u64("rateLimitTimeWindow")?.flatten(),
-        None,
-    )?
-    .flatten();
-    let new = NewKey {
-        name: b.opt_str("name")?.flatten(),
-        prefix: b.opt_str("prefix")?.flatten(),
-        expires_in_secs: b.opt_u64("expiresIn")?.flatten(),
-        remaining: b.opt_u32("remaining")?.flatten(),
-        refill,
-        rate_limit,
-        permissions: b.opt_permissions("permissions")?.flatten().unwrap_or_default(),
-        metadata: b.opt_object("metadata")?.flatten().map(|m| m.to_string()),
-        whitelisted_ips: b.opt_ips("whitelistedIPs")?.flatten().unwrap_or_default(),
-        user_id,
-    };
-    cx.user_for(&new.user_id)?;
-    let expires_at = new
-        .expires_in_secs
-        .map(|s| crate::engine::expiry_after_secs(now_us() / 1000, s))
-        .transpose()
-        .map_err(engine_error)?;
-    cx.within_grant(Some(&new.permissions), Some(expires_at))?;
+    let new = cx.new_key(&mut b)?;
     let (key, plaintext) = cx.shared.engine.create_key(new).map_err(engine_error)?;
     let (key, usage) = cx.shared.engine.key(&key.id).map_err(engine_error)?;
     Ok(json_response(StatusCode::CREATED, &key_body(&key, &usage, Some(&plaintext))))
+}
+
+/// `POST /v1/keys/import`: up to [`api::MAX_IMPORT_KEYS`] keys in one atomic,
+/// durable write. Each entry is read and checked against the caller exactly
+/// as `POST /v1/keys` reads its body ([`Cx::new_key`]); an entry may add
+/// `hash` and `start` to adopt a key issued elsewhere. The first refused
+/// entry is the answer, naming it (`keys[3].expiresIn`); nothing is written.
+async fn import(cx: Cx, ImportBody(entries): ImportBody) -> Result<Resp, Resp> {
+    let mut batch = Vec::with_capacity(entries.len());
+    for (i, mut b) in entries.into_iter().enumerate() {
+        let entry = b.only_with(KEY_SETTINGS, &["userId", "prefix", "hash", "start"]).and_then(|()| {
+            let hash = b.opt_str("hash")?.flatten();
+            let start = b.opt_str("start")?.flatten();
+            Ok(ImportKey { key: cx.new_key(&mut b)?, hash, start })
+        });
+        match entry {
+            Ok(e) => batch.push(e),
+            Err(resp) => return Err(entry_error(i, resp).await),
+        }
+    }
+    let imported = match cx.shared.engine.import_keys(batch) {
+        Ok(v) => v,
+        Err(EngineError::Entry { index, error }) => return Err(entry_error(index, engine_error(*error)).await),
+        Err(e) => return Err(engine_error(e)),
+    };
+    let team_id =
+        imported.first().map(|(k, _)| k.team_id.clone()).filter(|t| imported.iter().all(|(k, _)| &k.team_id == t));
+    let keys: Vec<api::ImportedKey> = imported
+        .into_iter()
+        .map(|(k, secret)| api::ImportedKey { id: k.id, key: secret, start: k.start, user_id: k.user_id })
+        .collect();
+    Ok(json_response(StatusCode::CREATED, &api::KeyImportResult { count: keys.len() as u64, keys, team_id }))
+}
+
+impl Cx {
+    /// A key creation read from `b`, the body of `POST /v1/keys` or an entry
+    /// of an import, and checked against the caller: the owner (`userId`,
+    /// the caller by default; required with the admin token) is a live user
+    /// of a team the caller sees whom the role matrix lets it create keys
+    /// for, and the permissions and expiry are within the caller's grant.
+    fn new_key(&self, b: &mut Fields) -> Result<NewKey, Resp> {
+        let user_id = match (b.opt_str("userId")?.flatten(), &self.caller) {
+            (Some(u), _) => u,
+            (None, Caller::User(u)) => u.user.to_string(),
+            (None, Caller::Admin) => {
+                return Err(validation(&["body", "userId"], "field required", "missing"));
+            }
+        };
+        let refill = match (b.opt_u32("refillAmount")?.flatten(), b.opt_u64("refillInterval")?.flatten()) {
+            (None, None) => None,
+            (Some(amount), Some(interval_ms)) => Some(Refill { amount, interval_ms }),
+            (Some(_), None) => {
+                return Err(validation(&["body", "refillInterval"], "required with refillAmount", "missing"));
+            }
+            (None, Some(_)) => {
+                return Err(validation(&["body", "refillAmount"], "required with refillInterval", "missing"));
+            }
+        };
+        let rate_limit = rate_limit(
+            b.opt_bool("rateLimitEnabled")?.flatten(),
+            b.opt_u32("rateLimitMax")?.flatten(),
+            b.opt_u64("rateLimitTimeWindow")?.flatten(),
+            None,
+        )?
+        .flatten();
+        let new = NewKey {
+            name: b.opt_str("name")?.flatten(),
+            prefix: b.opt_str("prefix")?.flatten(),
+            expires_in_secs: b.opt_u64("expiresIn")?.flatten(),
+            remaining: b.opt_u32("remaining")?.flatten(),
+            refill,
+            rate_limit,
+            permissions: b.opt_permissions("permissions")?.flatten().unwrap_or_default(),
+            metadata: b.opt_object("metadata")?.flatten().map(|m| m.to_string()),
+            whitelisted_ips: b.opt_ips("whitelistedIPs")?.flatten().unwrap_or_default(),
+            user_id,
+        };
+        self.user_for(&new.user_id)?;
+        let expires_at = new
+            .expires_in_secs
+            .map(|s| crate::engine::expiry_after_secs(now_us() / 1000, s))
+            .transpose()
+            .map_err(engine_error)?;
+        self.within_grant(Some(&new.permissions), Some(expires_at))?;
+        Ok(new)
+    }
 }
 
 async fn get(cx: Cx, Id(id): Id) -> Result<Resp, Resp> {
