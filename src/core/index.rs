@@ -2,7 +2,8 @@
 //! built from the store's records by `engine` and swapped or mutated in place when
 //! an administrator changes something, so the very next verification sees it.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::borrow::Borrow;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
@@ -36,13 +37,220 @@ impl Hasher for DigestHasher {
     }
 }
 
-/// The credential a secret's hash points at.
+/// The credential a secret's hash points at. In [`Index::secrets`] it is its
+/// own key: it hashes and compares as the SHA-256 its entry holds, so the map
+/// stores one pointer per credential and no copy of the hash.
 #[derive(Clone)]
 pub enum Secret {
     /// An API key.
     Key(Arc<KeyEntry>),
     /// A personal access token.
     Token(Arc<TokenEntry>),
+}
+
+impl Secret {
+    /// SHA-256 of the credential's secret.
+    pub fn hash(&self) -> &[u8; 32] {
+        match self {
+            Secret::Key(k) => &k.hash,
+            Secret::Token(t) => &t.record.hash,
+        }
+    }
+}
+
+impl Borrow<[u8; 32]> for Secret {
+    fn borrow(&self) -> &[u8; 32] {
+        self.hash()
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.hash() == other.hash()
+    }
+}
+
+impl Eq for Secret {}
+
+impl Hash for Secret {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `[u8; 32]` hashes, so that a lookup by hash finds it.
+        self.hash().hash(state);
+    }
+}
+
+/// A key in [`Index::keys`]: its entry, hashed and compared as its id.
+#[derive(Clone)]
+struct ById(Arc<KeyEntry>);
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.0.id.as_str()
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &ById) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that a lookup by `&str` finds it.
+        self.0.id.as_str().hash(state);
+    }
+}
+
+/// A pinned epoch of [`Index::secrets`]: what a lookup returns stays valid
+/// while it is held, even if an administrator replaces or removes the entry
+/// meanwhile (the map frees it once no guard that could see it is left).
+/// Taking one writes only this thread's own slot.
+pub type SecretsGuard<'a> = papaya::LocalGuard<'a>;
+
+/// SHA-256 of a secret → its credential: the hot path's one lookup.
+///
+/// A lock-free hash table (papaya): a lookup takes no lock and writes no
+/// shared cache line, and is never blocked by a writer or a resize. Each slot
+/// is one byte of metadata and a pointer to an 8-byte box holding the
+/// credential's `Arc` (the hash is read from the entry itself).
+pub struct SecretMap(papaya::HashMap<Secret, (), BuildHasherDefault<DigestHasher>>);
+
+impl Default for SecretMap {
+    fn default() -> SecretMap {
+        SecretMap::with_capacity(0)
+    }
+}
+
+impl SecretMap {
+    /// An empty map with room for `n` credentials.
+    pub fn with_capacity(n: usize) -> SecretMap {
+        SecretMap(
+            papaya::HashMap::builder()
+                .capacity(n)
+                .hasher(BuildHasherDefault::default())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+        )
+    }
+
+    /// Pins the map, for [`get_in`](SecretMap::get_in).
+    pub fn guard(&self) -> SecretsGuard<'_> {
+        self.0.guard()
+    }
+
+    /// The credential of `hash`, borrowed for as long as `guard` is held.
+    pub fn get_in<'g>(&self, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Option<&'g Secret> {
+        self.0.get_key_value(hash, guard).map(|(k, ())| k)
+    }
+
+    /// The credential of `hash` (a counted reference).
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Secret> {
+        self.get_in(hash, &self.guard()).cloned()
+    }
+
+    /// Whether a credential has `hash`.
+    pub fn contains_key(&self, hash: &[u8; 32]) -> bool {
+        self.0.contains_key(hash, &self.guard())
+    }
+
+    /// Adds `secret`, replacing the credential of the same hash.
+    pub fn insert(&self, secret: Secret) {
+        self.0.insert(secret, (), &self.guard());
+    }
+
+    /// Removes the credential of `hash`.
+    pub fn remove(&self, hash: &[u8; 32]) {
+        self.0.remove(hash, &self.guard());
+    }
+
+    /// Credentials held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no credential is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Key id → entry (the admin API, a JWT exchanged from a key, the flusher).
+/// Lock-free like [`SecretMap`], and as small: a slot points at a box holding
+/// the entry's `Arc`, the id is read from the entry.
+pub struct KeyMap(papaya::HashMap<ById, ()>);
+
+impl Default for KeyMap {
+    fn default() -> KeyMap {
+        KeyMap::with_capacity(0)
+    }
+}
+
+impl KeyMap {
+    /// An empty map with room for `n` keys.
+    pub fn with_capacity(n: usize) -> KeyMap {
+        KeyMap(
+            papaya::HashMap::builder()
+                .capacity(n)
+                .hasher(std::hash::RandomState::new())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+        )
+    }
+
+    /// The entry of key `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<KeyEntry>> {
+        self.0.get_key_value(id, &self.0.guard()).map(|(k, ())| k.0.clone())
+    }
+
+    /// Adds `entry`, replacing the entry of the same id.
+    pub fn insert(&self, entry: Arc<KeyEntry>) {
+        self.0.insert(ById(entry), (), &self.0.guard());
+    }
+
+    /// Removes key `id`.
+    pub fn remove(&self, id: &str) {
+        self.0.remove(id, &self.0.guard());
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Calls `f` with every entry, in no order (changes made meanwhile may
+    /// or may not be seen, as with any concurrent map); counts no reference.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<KeyEntry>)) {
+        let guard = self.0.guard();
+        for (k, ()) in self.0.iter(&guard) {
+            f(&k.0);
+        }
+    }
+
+    /// The entries `pick` chooses.
+    pub fn matching(&self, pick: impl Fn(&KeyEntry) -> bool) -> Vec<Arc<KeyEntry>> {
+        let mut out = Vec::new();
+        self.for_each(|k| {
+            if pick(k) {
+                out.push(k.clone());
+            }
+        });
+        out
+    }
+
+    /// Every entry (counted references), in no order.
+    pub fn iter(&self) -> std::vec::IntoIter<Arc<KeyEntry>> {
+        let mut all = Vec::with_capacity(self.0.len());
+        self.for_each(|k| all.push(k.clone()));
+        all.into_iter()
+    }
 }
 
 /// A team as the verifier sees it.
@@ -345,9 +553,9 @@ pub enum Dirty {
 #[derive(Default)]
 pub struct Index {
     /// SHA-256 of a secret → its credential. The hot path's one lookup.
-    pub secrets: DashMap<[u8; 32], Secret, BuildHasherDefault<DigestHasher>>,
+    pub secrets: SecretMap,
     /// Key id → entry.
-    pub keys: DashMap<Id, Arc<KeyEntry>>,
+    pub keys: KeyMap,
     /// Token id → entry.
     pub tokens: DashMap<String, Arc<TokenEntry>>,
     /// User id → entry.
