@@ -19,7 +19,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Config, ConfigError, DurabilityMode};
 use crate::core::index::{
-    Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, SecretsGuard, TeamEntry, TokenEntry, UserEntry,
+    Allowlist, Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, SecretsGuard, TeamEntry, TokenEntry, UserEntry,
 };
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
 use crate::core::limits::{Micros, WINDOW_MAX_REQUESTS, period_of};
@@ -884,7 +884,7 @@ impl Engine {
         match self.verify_admin_at(&req, now_us()) {
             Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => {
                 let k = a.key().ok_or(EngineError::BadCredentials)?;
-                self.issue_jwt_for(a.subject(), Some((&k.id, k.hot.expires_at)))
+                self.issue_jwt_for(a.subject(), Some((&k.id, k.hot.expires_at())))
             }
             _ => Err(EngineError::BadCredentials),
         }
@@ -1483,7 +1483,7 @@ fn key_entry(
         hot: KeyHot::of(record),
         id: record.id.as_str().into(),
         permissions: index.intern(PermSet::new(&record.permissions.intersect(role.grant()))),
-        ips: ips.into_boxed_slice(),
+        ips: Allowlist::new(ips),
         user,
         counters,
         hash: record.hash,
@@ -1660,15 +1660,15 @@ fn load_keys(
         let entry = Arc::new(KeyEntry {
             counters: Arc::new(counters(&u, k.refill)),
             user,
-            hot: KeyHot {
-                expires_at: k.expires_at,
-                rate_limit: k.rate_limit,
-                refill: k.refill,
-                enabled: k.enabled,
-                counted: k.remaining.is_some() || k.refill.is_some(),
-            },
+            hot: KeyHot::new(
+                k.expires_at,
+                k.rate_limit,
+                k.refill,
+                k.enabled,
+                k.remaining.is_some() || k.refill.is_some(),
+            ),
             id: id.into(),
-            ips: ips.into_boxed_slice(),
+            ips: Allowlist::new(ips),
             permissions,
             hash: k.hash,
         });

@@ -373,7 +373,7 @@ pub struct KeyEntry {
     /// Key id, inline.
     pub id: Id,
     /// Parsed `whitelisted_ips`.
-    pub ips: Box<[IpNet]>,
+    pub ips: Allowlist,
     /// The key's grant (its permissions within its owner's role), shared by
     /// every key with the same grant (see [`Index::intern`]).
     pub permissions: Arc<PermSet>,
@@ -390,6 +390,25 @@ impl KeyEntry {
     /// The key's owner id.
     pub fn user_id(&self) -> &str {
         &self.user.id
+    }
+}
+
+/// A key's parsed `whitelisted_ips` in one pointer, null for the usual empty
+/// list (a boxed slice would take two words in every entry).
+#[derive(Clone, Default)]
+pub struct Allowlist(Option<Box<Box<[IpNet]>>>);
+
+impl Allowlist {
+    /// The list `nets`.
+    pub fn new(nets: Vec<IpNet>) -> Allowlist {
+        Allowlist((!nets.is_empty()).then(|| Box::new(nets.into_boxed_slice())))
+    }
+}
+
+impl std::ops::Deref for Allowlist {
+    type Target = [IpNet];
+    fn deref(&self) -> &[IpNet] {
+        self.0.as_deref().map_or(&[], |b| b)
     }
 }
 
@@ -493,15 +512,17 @@ impl std::fmt::Display for Id {
     }
 }
 
-/// The settings of an API key the verifier reads, next to each other.
+/// The settings of an API key the verifier reads, next to each other, in
+/// 40 bytes (`Option`s of the records' types would take 72): an absent
+/// expiry, rate limit or refill is a value no valid one has (no expiry is
+/// `u64::MAX`; a rate-limit window and a refill interval are at least 1 s).
 #[derive(Clone, Copy, Debug)]
 pub struct KeyHot {
-    /// Expiry.
-    pub expires_at: Option<Millis>,
-    /// Per-key rate limit.
-    pub rate_limit: Option<RateLimit>,
-    /// Refill of the remaining uses.
-    pub refill: Option<Refill>,
+    expires_at: Millis,
+    window_ms: u64,
+    interval_ms: u64,
+    max: u32,
+    amount: u32,
     /// Disabled keys are denied.
     pub enabled: bool,
     /// The key has a remaining-use counter.
@@ -511,13 +532,47 @@ pub struct KeyHot {
 impl KeyHot {
     /// The hot settings of `record`.
     pub fn of(record: &ApiKey) -> KeyHot {
+        KeyHot::new(
+            record.expires_at,
+            record.rate_limit,
+            record.refill,
+            record.enabled,
+            record.remaining.is_some() || record.refill.is_some(),
+        )
+    }
+
+    /// Settings from their parts.
+    pub fn new(
+        expires_at: Option<Millis>,
+        rate_limit: Option<RateLimit>,
+        refill: Option<Refill>,
+        enabled: bool,
+        counted: bool,
+    ) -> KeyHot {
         KeyHot {
-            expires_at: record.expires_at,
-            rate_limit: record.rate_limit,
-            refill: record.refill,
-            enabled: record.enabled,
-            counted: record.remaining.is_some() || record.refill.is_some(),
+            expires_at: expires_at.unwrap_or(Millis::MAX),
+            window_ms: rate_limit.map_or(0, |r| r.window_ms),
+            max: rate_limit.map_or(0, |r| r.max),
+            interval_ms: refill.map_or(0, |r| r.interval_ms),
+            amount: refill.map_or(0, |r| r.amount),
+            enabled,
+            counted,
         }
+    }
+
+    /// Expiry.
+    pub fn expires_at(&self) -> Option<Millis> {
+        (self.expires_at != Millis::MAX).then_some(self.expires_at)
+    }
+
+    /// Per-key rate limit.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        (self.window_ms != 0).then_some(RateLimit { max: self.max, window_ms: self.window_ms })
+    }
+
+    /// Refill of the remaining uses.
+    pub fn refill(&self) -> Option<Refill> {
+        (self.interval_ms != 0).then_some(Refill { amount: self.amount, interval_ms: self.interval_ms })
     }
 }
 
@@ -651,5 +706,84 @@ impl Index {
         if !flag.swap(true, Ordering::AcqRel) {
             self.stats_dirty.push(item());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::Permissions;
+
+    /// Every byte of an entry is a megabyte at a million keys
+    /// (ARCHITECTURE.md, "A million keys"): 136 bytes, plus the `Arc`'s two
+    /// counts, is a 160-byte allocation.
+    #[test]
+    fn a_key_entry_is_136_bytes() {
+        assert_eq!(std::mem::size_of::<KeyHot>(), 40);
+        assert_eq!(std::mem::size_of::<Allowlist>(), 8);
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 136);
+        assert_eq!(std::mem::size_of::<KeyCounters>(), 48);
+    }
+
+    #[test]
+    fn absent_settings_read_back_absent_and_present_ones_unchanged() {
+        let none = KeyHot::new(None, None, None, true, false);
+        assert_eq!((none.expires_at(), none.rate_limit(), none.refill()), (None, None, None));
+        let rate = RateLimit { max: 7, window_ms: 1000 };
+        let refill = Refill { amount: 3, interval_ms: 86_400_000 };
+        let all = KeyHot::new(Some(42), Some(rate), Some(refill), false, true);
+        assert_eq!((all.expires_at(), all.rate_limit(), all.refill()), (Some(42), Some(rate), Some(refill)));
+        assert!(!all.enabled && all.counted);
+    }
+
+    #[test]
+    fn maps_find_entries_by_hash_and_id_and_replace_them() {
+        let team = Arc::new(TeamEntry::new("t", Tier::Pro, 0));
+        let user = Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0));
+        let entry = |id: &str, hash: u8, enabled: bool| {
+            Arc::new(KeyEntry {
+                counters: Arc::new(KeyCounters {
+                    uses: Uses::new(0, 0),
+                    window: AnchoredWindow::default(),
+                    request_count: AtomicU64::new(0),
+                    last_used_at: AtomicU64::new(0),
+                    dirty: AtomicBool::new(false),
+                    anchor_ms: 0,
+                }),
+                user: user.clone(),
+                hot: KeyHot::new(None, None, None, enabled, false),
+                id: id.into(),
+                ips: Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()]),
+                permissions: Arc::new(PermSet::new(&Permissions::default())),
+                hash: [hash; 32],
+            })
+        };
+        let index = Index::default();
+        for (id, h) in [("key_a", 1), ("key_b", 2)] {
+            let e = entry(id, h, true);
+            index.secrets.insert(Secret::Key(e.clone()));
+            index.keys.insert(e);
+        }
+        let guard = index.secrets.guard();
+        assert!(matches!(index.secrets.get_in(&[2; 32], &guard), Some(Secret::Key(k)) if &*k.id == "key_b"));
+        assert!(index.secrets.get_in(&[3; 32], &guard).is_none());
+        assert_eq!(index.keys.get("key_a").map(|k| k.hash), Some([1; 32]));
+        assert_eq!(&*index.keys.get("key_a").unwrap().ips, &["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        // A replacement under the same hash and id (a key update) is what the
+        // next lookup finds; the borrowed old entry stays readable.
+        let old = index.secrets.get_in(&[1; 32], &guard).unwrap();
+        let new = entry("key_a", 1, false);
+        index.secrets.insert(Secret::Key(new.clone()));
+        index.keys.insert(new);
+        assert!(matches!(old, Secret::Key(k) if k.hot.enabled));
+        assert!(matches!(index.secrets.get(&[1; 32]), Some(Secret::Key(k)) if !k.hot.enabled));
+        assert!(!index.keys.get("key_a").unwrap().hot.enabled);
+        assert_eq!((index.secrets.len(), index.keys.len()), (2, 2));
+        index.secrets.remove(&[1; 32]);
+        index.keys.remove("key_a");
+        assert!(!index.secrets.contains_key(&[1; 32]) && index.keys.get("key_a").is_none());
+        let mut ids: Vec<String> = index.keys.iter().map(|k| k.id.to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, ["key_b"]);
     }
 }

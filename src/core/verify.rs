@@ -366,7 +366,7 @@ impl Verifier<'_> {
         if !rec.enabled {
             return deny(DenyCode::Disabled, "key disabled");
         }
-        if rec.expires_at.is_some_and(|e| now_ms >= e) {
+        if rec.expires_at().is_some_and(|e| now_ms >= e) {
             return deny(DenyCode::Expired, "key expired");
         }
         if key.user.status() != UserStatus::Enabled {
@@ -381,7 +381,7 @@ impl Verifier<'_> {
         let c = &key.counters;
         let cost = req.cost;
         let mut rate = None;
-        if let Some(limit) = rec.rate_limit {
+        if let Some(limit) = rec.rate_limit() {
             match c.window.try_take(limit, now, cost) {
                 Ok(info) => rate = Some(info),
                 Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
@@ -389,10 +389,10 @@ impl Verifier<'_> {
         }
         let mut remaining = None;
         if rec.counted {
-            match c.uses.try_take(rec.refill, c.anchor_ms, now_ms, cost) {
+            match c.uses.try_take(rec.refill(), c.anchor_ms, now_ms, cost) {
                 Take::Taken(left) => remaining = Some(left),
                 Take::Exhausted(next) => {
-                    if let Some(limit) = rec.rate_limit {
+                    if let Some(limit) = rec.rate_limit() {
                         c.window.undo(limit, now, cost);
                     }
                     return VerdictOf::Deny(Deny {
@@ -405,11 +405,11 @@ impl Verifier<'_> {
             }
         }
         let undo_key = || {
-            if let Some(limit) = rec.rate_limit {
+            if let Some(limit) = rec.rate_limit() {
                 c.window.undo(limit, now, cost);
             }
             if remaining.is_some() {
-                c.uses.undo(rec.refill, c.anchor_ms, now_ms, cost);
+                c.uses.undo(rec.refill(), c.anchor_ms, now_ms, cost);
             }
         };
         let team_rate = match self.team_limits(&key.user.team, req, now) {
