@@ -114,8 +114,8 @@ pub type SecretsGuard<'a> = papaya::LocalGuard<'a>;
 ///
 /// A lock-free hash table (papaya): a lookup takes no lock and writes no
 /// shared cache line, and is never blocked by a writer or a resize. Each slot
-/// is one byte of metadata and a pointer to an 8-byte box holding the
-/// credential's `Arc` (the hash is read from the entry itself).
+/// is one byte of metadata and a pointer to a box holding the `Secret` (a tag
+/// and the entry's `Arc`); the hash is read from the entry itself.
 pub struct SecretMap(papaya::HashMap<Secret, (), BuildHasherDefault<DigestHasher>>);
 
 impl Default for SecretMap {
