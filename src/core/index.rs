@@ -515,7 +515,7 @@ impl std::fmt::Display for Id {
 /// The settings of an API key the verifier reads, next to each other, in
 /// 40 bytes (`Option`s of the records' types would take 72): an absent
 /// expiry, rate limit or refill is a value no valid one has (no expiry is
-/// `u64::MAX`; a rate-limit window and a refill interval are at least 1 s).
+/// `u64::MAX`; a rate-limit window is at least 1 ms, a refill interval 1 s).
 #[derive(Clone, Copy, Debug)]
 pub struct KeyHot {
     expires_at: Millis,
