@@ -430,7 +430,7 @@ impl AuditLog {
     /// The team and actor (`api_key:<id>`, `access_token:<id>`) of a
     /// credential's SHA-256, through the index.
     pub fn owner_of(&self, hash: &[u8; 32]) -> Option<(String, String)> {
-        self.engine.index().secrets.get(hash).map(|s| match s.value() {
+        self.engine.index().secrets.get(hash).map(|s| match s {
             Secret::Key(k) => (k.team_id().to_owned(), format!("api_key:{}", k.id)),
             Secret::Token(t) => (t.user.team.id.to_string(), format!("access_token:{}", t.id)),
         })

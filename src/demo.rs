@@ -32,7 +32,7 @@ pub fn ensure(engine: &Engine, data: &Path) -> Result<Demo, EngineError> {
         let key = text.trim().to_owned();
         // A look at the index, not a verification: nothing is counted.
         let usable = crate::core::secret::parse(&key).is_some_and(|h| {
-            matches!(engine.index().secrets.get(&h).as_deref(), Some(crate::core::index::Secret::Key(k))
+            matches!(engine.index().secrets.get(&h), Some(crate::core::index::Secret::Key(k))
                 if k.hot.enabled && k.user.status() == UserStatus::Enabled)
         });
         if usable {

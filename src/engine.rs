@@ -18,7 +18,9 @@ use ipnet::IpNet;
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Config, ConfigError, DurabilityMode};
-use crate::core::index::{Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, TeamEntry, TokenEntry, UserEntry};
+use crate::core::index::{
+    Allowlist, Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, SecretsGuard, TeamEntry, TokenEntry, UserEntry,
+};
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
 use crate::core::limits::{Micros, WINDOW_MAX_REQUESTS, period_of};
 use crate::core::model::{
@@ -27,7 +29,7 @@ use crate::core::model::{
 };
 use crate::core::perms::PermSet;
 use crate::core::secret;
-use crate::core::verify::{Verdict, Verifier, VerifyRequest};
+use crate::core::verify::{Verdict, VerdictOf, Verifier, VerifyRequest};
 use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
 
 mod listing;
@@ -372,7 +374,16 @@ impl Engine {
     /// Verifies at time `now` without waiting for durability (the pure verifier;
     /// strict-mode callers must wait for `Allow::durable_after` themselves).
     pub fn verify_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
-        self.verifier_at(req, now, true)
+        self.verifier_at(true, |v| v.verify(req, now))
+    }
+
+    /// As [`verify_at`](Engine::verify_at), the verdict borrowing the
+    /// credential's index entry under `guard` (taken with
+    /// `index().secrets.guard()`, held while the verdict is read): nothing
+    /// shared is written to find the entry nor to build the verdict. The
+    /// socket service's path; hold the guard for one request or a batch.
+    pub fn verify_in<'g>(&self, req: &VerifyRequest<'_>, now: Micros, guard: &'g SecretsGuard<'_>) -> VerdictOf<'g> {
+        self.verifier_at(true, |v| v.verify_in(req, now, guard))
     }
 
     /// Verifies the credential of an admin-API call: as [`verify_at`], but
@@ -381,12 +392,12 @@ impl Engine {
     ///
     /// [`verify_at`]: Engine::verify_at
     pub fn verify_admin_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
-        self.verifier_at(req, now, false)
+        self.verifier_at(false, |v| v.verify(req, now))
     }
 
-    fn verifier_at(&self, req: &VerifyRequest<'_>, now: Micros, team_limit: bool) -> Verdict {
+    fn verifier_at<T>(&self, team_limit: bool, f: impl FnOnce(&Verifier<'_>) -> T) -> T {
         let tiers = self.tiers.load();
-        Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict, team_limit }.verify(req, now)
+        f(&Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict, team_limit })
     }
 
     /// Blocks until flush generation `ticket` is on disk.
@@ -565,8 +576,7 @@ impl Engine {
         b.remove(Table::Teams, id);
         b.remove(Table::TeamUsage, id);
         let users: Vec<String> = self.users_of(id).into_iter().map(|u| u.id.to_string()).collect();
-        let keys: Vec<Arc<KeyEntry>> =
-            self.index.keys.iter().filter(|k| *k.user.team.id == *id).map(|k| k.clone()).collect();
+        let keys: Vec<Arc<KeyEntry>> = self.index.keys.matching(|k| *k.user.team.id == *id);
         let tokens: Vec<Arc<TokenEntry>> =
             self.index.tokens.iter().filter(|t| *t.user.team.id == *id).map(|t| t.clone()).collect();
         for u in &users {
@@ -583,7 +593,7 @@ impl Engine {
         self.store.apply(b, true)?;
         for k in keys {
             self.index.secrets.remove(&k.hash);
-            self.index.keys.remove(&*k.id);
+            self.index.keys.remove(&k.id);
         }
         for t in tokens {
             self.index.secrets.remove(&t.record.hash);
@@ -744,7 +754,7 @@ impl Engine {
         if let Some(e) = &entry
             && user.role != old.0
         {
-            for k in self.index.keys.iter().filter(|k| Arc::ptr_eq(&k.user, e)).map(|k| k.clone()).collect::<Vec<_>>() {
+            for k in self.index.keys.matching(|k| std::ptr::eq(&*k.user, &**e)) {
                 let record: ApiKey = self.store.get(Table::Keys, &k.id)?.ok_or(EngineError::NotFound("key"))?;
                 regranted.push((k, record));
             }
@@ -756,8 +766,8 @@ impl Engine {
             // wider than its owner.
             for (k, record) in regranted {
                 let entry = key_entry(&self.index, &record, k.ips.to_vec(), e.clone(), user.role, k.counters.clone());
-                self.index.secrets.insert(entry.hash, Secret::Key(entry.clone()));
-                self.index.keys.insert(entry.id.clone(), entry);
+                self.index.secrets.insert(Secret::Key(entry.clone()));
+                self.index.keys.insert(entry);
             }
             e.revoked_before.store(user.revoked_before, Ordering::Release);
             e.set(user.role, user.status);
@@ -780,8 +790,7 @@ impl Engine {
         // One durable batch: the anonymized user, its keys gone, its access
         // tokens revoked. A deleted user's credentials are not listed as
         // active: keys verify NOT_FOUND, tokens REVOKED, JWTs REVOKED.
-        let keys: Vec<Arc<KeyEntry>> =
-            self.index.keys.iter().filter(|k| k.user_id() == id).map(|k| k.clone()).collect();
+        let keys: Vec<Arc<KeyEntry>> = self.index.keys.matching(|k| k.user_id() == id);
         let tokens: Vec<Arc<TokenEntry>> = self
             .index
             .tokens
@@ -804,7 +813,7 @@ impl Engine {
         let mut listing = self.listing.lock();
         for k in keys {
             self.index.secrets.remove(&k.hash);
-            self.index.keys.remove(&*k.id);
+            self.index.keys.remove(&k.id);
             listing.remove_key(&Filed::of(&k));
         }
         drop(listing);
@@ -879,7 +888,7 @@ impl Engine {
         match self.verify_admin_at(&req, now_us()) {
             Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => {
                 let k = a.key().ok_or(EngineError::BadCredentials)?;
-                self.issue_jwt_for(a.subject(), Some((&k.id, k.hot.expires_at)))
+                self.issue_jwt_for(a.subject(), Some((&k.id, k.hot.expires_at())))
             }
             _ => Err(EngineError::BadCredentials),
         }
@@ -1056,9 +1065,9 @@ impl Engine {
                 let usage = Usage { remaining: key.remaining.unwrap_or(0), anchor: now, ..Usage::default() };
                 let role = user.role();
                 let entry = key_entry(&self.index, &key, ips, user, role, Arc::new(counters(&usage, key.refill)));
-                self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
+                self.index.secrets.insert(Secret::Key(entry.clone()));
                 listing.add_key(&Filed::of(&entry), now);
-                self.index.keys.insert(entry.id.clone(), entry);
+                self.index.keys.insert(entry);
                 (key, plaintext)
             })
             .collect())
@@ -1073,7 +1082,7 @@ impl Engine {
 
     /// An API key with its live counters folded in.
     pub fn key(&self, id: &str) -> Result<(ApiKey, Usage), EngineError> {
-        let e = self.index.keys.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("key"))?;
+        let e = self.index.keys.get(id).ok_or(EngineError::NotFound("key"))?;
         let record = self.store.get(Table::Keys, id)?.ok_or(EngineError::NotFound("key"))?;
         Ok((record, key_usage(&e.counters)))
     }
@@ -1099,7 +1108,7 @@ impl Engine {
         let mut keys = Vec::with_capacity(page.items.len());
         for id in &page.items {
             // Deleted since the ids were taken: left out of the page.
-            let Some(e) = self.index.keys.get(id.as_str()).map(|e| e.clone()) else { continue };
+            let Some(e) = self.index.keys.get(id.as_str()) else { continue };
             if e.team_id() != team_id {
                 continue;
             }
@@ -1113,8 +1122,7 @@ impl Engine {
     /// Every API key of a team, in id order, with live counters (the list
     /// route uses [`Engine::keys_page`]).
     pub fn keys(&self, team_id: &str) -> Result<Vec<(ApiKey, Usage)>, EngineError> {
-        let mut entries: Vec<Arc<KeyEntry>> =
-            self.index.keys.iter().filter(|e| e.team_id() == team_id).map(|e| e.clone()).collect();
+        let mut entries: Vec<Arc<KeyEntry>> = self.index.keys.matching(|e| e.team_id() == team_id);
         entries.sort_by(|a, b| a.id.cmp(&b.id));
         let mut v = Vec::with_capacity(entries.len());
         for e in entries {
@@ -1139,7 +1147,7 @@ impl Engine {
             check_name("name", n)?;
         }
         let _g = self.admin.lock();
-        let old = self.index.keys.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("key"))?;
+        let old = self.index.keys.get(id).ok_or(EngineError::NotFound("key"))?;
         let mut k: ApiKey = self.store.get(Table::Keys, id)?.ok_or(EngineError::NotFound("key"))?;
         let (old_refill, old_record) = (k.refill, k.clone());
         if let Some(v) = up.name {
@@ -1206,19 +1214,19 @@ impl Engine {
         b.put(Table::Usage, id, &key_usage(&counters));
         self.store.apply(b, true)?;
         let entry = key_entry(&self.index, &k, ips, old.user.clone(), old.user.role(), counters);
-        self.index.secrets.insert(k.hash, Secret::Key(entry.clone()));
+        self.index.secrets.insert(Secret::Key(entry.clone()));
         let mut listing = self.listing.lock();
         listing.remove_key(&Filed::of(&old));
         listing.add_key(&Filed::of(&entry), now);
         drop(listing);
-        self.index.keys.insert(entry.id.clone(), entry);
+        self.index.keys.insert(entry);
         Ok(k)
     }
 
     /// Deletes an API key; the next verification of it is `NOT_FOUND`.
     pub fn delete_key(&self, id: &str) -> Result<(), EngineError> {
         let _g = self.admin.lock();
-        let e = self.index.keys.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("key"))?;
+        let e = self.index.keys.get(id).ok_or(EngineError::NotFound("key"))?;
         let mut b = Batch::default();
         b.remove(Table::Keys, id);
         b.remove(Table::Usage, id);
@@ -1274,7 +1282,7 @@ impl Engine {
         };
         self.store.put(Table::Tokens, &token.id, &token)?;
         let entry = token_entry(token.clone(), user, &Usage::default());
-        self.index.secrets.insert(token.hash, Secret::Token(entry.clone()));
+        self.index.secrets.insert(Secret::Token(entry.clone()));
         self.index.tokens.insert(token.id.clone(), entry);
         Ok((token, s.plaintext))
     }
@@ -1481,7 +1489,7 @@ fn key_entry(
         hot: KeyHot::of(record),
         id: record.id.as_str().into(),
         permissions: index.intern(PermSet::new(&record.permissions.intersect(role.grant()))),
-        ips: ips.into_boxed_slice(),
+        ips: Allowlist::new(ips),
         user,
         counters,
         hash: record.hash,
@@ -1658,15 +1666,15 @@ fn load_keys(
         let entry = Arc::new(KeyEntry {
             counters: Arc::new(counters(&u, k.refill)),
             user,
-            hot: KeyHot {
-                expires_at: k.expires_at,
-                rate_limit: k.rate_limit,
-                refill: k.refill,
-                enabled: k.enabled,
-                counted: k.remaining.is_some() || k.refill.is_some(),
-            },
+            hot: KeyHot::new(
+                k.expires_at,
+                k.rate_limit,
+                k.refill,
+                k.enabled,
+                k.remaining.is_some() || k.refill.is_some(),
+            ),
             id: id.into(),
-            ips: ips.into_boxed_slice(),
+            ips: Allowlist::new(ips),
             permissions,
             hash: k.hash,
         });
@@ -1746,15 +1754,15 @@ fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
     // Maps made at their final size are filled without a rehash, each part
     // by its own thread.
     let n: usize = keys.iter().map(Vec::len).sum();
-    index.secrets = dashmap::DashMap::with_capacity_and_hasher(n, Default::default());
-    index.keys = dashmap::DashMap::with_capacity(n);
+    index.secrets = crate::core::index::SecretMap::with_capacity(n);
+    index.keys = crate::core::index::KeyMap::with_capacity(n);
     std::thread::scope(|s| {
         for part in &keys {
             let index = &index;
             s.spawn(move || {
                 for k in part {
-                    index.secrets.insert(k.hash, Secret::Key(k.clone()));
-                    index.keys.insert(k.id.clone(), k.clone());
+                    index.secrets.insert(Secret::Key(k.clone()));
+                    index.keys.insert(k.clone());
                 }
             });
         }
@@ -1770,7 +1778,7 @@ fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
         };
         let u = with_stats(&id, store.get::<Usage>(Table::Usage, &id)?).unwrap_or_default();
         let entry = token_entry(t.clone(), user, &u);
-        index.secrets.insert(t.hash, Secret::Token(entry.clone()));
+        index.secrets.insert(Secret::Token(entry.clone()));
         index.tokens.insert(id, entry);
     }
     let now = now_ms() / 1000;
@@ -1820,10 +1828,10 @@ fn write_stat_shards(index: &Index, batch: &mut Batch, taken: &mut Vec<Dirty>) {
             shards[shard].push(Stat { id: id.to_owned(), request_count, last_used_at });
         }
     };
-    for k in index.keys.iter() {
+    index.keys.for_each(|k| {
         let c = &k.counters;
         add(&k.id, c.request_count.load(Ordering::Relaxed), c.last_used_at.load(Ordering::Relaxed));
-    }
+    });
     for t in index.tokens.iter() {
         add(&t.id, t.request_count.load(Ordering::Relaxed), t.last_used_at.load(Ordering::Relaxed));
     }

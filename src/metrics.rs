@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::core::verify::{CredentialKind, DenyCode, Verdict};
+use crate::core::verify::{CredentialKind, DenyCode, VerdictOf};
 
 /// Shards of the hot counters (a power of two). More than the worker threads of any machine
 /// tollgate is likely to run on would buy little: a shared shard only costs
@@ -269,10 +269,10 @@ impl Metrics {
     /// Counts `verdict` for `credential` (logged at trace level, without the
     /// credential).
     #[inline]
-    pub fn count(&self, verdict: &Verdict, credential: &str) {
+    pub fn count(&self, verdict: &VerdictOf<'_>, credential: &str) {
         let (kind, code) = match verdict {
-            Verdict::Allow(a) => (Some(a.kind), None),
-            Verdict::Deny(d) => (None, Some(d.code)),
+            VerdictOf::Allow(a) => (Some(a.kind), None),
+            VerdictOf::Deny(d) => (None, Some(d.code)),
         };
         self.verdict(kind, credential, code);
         tracing::trace!(

@@ -39,7 +39,7 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::core::limits::{Micros, RateInfo};
-use crate::core::verify::{DenyCode, QUOTA_DOCUMENTS, Verdict, VerifyRequest};
+use crate::core::verify::{DenyCode, QUOTA_DOCUMENTS, VerdictOf, VerifyRequest};
 use crate::engine::{Engine, now_us};
 use crate::metrics::{DenySource, Interface, Metrics};
 
@@ -564,12 +564,15 @@ impl EngineService {
             cost: v.cost,
             quota: v.quota.map(|q| (q.name, q.amount)),
         };
-        let verdict = self.engine.verify_at(&req, now);
+        // The verdict borrows the key's entry under this guard: the lookup
+        // and the answer write nothing another core reads.
+        let guard = self.engine.index().secrets.guard();
+        let verdict = self.engine.verify_in(&req, now, &guard);
         self.metrics.count(&verdict, credential);
         encode_verdict(id, &verdict, out);
         match verdict {
-            Verdict::Allow(a) => a.durable_after,
-            Verdict::Deny(d) => {
+            VerdictOf::Allow(a) => a.durable_after,
+            VerdictOf::Deny(d) => {
                 if let Some(audit) = &self.audit {
                     audit.verification_denied(&self.metrics, DenySource::Socket, credential, d.code, now);
                 }
@@ -646,9 +649,9 @@ fn encode_or_internal(id: u32, resp: &Response<'_>, out: &mut Vec<u8>) {
 ///
 /// Strings are borrowed from the verdict and the lists are built on the
 /// stack, so a typical answer is encoded without a heap allocation.
-pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
+pub fn encode_verdict(id: u32, verdict: &VerdictOf<'_>, out: &mut Vec<u8>) {
     match verdict {
-        Verdict::Allow(a) => {
+        VerdictOf::Allow(a) => {
             let roles = [Cow::Borrowed(a.role.as_str())];
             let mut actions: SmallVec<[Cow<'_, str>; 16]> = SmallVec::new();
             let mut ends: SmallVec<[usize; 8]> = SmallVec::new();
@@ -682,7 +685,7 @@ pub fn encode_verdict(id: u32, verdict: &Verdict, out: &mut Vec<u8>) {
             };
             encode_or_internal(id, &Response::Verdict(proto::Verdict::Allow(allow)), out);
         }
-        Verdict::Deny(d) => {
+        VerdictOf::Deny(d) => {
             let deny = proto::Deny {
                 code: d.code,
                 retry_after_ms: d.retry_after_ms,

@@ -2,7 +2,8 @@
 //! built from the store's records by `engine` and swapped or mutated in place when
 //! an administrator changes something, so the very next verification sees it.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::borrow::Borrow;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
@@ -36,13 +37,220 @@ impl Hasher for DigestHasher {
     }
 }
 
-/// The credential a secret's hash points at.
+/// The credential a secret's hash points at. In [`Index::secrets`] it is its
+/// own key: it hashes and compares as the SHA-256 its entry holds, so the map
+/// stores one pointer per credential and no copy of the hash.
 #[derive(Clone)]
 pub enum Secret {
     /// An API key.
     Key(Arc<KeyEntry>),
     /// A personal access token.
     Token(Arc<TokenEntry>),
+}
+
+impl Secret {
+    /// SHA-256 of the credential's secret.
+    pub fn hash(&self) -> &[u8; 32] {
+        match self {
+            Secret::Key(k) => &k.hash,
+            Secret::Token(t) => &t.record.hash,
+        }
+    }
+}
+
+impl Borrow<[u8; 32]> for Secret {
+    fn borrow(&self) -> &[u8; 32] {
+        self.hash()
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.hash() == other.hash()
+    }
+}
+
+impl Eq for Secret {}
+
+impl Hash for Secret {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `[u8; 32]` hashes, so that a lookup by hash finds it.
+        self.hash().hash(state);
+    }
+}
+
+/// A key in [`Index::keys`]: its entry, hashed and compared as its id.
+#[derive(Clone)]
+struct ById(Arc<KeyEntry>);
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.0.id.as_str()
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &ById) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that a lookup by `&str` finds it.
+        self.0.id.as_str().hash(state);
+    }
+}
+
+/// A pinned epoch of [`Index::secrets`]: what a lookup returns stays valid
+/// while it is held, even if an administrator replaces or removes the entry
+/// meanwhile (the map frees it once no guard that could see it is left).
+/// Taking one writes only this thread's own slot.
+pub type SecretsGuard<'a> = papaya::LocalGuard<'a>;
+
+/// SHA-256 of a secret → its credential: the hot path's one lookup.
+///
+/// A lock-free hash table (papaya): a lookup takes no lock and writes no
+/// shared cache line, and is never blocked by a writer or a resize. Each slot
+/// is one byte of metadata and a pointer to a box holding the `Secret` (a tag
+/// and the entry's `Arc`); the hash is read from the entry itself.
+pub struct SecretMap(papaya::HashMap<Secret, (), BuildHasherDefault<DigestHasher>>);
+
+impl Default for SecretMap {
+    fn default() -> SecretMap {
+        SecretMap::with_capacity(0)
+    }
+}
+
+impl SecretMap {
+    /// An empty map with room for `n` credentials.
+    pub fn with_capacity(n: usize) -> SecretMap {
+        SecretMap(
+            papaya::HashMap::builder()
+                .capacity(n)
+                .hasher(BuildHasherDefault::default())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+        )
+    }
+
+    /// Pins the map, for [`get_in`](SecretMap::get_in).
+    pub fn guard(&self) -> SecretsGuard<'_> {
+        self.0.guard()
+    }
+
+    /// The credential of `hash`, borrowed for as long as `guard` is held.
+    pub fn get_in<'g>(&self, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Option<&'g Secret> {
+        self.0.get_key_value(hash, guard).map(|(k, ())| k)
+    }
+
+    /// The credential of `hash` (a counted reference).
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Secret> {
+        self.get_in(hash, &self.guard()).cloned()
+    }
+
+    /// Whether a credential has `hash`.
+    pub fn contains_key(&self, hash: &[u8; 32]) -> bool {
+        self.0.contains_key(hash, &self.guard())
+    }
+
+    /// Adds `secret`, replacing the credential of the same hash.
+    pub fn insert(&self, secret: Secret) {
+        self.0.insert(secret, (), &self.guard());
+    }
+
+    /// Removes the credential of `hash`.
+    pub fn remove(&self, hash: &[u8; 32]) {
+        self.0.remove(hash, &self.guard());
+    }
+
+    /// Credentials held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no credential is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Key id → entry (the admin API, a JWT exchanged from a key, the flusher).
+/// Lock-free like [`SecretMap`], and as small: a slot points at a box holding
+/// the entry's `Arc`, the id is read from the entry.
+pub struct KeyMap(papaya::HashMap<ById, ()>);
+
+impl Default for KeyMap {
+    fn default() -> KeyMap {
+        KeyMap::with_capacity(0)
+    }
+}
+
+impl KeyMap {
+    /// An empty map with room for `n` keys.
+    pub fn with_capacity(n: usize) -> KeyMap {
+        KeyMap(
+            papaya::HashMap::builder()
+                .capacity(n)
+                .hasher(std::hash::RandomState::new())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+        )
+    }
+
+    /// The entry of key `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<KeyEntry>> {
+        self.0.get_key_value(id, &self.0.guard()).map(|(k, ())| k.0.clone())
+    }
+
+    /// Adds `entry`, replacing the entry of the same id.
+    pub fn insert(&self, entry: Arc<KeyEntry>) {
+        self.0.insert(ById(entry), (), &self.0.guard());
+    }
+
+    /// Removes key `id`.
+    pub fn remove(&self, id: &str) {
+        self.0.remove(id, &self.0.guard());
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Calls `f` with every entry, in no order (changes made meanwhile may
+    /// or may not be seen, as with any concurrent map); counts no reference.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<KeyEntry>)) {
+        let guard = self.0.guard();
+        for (k, ()) in self.0.iter(&guard) {
+            f(&k.0);
+        }
+    }
+
+    /// The entries `pick` chooses.
+    pub fn matching(&self, pick: impl Fn(&KeyEntry) -> bool) -> Vec<Arc<KeyEntry>> {
+        let mut out = Vec::new();
+        self.for_each(|k| {
+            if pick(k) {
+                out.push(k.clone());
+            }
+        });
+        out
+    }
+
+    /// Every entry (counted references), in no order.
+    pub fn iter(&self) -> std::vec::IntoIter<Arc<KeyEntry>> {
+        let mut all = Vec::with_capacity(self.0.len());
+        self.for_each(|k| all.push(k.clone()));
+        all.into_iter()
+    }
 }
 
 /// A team as the verifier sees it.
@@ -165,7 +373,7 @@ pub struct KeyEntry {
     /// Key id, inline.
     pub id: Id,
     /// Parsed `whitelisted_ips`.
-    pub ips: Box<[IpNet]>,
+    pub ips: Allowlist,
     /// The key's grant (its permissions within its owner's role), shared by
     /// every key with the same grant (see [`Index::intern`]).
     pub permissions: Arc<PermSet>,
@@ -182,6 +390,25 @@ impl KeyEntry {
     /// The key's owner id.
     pub fn user_id(&self) -> &str {
         &self.user.id
+    }
+}
+
+/// A key's parsed `whitelisted_ips` in one pointer, null for the usual empty
+/// list (a boxed slice would take two words in every entry).
+#[derive(Clone, Default)]
+pub struct Allowlist(Option<Box<Box<[IpNet]>>>);
+
+impl Allowlist {
+    /// The list `nets`.
+    pub fn new(nets: Vec<IpNet>) -> Allowlist {
+        Allowlist((!nets.is_empty()).then(|| Box::new(nets.into_boxed_slice())))
+    }
+}
+
+impl std::ops::Deref for Allowlist {
+    type Target = [IpNet];
+    fn deref(&self) -> &[IpNet] {
+        self.0.as_deref().map_or(&[], |b| b)
     }
 }
 
@@ -285,15 +512,17 @@ impl std::fmt::Display for Id {
     }
 }
 
-/// The settings of an API key the verifier reads, next to each other.
+/// The settings of an API key the verifier reads, next to each other, in
+/// 40 bytes (`Option`s of the records' types would take 72): an absent
+/// expiry, rate limit or refill is a value no valid one has (no expiry is
+/// `u64::MAX`; a rate-limit window is at least 1 ms, a refill interval 1 s).
 #[derive(Clone, Copy, Debug)]
 pub struct KeyHot {
-    /// Expiry.
-    pub expires_at: Option<Millis>,
-    /// Per-key rate limit.
-    pub rate_limit: Option<RateLimit>,
-    /// Refill of the remaining uses.
-    pub refill: Option<Refill>,
+    expires_at: Millis,
+    window_ms: u64,
+    interval_ms: u64,
+    max: u32,
+    amount: u32,
     /// Disabled keys are denied.
     pub enabled: bool,
     /// The key has a remaining-use counter.
@@ -303,13 +532,47 @@ pub struct KeyHot {
 impl KeyHot {
     /// The hot settings of `record`.
     pub fn of(record: &ApiKey) -> KeyHot {
+        KeyHot::new(
+            record.expires_at,
+            record.rate_limit,
+            record.refill,
+            record.enabled,
+            record.remaining.is_some() || record.refill.is_some(),
+        )
+    }
+
+    /// Settings from their parts.
+    pub fn new(
+        expires_at: Option<Millis>,
+        rate_limit: Option<RateLimit>,
+        refill: Option<Refill>,
+        enabled: bool,
+        counted: bool,
+    ) -> KeyHot {
         KeyHot {
-            expires_at: record.expires_at,
-            rate_limit: record.rate_limit,
-            refill: record.refill,
-            enabled: record.enabled,
-            counted: record.remaining.is_some() || record.refill.is_some(),
+            expires_at: expires_at.unwrap_or(Millis::MAX),
+            window_ms: rate_limit.map_or(0, |r| r.window_ms),
+            max: rate_limit.map_or(0, |r| r.max),
+            interval_ms: refill.map_or(0, |r| r.interval_ms),
+            amount: refill.map_or(0, |r| r.amount),
+            enabled,
+            counted,
         }
+    }
+
+    /// Expiry.
+    pub fn expires_at(&self) -> Option<Millis> {
+        (self.expires_at != Millis::MAX).then_some(self.expires_at)
+    }
+
+    /// Per-key rate limit.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        (self.window_ms != 0).then_some(RateLimit { max: self.max, window_ms: self.window_ms })
+    }
+
+    /// Refill of the remaining uses.
+    pub fn refill(&self) -> Option<Refill> {
+        (self.interval_ms != 0).then_some(Refill { amount: self.amount, interval_ms: self.interval_ms })
     }
 }
 
@@ -345,9 +608,9 @@ pub enum Dirty {
 #[derive(Default)]
 pub struct Index {
     /// SHA-256 of a secret → its credential. The hot path's one lookup.
-    pub secrets: DashMap<[u8; 32], Secret, BuildHasherDefault<DigestHasher>>,
+    pub secrets: SecretMap,
     /// Key id → entry.
-    pub keys: DashMap<Id, Arc<KeyEntry>>,
+    pub keys: KeyMap,
     /// Token id → entry.
     pub tokens: DashMap<String, Arc<TokenEntry>>,
     /// User id → entry.
@@ -443,5 +706,84 @@ impl Index {
         if !flag.swap(true, Ordering::AcqRel) {
             self.stats_dirty.push(item());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::Permissions;
+
+    /// Every byte of an entry is a megabyte at a million keys
+    /// (ARCHITECTURE.md, "A million keys"): 136 bytes, plus the `Arc`'s two
+    /// counts, is a 160-byte allocation.
+    #[test]
+    fn a_key_entry_is_136_bytes() {
+        assert_eq!(std::mem::size_of::<KeyHot>(), 40);
+        assert_eq!(std::mem::size_of::<Allowlist>(), 8);
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 136);
+        assert_eq!(std::mem::size_of::<KeyCounters>(), 48);
+    }
+
+    #[test]
+    fn absent_settings_read_back_absent_and_present_ones_unchanged() {
+        let none = KeyHot::new(None, None, None, true, false);
+        assert_eq!((none.expires_at(), none.rate_limit(), none.refill()), (None, None, None));
+        let rate = RateLimit { max: 7, window_ms: 1000 };
+        let refill = Refill { amount: 3, interval_ms: 86_400_000 };
+        let all = KeyHot::new(Some(42), Some(rate), Some(refill), false, true);
+        assert_eq!((all.expires_at(), all.rate_limit(), all.refill()), (Some(42), Some(rate), Some(refill)));
+        assert!(!all.enabled && all.counted);
+    }
+
+    #[test]
+    fn maps_find_entries_by_hash_and_id_and_replace_them() {
+        let team = Arc::new(TeamEntry::new("t", Tier::Pro, 0));
+        let user = Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0));
+        let entry = |id: &str, hash: u8, enabled: bool| {
+            Arc::new(KeyEntry {
+                counters: Arc::new(KeyCounters {
+                    uses: Uses::new(0, 0),
+                    window: AnchoredWindow::default(),
+                    request_count: AtomicU64::new(0),
+                    last_used_at: AtomicU64::new(0),
+                    dirty: AtomicBool::new(false),
+                    anchor_ms: 0,
+                }),
+                user: user.clone(),
+                hot: KeyHot::new(None, None, None, enabled, false),
+                id: id.into(),
+                ips: Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()]),
+                permissions: Arc::new(PermSet::new(&Permissions::default())),
+                hash: [hash; 32],
+            })
+        };
+        let index = Index::default();
+        for (id, h) in [("key_a", 1), ("key_b", 2)] {
+            let e = entry(id, h, true);
+            index.secrets.insert(Secret::Key(e.clone()));
+            index.keys.insert(e);
+        }
+        let guard = index.secrets.guard();
+        assert!(matches!(index.secrets.get_in(&[2; 32], &guard), Some(Secret::Key(k)) if &*k.id == "key_b"));
+        assert!(index.secrets.get_in(&[3; 32], &guard).is_none());
+        assert_eq!(index.keys.get("key_a").map(|k| k.hash), Some([1; 32]));
+        assert_eq!(&*index.keys.get("key_a").unwrap().ips, &["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        // A replacement under the same hash and id (a key update) is what the
+        // next lookup finds; the borrowed old entry stays readable.
+        let old = index.secrets.get_in(&[1; 32], &guard).unwrap();
+        let new = entry("key_a", 1, false);
+        index.secrets.insert(Secret::Key(new.clone()));
+        index.keys.insert(new);
+        assert!(matches!(old, Secret::Key(k) if k.hot.enabled));
+        assert!(matches!(index.secrets.get(&[1; 32]), Some(Secret::Key(k)) if !k.hot.enabled));
+        assert!(!index.keys.get("key_a").unwrap().hot.enabled);
+        assert_eq!((index.secrets.len(), index.keys.len()), (2, 2));
+        index.secrets.remove(&[1; 32]);
+        index.keys.remove("key_a");
+        assert!(!index.secrets.contains_key(&[1; 32]) && index.keys.get("key_a").is_none());
+        let mut ids: Vec<String> = index.keys.iter().map(|k| k.id.to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, ["key_b"]);
     }
 }

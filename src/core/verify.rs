@@ -1,9 +1,13 @@
 //! The hot path: one function from a credential and its context to a verdict.
 //!
-//! `verify` does no I/O and takes no lock a second verifier could wait on: it
-//! reads the index (dashmap shards are read-locked only, and written only by
-//! administrator changes), updates atomics with CAS loops, and queues changed
-//! counters for the flusher. A rejected credential is a verdict, not an error.
+//! `verify` does no I/O and takes no lock: it finds the credential in the
+//! index's lock-free `secrets` map (a lookup writes nothing shared), updates
+//! the entry's atomics with CAS loops, and queues changed counters for the
+//! flusher. A rejected credential is a verdict, not an error.
+//!
+//! [`Verifier::verify_in`] returns a verdict that borrows the entry under the
+//! caller's guard of the map (no reference count is written);
+//! [`Verifier::verify`] returns one that owns a counted reference.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 
-use super::index::{Dirty, Index, KeyEntry, Secret, TeamEntry, TokenEntry, UserEntry};
+use super::index::{Dirty, Index, KeyEntry, Secret, SecretsGuard, TeamEntry, TokenEntry, UserEntry};
 use super::jwt::{Claims, JwtKeys, JwtReject};
 use super::limits::{Micros, RateDenied, RateInfo, Take};
 use super::model::{Role, TierLimits, UserStatus};
@@ -54,12 +58,12 @@ pub use tollgate_protocol::{CredentialKind, DenyCode};
 /// A granted verification.
 ///
 /// Who was granted, and with what permissions, is read through the index entry
-/// the credential resolved to, which the verdict holds: building a verdict
-/// counts one reference (to that entry, whose line the lookup has just read)
-/// instead of copying or counting each name, and the names a user's
-/// credentials share are never written by the hot path.
+/// the credential resolved to, which the verdict holds: borrowed under the
+/// caller's guard of the map (`'a`; nothing is written to build it), or a
+/// counted reference in an owned verdict (`Verdict`). The names a
+/// user's credentials share are never copied nor written by the hot path.
 #[derive(Clone)]
-pub struct Allow {
+pub struct AllowOf<'a> {
     /// Kind of credential.
     pub kind: CredentialKind,
     /// The user's current role.
@@ -72,20 +76,85 @@ pub struct Allow {
     /// Strict durability: the counter changes of this verification are on disk
     /// once this flush generation is done (`Engine` waits for it).
     pub durable_after: Option<u64>,
-    grantee: Grantee,
+    grantee: Grantee<'a>,
 }
 
 /// The entry a credential resolved to.
 #[derive(Clone)]
-enum Grantee {
-    Key(Arc<KeyEntry>),
-    Token(Arc<TokenEntry>),
+enum Grantee<'a> {
+    Key(Held<'a, KeyEntry>),
+    Token(Held<'a, TokenEntry>),
     Jwt(Arc<UserEntry>, Arc<Claims>),
     /// A JWT exchanged from an API key: it acts as that key.
-    KeyJwt(Arc<KeyEntry>, Arc<Claims>),
+    KeyJwt(Held<'a, KeyEntry>, Arc<Claims>),
 }
 
-impl Allow {
+impl Grantee<'_> {
+    fn into_owned(self) -> Grantee<'static> {
+        match self {
+            Grantee::Key(k) => Grantee::Key(k.into_owned()),
+            Grantee::Token(t) => Grantee::Token(t.into_owned()),
+            Grantee::Jwt(u, c) => Grantee::Jwt(u, c),
+            Grantee::KeyJwt(k, c) => Grantee::KeyJwt(k.into_owned(), c),
+        }
+    }
+}
+
+/// An index entry as a verdict holds it: borrowed from the map under a guard,
+/// or a counted reference.
+enum Held<'a, T> {
+    Borrowed(&'a Arc<T>),
+    Owned(Arc<T>),
+}
+
+impl<T> Held<'_, T> {
+    fn arc(&self) -> &Arc<T> {
+        match self {
+            Held::Borrowed(a) => a,
+            Held::Owned(a) => a,
+        }
+    }
+
+    fn into_owned(self) -> Held<'static, T> {
+        match self {
+            Held::Borrowed(a) => Held::Owned(a.clone()),
+            Held::Owned(a) => Held::Owned(a),
+        }
+    }
+}
+
+impl<T> Clone for Held<'_, T> {
+    fn clone(&self) -> Self {
+        match self {
+            Held::Borrowed(a) => Held::Borrowed(a),
+            Held::Owned(a) => Held::Owned(a.clone()),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.arc()
+    }
+}
+
+/// A granted verification that owns its references.
+pub type Allow = AllowOf<'static>;
+
+impl AllowOf<'_> {
+    /// The same grant holding counted references, free of the map's guard.
+    pub fn into_owned(self) -> Allow {
+        AllowOf {
+            kind: self.kind,
+            role: self.role,
+            remaining: self.remaining,
+            rate_limit: self.rate_limit,
+            durable_after: self.durable_after,
+            grantee: self.grantee.into_owned(),
+        }
+    }
+
     fn user(&self) -> &UserEntry {
         match &self.grantee {
             Grantee::Key(k) | Grantee::KeyJwt(k, _) => &k.user,
@@ -140,7 +209,7 @@ impl Allow {
     }
 }
 
-impl std::fmt::Debug for Allow {
+impl std::fmt::Debug for AllowOf<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Allow")
             .field("kind", &self.kind)
@@ -169,36 +238,50 @@ pub struct Deny {
     pub rate_limit: Option<RateInfo>,
 }
 
-/// The verifier's answer.
+/// The verifier's answer: a verdict of [`Verifier::verify_in`] borrows the
+/// credential's entry under the caller's guard (`'a`); a [`Verdict`] owns
+/// what it refers to.
 #[derive(Clone, Debug)]
-pub enum Verdict {
+pub enum VerdictOf<'a> {
     /// Granted.
-    Allow(Allow),
+    Allow(AllowOf<'a>),
     /// Refused.
     Deny(Deny),
 }
 
-impl Verdict {
+/// A verdict that owns its references.
+pub type Verdict = VerdictOf<'static>;
+
+impl VerdictOf<'_> {
+    /// The same verdict, free of the map's guard (counts a reference to the
+    /// entry of a granted key or token).
+    pub fn into_owned(self) -> Verdict {
+        match self {
+            VerdictOf::Allow(a) => VerdictOf::Allow(a.into_owned()),
+            VerdictOf::Deny(d) => VerdictOf::Deny(d),
+        }
+    }
+
     /// The deny code, if refused.
     pub fn code(&self) -> Option<DenyCode> {
         match self {
-            Verdict::Allow(_) => None,
-            Verdict::Deny(d) => Some(d.code),
+            VerdictOf::Allow(_) => None,
+            VerdictOf::Deny(d) => Some(d.code),
         }
     }
 
     /// Whether granted.
     pub fn is_allow(&self) -> bool {
-        matches!(self, Verdict::Allow(_))
+        matches!(self, VerdictOf::Allow(_))
     }
 }
 
 fn deny(code: DenyCode, reason: &'static str) -> Verdict {
-    Verdict::Deny(Deny { code, reason, retry_after_ms: None, rate_limit: None })
+    VerdictOf::Deny(Deny { code, reason, retry_after_ms: None, rate_limit: None })
 }
 
 fn limited(code: DenyCode, reason: &'static str, d: RateDenied) -> Verdict {
-    Verdict::Deny(Deny { code, reason, retry_after_ms: Some(d.retry_after_ms), rate_limit: Some(d.info) })
+    VerdictOf::Deny(Deny { code, reason, retry_after_ms: Some(d.retry_after_ms), rate_limit: Some(d.info) })
 }
 
 /// Everything the verifier reads besides the request.
@@ -221,8 +304,17 @@ pub struct Verifier<'a> {
 }
 
 impl Verifier<'_> {
-    /// Decides on `req` at time `now` (microseconds since the epoch).
+    /// Decides on `req` at time `now` (microseconds since the epoch); the
+    /// verdict owns its references.
     pub fn verify(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+        let guard = self.index.secrets.guard();
+        self.verify_in(req, now, &guard).into_owned()
+    }
+
+    /// As [`verify`](Verifier::verify), the verdict borrowing the
+    /// credential's entry under `guard` (of `self.index.secrets`): nothing
+    /// shared is written to find the entry nor to build the verdict.
+    pub fn verify_in<'g>(&self, req: &VerifyRequest<'_>, now: Micros, guard: &'g SecretsGuard<'_>) -> VerdictOf<'g> {
         let cred = req.credential;
         if cred.is_empty() || cred.len() > MAX_CREDENTIAL_BYTES {
             return deny(DenyCode::Malformed, "credential empty or too long");
@@ -236,12 +328,10 @@ impl Verifier<'_> {
         let Some(hash) = secret::parse(cred).or_else(|| self.adopted_hash(cred)) else {
             return deny(DenyCode::Malformed, "not a well-formed key or token");
         };
-        // Clone the Arc out so no shard lock is held past this line.
-        let found = self.index.secrets.get(&hash).map(|e| e.value().clone());
-        match found {
+        match self.index.secrets.get_in(&hash, guard) {
             None => deny(DenyCode::NotFound, "unknown credential"),
-            Some(Secret::Key(key)) => self.verify_key(key, req, now, None),
-            Some(Secret::Token(token)) => self.verify_token(token, req, now),
+            Some(Secret::Key(key)) => self.verify_key(Held::Borrowed(key), req, now, None),
+            Some(Secret::Token(token)) => self.verify_token(Held::Borrowed(token), req, now),
         }
     }
 
@@ -264,19 +354,19 @@ impl Verifier<'_> {
 
     /// Checks and counts a use of `key`, presented as itself or (`jwt`) as a
     /// JWT exchanged from it.
-    fn verify_key(
+    fn verify_key<'g>(
         &self,
-        key: Arc<KeyEntry>,
+        key: Held<'g, KeyEntry>,
         req: &VerifyRequest<'_>,
         now: Micros,
         jwt: Option<Arc<Claims>>,
-    ) -> Verdict {
+    ) -> VerdictOf<'g> {
         let now_ms = now / 1000;
         let rec = &key.hot;
         if !rec.enabled {
             return deny(DenyCode::Disabled, "key disabled");
         }
-        if rec.expires_at.is_some_and(|e| now_ms >= e) {
+        if rec.expires_at().is_some_and(|e| now_ms >= e) {
             return deny(DenyCode::Expired, "key expired");
         }
         if key.user.status() != UserStatus::Enabled {
@@ -291,7 +381,7 @@ impl Verifier<'_> {
         let c = &key.counters;
         let cost = req.cost;
         let mut rate = None;
-        if let Some(limit) = rec.rate_limit {
+        if let Some(limit) = rec.rate_limit() {
             match c.window.try_take(limit, now, cost) {
                 Ok(info) => rate = Some(info),
                 Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
@@ -299,13 +389,13 @@ impl Verifier<'_> {
         }
         let mut remaining = None;
         if rec.counted {
-            match c.uses.try_take(rec.refill, c.anchor_ms, now_ms, cost) {
+            match c.uses.try_take(rec.refill(), c.anchor_ms, now_ms, cost) {
                 Take::Taken(left) => remaining = Some(left),
                 Take::Exhausted(next) => {
-                    if let Some(limit) = rec.rate_limit {
+                    if let Some(limit) = rec.rate_limit() {
                         c.window.undo(limit, now, cost);
                     }
-                    return Verdict::Deny(Deny {
+                    return VerdictOf::Deny(Deny {
                         code: DenyCode::UsageExceeded,
                         reason: "no remaining uses",
                         retry_after_ms: next,
@@ -315,11 +405,11 @@ impl Verifier<'_> {
             }
         }
         let undo_key = || {
-            if let Some(limit) = rec.rate_limit {
+            if let Some(limit) = rec.rate_limit() {
                 c.window.undo(limit, now, cost);
             }
             if remaining.is_some() {
-                c.uses.undo(rec.refill, c.anchor_ms, now_ms, cost);
+                c.uses.undo(rec.refill(), c.anchor_ms, now_ms, cost);
             }
         };
         let team_rate = match self.team_limits(&key.user.team, req, now) {
@@ -333,16 +423,16 @@ impl Verifier<'_> {
         c.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
         let counted = remaining.is_some();
         if counted {
-            self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.clone()));
+            self.index.mark_dirty(&c.dirty, self.strict, || Dirty::Key(key.arc().clone()));
         } else {
-            self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.clone()));
+            self.index.mark_stats_dirty(&c.dirty, || Dirty::Key(key.arc().clone()));
         }
         let role = key.user.role();
         let (kind, grantee) = match jwt {
             None => (CredentialKind::ApiKey, Grantee::Key(key)),
             Some(claims) => (CredentialKind::Jwt, Grantee::KeyJwt(key, claims)),
         };
-        Verdict::Allow(Allow {
+        VerdictOf::Allow(AllowOf {
             kind,
             role,
             remaining,
@@ -352,7 +442,7 @@ impl Verifier<'_> {
         })
     }
 
-    fn verify_token(&self, token: Arc<TokenEntry>, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
+    fn verify_token<'g>(&self, token: Held<'g, TokenEntry>, req: &VerifyRequest<'_>, now: Micros) -> VerdictOf<'g> {
         let now_ms = now / 1000;
         if token.revoked_at.load(Ordering::Acquire) != 0 {
             return deny(DenyCode::Revoked, "token revoked");
@@ -370,8 +460,8 @@ impl Verifier<'_> {
         };
         token.request_count.fetch_add(1, Ordering::Relaxed);
         token.last_used_at.fetch_max(now_ms, Ordering::Relaxed);
-        self.index.mark_stats_dirty(&token.dirty, || Dirty::Token(token.clone()));
-        Verdict::Allow(Allow {
+        self.index.mark_stats_dirty(&token.dirty, || Dirty::Token(token.arc().clone()));
+        VerdictOf::Allow(AllowOf {
             kind: CredentialKind::AccessToken,
             role,
             remaining: None,
@@ -402,8 +492,8 @@ impl Verifier<'_> {
             return deny(DenyCode::Revoked, "token revoked");
         }
         if let Some(key_id) = &claims.key {
-            return match self.index.keys.get(key_id.as_str()).map(|k| k.value().clone()) {
-                Some(key) if Arc::ptr_eq(&key.user, &user) => self.verify_key(key, req, now, Some(claims)),
+            return match self.index.keys.get(key_id.as_str()) {
+                Some(key) if Arc::ptr_eq(&key.user, &user) => self.verify_key(Held::Owned(key), req, now, Some(claims)),
                 _ => deny(DenyCode::Revoked, "the key this token was exchanged from is gone"),
             };
         }
@@ -415,7 +505,7 @@ impl Verifier<'_> {
             Ok(info) => info,
             Err(v) => return v,
         };
-        Verdict::Allow(Allow {
+        VerdictOf::Allow(AllowOf {
             kind: CredentialKind::Jwt,
             role,
             remaining: None,

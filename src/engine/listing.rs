@@ -32,7 +32,13 @@ pub struct Filed<'a> {
 impl<'a> Filed<'a> {
     /// How `e` is filed.
     pub fn of(e: &'a KeyEntry) -> Filed<'a> {
-        Filed { id: &e.id, team: e.team_id(), user: e.user_id(), enabled: e.hot.enabled, expires_at: e.hot.expires_at }
+        Filed {
+            id: &e.id,
+            team: e.team_id(),
+            user: e.user_id(),
+            enabled: e.hot.enabled,
+            expires_at: e.hot.expires_at(),
+        }
     }
 }
 
