@@ -143,6 +143,22 @@ pub struct KeyCounters {
     pub dirty: AtomicBool,
     /// Start of refill period 0, in milliseconds.
     pub anchor_ms: u64,
+    /// Cluster mode: the state of this node's lease of the key's remaining
+    /// uses (`uses` then holds the lease's unspent part).
+    pub lease: Lease,
+}
+
+/// What the verifier knows of a key's lease (cluster mode): whether more
+/// uses were asked for, and until when asking again is pointless.
+#[derive(Default)]
+pub struct Lease {
+    /// A request is queued and not yet answered.
+    pub requested: AtomicBool,
+    /// Below this many unspent uses, ask for more before they run out.
+    pub low: std::sync::atomic::AtomicU32,
+    /// The last request found no uses left cluster-wide: until this time
+    /// (ms) an empty lease is final, and no request is made.
+    pub dry_until_ms: AtomicU64,
 }
 
 /// An API key as the verifier sees it: its settings, parsed, and pointers to its
@@ -382,6 +398,12 @@ pub struct Index {
     pub any_adopted: AtomicBool,
     /// The distinct key grants, shared by the keys that have them.
     grants: parking_lot::Mutex<Interner>,
+    /// Cluster mode: remaining uses are leased (see `Lease`).
+    pub leasing: AtomicBool,
+    /// Keys whose lease wants more uses, for the leaser thread.
+    pub lease_requests: SegQueue<Arc<KeyEntry>>,
+    /// The leaser thread, woken when a request is queued.
+    pub leaser: std::sync::OnceLock<std::thread::Thread>,
 }
 
 #[derive(Default)]
@@ -392,6 +414,23 @@ struct Interner {
 }
 
 impl Index {
+    /// Cluster mode: asks the leaser for more uses of `key` unless a request
+    /// is already queued or the cluster had none left at `now_ms`. Returns
+    /// whether a request is in flight (an answer may bring uses).
+    pub fn want_lease(&self, key: &Arc<KeyEntry>, now_ms: u64) -> bool {
+        let lease = &key.counters.lease;
+        if now_ms < lease.dry_until_ms.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !lease.requested.swap(true, Ordering::AcqRel) {
+            self.lease_requests.push(key.clone());
+            if let Some(t) = self.leaser.get() {
+                t.unpark();
+            }
+        }
+        true
+    }
+
     /// The shared copy of `set`: a million keys with a handful of distinct
     /// grants hold a handful of sets. (Sets no key holds any more are dropped
     /// whenever the table has doubled since the last sweep.)

@@ -283,6 +283,20 @@ impl Uses {
         });
     }
 
+    /// Adds `n` uses (a lease granted in cluster mode), saturating.
+    pub fn add(&self, n: u32) {
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            let (p, r) = unpack(s);
+            Some(pack(p, r.saturating_add(n)))
+        });
+    }
+
+    /// Takes every use left (a lease returned in cluster mode); returns how many.
+    pub fn drain(&self) -> u32 {
+        let old = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(pack(unpack(s).0, 0)));
+        unpack(old.unwrap_or(0)).1
+    }
+
     /// Overwrites the counter (an administrator set `remaining`).
     pub fn set(&self, remaining: u32, period: u32) {
         self.state.store(pack(period, remaining), Ordering::Release);

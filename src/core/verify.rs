@@ -167,6 +167,10 @@ pub struct Deny {
     pub retry_after_ms: Option<u64>,
     /// For rate limits: the limiter's state.
     pub rate_limit: Option<RateInfo>,
+    /// Cluster mode: no remaining uses here, but this node asked the
+    /// cluster for a lease of more; verifying again once it is answered may
+    /// succeed (`Engine::verify_at_async` does, within a bound).
+    pub lease_pending: bool,
 }
 
 /// The verifier's answer.
@@ -194,11 +198,17 @@ impl Verdict {
 }
 
 fn deny(code: DenyCode, reason: &'static str) -> Verdict {
-    Verdict::Deny(Deny { code, reason, retry_after_ms: None, rate_limit: None })
+    Verdict::Deny(Deny { code, reason, retry_after_ms: None, rate_limit: None, lease_pending: false })
 }
 
 fn limited(code: DenyCode, reason: &'static str, d: RateDenied) -> Verdict {
-    Verdict::Deny(Deny { code, reason, retry_after_ms: Some(d.retry_after_ms), rate_limit: Some(d.info) })
+    Verdict::Deny(Deny {
+        code,
+        reason,
+        retry_after_ms: Some(d.retry_after_ms),
+        rate_limit: Some(d.info),
+        lease_pending: false,
+    })
 }
 
 /// Everything the verifier reads besides the request.
@@ -300,16 +310,25 @@ impl Verifier<'_> {
         let mut remaining = None;
         if rec.counted {
             match c.uses.try_take(rec.refill, c.anchor_ms, now_ms, cost) {
-                Take::Taken(left) => remaining = Some(left),
+                Take::Taken(left) => {
+                    // Cluster mode: ask for more before the lease runs out.
+                    if left < c.lease.low.load(Ordering::Relaxed) && self.index.leasing.load(Ordering::Relaxed) {
+                        self.index.want_lease(&key, now_ms);
+                    }
+                    remaining = Some(left)
+                }
                 Take::Exhausted(next) => {
                     if let Some(limit) = rec.rate_limit {
                         c.window.undo(limit, now, cost);
                     }
+                    let lease_pending =
+                        self.index.leasing.load(Ordering::Relaxed) && self.index.want_lease(&key, now_ms);
                     return Verdict::Deny(Deny {
                         code: DenyCode::UsageExceeded,
                         reason: "no remaining uses",
                         retry_after_ms: next,
                         rate_limit: None,
+                        lease_pending,
                     });
                 }
             }

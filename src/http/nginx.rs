@@ -512,6 +512,7 @@ mod tests {
                 reason: "test",
                 retry_after_ms: Some(1500),
                 rate_limit: None,
+                lease_pending: false,
             });
             let r = answer(&v);
             assert_eq!(r.status(), s);
