@@ -107,8 +107,19 @@ pub struct Cluster {
     stopping: Arc<AtomicBool>,
 }
 
-fn pg_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(format!("postgresql: {e}"))
+/// A PostgreSQL error: one the server reported (a constraint, a bad
+/// statement) is a store failure; a connection that failed, closed or timed
+/// out makes the database unavailable.
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    if e.as_db_error().is_some() {
+        StoreError::Db(format!("postgresql: {e}"))
+    } else {
+        StoreError::Unavailable(format!("postgresql: {e}"))
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("postgresql: {e}"))
 }
 
 impl Cluster {
@@ -140,7 +151,7 @@ impl Cluster {
                 .create_timeout(Some(CALL_TIMEOUT))
                 .recycle_timeout(Some(CALL_TIMEOUT))
                 .build()
-                .map_err(pg_err)?
+                .map_err(|e| StoreError::Db(format!("postgresql: {e}")))?
         };
         let cluster = Arc::new(Cluster {
             rt: Some(rt),
@@ -186,11 +197,13 @@ impl Cluster {
         self.rt().spawn(async move {
             let r = match tokio::time::timeout(CALL_TIMEOUT, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(StoreError::Db(format!("postgresql: no answer within {CALL_TIMEOUT:?}"))),
+                Err(_) => Err(StoreError::Unavailable(format!("postgresql: no answer within {CALL_TIMEOUT:?}"))),
             };
             let _ = tx.send(r);
         });
-        let r = rx.recv().unwrap_or_else(|_| Err(StoreError::Db("postgresql: the cluster runtime stopped".into())));
+        let r = rx
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("postgresql: the cluster runtime stopped".into())));
         self.record(&r);
         r
     }
@@ -213,7 +226,7 @@ impl Cluster {
     {
         let pool = self.pool.clone();
         self.block(async move {
-            let client = pool.get().await.map_err(pg_err)?;
+            let client = pool.get().await.map_err(pool_err)?;
             f(client).await.map_err(pg_err)
         })
     }
@@ -281,7 +294,7 @@ impl Cluster {
     pub fn begin_admin(self: &Arc<Self>) -> Result<AdminTx, StoreError> {
         let pool = self.pool.clone();
         let obj = self.block(async move {
-            let c = pool.get().await.map_err(pg_err)?;
+            let c = pool.get().await.map_err(pool_err)?;
             c.batch_execute(&format!(
                 "BEGIN; SET LOCAL lock_timeout = '10s'; SELECT pg_advisory_xact_lock({ADMIN_LOCK})"
             ))
@@ -442,7 +455,7 @@ async fn listen_once(
     match driver.await {
         Ok(Ok(())) => Err(StoreError::Db("postgresql: the listener's connection closed".into())),
         Ok(Err(e)) => Err(pg_err(e)),
-        Err(e) => Err(pg_err(e)),
+        Err(e) => Err(StoreError::Db(format!("postgresql: the listener's task failed: {e}"))),
     }
 }
 

@@ -96,6 +96,7 @@ fn starting_answer(method: &Method, path: &str) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             &api::Readiness {
                 checks: api::ReadinessChecks {
+                    cluster: None,
                     index: "loading".to_owned(),
                     listeners: "not serving (starting or draining)".to_owned(),
                     store: "opening".to_owned(),
@@ -330,6 +331,7 @@ impl Shared {
         let ready = listeners && store_ok;
         let body = tollgate_api::Readiness {
             checks: tollgate_api::ReadinessChecks {
+                cluster: self.engine.cluster_state(),
                 index: "loaded".to_owned(),
                 listeners: if listeners { "bound" } else { "not serving (starting or draining)" }.to_owned(),
                 store: if store_ok { "ok" } else { "the last write failed" }.to_owned(),

@@ -126,6 +126,10 @@ pub enum StoreError {
          directory; stop it, or give this daemon its own data directory (--data)"
     )]
     Locked(String),
+    /// Cluster mode: PostgreSQL cannot be reached (or did not answer in
+    /// time); the operation was not acknowledged.
+    #[error("the cluster's database cannot be reached: {0}")]
+    Unavailable(String),
     /// A record could not be decoded.
     #[error("store: record {key} is unreadable: {why}")]
     Corrupt {

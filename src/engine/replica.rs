@@ -125,6 +125,23 @@ impl Engine {
         self.replica.as_ref().map_or(0, |r| r.applied.load(Ordering::Acquire))
     }
 
+    /// Cluster mode: how this node follows the cluster, for `/readyz`
+    /// (`None` without a cluster).
+    pub fn cluster_state(&self) -> Option<String> {
+        let r = self.replica.as_ref()?;
+        let h = r.cluster.health();
+        let applied = r.applied.load(Ordering::Acquire);
+        if h.listening.load(Ordering::Acquire) {
+            return Some(format!("following (change {applied} applied)"));
+        }
+        let last = h.last_ok_ms.load(Ordering::Relaxed);
+        let since = now_ms().saturating_sub(last) / 1000;
+        Some(format!(
+            "degraded: PostgreSQL unreachable (last answer {since} s ago, change {applied} applied); verifying from \
+             memory, admin writes refused"
+        ))
+    }
+
     /// The cluster this node belongs to, if any.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.replica.as_ref().map(|r| &r.cluster)
