@@ -340,6 +340,27 @@ pub struct ClusterConfig {
     /// How long a verification that found its lease empty waits for the
     /// lease it asked for before it is denied.
     pub lease_wait_ms: u64,
+    /// How long a node may go without knowing it has every change (its
+    /// change listener down, or the log unreadable) before `on_stale` applies.
+    pub max_staleness_ms: u64,
+    /// What a node does past `max_staleness_ms`.
+    pub on_stale: OnStale,
+}
+
+/// What a cluster node does when it may have missed changes for longer than
+/// `cluster.max_staleness_ms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStale {
+    /// Fail closed: refuse to answer verifications (socket: `SERVER_BUSY`
+    /// errors; HTTP: 503) and report not ready, until it has caught up. A
+    /// revocation made elsewhere is then never honoured late by more than
+    /// the maximum staleness.
+    #[default]
+    Refuse,
+    /// Fail open: keep verifying from memory (a revocation made elsewhere
+    /// meanwhile is not seen until the node catches up).
+    Serve,
 }
 
 /// A string that holds a secret (a connection string with its password):
@@ -363,6 +384,8 @@ impl Default for ClusterConfig {
             lease_ttl_ms: 30_000,
             lease_max: 100,
             lease_wait_ms: 100,
+            max_staleness_ms: 60_000,
+            on_stale: OnStale::Refuse,
         }
     }
 }
@@ -388,6 +411,9 @@ impl ClusterConfig {
         }
         if self.lease_wait_ms > 10_000 {
             errs.push(ConfigError("cluster.lease_wait_ms: must be at most 10000".into()));
+        }
+        if !(1_000..=86_400_000).contains(&self.max_staleness_ms) {
+            errs.push(ConfigError("cluster.max_staleness_ms: must be between 1000 and 86400000".into()));
         }
         if jwt.is_some_and(|j| j.keys.is_empty()) {
             errs.push(ConfigError(

@@ -183,17 +183,19 @@ fn changes_made_on_one_node_reach_the_others() {
         let k = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": format!("k{i}")}), 201);
         let acked = Instant::now();
         let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["key"].as_str().unwrap().to_owned());
-        for (name, cl) in [("B", &mut cb), ("C", &mut cc)] {
-            let at = seen(cl, &secret, Ok(()), bound)
-                .unwrap_or_else(|| panic!("key {i} created on A not allowed on {name} within {bound:?}"));
+        for (name, cl, n) in [("B", &mut cb, &b), ("C", &mut cc, &c)] {
+            let at = seen(cl, &secret, Ok(()), bound).unwrap_or_else(|| {
+                panic!("key {i} created on A not allowed on {name} within {bound:?}; its log:\n{}", n.log_text())
+            });
             record(sent, acked, at);
         }
         let sent = Instant::now();
         admin(&a, "PATCH", &format!("/v1/keys/{id}"), json!({"enabled": false}), 200);
         let acked = Instant::now();
-        for (name, cl) in [("B", &mut cb), ("C", &mut cc)] {
-            let at = seen(cl, &secret, Err(DenyCode::Disabled), bound)
-                .unwrap_or_else(|| panic!("key {i} revoked on A still allowed on {name} after {bound:?}"));
+        for (name, cl, n) in [("B", &mut cb, &b), ("C", &mut cc, &c)] {
+            let at = seen(cl, &secret, Err(DenyCode::Disabled), bound).unwrap_or_else(|| {
+                panic!("key {i} revoked on A still allowed on {name} after {bound:?}; its log:\n{}", n.log_text())
+            });
             record(sent, acked, at);
         }
     }
@@ -332,4 +334,135 @@ fn migrate_applies_the_schema_once() {
     assert_eq!(applied, 1, "exactly one run applies it:\n{first}\n{second}");
     assert!(run().contains("(0 applied now)"));
     assert_eq!(pg.query("SELECT count(*) FROM tollgate_migrations"), "1");
+}
+
+impl Pg {
+    /// Stops the server (fast: connections are closed); `ctl_start` starts
+    /// it again on the same port and data.
+    fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+fn readiness(n: &BinDaemon) -> (u16, String) {
+    let r = try_http(n.addr, "GET", "/readyz", &[], None).expect("the node answers /readyz");
+    (r.status, r.json()["checks"]["cluster"].as_str().unwrap_or_default().to_owned())
+}
+
+fn wait_for(what: &str, bound: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {bound:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// PostgreSQL stopped for 10 s while two nodes verify: no verification
+/// fails because of it, admin writes answer 503 and `/readyz` says
+/// degraded meanwhile; after the restart both nodes follow again, a change
+/// made then propagates, and a node started afterwards has every change
+/// made before the stop.
+#[test]
+fn an_outage_of_postgres_does_not_fail_verifications() {
+    let Some(pg) = Pg::start() else { return };
+    let (a, b) = (node(&pg), node(&pg));
+    let (_, user) = owner(&a);
+    let k1 = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": "before"}), 201);
+    let (k1_id, k1_secret) = (k1["id"].as_str().unwrap().to_owned(), k1["key"].as_str().unwrap().to_owned());
+    seen(&mut client(&b), &k1_secret, Ok(()), Duration::from_secs(1)).expect("k1 reaches B");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = [a.socket.clone(), b.socket.clone()]
+        .into_iter()
+        .map(|socket| {
+            let (stop, secret) = (stop.clone(), k1_secret.clone());
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&socket).unwrap();
+                let (mut allowed, mut failed) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match c.verify(&VerifyRequest::new(&secret)) {
+                        Ok(Verdict::Allow(_)) => allowed += 1,
+                        Ok(Verdict::Deny(d)) => failed.push(format!("{:?}", d.code)),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (allowed, failed)
+            })
+        })
+        .collect();
+
+    let down = Instant::now();
+    pg.stop();
+    let body = json!({"userId": user, "name": "during"}).to_string();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let r = try_http(a.addr, "POST", "/v1/keys", &[("Authorization", &auth)], Some(&body)).unwrap();
+    assert_eq!(r.status, 503, "an admin write while PostgreSQL is down: {}", r.text);
+    assert_eq!(r.json()["error"]["code"], "unavailable", "{}", r.text);
+    wait_for("B says degraded", Duration::from_secs(5), || {
+        let (status, cluster) = readiness(&b);
+        assert_eq!(status, 200, "a degraded node stays ready");
+        cluster.starts_with("degraded")
+    });
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(down.elapsed()));
+    pg.ctl_start();
+    for n in [&a, &b] {
+        wait_for("the node follows again", Duration::from_secs(15), || readiness(n).1.starts_with("following"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        let (allowed, failed) = t.join().unwrap();
+        assert!(allowed > 1000, "the load ran through the outage: {allowed} allowed");
+        assert!(failed.is_empty(), "verifications failed during the outage: {failed:?}");
+    }
+
+    // Changes made after the restart propagate.
+    let k2 = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": "after"}), 201);
+    let k2_secret = k2["key"].as_str().unwrap().to_owned();
+    seen(&mut client(&b), &k2_secret, Ok(()), Duration::from_secs(1)).expect("a key made after the restart reaches B");
+    admin(&a, "PATCH", &format!("/v1/keys/{k1_id}"), json!({"enabled": false}), 200);
+    seen(&mut client(&b), &k1_secret, Err(DenyCode::Disabled), Duration::from_secs(1))
+        .expect("a revocation after the restart reaches B");
+    // A node started now has everything: what was made before the stop
+    // (the team, the user, k1) and after it.
+    let c = node(&pg);
+    let mut cc = client(&c);
+    assert_eq!(verdict(&mut cc, &k2_secret), Ok(()));
+    assert_eq!(verdict(&mut cc, &k1_secret), Err(DenyCode::Disabled));
+    c.call("GET", &format!("/v1/users/{user}"), ADMIN_TOKEN, None, 200);
+    for n in [a, b, c] {
+        n.stop();
+    }
+}
+
+/// With `max_staleness_ms = 2000` and the default `on_stale = "refuse"`, a
+/// node that cannot reach PostgreSQL for longer refuses to verify (a socket
+/// error, HTTP 503, not ready) instead of answering from what may be stale,
+/// and serves again once it has caught up.
+#[test]
+fn a_node_past_its_maximum_staleness_refuses_until_it_catches_up() {
+    let Some(pg) = Pg::start() else { return };
+    let config = format!("{}[cluster]\nmax_staleness_ms = 2000\n", node_config());
+    let a = BinDaemon::start_with_env(&config, &["--postgres", &pg.url()], &[(JWT_ENV, JWT_SECRET)]);
+    let (_, user) = owner(&a);
+    let secret = admin(&a, "POST", "/v1/keys", json!({"userId": user}), 201)["key"].as_str().unwrap().to_owned();
+    let mut c = client(&a);
+    assert_eq!(verdict(&mut c, &secret), Ok(()));
+    pg.stop();
+    let down = Instant::now();
+    // Within the maximum staleness it verifies from memory.
+    assert_eq!(verdict(&mut c, &secret), Ok(()));
+    wait_for("the node refuses", Duration::from_secs(6), || readiness(&a).0 == 503);
+    assert!(down.elapsed() >= Duration::from_secs(2), "refused before the maximum staleness: {:?}", down.elapsed());
+    assert!(readiness(&a).1.starts_with("stale"), "{:?}", readiness(&a));
+    let e = c.verify(&VerifyRequest::new(&secret)).expect_err("a stale node gives no verdict");
+    assert!(e.to_string().contains("missed changes"), "{e}");
+    let body = json!({"credential": secret}).to_string();
+    let r = try_http(a.addr, "POST", "/v1/verify", &[], Some(&body)).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text);
+    pg.ctl_start();
+    wait_for("the node serves again", Duration::from_secs(15), || readiness(&a).0 == 200);
+    let mut c = client(&a);
+    assert_eq!(verdict(&mut c, &secret), Ok(()));
+    a.stop();
 }

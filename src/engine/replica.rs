@@ -4,7 +4,7 @@
 //! uses (the leaser thread). `src/cluster.rs` talks to PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,6 +40,12 @@ pub(super) struct Replica {
     wake: Arc<(Mutex<bool>, Condvar)>,
     stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Last time (ms) this node knew it had every change: its listener was
+    /// connected and a read of the log after that succeeded.
+    current_at_ms: AtomicU64,
+    /// Past `max_staleness_ms` with `on_stale = "refuse"`: verifications
+    /// are refused.
+    stale: AtomicBool,
 }
 
 /// A lease of one key held by this node.
@@ -64,6 +70,32 @@ impl Replica {
             wake: Arc::default(),
             stop: AtomicBool::new(false),
             threads: Mutex::default(),
+            current_at_ms: AtomicU64::new(now_ms()),
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// After a round of the applier: notes whether this node is current,
+    /// and refuses or stops refusing verifications.
+    fn check_staleness(&self, caught_up: bool) {
+        let now = now_ms();
+        if caught_up && self.cluster.health().listening.load(Ordering::Acquire) {
+            self.current_at_ms.store(now, Ordering::Release);
+        }
+        let settings = self.cluster.settings();
+        let behind = now.saturating_sub(self.current_at_ms.load(Ordering::Acquire));
+        let stale = settings.on_stale == crate::config::OnStale::Refuse && behind > settings.max_staleness_ms;
+        if self.stale.swap(stale, Ordering::AcqRel) != stale {
+            if stale {
+                tracing::error!(
+                    behind_ms = behind,
+                    max_staleness_ms = settings.max_staleness_ms,
+                    "cluster: this node may have missed changes for too long: verifications are refused until it \
+                     catches up (cluster.on_stale = \"refuse\")"
+                );
+            } else {
+                tracing::info!("cluster: caught up again; verifications are served");
+            }
         }
     }
 
@@ -125,12 +157,29 @@ impl Engine {
         self.replica.as_ref().map_or(0, |r| r.applied.load(Ordering::Acquire))
     }
 
+    /// Cluster mode, `on_stale = "refuse"`: why verifications are refused
+    /// now (this node may have missed changes for longer than
+    /// `max_staleness_ms`), or `None` when they are served.
+    pub fn refusing(&self) -> Option<&'static str> {
+        let r = self.replica.as_ref()?;
+        r.stale.load(Ordering::Relaxed).then_some(
+            "this cluster node may have missed changes for longer than cluster.max_staleness_ms (PostgreSQL \
+             unreachable): it refuses to verify until it catches up",
+        )
+    }
+
     /// Cluster mode: how this node follows the cluster, for `/readyz`
     /// (`None` without a cluster).
     pub fn cluster_state(&self) -> Option<String> {
         let r = self.replica.as_ref()?;
         let h = r.cluster.health();
         let applied = r.applied.load(Ordering::Acquire);
+        if r.stale.load(Ordering::Relaxed) {
+            let behind = now_ms().saturating_sub(r.current_at_ms.load(Ordering::Acquire)) / 1000;
+            return Some(format!(
+                "stale: no change read for {behind} s, past cluster.max_staleness_ms; verifications refused"
+            ));
+        }
         if h.listening.load(Ordering::Acquire) {
             return Some(format!("following (change {applied} applied)"));
         }
@@ -500,7 +549,9 @@ fn applier(engine: &Weak<Engine>, wake: &(Mutex<bool>, Condvar)) {
         if r.stop.load(Ordering::Acquire) {
             return;
         }
-        match engine.catch_up() {
+        let result = engine.catch_up();
+        r.check_staleness(result.is_ok());
+        match result {
             Ok(()) => {
                 if failing {
                     tracing::info!(applied = engine.applied_seq(), "cluster: caught up with the change log");
