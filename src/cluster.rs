@@ -93,6 +93,10 @@ pub struct Health {
     pub last_ok_ms: AtomicU64,
     /// Calls that failed.
     pub failures: AtomicU64,
+    /// When (ms since the epoch) the listener last lost a connection on
+    /// which it was listening: every change committed before then was
+    /// announced to this node.
+    pub lost_at_ms: AtomicU64,
 }
 
 /// A node's handle on the cluster's database.
@@ -388,16 +392,16 @@ impl Cluster {
         self.rt().spawn(async move {
             let mut backoff = Duration::from_millis(100);
             while !stopping.load(Ordering::Acquire) {
-                match listen_once(&pg, &tls, &health, &*wake).await {
-                    Ok(()) => backoff = Duration::from_millis(100),
-                    Err(e) => {
-                        if !stopping.load(Ordering::Acquire) {
-                            tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cluster: change listener lost its connection");
-                        }
-                        health.listening.store(false, Ordering::Release);
-                    }
+                let result = listen_once(&pg, &tls, &health, &*wake).await;
+                if health.listening.swap(false, Ordering::AcqRel) {
+                    health.lost_at_ms.store(crate::core::clock::now_us() / 1000, Ordering::Release);
+                    backoff = Duration::from_millis(100);
                 }
-                health.listening.store(false, Ordering::Release);
+                if let Err(e) = result
+                    && !stopping.load(Ordering::Acquire)
+                {
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cluster: change listener has no connection");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

@@ -159,6 +159,30 @@ fn seen(c: &mut Client, secret: &str, want: Result<(), DenyCode>, bound: Duratio
     }
 }
 
+/// Verifies `secret` until it has been refused for 1.5 s on end (longer
+/// than a node waits before asking the cluster again after finding no uses
+/// left, 1 s); returns how many were allowed.
+fn drain(c: &mut Client, secret: &str) -> u64 {
+    let started = Instant::now();
+    let mut refused_since: Option<Instant> = None;
+    let mut allowed = 0;
+    while refused_since.is_none_or(|t| t.elapsed() < Duration::from_millis(1500)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "not drained in 60 s");
+        match verdict(c, secret) {
+            Ok(()) => {
+                allowed += 1;
+                refused_since = None;
+            }
+            Err(DenyCode::UsageExceeded) => {
+                refused_since.get_or_insert_with(Instant::now);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(other) => panic!("unexpected denial {other:?}"),
+        }
+    }
+    allowed
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -251,25 +275,7 @@ fn remaining_uses_are_never_over_admitted_across_nodes() {
         .map(|socket| {
             let (secret, allowed) = (secret.clone(), allowed.clone());
             std::thread::spawn(move || {
-                let mut c = Client::connect(&socket).unwrap();
-                let mut refused_since: Option<Instant> = None;
-                let mut mine = 0u64;
-                // Refused for 1.5 s on end: longer than a node waits before it
-                // asks the cluster again after finding no uses left (1 s).
-                while refused_since.is_none_or(|t| t.elapsed() < Duration::from_millis(1500)) {
-                    assert!(started.elapsed() < Duration::from_secs(60), "not drained in 60 s");
-                    match verdict(&mut c, &secret) {
-                        Ok(()) => {
-                            mine += 1;
-                            refused_since = None;
-                        }
-                        Err(DenyCode::UsageExceeded) => {
-                            refused_since.get_or_insert_with(Instant::now);
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err(other) => panic!("unexpected denial {other:?}"),
-                    }
-                }
+                let mine = drain(&mut Client::connect(&socket).unwrap(), &secret);
                 allowed.fetch_add(mine, Ordering::Relaxed);
                 mine
             })
@@ -303,13 +309,7 @@ fn a_stopping_node_returns_its_lease() {
     a.stop();
     assert_eq!(pg.query("SELECT count(*) FROM tollgate_leases"), "0", "the lease row is gone");
     assert_eq!(pg.query("SELECT remaining FROM tollgate_credits"), "49", "the unspent uses are back");
-    let mut cb = client(&b);
-    let mut n = 0;
-    while verdict(&mut cb, &secret).is_ok() {
-        n += 1;
-        assert!(n <= 49, "over-admitted");
-    }
-    assert_eq!(n, 49);
+    assert_eq!(drain(&mut client(&b), &secret), 49);
     b.stop();
 }
 
@@ -448,8 +448,8 @@ fn a_node_past_its_maximum_staleness_refuses_until_it_catches_up() {
     let secret = admin(&a, "POST", "/v1/keys", json!({"userId": user}), 201)["key"].as_str().unwrap().to_owned();
     let mut c = client(&a);
     assert_eq!(verdict(&mut c, &secret), Ok(()));
-    pg.stop();
     let down = Instant::now();
+    pg.stop();
     // Within the maximum staleness it verifies from memory.
     assert_eq!(verdict(&mut c, &secret), Ok(()));
     wait_for("the node refuses", Duration::from_secs(6), || readiness(&a).0 == 503);
@@ -465,4 +465,34 @@ fn a_node_past_its_maximum_staleness_refuses_until_it_catches_up() {
     let mut c = client(&a);
     assert_eq!(verdict(&mut c, &secret), Ok(()));
     a.stop();
+}
+
+/// A node killed with SIGKILL cannot return its lease: the uses in it are
+/// lost (the documented bound: at most one lease per key, here the first
+/// lease of 10), never given to anyone twice; its lease row is removed once
+/// its TTL has passed without a heartbeat.
+#[test]
+fn a_killed_node_loses_at_most_its_lease() {
+    let Some(pg) = Pg::start() else { return };
+    let config = format!("{}[cluster]\nlease_ttl_ms = 1000\n", node_config());
+    let start = || BinDaemon::start_with_env(&config, &["--postgres", &pg.url()], &[(JWT_ENV, JWT_SECRET)]);
+    let (mut a, b) = (start(), start());
+    let (_, user) = owner(&a);
+    let secret = admin(&a, "POST", "/v1/keys", json!({"userId": user, "remaining": 100}), 201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(verdict(&mut client(&a), &secret), Ok(()));
+    let lease: u32 = pg.query("SELECT amount FROM tollgate_leases").parse().unwrap();
+    assert!((1..=10).contains(&lease), "A's first lease: {lease}");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    // B's heartbeat removes the row once A's TTL has passed.
+    wait_for("A's lease row expires", Duration::from_secs(10), || {
+        pg.query("SELECT count(*) FROM tollgate_leases") == "0"
+    });
+    let allowed = drain(&mut client(&b), &secret);
+    eprintln!("killed node: 1 use spent on A, {allowed} on B, {} lost with A's lease", 99 - allowed);
+    assert_eq!(allowed, 100 - 10, "A's lease of 10 (1 spent) is lost, the rest of the count is B's");
+    b.stop();
 }

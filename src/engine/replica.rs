@@ -83,7 +83,13 @@ impl Replica {
             self.current_at_ms.store(now, Ordering::Release);
         }
         let settings = self.cluster.settings();
-        let behind = now.saturating_sub(self.current_at_ms.load(Ordering::Acquire));
+        // Up to the moment its listener lost its connection, every change was
+        // announced to this node, and read if the reads were succeeding then
+        // (the applier reads at least every second).
+        let current = self.current_at_ms.load(Ordering::Acquire);
+        let lost = self.cluster.health().lost_at_ms.load(Ordering::Acquire);
+        let since = if lost > current && lost - current <= 2_000 { lost } else { current };
+        let behind = now.saturating_sub(since);
         let stale = settings.on_stale == crate::config::OnStale::Refuse && behind > settings.max_staleness_ms;
         if self.stale.swap(stale, Ordering::AcqRel) != stale {
             if stale {
@@ -492,18 +498,22 @@ impl Engine {
         let max = r.cluster.settings().lease_max;
         let want = {
             let mut leases = r.leases.lock();
-            let h = leases.entry(id.clone()).or_insert(Held {
-                generation: 0,
-                size: FIRST_LEASE.min(max),
-                granted: Instant::now(),
-            });
-            let since = h.granted.elapsed();
-            if since < Duration::from_secs(1) {
-                h.size = h.size.saturating_mul(2).min(max);
-            } else if since > Duration::from_secs(10) {
-                h.size = (h.size / 2).max(1);
+            match leases.get_mut(id) {
+                Some(h) => {
+                    let since = h.granted.elapsed();
+                    if since < Duration::from_secs(1) {
+                        h.size = h.size.saturating_mul(2).min(max);
+                    } else if since > Duration::from_secs(10) {
+                        h.size = (h.size / 2).max(1);
+                    }
+                    h.size
+                }
+                None => {
+                    let size = FIRST_LEASE.min(max);
+                    leases.insert(id.clone(), Held { generation: 0, size, granted: Instant::now() });
+                    size
+                }
             }
-            h.size
         };
         let now = now_ms();
         match r.cluster.take_lease(id, want) {
