@@ -116,14 +116,30 @@ pub struct Cluster {
 /// out makes the database unavailable.
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if e.as_db_error().is_some() {
-        StoreError::Db(format!("postgresql: {e}"))
+        StoreError::Db(format!("postgresql: {}", chain(&e)))
     } else {
-        StoreError::Unavailable(format!("postgresql: {e}"))
+        StoreError::Unavailable(format!("postgresql: {}", chain(&e)))
     }
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("postgresql: {e}"))
+    StoreError::Unavailable(format!("postgresql: {}", chain(&e)))
+}
+
+/// An error and its causes, `: `-separated (the TLS or I/O cause of a
+/// failed connection is in a source, not in the top error's text).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Cluster {

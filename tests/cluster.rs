@@ -36,11 +36,19 @@ struct Pg {
     dir: tempfile::TempDir,
     port: u16,
     as_postgres: bool,
+    /// The server's TLS options (empty: no TLS).
+    tls: String,
 }
 
 impl Pg {
     /// `None` (SKIPPED, outside CI) when PostgreSQL is not installed.
     fn start() -> Option<Pg> {
+        Pg::start_with(false)
+    }
+
+    /// With `tls`, the server speaks TLS with a certificate for 127.0.0.1
+    /// issued by a CA of its own, whose certificate is `<dir>/ca.pem`.
+    fn start_with(tls: bool) -> Option<Pg> {
         let candidates: Vec<String> = (13..=18).rev().map(|v| format!("/usr/lib/postgresql/{v}/bin/initdb")).collect();
         let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
         let initdb = require_tool("initdb", &candidates, "apt-get install postgresql")?;
@@ -53,9 +61,36 @@ impl Pg {
             let ok = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status().unwrap().success();
             assert!(ok, "chown postgres {}", dir.path().display());
         }
-        let pg = Pg { bin, dir, port: free_port(), as_postgres };
+        let mut pg = Pg { bin, dir, port: free_port(), as_postgres, tls: String::new() };
         let data = pg.data();
         pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        if tls {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, "tollgate cluster test CA");
+            let ca = params.self_signed(&ca_key).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            std::fs::write(pg.dir.path().join("ca.pem"), ca.pem()).unwrap();
+            let data = pg.dir.path().join("data");
+            std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
+            std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            if as_postgres {
+                let ok = Command::new("chown")
+                    .arg("postgres")
+                    .args([data.join("server.crt"), data.join("server.key")])
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+            }
+            pg.tls = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned();
+        }
         pg.ctl_start();
         Some(pg)
     }
@@ -83,7 +118,8 @@ impl Pg {
     }
 
     fn ctl_start(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1{}", self.port, self.dir.path().display(), self.tls);
         let log = self.dir.path().join("pg.log").display().to_string();
         self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"]);
     }
@@ -495,4 +531,44 @@ fn a_killed_node_loses_at_most_its_lease() {
     eprintln!("killed node: 1 use spent on A, {allowed} on B, {} lost with A's lease", 99 - allowed);
     assert_eq!(allowed, 100 - 10, "A's lease of 10 (1 spent) is lost, the rest of the count is B's");
     b.stop();
+}
+
+/// `sslmode=require`: the node talks to PostgreSQL over TLS (rustls) and
+/// checks its certificate against `cluster.ca_file`; a certificate from
+/// another CA is refused.
+#[test]
+fn nodes_reach_postgres_over_tls_and_check_its_certificate() {
+    let Some(pg) = Pg::start_with(true) else { return };
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=require", pg.port);
+    let ca = pg.dir.path().join("ca.pem");
+    let config = format!("{}[cluster]\nca_file = \"{}\"\n", node_config(), ca.display());
+    let a = BinDaemon::start_with_env(&config, &["--postgres", &url], &[(JWT_ENV, JWT_SECRET)]);
+    let (_, user) = owner(&a);
+    admin(&a, "POST", "/v1/keys", json!({"userId": user}), 201);
+    let by_tls = |ssl: bool| {
+        pg.query(&format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name LIKE 'tollgate node_%' AND s.ssl = {ssl}"
+        ))
+    };
+    assert_ne!(by_tls(true), "0", "the node's connections use TLS");
+    assert_eq!(by_tls(false), "0", "no connection of the node is in clear");
+    a.stop();
+
+    // A CA that did not issue the server's certificate: refused.
+    let other = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(other.path().join("ca.pem"), params.self_signed(&key).unwrap().pem()).unwrap();
+    let config = other.path().join("tollgate.toml");
+    std::fs::write(&config, format!("[cluster]\nca_file = \"{}\"\n", other.path().join("ca.pem").display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["migrate", "--postgres", &url, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a server certificate of another CA was accepted");
+    assert!(err.contains("certificate"), "{err}");
 }

@@ -441,7 +441,9 @@ impl Engine {
     /// Returns this node's unspent leases (shutdown). Idempotent.
     pub(super) fn return_leases(&self) {
         let Some(r) = &self.replica else { return };
-        r.stop.store(true, Ordering::Release);
+        if r.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(t) = self.index.leaser.get() {
             t.unpark();
         }
