@@ -325,12 +325,14 @@ impl Cluster {
         Ok(AdminTx { cluster: self.clone(), obj: Some(obj) })
     }
 
-    /// Leases up to `want` uses of `key` to this node with one statement;
-    /// returns the uses granted and the count's generation, or `None` when
-    /// the key has no shared count.
-    pub fn take_lease(&self, key: &str, want: u32) -> Result<Option<(u32, i64)>, StoreError> {
+    /// Leases up to `want` uses of `key` to this node with one statement,
+    /// recording on its lease row what the node then holds (`held`, its
+    /// unspent uses before this grant, plus the grant); returns the uses
+    /// granted and the count's generation, or `None` when the key has no
+    /// shared count.
+    pub fn take_lease(&self, key: &str, want: u32, held: u32) -> Result<Option<(u32, i64)>, StoreError> {
         let (key, node, ttl) = (key.to_owned(), self.node.clone(), self.settings.lease_ttl_ms as f64);
-        let want = i64::from(want);
+        let (want, held) = (i64::from(want), i64::from(held));
         let row = self.call(move |c| async move {
             c.query_opt(
                 "WITH c AS (
@@ -342,19 +344,36 @@ impl Cluster {
                      RETURNING c.g, c.generation
                  ), l AS (
                      INSERT INTO tollgate_leases (key_id, node, generation, amount, expires_at)
-                     SELECT $1, $3, u.generation, u.g, now() + $4 * interval '1 millisecond' FROM u WHERE u.g > 0
+                     SELECT $1, $3, u.generation, $5 + u.g, now() + $4 * interval '1 millisecond' FROM u
                      ON CONFLICT (key_id, node) DO UPDATE SET
-                         amount = CASE WHEN tollgate_leases.generation = EXCLUDED.generation
-                                       THEN tollgate_leases.amount + EXCLUDED.amount ELSE EXCLUDED.amount END,
+                         amount = EXCLUDED.amount,
                          generation = EXCLUDED.generation,
                          expires_at = EXCLUDED.expires_at
                  )
                  SELECT g, generation FROM u",
-                &[&key, &want, &node, &ttl],
+                &[&key, &want, &node, &ttl, &held],
             )
             .await
         })?;
         Ok(row.map(|r| (u32::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get::<_, i64>(1))))
+    }
+
+    /// The uses of `keys` not held by this node: each key's shared count
+    /// plus the other nodes' leases of its generation, as of their last
+    /// heartbeat. Keys without a count are absent.
+    pub fn remaining(&self, keys: Vec<String>) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let node = self.node.clone();
+        let rows = self.call(move |c| async move {
+            c.query(
+                "SELECT c.key_id, c.remaining + coalesce((
+                     SELECT sum(l.amount) FROM tollgate_leases l
+                     WHERE l.key_id = c.key_id AND l.node <> $2 AND l.generation = c.generation), 0)::bigint
+                 FROM tollgate_credits c WHERE c.key_id = ANY($1)",
+                &[&keys, &node],
+            )
+            .await
+        })?;
+        Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
     }
 
     /// Gives back `n` unspent uses of `key` leased under `generation` (a

@@ -1189,7 +1189,10 @@ impl Engine {
     pub fn key(&self, id: &str) -> Result<(ApiKey, Usage), EngineError> {
         let e = self.index.keys.get(id).map(|e| e.clone()).ok_or(EngineError::NotFound("key"))?;
         let record = self.store.get(Table::Keys, id)?.ok_or(EngineError::NotFound("key"))?;
-        Ok((record, key_usage(&e.counters)))
+        let mut one = [(record, key_usage(&e.counters))];
+        self.cluster_remaining(&mut one);
+        let [key] = one;
+        Ok(key)
     }
 
     /// A page of the API keys of a team (or of one user of it), active (enabled
@@ -1221,6 +1224,7 @@ impl Engine {
                 keys.push((record, key_usage(&e.counters)));
             }
         }
+        self.cluster_remaining(&mut keys);
         Ok(page.map(keys))
     }
 
@@ -1236,6 +1240,7 @@ impl Engine {
                 v.push((record, key_usage(&e.counters)));
             }
         }
+        self.cluster_remaining(&mut v);
         Ok(v)
     }
 

@@ -303,6 +303,10 @@ fn remaining_uses_are_never_over_admitted_across_nodes() {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    // Every node shows the cluster's count, not its own (empty) lease.
+    for n in &nodes {
+        assert_eq!(n.call("GET", &path, ADMIN_TOKEN, None, 200)["remaining"], 1000);
+    }
     let allowed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let threads: Vec<_> = nodes
@@ -323,6 +327,9 @@ fn remaining_uses_are_never_over_admitted_across_nodes() {
     assert!(total <= 1000, "over-admitted: {total} > 1000");
     assert_eq!(total, 1000, "under-admitted after every node drained: uses left stranded");
     assert_eq!(pg.query("SELECT remaining FROM tollgate_credits"), "0");
+    for n in &nodes {
+        assert_eq!(n.call("GET", &path, ADMIN_TOKEN, None, 200)["remaining"], 0);
+    }
     for n in nodes {
         n.stop();
     }
@@ -591,7 +598,9 @@ fn concurrent_admin_writes_on_two_nodes_are_serialized() {
                 .into_iter()
                 .map(|addr| {
                     let (auth, body) = (&auth, &body);
-                    s.spawn(move || try_http(addr, "POST", "/v1/users", &[("Authorization", auth)], Some(body)).unwrap())
+                    s.spawn(move || {
+                        try_http(addr, "POST", "/v1/users", &[("Authorization", auth)], Some(body)).unwrap()
+                    })
                 })
                 .collect();
             calls.into_iter().map(|c| c.join().unwrap().status).collect()

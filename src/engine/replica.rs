@@ -399,6 +399,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Cluster mode: the remaining uses of keys with a limit are the
+    /// cluster's, not this node's lease: the shared count, plus what other
+    /// nodes hold (as of their last heartbeat), plus this node's lease. When
+    /// PostgreSQL cannot be reached, this node's lease is shown, as it is.
+    pub(super) fn cluster_remaining(&self, keys: &mut [(ApiKey, Usage)]) {
+        let Some(r) = &self.replica else { return };
+        let ids: Vec<String> = keys.iter().filter(|(k, _)| k.remaining.is_some()).map(|(k, _)| k.id.clone()).collect();
+        if ids.is_empty() {
+            return;
+        }
+        match r.cluster.remaining(ids) {
+            Ok(shared) => {
+                for (k, usage) in keys.iter_mut() {
+                    if let Some(n) = shared.get(&k.id) {
+                        let total = u64::from(usage.remaining).saturating_add(*n);
+                        usage.remaining = u32::try_from(total).unwrap_or(u32::MAX);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: remaining uses shown as this node's lease"),
+        }
+    }
+
     /// Cluster mode: after a verification denied for want of uses while a
     /// lease was asked for, waits (at most `cluster.lease_wait_ms`) for the
     /// leaser's answer and verifies again. Only a lease that ran out waits:
@@ -518,7 +541,7 @@ impl Engine {
             }
         };
         let now = now_ms();
-        match r.cluster.take_lease(id, want) {
+        match r.cluster.take_lease(id, want, c.uses.load().1) {
             Ok(Some((granted, generation))) if granted > 0 => {
                 if current(c) {
                     c.uses.add(granted);
