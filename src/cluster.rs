@@ -263,7 +263,8 @@ impl Cluster {
             let applied = result?;
             unlocked?;
             Ok(applied)
-        })
+        })?
+        .map_err(StoreError::Db)
     }
 
     /// A consistent snapshot: the head of the log and every replicated
@@ -498,7 +499,9 @@ async fn listen_once(
     }
 }
 
-async fn migrate_locked(c: &mut Object) -> Result<Vec<String>, tokio_postgres::Error> {
+/// The migrations applied, or why none may be (a schema newer than this
+/// build).
+async fn migrate_locked(c: &mut Object) -> Result<Result<Vec<String>, String>, tokio_postgres::Error> {
     c.batch_execute(
         "CREATE TABLE IF NOT EXISTS tollgate_migrations (
              version    integer     PRIMARY KEY,
@@ -509,6 +512,12 @@ async fn migrate_locked(c: &mut Object) -> Result<Vec<String>, tokio_postgres::E
     .await?;
     let done: Vec<i32> =
         c.query("SELECT version FROM tollgate_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
+    if let Some(newer) = done.iter().copied().filter(|v| *v > schema_version()).max() {
+        return Ok(Err(format!(
+            "the database's schema is at version {newer}, newer than this tollgate knows ({}): upgrade this node",
+            schema_version()
+        )));
+    }
     let mut applied = Vec::new();
     for m in MIGRATIONS {
         if done.contains(&m.version) {
@@ -520,7 +529,7 @@ async fn migrate_locked(c: &mut Object) -> Result<Vec<String>, tokio_postgres::E
         tx.commit().await?;
         applied.push(m.name.to_owned());
     }
-    Ok(applied)
+    Ok(Ok(applied))
 }
 
 /// The newest schema version this build knows.

@@ -377,6 +377,11 @@ fn migrate_applies_the_schema_once() {
     assert_eq!(applied, 1, "exactly one run applies it:\n{first}\n{second}");
     assert!(run().contains("(0 applied now)"));
     assert_eq!(pg.query("SELECT count(*) FROM tollgate_migrations"), "1");
+    // A schema a newer tollgate applied is refused, not written over.
+    pg.query("INSERT INTO tollgate_migrations (version, name) VALUES (999, '0999_future.sql')");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate")).args(["migrate", "--postgres", &pg.url()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("newer than this tollgate"), "{err}");
 }
 
 impl Pg {
