@@ -1259,11 +1259,29 @@ mod tests {
             ("[http_server.tls]\nkey = \"/k.pem\"", "http_server.tls.cert: missing"),
             ("http = \"0.0.0.0:7070\"", "--insecure-http"),
             ("http = \"[::]:7070\"", "--tls-cert"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"", "cluster: cluster mode needs [[jwt.keys]]"),
+            ("[cluster]\npostgres_url = \"postgres://u:hunter2@db:notaport/tg\"", "cluster.postgres_url"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"\nlease_max = 0", "cluster.lease_max"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"\nlease_ttl_ms = 10", "cluster.lease_ttl_ms"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"\nmax_staleness_ms = 0", "cluster.max_staleness_ms"),
+            ("[cluster]\non_stale = \"maybe\"", "unknown variant `maybe`"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();
             assert!(e.0.contains(needle), "{text:?} gave {:?}, expected mention of {needle:?}", e.0);
         }
+    }
+
+    #[test]
+    fn the_postgres_password_is_in_no_message_nor_debug_output() {
+        let text = "[cluster]\npostgres_url = \"postgres://u:hunter2@db:notaport/tg\"\nlease_max = 0";
+        let c = Config::parse(text).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug shows the password");
+        for e in c.problems() {
+            assert!(!e.0.contains("hunter2"), "{}", e.0);
+        }
+        // Without postgres_url the rest of [cluster] is not checked: nothing runs.
+        Config::parse("[cluster]\nlease_max = 0").unwrap().validate().unwrap();
     }
 
     #[test]
