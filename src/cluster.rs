@@ -50,8 +50,10 @@ pub struct Migration {
 }
 
 /// Every migration, in order (a unit test checks this against `migrations/`).
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "0001_cluster.sql", sql: include_str!("../migrations/0001_cluster.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "0001_cluster.sql", sql: include_str!("../migrations/0001_cluster.sql") },
+    Migration { version: 2, name: "0002_rate_windows.sql", sql: include_str!("../migrations/0002_rate_windows.sql") },
+];
 
 /// One committed admin change as the log carries it: the record writes (of
 /// the replicated tables) in order, and the keys whose remaining uses were
@@ -359,6 +361,44 @@ impl Cluster {
         Ok(row.map(|r| (u32::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get::<_, i64>(1))))
     }
 
+    /// Leases up to `want` requests of `key`'s current rate-limit window
+    /// (`max` per `window_ms`, opened now if the last one has ended) with
+    /// one locked update; returns the window's end and PostgreSQL's time
+    /// now (ms since the epoch, its clock: the nodes' clocks never decide
+    /// a window), and the requests granted.
+    pub fn take_rate(&self, key: &str, want: u32, max: u32, window_ms: u64) -> Result<(i64, i64, u32), StoreError> {
+        let key = key.to_owned();
+        let (want, max, window) = (i64::from(want), i64::from(max), i64::try_from(window_ms).unwrap_or(i64::MAX));
+        let row = self.call(move |c| async move {
+            c.execute(
+                "INSERT INTO tollgate_windows (key_id, started_ms, used) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING",
+                &[&key],
+            )
+            .await?;
+            c.query_one(
+                "WITH n AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms),
+                 w AS (SELECT key_id, started_ms, used FROM tollgate_windows WHERE key_id = $1 FOR UPDATE),
+                 c AS (
+                     SELECT w.key_id, n.ms,
+                            CASE WHEN n.ms >= w.started_ms + $4 THEN n.ms ELSE w.started_ms END AS start,
+                            CASE WHEN n.ms >= w.started_ms + $4 THEN 0 ELSE w.used END AS base
+                     FROM w, n
+                 ),
+                 u AS (
+                     UPDATE tollgate_windows t
+                     SET started_ms = c.start, used = c.base + LEAST($2, GREATEST($3 - c.base, 0))
+                     FROM c WHERE t.key_id = c.key_id
+                     RETURNING c.start + $4 AS ends, c.ms, LEAST($2, GREATEST($3 - c.base, 0)) AS g
+                 )
+                 SELECT ends, ms, g FROM u",
+                &[&key, &want, &max, &window],
+            )
+            .await
+        })?;
+        let granted = u32::try_from(row.get::<_, i64>(2)).unwrap_or(0);
+        Ok((row.get(0), row.get(1), granted))
+    }
+
     /// The uses of `keys` not held by this node: each key's shared count
     /// plus the other nodes' leases of its generation, as of their last
     /// heartbeat. Keys without a count are absent.
@@ -608,10 +648,14 @@ impl AdminTx {
         let (set_k, set_n): (Vec<String>, Vec<i64>) =
             change.credits.iter().filter_map(|(k, n)| n.map(|n| (k.clone(), i64::from(n)))).unzip();
         let mut clear: Vec<String> = change.credits.iter().map(|(k, _)| k.clone()).collect();
-        // A removed key takes its count and leases with it.
-        clear.extend(
-            change.ops.iter().filter(|o| o.value.is_none() && o.table() == Some(Table::Keys)).map(|o| o.id.clone()),
-        );
+        // A removed key takes its count, leases and rate window with it.
+        let removed: Vec<String> = change
+            .ops
+            .iter()
+            .filter(|o| o.value.is_none() && o.table() == Some(Table::Keys))
+            .map(|o| o.id.clone())
+            .collect();
+        clear.extend(removed.iter().cloned());
         let node = self.cluster.node.clone();
         self.cluster.block(async move {
             let r = async {
@@ -640,6 +684,9 @@ impl AdminTx {
                 if !clear.is_empty() {
                     obj.execute("DELETE FROM tollgate_leases WHERE key_id = ANY($1)", &[&clear]).await?;
                     obj.execute("DELETE FROM tollgate_credits WHERE key_id = ANY($1)", &[&clear]).await?;
+                }
+                if !removed.is_empty() {
+                    obj.execute("DELETE FROM tollgate_windows WHERE key_id = ANY($1)", &[&removed]).await?;
                 }
                 if !set_k.is_empty() {
                     obj.execute(

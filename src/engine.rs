@@ -1311,6 +1311,7 @@ impl Engine {
             let usage = Usage { remaining, period: 0, anchor: now, ..key_usage(&old.counters) };
             let mut c = counters(&usage, k.refill);
             c.window = old.counters.window.snapshot();
+            c.rate = old.counters.rate.snapshot();
             Arc::new(c)
         };
         let leasing = self.leasing();
@@ -1572,6 +1573,7 @@ fn counters(u: &Usage, refill: Option<Refill>) -> KeyCounters {
         last_used_at: AtomicU64::new(u.last_used_at),
         dirty: AtomicBool::new(false),
         anchor_ms: u.anchor,
+        rate: Default::default(),
         lease: Default::default(),
     }
 }

@@ -10,7 +10,7 @@ use crossbeam_queue::SegQueue;
 use dashmap::DashMap;
 use ipnet::IpNet;
 
-use super::limits::{AnchoredWindow, FixedWindow, Quota, Uses};
+use super::limits::{AnchoredWindow, FixedWindow, Quota, RateLease, Uses};
 use super::model::{AccessToken, ApiKey, Millis, RateLimit, Refill, Role, Tier, UserStatus};
 use super::perms::PermSet;
 
@@ -135,6 +135,9 @@ pub struct KeyCounters {
     pub uses: Uses,
     /// Per-key rate limit window.
     pub window: AnchoredWindow,
+    /// Cluster mode: this node's lease of the key's rate-limit window, in
+    /// place of `window`.
+    pub rate: RateLease,
     /// Allowed verifications.
     pub request_count: AtomicU64,
     /// Time of the last allowed verification, in milliseconds.
@@ -159,6 +162,11 @@ pub struct Lease {
     /// The last request found no uses left cluster-wide: until this time
     /// (ms) an empty lease is final, and no request is made.
     pub dry_until_ms: AtomicU64,
+    /// Below this many tokens of the rate-limit window, ask for more.
+    pub rate_low: std::sync::atomic::AtomicU32,
+    /// The cluster's current window of the key is full: until it ends (ms),
+    /// no request for tokens is made.
+    pub rate_dry_until_ms: AtomicU64,
 }
 
 /// An API key as the verifier sees it: its settings, parsed, and pointers to its
@@ -418,8 +426,17 @@ impl Index {
     /// is already queued or the cluster had none left at `now_ms`. Returns
     /// whether a request is in flight (an answer may bring uses).
     pub fn want_lease(&self, key: &Arc<KeyEntry>, now_ms: u64) -> bool {
+        self.request_lease(key, now_ms, &key.counters.lease.dry_until_ms)
+    }
+
+    /// [`Index::want_lease`] for tokens of the key's rate-limit window.
+    pub fn want_rate_lease(&self, key: &Arc<KeyEntry>, now_ms: u64) -> bool {
+        self.request_lease(key, now_ms, &key.counters.lease.rate_dry_until_ms)
+    }
+
+    fn request_lease(&self, key: &Arc<KeyEntry>, now_ms: u64, dry_until_ms: &AtomicU64) -> bool {
         let lease = &key.counters.lease;
-        if now_ms < lease.dry_until_ms.load(Ordering::Relaxed) {
+        if now_ms < dry_until_ms.load(Ordering::Relaxed) {
             return false;
         }
         if !lease.requested.swap(true, Ordering::AcqRel) {

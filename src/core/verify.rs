@@ -300,11 +300,43 @@ impl Verifier<'_> {
         }
         let c = &key.counters;
         let cost = req.cost;
+        // Cluster mode: the key's rate limit is the cluster's, spent from
+        // this node's lease of the current window.
+        let leasing = self.index.leasing.load(Ordering::Relaxed);
+        let undo_rate = |limit| {
+            if leasing {
+                c.rate.undo(cost);
+            } else {
+                c.window.undo(limit, now, cost);
+            }
+        };
         let mut rate = None;
         if let Some(limit) = rec.rate_limit {
-            match c.window.try_take(limit, now, cost) {
-                Ok(info) => rate = Some(info),
-                Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
+            if leasing {
+                match c.rate.try_take(limit.max, now, cost) {
+                    Some(info) => {
+                        if info.remaining < c.lease.rate_low.load(Ordering::Relaxed) {
+                            self.index.want_rate_lease(&key, now_ms);
+                        }
+                        rate = Some(info);
+                    }
+                    None => {
+                        let lease_pending = self.index.want_rate_lease(&key, now_ms);
+                        let reset_ms = c.rate.reset_ms(now);
+                        return Verdict::Deny(Deny {
+                            code: DenyCode::RateLimited,
+                            reason: "key rate limit reached",
+                            retry_after_ms: Some(reset_ms),
+                            rate_limit: Some(RateInfo { limit: limit.max, remaining: 0, reset_ms }),
+                            lease_pending,
+                        });
+                    }
+                }
+            } else {
+                match c.window.try_take(limit, now, cost) {
+                    Ok(info) => rate = Some(info),
+                    Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
+                }
             }
         }
         let mut remaining = None;
@@ -312,17 +344,16 @@ impl Verifier<'_> {
             match c.uses.try_take(rec.refill, c.anchor_ms, now_ms, cost) {
                 Take::Taken(left) => {
                     // Cluster mode: ask for more before the lease runs out.
-                    if left < c.lease.low.load(Ordering::Relaxed) && self.index.leasing.load(Ordering::Relaxed) {
+                    if left < c.lease.low.load(Ordering::Relaxed) && leasing {
                         self.index.want_lease(&key, now_ms);
                     }
                     remaining = Some(left)
                 }
                 Take::Exhausted(next) => {
                     if let Some(limit) = rec.rate_limit {
-                        c.window.undo(limit, now, cost);
+                        undo_rate(limit);
                     }
-                    let lease_pending =
-                        self.index.leasing.load(Ordering::Relaxed) && self.index.want_lease(&key, now_ms);
+                    let lease_pending = leasing && self.index.want_lease(&key, now_ms);
                     return Verdict::Deny(Deny {
                         code: DenyCode::UsageExceeded,
                         reason: "no remaining uses",
@@ -335,7 +366,7 @@ impl Verifier<'_> {
         }
         let undo_key = || {
             if let Some(limit) = rec.rate_limit {
-                c.window.undo(limit, now, cost);
+                undo_rate(limit);
             }
             if remaining.is_some() {
                 c.uses.undo(rec.refill, c.anchor_ms, now_ms, cost);

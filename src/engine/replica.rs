@@ -32,6 +32,10 @@ pub(super) struct Replica {
     pub(super) applied: AtomicI64,
     /// This node's leases: key id → what it knows of its lease.
     leases: Mutex<HashMap<Id, Held>>,
+    /// Rate-limit windows this node holds tokens of: key id → the window's
+    /// end on PostgreSQL's clock and on this node's (fixed at its first
+    /// grant, so later grants of the same window add to the same tokens).
+    rate_windows: Mutex<HashMap<Id, (i64, u64)>>,
     /// Leaser rounds completed, and the condition a verification waiting for
     /// a lease sleeps on.
     rounds: Mutex<u64>,
@@ -65,6 +69,7 @@ impl Replica {
             cluster,
             applied: AtomicI64::new(head),
             leases: Mutex::default(),
+            rate_windows: Mutex::default(),
             rounds: Mutex::new(0),
             round_done: Condvar::new(),
             wake: Arc::default(),
@@ -381,6 +386,7 @@ impl Engine {
                 let usage = Usage { remaining: 0, period: 0, anchor: now, ..key_usage(&o.counters) };
                 let mut c = counters(&usage, k.refill);
                 c.window = o.counters.window.snapshot();
+                c.rate = o.counters.rate.snapshot();
                 Arc::new(c)
             }
             // A key with a limit starts with an empty lease.
@@ -505,6 +511,7 @@ impl Engine {
         let mut seen = HashSet::new();
         while let Some(e) = self.index.lease_requests.pop() {
             if seen.insert(e.id.clone()) {
+                self.serve_rate_lease(r, &e.id, &e.counters);
                 self.serve_lease(r, &e.id, &e.counters);
             }
             e.counters.lease.requested.store(false, Ordering::Release);
@@ -513,11 +520,60 @@ impl Engine {
         r.round_done.notify_all();
     }
 
-    /// Leases uses of key `id` for `counters` (if they are still the key's).
+    /// Leases tokens of key `id`'s current rate-limit window for `counters`
+    /// (if they are still the key's and it has a rate limit), when they are
+    /// running low: `max / 64` at a time (at least 1, at most `lease_max`),
+    /// so that what other nodes hold unspent at a window's end is small
+    /// beside the limit.
+    fn serve_rate_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
+        let Some(limit) =
+            self.index.keys.get(id.as_str()).filter(|e| Arc::ptr_eq(&e.counters, c)).and_then(|e| e.hot.rate_limit)
+        else {
+            return;
+        };
+        let now_us = crate::core::clock::now_us();
+        if c.rate.available(now_us) >= c.lease.rate_low.load(Ordering::Relaxed).max(1) {
+            return;
+        }
+        let want = (limit.max / 64).clamp(1, r.cluster.settings().lease_max);
+        match r.cluster.take_rate(id, want, limit.max, limit.window_ms) {
+            Ok((ends, pg_now, granted)) => {
+                // The window's end on this node's clock: as far ahead as it is
+                // on PostgreSQL's, as first seen for this window.
+                let end = {
+                    let mut windows = r.rate_windows.lock();
+                    match windows.get(id) {
+                        Some(&(pg_end, local_end)) if pg_end == ends => local_end,
+                        _ => {
+                            let local_end =
+                                (now_us / 1000).saturating_add(u64::try_from(ends.saturating_sub(pg_now)).unwrap_or(0));
+                            windows.insert(id.clone(), (ends, local_end));
+                            local_end
+                        }
+                    }
+                };
+                if granted > 0 {
+                    c.rate.grant(end, granted);
+                    c.lease.rate_low.store(granted.div_ceil(2), Ordering::Relaxed);
+                } else {
+                    // The window is full cluster-wide until it ends.
+                    c.lease.rate_dry_until_ms.store(end, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key = %id, error = %e, "cluster: cannot lease rate-limit tokens");
+                c.lease.rate_dry_until_ms.store(now_ms() + 100, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Leases uses of key `id` for `counters` (if they are still the key's,
+    /// it has a count, and this node's lease of it is running low).
     fn serve_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
         let current =
             |c: &Arc<KeyCounters>| self.index.keys.get(id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.counters, c));
-        if !current(c) {
+        let counted = self.index.keys.get(id.as_str()).is_some_and(|e| e.hot.counted);
+        if !current(c) || !counted || c.uses.load().1 >= c.lease.low.load(Ordering::Relaxed).max(1) {
             return;
         }
         let max = r.cluster.settings().lease_max;
