@@ -342,12 +342,11 @@ impl Engine {
                 Some(replica::Replica::new(cluster, head))
             }
         };
-        let (index, listing) = load_index(&store)?;
+        let (index, listing) = load_index(&store, replica.is_some())?;
         if replica.is_some() {
             // Remaining uses are leased: every key with a limit starts with
             // an empty lease (a lease of this node's previous life was
             // returned at its shutdown, or is lost with its crash).
-            index.leasing.store(true, Ordering::Release);
             for k in index.keys.iter() {
                 if k.hot.counted {
                     k.counters.uses.set(0, 0);
@@ -449,6 +448,11 @@ impl Engine {
     /// Whether remaining uses are leased from a cluster.
     fn leasing(&self) -> bool {
         self.replica.is_some()
+    }
+
+    /// A new key's counters: in cluster mode, with empty leases.
+    fn new_counters(&self, usage: &Usage, refill: Option<Refill>) -> KeyCounters {
+        KeyCounters { cluster: self.leasing().then(Box::default), ..counters(usage, refill) }
     }
 
     /// Verifies at the current time; in strict mode, returns once the
@@ -1169,7 +1173,8 @@ impl Engine {
                 let remaining = if self.leasing() { 0 } else { key.remaining.unwrap_or(0) };
                 let usage = Usage { remaining, anchor: now, ..Usage::default() };
                 let role = user.role();
-                let entry = key_entry(&self.index, &key, ips, user, role, Arc::new(counters(&usage, key.refill)));
+                let entry =
+                    key_entry(&self.index, &key, ips, user, role, Arc::new(self.new_counters(&usage, key.refill)));
                 self.index.secrets.insert(key.hash, Secret::Key(entry.clone()));
                 listing.add_key(&Filed::of(&entry), now);
                 self.index.keys.insert(entry.id.clone(), entry);
@@ -1311,7 +1316,10 @@ impl Engine {
             let usage = Usage { remaining, period: 0, anchor: now, ..key_usage(&old.counters) };
             let mut c = counters(&usage, k.refill);
             c.window = old.counters.window.snapshot();
-            c.rate = old.counters.rate.snapshot();
+            // The rate-limit tokens carry over; the lease of uses starts empty.
+            c.cluster = old.counters.cluster.as_ref().map(|o| {
+                Box::new(crate::core::index::ClusterCounters { rate: o.rate.snapshot(), ..Default::default() })
+            });
             Arc::new(c)
         };
         let leasing = self.leasing();
@@ -1573,8 +1581,7 @@ fn counters(u: &Usage, refill: Option<Refill>) -> KeyCounters {
         last_used_at: AtomicU64::new(u.last_used_at),
         dirty: AtomicBool::new(false),
         anchor_ms: u.anchor,
-        rate: Default::default(),
-        lease: Default::default(),
+        cluster: None,
     }
 }
 
@@ -1737,6 +1744,7 @@ fn load_keys(
     index: &Index,
     with_stats: &(dyn Fn(&str, Option<Usage>) -> Option<Usage> + Sync),
     span: &Span,
+    cluster: bool,
 ) -> Result<Vec<Arc<KeyEntry>>, EngineError> {
     // Keys and usage records are both in id order: each key's usage record,
     // if it has one, is found by walking the usage records beside the keys,
@@ -1787,7 +1795,7 @@ fn load_keys(
             }
         };
         let entry = Arc::new(KeyEntry {
-            counters: Arc::new(counters(&u, k.refill)),
+            counters: Arc::new(KeyCounters { cluster: cluster.then(Box::default), ..counters(&u, k.refill) }),
             user,
             hot: KeyHot {
                 expires_at: k.expires_at,
@@ -1807,8 +1815,9 @@ fn load_keys(
     Ok(loaded)
 }
 
-/// The index and the listings of the store's records.
-fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
+/// The index and the listings of the store's records; with `cluster`,
+/// every key's counters have (empty) leases.
+fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineError> {
     let mut index = Index::default();
     let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
     for (id, t) in store.scan::<Team>(Table::Teams)? {
@@ -1864,7 +1873,7 @@ fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
     let spans = store.split(Table::Keys, threads)?;
     let loaded: Vec<Result<Vec<Arc<KeyEntry>>, EngineError>> = std::thread::scope(|s| {
         let handles: Vec<_> =
-            spans.iter().map(|span| s.spawn(|| load_keys(store, &index, &with_stats, span))).collect();
+            spans.iter().map(|span| s.spawn(|| load_keys(store, &index, &with_stats, span, cluster))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err(StoreError::Db("index load: a thread panicked".into()).into())))

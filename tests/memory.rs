@@ -1,9 +1,9 @@
 //! Memory per key, guarded: 100,000 keys loaded by a start, in a fresh
 //! process, must cost less than `BOUND` bytes of resident memory each (the
 //! index, the listings, what opening the store takes; its cache set to 1 MiB).
-//! Measured here: 1,074–1,079 bytes, 1,151 since every key's counters carry
-//! cluster mode's lease state (40 bytes, `Lease` and `RateLease`, unused on
-//! one host) (debug build; at 100k keys the store's
+//! Measured here: 1,074–1,079 bytes; 1,109 since every key's counters hold
+//! a pointer to cluster mode's lease state (`None` on one host) (debug
+//! build; at 100k keys the store's
 //! own structures and the load threads' heaps weigh more per key than at 1M,
 //! where the whole daemon is about 635 bytes per key, BENCHMARKS.md "A million
 //! keys"). A regression that brings back a per-key record or a few

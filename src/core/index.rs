@@ -135,9 +135,7 @@ pub struct KeyCounters {
     pub uses: Uses,
     /// Per-key rate limit window.
     pub window: AnchoredWindow,
-    /// Cluster mode: this node's lease of the key's rate-limit window, in
-    /// place of `window`.
-    pub rate: RateLease,
+
     /// Allowed verifications.
     pub request_count: AtomicU64,
     /// Time of the last allowed verification, in milliseconds.
@@ -146,9 +144,20 @@ pub struct KeyCounters {
     pub dirty: AtomicBool,
     /// Start of refill period 0, in milliseconds.
     pub anchor_ms: u64,
-    /// Cluster mode: the state of this node's lease of the key's remaining
-    /// uses (`uses` then holds the lease's unspent part).
+    /// Cluster mode only (`None` on one host, where it would cost every key
+    /// its bytes): the leases of the key's remaining uses (`uses` then holds
+    /// the lease's unspent part) and of its rate-limit window.
+    pub cluster: Option<Box<ClusterCounters>>,
+}
+
+/// A key's lease state in cluster mode.
+#[derive(Default)]
+pub struct ClusterCounters {
+    /// Requests for more, low marks, dry periods.
     pub lease: Lease,
+    /// This node's tokens of the key's rate-limit window, in place of
+    /// `KeyCounters::window`.
+    pub rate: RateLease,
 }
 
 /// What the verifier knows of a key's lease (cluster mode): whether more
@@ -406,8 +415,6 @@ pub struct Index {
     pub any_adopted: AtomicBool,
     /// The distinct key grants, shared by the keys that have them.
     grants: parking_lot::Mutex<Interner>,
-    /// Cluster mode: remaining uses are leased (see `Lease`).
-    pub leasing: AtomicBool,
     /// Keys whose lease wants more uses, for the leaser thread.
     pub lease_requests: SegQueue<Arc<KeyEntry>>,
     /// The leaser thread, woken when a request is queued.
@@ -426,16 +433,17 @@ impl Index {
     /// is already queued or the cluster had none left at `now_ms`. Returns
     /// whether a request is in flight (an answer may bring uses).
     pub fn want_lease(&self, key: &Arc<KeyEntry>, now_ms: u64) -> bool {
-        self.request_lease(key, now_ms, &key.counters.lease.dry_until_ms)
+        let Some(cl) = key.counters.cluster.as_deref() else { return false };
+        self.request_lease(key, now_ms, &cl.lease, &cl.lease.dry_until_ms)
     }
 
     /// [`Index::want_lease`] for tokens of the key's rate-limit window.
     pub fn want_rate_lease(&self, key: &Arc<KeyEntry>, now_ms: u64) -> bool {
-        self.request_lease(key, now_ms, &key.counters.lease.rate_dry_until_ms)
+        let Some(cl) = key.counters.cluster.as_deref() else { return false };
+        self.request_lease(key, now_ms, &cl.lease, &cl.lease.rate_dry_until_ms)
     }
 
-    fn request_lease(&self, key: &Arc<KeyEntry>, now_ms: u64, dry_until_ms: &AtomicU64) -> bool {
-        let lease = &key.counters.lease;
+    fn request_lease(&self, key: &Arc<KeyEntry>, now_ms: u64, lease: &Lease, dry_until_ms: &AtomicU64) -> bool {
         if now_ms < dry_until_ms.load(Ordering::Relaxed) {
             return false;
         }

@@ -302,27 +302,24 @@ impl Verifier<'_> {
         let cost = req.cost;
         // Cluster mode: the key's rate limit is the cluster's, spent from
         // this node's lease of the current window.
-        let leasing = self.index.leasing.load(Ordering::Relaxed);
-        let undo_rate = |limit| {
-            if leasing {
-                c.rate.undo(cost);
-            } else {
-                c.window.undo(limit, now, cost);
-            }
+        let cl = c.cluster.as_deref();
+        let undo_rate = |limit| match cl {
+            Some(cl) => cl.rate.undo(cost),
+            None => c.window.undo(limit, now, cost),
         };
         let mut rate = None;
         if let Some(limit) = rec.rate_limit {
-            if leasing {
-                match c.rate.try_take(limit.max, now, cost) {
+            if let Some(cl) = cl {
+                match cl.rate.try_take(limit.max, now, cost) {
                     Some(info) => {
-                        if info.remaining < c.lease.rate_low.load(Ordering::Relaxed) {
+                        if info.remaining < cl.lease.rate_low.load(Ordering::Relaxed) {
                             self.index.want_rate_lease(&key, now_ms);
                         }
                         rate = Some(info);
                     }
                     None => {
                         let lease_pending = self.index.want_rate_lease(&key, now_ms);
-                        let reset_ms = c.rate.reset_ms(now);
+                        let reset_ms = cl.rate.reset_ms(now);
                         return Verdict::Deny(Deny {
                             code: DenyCode::RateLimited,
                             reason: "key rate limit reached",
@@ -344,7 +341,9 @@ impl Verifier<'_> {
             match c.uses.try_take(rec.refill, c.anchor_ms, now_ms, cost) {
                 Take::Taken(left) => {
                     // Cluster mode: ask for more before the lease runs out.
-                    if left < c.lease.low.load(Ordering::Relaxed) && leasing {
+                    if let Some(cl) = cl
+                        && left < cl.lease.low.load(Ordering::Relaxed)
+                    {
                         self.index.want_lease(&key, now_ms);
                     }
                     remaining = Some(left)
@@ -353,7 +352,7 @@ impl Verifier<'_> {
                     if let Some(limit) = rec.rate_limit {
                         undo_rate(limit);
                     }
-                    let lease_pending = leasing && self.index.want_lease(&key, now_ms);
+                    let lease_pending = self.index.want_lease(&key, now_ms);
                     return Verdict::Deny(Deny {
                         code: DenyCode::UsageExceeded,
                         reason: "no remaining uses",

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 use super::listing::Filed;
 use super::{ADOPTED_PREFIXES, Engine, EngineError, counters, key_entry, key_usage, now_ms, parse_ips, token_entry};
 use crate::cluster::{Change, Cluster};
-use crate::core::index::{Id, KeyCounters, Secret, TeamEntry, UserEntry};
+use crate::core::index::{ClusterCounters, Id, KeyCounters, Secret, TeamEntry, UserEntry};
 use crate::core::model::{AccessToken, ApiKey, Team, Usage, User};
 use crate::store::{Batch, Op, Store, StoreError, Table};
 
@@ -386,11 +386,16 @@ impl Engine {
                 let usage = Usage { remaining: 0, period: 0, anchor: now, ..key_usage(&o.counters) };
                 let mut c = counters(&usage, k.refill);
                 c.window = o.counters.window.snapshot();
-                c.rate = o.counters.rate.snapshot();
+                // The rate-limit tokens carry over; the lease of uses starts empty.
+                let rate = o.counters.cluster.as_ref().map_or_else(Default::default, |o| o.rate.snapshot());
+                c.cluster = Some(Box::new(ClusterCounters { rate, ..Default::default() }));
                 Arc::new(c)
             }
             // A key with a limit starts with an empty lease.
-            None => Arc::new(counters(&Usage { remaining: 0, anchor: k.created_at, ..Usage::default() }, k.refill)),
+            None => Arc::new(KeyCounters {
+                cluster: Some(Box::default()),
+                ..counters(&Usage { remaining: 0, anchor: k.created_at, ..Usage::default() }, k.refill)
+            }),
         };
         let role = user.role();
         let entry = key_entry(&self.index, k, ips, user, role, counters);
@@ -514,7 +519,9 @@ impl Engine {
                 self.serve_rate_lease(r, &e.id, &e.counters);
                 self.serve_lease(r, &e.id, &e.counters);
             }
-            e.counters.lease.requested.store(false, Ordering::Release);
+            if let Some(cl) = e.counters.cluster.as_deref() {
+                cl.lease.requested.store(false, Ordering::Release);
+            }
         }
         *r.rounds.lock() += 1;
         r.round_done.notify_all();
@@ -531,8 +538,9 @@ impl Engine {
         else {
             return;
         };
+        let Some(cl) = c.cluster.as_deref() else { return };
         let now_us = crate::core::clock::now_us();
-        if c.rate.available(now_us) >= c.lease.rate_low.load(Ordering::Relaxed).max(1) {
+        if cl.rate.available(now_us) >= cl.lease.rate_low.load(Ordering::Relaxed).max(1) {
             return;
         }
         let want = (limit.max / 64).clamp(1, r.cluster.settings().lease_max);
@@ -553,16 +561,16 @@ impl Engine {
                     }
                 };
                 if granted > 0 {
-                    c.rate.grant(end, granted);
-                    c.lease.rate_low.store(granted.div_ceil(2), Ordering::Relaxed);
+                    cl.rate.grant(end, granted);
+                    cl.lease.rate_low.store(granted.div_ceil(2), Ordering::Relaxed);
                 } else {
                     // The window is full cluster-wide until it ends.
-                    c.lease.rate_dry_until_ms.store(end, Ordering::Relaxed);
+                    cl.lease.rate_dry_until_ms.store(end, Ordering::Relaxed);
                 }
             }
             Err(e) => {
                 tracing::warn!(key = %id, error = %e, "cluster: cannot lease rate-limit tokens");
-                c.lease.rate_dry_until_ms.store(now_ms() + 100, Ordering::Relaxed);
+                cl.lease.rate_dry_until_ms.store(now_ms() + 100, Ordering::Relaxed);
             }
         }
     }
@@ -573,7 +581,8 @@ impl Engine {
         let current =
             |c: &Arc<KeyCounters>| self.index.keys.get(id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.counters, c));
         let counted = self.index.keys.get(id.as_str()).is_some_and(|e| e.hot.counted);
-        if !current(c) || !counted || c.uses.load().1 >= c.lease.low.load(Ordering::Relaxed).max(1) {
+        let Some(cl) = c.cluster.as_deref() else { return };
+        if !current(c) || !counted || c.uses.load().1 >= cl.lease.low.load(Ordering::Relaxed).max(1) {
             return;
         }
         let max = r.cluster.settings().lease_max;
@@ -601,8 +610,8 @@ impl Engine {
             Ok(Some((granted, generation))) if granted > 0 => {
                 if current(c) {
                     c.uses.add(granted);
-                    c.lease.low.store(granted.div_ceil(2), Ordering::Relaxed);
-                    c.lease.dry_until_ms.store(0, Ordering::Relaxed);
+                    cl.lease.low.store(granted.div_ceil(2), Ordering::Relaxed);
+                    cl.lease.dry_until_ms.store(0, Ordering::Relaxed);
                     if let Some(h) = r.leases.lock().get_mut(id) {
                         h.generation = generation;
                         h.granted = Instant::now();
@@ -612,10 +621,10 @@ impl Engine {
                     tracing::warn!(key = %id, error = %e, "cluster: a lease could not be returned");
                 }
             }
-            Ok(_) => c.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed),
+            Ok(_) => cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed),
             Err(e) => {
                 tracing::warn!(key = %id, error = %e, "cluster: cannot lease remaining uses");
-                c.lease.dry_until_ms.store(now + 100, Ordering::Relaxed);
+                cl.lease.dry_until_ms.store(now + 100, Ordering::Relaxed);
             }
         }
     }
