@@ -63,6 +63,8 @@ pub struct Config {
     pub durability: Durability,
     /// The store's own memory.
     pub store: StoreConfig,
+    /// Cluster mode (`[cluster]`): the shared PostgreSQL, leases.
+    pub cluster: ClusterConfig,
     /// JWT issuing and verification.
     pub jwt: JwtConfig,
     /// Tier limits, overriding seed 000's defaults tier by tier.
@@ -114,6 +116,8 @@ pub struct Overrides {
     pub insecure_http: bool,
     /// `--demo` (only ever turns `demo` on).
     pub demo: bool,
+    /// `--postgres` (`TOLLGATE_POSTGRES_URL`): `cluster.postgres_url`.
+    pub postgres: Option<SecretString>,
 }
 
 /// The `[http_server]` section: how the HTTP listeners (TCP, TLS and the
@@ -246,6 +250,7 @@ impl Default for Config {
             http_server: HttpServerConfig::default(),
             durability: Durability::default(),
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
             jwt: JwtConfig::default(),
             tiers: Tiers::default(),
             log: LogConfig::default(),
@@ -310,6 +315,114 @@ pub const DEFAULT_STORE_CACHE_MB: u64 = 32;
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig { cache_mb: DEFAULT_STORE_CACHE_MB }
+    }
+}
+
+/// The `[cluster]` section. With `postgres_url` (or `serve --postgres`) the
+/// daemon is one node of a cluster whose truth is that database
+/// (ARCHITECTURE.md, "Cluster mode"); without it, the embedded store alone.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `postgres://user:password@host:port/db?sslmode=prefer`, or the
+    /// key=value form. Holds a password: never logged.
+    pub postgres_url: Option<SecretString>,
+    /// PEM CA certificates trusted for the server's certificate (TLS);
+    /// Mozilla's roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Connections in the pool (admin writes, leases, catch-up); the
+    /// change listener has one more of its own.
+    pub pool_size: usize,
+    /// How long a node's lease row outlives its last heartbeat.
+    pub lease_ttl_ms: u64,
+    /// The largest number of uses of one key a node leases at once.
+    pub lease_max: u32,
+    /// How long a verification that found its lease empty waits for the
+    /// lease it asked for before it is denied.
+    pub lease_wait_ms: u64,
+    /// How long a node may go without knowing it has every change (its
+    /// change listener down, or the log unreadable) before `on_stale` applies.
+    pub max_staleness_ms: u64,
+    /// What a node does past `max_staleness_ms`.
+    pub on_stale: OnStale,
+}
+
+/// What a cluster node does when it may have missed changes for longer than
+/// `cluster.max_staleness_ms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStale {
+    /// Fail closed: refuse to answer verifications (socket: `SERVER_BUSY`
+    /// errors; HTTP: 503) and report not ready, until it has caught up. A
+    /// revocation made elsewhere is then never honoured late by more than
+    /// the maximum staleness.
+    #[default]
+    Refuse,
+    /// Fail open: keep verifying from memory (a revocation made elsewhere
+    /// meanwhile is not seen until the node catches up).
+    Serve,
+}
+
+/// A string that holds a secret (a connection string with its password):
+/// its `Debug` shows `[redacted]`, so printing a configuration shows none.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            postgres_url: None,
+            ca_file: None,
+            pool_size: 4,
+            lease_ttl_ms: 30_000,
+            lease_max: 100,
+            lease_wait_ms: 100,
+            max_staleness_ms: 60_000,
+            on_stale: OnStale::Refuse,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The section's problems; with `jwt` (a daemon's configuration), also
+    /// the JWT keys every node must share.
+    pub fn problems(&self, jwt: Option<&JwtConfig>) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let Some(url) = &self.postgres_url else { return errs };
+        if let Err(e) = url.0.parse::<tokio_postgres::Config>() {
+            // The URL may hold a password: only the parser's reason is shown.
+            errs.push(ConfigError(format!("cluster.postgres_url: not a PostgreSQL connection string: {e}")));
+        }
+        if !(1..=64).contains(&self.pool_size) {
+            errs.push(ConfigError("cluster.pool_size: must be between 1 and 64".into()));
+        }
+        if !(1_000..=3_600_000).contains(&self.lease_ttl_ms) {
+            errs.push(ConfigError("cluster.lease_ttl_ms: must be between 1000 and 3600000".into()));
+        }
+        if !(1..=1_000_000).contains(&self.lease_max) {
+            errs.push(ConfigError("cluster.lease_max: must be between 1 and 1000000".into()));
+        }
+        if self.lease_wait_ms > 10_000 {
+            errs.push(ConfigError("cluster.lease_wait_ms: must be at most 10000".into()));
+        }
+        if !(1_000..=86_400_000).contains(&self.max_staleness_ms) {
+            errs.push(ConfigError("cluster.max_staleness_ms: must be between 1000 and 86400000".into()));
+        }
+        if jwt.is_some_and(|j| j.keys.is_empty()) {
+            errs.push(ConfigError(
+                "cluster: cluster mode needs [[jwt.keys]] that every node shares (a generated signing key is one \
+                 node's own, and its JWTs would be refused by the others)"
+                    .into(),
+            ));
+        }
+        errs
     }
 }
 
@@ -581,6 +694,9 @@ impl Config {
         if o.demo {
             self.demo = true;
         }
+        if let Some(url) = &o.postgres {
+            self.cluster.postgres_url = Some(url.clone());
+        }
         self.overrides = o;
     }
 
@@ -726,6 +842,7 @@ impl Config {
             errs.push(e);
         }
         errs.extend(self.http_server_problems());
+        errs.extend(self.cluster.problems(Some(&self.jwt)));
         errs.extend(self.auth.problems());
         errs
     }
@@ -1142,11 +1259,29 @@ mod tests {
             ("[http_server.tls]\nkey = \"/k.pem\"", "http_server.tls.cert: missing"),
             ("http = \"0.0.0.0:7070\"", "--insecure-http"),
             ("http = \"[::]:7070\"", "--tls-cert"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"", "cluster: cluster mode needs [[jwt.keys]]"),
+            ("[cluster]\npostgres_url = \"postgres://u:hunter2@db:notaport/tg\"", "cluster.postgres_url"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"\nlease_max = 0", "cluster.lease_max"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"\nlease_ttl_ms = 10", "cluster.lease_ttl_ms"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"\nmax_staleness_ms = 0", "cluster.max_staleness_ms"),
+            ("[cluster]\non_stale = \"maybe\"", "unknown variant `maybe`"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();
             assert!(e.0.contains(needle), "{text:?} gave {:?}, expected mention of {needle:?}", e.0);
         }
+    }
+
+    #[test]
+    fn the_postgres_password_is_in_no_message_nor_debug_output() {
+        let text = "[cluster]\npostgres_url = \"postgres://u:hunter2@db:notaport/tg\"\nlease_max = 0";
+        let c = Config::parse(text).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug shows the password");
+        for e in c.problems() {
+            assert!(!e.0.contains("hunter2"), "{}", e.0);
+        }
+        // Without postgres_url the rest of [cluster] is not checked: nothing runs.
+        Config::parse("[cluster]\nlease_max = 0").unwrap().validate().unwrap();
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::core::verify::{Verdict, VerdictOf, Verifier, VerifyRequest};
 use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
 
 mod listing;
+mod replica;
 pub use listing::{Cursor, Page, page_of};
 use listing::{Filed, Listing};
 
@@ -149,6 +150,11 @@ pub struct NewKey {
     /// IPs and CIDR blocks.
     pub whitelisted_ips: Vec<String>,
 }
+
+/// Why a refill is refused in cluster mode (not built yet: the shared count
+/// has no refill period).
+const CLUSTER_REFILL: &str = "refills are not supported in cluster mode yet (remaining uses are leased from a \
+                              count without refill periods)";
 
 /// Most entries [`Engine::import_keys`] takes in one call.
 pub const MAX_IMPORT: usize = 10_000;
@@ -309,6 +315,16 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     flusher_thread: std::thread::Thread,
+    /// Cluster mode: the cluster, the log position, the leases.
+    replica: Option<replica::Replica>,
+}
+
+/// The admin lock held: the engine's mutex and, in cluster mode, a
+/// transaction holding the cluster's admin lock, after this node caught up
+/// with the change log (so what the operation reads is the cluster's latest).
+struct AdminGuard<'a> {
+    _local: parking_lot::MutexGuard<'a, ()>,
+    tx: Option<crate::cluster::AdminTx>,
 }
 
 impl Engine {
@@ -318,7 +334,31 @@ impl Engine {
         let jwt = JwtKeys::new(&jwt_settings(config)?).map_err(|e| ConfigError(format!("jwt: {e}")))?;
         let store = Store::open(&config.data, config.store.cache_mb.saturating_mul(1 << 20))?;
         let started = std::time::Instant::now();
-        let (index, listing) = load_index(&store)?;
+        let replica = match &config.cluster.postgres_url {
+            None => None,
+            Some(_) => {
+                let node = secret::new_id(&SystemRandom::new(), "node_");
+                let cluster = crate::cluster::Cluster::connect(&config.cluster, node)?;
+                for name in cluster.migrate()? {
+                    tracing::info!(migration = %name, "cluster: schema migration applied");
+                }
+                let (head, ops) = cluster.snapshot()?;
+                tracing::info!(node = %cluster.node(), seq = head, records = ops.len(), "cluster: snapshot loaded");
+                replica::load_snapshot(&store, ops)?;
+                Some(replica::Replica::new(cluster, head))
+            }
+        };
+        let (index, listing) = load_index(&store, replica.is_some())?;
+        if replica.is_some() {
+            // Remaining uses are leased: every key with a limit starts with
+            // an empty lease (a lease of this node's previous life was
+            // returned at its shutdown, or is lost with its crash).
+            for k in index.keys.iter() {
+                if k.hot.counted {
+                    k.counters.uses.set(0, 0);
+                }
+            }
+        }
         tracing::info!(
             keys = index.keys.len(),
             tokens = index.tokens.len(),
@@ -356,7 +396,69 @@ impl Engine {
             durable,
             stop,
             flusher: Mutex::new(Some(handle)),
+            replica,
         })
+    }
+
+    /// Takes the admin lock (in cluster mode, the cluster's too, after
+    /// applying every change of the log this node has not applied).
+    fn lock_admin(&self) -> Result<AdminGuard<'_>, EngineError> {
+        let local = self.admin.lock();
+        let Some(r) = &self.replica else { return Ok(AdminGuard { _local: local, tx: None }) };
+        let mut tx = r.cluster.begin_admin()?;
+        loop {
+            let changes = tx.changes_after(r.applied.load(Ordering::Acquire))?;
+            if changes.is_empty() {
+                break;
+            }
+            self.apply_changes(changes)?;
+        }
+        Ok(AdminGuard { _local: local, tx: Some(tx) })
+    }
+
+    /// Writes an admin change durably: to the store, or in cluster mode to
+    /// PostgreSQL first (the replicated records, a change-log entry and its
+    /// notification, in one transaction), then to this node's store.
+    fn commit(&self, g: &mut AdminGuard<'_>, batch: Batch) -> Result<(), EngineError> {
+        let Some(r) = &self.replica else { return Ok(self.store.apply(batch, true)?) };
+        let tx = g.tx.take().ok_or_else(|| StoreError::Db("cluster: one admin lock, one change".into()))?;
+        let (ops, credits) = batch.into_parts();
+        let replicated: Vec<_> = ops.iter().filter(|o| o.table().is_some_and(Table::replicated)).cloned().collect();
+        if replicated.is_empty() && credits.is_empty() {
+            drop(tx);
+            return Ok(self.store.apply(Batch::from_ops(ops), true)?);
+        }
+        let seq = r.applied.load(Ordering::Acquire) + 1;
+        tx.commit(seq, &crate::cluster::Change { ops: replicated, credits })?;
+        // Committed cluster-wide. Should this node's store fail now, the
+        // applier reads the change back from the log (`applied` has not
+        // moved), so the node still converges.
+        self.store.apply(Batch::from_ops(ops), true)?;
+        r.applied.store(seq, Ordering::Release);
+        Ok(())
+    }
+
+    /// [`Engine::commit`] of one record.
+    fn commit_put<T: serde::Serialize>(
+        &self,
+        g: &mut AdminGuard<'_>,
+        table: Table,
+        id: &str,
+        value: &T,
+    ) -> Result<(), EngineError> {
+        let mut b = Batch::default();
+        b.put(table, id, value);
+        self.commit(g, b)
+    }
+
+    /// Whether remaining uses are leased from a cluster.
+    fn leasing(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// A new key's counters: in cluster mode, with empty leases.
+    fn new_counters(&self, usage: &Usage, refill: Option<Refill>) -> KeyCounters {
+        KeyCounters { cluster: self.leasing().then(Box::default), ..counters(usage, refill) }
     }
 
     /// Verifies at the current time; in strict mode, returns once the
@@ -374,7 +476,8 @@ impl Engine {
     /// Verifies at time `now` without waiting for durability (the pure verifier;
     /// strict-mode callers must wait for `Allow::durable_after` themselves).
     pub fn verify_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
-        self.verifier_at(true, |v| v.verify(req, now))
+        let verdict = self.verifier_at(true, |v| v.verify(req, now));
+        self.after_lease(verdict, req, true)
     }
 
     /// As [`verify_at`](Engine::verify_at), the verdict borrowing the
@@ -383,7 +486,8 @@ impl Engine {
     /// shared is written to find the entry nor to build the verdict. The
     /// socket service's path; hold the guard for one request or a batch.
     pub fn verify_in<'g>(&self, req: &VerifyRequest<'_>, now: Micros, guard: &'g SecretsGuard<'_>) -> VerdictOf<'g> {
-        self.verifier_at(true, |v| v.verify_in(req, now, guard))
+        let verdict = self.verifier_at(true, |v| v.verify_in(req, now, guard));
+        self.after_lease(verdict, req, true)
     }
 
     /// Verifies the credential of an admin-API call: as [`verify_at`], but
@@ -392,7 +496,20 @@ impl Engine {
     ///
     /// [`verify_at`]: Engine::verify_at
     pub fn verify_admin_at(&self, req: &VerifyRequest<'_>, now: Micros) -> Verdict {
-        self.verifier_at(false, |v| v.verify(req, now))
+        let verdict = self.verifier_at(false, |v| v.verify(req, now));
+        self.after_lease(verdict, req, false)
+    }
+
+    /// Cluster mode: a denial for want of a lease this node has asked for
+    /// is verified again once the lease is answered, within
+    /// `cluster.lease_wait_ms` (see `replica::wait_for_lease`).
+    fn after_lease<'a>(&self, verdict: VerdictOf<'a>, req: &VerifyRequest<'_>, team_limit: bool) -> VerdictOf<'a> {
+        match verdict {
+            VerdictOf::Deny(d) if d.lease_pending => {
+                self.wait_for_lease(VerdictOf::Deny(d), || self.verifier_at(team_limit, |v| v.verify(req, now_us())))
+            }
+            verdict => verdict,
+        }
     }
 
     fn verifier_at<T>(&self, team_limit: bool, f: impl FnOnce(&Verifier<'_>) -> T) -> T {
@@ -430,6 +547,7 @@ impl Engine {
 
     /// Stops the flusher after a last flush. Called on shutdown; idempotent.
     pub fn shutdown(&self) -> Result<(), EngineError> {
+        self.return_leases();
         self.stop.store(true, Ordering::Release);
         self.flusher_thread.unpark();
         if let Some(h) = self.flusher.lock().take() {
@@ -488,7 +606,7 @@ impl Engine {
     /// Creates a team.
     pub fn create_team(&self, name: &str, tier: Tier) -> Result<Team, EngineError> {
         check_name("name", name)?;
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let now = now_ms();
         let team = Team {
             id: secret::new_id(&self.rng, "team_"),
@@ -497,7 +615,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        self.store.put(Table::Teams, &team.id, &team)?;
+        self.commit_put(&mut g, Table::Teams, &team.id, &team)?;
         self.index.teams.insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0)));
         self.listing.lock().add_team(&team.id);
         Ok(team)
@@ -535,7 +653,7 @@ impl Engine {
     /// admin lock that user creation also takes; documents can still be
     /// consumed by verifications under the old limit while this runs.)
     pub fn set_team_tier(&self, id: &str, tier: Tier, force: bool) -> Result<Team, EngineError> {
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let mut team = self.team(id)?;
         if !force {
             let limits = self.tiers.load()[tier.index()];
@@ -561,7 +679,7 @@ impl Engine {
         }
         team.tier = tier;
         team.updated_at = now_ms();
-        self.store.put(Table::Teams, id, &team)?;
+        self.commit_put(&mut g, Table::Teams, id, &team)?;
         if let Some(e) = self.index.teams.get(id) {
             e.set_tier(tier);
         }
@@ -570,7 +688,7 @@ impl Engine {
 
     /// Deletes a team with its users, keys and tokens.
     pub fn delete_team(&self, id: &str) -> Result<(), EngineError> {
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         self.team(id)?;
         let mut b = Batch::default();
         b.remove(Table::Teams, id);
@@ -590,7 +708,7 @@ impl Engine {
             b.remove(Table::Tokens, &t.id);
             b.remove(Table::Usage, &t.id);
         }
-        self.store.apply(b, true)?;
+        self.commit(&mut g, b)?;
         for k in keys {
             self.index.secrets.remove(&k.hash);
             self.index.keys.remove(&k.id);
@@ -635,7 +753,7 @@ impl Engine {
             return invalid("password", "must be 8 to 1024 bytes");
         }
         let hash = self.hash_password(password)?;
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
         if self.user_by_name(username)?.is_some() {
             return Err(EngineError::Conflict(format!("username {username:?} is taken")));
@@ -658,7 +776,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        self.store.put(Table::Users, &user.id, &user)?;
+        self.commit_put(&mut g, Table::Users, &user.id, &user)?;
         self.index.usernames.insert(user.username.clone(), user.id.clone());
         self.index.users.insert(user.id.clone(), Arc::new(UserEntry::new(&user.id, team, role, status, 0)));
         self.listing.lock().add_user(team_id, &user.id);
@@ -727,7 +845,7 @@ impl Engine {
             Some(p) => Some(self.hash_password(p)?),
             None => None,
         };
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let mut user = self.user(id)?;
         if user.status == UserStatus::Deleted {
             return Err(EngineError::NotFound("user"));
@@ -759,7 +877,7 @@ impl Engine {
                 regranted.push((k, record));
             }
         }
-        self.store.put(Table::Users, id, &user)?;
+        self.commit_put(&mut g, Table::Users, id, &user)?;
         if let Some(e) = entry {
             // The user's keys get their grant within the new role before
             // the role itself changes, so a demotion never leaves a key
@@ -779,7 +897,7 @@ impl Engine {
     /// no password, status Deleted) and every credential of it stops working.
     /// Returns the name it had, for the caller to scrub from the audit log.
     pub fn delete_user(&self, id: &str) -> Result<String, EngineError> {
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let mut user = self.user(id)?;
         let old_name = std::mem::replace(&mut user.username, format!("deleted-{}", user.id));
         let now = now_ms();
@@ -809,7 +927,7 @@ impl Engine {
             rec.revoked_at.get_or_insert(now);
             b.put(Table::Tokens, &t.id, &rec);
         }
-        self.store.apply(b, true)?;
+        self.commit(&mut g, b)?;
         let mut listing = self.listing.lock();
         for k in keys {
             self.index.secrets.remove(&k.hash);
@@ -831,10 +949,10 @@ impl Engine {
 
     /// Revokes every JWT issued to the user until now.
     pub fn revoke_user_jwts(&self, id: &str) -> Result<(), EngineError> {
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let mut user = self.user(id)?;
         user.revoked_before = now_ms() + 1;
-        self.store.put(Table::Users, id, &user)?;
+        self.commit_put(&mut g, Table::Users, id, &user)?;
         if let Some(e) = self.index.users.get(id) {
             e.revoked_before.store(user.revoked_before, Ordering::Release);
         }
@@ -853,7 +971,8 @@ impl Engine {
             None => jti.to_owned(),
             Some(t) => format!("{t}\u{1f}{jti}"),
         };
-        self.store.put(Table::RevokedJti, &key, &exp)?;
+        let mut g = self.lock_admin()?;
+        self.commit_put(&mut g, Table::RevokedJti, &key, &exp)?;
         self.index.revoke_jti(jti, team.unwrap_or(""));
         Ok(())
     }
@@ -991,7 +1110,12 @@ impl Engine {
         if checked.is_empty() {
             return Ok(Vec::new());
         }
-        let _g = self.admin.lock();
+        if self.leasing()
+            && let Some(i) = checked.iter().position(|c| c.new.refill.is_some())
+        {
+            return Err((Some(i), EngineError::Invalid { field: "refill", reason: CLUSTER_REFILL.into() }));
+        }
+        let mut g = self.lock_admin().map_err(|e| (None, e))?;
         let mut batch = Batch::default();
         let mut created = Vec::with_capacity(checked.len());
         let mut hashes = std::collections::HashSet::with_capacity(checked.len());
@@ -1045,13 +1169,16 @@ impl Engine {
             // No usage record: a key without one loads with the counters it
             // starts with here (remaining as created, anchored at creation).
             batch.put(Table::Keys, &key.id, &key);
+            if key.remaining.is_some() {
+                batch.reset_credits(&key.id, key.remaining);
+            }
             created.push((key, plaintext, c.ips, user));
         }
         if prefixes.len() != adopted_before {
             batch.put(Table::Meta, ADOPTED_PREFIXES, &prefixes);
         }
         // A failed write is no entry's fault.
-        self.store.apply(batch, true).map_err(|e| (None, e.into()))?;
+        self.commit(&mut g, batch).map_err(|e| (None, e))?;
         if prefixes.len() != adopted_before {
             // Before the keys are in the index: a verification that finds an
             // adopted key already looks its format up.
@@ -1062,9 +1189,13 @@ impl Engine {
         Ok(created
             .into_iter()
             .map(|(key, plaintext, ips, user)| {
-                let usage = Usage { remaining: key.remaining.unwrap_or(0), anchor: now, ..Usage::default() };
+                // Cluster mode: the uses are the cluster's; this node starts
+                // with an empty lease.
+                let remaining = if self.leasing() { 0 } else { key.remaining.unwrap_or(0) };
+                let usage = Usage { remaining, anchor: now, ..Usage::default() };
                 let role = user.role();
-                let entry = key_entry(&self.index, &key, ips, user, role, Arc::new(counters(&usage, key.refill)));
+                let entry =
+                    key_entry(&self.index, &key, ips, user, role, Arc::new(self.new_counters(&usage, key.refill)));
                 self.index.secrets.insert(Secret::Key(entry.clone()));
                 listing.add_key(&Filed::of(&entry), now);
                 self.index.keys.insert(entry);
@@ -1084,7 +1215,10 @@ impl Engine {
     pub fn key(&self, id: &str) -> Result<(ApiKey, Usage), EngineError> {
         let e = self.index.keys.get(id).ok_or(EngineError::NotFound("key"))?;
         let record = self.store.get(Table::Keys, id)?.ok_or(EngineError::NotFound("key"))?;
-        Ok((record, key_usage(&e.counters)))
+        let mut one = [(record, key_usage(&e.counters))];
+        self.cluster_remaining(&mut one);
+        let [key] = one;
+        Ok(key)
     }
 
     /// A page of the API keys of a team (or of one user of it), active (enabled
@@ -1116,6 +1250,7 @@ impl Engine {
                 keys.push((record, key_usage(&e.counters)));
             }
         }
+        self.cluster_remaining(&mut keys);
         Ok(page.map(keys))
     }
 
@@ -1130,6 +1265,7 @@ impl Engine {
                 v.push((record, key_usage(&e.counters)));
             }
         }
+        self.cluster_remaining(&mut v);
         Ok(v)
     }
 
@@ -1146,7 +1282,7 @@ impl Engine {
         if let Some(Some(n)) = &up.name {
             check_name("name", n)?;
         }
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let old = self.index.keys.get(id).ok_or(EngineError::NotFound("key"))?;
         let mut k: ApiKey = self.store.get(Table::Keys, id)?.ok_or(EngineError::NotFound("key"))?;
         let (old_refill, old_record) = (k.refill, k.clone());
@@ -1179,6 +1315,9 @@ impl Engine {
             None => old.ips.to_vec(),
         };
         validate_limits(k.refill, k.rate_limit)?;
+        if self.leasing() && k.refill.is_some() {
+            return invalid("refill", CLUSTER_REFILL);
+        }
         // A refill refills remaining uses: a key without a limit on them has
         // nothing to refill (the verifier would count its uses from 0 and
         // refuse it until the first refill, while it shows as unlimited).
@@ -1197,12 +1336,19 @@ impl Engine {
             let usage = Usage { remaining, period: 0, anchor: now, ..key_usage(&old.counters) };
             let mut c = counters(&usage, k.refill);
             c.window = old.counters.window.snapshot();
+            // The rate-limit tokens carry over; the lease of uses starts empty.
+            c.cluster = old.counters.cluster.as_ref().map(|o| {
+                Box::new(crate::core::index::ClusterCounters { rate: o.rate.snapshot(), ..Default::default() })
+            });
             Arc::new(c)
         };
+        let leasing = self.leasing();
         let counters = match up.remaining {
+            // Cluster mode: the new count is the cluster's; this node's
+            // lease of the old one is void and it starts empty.
             Some(r) => {
                 k.remaining = r;
-                fresh(r.unwrap_or(0))
+                fresh(if leasing { 0 } else { r.unwrap_or(0) })
             }
             None if k.refill != old_refill => {
                 fresh(remaining_at(&old_record, &key_usage(&old.counters), now).unwrap_or(0))
@@ -1212,7 +1358,10 @@ impl Engine {
         let mut b = Batch::default();
         b.put(Table::Keys, id, &k);
         b.put(Table::Usage, id, &key_usage(&counters));
-        self.store.apply(b, true)?;
+        if up.remaining.is_some() {
+            b.reset_credits(id, k.remaining);
+        }
+        self.commit(&mut g, b)?;
         let entry = key_entry(&self.index, &k, ips, old.user.clone(), old.user.role(), counters);
         self.index.secrets.insert(Secret::Key(entry.clone()));
         let mut listing = self.listing.lock();
@@ -1225,12 +1374,12 @@ impl Engine {
 
     /// Deletes an API key; the next verification of it is `NOT_FOUND`.
     pub fn delete_key(&self, id: &str) -> Result<(), EngineError> {
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let e = self.index.keys.get(id).ok_or(EngineError::NotFound("key"))?;
         let mut b = Batch::default();
         b.remove(Table::Keys, id);
         b.remove(Table::Usage, id);
-        self.store.apply(b, true)?;
+        self.commit(&mut g, b)?;
         self.index.secrets.remove(&e.hash);
         self.index.keys.remove(id);
         self.listing.lock().remove_key(&Filed::of(&e));
@@ -1265,7 +1414,7 @@ impl Engine {
             },
             None => None,
         };
-        let _g = self.admin.lock();
+        let mut g = self.lock_admin()?;
         let user = self.live_user(user_id)?;
         let s = secret::generate(&self.rng, ACCESS_TOKEN_PREFIX);
         let token = AccessToken {
@@ -1280,7 +1429,7 @@ impl Engine {
             revoked_at: None,
             created_at: now,
         };
-        self.store.put(Table::Tokens, &token.id, &token)?;
+        self.commit_put(&mut g, Table::Tokens, &token.id, &token)?;
         let entry = token_entry(token.clone(), user, &Usage::default());
         self.index.secrets.insert(Secret::Token(entry.clone()));
         self.index.tokens.insert(token.id.clone(), entry);
@@ -1308,19 +1457,19 @@ impl Engine {
 
     /// Revokes a token; the next verification of it is `REVOKED`.
     pub fn revoke_token(&self, id: &str) -> Result<(), EngineError> {
-        let _g = self.admin.lock();
-        self.revoke_tokens(|t| *t.id == *id).map(|_| ())
+        let mut g = self.lock_admin()?;
+        self.revoke_tokens(&mut g, |t| *t.id == *id).map(|_| ())
     }
 
     /// Revokes every live token of a user except `keep`; returns how many.
     pub fn revoke_all_tokens(&self, user_id: &str, keep: Option<&str>) -> Result<usize, EngineError> {
-        let _g = self.admin.lock();
-        self.revoke_tokens(|t| {
+        let mut g = self.lock_admin()?;
+        self.revoke_tokens(&mut g, |t| {
             t.record.user_id == user_id && Some(&*t.id) != keep && t.revoked_at.load(Ordering::Acquire) == 0
         })
     }
 
-    fn revoke_tokens(&self, pick: impl Fn(&TokenEntry) -> bool) -> Result<usize, EngineError> {
+    fn revoke_tokens(&self, g: &mut AdminGuard<'_>, pick: impl Fn(&TokenEntry) -> bool) -> Result<usize, EngineError> {
         let picked: Vec<Arc<TokenEntry>> = self.index.tokens.iter().filter(|t| pick(t)).map(|t| t.clone()).collect();
         let now = now_ms();
         let mut b = Batch::default();
@@ -1329,7 +1478,7 @@ impl Engine {
             rec.revoked_at.get_or_insert(now);
             b.put(Table::Tokens, &t.id, &rec);
         }
-        self.store.apply(b, true)?;
+        self.commit(g, b)?;
         for t in &picked {
             let _ = t.revoked_at.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
         }
@@ -1452,6 +1601,7 @@ fn counters(u: &Usage, refill: Option<Refill>) -> KeyCounters {
         last_used_at: AtomicU64::new(u.last_used_at),
         dirty: AtomicBool::new(false),
         anchor_ms: u.anchor,
+        cluster: None,
     }
 }
 
@@ -1614,6 +1764,7 @@ fn load_keys(
     index: &Index,
     with_stats: &(dyn Fn(&str, Option<Usage>) -> Option<Usage> + Sync),
     span: &Span,
+    cluster: bool,
 ) -> Result<Vec<Arc<KeyEntry>>, EngineError> {
     // Keys and usage records are both in id order: each key's usage record,
     // if it has one, is found by walking the usage records beside the keys,
@@ -1664,7 +1815,7 @@ fn load_keys(
             }
         };
         let entry = Arc::new(KeyEntry {
-            counters: Arc::new(counters(&u, k.refill)),
+            counters: Arc::new(KeyCounters { cluster: cluster.then(Box::default), ..counters(&u, k.refill) }),
             user,
             hot: KeyHot::new(
                 k.expires_at,
@@ -1684,8 +1835,9 @@ fn load_keys(
     Ok(loaded)
 }
 
-/// The index and the listings of the store's records.
-fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
+/// The index and the listings of the store's records; with `cluster`,
+/// every key's counters have (empty) leases.
+fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineError> {
     let mut index = Index::default();
     let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
     for (id, t) in store.scan::<Team>(Table::Teams)? {
@@ -1741,7 +1893,7 @@ fn load_index(store: &Store) -> Result<(Index, Listing), EngineError> {
     let spans = store.split(Table::Keys, threads)?;
     let loaded: Vec<Result<Vec<Arc<KeyEntry>>, EngineError>> = std::thread::scope(|s| {
         let handles: Vec<_> =
-            spans.iter().map(|span| s.spawn(|| load_keys(store, &index, &with_stats, span))).collect();
+            spans.iter().map(|span| s.spawn(|| load_keys(store, &index, &with_stats, span, cluster))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err(StoreError::Db("index load: a thread panicked".into()).into())))

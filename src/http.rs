@@ -98,6 +98,7 @@ fn starting_answer(method: &Method, path: &str) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             &api::Readiness {
                 checks: api::ReadinessChecks {
+                    cluster: None,
                     index: "loading".to_owned(),
                     listeners: "not serving (starting or draining)".to_owned(),
                     store: "opening".to_owned(),
@@ -329,9 +330,11 @@ impl Shared {
     pub fn readiness(&self) -> (bool, tollgate_api::Readiness) {
         let listeners = self.ready.load(Ordering::Acquire);
         let store_ok = !self.engine.store().stats().failing.load(Ordering::Relaxed);
-        let ready = listeners && store_ok;
+        // A cluster node refusing to verify (stale) sends its traffic elsewhere.
+        let ready = listeners && store_ok && self.engine.refusing().is_none();
         let body = tollgate_api::Readiness {
             checks: tollgate_api::ReadinessChecks {
+                cluster: self.engine.cluster_state(),
                 index: "loaded".to_owned(),
                 listeners: if listeners { "bound" } else { "not serving (starting or draining)" }.to_owned(),
                 store: if store_ok { "ok" } else { "the last write failed" }.to_owned(),
@@ -625,6 +628,9 @@ async fn verify(
         quota: body.quota.as_ref().map(|q| (q.name.as_str(), q.amount)),
     };
     let engine = &shared.engine;
+    if let Some(why) = engine.refusing() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);
+    }
     let now = crate::engine::now_us();
     let verdict = engine.verify_at(&req, now);
     shared.metrics.count(&verdict, &body.credential);

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod demo;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tollgate::config::{Config, LogFormat, Overrides, SourceFile};
+use tollgate::config::{Config, LogFormat, Overrides, SecretString, SourceFile};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "Token verification daemon: API keys, access tokens and JWTs")]
@@ -52,6 +52,23 @@ enum Command {
         /// API key (kept in <data>/demo-key), and print how to try it [config: demo].
         #[arg(long)]
         demo: bool,
+        /// Cluster mode: this daemon is one node of a cluster whose truth is this
+        /// PostgreSQL database, e.g. postgres://tollgate:PASSWORD@db:5432/tollgate
+        /// (better given in the environment: it holds a password) [config: cluster.postgres_url].
+        #[arg(long, value_name = "URL", env = "TOLLGATE_POSTGRES_URL", hide_env_values = true)]
+        postgres: Option<String>,
+    },
+    /// Applies the cluster schema's migrations (migrations/*.sql) to the
+    /// PostgreSQL database and exits; `serve --postgres` also does at start.
+    /// Safe to run while nodes run and from several hosts at once (an
+    /// advisory lock serializes it).
+    Migrate {
+        /// TOML configuration file (for `[cluster]`).
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The database [config: cluster.postgres_url].
+        #[arg(long, value_name = "URL", env = "TOLLGATE_POSTGRES_URL", hide_env_values = true)]
+        postgres: Option<String>,
     },
     /// Asks the running daemon to reload its configuration file (as SIGHUP
     /// does) and reports what changed, or why the new configuration was
@@ -118,9 +135,20 @@ fn main() -> ExitCode {
             tls_client_ca,
             insecure_http,
             demo,
+            postgres,
         } => {
-            let overrides =
-                Overrides { data, socket, http, log_format, tls_cert, tls_key, tls_client_ca, insecure_http, demo };
+            let overrides = Overrides {
+                data,
+                socket,
+                http,
+                log_format,
+                tls_cert,
+                tls_key,
+                tls_client_ca,
+                insecure_http,
+                demo,
+                postgres: postgres.map(SecretString),
+            };
             let config = Config::load_with(config.as_deref(), overrides);
             let config = match config {
                 Ok(c) => c,
@@ -179,6 +207,47 @@ fn main() -> ExitCode {
             }
         }
         Command::Reload { config, http, data } => reload(config, http, data),
+        Command::Migrate { config, postgres } => migrate(config, postgres),
+    }
+}
+
+/// `tollgate migrate`: applies the cluster schema's migrations.
+fn migrate(config: Option<PathBuf>, postgres: Option<String>) -> ExitCode {
+    // Only `[cluster]` matters here: the rest of the file is the daemon's.
+    let mut config = match &config {
+        None => Config::default(),
+        Some(p) => match SourceFile::read(p).and_then(|s| s.parse()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("tollgate migrate: bad configuration: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    config.apply_overrides(Overrides { postgres: postgres.map(SecretString), ..Overrides::default() });
+    if let Some(e) = config.cluster.problems(None).first() {
+        eprintln!("tollgate migrate: bad configuration: {e}");
+        return ExitCode::from(2);
+    }
+    if config.cluster.postgres_url.is_none() {
+        eprintln!(
+            "tollgate migrate: no database: pass --postgres URL, set TOLLGATE_POSTGRES_URL, or cluster.postgres_url"
+        );
+        return ExitCode::from(2);
+    }
+    let done = tollgate::cluster::Cluster::connect(&config.cluster, "migrate".to_owned()).and_then(|c| c.migrate());
+    match done {
+        Ok(applied) => {
+            for name in &applied {
+                println!("applied {name}");
+            }
+            println!("schema at version {} ({} applied now)", tollgate::cluster::schema_version(), applied.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate migrate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -188,6 +188,7 @@ fn reload_locked(shared: &Live<'_>) -> Result<Report, ReloadError> {
     }
     keep!(durability);
     keep!(store);
+    keep!(cluster);
     keep!(admin_api);
     keep!(audit);
     keep!(log.format);

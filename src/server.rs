@@ -282,6 +282,8 @@ pub async fn serve_opening(
     let _ = starting_tx.send(());
     let http = starting.await.context("the startup HTTP server failed")?;
     let engine = engine?;
+    // Cluster mode: follow the change log and lease remaining uses.
+    engine.start_cluster().context("cannot start cluster mode")?;
 
     let http_unix = match &config.http_socket {
         None => None,

@@ -556,6 +556,11 @@ impl EngineService {
             encode_or_internal(id, &Response::Verdict(proto::Verdict::Deny(deny)), out);
             return None;
         };
+        if let Some(why) = self.engine.refusing() {
+            // Not a verdict: the client fails this request (fail closed).
+            proto::encode_error(id, proto::ErrorCode::ServerBusy, why, out);
+            return None;
+        }
         let permissions: SmallVec<[(&str, &str); 8]> = v.permissions.iter().collect();
         let req = VerifyRequest {
             credential,

@@ -65,7 +65,36 @@ pub enum Table {
 }
 
 impl Table {
-    fn tag(self) -> u8 {
+    /// The tables cluster mode keeps in PostgreSQL and replicates to every
+    /// node; the others (counters, statistics, audit) are each node's own.
+    pub const REPLICATED: [Table; 6] =
+        [Table::Teams, Table::Users, Table::Keys, Table::Tokens, Table::RevokedJti, Table::Meta];
+
+    /// Whether cluster mode replicates this table.
+    pub fn replicated(self) -> bool {
+        Table::REPLICATED.contains(&self)
+    }
+
+    /// The table of a tag byte.
+    pub fn from_tag(tag: u8) -> Option<Table> {
+        [
+            Table::Teams,
+            Table::Users,
+            Table::Keys,
+            Table::Tokens,
+            Table::Usage,
+            Table::TeamUsage,
+            Table::RevokedJti,
+            Table::Meta,
+            Table::Stats,
+            Table::Audit,
+        ]
+        .into_iter()
+        .find(|t| t.tag() == tag)
+    }
+
+    /// The tag byte that starts this table's keys.
+    pub fn tag(self) -> u8 {
         match self {
             Table::Teams => b't',
             Table::Users => b'u',
@@ -97,6 +126,10 @@ pub enum StoreError {
          directory; stop it, or give this daemon its own data directory (--data)"
     )]
     Locked(String),
+    /// Cluster mode: PostgreSQL cannot be reached (or did not answer in
+    /// time); the operation was not acknowledged.
+    #[error("the cluster's database cannot be reached: {0}")]
+    Unavailable(String),
     /// A record could not be decoded.
     #[error("store: record {key} is unreadable: {why}")]
     Corrupt {
@@ -116,37 +149,85 @@ impl From<sled::Error> for StoreError {
 /// A group of writes applied atomically by `Store::apply`.
 #[derive(Default)]
 pub struct Batch {
-    inner: sled::Batch,
-    len: usize,
+    ops: Vec<Op>,
+    credits: Vec<(String, Option<u32>)>,
+}
+
+/// One write of a [`Batch`]: a record put (its stored bytes) or removed.
+/// Cluster mode ships these in the change log (`src/cluster.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Op {
+    /// The table's tag byte.
+    pub table: u8,
+    /// The record's id.
+    pub id: String,
+    /// The stored bytes (version byte + postcard); `None`: removed.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Op {
+    /// The op's table, if its tag is known.
+    pub fn table(&self) -> Option<Table> {
+        Table::from_tag(self.table)
+    }
 }
 
 impl Batch {
     /// Writes `value` of a type with its own version byte as `table/id`.
     pub fn put_versioned<T: Versioned>(&mut self, table: Table, id: &str, value: &T) {
-        self.inner.insert(key(table, id), encode_as(T::VERSION, value));
-        self.len += 1;
+        self.ops.push(Op { table: table.tag(), id: id.to_owned(), value: Some(encode_as(T::VERSION, value)) });
     }
 
     /// Writes `value` as `table/id`.
     pub fn put<T: Serialize>(&mut self, table: Table, id: &str, value: &T) {
-        self.inner.insert(key(table, id), encode(value));
-        self.len += 1;
+        self.ops.push(Op { table: table.tag(), id: id.to_owned(), value: Some(encode(value)) });
     }
 
     /// Removes `table/id`.
     pub fn remove(&mut self, table: Table, id: &str) {
-        self.inner.remove(key(table, id));
-        self.len += 1;
+        self.ops.push(Op { table: table.tag(), id: id.to_owned(), value: None });
+    }
+
+    /// Records that key `id`'s remaining uses start again at `remaining`
+    /// (`None`: the key no longer has a limit). The embedded store ignores
+    /// it; in cluster mode it resets the key's shared count and its leases.
+    pub fn reset_credits(&mut self, id: &str, remaining: Option<u32>) {
+        self.credits.push((id.to_owned(), remaining));
     }
 
     /// Number of writes queued.
     pub fn len(&self) -> usize {
-        self.len
+        self.ops.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ops.is_empty()
+    }
+
+    /// The writes, in order, and the credit resets.
+    pub fn into_parts(self) -> (Vec<Op>, Vec<(String, Option<u32>)>) {
+        (self.ops, self.credits)
+    }
+
+    /// A batch of these writes.
+    pub fn from_ops(ops: Vec<Op>) -> Batch {
+        Batch { ops, credits: Vec::new() }
+    }
+
+    fn into_sled(self) -> sled::Batch {
+        let mut b = sled::Batch::default();
+        for op in self.ops {
+            let mut k = Vec::with_capacity(2 + op.id.len());
+            k.push(op.table);
+            k.push(b'/');
+            k.extend_from_slice(op.id.as_bytes());
+            match op.value {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        b
     }
 }
 
@@ -221,7 +302,7 @@ impl Store {
 
     fn apply_untimed(&self, batch: Batch, durable: bool) -> Result<(), StoreError> {
         if !batch.is_empty() {
-            self.db.apply_batch(batch.inner)?;
+            self.db.apply_batch(batch.into_sled())?;
         }
         if durable {
             self.flush()?;
@@ -419,6 +500,20 @@ impl Store {
             self.db.apply_batch(batch)?;
         }
         Ok(n)
+    }
+
+    /// Every `(id, stored bytes)` of `table`, undecoded (cluster mode
+    /// compares a snapshot with what this store holds).
+    pub fn raw_ids(&self, table: Table) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_id(table, |id| out.push(id.to_owned()))?;
+        Ok(out)
+    }
+
+    /// Reads a record's stored bytes as `T` (a value that came from
+    /// another node's store, in cluster mode).
+    pub fn decode_value<T: DeserializeOwned>(table: Table, id: &str, bytes: &[u8]) -> Result<T, StoreError> {
+        decode(&key(table, id), bytes)
     }
 
     /// Waits until every write so far is on disk (fsync).

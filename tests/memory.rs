@@ -2,7 +2,9 @@
 //! process, must cost less than `BOUND` bytes of resident memory each (the
 //! index, the listings, what opening the store takes; its cache set to 1 MiB).
 //! Measured here: 1,006–1,009 bytes (debug build; 1,066–1,075 before the
-//! lock-free maps and the compact `KeyHot`, same build, same session). At
+//! lock-free maps and the compact `KeyHot`, same build, same session), plus
+//! about 35 since every key's counters hold a pointer to cluster mode's
+//! lease state (`None` on one host). At
 //! 100k keys the store's own structures and the load threads' heaps weigh
 //! more per key than at 1M, where the whole daemon is about 508 bytes per key
 //! (BENCHMARKS.md "A million keys"). A regression that brings back a per-key

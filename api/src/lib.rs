@@ -161,6 +161,12 @@ pub struct Readiness {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadinessChecks {
+    /// Cluster mode only: `following` (listening for changes, the last one
+    /// applied named), or `degraded: ...` while PostgreSQL cannot be reached
+    /// (verification goes on from memory; admin writes answer 503). Does not
+    /// make the daemon unready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// `loaded`, or `loading` while the daemon starts.
     pub index: String,
     /// `bound`, or `not serving (starting or draining)`.
@@ -1379,7 +1385,12 @@ mod tests {
         });
         wire(&Health { status: "ok".into() });
         wire(&Readiness {
-            checks: ReadinessChecks { index: "loaded".into(), listeners: "bound".into(), store: "ok".into() },
+            checks: ReadinessChecks {
+                cluster: None,
+                index: "loaded".into(),
+                listeners: "bound".into(),
+                store: "ok".into(),
+            },
             status: "ready".into(),
         });
         wire(&ErrorResponse::new("not_found", "key not found"));

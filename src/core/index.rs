@@ -11,7 +11,7 @@ use crossbeam_queue::SegQueue;
 use dashmap::DashMap;
 use ipnet::IpNet;
 
-use super::limits::{AnchoredWindow, FixedWindow, Quota, Uses};
+use super::limits::{AnchoredWindow, FixedWindow, Quota, RateLease, Uses};
 use super::model::{AccessToken, ApiKey, Millis, RateLimit, Refill, Role, Tier, UserStatus};
 use super::perms::PermSet;
 
@@ -343,6 +343,7 @@ pub struct KeyCounters {
     pub uses: Uses,
     /// Per-key rate limit window.
     pub window: AnchoredWindow,
+
     /// Allowed verifications.
     pub request_count: AtomicU64,
     /// Time of the last allowed verification, in milliseconds.
@@ -351,6 +352,38 @@ pub struct KeyCounters {
     pub dirty: AtomicBool,
     /// Start of refill period 0, in milliseconds.
     pub anchor_ms: u64,
+    /// Cluster mode only (`None` on one host, where it would cost every key
+    /// its bytes): the leases of the key's remaining uses (`uses` then holds
+    /// the lease's unspent part) and of its rate-limit window.
+    pub cluster: Option<Box<ClusterCounters>>,
+}
+
+/// A key's lease state in cluster mode.
+#[derive(Default)]
+pub struct ClusterCounters {
+    /// Requests for more, low marks, dry periods.
+    pub lease: Lease,
+    /// This node's tokens of the key's rate-limit window, in place of
+    /// `KeyCounters::window`.
+    pub rate: RateLease,
+}
+
+/// What the verifier knows of a key's lease (cluster mode): whether more
+/// uses were asked for, and until when asking again is pointless.
+#[derive(Default)]
+pub struct Lease {
+    /// A request is queued and not yet answered.
+    pub requested: AtomicBool,
+    /// Below this many unspent uses, ask for more before they run out.
+    pub low: std::sync::atomic::AtomicU32,
+    /// The last request found no uses left cluster-wide: until this time
+    /// (ms) an empty lease is final, and no request is made.
+    pub dry_until_ms: AtomicU64,
+    /// Below this many tokens of the rate-limit window, ask for more.
+    pub rate_low: std::sync::atomic::AtomicU32,
+    /// The cluster's current window of the key is full: until it ends (ms),
+    /// no request for tokens is made.
+    pub rate_dry_until_ms: AtomicU64,
 }
 
 /// An API key as the verifier sees it: its settings, parsed, and pointers to its
@@ -645,6 +678,10 @@ pub struct Index {
     pub any_adopted: AtomicBool,
     /// The distinct key grants, shared by the keys that have them.
     grants: parking_lot::Mutex<Interner>,
+    /// Keys whose lease wants more uses, for the leaser thread.
+    pub lease_requests: SegQueue<Arc<KeyEntry>>,
+    /// The leaser thread, woken when a request is queued.
+    pub leaser: std::sync::OnceLock<std::thread::Thread>,
 }
 
 #[derive(Default)]
@@ -655,6 +692,33 @@ struct Interner {
 }
 
 impl Index {
+    /// Cluster mode: asks the leaser for more uses of `key` unless a request
+    /// is already queued or the cluster had none left at `now_ms`. Returns
+    /// whether a request is in flight (an answer may bring uses).
+    pub fn want_lease(&self, key: &Arc<KeyEntry>, now_ms: u64) -> bool {
+        let Some(cl) = key.counters.cluster.as_deref() else { return false };
+        self.request_lease(key, now_ms, &cl.lease, &cl.lease.dry_until_ms)
+    }
+
+    /// [`Index::want_lease`] for tokens of the key's rate-limit window.
+    pub fn want_rate_lease(&self, key: &Arc<KeyEntry>, now_ms: u64) -> bool {
+        let Some(cl) = key.counters.cluster.as_deref() else { return false };
+        self.request_lease(key, now_ms, &cl.lease, &cl.lease.rate_dry_until_ms)
+    }
+
+    fn request_lease(&self, key: &Arc<KeyEntry>, now_ms: u64, lease: &Lease, dry_until_ms: &AtomicU64) -> bool {
+        if now_ms < dry_until_ms.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !lease.requested.swap(true, Ordering::AcqRel) {
+            self.lease_requests.push(key.clone());
+            if let Some(t) = self.leaser.get() {
+                t.unpark();
+            }
+        }
+        true
+    }
+
     /// The shared copy of `set`: a million keys with a handful of distinct
     /// grants hold a handful of sets. (Sets no key holds any more are dropped
     /// whenever the table has doubled since the last sweep.)
@@ -749,6 +813,7 @@ mod tests {
                     last_used_at: AtomicU64::new(0),
                     dirty: AtomicBool::new(false),
                     anchor_ms: 0,
+                    cluster: None,
                 }),
                 user: user.clone(),
                 hot: KeyHot::new(None, None, None, enabled, false),

@@ -153,6 +153,79 @@ impl AnchoredWindow {
     }
 }
 
+/// Cluster mode: this node's share of a key's rate-limit window, leased from
+/// the cluster: tokens usable until the window's end. One atomic: a flag (bit
+/// 63: a lease was granted), the end (milliseconds since the epoch modulo
+/// 2^41, bits 22..63) and the tokens left (bits 0..22), compared with the
+/// same wrapping arithmetic as [`AnchoredWindow`].
+#[derive(Debug, Default)]
+pub struct RateLease {
+    state: AtomicU64,
+}
+
+impl RateLease {
+    /// Takes `cost` tokens if the leased window has not ended at `now`;
+    /// `None` when there are not enough (the caller asks for more).
+    pub fn try_take(&self, max: u32, now: Micros, cost: u32) -> Option<RateInfo> {
+        let now_ms = now / 1000;
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let (end, tokens) = unpack_window(state);
+            let left_ms = -elapsed_ms(now_ms, end);
+            if state & OPENED == 0 || left_ms <= 0 || tokens < cost {
+                return None;
+            }
+            let next = OPENED | (end << COUNT_BITS) | u64::from(tokens - cost);
+            match self.state.compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    return Some(RateInfo { limit: max, remaining: tokens - cost, reset_ms: left_ms as u64 });
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// A lease in this one's state now (a key whose other counters are
+    /// replaced keeps its tokens).
+    pub fn snapshot(&self) -> RateLease {
+        RateLease { state: AtomicU64::new(self.state.load(Ordering::Acquire)) }
+    }
+
+    /// Gives back what a successful `try_take` took.
+    pub fn undo(&self, cost: u32) {
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            let (end, tokens) = unpack_window(s);
+            (s & OPENED != 0)
+                .then(|| OPENED | (end << COUNT_BITS) | u64::from(tokens.saturating_add(cost).min(WINDOW_MAX_REQUESTS)))
+        });
+    }
+
+    /// Tokens usable at `now` (0 once the window has ended).
+    pub fn available(&self, now: Micros) -> u32 {
+        let s = self.state.load(Ordering::Acquire);
+        let (end, tokens) = unpack_window(s);
+        if s & OPENED != 0 && elapsed_ms(now / 1000, end) < 0 { tokens } else { 0 }
+    }
+
+    /// Milliseconds until the leased window ends at `now` (0: none, or ended).
+    pub fn reset_ms(&self, now: Micros) -> u64 {
+        let s = self.state.load(Ordering::Acquire);
+        let (end, _) = unpack_window(s);
+        if s & OPENED == 0 { 0 } else { u64::try_from(-elapsed_ms(now / 1000, end)).unwrap_or(0) }
+    }
+
+    /// Adds `tokens` granted for the window ending at `end_ms`: to those
+    /// held if they are of the same window, in their place otherwise.
+    pub fn grant(&self, end_ms: u64, tokens: u32) {
+        let end = end_ms & TIME_MASK;
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            let (held_end, held) = unpack_window(s);
+            let base = if s & OPENED != 0 && held_end == end { held } else { 0 };
+            Some(OPENED | (end << COUNT_BITS) | u64::from(base.saturating_add(tokens).min(WINDOW_MAX_REQUESTS)))
+        });
+    }
+}
+
 /// The effective `max` (capped to what the atomic holds) and window.
 fn window_params(limit: RateLimit) -> (u32, i64) {
     let window = limit.window_ms.min(MAX_WINDOW_MS);
@@ -281,6 +354,20 @@ impl Uses {
             let (p, r) = unpack(s);
             (refill.is_none() || p == period).then(|| pack(p, r.saturating_add(cost)))
         });
+    }
+
+    /// Adds `n` uses (a lease granted in cluster mode), saturating.
+    pub fn add(&self, n: u32) {
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            let (p, r) = unpack(s);
+            Some(pack(p, r.saturating_add(n)))
+        });
+    }
+
+    /// Takes every use left (a lease returned in cluster mode); returns how many.
+    pub fn drain(&self) -> u32 {
+        let old = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(pack(unpack(s).0, 0)));
+        unpack(old.unwrap_or(0)).1
     }
 
     /// Overwrites the counter (an administrator set `remaining`).

@@ -236,6 +236,10 @@ pub struct Deny {
     pub retry_after_ms: Option<u64>,
     /// For rate limits: the limiter's state.
     pub rate_limit: Option<RateInfo>,
+    /// Cluster mode: no remaining uses here, but this node asked the
+    /// cluster for a lease of more; verifying again once it is answered may
+    /// succeed (`Engine::verify_at_async` does, within a bound).
+    pub lease_pending: bool,
 }
 
 /// The verifier's answer: a verdict of [`Verifier::verify_in`] borrows the
@@ -277,11 +281,17 @@ impl VerdictOf<'_> {
 }
 
 fn deny(code: DenyCode, reason: &'static str) -> Verdict {
-    VerdictOf::Deny(Deny { code, reason, retry_after_ms: None, rate_limit: None })
+    VerdictOf::Deny(Deny { code, reason, retry_after_ms: None, rate_limit: None, lease_pending: false })
 }
 
 fn limited(code: DenyCode, reason: &'static str, d: RateDenied) -> Verdict {
-    VerdictOf::Deny(Deny { code, reason, retry_after_ms: Some(d.retry_after_ms), rate_limit: Some(d.info) })
+    VerdictOf::Deny(Deny {
+        code,
+        reason,
+        retry_after_ms: Some(d.retry_after_ms),
+        rate_limit: Some(d.info),
+        lease_pending: false,
+    })
 }
 
 /// Everything the verifier reads besides the request.
@@ -380,33 +390,72 @@ impl Verifier<'_> {
         }
         let c = &key.counters;
         let cost = req.cost;
+        // Cluster mode: the key's rate limit is the cluster's, spent from
+        // this node's lease of the current window.
+        let cl = c.cluster.as_deref();
+        let undo_rate = |limit| match cl {
+            Some(cl) => cl.rate.undo(cost),
+            None => c.window.undo(limit, now, cost),
+        };
         let mut rate = None;
         if let Some(limit) = rec.rate_limit() {
-            match c.window.try_take(limit, now, cost) {
-                Ok(info) => rate = Some(info),
-                Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
+            if let Some(cl) = cl {
+                match cl.rate.try_take(limit.max, now, cost) {
+                    Some(info) => {
+                        if info.remaining < cl.lease.rate_low.load(Ordering::Relaxed) {
+                            self.index.want_rate_lease(key.arc(), now_ms);
+                        }
+                        rate = Some(info);
+                    }
+                    None => {
+                        let lease_pending = self.index.want_rate_lease(key.arc(), now_ms);
+                        let reset_ms = cl.rate.reset_ms(now);
+                        return VerdictOf::Deny(Deny {
+                            code: DenyCode::RateLimited,
+                            reason: "key rate limit reached",
+                            retry_after_ms: Some(reset_ms),
+                            rate_limit: Some(RateInfo { limit: limit.max, remaining: 0, reset_ms }),
+                            lease_pending,
+                        });
+                    }
+                }
+            } else {
+                match c.window.try_take(limit, now, cost) {
+                    Ok(info) => rate = Some(info),
+                    Err(d) => return limited(DenyCode::RateLimited, "key rate limit reached", d),
+                }
             }
         }
         let mut remaining = None;
         if rec.counted {
             match c.uses.try_take(rec.refill(), c.anchor_ms, now_ms, cost) {
-                Take::Taken(left) => remaining = Some(left),
+                Take::Taken(left) => {
+                    // Cluster mode: ask for more before the lease runs out.
+                    if let Some(cl) = cl
+                        && left < cl.lease.low.load(Ordering::Relaxed)
+                    {
+                        self.index.want_lease(key.arc(), now_ms);
+                    }
+                    remaining = Some(left)
+                }
                 Take::Exhausted(next) => {
                     if let Some(limit) = rec.rate_limit() {
-                        c.window.undo(limit, now, cost);
+                        undo_rate(limit);
                     }
+                    let lease_pending = self.index.want_lease(key.arc(), now_ms);
                     return VerdictOf::Deny(Deny {
                         code: DenyCode::UsageExceeded,
                         reason: "no remaining uses",
                         retry_after_ms: next,
                         rate_limit: None,
+                        lease_pending,
                     });
                 }
             }
         }
         let undo_key = || {
             if let Some(limit) = rec.rate_limit() {
-                c.window.undo(limit, now, cost);
+                undo_rate(limit);
             }
             if remaining.is_some() {
                 c.uses.undo(rec.refill(), c.anchor_ms, now_ms, cost);

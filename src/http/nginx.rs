@@ -90,6 +90,10 @@ pub(super) async fn auth(shared: &Shared, req: Request, peer: Option<IpAddr>) ->
         quota: None,
     };
     let engine = &shared.engine;
+    if let Some(why) = engine.refusing() {
+        // Not a verdict: nginx answers its client 500 (fail closed).
+        return (crate::http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why), None);
+    }
     let now = crate::engine::now_us();
     let verdict = engine.verify_at(&req, now);
     shared.metrics.count(&verdict, credential);
@@ -512,6 +516,7 @@ mod tests {
                 reason: "test",
                 retry_after_ms: Some(1500),
                 rate_limit: None,
+                lease_pending: false,
             });
             let r = answer(&v);
             assert_eq!(r.status(), s);

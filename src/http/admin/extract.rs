@@ -144,6 +144,15 @@ pub(crate) fn engine_error(e: EngineError) -> Resp {
         EngineError::BadCredentials => error(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid credentials"),
         // A batch's entry (Engine::import_keys): the import route names it (`entry_error`).
         EngineError::Entry { error, .. } => engine_error(*error),
+        EngineError::Store(crate::store::StoreError::Unavailable(why)) => {
+            tracing::warn!(error = %why, "admin api: the cluster's database cannot be reached");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the cluster's database cannot be reached: the change was not made (verification goes on from memory); \
+                 retry later",
+            )
+        }
         e @ (EngineError::Store(_) | EngineError::Config(_)) => {
             tracing::error!(error = %e, "admin api: engine failure");
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")

@@ -1,0 +1,702 @@
+//! The engine's side of cluster mode (ARCHITECTURE.md, "Cluster mode"): the
+//! start from a snapshot, the changes of other nodes applied to the store and
+//! the index in log order (the applier thread), and the leases of remaining
+//! uses (the leaser thread). `src/cluster.rs` talks to PostgreSQL.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::listing::Filed;
+use super::{ADOPTED_PREFIXES, Engine, EngineError, counters, key_entry, key_usage, now_ms, parse_ips, token_entry};
+use crate::cluster::{Change, Cluster};
+use crate::core::index::{ClusterCounters, Id, KeyCounters, Secret, TeamEntry, UserEntry};
+use crate::core::model::{AccessToken, ApiKey, Team, Usage, User};
+use crate::store::{Batch, Op, Store, StoreError, Table};
+
+/// How long a node that found no uses left cluster-wide for a key waits
+/// before it asks again (a lease returned meanwhile by a stopping node is
+/// found after at most this long).
+const DRY_MS: u64 = 1_000;
+/// The first lease of a key on a node, before demand is known.
+const FIRST_LEASE: u32 = 10;
+
+/// What this node holds of the cluster.
+pub(super) struct Replica {
+    pub(super) cluster: Arc<Cluster>,
+    /// The last change of the log applied to this node's store and index.
+    pub(super) applied: AtomicI64,
+    /// This node's leases: key id → what it knows of its lease.
+    leases: Mutex<HashMap<Id, Held>>,
+    /// Rate-limit windows this node holds tokens of: key id → the window's
+    /// end on PostgreSQL's clock and on this node's (fixed at its first
+    /// grant, so later grants of the same window add to the same tokens).
+    rate_windows: Mutex<HashMap<Id, (i64, u64)>>,
+    /// Leaser rounds completed, and the condition a verification waiting for
+    /// a lease sleeps on.
+    rounds: Mutex<u64>,
+    round_done: Condvar,
+    /// Wakes the applier: a change was announced (or the listener reconnected).
+    wake: Arc<(Mutex<bool>, Condvar)>,
+    stop: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Last time (ms) this node knew it had every change: its listener was
+    /// connected and a read of the log after that succeeded.
+    current_at_ms: AtomicU64,
+    /// Past `max_staleness_ms` with `on_stale = "refuse"`: verifications
+    /// are refused.
+    stale: AtomicBool,
+}
+
+/// A lease of one key held by this node.
+struct Held {
+    /// The shared count's generation it was granted under.
+    generation: i64,
+    /// The next request's size (doubles while leases run out within a
+    /// second, halves when one lasts over ten).
+    size: u32,
+    /// When the last lease was granted.
+    granted: Instant,
+}
+
+impl Replica {
+    pub(super) fn new(cluster: Arc<Cluster>, head: i64) -> Replica {
+        Replica {
+            cluster,
+            applied: AtomicI64::new(head),
+            leases: Mutex::default(),
+            rate_windows: Mutex::default(),
+            rounds: Mutex::new(0),
+            round_done: Condvar::new(),
+            wake: Arc::default(),
+            stop: AtomicBool::new(false),
+            threads: Mutex::default(),
+            current_at_ms: AtomicU64::new(now_ms()),
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// After a round of the applier: notes whether this node is current,
+    /// and refuses or stops refusing verifications.
+    fn check_staleness(&self, caught_up: bool) {
+        let now = now_ms();
+        if caught_up && self.cluster.health().listening.load(Ordering::Acquire) {
+            self.current_at_ms.store(now, Ordering::Release);
+        }
+        let settings = self.cluster.settings();
+        // Up to the moment its listener lost its connection, every change was
+        // announced to this node, and read if the reads were succeeding then
+        // (the applier reads at least every second).
+        let current = self.current_at_ms.load(Ordering::Acquire);
+        let lost = self.cluster.health().lost_at_ms.load(Ordering::Acquire);
+        let since = if lost > current && lost - current <= 2_000 { lost } else { current };
+        let behind = now.saturating_sub(since);
+        let stale = settings.on_stale == crate::config::OnStale::Refuse && behind > settings.max_staleness_ms;
+        if self.stale.swap(stale, Ordering::AcqRel) != stale {
+            if stale {
+                tracing::error!(
+                    behind_ms = behind,
+                    max_staleness_ms = settings.max_staleness_ms,
+                    "cluster: this node may have missed changes for too long: verifications are refused until it \
+                     catches up (cluster.on_stale = \"refuse\")"
+                );
+            } else {
+                tracing::info!("cluster: caught up again; verifications are served");
+            }
+        }
+    }
+
+    /// Waits, at most until `deadline`, for the leaser round after `seen`.
+    fn wait_round(&self, seen: u64, deadline: Instant) {
+        let mut rounds = self.rounds.lock();
+        while *rounds == seen && Instant::now() < deadline {
+            self.round_done.wait_until(&mut rounds, deadline);
+        }
+    }
+}
+
+/// Replaces the replicated tables of `store` with a snapshot's records, in
+/// one batch.
+pub(super) fn load_snapshot(store: &Store, ops: Vec<Op>) -> Result<(), StoreError> {
+    let mut all = Vec::new();
+    for table in Table::REPLICATED {
+        for id in store.raw_ids(table)? {
+            all.push(Op { table: table.tag(), id, value: None });
+        }
+    }
+    // A record of the snapshot removed above is put back: in a batch the
+    // last write of a record wins.
+    all.extend(ops);
+    store.apply(Batch::from_ops(all), true)
+}
+
+impl Engine {
+    /// Cluster mode: starts following the change log (the listener and the
+    /// applier) and the leaser. Called once the engine is shared; nothing
+    /// happens without `--postgres`.
+    pub fn start_cluster(self: &Arc<Self>) -> Result<(), EngineError> {
+        let Some(r) = &self.replica else { return Ok(()) };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| StoreError::Db(format!("cannot start {name}: {e}")))
+        };
+        let weak = Arc::downgrade(self);
+        let wake = r.wake.clone();
+        let applier = spawn("tollgate-applier", Box::new(move || applier(&weak, &wake)))?;
+        let weak = Arc::downgrade(self);
+        let leaser = spawn("tollgate-leaser", Box::new(move || leaser(&weak)))?;
+        let _ = self.index.leaser.set(leaser.thread().clone());
+        r.threads.lock().extend([applier, leaser]);
+        let wake = r.wake.clone();
+        r.cluster.listen(Arc::new(move || {
+            let (flag, cond) = &*wake;
+            *flag.lock() = true;
+            cond.notify_one();
+        }));
+        Ok(())
+    }
+
+    /// The last change of the cluster's log this node has applied (0 when
+    /// not in cluster mode).
+    pub fn applied_seq(&self) -> i64 {
+        self.replica.as_ref().map_or(0, |r| r.applied.load(Ordering::Acquire))
+    }
+
+    /// Cluster mode, `on_stale = "refuse"`: why verifications are refused
+    /// now (this node may have missed changes for longer than
+    /// `max_staleness_ms`), or `None` when they are served.
+    pub fn refusing(&self) -> Option<&'static str> {
+        let r = self.replica.as_ref()?;
+        r.stale.load(Ordering::Relaxed).then_some(
+            "this cluster node may have missed changes for longer than cluster.max_staleness_ms (PostgreSQL \
+             unreachable): it refuses to verify until it catches up",
+        )
+    }
+
+    /// Cluster mode: how this node follows the cluster, for `/readyz`
+    /// (`None` without a cluster).
+    pub fn cluster_state(&self) -> Option<String> {
+        let r = self.replica.as_ref()?;
+        let h = r.cluster.health();
+        let applied = r.applied.load(Ordering::Acquire);
+        if r.stale.load(Ordering::Relaxed) {
+            let behind = now_ms().saturating_sub(r.current_at_ms.load(Ordering::Acquire)) / 1000;
+            return Some(format!(
+                "stale: no change read for {behind} s, past cluster.max_staleness_ms; verifications refused"
+            ));
+        }
+        if h.listening.load(Ordering::Acquire) {
+            return Some(format!("following (change {applied} applied)"));
+        }
+        let last = h.last_ok_ms.load(Ordering::Relaxed);
+        let since = now_ms().saturating_sub(last) / 1000;
+        Some(format!(
+            "degraded: PostgreSQL unreachable (last answer {since} s ago, change {applied} applied); verifying from \
+             memory, admin writes refused"
+        ))
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.replica.as_ref().map(|r| &r.cluster)
+    }
+
+    /// Applies every change of the log this node has not applied yet.
+    pub fn catch_up(&self) -> Result<(), EngineError> {
+        let Some(r) = &self.replica else { return Ok(()) };
+        let _g = self.admin.lock();
+        loop {
+            let changes = r.cluster.changes_after(r.applied.load(Ordering::Acquire))?;
+            if changes.is_empty() {
+                return Ok(());
+            }
+            self.apply_changes(changes)?;
+        }
+    }
+
+    /// Applies changes read from the log, in order. The caller holds the
+    /// admin lock.
+    pub(super) fn apply_changes(&self, changes: Vec<(i64, Change)>) -> Result<(), EngineError> {
+        let Some(r) = &self.replica else { return Ok(()) };
+        for (seq, change) in changes {
+            let applied = r.applied.load(Ordering::Acquire);
+            if seq <= applied {
+                continue;
+            }
+            if seq != applied + 1 {
+                return Err(StoreError::Db(format!(
+                    "cluster: change {seq} follows {applied}: the log has a gap (was it pruned?); restart the node \
+                     to load a snapshot"
+                ))
+                .into());
+            }
+            self.apply_change(&change)?;
+            r.applied.store(seq, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Applies one change made on another node: its records to the store,
+    /// then to the index as the operation that made it changed this node's.
+    fn apply_change(&self, change: &Change) -> Result<(), EngineError> {
+        // What the index update needs of the records as they were.
+        let mut old_users: HashMap<&str, User> = HashMap::new();
+        for op in &change.ops {
+            if op.table() == Some(Table::Users)
+                && let Some(u) = self.store.get::<User>(Table::Users, &op.id)?
+            {
+                old_users.entry(&op.id).or_insert(u);
+            }
+        }
+        self.store.apply(Batch::from_ops(change.ops.clone()), false)?;
+        let reset: HashSet<&str> = change.credits.iter().map(|(k, _)| k.as_str()).collect();
+        let now = now_ms();
+        // Adopted prefixes first: a key adopted in this change is looked up
+        // by its format as soon as it is in the index.
+        for op in change.ops.iter().filter(|o| o.table() == Some(Table::Meta)) {
+            if op.id == ADOPTED_PREFIXES
+                && let Some(v) = &op.value
+            {
+                let prefixes: Vec<String> = Store::decode_value(Table::Meta, &op.id, v)?;
+                self.index.any_adopted.store(!prefixes.is_empty(), Ordering::Release);
+                self.index.adopted_prefixes.store(Arc::new(prefixes));
+            }
+        }
+        for op in &change.ops {
+            let Some(table) = op.table() else { continue };
+            match (table, &op.value) {
+                (Table::Teams, Some(v)) => {
+                    let t: Team = Store::decode_value(table, &op.id, v)?;
+                    match self.index.teams.get(&op.id) {
+                        Some(e) => e.set_tier(t.tier),
+                        None => {
+                            self.index.teams.insert(op.id.clone(), Arc::new(TeamEntry::new(&op.id, t.tier, 0)));
+                            self.listing.lock().add_team(&op.id);
+                        }
+                    }
+                }
+                (Table::Teams, None) => {
+                    self.index.teams.remove(&op.id);
+                    self.listing.lock().remove_team(&op.id);
+                }
+                (Table::Users, Some(v)) => {
+                    let u: User = Store::decode_value(table, &op.id, v)?;
+                    self.apply_user(&u, old_users.get(op.id.as_str()))?;
+                }
+                (Table::Users, None) => {
+                    if let Some(old) = old_users.get(op.id.as_str()) {
+                        self.index.usernames.remove(&old.username);
+                    }
+                    self.index.users.remove(&op.id);
+                }
+                (Table::Keys, Some(v)) => {
+                    let k: ApiKey = Store::decode_value(table, &op.id, v)?;
+                    self.apply_key(&k, reset.contains(op.id.as_str()), now)?;
+                }
+                (Table::Keys, None) => {
+                    if let Some(e) = self.index.keys.get(op.id.as_str()) {
+                        self.index.keys.remove(op.id.as_str());
+                        self.index.secrets.remove(&e.hash);
+                        self.listing.lock().remove_key(&Filed::of(&e));
+                    }
+                }
+                (Table::Tokens, Some(v)) => {
+                    let t: AccessToken = Store::decode_value(table, &op.id, v)?;
+                    match self.index.tokens.get(&op.id).map(|e| e.clone()) {
+                        Some(e) => {
+                            if let Some(at) = t.revoked_at {
+                                let _ = e.revoked_at.compare_exchange(0, at, Ordering::AcqRel, Ordering::Acquire);
+                            }
+                        }
+                        None => {
+                            let Some(user) = self.index.users.get(&t.user_id).map(|u| u.clone()) else { continue };
+                            let entry = token_entry(t.clone(), user, &Usage::default());
+                            self.index.secrets.insert(Secret::Token(entry.clone()));
+                            self.index.tokens.insert(t.id, entry);
+                        }
+                    }
+                }
+                (Table::Tokens, None) => {
+                    if let Some((_, e)) = self.index.tokens.remove(&op.id) {
+                        self.index.secrets.remove(&e.record.hash);
+                    }
+                }
+                (Table::RevokedJti, Some(_)) => {
+                    let (team, jti) = op.id.split_once('\u{1f}').unwrap_or(("", &op.id));
+                    self.index.revoke_jti(jti, team);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A user record from another node: created, or its role, status,
+    /// username and revocation applied (a role change regrants its keys
+    /// first, as `update_user` does).
+    fn apply_user(&self, u: &User, old: Option<&User>) -> Result<(), EngineError> {
+        if let Some(old) = old
+            && old.username != u.username
+        {
+            self.index.usernames.remove(&old.username);
+        }
+        self.index.usernames.insert(u.username.clone(), u.id.clone());
+        let Some(e) = self.index.users.get(&u.id).map(|e| e.clone()) else {
+            let Some(team) = self.index.teams.get(&u.team_id).map(|t| t.clone()) else {
+                tracing::warn!(user = %u.id, team = %u.team_id, "cluster: user of a missing team skipped");
+                return Ok(());
+            };
+            let entry = Arc::new(UserEntry::new(&u.id, team, u.role, u.status, u.revoked_before));
+            self.index.users.insert(u.id.clone(), entry);
+            self.listing.lock().add_user(&u.team_id, &u.id);
+            return Ok(());
+        };
+        if e.role() != u.role {
+            let keys: Vec<_> = self.index.keys.iter().filter(|k| Arc::ptr_eq(&k.user, &e)).collect();
+            for k in keys {
+                let Some(record) = self.store.get::<ApiKey>(Table::Keys, &k.id)? else { continue };
+                let entry = key_entry(&self.index, &record, k.ips.to_vec(), e.clone(), u.role, k.counters.clone());
+                self.index.secrets.insert(Secret::Key(entry.clone()));
+                self.index.keys.insert(entry);
+            }
+        }
+        e.revoked_before.store(u.revoked_before, Ordering::Release);
+        e.set(u.role, u.status);
+        Ok(())
+    }
+
+    /// A key record from another node: created, or changed in place. Its
+    /// counters carry over unless its remaining uses were set (`reset`): then
+    /// this node's lease of the old count is void and it starts empty.
+    fn apply_key(&self, k: &ApiKey, reset: bool, now: u64) -> Result<(), EngineError> {
+        let Some(user) = self.index.users.get(&k.user_id).map(|u| u.clone()) else {
+            tracing::warn!(key = %k.id, "cluster: key of a missing user skipped");
+            return Ok(());
+        };
+        let ips = parse_ips(&k.whitelisted_ips)?;
+        let old = self.index.keys.get(k.id.as_str());
+        let counters: Arc<KeyCounters> = match &old {
+            Some(o) if !reset => o.counters.clone(),
+            Some(o) => {
+                let usage = Usage { remaining: 0, period: 0, anchor: now, ..key_usage(&o.counters) };
+                let mut c = counters(&usage, k.refill);
+                c.window = o.counters.window.snapshot();
+                // The rate-limit tokens carry over; the lease of uses starts empty.
+                let rate = o.counters.cluster.as_ref().map_or_else(Default::default, |o| o.rate.snapshot());
+                c.cluster = Some(Box::new(ClusterCounters { rate, ..Default::default() }));
+                Arc::new(c)
+            }
+            // A key with a limit starts with an empty lease.
+            None => Arc::new(KeyCounters {
+                cluster: Some(Box::default()),
+                ..counters(&Usage { remaining: 0, anchor: k.created_at, ..Usage::default() }, k.refill)
+            }),
+        };
+        let role = user.role();
+        let entry = key_entry(&self.index, k, ips, user, role, counters);
+        self.index.secrets.insert(Secret::Key(entry.clone()));
+        let mut listing = self.listing.lock();
+        if let Some(o) = &old {
+            listing.remove_key(&Filed::of(o));
+        }
+        listing.add_key(&Filed::of(&entry), now);
+        drop(listing);
+        self.index.keys.insert(entry);
+        Ok(())
+    }
+
+    /// Cluster mode: the remaining uses of keys with a limit are the
+    /// cluster's, not this node's lease: the shared count, plus what other
+    /// nodes hold (as of their last heartbeat), plus this node's lease. When
+    /// PostgreSQL cannot be reached, this node's lease is shown, as it is.
+    pub(super) fn cluster_remaining(&self, keys: &mut [(ApiKey, Usage)]) {
+        let Some(r) = &self.replica else { return };
+        let ids: Vec<String> = keys.iter().filter(|(k, _)| k.remaining.is_some()).map(|(k, _)| k.id.clone()).collect();
+        if ids.is_empty() {
+            return;
+        }
+        match r.cluster.remaining(ids) {
+            Ok(shared) => {
+                for (k, usage) in keys.iter_mut() {
+                    if let Some(n) = shared.get(&k.id) {
+                        let total = u64::from(usage.remaining).saturating_add(*n);
+                        usage.remaining = u32::try_from(total).unwrap_or(u32::MAX);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: remaining uses shown as this node's lease"),
+        }
+    }
+
+    /// Cluster mode: after a verification denied for want of uses while a
+    /// lease was asked for, waits (at most `cluster.lease_wait_ms`) for the
+    /// leaser's answer and verifies again. Only a lease that ran out waits:
+    /// a verification with uses in its lease never does.
+    pub(super) fn wait_for_lease(
+        &self,
+        mut verdict: crate::core::verify::Verdict,
+        again: impl Fn() -> crate::core::verify::Verdict,
+    ) -> crate::core::verify::Verdict {
+        use crate::core::verify::Verdict;
+        let Some(r) = &self.replica else { return verdict };
+        let wait = Duration::from_millis(r.cluster.settings().lease_wait_ms);
+        let deadline = Instant::now() + wait;
+        let block = |f: &mut dyn FnMut()| match tokio::runtime::Handle::try_current() {
+            // A worker of the multi-threaded runtime hands its other tasks
+            // to the others while it waits.
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+            // A single-threaded runtime would stall: no waiting there.
+            Ok(_) => {}
+            Err(_) => f(),
+        };
+        while let Verdict::Deny(d) = &verdict {
+            if !d.lease_pending || Instant::now() >= deadline {
+                break;
+            }
+            let seen = *r.rounds.lock();
+            let mut waited = false;
+            block(&mut || {
+                r.wait_round(seen, deadline);
+                waited = true;
+            });
+            if !waited {
+                break;
+            }
+            verdict = again();
+        }
+        verdict
+    }
+
+    /// Returns this node's unspent leases (shutdown). Idempotent.
+    pub(super) fn return_leases(&self) {
+        let Some(r) = &self.replica else { return };
+        if r.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(t) = self.index.leaser.get() {
+            t.unpark();
+        }
+        {
+            let (flag, cond) = &*r.wake;
+            *flag.lock() = true;
+            cond.notify_all();
+        }
+        let me = std::thread::current().id();
+        for h in r.threads.lock().drain(..) {
+            // The last handle on the engine may be dropped by one of these.
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
+        }
+        r.cluster.stop();
+        let held: Vec<(Id, i64)> = r.leases.lock().drain().map(|(k, h)| (k, h.generation)).collect();
+        let mut returned = 0u64;
+        for (id, generation) in held {
+            let Some(e) = self.index.keys.get(id.as_str()) else { continue };
+            let n = e.counters.uses.drain();
+            if n == 0 {
+                continue;
+            }
+            match r.cluster.return_lease(&id, n, generation) {
+                Ok(()) => returned += u64::from(n),
+                Err(err) => tracing::warn!(key = %id, uses = n, error = %err, "cluster: a lease could not be returned"),
+            }
+        }
+        tracing::info!(uses = returned, "cluster: leases returned");
+    }
+
+    /// One leaser round: serves every queued request, then wakes the
+    /// verifications waiting for it.
+    fn lease_round(&self, r: &Replica) {
+        let mut seen = HashSet::new();
+        while let Some(e) = self.index.lease_requests.pop() {
+            if seen.insert(e.id.clone()) {
+                self.serve_rate_lease(r, &e.id, &e.counters);
+                self.serve_lease(r, &e.id, &e.counters);
+            }
+            if let Some(cl) = e.counters.cluster.as_deref() {
+                cl.lease.requested.store(false, Ordering::Release);
+            }
+        }
+        *r.rounds.lock() += 1;
+        r.round_done.notify_all();
+    }
+
+    /// Leases tokens of key `id`'s current rate-limit window for `counters`
+    /// (if they are still the key's and it has a rate limit), when they are
+    /// running low: `max / 64` at a time (at least 1, at most `lease_max`),
+    /// so that what other nodes hold unspent at a window's end is small
+    /// beside the limit.
+    fn serve_rate_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
+        let Some(limit) =
+            self.index.keys.get(id.as_str()).filter(|e| Arc::ptr_eq(&e.counters, c)).and_then(|e| e.hot.rate_limit())
+        else {
+            return;
+        };
+        let Some(cl) = c.cluster.as_deref() else { return };
+        let now_us = crate::core::clock::now_us();
+        if cl.rate.available(now_us) >= cl.lease.rate_low.load(Ordering::Relaxed).max(1) {
+            return;
+        }
+        let want = (limit.max / 64).clamp(1, r.cluster.settings().lease_max);
+        match r.cluster.take_rate(id, want, limit.max, limit.window_ms) {
+            Ok((ends, pg_now, granted)) => {
+                // The window's end on this node's clock: as far ahead as it is
+                // on PostgreSQL's, as first seen for this window.
+                let end = {
+                    let mut windows = r.rate_windows.lock();
+                    match windows.get(id) {
+                        Some(&(pg_end, local_end)) if pg_end == ends => local_end,
+                        _ => {
+                            let local_end =
+                                (now_us / 1000).saturating_add(u64::try_from(ends.saturating_sub(pg_now)).unwrap_or(0));
+                            windows.insert(id.clone(), (ends, local_end));
+                            local_end
+                        }
+                    }
+                };
+                if granted > 0 {
+                    cl.rate.grant(end, granted);
+                    cl.lease.rate_low.store(granted.div_ceil(2), Ordering::Relaxed);
+                } else {
+                    // The window is full cluster-wide until it ends.
+                    cl.lease.rate_dry_until_ms.store(end, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key = %id, error = %e, "cluster: cannot lease rate-limit tokens");
+                cl.lease.rate_dry_until_ms.store(now_ms() + 100, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Leases uses of key `id` for `counters` (if they are still the key's,
+    /// it has a count, and this node's lease of it is running low).
+    fn serve_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
+        let current =
+            |c: &Arc<KeyCounters>| self.index.keys.get(id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.counters, c));
+        let counted = self.index.keys.get(id.as_str()).is_some_and(|e| e.hot.counted);
+        let Some(cl) = c.cluster.as_deref() else { return };
+        if !current(c) || !counted || c.uses.load().1 >= cl.lease.low.load(Ordering::Relaxed).max(1) {
+            return;
+        }
+        let max = r.cluster.settings().lease_max;
+        let want = {
+            let mut leases = r.leases.lock();
+            match leases.get_mut(id) {
+                Some(h) => {
+                    let since = h.granted.elapsed();
+                    if since < Duration::from_secs(1) {
+                        h.size = h.size.saturating_mul(2).min(max);
+                    } else if since > Duration::from_secs(10) {
+                        h.size = (h.size / 2).max(1);
+                    }
+                    h.size
+                }
+                None => {
+                    let size = FIRST_LEASE.min(max);
+                    leases.insert(id.clone(), Held { generation: 0, size, granted: Instant::now() });
+                    size
+                }
+            }
+        };
+        let now = now_ms();
+        match r.cluster.take_lease(id, want, c.uses.load().1) {
+            Ok(Some((granted, generation))) if granted > 0 => {
+                if current(c) {
+                    c.uses.add(granted);
+                    cl.lease.low.store(granted.div_ceil(2), Ordering::Relaxed);
+                    cl.lease.dry_until_ms.store(0, Ordering::Relaxed);
+                    if let Some(h) = r.leases.lock().get_mut(id) {
+                        h.generation = generation;
+                        h.granted = Instant::now();
+                    }
+                } else if let Err(e) = r.cluster.return_lease(id, granted, generation) {
+                    // The key changed meanwhile (deleted, or its count set).
+                    tracing::warn!(key = %id, error = %e, "cluster: a lease could not be returned");
+                }
+            }
+            Ok(_) => cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(key = %id, error = %e, "cluster: cannot lease remaining uses");
+                cl.lease.dry_until_ms.store(now + 100, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The applier thread: applies the log whenever a change is announced, and
+/// at least every second (a notification lost with a connection is no
+/// change lost).
+fn applier(engine: &Weak<Engine>, wake: &(Mutex<bool>, Condvar)) {
+    let mut failing = false;
+    loop {
+        {
+            let (flag, cond) = wake;
+            let mut woken = flag.lock();
+            if !*woken {
+                cond.wait_for(&mut woken, Duration::from_secs(1));
+            }
+            *woken = false;
+        }
+        let Some(engine) = engine.upgrade() else { return };
+        let Some(r) = &engine.replica else { return };
+        if r.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let result = engine.catch_up();
+        r.check_staleness(result.is_ok());
+        match result {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(applied = engine.applied_seq(), "cluster: caught up with the change log");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cluster: cannot read the change log; retrying");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// The leaser thread: serves lease requests as they come, and keeps this
+/// node's leases alive.
+fn leaser(engine: &Weak<Engine>) {
+    let mut beat = Instant::now();
+    loop {
+        let Some(engine) = engine.upgrade() else { return };
+        let Some(r) = &engine.replica else { return };
+        if r.stop.load(Ordering::Acquire) {
+            // Waiting verifications stop waiting.
+            *r.rounds.lock() += 1;
+            r.round_done.notify_all();
+            return;
+        }
+        engine.lease_round(r);
+        let every = Duration::from_millis(r.cluster.settings().lease_ttl_ms / 3);
+        if beat.elapsed() >= every {
+            beat = Instant::now();
+            let held: Vec<(String, u32)> = r
+                .leases
+                .lock()
+                .keys()
+                .filter_map(|id| engine.index.keys.get(id.as_str()).map(|e| (id.to_string(), e.counters.uses.load().1)))
+                .collect();
+            if let Err(e) = r.cluster.heartbeat(held) {
+                tracing::warn!(error = %e, "cluster: lease heartbeat failed");
+            }
+        }
+        drop(engine);
+        std::thread::park_timeout(every);
+    }
+}
