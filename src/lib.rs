@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod authz;
 pub mod config;
+pub mod config_schema;
 pub mod core;
 pub mod demo;
 pub mod engine;

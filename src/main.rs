@@ -102,6 +102,9 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Prints the configuration reference (Markdown: every key, its type,
+    /// default, and whether a reload applies it), as in docs/configuration.md.
+    ConfigReference,
 }
 
 fn main() -> ExitCode {
@@ -177,6 +180,10 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::ConfigReference => {
+            print!("{}", tollgate::config_schema::markdown());
+            ExitCode::SUCCESS
         }
         Command::Reload { config, http, data } => reload(config, http, data),
     }
