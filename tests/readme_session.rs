@@ -10,15 +10,16 @@
 //! Substituted, and only these: the HTTP port (`localhost:7070` and the CLI's
 //! default URL, so that parallel tests and a daemon already on 7070 do not
 //! collide: the daemon gets `--http 127.0.0.1:<free port>` and the shell
-//! `TOLLGATE_URL`), and `$PWD/target/release` (the build directory of these
-//! binaries, since the session runs in a fresh directory, not the checkout).
+//! `TOLLGATE_URL`), and `$PWD/target/release` (the directory of the
+//! tollgate-admin this `cargo test --workspace` built, since the session runs
+//! in a fresh directory, not the checkout).
 //!
 //! Needs bash, curl and jq (the README lists jq; CI installs both). In CI a
 //! missing one fails the test; elsewhere it is skipped with a message.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -123,31 +124,6 @@ fn tool(name: &str) -> Option<PathBuf> {
     common::require_tool(name, &[&format!("/usr/bin/{name}")], &format!("apt-get install -y {name}"))
 }
 
-/// tollgate-admin, built beside this test's tollgate (`cargo test
-/// --workspace` builds both; alone: `cargo build -p tollgate-admin`). A
-/// build older than the CLI's sources would test old code: refused.
-fn admin_binary() -> PathBuf {
-    let dir = Path::new(BIN).parent().unwrap();
-    let bin = dir.join("tollgate-admin");
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("{} is missing: build it (cargo build -p tollgate-admin)", bin.display()));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for src in ["admin/src", "api/src"] {
-        for f in std::fs::read_dir(root.join(src)).unwrap() {
-            let f = f.unwrap();
-            let changed = f.metadata().unwrap().modified().unwrap();
-            assert!(
-                changed <= built,
-                "{} is older than {}: rebuild it (cargo build -p tollgate-admin)",
-                bin.display(),
-                f.path().display()
-            );
-        }
-    }
-    bin
-}
-
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -161,7 +137,7 @@ impl Drop for Daemon {
 fn the_readme_first_session_runs_as_written() {
     let (Some(bash), Some(_), Some(_)) = (tool("bash"), tool("curl"), tool("jq")) else { return };
     let section = first_session();
-    let admin = admin_binary();
+    let admin = common::admin_bin();
 
     // The daemon, as the section starts it.
     let serve = "cargo run --release -- serve";
