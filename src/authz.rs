@@ -40,6 +40,8 @@ pub enum Object {
     Logs,
     /// The daemon's configuration (reload).
     Config,
+    /// A team's documents quota (releasing documents over HTTP).
+    Documents,
 }
 
 impl Object {
@@ -53,6 +55,7 @@ impl Object {
             Object::Sessions => "sessions",
             Object::Logs => "logs",
             Object::Config => "config",
+            Object::Documents => "documents",
         }
     }
 }
@@ -153,6 +156,7 @@ pub const MATRIX: &[Rule] = &[
     rule(Object::Sessions, Verb::Delete, [Team, Ranked, Own, Own]),
     rule(Object::Logs, Verb::Read, [Team, Team, No, No]),
     rule(Object::Config, Verb::Update, [Plat, Plat, Plat, Plat]),
+    rule(Object::Documents, Verb::Delete, [Team, Team, No, No]),
 ];
 
 /// The reach of `role` for `verb` on `object` (`None` if no rule names it).

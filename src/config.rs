@@ -964,8 +964,54 @@ impl SourceFile {
         Ok(SourceFile { path: path.to_owned(), text })
     }
 
-    /// Parses the text (without validating); the error is located.
+    /// Parses the text (without validating); every problem is located, one
+    /// per line.
     pub fn parse(&self) -> Result<Config, ConfigError> {
+        let (config, problems) = self.parse_lenient()?;
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        let located = self.locate_all(&problems);
+        Err(ConfigError(located.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n")))
+    }
+
+    /// Parses the text key by key against the schema
+    /// ([`crate::config_schema::check`]): every unknown key, wrong type, bad
+    /// choice and missing required key is returned (unlocated: each starts
+    /// with its key path), with the configuration the rest makes (what is
+    /// wrong left at its default). `Err` only for text that is not TOML.
+    pub fn parse_lenient(&self) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+        let Ok(mut table) = self.text.parse::<toml::Table>() else {
+            // Not TOML: the parser's error, located by its span.
+            return Err(self
+                .parse_strict()
+                .err()
+                .unwrap_or_else(|| ConfigError(format!("{}: not TOML", self.path.display()))));
+        };
+        let mut problems = crate::config_schema::check(&mut table);
+        match toml::Value::Table(table).try_into::<Config>() {
+            Ok(config) => Ok((config, problems)),
+            // The schema let through something serde refuses: report it, and
+            // what the schema found, with serde's own located error.
+            Err(e) => {
+                problems.push(ConfigError(e.message().trim_end().to_owned()));
+                match self.parse_strict() {
+                    Err(located) => Err(ConfigError(
+                        self.locate_all(&problems)
+                            .iter()
+                            .map(|e| e.0.as_str())
+                            .chain([located.0.as_str()])
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    )),
+                    Ok(config) => Ok((config, problems)),
+                }
+            }
+        }
+    }
+
+    /// serde's reading of the text, which stops at the first problem.
+    fn parse_strict(&self) -> Result<Config, ConfigError> {
         toml::from_str::<Config>(&self.text).map_err(|e| {
             let message = e.message().trim_end().to_owned();
             match e.span() {
@@ -986,10 +1032,10 @@ impl SourceFile {
     /// Parses, applies command-line settings, validates; every problem is
     /// returned, located.
     pub fn config_with(&self, overrides: Overrides) -> Result<Config, Vec<ConfigError>> {
-        let mut config = self.parse().map_err(|e| vec![e])?;
+        let (mut config, mut problems) = self.parse_lenient().map_err(|e| vec![e])?;
         config.file = Some(self.path.clone());
         config.apply_overrides(overrides);
-        let problems = config.problems();
+        problems.extend(config.problems());
         if problems.is_empty() { Ok(config) } else { Err(self.locate_all(&problems)) }
     }
 
@@ -1003,7 +1049,7 @@ impl SourceFile {
     }
 
     fn offset_of_error(&self, e: &ConfigError) -> Option<usize> {
-        e.0.split_once(": ").filter(|(k, _)| is_key_path(k)).and_then(|(k, _)| self.offset_of(k))
+        e.0.split_once(": ").filter(|(k, _)| is_key_path(k)).and_then(|(k, m)| self.offset_of(k, points_at_key(m)))
     }
 
     /// Locates an error whose text starts with a key path
@@ -1014,7 +1060,7 @@ impl SourceFile {
             Some((k, m)) if is_key_path(k) => (Some(k), m),
             _ => (None, e.0.as_str()),
         };
-        let offset = key.and_then(|k| self.offset_of(k));
+        let offset = key.and_then(|k| self.offset_of(k, points_at_key(message)));
         self.render(offset, key, message)
     }
 
@@ -1038,9 +1084,9 @@ impl SourceFile {
         ))
     }
 
-    /// Byte offset of the value at `path`, or of the deepest part of the path
-    /// that is written in the file.
-    fn offset_of(&self, path: &str) -> Option<usize> {
+    /// Byte offset of the value at `path` (of its key, with `at_key`), or of
+    /// the deepest part of the path that is written in the file.
+    fn offset_of(&self, path: &str, at_key: bool) -> Option<usize> {
         let doc = toml_edit::ImDocument::parse(self.text.as_str()).ok()?;
         let mut found: Option<std::ops::Range<usize>> = None;
         let mut table: Option<&dyn toml_edit::TableLike> = Some(doc.as_table());
@@ -1049,7 +1095,7 @@ impl SourceFile {
             match seg {
                 Seg::Key(k) => {
                     let Some((key, v)) = table.and_then(|t| t.get_key_value(k)) else { break };
-                    found = v.span().or(key.span()).or(found);
+                    found = if at_key { key.span().or(v.span()) } else { v.span().or(key.span()) }.or(found);
                     table = v.as_table_like();
                     item = Some(v);
                 }
@@ -1105,6 +1151,11 @@ fn path_segments(path: &str) -> Vec<Seg<'_>> {
         }
     }
     out
+}
+
+/// A message about the key itself (it should not be there), not its value.
+fn points_at_key(message: &str) -> bool {
+    message.starts_with("unknown field")
 }
 
 fn is_key_path(s: &str) -> bool {

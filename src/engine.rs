@@ -1506,11 +1506,38 @@ impl Engine {
         Ok(used)
     }
 
+    /// Where a team stands against its tier: the limits in force and what it
+    /// uses now.
+    pub fn team_standing(&self, team_id: &str) -> Result<TeamStanding, EngineError> {
+        let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
+        let limits = self.tiers.load()[team.tier().index()];
+        let members = self.users_of(team_id).iter().filter(|u| u.status() != UserStatus::Deleted).count() as u64;
+        let requests_this_minute = limits
+            .requests_per_minute
+            .get()
+            .map(|_| u64::from(team.minute.count(crate::core::verify::MINUTE_US, now_us())));
+        Ok(TeamStanding { limits, members, documents: team.documents.used(), requests_this_minute })
+    }
+
     /// Documents used by a team.
     pub fn quota_used(&self, team_id: &str) -> Result<u64, EngineError> {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
         Ok(team.documents.used())
     }
+}
+
+/// A team's limits and use ([`Engine::team_standing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TeamStanding {
+    /// The tier's limits in force.
+    pub limits: TierLimits,
+    /// Users of the team, deleted ones not counted.
+    pub members: u64,
+    /// Documents of the quota in use.
+    pub documents: u64,
+    /// Verifications counted in the current minute; `None` when the tier has
+    /// no per-minute limit (nothing is counted then).
+    pub requests_this_minute: Option<u64>,
 }
 
 impl Drop for Engine {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod authz;
 pub mod cluster;
 pub mod config;
+pub mod config_schema;
 pub mod core;
 pub mod demo;
 pub mod engine;

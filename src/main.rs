@@ -119,6 +119,9 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Prints the configuration reference (Markdown: every key, its type,
+    /// default, and whether a reload applies it), as in docs/configuration.md.
+    ConfigReference,
 }
 
 fn main() -> ExitCode {
@@ -205,6 +208,10 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::ConfigReference => {
+            print!("{}", tollgate::config_schema::markdown());
+            ExitCode::SUCCESS
         }
         Command::Reload { config, http, data } => reload(config, http, data),
         Command::Migrate { config, postgres } => migrate(config, postgres),

@@ -68,9 +68,9 @@ pub enum ReloadError {
 /// The key files are checked even when other settings have problems, unless
 /// the `[jwt]` section itself has some, so one run lists as much as it can.
 pub fn check_file(source: &SourceFile) -> Result<Config, Vec<ConfigError>> {
-    let mut config = source.parse().map_err(|e| vec![e])?;
+    let (mut config, mut problems) = source.parse_lenient().map_err(|e| vec![e])?;
     config.file = Some(source.path.clone());
-    let mut problems = config.problems();
+    problems.extend(config.problems());
     if !config.jwt.keys.is_empty()
         && !problems.iter().any(|p| p.0.starts_with("jwt"))
         && let Err(e) = build_jwt(&config)
@@ -140,20 +140,11 @@ pub fn reload(shared: &Live<'_>) -> Result<Report, ReloadError> {
     result
 }
 
-fn refused(errs: &[ConfigError]) -> ReloadError {
-    ReloadError::Refused(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n"))
-}
-
-fn reload_locked(shared: &Live<'_>) -> Result<Report, ReloadError> {
-    let old = shared.config.load_full();
-    let Some(path) = old.file.clone() else {
-        return Err(ReloadError::NoFile);
-    };
-    let source = SourceFile::read(&path).map_err(|e| refused(&[e]))?;
-    let mut new = source.config_with(old.overrides.clone()).map_err(|errs| refused(&errs))?;
-    new.admin_token.clone_from(&old.admin_token);
-
-    // Settings bound at start: keep the ones in force, and say which changed.
+/// Puts back into `new` the settings bound at start that it changes, keeping
+/// `old`'s, and returns their names. `tls_on`: HTTPS is being served (it is
+/// turned on or off only at start; its files are read again on every reload).
+/// `src/config_schema.rs`'s reload column is tested against this.
+pub fn keep_bound_at_start(old: &Config, new: &mut Config, tls_on: bool) -> Vec<String> {
     let mut needs_restart = Vec::new();
     macro_rules! keep {
         ($($field:ident).+) => {
@@ -175,14 +166,16 @@ fn reload_locked(shared: &Live<'_>) -> Result<Report, ReloadError> {
     keep!(http);
     keep!(http_socket);
     keep!(http_socket_mode);
+    // The demo key is made (or found) at start.
+    keep!(demo);
     keep!(http_server.header_read_timeout_ms);
     keep!(http_server.idle_timeout_ms);
     keep!(http_server.body_timeout_ms);
     keep!(http_server.max_connections);
     keep!(http_server.drain_grace_ms);
     keep!(http_server.insecure);
-    // TLS is turned on or off at start; its files are read again below.
-    if shared.tls.is_some() != new.http_server.tls.is_some() {
+    // TLS is turned on or off at start; its files are read again.
+    if tls_on != new.http_server.tls.is_some() {
         needs_restart.push("http_server.tls".to_owned());
         new.http_server.tls.clone_from(&old.http_server.tls);
     }
@@ -192,6 +185,24 @@ fn reload_locked(shared: &Live<'_>) -> Result<Report, ReloadError> {
     keep!(admin_api);
     keep!(audit);
     keep!(log.format);
+    needs_restart
+}
+
+fn refused(errs: &[ConfigError]) -> ReloadError {
+    ReloadError::Refused(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n"))
+}
+
+fn reload_locked(shared: &Live<'_>) -> Result<Report, ReloadError> {
+    let old = shared.config.load_full();
+    let Some(path) = old.file.clone() else {
+        return Err(ReloadError::NoFile);
+    };
+    let source = SourceFile::read(&path).map_err(|e| refused(&[e]))?;
+    let mut new = source.config_with(old.overrides.clone()).map_err(|errs| refused(&errs))?;
+    new.admin_token.clone_from(&old.admin_token);
+
+    // Settings bound at start: keep the ones in force, and say which changed.
+    let needs_restart = keep_bound_at_start(&old, &mut new, shared.tls.is_some());
     let problems = new.problems();
     if !problems.is_empty() {
         return Err(refused(&problems));

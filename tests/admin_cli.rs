@@ -8,9 +8,8 @@
 //! `tollgate-api` crate), so there is no mirror to check.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -22,7 +21,7 @@ use tollgate_admin::{CliError, Output};
 
 mod common;
 
-use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon};
+use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon, admin_bin};
 
 fn start() -> Daemon {
     common::start_http(|_| {})
@@ -88,46 +87,6 @@ impl Daemon {
     fn login(&self, username: &str) -> String {
         self.ok("unused", &["login", username, "--password", "correct horse"]).stdout.trim().to_owned()
     }
-}
-
-/// The `tollgate-admin` executable, as the cargo running these tests builds
-/// it for `cargo test --workspace` (README's test command): asked once per
-/// test process with `--no-run`, which is a no-op when this run is that
-/// command (a narrower `cargo build` would rebuild with other features).
-fn admin_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut c = Command::new(cargo);
-        // What cargo set for this test process (its package's name, manifest
-        // directory …) is not the outer cargo's environment: build scripts
-        // that watch those variables (ring's) would rerun, and so would
-        // everything after them, in this build and the next outer one.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            let set_for_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_CFG_"]
-                .iter()
-                .any(|p| k.starts_with(p))
-                || ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&k.as_ref());
-            if set_for_tests {
-                c.env_remove(k.as_ref());
-            }
-        }
-        let out = c
-            .args(["test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo");
-        assert!(out.status.success(), "cargo test --workspace --no-run failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tollgate-admin")
-            .filter(|m| m["target"]["kind"][0] == "bin" && m["profile"]["test"] == false)
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no tollgate-admin executable")
-    })
 }
 
 /// A process whose stdin, stdout and stderr are a pseudo-terminal, its
@@ -265,7 +224,14 @@ fn first_session_through_the_cli() {
     let team_id = team["id"].as_str().unwrap().to_owned();
     assert_eq!(team["tier"], "Pro");
     let human = d.ok(ADMIN, &["teams", "get", &team_id]).stdout;
-    assert!(human.contains("tier       Pro"), "{human}");
+    assert!(human.contains("tier                Pro"), "{human}");
+    // The tier's limits next to the use (the test daemon lifts Pro's per-minute limit).
+    for row in ["members             0 (unlimited)", "documents           0 / 5000", "requestsThisMinute  unlimited"] {
+        assert!(human.contains(row), "{row:?} in\n{human}");
+    }
+    assert_eq!(d.ok(ADMIN, &["teams", "show", &team_id]).stdout, human, "show is get");
+    let released = d.json(ADMIN, &["teams", "release-documents", &team_id, "3"]);
+    assert_eq!(released, serde_json::json!({"limit": 5000, "used": 0}));
     let table = d.ok(ADMIN, &["teams", "list"]).stdout;
     assert!(table.starts_with("ID") && table.contains(&team_id) && table.contains("acme"), "{table}");
 

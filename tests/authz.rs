@@ -103,6 +103,7 @@ struct Caller {
 fn expected(method: &str, path: &str, object: Object, verb: Verb, c: Caller, whose: Whose) -> u16 {
     let success = match (method, path) {
         ("POST", "/v1/admin/reload") => 409, // no configuration file in this test
+        ("POST", "/v1/teams/{id}/documents/release") => 200,
         ("POST", _) => 201,
         ("DELETE", "/v1/access-tokens") => 200,
         ("DELETE", _) => 204,
@@ -135,7 +136,7 @@ fn expected(method: &str, path: &str, object: Object, verb: Verb, c: Caller, who
         }
         _ if !own_team => 404,
         // Team-wide objects and lists.
-        (_, "/v1/keys" | "/v1/logs") | (Object::Teams, _) | (Object::Users, "/v1/users")
+        (_, "/v1/keys" | "/v1/logs") | (Object::Teams | Object::Documents, _) | (Object::Users, "/v1/users")
             if method == "GET" || object != Object::Keys =>
         {
             match reach {
@@ -305,6 +306,7 @@ fn target(
         ("POST", "/v1/teams") => (path.to_owned(), Some(json!({"name": "new"}))),
         ("GET", "/v1/teams") => (path.to_owned(), None),
         ("GET" | "PATCH", "/v1/teams/{id}") => (with_id(team), (method == "PATCH").then(|| json!({"tier": "Pro"}))),
+        ("POST", "/v1/teams/{id}/documents/release") => (with_id(team), Some(json!({"amount": 1}))),
         ("DELETE", "/v1/teams/{id}") => {
             // The platform really deletes: give it a team of its own.
             let t = if c.role.is_none() { d.team("doomed") } else { team.clone() };

@@ -224,10 +224,21 @@ pub enum TeamsCommand {
     },
     /// List teams (all of them with the admin token; every page).
     List,
-    /// Show a team.
+    /// Show a team: its tier's limits next to what it uses now (members,
+    /// documents, requests this minute).
+    #[command(visible_alias = "show")]
     Get {
         /// Team id.
         id: String,
+    },
+    /// Give back documents of the team's quota (as the socket's
+    /// QuotaRelease); prints the documents in use after it.
+    ReleaseDocuments {
+        /// Team id.
+        id: String,
+        /// Documents to give back (1 to 4294967295).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+        amount: u32,
     },
     /// Change a team's tier.
     SetTier {
@@ -877,11 +888,26 @@ fn permissions_text(p: &Permissions) -> String {
 
 // ---- teams ----
 
+/// `used / limit`, or `used (unlimited)`.
+fn of_limit(used: Option<u64>, limit: Option<u64>) -> String {
+    match (used, limit) {
+        (Some(u), Some(l)) => format!("{u} / {l}"),
+        (Some(u), None) => format!("{u} (unlimited)"),
+        (None, Some(l)) => format!("- / {l}"),
+        (None, None) => "unlimited".to_owned(),
+    }
+}
+
 fn team_text(t: &Team) -> String {
+    let (l, u) = (&t.limits, &t.usage);
     fields(&[
         ("id", t.id.clone()),
         ("name", t.name.clone()),
         ("tier", t.tier.clone()),
+        ("members", of_limit(Some(u.members), l.members)),
+        ("documents", of_limit(Some(u.documents), l.documents)),
+        ("requestsThisMinute", of_limit(u.requests_this_minute, l.requests_per_minute)),
+        ("logRetentionDays", l.log_retention_days.map_or("unlimited".to_owned(), |d| d.to_string())),
         ("createdAt", t.created_at.clone()),
         ("updatedAt", t.updated_at.clone()),
     ])
@@ -908,6 +934,10 @@ fn teams(client: &AdminClient, out: &mut Out, c: TeamsCommand) -> Result<Output,
         TeamsCommand::Get { id } => {
             let t = client.get_team(&id)?;
             out.print(&t, || team_text(&t))
+        }
+        TeamsCommand::ReleaseDocuments { id, amount } => {
+            let r = client.release_documents(&id, amount)?;
+            out.print(&r, || format!("documents: {}\n", of_limit(Some(r.used), r.limit)))
         }
         TeamsCommand::SetTier { id, tier, force } => {
             let t = client.set_team_tier(&id, &choice(tier), force)?;

@@ -404,6 +404,13 @@ impl AdminClient {
         self.call("PATCH", &format!("/v1/teams/{}", encode(id)), Some(&body))
     }
 
+    /// `POST /v1/teams/{id}/documents/release`: gives back `amount` documents
+    /// of the team's quota.
+    pub fn release_documents(&self, id: &str, amount: u32) -> Result<DocumentsUsage, ClientError> {
+        let body = to_json(&DocumentsRelease { amount })?;
+        self.call("POST", &format!("/v1/teams/{}/documents/release", encode(id)), Some(&body))
+    }
+
     /// `DELETE /v1/teams/{id}` (admin token only): the team and everything in it.
     pub fn delete_team(&self, id: &str) -> Result<(), ClientError> {
         self.empty("DELETE", &format!("/v1/teams/{}", encode(id)))

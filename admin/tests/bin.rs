@@ -60,7 +60,9 @@ fn not_found_exits_6_with_the_daemons_message() {
 fn json_output_goes_to_stdout() {
     let (url, t) = fake(
         "200 OK",
-        r#"{"id":"t1","name":"acme","tier":"Pro","createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z"}"#,
+        r#"{"id":"t1","name":"acme","tier":"Pro","createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z",
+            "limits":{"documents":5000,"logRetentionDays":null,"members":null,"requestsPerMinute":100},
+            "usage":{"documents":0,"members":1,"requestsThisMinute":0}}"#,
     );
     let out = bin()
         .env("TOLLGATE_ADMIN_TOKEN", "from-the-environment")

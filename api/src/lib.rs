@@ -366,12 +366,75 @@ pub struct Team {
     pub created_at: String,
     /// Identifier.
     pub id: String,
+    /// What the tier allows (the daemon's `[tiers.*]` in force).
+    pub limits: TeamLimits,
     /// Display name.
     pub name: String,
     /// `Free`, `Start`, `Master` or `Pro`.
     pub tier: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// What the team uses now, against `limits`.
+    pub usage: TeamUsage,
+}
+
+/// A tier's limits; `null` is unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TeamLimits {
+    /// The documents quota.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub documents: Option<u64>,
+    /// Days the audit log is kept.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub log_retention_days: Option<u64>,
+    /// Users in the team.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub members: Option<u64>,
+    /// Verifications per minute for the whole team (socket, `/v1/verify`,
+    /// `/auth`; admin calls and logins do not count).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub requests_per_minute: Option<u64>,
+}
+
+/// What a team uses now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TeamUsage {
+    /// Documents of the quota in use (consumed by verifications that name
+    /// the `documents` quota or by the socket's QuotaConsume, given back by
+    /// a release).
+    pub documents: u64,
+    /// Users of the team (deleted ones not counted).
+    pub members: u64,
+    /// Verifications counted in the current calendar minute (UTC); `null`
+    /// when the tier has no per-minute limit (then nothing is counted).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub requests_this_minute: Option<u64>,
+}
+
+/// `POST /v1/teams/{id}/documents/release` body: give back documents of the
+/// team's quota, as the socket's QuotaRelease does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsRelease {
+    /// Documents to give back, 1 to 4294967295; the use never goes below zero.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub amount: u32,
+}
+
+/// `POST /v1/teams/{id}/documents/release` answer (the socket's QuotaResult).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DocumentsUsage {
+    /// The tier's documents quota; `null` when unlimited.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub limit: Option<u64>,
+    /// Documents in use after the release.
+    pub used: u64,
 }
 
 /// `GET /v1/teams` answer: every team for the admin token, the caller's own
@@ -1307,7 +1370,20 @@ mod tests {
     }
 
     fn team() -> Team {
-        Team { created_at: "c".into(), id: "t".into(), name: "n".into(), tier: "Pro".into(), updated_at: "u".into() }
+        Team {
+            created_at: "c".into(),
+            id: "t".into(),
+            name: "n".into(),
+            tier: "Pro".into(),
+            updated_at: "u".into(),
+            limits: TeamLimits {
+                requests_per_minute: Some(100),
+                members: None,
+                documents: Some(5000),
+                log_retention_days: None,
+            },
+            usage: TeamUsage { members: 1, documents: 0, requests_this_minute: Some(0) },
+        }
     }
 
     fn user() -> User {
@@ -1377,6 +1453,7 @@ mod tests {
         wire(&TokenPage { items: vec![token()], next_cursor: Some("c".into()) });
         wire(&CreatedToken { plaintext: "s".into(), token: token() });
         wire(&RevokedCount { revoked_count: 2 });
+        wire(&DocumentsUsage { limit: Some(250), used: 3 });
         wire(&LogPage { items: vec![event()], next_cursor: None });
         wire(&LoginResponse { token: "j".into() });
         wire(&ReloadResponse {
@@ -1628,6 +1705,9 @@ mod tests {
         use utoipa::openapi::{ComponentsBuilder, OpenApiBuilder};
 
         schema_matches(&team(), &[]);
+        schema_matches(&team().limits, &[]);
+        schema_matches(&team().usage, &[]);
+        schema_matches(&DocumentsUsage { limit: None, used: 0 }, &[]);
         schema_matches(&TeamList { count: 0, data: vec![], next_url: None, previous_url: None, total: 0 }, &[]);
         schema_matches(&user(), &[]);
         schema_matches(&UserList { count: 0, data: vec![], next_url: None, previous_url: None, total: 0 }, &[]);

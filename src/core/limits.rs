@@ -278,6 +278,12 @@ impl FixedWindow {
         }
     }
 
+    /// Requests counted in the window containing `now` (0 once it has passed).
+    pub fn count(&self, window_us: u64, now: Micros) -> u32 {
+        let s = self.state.load(Ordering::Acquire);
+        if (s >> 32) as u32 == (now / window_us) as u32 { s as u32 } else { 0 }
+    }
+
     /// Gives back `cost` requests if the window containing `now` is still current.
     pub fn undo(&self, window_us: u64, now: Micros, cost: u32) {
         let window = (now / window_us) as u32;

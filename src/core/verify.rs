@@ -26,7 +26,8 @@ use super::secret;
 pub const MAX_CREDENTIAL_BYTES: usize = 8192;
 /// The quota names `VerifyRequest::quota` may name.
 pub const QUOTA_DOCUMENTS: &str = "documents";
-const MINUTE_US: u64 = 60_000_000;
+/// A team's per-minute window, in microseconds.
+pub(crate) const MINUTE_US: u64 = 60_000_000;
 
 /// A question to the verifier.
 #[derive(Clone, Copy, Debug)]

@@ -482,7 +482,7 @@ fn admin(d: &mut Doc) {
     .query::<api::PageQuery>();
     let op = op.answer::<api::TeamList>(d, 200, "a page of teams");
     d.add(op);
-    let op = guarded(Get, "/v1/teams/{id}", "GetTeam", "Get a team")
+    let op = guarded(Get, "/v1/teams/{id}", "GetTeam", "Get a team: its tier's limits next to what it uses now")
         .id("the team's id")
         .error(404, "no such team (or another team)");
     let op = op.answer::<api::Team>(d, 200, "the team");
@@ -504,6 +504,19 @@ fn admin(d: &mut Doc) {
         .id("the team's id")
         .error(404, "no such team")
         .no_content("deleted");
+    d.add(op);
+    let op = guarded(
+        Post,
+        "/v1/teams/{id}/documents/release",
+        "ReleaseDocuments",
+        "Give back documents of the team's quota, as the socket's QuotaRelease (Administrator, Manager, admin token; \
+         a scoped key needs documents:delete); the use never goes below zero",
+    )
+    .id("the team's id")
+    .body::<api::DocumentsRelease>(d)
+    .error(404, "no such team (or another team)")
+    .error(422, "a missing or invalid field (`detail` names it)");
+    let op = op.answer::<api::DocumentsUsage>(d, 200, "the documents in use after the release, and the quota");
     d.add(op);
 
     // Users.

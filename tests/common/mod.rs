@@ -510,3 +510,43 @@ pub struct DeadCredentials {
     pub deleted: String,
     pub revoked_token: String,
 }
+
+/// The `tollgate-admin` executable, as the cargo running these tests builds
+/// it for `cargo test --workspace` (README's test command): asked once per
+/// test process with `--no-run`, which is a no-op when this run is that
+/// command (a narrower `cargo build` would rebuild with other features).
+pub fn admin_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut c = std::process::Command::new(cargo);
+        // What cargo set for this test process (its package's name, manifest
+        // directory …) is not the outer cargo's environment: build scripts
+        // that watch those variables (ring's) would rerun, and so would
+        // everything after them, in this build and the next outer one.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            let set_for_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_CFG_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+                || ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&k.as_ref());
+            if set_for_tests {
+                c.env_remove(k.as_ref());
+            }
+        }
+        let out = c
+            .args(["test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run cargo");
+        assert!(out.status.success(), "cargo test --workspace --no-run failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tollgate-admin")
+            .filter(|m| m["target"]["kind"][0] == "bin" && m["profile"]["test"] == false)
+            .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+            .expect("cargo reported no tollgate-admin executable")
+    })
+}

@@ -14,6 +14,13 @@ pub(super) fn routes(r: &mut Routes) {
     r.guarded(Get, "/v1/teams/{id}", "GetTeam", (Teams, Verb::Read), get);
     r.guarded(Patch, "/v1/teams/{id}", "UpdateTeam", (Teams, Verb::Update), update);
     r.guarded(Delete, "/v1/teams/{id}", "DeleteTeam", (Teams, Verb::Delete), delete);
+    r.guarded(
+        Post,
+        "/v1/teams/{id}/documents/release",
+        "ReleaseDocuments",
+        (Object::Documents, Verb::Delete),
+        release_documents,
+    );
 }
 
 async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
@@ -22,7 +29,7 @@ async fn create(cx: Cx, mut b: Fields) -> Result<Resp, Resp> {
     let name = b.required_str("name")?;
     let tier = b.opt_str("tier")?.flatten().map_or(Ok(Tier::Free), |t| parse_tier(&t))?;
     let team = cx.shared.engine.create_team(&name, tier).map_err(engine_error)?;
-    Ok(json_response(StatusCode::CREATED, &team_body(&team)))
+    Ok(json_response(StatusCode::CREATED, &team_body(&cx, &team)))
 }
 
 async fn list(cx: Cx, Query(q): Query<api::PageQuery>) -> Result<Resp, Resp> {
@@ -42,7 +49,7 @@ async fn list(cx: Cx, Query(q): Query<api::PageQuery>) -> Result<Resp, Resp> {
             page.map(teams)
         }
     };
-    let data: Vec<api::Team> = page.items.iter().map(team_body).collect();
+    let data: Vec<api::Team> = page.items.iter().map(|t| team_body(&cx, t)).collect();
     let (next_url, previous_url) = links(&format!("/v1/teams?limit={limit}"), &page, |t| &t.id);
     Ok(json_response(
         StatusCode::OK,
@@ -53,7 +60,7 @@ async fn list(cx: Cx, Query(q): Query<api::PageQuery>) -> Result<Resp, Resp> {
 async fn get(cx: Cx, Id(id): Id) -> Result<Resp, Resp> {
     cx.authorize(Cx::of_team(&id))?;
     let team = cx.shared.engine.team(&id).map_err(engine_error)?;
-    Ok(json_response(StatusCode::OK, &team_body(&team)))
+    Ok(json_response(StatusCode::OK, &team_body(&cx, &team)))
 }
 
 async fn update(cx: Cx, Id(id): Id, mut b: Fields) -> Result<Resp, Resp> {
@@ -63,7 +70,7 @@ async fn update(cx: Cx, Id(id): Id, mut b: Fields) -> Result<Resp, Resp> {
     // A downgrade below what the team holds is refused unless forced.
     let force = b.opt_bool("force")?.flatten().unwrap_or(false);
     let team = cx.shared.engine.set_team_tier(&id, tier, force).map_err(engine_error)?;
-    Ok(json_response(StatusCode::OK, &team_body(&team)))
+    Ok(json_response(StatusCode::OK, &team_body(&cx, &team)))
 }
 
 async fn delete(cx: Cx, Id(id): Id) -> Result<Resp, Resp> {
@@ -72,12 +79,47 @@ async fn delete(cx: Cx, Id(id): Id) -> Result<Resp, Resp> {
     Ok(no_content())
 }
 
+/// Gives documents of the team's quota back, as the socket's QuotaRelease:
+/// for a service that deleted documents and holds an HTTP credential.
+async fn release_documents(cx: Cx, Id(id): Id, mut b: Fields) -> Result<Resp, Resp> {
+    cx.authorize(Cx::of_team(&id))?;
+    b.only(&["amount"])?;
+    let amount =
+        b.opt_u32("amount")?.flatten().ok_or_else(|| validation(&["body", "amount"], "field required", "missing"))?;
+    if amount == 0 {
+        return Err(validation(&["body", "amount"], "must be at least 1", "value_error"));
+    }
+    let engine = &cx.shared.engine;
+    let used = engine.release_quota(&id, u64::from(amount)).map_err(engine_error)?;
+    let limit = engine.team_standing(&id).map_err(engine_error)?.limits.documents.get();
+    Ok(json_response(StatusCode::OK, &api::DocumentsUsage { used, limit }))
+}
+
 fn parse_tier(s: &str) -> Result<Tier, Resp> {
     s.parse().map_err(|e: String| validation(&["body", "tier"], &e, "enum"))
 }
 
-fn team_body(t: &Team) -> api::Team {
+fn team_body(cx: &Cx, t: &Team) -> api::Team {
+    // A team deleted meanwhile has no entry: it shows its tier's limits, no use.
+    let standing = cx.shared.engine.team_standing(&t.id).unwrap_or(crate::engine::TeamStanding {
+        limits: cx.shared.engine.tiers()[t.tier.index()],
+        members: 0,
+        documents: 0,
+        requests_this_minute: None,
+    });
+    let l = standing.limits;
     api::Team {
+        limits: api::TeamLimits {
+            requests_per_minute: l.requests_per_minute.get(),
+            members: l.members.get(),
+            documents: l.documents.get(),
+            log_retention_days: l.log_retention_days.get(),
+        },
+        usage: api::TeamUsage {
+            members: standing.members,
+            documents: standing.documents,
+            requests_this_minute: standing.requests_this_minute,
+        },
         created_at: ts(t.created_at),
         id: t.id.clone(),
         name: t.name.clone(),
