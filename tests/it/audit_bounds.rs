@@ -13,7 +13,7 @@
 //! verifications by 58 MB, so the bounds below (< 1 MB for 1,000 calls with
 //! 60 KB ids, and for 100,000 verifications) would fail by far.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tollgate::core::secret;
 use tollgate_protocol::{Client, DenyCode, VerifyRequest};
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon, basic, http, start_http};
 

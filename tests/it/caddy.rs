@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::free_port;
 use common::proxy::Fixture;
@@ -134,7 +134,7 @@ impl Caddy {
         let app_port = free_port();
         // The documented configuration itself, pointed at this test's ports
         // and sockets: a change that breaks examples/caddy/Caddyfile fails here.
-        let mut conf = include_str!("../examples/caddy/Caddyfile").to_owned();
+        let mut conf = include_str!("../../examples/caddy/Caddyfile").to_owned();
         for (from, to) in [
             ("http://:80 {", format!("http://:{port} {{\n\tbind 127.0.0.1")),
             ("forward_auth 127.0.0.1:7070 {", format!("forward_auth {auth} {{")),

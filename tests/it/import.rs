@@ -2,7 +2,7 @@
 //! with that secret whatever its format, generated ones get a secret; one
 //! atomic write per call; a refused entry is named and nothing is written.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

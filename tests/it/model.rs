@@ -17,7 +17,7 @@
 //! is random unless `TOLLGATE_MODEL_SEED` gives one; a failure prints the seed
 //! and the shrunk sequence of operations, so it can be run again exactly.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The engine end to end: exact counters under concurrency, and persistence
 //! across restarts.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Barrier;

@@ -20,7 +20,7 @@ use tollgate_admin::error::{
 };
 use tollgate_admin::{CliError, Output};
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon};
 
@@ -28,7 +28,19 @@ fn start() -> Daemon {
     common::start_http(|_| {})
 }
 
-impl Daemon {
+/// What this module's tests call on the shared harness type (a trait: the
+/// modules of the one test binary each add their own).
+trait DaemonExt {
+    fn cli(&self, token: &str, args: &[&str]) -> Result<Output, CliError>;
+    fn ok(&self, token: &str, args: &[&str]) -> Output;
+    fn json(&self, token: &str, args: &[&str]) -> Value;
+    fn err(&self, token: &str, args: &[&str]) -> CliError;
+    fn bin(&self) -> Command;
+    fn team_with_admin(&self, name: &str, username: &str) -> (String, String);
+    fn login(&self, username: &str) -> String;
+}
+
+impl DaemonExt for Daemon {
     /// Runs the CLI with `--url` and `--token`.
     fn cli(&self, token: &str, args: &[&str]) -> Result<Output, CliError> {
         let mut all = vec!["tollgate-admin", "--url", &self.url, "--token", token];

@@ -4,7 +4,7 @@
 //! client certificates, plain HTTP refused), the non-loopback rule, and the
 //! modes of the files at rest.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

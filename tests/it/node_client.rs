@@ -6,7 +6,7 @@
 //! Without `node` the test fails when `CI` is set and is skipped (loudly)
 //! otherwise.
 
-mod common;
+use crate::common;
 
 use common::SocketDaemon;
 

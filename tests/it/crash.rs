@@ -3,7 +3,7 @@
 //! kills it with SIGKILL at a random moment, reopens the store and checks that
 //! every acknowledged write is there.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -56,7 +56,7 @@ struct Outcome {
 fn run_and_kill(mode: &str, run_for: Duration) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "crash::crash_child", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir.path())
         .env("TOLLGATE_CRASH_MODE", mode)
         .stdout(Stdio::piped())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tollgate::config::Config;
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_TOKEN as ADMIN, HttpDaemon as Daemon, basic, start_http as start};
 
@@ -23,7 +23,20 @@ impl Resp {
     }
 }
 
-impl Daemon {
+/// What this module's tests call on the shared harness type (a trait: the
+/// modules of the one test binary each add their own).
+trait DaemonExt {
+    fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp;
+    fn call(&self, method: &str, path: &str, cred: Option<&str>, body: Option<Value>) -> Resp;
+    fn ok(&self, method: &str, path: &str, cred: &str, body: Option<Value>, want: u16) -> Value;
+    fn team(&self, name: &str, tier: &str) -> String;
+    fn user(&self, team: &str, name: &str, role: &str) -> (String, String);
+    fn login(&self, name: &str, pass: &str) -> String;
+    fn key(&self, cred: &str, user: &str) -> (String, String);
+    fn verify(&self, credential: &str) -> Value;
+}
+
+impl DaemonExt for Daemon {
     /// Sends one request on a fresh connection; `body` is sent as is.
     fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
         let r = common::http(self.addr, method, path, headers, body);

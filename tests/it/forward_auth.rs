@@ -15,7 +15,7 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
-mod common;
+use crate::common;
 
 use common::HttpResp;
 use common::proxy::Fixture;
@@ -83,7 +83,7 @@ struct Traefik {
 
 impl Traefik {
     fn from_example() -> Traefik {
-        let text = include_str!("../examples/traefik/dynamic.yml");
+        let text = include_str!("../../examples/traefik/dynamic.yml");
         let address = yaml_scalar(text, "address");
         let path =
             address.strip_prefix("http://127.0.0.1:7070").expect("the example's address is tollgate's").to_owned();
@@ -250,7 +250,7 @@ struct Envoy {
 
 impl Envoy {
     fn from_example() -> Envoy {
-        let text = include_str!("../examples/envoy/envoy.yaml");
+        let text = include_str!("../../examples/envoy/envoy.yaml");
         let filters: Vec<&str> =
             text.lines().filter_map(|l| l.trim().strip_prefix("- name: envoy.filters.http.")).collect();
         assert_eq!(filters, ["header_mutation", "ext_authz", "router"], "the HTTP filters, in order");

@@ -4,7 +4,7 @@
 //! presented: the admin token, passwords (right and wrong), API keys, access
 //! tokens, JWTs, the HS256 key secret.
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_TOKEN, BinDaemon, basic, http};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! real daemon and read back through `GET /v1/logs` (team scoping, filters,
 //! pagination, no secrets), and retention pruning per tier on the engine.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,7 +19,15 @@ fn start() -> Daemon {
     common::start_http(|_| {})
 }
 
-impl Daemon {
+/// What this module's tests call on the shared harness type (a trait: the
+/// modules of the one test binary each add their own).
+trait DaemonExt {
+    fn call(&self, cred: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value);
+    fn ok(&self, cred: &str, method: &str, path: &str, body: Option<Value>) -> Value;
+    fn logs_until(&self, cred: &str, path: &str, want: usize) -> Vec<Value>;
+}
+
+impl DaemonExt for Daemon {
     fn call(&self, cred: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let r = AdminClient::new(&self.url, cred).unwrap().raw(method, path, body.as_ref()).unwrap();
         (r.status, r.body)

@@ -7,7 +7,7 @@
 //! Without `python3` the test fails when `CI=true` and is skipped (loudly)
 //! otherwise.
 
-mod common;
+use crate::common;
 
 use common::SocketDaemon;
 

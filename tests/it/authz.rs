@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tollgate::authz::{self, Object, Reach, Verb};
 use tollgate::core::model::Role;
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_TOKEN as ADMIN, HttpDaemon, basic, start_http};
 

@@ -7,7 +7,7 @@
 //!   `previousUrl`) visits every object exactly once, in id order, and a
 //!   cursor stays valid while objects are created and deleted between pages.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;

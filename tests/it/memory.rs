@@ -9,7 +9,7 @@
 //! record, a wide map slot or a few allocations per key fails here rather
 //! than in the next measurement.
 
-mod common;
+use crate::common;
 
 use tollgate::core::model::Tier;
 use tollgate::engine::NewKey;
@@ -52,7 +52,7 @@ fn a_key_loaded_at_start_costs_less_than_the_bound() {
         }
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "load_in_a_fresh_process", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "memory::load_in_a_fresh_process", "--nocapture", "--test-threads=1"])
         .env("TOLLGATE_MEMORY_TEST_DIR", dir.path())
         .output()
         .unwrap();

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::free_port;
 use tollgate::config::Config;
@@ -253,7 +253,7 @@ impl Nginx {
         let user = if is_root() { "user root;" } else { "" };
         // The documented configuration itself, pointed at this test's ports and
         // sockets: a change that breaks examples/nginx/nginx.conf fails here.
-        let example = include_str!("../examples/nginx/nginx.conf");
+        let example = include_str!("../../examples/nginx/nginx.conf");
         let mut conf = example.to_owned();
         for (from, to) in [
             ("server 127.0.0.1:7070;", format!("server {auth_server};")),

@@ -2,7 +2,7 @@
 //! verifications happen on every interface, `/readyz` turns ready only once
 //! the index is loaded and every listener is bound.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! tiers, `/auth` route rules and the log level, keep socket connections, and
 //! refuse a bad configuration while the old one stays in force.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

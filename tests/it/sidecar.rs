@@ -1,7 +1,7 @@
 //! The Unix-socket sidecar end to end: the in-process daemon on a temp dir,
 //! real sockets, the protocol crate's clients and raw bytes.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

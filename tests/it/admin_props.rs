@@ -21,7 +21,7 @@ use tollgate::engine::{
     now_us,
 };
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_TOKEN, HttpDaemon, basic, start_http, try_http};
 
