@@ -11,7 +11,7 @@ use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{ADMIN_TOKEN, http};
 use serde_json::Value;
@@ -24,54 +24,27 @@ struct Daemon {
     engine: Arc<Engine>,
     addr: std::net::SocketAddr,
     socket: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _daemon: common::InProcess,
     _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     fn start() -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let port = common::free_port();
         let mut c = common::config(dir.path(), common::PRO_UNLIMITED);
-        c.http = format!("127.0.0.1:{port}");
+        c.http = "127.0.0.1:0".to_owned();
         c.admin_token = Some(ADMIN_TOKEN.to_owned());
         c.validate().unwrap();
         let engine = Arc::new(Engine::open(&c).unwrap());
-        let addr = c.http_addr().unwrap();
         let socket = c.socket.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let e = engine.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(tollgate::server::serve_with_engine(e, c, async move {
-                let _ = rx.await;
-            }))
-            .unwrap();
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while common::try_http(addr, "GET", "/readyz", &[], None).map(|r| r.status) != Some(200) {
-            assert!(Instant::now() < deadline, "daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon { engine, addr, socket, stop: Some(tx), thread: Some(thread), _dir: dir }
+        let daemon = common::InProcess::start(c, Some(engine.clone()));
+        Daemon { engine, addr: daemon.addr, socket, _daemon: daemon, _dir: dir }
     }
 
     fn get(&self, path: &str) -> Value {
         let r = http(self.addr, "GET", path, &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))], None);
         assert_eq!(r.status, 200, "GET {path}: {}", r.text);
         r.json()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::common;
 
@@ -39,26 +38,21 @@ fn bad_config_exits_2_with_the_field_named_and_binds_nothing() {
 #[test]
 fn serve_works_on_defaults_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    // Only the HTTP address differs from the defaults, so parallel test runs
-    // do not collide on 7070.
+    // Only the HTTP address differs from the defaults (a port the daemon
+    // picks, which it tells systemd), so parallel test runs do not collide.
+    let notify = common::Notify::bind(dir.path());
     let mut child = Command::new(BIN)
         .current_dir(dir.path())
-        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &notify.path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let health = loop {
-        if let Some(r) = get(port, "/readyz")
-            && r.status == 200
-        {
-            break r;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "daemon did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (_, addr) = notify.ready(&mut child, String::new);
+    let port = addr.port();
+    let health = get(port, "/readyz").expect("/readyz answers");
+    assert_eq!(health.status, 200, "{health:?}");
     assert_eq!(health.json()["status"], "ready", "{health:?}");
     assert!(get(port, "/.well-known/jwks.json").unwrap().text.contains("\"OKP\""));
     assert!(dir.path().join("tollgate-data").is_dir());
@@ -262,7 +256,7 @@ fn a_data_directory_in_use_is_refused_once_in_plain_words() {
     let out = Command::new(BIN)
         .current_dir(other.path())
         .env_remove("RUST_LOG")
-        .args(["serve", "--http", &format!("127.0.0.1:{}", free_port()), "--data"])
+        .args(["serve", "--http", "127.0.0.1:0", "--data"])
         .arg(&data)
         .arg("--socket")
         .arg(other.path().join("s.sock"))
@@ -296,6 +290,8 @@ fn the_systemd_unit_reloads_and_reports_a_refused_reload() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("tollgate.toml");
+    // A fixed port, not 0: `tollgate reload --config` (ExecReload) finds the
+    // daemon at the file's address.
     let port = free_port();
     let d = dir.path().display();
     let config = |extra: &str| {
@@ -315,18 +311,19 @@ fn the_systemd_unit_reloads_and_reports_a_refused_reload() {
     let run = |cmd: &str| Command::new(BIN).args(argv(cmd)).env_remove("TOLLGATE_ADMIN_TOKEN").output().unwrap();
     config("");
     assert!(run(&line("ExecStartPre=")).status.success());
+    // The unit is Type=notify: the daemon says READY=1 (and its port) to the harness as to systemd.
+    let notify = common::Notify::bind(dir.path());
     let mut daemon = Command::new(BIN)
         .args(argv(&line("ExecStart=")))
         .env_remove("TOLLGATE_ADMIN_TOKEN")
         .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &notify.path)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while get(port, "/readyz").is_none_or(|r| r.status != 200) {
-        assert!(start.elapsed() < Duration::from_secs(30), "the unit's daemon did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_, addr) = notify.ready(&mut daemon, String::new);
+    assert_eq!(addr.port(), port);
+    assert_eq!(get(port, "/readyz").map(|r| r.status), Some(200));
     let reload = run(&line("ExecReload="));
     assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
     // A file the daemon refuses (a JWT key file that does not exist): exit 1.

@@ -14,14 +14,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, start_http, try_http};
+use common::{start_http, try_http};
 
 /// The `tollgate` binary on a temporary directory, its output in `daemon.log`.
 struct Proc {
     child: Child,
     dir: tempfile::TempDir,
+    /// Where the HTTP API listens: known once [`Proc::ready`] returns.
     addr: SocketAddr,
     log: PathBuf,
+    notify: common::Notify,
 }
 
 impl Proc {
@@ -33,11 +35,13 @@ impl Proc {
     }
 
     fn spawn_in(dir: tempfile::TempDir, toml: &str, args: &[&str], wrapper: &[&str]) -> Proc {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Port 0: the daemon binds one the kernel picks and says which in READY=1.
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let d = dir.path().display();
         let config = dir.path().join("tollgate.toml");
         std::fs::write(&config, format!("http = \"{addr}\"\ndata = \"{d}/data\"\nsocket = \"{d}/t.sock\"\n{toml}"))
             .unwrap();
+        let notify = common::Notify::bind(dir.path());
         let log = dir.path().join("daemon.log");
         let out = std::fs::File::create(&log).unwrap();
         let bin = env!("CARGO_BIN_EXE_tollgate");
@@ -53,6 +57,7 @@ impl Proc {
             .current_dir(dir.path())
             .env("TOLLGATE_ADMIN_TOKEN", common::ADMIN_TOKEN)
             .env("RUST_LOG", "info")
+            .env("NOTIFY_SOCKET", &notify.path)
             .args(["serve", "--config"])
             .arg(&config)
             .args(args)
@@ -61,7 +66,16 @@ impl Proc {
             .stderr(out)
             .spawn()
             .unwrap();
-        Proc { child, dir, addr, log }
+        Proc { child, dir, addr, log, notify }
+    }
+
+    /// Waits for the daemon's READY=1 (every listener bound, the engine
+    /// open; the address it bound in it); returns the log so far.
+    fn ready(&mut self) -> String {
+        let log = self.log.clone();
+        let (_, addr) = self.notify.ready(&mut self.child, || std::fs::read_to_string(&log).unwrap_or_default());
+        self.addr = addr;
+        self.log_text()
     }
 
     fn log_text(&self) -> String {
@@ -210,7 +224,7 @@ fn a_small_connection_cap_closes_idle_connections_for_new_ones() {
 #[test]
 fn three_hundred_idle_connections_under_an_fd_limit_of_256_do_not_stop_healthz() {
     let mut p = Proc::spawn("", &[], &["prlimit", "--nofile=256:256", "--"]);
-    let log = p.wait_for_log("tollgate ready", 1);
+    let log = p.ready();
     assert!(log.contains("lowered to fit the open-file limit"), "{log}");
     let mut idle = Vec::new();
     for _ in 0..300 {
@@ -233,7 +247,7 @@ fn three_hundred_idle_connections_under_an_fd_limit_of_256_do_not_stop_healthz()
 fn sigterm_with_a_held_and_a_stuck_connection_exits_within_the_drain_grace() {
     let toml = "[http_server]\ndrain_grace_ms = 500\nheader_read_timeout_ms = 60000\nbody_timeout_ms = 60000\n";
     let mut p = Proc::spawn(toml, &[], &[]);
-    p.wait_for_log("tollgate ready", 1);
+    p.ready();
     // Held: a keep-alive connection after one request.
     let mut held = TcpStream::connect(p.addr).unwrap();
     held.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -268,12 +282,11 @@ fn sigterm_with_a_held_and_a_stuck_connection_exits_within_the_drain_grace() {
 #[test]
 fn plain_http_on_a_non_loopback_address_is_refused_unless_insecure_http() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let http = format!("0.0.0.0:{port}");
+    let http = "0.0.0.0:0";
     let data = dir.path().join("data");
     let socket = dir.path().join("t.sock");
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["serve", "--http", &http, "--data"])
+        .args(["serve", "--http", http, "--data"])
         .arg(&data)
         .arg("--socket")
         .arg(&socket)
@@ -287,9 +300,10 @@ fn plain_http_on_a_non_loopback_address_is_refused_unless_insecure_http() {
     assert!(!data.exists(), "nothing is created for a refused configuration");
 
     // With --insecure-http it serves.
-    let mut p = Proc::spawn("", &["--http", &http, "--insecure-http"], &[]);
-    p.wait_for_log("tollgate ready", 1);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut p = Proc::spawn("", &["--http", "0.0.0.0:0", "--insecure-http"], &[]);
+    p.ready();
+    assert!(p.addr.ip().is_unspecified(), "{}", p.addr);
+    let addr: SocketAddr = ([127, 0, 0, 1], p.addr.port()).into();
     assert_eq!(try_http(addr, "GET", "/healthz", &[], None).unwrap().status, 200);
     p.signal("TERM");
     p.wait_exit(Duration::from_secs(15));
@@ -409,7 +423,7 @@ fn https_handshake_certificate_reload_and_plain_http_refused() {
     let key = dir.path().join("server.key");
     let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
     let mut p = Proc::spawn_in(dir, "", &args, &[]);
-    p.wait_for_log("tollgate ready", 1);
+    p.ready();
     let config = client_config(pki.roots(), None);
 
     // A handshake with the generated certificate, then requests on it.
@@ -482,7 +496,7 @@ fn https_with_a_client_ca_requires_a_client_certificate() {
     let (client_crt, client_key, stranger_crt, stranger_key) =
         (path("client.crt"), path("client.key"), path("stranger.crt"), path("stranger.key"));
     let mut p = Proc::spawn_in(dir, &toml, &[], &[]);
-    p.wait_for_log("tollgate ready", 1);
+    p.ready();
 
     let mut ok = tls_connect(p.addr, client_config(pki.roots(), Some((&client_crt, &client_key)))).unwrap();
     assert!(tls_get(&mut ok, "/healthz").unwrap().starts_with("HTTP/1.1 200"));
@@ -549,7 +563,7 @@ fn files_at_rest_are_the_owners_and_an_open_data_directory_is_warned_about() {
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut p = Proc::spawn_in(dir, "", &[], &[]);
-    let log = p.wait_for_log("tollgate ready", 1);
+    let log = p.ready();
     assert!(log.contains("0755") && log.contains("chmod 700"), "{log}");
     // Let the daemon write (an admin call creates records and files).
     let auth = format!("Bearer {}", common::ADMIN_TOKEN);
@@ -566,7 +580,7 @@ fn files_at_rest_are_the_owners_and_an_open_data_directory_is_warned_about() {
 
     // A data directory the daemon creates is 0700.
     let mut p = Proc::spawn("", &[], &[]);
-    p.wait_for_log("tollgate ready", 1);
+    p.ready();
     let data = p.dir.path().join("data");
     assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
     assert!(!p.log_text().contains("chmod 700"));
@@ -585,7 +599,7 @@ fn tollgate_reload_reaches_an_https_daemon_through_http_socket() {
     let tls = format!("[http_server.tls]\ncert = \"{d}/server.crt\"\nkey = \"{d}/server.key\"\n");
     let toml = format!("http_socket = \"{d}/http.sock\"\n{tls}");
     let mut p = Proc::spawn_in(dir, &toml, &[], &[]);
-    p.wait_for_log("tollgate ready", 1);
+    p.ready();
     let config = p.dir.path().join("tollgate.toml");
     let client = client_config(pki.roots(), None);
     assert_eq!(peer_cert(&tls_connect(p.addr, client.clone()).unwrap()), first);

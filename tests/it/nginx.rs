@@ -36,50 +36,15 @@ enum Transport {
     Unix,
 }
 
-/// The nginx binary, or `None` (after saying so) when it is absent outside CI.
-fn nginx_binary() -> Option<PathBuf> {
-    let found = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .or_else(|| {
-            std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("nginx")).find(|p| p.is_file())
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nginx is not installed, and CI=true: install it (apt-get install -y nginx-light)"
-        );
-        eprintln!();
-        eprintln!("==================================================================");
-        eprintln!("  SKIPPED: nginx is not installed (apt-get install -y nginx-light)");
-        eprintln!("==================================================================");
-        eprintln!();
-    }
-    found
-}
-
-/// Waits until tollgate answers `/readyz` with 200 (its port is open, answering
-/// 503, while it starts).
-fn wait_for_ready(port: u16, mut alive: impl FnMut() -> bool) {
-    wait_for(port, "tollgate", &mut alive, |_| {
-        common::try_http(([127, 0, 0, 1], port).into(), "GET", "/readyz", &[], None).is_some_and(|r| r.status == 200)
-    });
-}
-
-fn wait_for(port: u16, what: &str, mut alive: impl FnMut() -> bool, ok: impl Fn(TcpStream) -> bool) {
-    let start = Instant::now();
-    while !TcpStream::connect(("127.0.0.1", port)).is_ok_and(&ok) {
-        assert!(alive(), "{what} exited before listening");
-        assert!(start.elapsed() < Duration::from_secs(10), "{what} is not listening on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn run(transport: Transport) {
-    let Some(nginx_bin) = nginx_binary() else { return };
+    let Some(nginx_bin) = common::require_tool(
+        "nginx",
+        &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"],
+        "apt-get install -y nginx-light",
+    ) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let tollgate_port = free_port();
     let http_socket = dir.path().join("tollgate-http.sock");
 
     let mut config = Config::parse(
@@ -103,7 +68,7 @@ fn run(transport: Transport) {
     .unwrap();
     config.data = dir.path().join("data");
     config.socket = dir.path().join("tollgate.sock");
-    config.http = format!("127.0.0.1:{tollgate_port}");
+    config.http = "127.0.0.1:0".to_owned();
     if transport == Transport::Unix {
         config.http_socket = Some(http_socket.clone());
     }
@@ -130,18 +95,8 @@ fn run(transport: Transport) {
     let (_, local_only_secret) = key(None, &["127.0.0.1"]);
     let (_, elsewhere_secret) = key(None, &["198.51.100.0/24"]);
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let engine = engine.clone();
-        let config = config.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(tollgate::server::serve_with_engine(engine, config, async {
-                let _ = stop_rx.await;
-            }))
-        })
-    };
-    wait_for_ready(tollgate_port, || !server.is_finished());
+    let mut server = common::InProcess::start(config.clone(), Some(engine.clone()));
+    let tollgate_port = server.addr.port();
 
     let auth_server = match transport {
         Transport::Tcp => format!("127.0.0.1:{tollgate_port}"),
@@ -215,8 +170,7 @@ fn run(transport: Transport) {
     assert_eq!(r.status, 401, "{r:?}");
 
     drop(nginx);
-    let _ = stop_tx.send(());
-    server.join().unwrap().unwrap();
+    server.stop();
     if transport == Transport::Unix {
         assert!(!http_socket.exists(), "the http socket is removed on shutdown");
     }

@@ -7,7 +7,7 @@ use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, basic, http, metric, start_http, try_http};
+use common::{ADMIN_TOKEN, basic, http, metric, start_http};
 use serde_json::json;
 use tollgate::config::Config;
 use tollgate::engine::Engine;
@@ -160,8 +160,10 @@ fn metrics_can_require_the_admin_token() {
 #[test]
 fn readyz_turns_ready_only_after_the_index_is_loaded_and_listeners_are_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Bound here and handed over: the port answers as soon as the daemon
+    // accepts, with nothing to wait for before the first request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
     let config = Config {
         data: dir.path().join("data"),
         socket: dir.path().join("tollgate.sock"),
@@ -173,8 +175,10 @@ fn readyz_turns_ready_only_after_the_index_is_loaded_and_listeners_are_bound() {
     let engine = Arc::new(Engine::open(&config).unwrap());
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<()>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let server = {
         let (engine, config) = (engine.clone(), config.clone());
+        let handover = tollgate::server::Handover { http: Some(listener), ready: Some(ready_tx) };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             // The index "loads" until the test says so.
@@ -182,19 +186,13 @@ fn readyz_turns_ready_only_after_the_index_is_loaded_and_listeners_are_bound() {
                 let _ = loaded_rx.await;
                 Ok(engine)
             };
-            rt.block_on(tollgate::server::serve_opening(config, open, async move {
+            let stop = async move {
                 let _ = stop_rx.await;
-            }))
+            };
+            rt.block_on(tollgate::server::serve_handed(config, open, stop, handover))
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let health = loop {
-        if let Some(r) = try_http(addr, "GET", "/healthz", &[], None) {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the HTTP port never answered");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let health = http(addr, "GET", "/healthz", &[], None);
     // Up, not ready: the process answers, the index is not loaded.
     assert_eq!(health.status, 200);
     for _ in 0..3 {
@@ -209,16 +207,10 @@ fn readyz_turns_ready_only_after_the_index_is_loaded_and_listeners_are_bound() {
     assert!(!config.socket.exists(), "the socket is bound only after the index is loaded");
 
     let _ = loaded_tx.send(());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let ready = loop {
-        let r = http(addr, "GET", "/readyz", &[], None);
-        if r.status == 200 {
-            break r;
-        }
-        assert_eq!(r.status, 503);
-        assert!(Instant::now() < deadline, "never turned ready: {}", r.text);
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let told = ready_rx.blocking_recv().expect("the daemon says it is ready");
+    assert_eq!(told.http, addr);
+    let ready = http(addr, "GET", "/readyz", &[], None);
+    assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(
         ready.json(),
         json!({"status": "ready", "checks": {"index": "loaded", "listeners": "bound", "store": "ok"}})
@@ -232,18 +224,12 @@ fn readyz_turns_ready_only_after_the_index_is_loaded_and_listeners_are_bound() {
 
 #[test]
 fn systemd_hears_ready_after_readyz_and_stopping_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    // `start` returns once /readyz is 200; READY=1 was sent by then.
-    let d = common::BinDaemon::start_with_env("", &[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
-    let mut buf = [0u8; 256];
-    let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"READY=1\nSTATUS=ready");
+    // The harness listens on `NOTIFY_SOCKET` and returns after `READY=1`.
+    let mut d = common::BinDaemon::start("", &[]);
+    assert_eq!(d.ready, format!("READY=1\nSTATUS=ready, HTTP on {}", d.addr));
+    assert_eq!(common::http(d.addr, "GET", "/readyz", &[], None).status, 200, "ready means /readyz is 200");
     d.signal("TERM");
-    let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(d.next_notification(), "STOPPING=1");
     d.stop_after_signal();
 }
 
@@ -363,15 +349,8 @@ fn admin_requests_logins_and_the_process_are_measured() {
 /// promtool fails the test; elsewhere it is skipped, saying so.
 #[test]
 fn promtool_accepts_the_exposition() {
-    let found = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("promtool")).find(|p| p.is_file()))
-        .or_else(|| Some(std::path::PathBuf::from("/usr/bin/promtool")).filter(|p| p.is_file()));
-    let Some(promtool) = found else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is not installed, and CI=true: install it (apt-get install -y prometheus)"
-        );
-        eprintln!("\n  SKIPPED: promtool is not installed (apt-get install -y prometheus)\n");
+    let Some(promtool) = common::require_tool("promtool", &["/usr/bin/promtool"], "apt-get install -y prometheus")
+    else {
         return;
     };
     let d = start_http(|_| {});

@@ -165,6 +165,8 @@ fn reload_cli(d: &BinDaemon) -> std::process::Output {
         .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
         .args(["reload", "--config"])
         .arg(&d.config)
+        // The file says port 0 (the daemon picked one): the address it bound.
+        .args(["--http", &d.addr.to_string()])
         .output()
         .unwrap()
 }

@@ -39,16 +39,19 @@ impl Daemon {
 
     async fn start_with(engine: Arc<Engine>, config: Config) -> Daemon {
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tollgate::server::serve_with_engine(engine.clone(), config.clone(), async move {
+        // The daemon binds `http` (port 0) itself; the test waits for its
+        // readiness signal (every listener bound, the socket's mode set).
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let handover = tollgate::server::Handover { http: None, ready: Some(ready_tx) };
+        let e = engine.clone();
+        let shutdown = async move {
             let _ = rx.await;
-        }));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !config.socket.exists() {
-            assert!(Instant::now() < deadline, "the daemon did not bind its socket");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let task =
+            tokio::spawn(tollgate::server::serve_handed(config.clone(), async move { Ok(e) }, shutdown, handover));
+        if ready_rx.await.is_err() {
+            panic!("the daemon did not start: {:?}", task.await);
         }
-        // The mode is set right after bind; give that a moment too.
-        tokio::time::sleep(Duration::from_millis(20)).await;
         Daemon { engine, config, stop: Some(tx), task }
     }
 

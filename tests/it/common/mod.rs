@@ -38,33 +38,107 @@ pub const PRO_UNLIMITED: &str = tollgate::loadgen::PRO_UNLIMITED;
 /// The bootstrap admin token the HTTP test daemons run with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
-/// The real daemon (`server::serve`) on a temporary data directory and a free
-/// port, in a thread with its own runtime; stopped and drained on drop.
+/// The one daemon harness's in-process half: `server::serve_on` (or
+/// `serve_handed` with an engine the test keeps) in a thread with its own
+/// runtime. The harness binds the HTTP listener itself (`config.http`, port 0
+/// for one the kernel picks) and hands it over, so the port cannot be taken
+/// between bind and use, and waits for the daemon's readiness signal (sent
+/// when `/readyz` turns 200 and systemd would hear `READY=1`), so nothing
+/// polls. The child-process half is [`BinDaemon`].
+pub struct InProcess {
+    /// Where the HTTP API listens.
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    /// Starts the daemon on `config` (its `http` is bound here) with `engine`,
+    /// or the engine `serve` opens from `config.data`; returns once it is
+    /// ready, panicking with the daemon's error if it fails to start.
+    pub fn start(mut config: Config, engine: Option<std::sync::Arc<Engine>>) -> InProcess {
+        let listener = std::net::TcpListener::bind(config.http_addr().expect("test config has an http address"))
+            .expect("the harness binds the HTTP listener");
+        let addr = listener.local_addr().unwrap();
+        config.http = addr.to_string();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let handover = tollgate::server::Handover { http: Some(listener), ready: Some(ready_tx) };
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            match engine {
+                Some(e) => {
+                    rt.block_on(tollgate::server::serve_handed(config, async move { Ok(e) }, shutdown, handover))
+                }
+                None => rt.block_on(tollgate::server::serve_on(config, shutdown, handover)),
+            }
+        });
+        let mut d = InProcess { addr, stop: Some(stop_tx), thread: Some(thread) };
+        if let Err(closed) = ready_rx.blocking_recv() {
+            let why = match d.thread.take().map(std::thread::JoinHandle::join) {
+                Some(Ok(Err(e))) => format!("{e:#}"),
+                Some(Err(_)) => "the daemon thread panicked".to_owned(),
+                _ => closed.to_string(),
+            };
+            panic!("the daemon did not start: {why}");
+        }
+        d
+    }
+
+    /// Stops the daemon (drained, flushed); panics if it did not stop cleanly.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the daemon thread panicked").expect("the daemon stops cleanly");
+        }
+    }
+
+    /// Whether [`InProcess::stop`] has run.
+    pub fn stopped(&self) -> bool {
+        self.thread.is_none()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The real daemon (`server::serve_on`) on a temporary data directory and a
+/// port the kernel picked, in this process ([`InProcess`]); stopped and
+/// drained on drop.
 pub struct HttpDaemon {
     pub addr: std::net::SocketAddr,
     pub url: String,
     pub data: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    daemon: InProcess,
     _dir: tempfile::TempDir,
 }
 
 /// Starts an `HttpDaemon` with the admin token set and the Pro tier's
 /// per-minute limit lifted (tests make many calls a minute with one team's
 /// credentials); `configure` may change anything else before validation.
-/// Waits until the daemon is ready, except with TLS configured (then `url`
-/// is still `http://`, and the caller waits and picks its URL).
+/// Returns once the daemon is ready. With TLS configured `url` is still
+/// `http://`: the caller picks its URL.
 pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
-    use std::io::{Read, Write};
-    use std::time::{Duration, Instant};
     use tollgate::core::model::{Limit, TierLimits, Unlimited};
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut c = Config {
         data: dir.path().join("data"),
         socket: dir.path().join("tollgate.sock"),
-        http: format!("127.0.0.1:{port}"),
+        http: "127.0.0.1:0".to_owned(),
         admin_token: Some(ADMIN_TOKEN.to_owned()),
         ..Config::default()
     };
@@ -73,58 +147,16 @@ pub fn start_http(configure: impl FnOnce(&mut Config)) -> HttpDaemon {
     configure(&mut c);
     c.validate().unwrap();
     let data = c.data.clone();
-    let tls = c.http_server.tls.is_some();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(tollgate::server::serve(c, async move {
-            let _ = rx.await;
-        }))
-        .unwrap();
-    });
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = HttpDaemon { addr, url: format!("http://{addr}"), data, stop: Some(tx), thread: Some(thread), _dir: dir };
-    if tls {
-        // The plain-HTTP probe below cannot speak TLS: the caller waits.
-        return d;
-    }
-    // Ready, not just up: the HTTP port answers (503) while the index loads.
-    let healthy = || -> Option<bool> {
-        let mut s = std::net::TcpStream::connect(addr).ok()?;
-        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out.starts_with("HTTP/1.1 200"))
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while healthy() != Some(true) {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    d
+    let daemon = InProcess::start(c, None);
+    let addr = daemon.addr;
+    HttpDaemon { addr, url: format!("http://{addr}"), data, daemon, _dir: dir }
 }
 
 impl HttpDaemon {
     /// Stops the daemon (drained, flushed) and keeps its data directory until
     /// this drops, to look at what it stored.
     pub fn stop_and_keep_data(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().expect("the daemon thread panicked");
-        }
-    }
-}
-
-impl Drop for HttpDaemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.daemon.stop();
     }
 }
 
@@ -227,9 +259,13 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The real `tollgate` executable serving a config file in a temporary
-/// directory, with its stderr and stdout captured in `<dir>/daemon.log`.
-/// Killed (SIGKILL) on drop if still running.
+/// The one daemon harness's child-process half: the real `tollgate`
+/// executable serving a config file in a temporary directory, with its stderr
+/// and stdout captured in `<dir>/daemon.log`. Its `http` is `127.0.0.1:0`:
+/// the daemon binds a port the kernel picks (nothing can take it between bind
+/// and use) and tells the harness which, and that it is ready, the way it
+/// tells systemd: `READY=1` on the `NOTIFY_SOCKET` datagram socket the harness
+/// listens on. Killed (SIGKILL) on drop if still running.
 pub struct BinDaemon {
     pub child: std::process::Child,
     pub addr: std::net::SocketAddr,
@@ -237,6 +273,62 @@ pub struct BinDaemon {
     pub config: std::path::PathBuf,
     pub socket: std::path::PathBuf,
     pub log: std::path::PathBuf,
+    /// The harness's end of `NOTIFY_SOCKET`: what the daemon tells systemd
+    /// after `READY=1` (`STOPPING=1` on SIGTERM) arrives here.
+    pub notify: Notify,
+    /// The `READY=1` message, whole.
+    pub ready: String,
+    header: String,
+}
+
+/// How long the harness waits for a child daemon's `READY=1` or another
+/// notification before failing the test (a failure path only: the wait ends
+/// with the message, not by polling).
+pub const NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The harness's end of a child daemon's `NOTIFY_SOCKET` (the systemd
+/// notification protocol): a datagram socket in a test's directory. The
+/// daemon sends `READY=1` with the HTTP address it bound once it is ready, so
+/// the harness blocks on one receive instead of polling.
+pub struct Notify {
+    sock: std::os::unix::net::UnixDatagram,
+    /// What to set `NOTIFY_SOCKET` to.
+    pub path: std::path::PathBuf,
+}
+
+impl Notify {
+    /// Binds `<dir>/notify.sock`.
+    pub fn bind(dir: &Path) -> Notify {
+        let path = dir.join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(NOTIFY_WAIT)).unwrap();
+        Notify { sock, path }
+    }
+
+    /// The next message; an error when none came within [`NOTIFY_WAIT`].
+    pub fn recv(&self) -> std::io::Result<String> {
+        let mut buf = [0u8; 1024];
+        let n = self.sock.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Waits for `child`'s `READY=1`; returns the message and the HTTP address
+    /// in it. Panics (with `log()`) when something else or nothing comes.
+    pub fn ready(&self, child: &mut std::process::Child, log: impl Fn() -> String) -> (String, std::net::SocketAddr) {
+        let msg = match self.recv() {
+            Ok(m) => m,
+            Err(e) => {
+                let exited = child.try_wait().ok().flatten();
+                panic!("no READY=1 from tollgate ({e}; exited: {exited:?}):\n{}", log());
+            }
+        };
+        assert!(msg.starts_with("READY=1\n"), "tollgate's first notification is not READY=1: {msg:?}\n{}", log());
+        let addr = msg
+            .split_once("HTTP on ")
+            .and_then(|(_, a)| a.lines().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP address in READY=1: {msg:?}"));
+        (msg, addr)
+    }
 }
 
 impl BinDaemon {
@@ -260,14 +352,13 @@ impl BinDaemon {
 
     fn launch(toml: &str, extra_args: &[&str], env: &[(&str, &str)], admin_token: Option<&str>) -> BinDaemon {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let socket = dir.path().join("tollgate.sock");
         let config = dir.path().join("tollgate.toml");
         let log = dir.path().join("daemon.log");
+        let notify = Notify::bind(dir.path());
         let d = dir.path().display();
-        let text = format!("http = \"{addr}\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n{toml}");
-        std::fs::write(&config, text).unwrap();
+        let header = format!("http = \"127.0.0.1:0\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n");
+        std::fs::write(&config, format!("{header}{toml}")).unwrap();
         let out = std::fs::File::create(&log).unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
         match admin_token {
@@ -277,6 +368,7 @@ impl BinDaemon {
         let child = command
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
+            .env("NOTIFY_SOCKET", &notify.path)
             .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(&config)
@@ -285,26 +377,20 @@ impl BinDaemon {
             .stderr(out)
             .spawn()
             .unwrap();
-        let mut d = BinDaemon { child, addr, dir, config, socket, log };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if try_http(addr, "GET", "/readyz", &[], None).is_some_and(|r| r.status == 200) {
-                break;
-            }
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("tollgate exited with {status} before ready:\n{}", d.log_text());
-            }
-            assert!(std::time::Instant::now() < deadline, "tollgate not ready:\n{}", d.log_text());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        d
+        let mut child = child;
+        let (ready, addr) = notify.ready(&mut child, || std::fs::read_to_string(&log).unwrap_or_default());
+        BinDaemon { child, addr, dir, config, socket, log, notify, ready, header }
+    }
+
+    /// The next message the daemon sends to `NOTIFY_SOCKET`; panics, with the
+    /// log, when none comes within [`NOTIFY_WAIT`].
+    pub fn next_notification(&mut self) -> String {
+        self.notify.recv().unwrap_or_else(|e| panic!("no notification from tollgate ({e}):\n{}", self.log_text()))
     }
 
     /// Rewrites the config file with the same header as `start`.
     pub fn rewrite_config(&self, toml: &str) {
-        let d = self.dir.path().display();
-        let text = format!("http = \"{}\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n{toml}", self.addr);
-        std::fs::write(&self.config, text).unwrap();
+        std::fs::write(&self.config, format!("{}{toml}", self.header)).unwrap();
     }
 
     /// Sends a signal (`HUP`, `TERM`, ...) with kill(1).
@@ -400,56 +486,45 @@ pub fn in_ci() -> bool {
 /// `None` (after a banner on the real stderr) when it is missing outside CI.
 /// In CI a missing tool fails the test with `install` in the message.
 pub fn require_tool(name: &str, candidates: &[&str], install: &str) -> Option<std::path::PathBuf> {
-    use std::io::Write as _;
     let found = candidates.iter().map(std::path::PathBuf::from).find(|p| p.is_file()).or_else(|| {
         std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
     });
     if found.is_none() {
-        assert!(!in_ci(), "{name} is not installed, and CI is set: install it ({install}; see .ci/run)");
-        // The real stderr: eprintln! is captured and hidden for a passing test.
-        let banner = "=".repeat(72);
-        let _ = writeln!(std::io::stderr(), "\n{banner}\n  SKIPPED: {name} is not installed ({install})\n{banner}\n");
+        missing(&format!("{name} is not installed"), install);
     }
     found
 }
 
-/// The daemon (`server::serve_with_engine`) on a temp dir, in a thread with
-/// its own runtime, for the socket clients' suites (Python, Node); the test
-/// keeps the engine to create credentials.
+/// A test's precondition is not met (`what`, fixed by `install`): fails the
+/// test in CI, and elsewhere says so on the real stderr, where a passing
+/// test's output is not hidden, before the caller returns.
+pub fn missing(what: &str, install: &str) {
+    use std::io::Write as _;
+    assert!(!in_ci(), "{what}, and CI is set: install it ({install}; see .ci/run)");
+    let banner = "=".repeat(72);
+    let _ = writeln!(std::io::stderr(), "\n{banner}\n  SKIPPED: {what} ({install})\n{banner}\n");
+}
+
+/// The daemon on a temp dir, in this process ([`InProcess`]), with an
+/// engine the test keeps to create credentials, for the socket clients'
+/// suites (Python, Node).
 pub struct SocketDaemon {
     pub engine: std::sync::Arc<Engine>,
     pub socket: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    daemon: InProcess,
     _dir: tempfile::TempDir,
 }
 
 impl SocketDaemon {
+    /// Starts it on `toml`; returns once it is ready (the socket bound, with its mode).
     pub fn start(toml: &str) -> SocketDaemon {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path(), toml);
         config.http = "127.0.0.1:0".to_owned();
         let engine = std::sync::Arc::new(Engine::open(&config).expect("engine opens"));
         let socket = config.socket.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn({
-            let engine = engine.clone();
-            move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-                rt.block_on(tollgate::server::serve_with_engine(engine, config, async move {
-                    let _ = rx.await;
-                }))
-                .expect("the daemon serves and stops cleanly");
-            }
-        });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(std::time::Instant::now() < deadline, "the daemon did not bind its socket");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        // The mode is set right after bind; give that a moment too.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        SocketDaemon { engine, socket, stop: Some(tx), thread: Some(thread), _dir: dir }
+        let daemon = InProcess::start(config, Some(engine.clone()));
+        SocketDaemon { engine, socket, daemon, _dir: dir }
     }
 
     /// A key of `user` with `new`'s other settings: (key id, secret).
@@ -478,28 +553,12 @@ impl SocketDaemon {
 
     /// Whether [`SocketDaemon::stop`] has run.
     pub fn stopped(&self) -> bool {
-        self.stop.is_none()
+        self.daemon.stopped()
     }
 
     /// Stops the daemon and waits for its thread.
     pub fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().expect("the daemon thread did not panic");
-        }
-    }
-}
-
-impl Drop for SocketDaemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.daemon.stop();
     }
 }
 

@@ -49,8 +49,7 @@ pub struct Fixture {
     pub local_only: String,
     /// `files:read`, only from 198.51.100.0/24.
     pub elsewhere: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    daemon: super::InProcess,
     pub dir: tempfile::TempDir,
 }
 
@@ -63,12 +62,11 @@ impl Fixture {
     /// The daemon with `toml` (after [`TIERS`]) as its configuration.
     pub fn start_with(toml: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
         let http_socket = dir.path().join("tollgate-http.sock");
         let mut config = Config::parse(&format!("{TIERS}\n{toml}")).unwrap();
         config.data = dir.path().join("data");
         config.socket = dir.path().join("tollgate.sock");
-        config.http = format!("127.0.0.1:{port}");
+        config.http = "127.0.0.1:0".to_owned();
         config.http_socket = Some(http_socket.clone());
         config.validate().unwrap();
 
@@ -94,24 +92,8 @@ impl Fixture {
         let (_, local_only) = key(None, &["127.0.0.1"]);
         let (_, elsewhere) = key(None, &["198.51.100.0/24"]);
 
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = {
-            let engine = engine.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-                rt.block_on(tollgate::server::serve_with_engine(engine, config, async {
-                    let _ = stop_rx.await;
-                }))
-                .expect("the daemon serves and stops cleanly");
-            })
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let ready = || super::try_http(([127, 0, 0, 1], port).into(), "GET", "/readyz", &[], None);
-        while ready().is_none_or(|r| r.status != 200) {
-            assert!(!thread.is_finished(), "tollgate exited before it was ready");
-            assert!(std::time::Instant::now() < deadline, "tollgate is not ready on {port}");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let daemon = super::InProcess::start(config, Some(engine.clone()));
+        let port = daemon.addr.port();
         Fixture {
             engine,
             port,
@@ -123,24 +105,12 @@ impl Fixture {
             revoked,
             local_only,
             elsewhere,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            daemon,
             dir,
         }
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
         ([127, 0, 0, 1], self.port).into()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
