@@ -775,7 +775,7 @@ pub fn markdown() -> String {
          Regenerate: cargo run -- config-reference > docs/configuration.md -->\n\n\
          Every key of the configuration file (`tollgate serve --config FILE`, `TOLLGATE_CONFIG`), \
          generated from the daemon's schema of it by `tollgate config-reference`; \
-         `tests/config_reference.rs` fails when this file and the code disagree, and the schema's \
+         `tests/it/config_reference.rs` fails when this file and the code disagree, and the schema's \
          tests hold it to the configuration types (every field, its type, its default, and what a \
          reload does with it). `tollgate check-config FILE` checks a file against the same schema \
          and lists every problem in one run.\n\n\

@@ -174,10 +174,17 @@ fn run_in(opts: &Options, dir: &Path) -> anyhow::Result<()> {
     };
     if let Some(engine) = engine {
         let (stop_tx, mut stop_rx) = watch::channel(false);
-        let server = rt.spawn(crate::server::serve_with_engine(engine, config.clone(), async move {
+        // The daemon says when it is ready (every listener bound).
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let handover = crate::server::Handover { http: None, ready: Some(ready_tx) };
+        let stop = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
-        }));
-        wait_for_socket(&socket)?;
+        };
+        let server = rt.spawn(crate::server::serve_handed(config.clone(), async move { Ok(engine) }, stop, handover));
+        if rt.block_on(ready_rx).is_err() {
+            rt.block_on(server).context("daemon task")??;
+            bail!("the daemon stopped before it was ready");
+        }
         let r = drive("tollgate", &socket, &credentials, opts);
         let _ = stop_tx.send(true);
         rt.block_on(server).context("daemon task")??;
@@ -211,17 +218,6 @@ pub fn population(engine: &Engine, n: usize, kind: CredentialKind) -> anyhow::Re
         }
         CredentialKind::Jwt => (0..n).map(|_| Ok(engine.issue_jwt(&user.id)?)).collect(),
     }
-}
-
-fn wait_for_socket(path: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while UnixStream::connect(path).is_err() {
-        if Instant::now() > deadline {
-            bail!("the daemon did not open {}", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
 }
 
 /// Answers every verify with [`proto::echo::allow_verdict`]: the sidecar's

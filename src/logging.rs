@@ -12,7 +12,7 @@
 //! What may be logged: ids (team, user, key, token, request), key `start`s,
 //! paths with credential-looking segments replaced, deny codes. Never a
 //! secret, an API key, an access token, a JWT, a password or the admin token:
-//! `tests/logs.rs` runs a full session at trace level and searches the output
+//! `tests/it/logs.rs` runs a full session at trace level and searches the output
 //! for every one it created.
 
 use std::io::Write as _;

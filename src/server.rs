@@ -210,6 +210,15 @@ pub fn notify_systemd(state: &str) {
 /// Opens the engine, binds the listeners, serves until `shutdown` completes,
 /// then drains and flushes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    serve_on(config, shutdown, Handover::default()).await
+}
+
+/// Like `serve`, with listeners and a readiness channel from the caller (see [`Handover`]).
+pub async fn serve_on(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    handover: Handover,
+) -> anyhow::Result<()> {
     let c = config.clone();
     let open = async move {
         let data = c.data.clone();
@@ -226,7 +235,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         .with_context(|| format!("cannot open the store in {shown}"))?;
         Ok(Arc::new(engine))
     };
-    serve_opening(config, open, shutdown).await
+    serve_handed(config, open, shutdown, handover).await
 }
 
 /// Like `serve`, with an engine the caller opened (and may keep using, e.g. a
@@ -248,6 +257,38 @@ pub async fn serve_opening(
     config: Config,
     open: impl Future<Output = anyhow::Result<Arc<Engine>>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_handed(config, open, shutdown, Handover::default()).await
+}
+
+/// What the caller of [`serve_handed`] hands the daemon: a listener it bound
+/// itself, and a channel to hear when the daemon is ready. A test binds
+/// `127.0.0.1:0` and keeps the listener, so that no other process can take
+/// the port between bind and use, and waits on `ready` instead of polling.
+#[derive(Default)]
+pub struct Handover {
+    /// The HTTP API's TCP listener; `config.http` is not bound when given.
+    pub http: Option<std::net::TcpListener>,
+    /// Told once every listener is bound and the engine is open: when
+    /// `/readyz` turns 200 and `READY=1` goes to systemd. Dropped unsent when
+    /// the daemon fails to start.
+    pub ready: Option<tokio::sync::oneshot::Sender<Ready>>,
+}
+
+/// What [`Handover::ready`] is told.
+#[derive(Clone, Copy, Debug)]
+pub struct Ready {
+    /// The address the HTTP API listens on (the port chosen when `config.http`
+    /// ends in `:0`).
+    pub http: std::net::SocketAddr,
+}
+
+/// Like [`serve_opening`], with listeners and a readiness channel from the caller.
+pub async fn serve_handed(
+    config: Config,
+    open: impl Future<Output = anyhow::Result<Arc<Engine>>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    handover: Handover,
 ) -> anyhow::Result<()> {
     use crate::http::listen;
     let tls = match &config.http_server.tls {
@@ -272,9 +313,16 @@ pub async fn serve_opening(
         }
     };
     let conns = listen::Connections::new(cap);
-    let tcp = tokio::net::TcpListener::bind(config.http_addr()?)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http))?;
+    let tcp = match handover.http {
+        Some(l) => {
+            l.set_nonblocking(true).context("cannot make the given HTTP listener non-blocking")?;
+            tokio::net::TcpListener::from_std(l).context("cannot use the given HTTP listener")?
+        }
+        None => tokio::net::TcpListener::bind(config.http_addr()?)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http))?,
+    };
+    let http_addr = tcp.local_addr().context("cannot read the HTTP listener's address")?;
     let http = listen::Listener::Tcp(tcp, tls.clone());
     let (starting_tx, starting_rx) = tokio::sync::oneshot::channel();
     let starting = tokio::spawn(crate::http::serve_starting(http, conns.clone(), limits, starting_rx));
@@ -352,7 +400,7 @@ pub async fn serve_opening(
     tracing::info!(
         data = %config.data.display(),
         socket = %config.socket.display(),
-        http = %config.http,
+        http = %http_addr,
         https = shared.tls.is_some(),
         http_socket = ?config.http_socket,
         config = ?config.file,
@@ -362,10 +410,16 @@ pub async fn serve_opening(
     );
     if let Some(d) = &demo {
         // To the terminal that started the daemon, not to the log: the key is a secret.
-        print!("{}", crate::demo::banner(d, &config));
+        // The address bound, which differs from `config.http` for port 0.
+        let bound = Config { http: http_addr.to_string(), ..config.clone() };
+        print!("{}", crate::demo::banner(d, &bound));
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
-    notify_systemd("READY=1\nSTATUS=ready");
+    // The address, for whoever started the daemon with `http` on port 0.
+    notify_systemd(&format!("READY=1\nSTATUS=ready, HTTP on {http_addr}"));
+    if let Some(tx) = handover.ready {
+        let _ = tx.send(Ready { http: http_addr });
+    }
     shutdown.await;
     shared.ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);

@@ -1,6 +1,6 @@
 //! The `tollgate-admin` binary as a subprocess: exit codes and output streams,
 //! against a one-shot fake daemon (this crate cannot start the real one; the
-//! root package's tests/admin_cli.rs does that).
+//! root package's tests/it/admin_cli.rs does that).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -329,7 +329,7 @@ pub(crate) fn build() -> (Router<Arc<Shared>>, Vec<Route>) {
 }
 
 /// Every route the admin router serves, as registered with it; the OpenAPI
-/// document must list exactly these (tests/admin_api.rs).
+/// document must list exactly these (tests/it/admin_api.rs).
 pub fn routes() -> Vec<Route> {
     build().1
 }

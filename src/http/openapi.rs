@@ -6,7 +6,7 @@
 //! route can answer, and the security schemes.
 //!
 //! The document is written here, operation by operation, apart from the
-//! router: a test (tests/admin_api.rs) checks it against the routes the
+//! router: a test (tests/it/admin_api.rs) checks it against the routes the
 //! router registers ([`super::admin::routes`] and [`super::fixed_routes`]).
 //!
 //! Statuses that follow from how a route is served are added by [`Op`]: every

@@ -1,5 +1,5 @@
 'use strict';
-// The client and the middleware against the real daemon. tests/node_client.rs
+// The client and the middleware against the real daemon. tests/it/node_client.rs
 // starts the daemons and sets TOLLGATE_* (credentials made for the test);
 // without them every test here fails, it does not skip.
 const test = require('node:test');

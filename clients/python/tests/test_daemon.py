@@ -1,12 +1,12 @@
 """Integration tests against a real tollgate daemon.
 
 They run when ``TOLLGATE_SOCKET`` names the socket of a running daemon and
-are skipped otherwise. ``tests/python_client.rs`` in the Rust workspace
+are skipped otherwise. ``tests/it/python_client.rs`` in the Rust workspace
 starts the daemons, creates the team, users, keys and tokens these tests
 need, passes them in ``TOLLGATE_TEST_*`` variables, and runs this suite.
 With ``TOLLGATE_SOCKET`` set, a missing variable is an error, not a skip.
 
-They mirror the Rust client's tests (tests/sidecar.rs): strict-mode
+They mirror the Rust client's tests (tests/it/sidecar.rs): strict-mode
 pipelining with out-of-order answers, verdict fields and deny codes, quotas,
 and the error tests (oversized, truncated and undecodable frames, a wrong
 handshake, garbage, a connection cap, shutdown) while a well-behaved

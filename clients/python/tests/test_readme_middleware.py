@@ -30,7 +30,7 @@ def readme_middleware() -> dict:
 def env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise AssertionError(f"{name} is not set (see tests/python_client.rs)")
+        raise AssertionError(f"{name} is not set (see tests/it/python_client.rs)")
     return value
 
 

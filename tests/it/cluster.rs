@@ -1,0 +1,682 @@
+//! Cluster mode end to end (ARCHITECTURE.md, "Cluster mode"): a throwaway
+//! PostgreSQL cluster (initdb in a temp directory, run as the `postgres` user
+//! when the test runs as root) and three real `tollgate serve --postgres`
+//! nodes. CI installs Debian's `postgresql` (.ci/run) and fails without it;
+//! elsewhere the tests say SKIPPED when it is missing.
+
+use crate::common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_TOKEN, BinDaemon, free_port, require_tool, try_http};
+use serde_json::{Value, json};
+use tollgate_protocol::{Client, DenyCode, Verdict, VerifyRequest};
+
+/// The HS256 secret every node shares (cluster mode needs shared JWT keys).
+const JWT_ENV: &str = "TOLLGATE_TEST_CLUSTER_HS";
+const JWT_SECRET: &str = "cluster-test-secret-0123456789abcdef";
+
+/// The nodes' configuration: the shared JWT key, and a tier whose team
+/// per-minute limit does not interfere (team windows are per node so far).
+fn node_config() -> String {
+    format!(
+        "[[jwt.keys]]\nkid = \"c1\"\nalg = \"HS256\"\nsecret_env = \"{JWT_ENV}\"\n\
+         [tiers.Pro]\nrequests_per_minute = \"unlimited\"\nmembers = \"unlimited\"\ndocuments = 5000\n\
+         log_retention_days = \"unlimited\"\n"
+    )
+}
+
+/// The tests of this file run one at a time: each starts a PostgreSQL and
+/// two to four daemons, and the delays they measure are their own.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A PostgreSQL server of its own in a temp directory, stopped on drop.
+struct Pg {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+    /// The server's TLS options (empty: no TLS).
+    tls: String,
+}
+
+impl Pg {
+    /// `None` (SKIPPED, outside CI) when PostgreSQL is not installed.
+    fn start() -> Option<Pg> {
+        Pg::start_with(false)
+    }
+
+    /// With `tls`, the server speaks TLS with a certificate for 127.0.0.1
+    /// issued by a CA of its own, whose certificate is `<dir>/ca.pem`.
+    fn start_with(tls: bool) -> Option<Pg> {
+        let candidates: Vec<String> = (13..=18).rev().map(|v| format!("/usr/lib/postgresql/{v}/bin/initdb")).collect();
+        let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        let initdb = require_tool("initdb", &candidates, "apt-get install postgresql")?;
+        // A test that failed while holding it poisoned it: the next goes on.
+        let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bin = initdb.parent().unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        // PostgreSQL refuses to run as root: as root, the files are the
+        // `postgres` user's and the server runs as it.
+        let as_postgres = rustix::process::geteuid().is_root();
+        if as_postgres {
+            let ok = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status().unwrap().success();
+            assert!(ok, "chown postgres {}", dir.path().display());
+        }
+        let mut pg = Pg { _serial: serial, bin, dir, port: free_port(), as_postgres, tls: String::new() };
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        if tls {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, "tollgate cluster test CA");
+            let ca = params.self_signed(&ca_key).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            std::fs::write(pg.dir.path().join("ca.pem"), ca.pem()).unwrap();
+            let data = pg.dir.path().join("data");
+            std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
+            std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            if as_postgres {
+                let ok = Command::new("chown")
+                    .arg("postgres")
+                    .args([data.join("server.crt"), data.join("server.key")])
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+            }
+            pg.tls = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned();
+        }
+        pg.ctl_start();
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = c.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ctl_start(&self) {
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1{}", self.port, self.dir.path().display(), self.tls);
+        let log = self.dir.path().join("pg.log").display().to_string();
+        self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", self.port)
+    }
+
+    /// One value from `psql -tAc`.
+    fn query(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-tAc", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let data = self.data();
+        let exe = self.bin.join("pg_ctl");
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let _ = c.args(["-D", &data, "-m", "immediate", "-w", "stop"]).output();
+    }
+}
+
+fn node(pg: &Pg) -> BinDaemon {
+    BinDaemon::start_with_env(&node_config(), &["--postgres", &pg.url()], &[(JWT_ENV, JWT_SECRET)])
+}
+
+fn admin(n: &BinDaemon, method: &str, path: &str, body: Value, want: u16) -> Value {
+    n.call(method, path, ADMIN_TOKEN, Some(body), want)
+}
+
+/// A team and an Administrator user made through `n`; returns their ids.
+fn owner(n: &BinDaemon) -> (String, String) {
+    let team =
+        admin(n, "POST", "/v1/teams", json!({"name": "fleet", "tier": "pro"}), 201)["id"].as_str().unwrap().to_owned();
+    let body = json!({"teamId": team, "username": "ops", "password": "correct horse", "role": "Administrator"});
+    (team, admin(n, "POST", "/v1/users", body, 201)["id"].as_str().unwrap().to_owned())
+}
+
+fn client(n: &BinDaemon) -> Client {
+    Client::connect(&n.socket).unwrap()
+}
+
+fn verdict(c: &mut Client, secret: &str) -> Result<(), DenyCode> {
+    match c.verify(&VerifyRequest::new(secret)).unwrap() {
+        Verdict::Allow(_) => Ok(()),
+        Verdict::Deny(d) => Err(d.code),
+    }
+}
+
+/// Polls `c` until `secret`'s verdict is `want`; returns when (at most `bound`).
+fn seen(c: &mut Client, secret: &str, want: Result<(), DenyCode>, bound: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if verdict(c, secret) == want {
+            return Some(Instant::now());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Verifies `secret` until it has been refused for 1.5 s on end (longer
+/// than a node waits before asking the cluster again after finding no uses
+/// left, 1 s); returns how many were allowed.
+fn drain(c: &mut Client, secret: &str) -> u64 {
+    let started = Instant::now();
+    let mut refused_since: Option<Instant> = None;
+    let mut allowed = 0;
+    while refused_since.is_none_or(|t| t.elapsed() < Duration::from_millis(1500)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "not drained in 60 s");
+        match verdict(c, secret) {
+            Ok(()) => {
+                allowed += 1;
+                refused_since = None;
+            }
+            Err(DenyCode::UsageExceeded) => {
+                refused_since.get_or_insert_with(Instant::now);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(other) => panic!("unexpected denial {other:?}"),
+        }
+    }
+    allowed
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// 200 admin changes made through node A (100 key creations, 100
+/// revocations by disabling): each is verified as such on B and C within
+/// 1 s of A's answer; the delays are printed.
+#[test]
+fn changes_made_on_one_node_reach_the_others() {
+    let Some(pg) = Pg::start() else { return };
+    let (a, b, c) = (node(&pg), node(&pg), node(&pg));
+    let (team, user) = owner(&a);
+    let (mut cb, mut cc) = (client(&b), client(&c));
+    let bound = Duration::from_secs(1);
+    let (mut after_ack, mut after_send) = (Vec::new(), Vec::new());
+    let mut record = |sent: Instant, acked: Instant, at: Instant| {
+        after_ack.push(at.saturating_duration_since(acked));
+        after_send.push(at - sent);
+    };
+    for i in 0..100 {
+        let sent = Instant::now();
+        let k = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": format!("k{i}")}), 201);
+        let acked = Instant::now();
+        let (id, secret) = (k["id"].as_str().unwrap().to_owned(), k["key"].as_str().unwrap().to_owned());
+        for (name, cl, n) in [("B", &mut cb, &b), ("C", &mut cc, &c)] {
+            let at = seen(cl, &secret, Ok(()), bound).unwrap_or_else(|| {
+                panic!("key {i} created on A not allowed on {name} within {bound:?}; its log:\n{}", n.log_text())
+            });
+            record(sent, acked, at);
+        }
+        let sent = Instant::now();
+        admin(&a, "PATCH", &format!("/v1/keys/{id}"), json!({"enabled": false}), 200);
+        let acked = Instant::now();
+        for (name, cl, n) in [("B", &mut cb, &b), ("C", &mut cc, &c)] {
+            let at = seen(cl, &secret, Err(DenyCode::Disabled), bound).unwrap_or_else(|| {
+                panic!("key {i} revoked on A still allowed on {name} after {bound:?}; its log:\n{}", n.log_text())
+            });
+            record(sent, acked, at);
+        }
+    }
+    after_ack.sort();
+    after_send.sort();
+    eprintln!(
+        "cluster propagation, 200 changes x 2 nodes: after A's answer p50 {:?} p99 {:?} max {:?}; \
+         from the request to A p50 {:?} p99 {:?}",
+        percentile(&after_ack, 0.5),
+        percentile(&after_ack, 0.99),
+        after_ack.last().unwrap(),
+        percentile(&after_send, 0.5),
+        percentile(&after_send, 0.99),
+    );
+    assert_eq!(pg.query("SELECT max(seq) FROM tollgate_changes"), (2 + 200).to_string(), "one log entry per change");
+
+    // A node started now loads the snapshot: the 100 keys, all disabled.
+    let d = node(&pg);
+    let keys = d.call("GET", &format!("/v1/keys?teamId={team}&status=inactive&limit=100"), ADMIN_TOKEN, None, 200);
+    assert_eq!(keys["total"], 100, "{keys}");
+    for n in [a, b, c, d] {
+        n.stop();
+    }
+}
+
+/// A key with 1000 remaining uses, hammered through 3 nodes x 4
+/// connections until every connection has been refused for longer than a
+/// node waits before asking again: exactly 1000 allowed in all (never more;
+/// after every node has drained, nothing is left stranded in a lease).
+#[test]
+fn remaining_uses_are_never_over_admitted_across_nodes() {
+    let Some(pg) = Pg::start() else { return };
+    let nodes = [node(&pg), node(&pg), node(&pg)];
+    let (_, user) = owner(&nodes[0]);
+    let k = admin(&nodes[0], "POST", "/v1/keys", json!({"userId": user, "remaining": 1000}), 201);
+    let secret = Arc::new(k["key"].as_str().unwrap().to_owned());
+    // Every node knows the key before the hammering starts (asked over
+    // the admin API: a verification would spend a use).
+    let path = format!("/v1/keys/{}", k["id"].as_str().unwrap());
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for n in &nodes[1..] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while try_http(n.addr, "GET", &path, &[("Authorization", &auth)], None).is_none_or(|r| r.status != 200) {
+            assert!(Instant::now() < deadline, "the key did not reach every node");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // Every node shows the cluster's count, not its own (empty) lease.
+    for n in &nodes {
+        assert_eq!(n.call("GET", &path, ADMIN_TOKEN, None, 200)["remaining"], 1000);
+    }
+    let allowed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let threads: Vec<_> = nodes
+        .iter()
+        .flat_map(|n| (0..4).map(move |_| n.socket.clone()))
+        .map(|socket| {
+            let (secret, allowed) = (secret.clone(), allowed.clone());
+            std::thread::spawn(move || {
+                let mine = drain(&mut Client::connect(&socket).unwrap(), &secret);
+                allowed.fetch_add(mine, Ordering::Relaxed);
+                mine
+            })
+        })
+        .collect();
+    let per: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let total = allowed.load(Ordering::Relaxed);
+    eprintln!("credits: remaining 1000, 3 nodes x 4 connections: {total} allowed ({per:?}) in {:?}", started.elapsed());
+    assert!(total <= 1000, "over-admitted: {total} > 1000");
+    assert_eq!(total, 1000, "under-admitted after every node drained: uses left stranded");
+    assert_eq!(pg.query("SELECT remaining FROM tollgate_credits"), "0");
+    for n in &nodes {
+        assert_eq!(n.call("GET", &path, ADMIN_TOKEN, None, 200)["remaining"], 0);
+    }
+    for n in nodes {
+        n.stop();
+    }
+}
+
+/// A node that stops returns the unspent part of its lease: another node
+/// then spends every use the first did not.
+#[test]
+fn a_stopping_node_returns_its_lease() {
+    let Some(pg) = Pg::start() else { return };
+    let (a, b) = (node(&pg), node(&pg));
+    let (_, user) = owner(&a);
+    let k = admin(&a, "POST", "/v1/keys", json!({"userId": user, "remaining": 50}), 201);
+    let secret = k["key"].as_str().unwrap().to_owned();
+    let mut ca = client(&a);
+    assert_eq!(verdict(&mut ca, &secret), Ok(()));
+    let leased: i64 = pg.query("SELECT coalesce(sum(amount), 0) FROM tollgate_leases").parse().unwrap();
+    assert!(leased >= 1, "node A holds a lease row");
+    drop(ca);
+    a.stop();
+    assert_eq!(pg.query("SELECT count(*) FROM tollgate_leases"), "0", "the lease row is gone");
+    assert_eq!(pg.query("SELECT remaining FROM tollgate_credits"), "49", "the unspent uses are back");
+    assert_eq!(drain(&mut client(&b), &secret), 49);
+    b.stop();
+}
+
+/// `tollgate migrate` applies the schema once; a second run finds nothing
+/// to do; nodes starting together do not race on it (the other tests start
+/// nodes on a fresh database).
+#[test]
+fn migrate_applies_the_schema_once() {
+    let Some(pg) = Pg::start() else { return };
+    let run = || {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_tollgate")).args(["migrate", "--postgres", &pg.url()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let one = s.spawn(run);
+        let two = s.spawn(run);
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    for name in ["0001_cluster.sql", "0002_rate_windows.sql"] {
+        let applied = [&first, &second].iter().filter(|o| o.contains(&format!("applied {name}"))).count();
+        assert_eq!(applied, 1, "exactly one run applies {name}:\n{first}\n{second}");
+    }
+    assert!(run().contains("(0 applied now)"));
+    assert_eq!(pg.query("SELECT count(*) FROM tollgate_migrations"), "2");
+    // A schema a newer tollgate applied is refused, not written over.
+    pg.query("INSERT INTO tollgate_migrations (version, name) VALUES (999, '0999_future.sql')");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate")).args(["migrate", "--postgres", &pg.url()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("newer than this tollgate"), "{err}");
+}
+
+impl Pg {
+    /// Stops the server (fast: connections are closed); `ctl_start` starts
+    /// it again on the same port and data.
+    fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+fn readiness(n: &BinDaemon) -> (u16, String) {
+    let r = try_http(n.addr, "GET", "/readyz", &[], None).expect("the node answers /readyz");
+    (r.status, r.json()["checks"]["cluster"].as_str().unwrap_or_default().to_owned())
+}
+
+fn wait_for(what: &str, bound: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {bound:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// PostgreSQL stopped for 10 s while two nodes verify: no verification
+/// fails because of it, admin writes answer 503 and `/readyz` says
+/// degraded meanwhile; after the restart both nodes follow again, a change
+/// made then propagates, and a node started afterwards has every change
+/// made before the stop.
+#[test]
+fn an_outage_of_postgres_does_not_fail_verifications() {
+    let Some(pg) = Pg::start() else { return };
+    let (a, b) = (node(&pg), node(&pg));
+    let (_, user) = owner(&a);
+    let k1 = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": "before"}), 201);
+    let (k1_id, k1_secret) = (k1["id"].as_str().unwrap().to_owned(), k1["key"].as_str().unwrap().to_owned());
+    seen(&mut client(&b), &k1_secret, Ok(()), Duration::from_secs(1)).expect("k1 reaches B");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = [a.socket.clone(), b.socket.clone()]
+        .into_iter()
+        .map(|socket| {
+            let (stop, secret) = (stop.clone(), k1_secret.clone());
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&socket).unwrap();
+                let (mut allowed, mut failed) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match c.verify(&VerifyRequest::new(&secret)) {
+                        Ok(Verdict::Allow(_)) => allowed += 1,
+                        Ok(Verdict::Deny(d)) => failed.push(format!("{:?}", d.code)),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (allowed, failed)
+            })
+        })
+        .collect();
+
+    let down = Instant::now();
+    pg.stop();
+    let body = json!({"userId": user, "name": "during"}).to_string();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let r = try_http(a.addr, "POST", "/v1/keys", &[("Authorization", &auth)], Some(&body)).unwrap();
+    assert_eq!(r.status, 503, "an admin write while PostgreSQL is down: {}", r.text);
+    assert_eq!(r.json()["error"]["code"], "unavailable", "{}", r.text);
+    wait_for("B says degraded", Duration::from_secs(5), || {
+        let (status, cluster) = readiness(&b);
+        assert_eq!(status, 200, "a degraded node stays ready");
+        cluster.starts_with("degraded")
+    });
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(down.elapsed()));
+    pg.ctl_start();
+    for n in [&a, &b] {
+        wait_for("the node follows again", Duration::from_secs(15), || readiness(n).1.starts_with("following"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        let (allowed, failed) = t.join().unwrap();
+        assert!(allowed > 1000, "the load ran through the outage: {allowed} allowed");
+        assert!(failed.is_empty(), "verifications failed during the outage: {failed:?}");
+    }
+
+    // Changes made after the restart propagate.
+    let k2 = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": "after"}), 201);
+    let k2_secret = k2["key"].as_str().unwrap().to_owned();
+    seen(&mut client(&b), &k2_secret, Ok(()), Duration::from_secs(1)).expect("a key made after the restart reaches B");
+    admin(&a, "PATCH", &format!("/v1/keys/{k1_id}"), json!({"enabled": false}), 200);
+    seen(&mut client(&b), &k1_secret, Err(DenyCode::Disabled), Duration::from_secs(1))
+        .expect("a revocation after the restart reaches B");
+    // A node started now has everything: what was made before the stop
+    // (the team, the user, k1) and after it.
+    let c = node(&pg);
+    let mut cc = client(&c);
+    assert_eq!(verdict(&mut cc, &k2_secret), Ok(()));
+    assert_eq!(verdict(&mut cc, &k1_secret), Err(DenyCode::Disabled));
+    c.call("GET", &format!("/v1/users/{user}"), ADMIN_TOKEN, None, 200);
+    for n in [a, b, c] {
+        n.stop();
+    }
+}
+
+/// With `max_staleness_ms = 2000` and the default `on_stale = "refuse"`, a
+/// node that cannot reach PostgreSQL for longer refuses to verify (a socket
+/// error, HTTP 503, not ready) instead of answering from what may be stale,
+/// and serves again once it has caught up.
+#[test]
+fn a_node_past_its_maximum_staleness_refuses_until_it_catches_up() {
+    let Some(pg) = Pg::start() else { return };
+    let config = format!("{}[cluster]\nmax_staleness_ms = 2000\n", node_config());
+    let a = BinDaemon::start_with_env(&config, &["--postgres", &pg.url()], &[(JWT_ENV, JWT_SECRET)]);
+    let (_, user) = owner(&a);
+    let secret = admin(&a, "POST", "/v1/keys", json!({"userId": user}), 201)["key"].as_str().unwrap().to_owned();
+    let mut c = client(&a);
+    assert_eq!(verdict(&mut c, &secret), Ok(()));
+    let down = Instant::now();
+    pg.stop();
+    // Within the maximum staleness it verifies from memory.
+    assert_eq!(verdict(&mut c, &secret), Ok(()));
+    wait_for("the node refuses", Duration::from_secs(6), || readiness(&a).0 == 503);
+    assert!(down.elapsed() >= Duration::from_secs(2), "refused before the maximum staleness: {:?}", down.elapsed());
+    assert!(readiness(&a).1.starts_with("stale"), "{:?}", readiness(&a));
+    let e = c.verify(&VerifyRequest::new(&secret)).expect_err("a stale node gives no verdict");
+    assert!(e.to_string().contains("missed changes"), "{e}");
+    let body = json!({"credential": secret}).to_string();
+    let r = try_http(a.addr, "POST", "/v1/verify", &[], Some(&body)).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text);
+    pg.ctl_start();
+    wait_for("the node serves again", Duration::from_secs(15), || readiness(&a).0 == 200);
+    let mut c = client(&a);
+    assert_eq!(verdict(&mut c, &secret), Ok(()));
+    a.stop();
+}
+
+/// A node killed with SIGKILL cannot return its lease: the uses in it are
+/// lost (the documented bound: at most one lease per key, here the first
+/// lease of 10), never given to anyone twice; its lease row is removed once
+/// its TTL has passed without a heartbeat.
+#[test]
+fn a_killed_node_loses_at_most_its_lease() {
+    let Some(pg) = Pg::start() else { return };
+    let config = format!("{}[cluster]\nlease_ttl_ms = 1000\n", node_config());
+    let start = || BinDaemon::start_with_env(&config, &["--postgres", &pg.url()], &[(JWT_ENV, JWT_SECRET)]);
+    let (mut a, b) = (start(), start());
+    let (_, user) = owner(&a);
+    let secret = admin(&a, "POST", "/v1/keys", json!({"userId": user, "remaining": 100}), 201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(verdict(&mut client(&a), &secret), Ok(()));
+    let lease: u32 = pg.query("SELECT amount FROM tollgate_leases").parse().unwrap();
+    assert!((1..=10).contains(&lease), "A's first lease: {lease}");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    // B's heartbeat removes the row once A's TTL has passed.
+    wait_for("A's lease row expires", Duration::from_secs(10), || {
+        pg.query("SELECT count(*) FROM tollgate_leases") == "0"
+    });
+    let allowed = drain(&mut client(&b), &secret);
+    eprintln!("killed node: 1 use spent on A, {allowed} on B, {} lost with A's lease", 99 - allowed);
+    assert_eq!(allowed, 100 - 10, "A's lease of 10 (1 spent) is lost, the rest of the count is B's");
+    b.stop();
+}
+
+/// `sslmode=require`: the node talks to PostgreSQL over TLS (rustls) and
+/// checks its certificate against `cluster.ca_file`; a certificate from
+/// another CA is refused.
+#[test]
+fn nodes_reach_postgres_over_tls_and_check_its_certificate() {
+    let Some(pg) = Pg::start_with(true) else { return };
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=require", pg.port);
+    let ca = pg.dir.path().join("ca.pem");
+    let config = format!("{}[cluster]\nca_file = \"{}\"\n", node_config(), ca.display());
+    let a = BinDaemon::start_with_env(&config, &["--postgres", &url], &[(JWT_ENV, JWT_SECRET)]);
+    let (_, user) = owner(&a);
+    admin(&a, "POST", "/v1/keys", json!({"userId": user}), 201);
+    let by_tls = |ssl: bool| {
+        pg.query(&format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name LIKE 'tollgate node_%' AND s.ssl = {ssl}"
+        ))
+    };
+    assert_ne!(by_tls(true), "0", "the node's connections use TLS");
+    assert_eq!(by_tls(false), "0", "no connection of the node is in clear");
+    a.stop();
+
+    // A CA that did not issue the server's certificate: refused.
+    let other = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(other.path().join("ca.pem"), params.self_signed(&key).unwrap().pem()).unwrap();
+    let config = other.path().join("tollgate.toml");
+    std::fs::write(&config, format!("[cluster]\nca_file = \"{}\"\n", other.path().join("ca.pem").display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["migrate", "--postgres", &url, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a server certificate of another CA was accepted");
+    assert!(err.contains("certificate"), "{err}");
+}
+
+/// Admin writes are decided on the latest state across nodes: the same new
+/// username sent to two nodes at once, 20 times over, is created once
+/// each time and refused (409) on the other node.
+#[test]
+fn concurrent_admin_writes_on_two_nodes_are_serialized() {
+    let Some(pg) = Pg::start() else { return };
+    let (a, b) = (node(&pg), node(&pg));
+    let (team, _) = owner(&a);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for i in 0..20 {
+        let body =
+            json!({"teamId": team, "username": format!("twin{i}"), "password": "correct horse", "role": "Reader"})
+                .to_string();
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let calls: Vec<_> = [a.addr, b.addr]
+                .into_iter()
+                .map(|addr| {
+                    let (auth, body) = (&auth, &body);
+                    s.spawn(move || {
+                        try_http(addr, "POST", "/v1/users", &[("Authorization", auth)], Some(body)).unwrap()
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap().status).collect()
+        });
+        let mut sorted = statuses.clone();
+        sorted.sort();
+        assert_eq!(sorted, [201, 409], "round {i}: {statuses:?}");
+    }
+    // Both nodes list the same 21 users (the owner and one of each pair).
+    for n in [&a, &b] {
+        let users = n.call("GET", &format!("/v1/users?teamId={team}&limit=100"), ADMIN_TOKEN, None, 200);
+        assert_eq!(users["total"], 21, "{users}");
+    }
+    a.stop();
+    b.stop();
+}
+
+/// Three nodes share a key's limit of 600 requests a minute: hammered
+/// through 3 nodes x 2 connections for 58 s of its window, never more than
+/// 600 are admitted, and at least 600 - 5% (tokens leased to a node and not
+/// spent by it are the only ones lost).
+#[test]
+fn a_key_rate_limit_holds_across_nodes() {
+    let Some(pg) = Pg::start() else { return };
+    let nodes = [node(&pg), node(&pg), node(&pg)];
+    let (_, user) = owner(&nodes[0]);
+    let body = json!({"userId": user, "rateLimitMax": 600, "rateLimitTimeWindow": 60_000});
+    let k = admin(&nodes[0], "POST", "/v1/keys", body, 201);
+    let secret = Arc::new(k["key"].as_str().unwrap().to_owned());
+    let path = format!("/v1/keys/{}", k["id"].as_str().unwrap());
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for n in &nodes[1..] {
+        wait_for("the key reaches every node", Duration::from_secs(2), || {
+            try_http(n.addr, "GET", &path, &[("Authorization", &auth)], None).is_some_and(|r| r.status == 200)
+        });
+    }
+    let started = Instant::now();
+    let threads: Vec<_> = nodes
+        .iter()
+        .flat_map(|n| (0..2).map(move |_| n.socket.clone()))
+        .map(|socket| {
+            let secret = secret.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&socket).unwrap();
+                let mut allowed = 0u64;
+                while started.elapsed() < Duration::from_secs(58) {
+                    match verdict(&mut c, &secret) {
+                        Ok(()) => allowed += 1,
+                        Err(DenyCode::RateLimited) => std::thread::sleep(Duration::from_millis(20)),
+                        Err(other) => panic!("unexpected denial {other:?}"),
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let per: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let total: u64 = per.iter().sum();
+    eprintln!("rate limit 600/min, 3 nodes x 2 connections, 58 s: {total} admitted ({per:?})");
+    assert!(total <= 600, "over-admitted: {total} > 600");
+    assert!(total >= 570, "admission error over 5%: {total} of 600");
+    for n in nodes {
+        n.stop();
+    }
+}
