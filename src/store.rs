@@ -360,9 +360,10 @@ impl Store {
     }
 
     /// Cuts the ids of `table` into at most `parts` spans holding about as
-    /// many records each when ids are random (as generated ids are): the ids
-    /// between the first and the last are divided evenly as numbers. In id
-    /// order; together they cover every id.
+    /// many records each when generated ids are uniform as base62 numbers
+    /// (random ones, and time-ordered ones made at an even rate): the ids
+    /// between the first and the last are divided evenly as such numbers. In
+    /// id order; together they cover every id.
     pub fn split(&self, table: Table, parts: usize) -> Result<Vec<Span>, StoreError> {
         let prefix = [table.tag(), b'/'];
         let first = self.db.scan_prefix(prefix).keys().next().transpose()?;
@@ -370,19 +371,26 @@ impl Store {
         let (Some(first), Some(last)) = (first, last) else { return Ok(vec![Span::ALL]) };
         let (a, b) = (&first[2..], &last[2..]);
         let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-        let number = |id: &[u8]| {
-            let mut buf = [0u8; 8];
-            for (slot, byte) in buf.iter_mut().zip(id.iter().skip(common)) {
-                *slot = *byte;
-            }
-            u64::from_be_bytes(buf)
-        };
+        // Generated ids are base62 after their prefix (random, or a creation
+        // time then random: `secret::new_timed_id`), so the characters after
+        // the common prefix are read as base62 digits, where both kinds are
+        // uniform: read as bytes, the gaps between '9' and 'A' and between 'Z'
+        // and 'a', and 256 values per place instead of 62, skew the cuts of
+        // time-ordered ids. Another byte counts as the digit it sorts before.
+        const PLACES: usize = 10; // 62^10 < 2^64
+        let number =
+            |id: &[u8]| (0..PLACES).fold(0u64, |n, i| n * 62 + id.get(common + i).map_or(0, |&b| base62_rank(b)));
         let (lo, hi) = (number(a), number(b));
         let mut cuts: Vec<Vec<u8>> = (1..parts.max(1))
             .map(|i| {
-                let v = lo + ((u128::from(hi - lo) * i as u128) / parts as u128) as u64;
+                let mut v = lo + ((u128::from(hi - lo) * i as u128) / parts as u128) as u64;
+                let mut digits = [0u8; PLACES];
+                for slot in digits.iter_mut().rev() {
+                    *slot = BASE62[(v % 62) as usize];
+                    v /= 62;
+                }
                 let mut cut = a[..common].to_vec();
-                cut.extend_from_slice(&v.to_be_bytes());
+                cut.extend_from_slice(&digits);
                 cut
             })
             .collect();
@@ -542,6 +550,15 @@ fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     postcard::to_extend(value, vec![version]).expect("record types are postcard-encodable")
 }
 
+/// The base62 digits in byte order (`secret`'s alphabet).
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `b`'s place among the base62 digits; a byte that is not one counts as
+/// the digit it sorts before (61 past 'z'), so the order of ids is kept.
+fn base62_rank(b: u8) -> u64 {
+    (BASE62.partition_point(|&d| d < b) as u64).min(61)
+}
+
 /// A span of ids, `from <= id < to` (`None`: unbounded), compared as bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Span {
@@ -613,6 +630,29 @@ mod tests {
 
     fn team(id: &str) -> Team {
         Team { id: id.into(), name: format!("team {id}"), tier: Tier::Start, created_at: 1, updated_at: 2 }
+    }
+
+    /// Time-ordered ids made at an even rate (as an import makes them) are
+    /// cut into spans of about as many ids each, and the spans cover them all.
+    #[test]
+    fn split_shares_time_ordered_ids_evenly() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        // 20,000 ids over 40 s from a time near a base62 carry ('Z' to 'a').
+        let start = 1_796_000_000_000u64;
+        let mut b = Batch::default();
+        for i in 0..20_000u64 {
+            b.put(Table::TeamUsage, &crate::core::secret::new_timed_id(&rng, "key_", start + i * 2), &i);
+        }
+        s.apply(b, false).unwrap();
+        for parts in [2, 3, 8] {
+            let spans = s.split(Table::TeamUsage, parts).unwrap();
+            let counts: Vec<usize> = spans.iter().map(|sp| s.iter_in::<u64>(Table::TeamUsage, sp).count()).collect();
+            assert_eq!(counts.iter().sum::<usize>(), 20_000, "{counts:?}");
+            let even = 20_000 / parts;
+            assert!(counts.iter().all(|&c| c.abs_diff(even) < even / 5), "{parts} parts: {counts:?}");
+        }
     }
 
     #[test]
