@@ -366,7 +366,13 @@ pub fn keys() -> Vec<Key> {
     );
 
     let c = &d.cluster;
-    add("cluster", Ty::Section, Table, "Cluster mode: one node of a cluster whose truth is a PostgreSQL database (README, \"Running a cluster\").", None);
+    add(
+        "cluster",
+        Ty::Section,
+        Table,
+        "Cluster mode: one node of a cluster whose truth is a PostgreSQL database (README, \"Running a cluster\").",
+        None,
+    );
     add(
         "cluster.postgres_url",
         Ty::Str,
@@ -374,10 +380,34 @@ pub fn keys() -> Vec<Key> {
         "`postgres://user:password@host:port/db?sslmode=prefer` (or key=value form); `serve --postgres`, `TOLLGATE_POSTGRES_URL`. Absent: one host, the embedded store alone. Never logged.",
         None,
     );
-    add("cluster.ca_file", Ty::Path, Restart, "PEM CA certificates trusted for PostgreSQL's certificate; Mozilla's roots when absent.", None);
-    add("cluster.pool_size", Ty::U64, Restart, "Connections in the pool (admin writes, leases, catch-up), 1 to 64; the change listener has one more.", some(&c.pool_size));
-    add("cluster.lease_ttl_ms", Ty::U64, Restart, "How long a node's lease row outlives its last heartbeat (1000 to 3600000 ms).", some(&c.lease_ttl_ms));
-    add("cluster.lease_max", Ty::U32, Restart, "The most uses of one key a node leases at once (1 to 1000000).", some(&c.lease_max));
+    add(
+        "cluster.ca_file",
+        Ty::Path,
+        Restart,
+        "PEM CA certificates trusted for PostgreSQL's certificate; Mozilla's roots when absent.",
+        None,
+    );
+    add(
+        "cluster.pool_size",
+        Ty::U64,
+        Restart,
+        "Connections in the pool (admin writes, leases, catch-up), 1 to 64; the change listener has one more.",
+        some(&c.pool_size),
+    );
+    add(
+        "cluster.lease_ttl_ms",
+        Ty::U64,
+        Restart,
+        "How long a node's lease row outlives its last heartbeat (1000 to 3600000 ms).",
+        some(&c.lease_ttl_ms),
+    );
+    add(
+        "cluster.lease_max",
+        Ty::U32,
+        Restart,
+        "The most uses of one key a node leases at once (1 to 1000000).",
+        some(&c.lease_max),
+    );
     add(
         "cluster.lease_wait_ms",
         Ty::U64,

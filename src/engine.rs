@@ -1924,7 +1924,8 @@ fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineEr
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8);
     let started = std::time::Instant::now();
     let spans = store.split(Table::Keys, threads * 8)?;
-    let (loaded, per_thread) = in_turns(spans.len(), threads, |i| load_keys(store, &index, &with_stats, &spans[i], cluster));
+    let (loaded, per_thread) =
+        in_turns(spans.len(), threads, |i| load_keys(store, &index, &with_stats, &spans[i], cluster));
     let mut keys = Vec::new();
     for part in loaded {
         keys.push(part?);
@@ -1982,6 +1983,9 @@ fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineEr
     Ok((index, listing))
 }
 
+/// Each thread's jobs done and milliseconds busy, for the start's log line.
+type ThreadShares = Vec<(usize, u128)>;
+
 /// Runs `job(0..jobs)` on `threads` threads, each taking the next job not
 /// yet taken; returns the results in job order, and each thread's jobs done
 /// and milliseconds busy. A thread that panicked fails the jobs it held.
@@ -1989,7 +1993,7 @@ fn in_turns<T: Send>(
     jobs: usize,
     threads: usize,
     job: impl Fn(usize) -> Result<T, EngineError> + Sync,
-) -> (Vec<Result<T, EngineError>>, Vec<(usize, u128)>) {
+) -> (Vec<Result<T, EngineError>>, ThreadShares) {
     let next = AtomicUsize::new(0);
     let mut done: Vec<Option<Result<T, EngineError>>> = (0..jobs).map(|_| None).collect();
     let mut per_thread = Vec::new();
