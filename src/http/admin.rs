@@ -107,11 +107,11 @@ impl AdminState {
     /// Resolves the bootstrap admin token: `config.admin_token`, else
     /// `TOLLGATE_ADMIN_TOKEN`, else the token in `<data>/admin-token`, generated
     /// (mode 0600) on first start. Only the file's path is logged.
-    pub fn new(config: &Config) -> anyhow::Result<AdminState> {
+    pub fn new(config: &Config) -> Result<AdminState, AdminTokenError> {
         let token = match config.admin_token.clone().or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok()) {
             Some(t) => {
                 if t.trim().len() < 16 {
-                    anyhow::bail!("{ADMIN_TOKEN_ENV}: the admin token must be at least 16 characters");
+                    return Err(AdminTokenError::TooShort);
                 }
                 t.trim().to_owned()
             }
@@ -140,14 +140,41 @@ impl AdminState {
     }
 }
 
-fn token_from_file(path: &std::path::Path) -> anyhow::Result<String> {
+/// Why the bootstrap admin token cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    /// `TOLLGATE_ADMIN_TOKEN` (or the configured token) is too short.
+    #[error("{ADMIN_TOKEN_ENV}: the admin token must be at least 16 characters")]
+    TooShort,
+    /// The token file holds a token too short to use.
+    #[error("{}: the admin token in this file is shorter than 16 characters", .0.display())]
+    FileTooShort(std::path::PathBuf),
+    /// The token file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The generated token cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn token_from_file(path: &std::path::Path) -> Result<String, AdminTokenError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read_to_string(path) {
         Ok(t) if t.trim().len() >= 16 => return Ok(t.trim().to_owned()),
-        Ok(_) => anyhow::bail!("{}: the admin token in this file is shorter than 16 characters", path.display()),
+        Ok(_) => return Err(AdminTokenError::FileTooShort(path.to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        Err(source) => return Err(AdminTokenError::Read { path: path.to_owned(), source }),
     }
     let token = secret::generate(&aws_lc_rs::rand::SystemRandom::new(), "tgadmin").plaintext;
     std::fs::OpenOptions::new()
@@ -156,7 +183,7 @@ fn token_from_file(path: &std::path::Path) -> anyhow::Result<String> {
         .mode(0o600)
         .open(path)
         .and_then(|mut f| f.write_all(token.as_bytes()).and_then(|()| f.sync_all()))
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        .map_err(|source| AdminTokenError::Write { path: path.to_owned(), source })?;
     tracing::info!(path = %path.display(), "generated the bootstrap admin token");
     Ok(token)
 }

@@ -273,6 +273,33 @@ fn a_data_directory_in_use_is_refused_once_in_plain_words() {
     d.stop();
 }
 
+/// A bootstrap admin token too short to trust stops the start with one plain
+/// sentence naming where it came from, from the environment or from
+/// `<data>/admin-token`, and exits 1.
+#[test]
+fn a_short_admin_token_is_refused_naming_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |envs: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.current_dir(dir.path()).env_remove("RUST_LOG").env_remove("TOLLGATE_ADMIN_TOKEN");
+        c.args(["serve", "--http", "127.0.0.1:0", "--data", "data", "--socket", "s.sock"]);
+        c.envs(envs.iter().copied()).output().unwrap()
+    };
+    let out = serve(&[("TOLLGATE_ADMIN_TOKEN", "short")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let needle = "TOLLGATE_ADMIN_TOKEN: the admin token must be at least 16 characters";
+    assert_eq!(err.matches(needle).count(), 1, "{err}");
+    assert!(!err.contains("short\""), "the token is not echoed: {err}");
+
+    std::fs::write(dir.path().join("data/admin-token"), "too-short\n").unwrap();
+    let out = serve(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("admin-token: the admin token in this file is shorter than 16 characters"), "{err}");
+    assert!(!err.contains("too-short"), "the token is not echoed: {err}");
+}
+
 /// The shipped systemd unit, run as systemd would run it (its ExecStartPre,
 /// ExecStart and ExecReload lines, with the binary and the configuration
 /// file's paths replaced): `systemctl reload` succeeds on a good file and
