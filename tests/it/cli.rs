@@ -273,6 +273,43 @@ fn a_data_directory_in_use_is_refused_once_in_plain_words() {
     d.stop();
 }
 
+/// The daemon's threads by priority (ARCHITECTURE.md, "Three runtimes, two
+/// priorities"): the socket and HTTP workers at the niceness the daemon was
+/// started with, the admin runtime and every storage thread (sled's I/O pool
+/// and flusher, the counter flusher, the audit writer) at 10 above it. Read
+/// from `/proc/PID/task/*/stat` after an admin write, which starts sled's pool.
+#[test]
+fn storage_and_admin_threads_run_niced_and_verification_threads_do_not() {
+    let d = common::BinDaemon::start("", &[]);
+    d.call("POST", "/v1/teams", common::ADMIN_TOKEN, Some(serde_json::json!({"name": "t"})), 201);
+    let pid = d.child.id();
+    // (thread name, niceness) of every thread; stat's field 19 is the nice
+    // value, counted after the `(comm)` field, which may hold spaces.
+    let threads: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect();
+    let base = threads.iter().find(|(n, _)| n == "tollgate-socket").map(|t| t.1).expect("a socket worker");
+    let niced = |prefix: &str| {
+        let of: Vec<_> = threads.iter().filter(|(n, _)| n.starts_with(prefix)).collect();
+        assert!(!of.is_empty(), "no {prefix} thread in {threads:?}");
+        assert!(of.iter().all(|t| t.1 == (base + 10).min(19)), "{prefix} threads at base + 10: {threads:?}");
+    };
+    niced("tollgate-admin");
+    niced("sled-io");
+    niced("tollgate-flushe");
+    niced("tollgate-audit");
+    let at_base: Vec<_> = threads.iter().filter(|(n, _)| n == "tollgate" || n == "tollgate-socket").collect();
+    assert!(at_base.iter().all(|t| t.1 == base), "verification workers at the daemon's niceness: {threads:?}");
+    d.stop();
+}
+
 /// A bootstrap admin token too short to trust stops the start with one plain
 /// sentence naming where it came from, from the environment or from
 /// `<data>/admin-token`, and exits 1.
