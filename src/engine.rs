@@ -32,6 +32,7 @@ use crate::core::secret;
 use crate::core::verify::{Verdict, VerdictOf, Verifier, VerifyRequest};
 use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
 
+mod image;
 mod listing;
 mod replica;
 pub use listing::{Cursor, Page, page_of};
@@ -317,6 +318,10 @@ pub struct Engine {
     flusher_thread: std::thread::Thread,
     /// Cluster mode: the cluster, the log position, the leases.
     replica: Option<replica::Replica>,
+    /// The data directory (the key image is written there at shutdown).
+    data: std::path::PathBuf,
+    /// Whether the start read the keys from the key image.
+    from_image: bool,
 }
 
 /// The admin lock held: the engine's mutex and, in cluster mode, a
@@ -348,7 +353,7 @@ impl Engine {
                 Some(replica::Replica::new(cluster, head))
             }
         };
-        let (index, listing) = load_index(&store, replica.is_some())?;
+        let (index, listing, from_image) = load_index(&store, replica.is_some(), &config.data)?;
         if replica.is_some() {
             // Remaining uses are leased: every key with a limit starts with
             // an empty lease (a lease of this node's previous life was
@@ -397,7 +402,15 @@ impl Engine {
             stop,
             flusher: Mutex::new(Some(handle)),
             replica,
+            data: config.data.clone(),
+            from_image,
         })
+    }
+
+    /// Whether this engine's start read its keys from the key image
+    /// (`engine::image`) instead of the store's records.
+    pub fn loaded_from_image(&self) -> bool {
+        self.from_image
     }
 
     /// Takes the admin lock (in cluster mode, the cluster's too, after
@@ -545,15 +558,32 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops the flusher after a last flush. Called on shutdown; idempotent.
+    /// Stops the flusher after a last flush, then writes the key image
+    /// (one host only: in cluster mode a start loads the cluster's
+    /// snapshot). Called on shutdown; idempotent.
     pub fn shutdown(&self) -> Result<(), EngineError> {
         self.return_leases();
         self.stop.store(true, Ordering::Release);
         self.flusher_thread.unpark();
-        if let Some(h) = self.flusher.lock().take() {
-            let _ = h.join();
+        let stopped = self.flusher.lock().take().map(|h| h.join()).is_some();
+        self.flush()?;
+        if stopped && self.replica.is_none() {
+            self.write_image();
         }
-        self.flush()
+        Ok(())
+    }
+
+    /// Writes the key image of the index as the store now holds it (every
+    /// counter flushed). A failure costs the next start its speed, not its
+    /// correctness: the image left behind records an older generation.
+    fn write_image(&self) {
+        let started = std::time::Instant::now();
+        let written =
+            self.store.generation().and_then(|g| image::write(&self.data, &self.index, g, |k| key_usage(&k.counters)));
+        match written {
+            Ok(keys) => tracing::info!(keys, ms = started.elapsed().as_millis(), "key image written"),
+            Err(e) => tracing::warn!(error = %e, "key image not written: the next start reads the store"),
+        }
     }
 
     /// Counter flushes that failed (and were retried).
@@ -1841,30 +1871,78 @@ fn load_keys(
                 v.insert(set).clone()
             }
         };
-        let entry = Arc::new(KeyEntry {
-            counters: Arc::new(KeyCounters { cluster: cluster.then(Box::default), ..counters(&u, k.refill) }),
-            user,
-            hot: KeyHot::new(
-                k.expires_at,
-                k.rate_limit,
-                k.refill,
-                k.enabled,
-                k.remaining.is_some() || k.refill.is_some(),
-            ),
-            id: id.into(),
-            ips: Allowlist::new(ips),
-            permissions,
-            hash: k.hash,
-        });
+        let hot =
+            KeyHot::new(k.expires_at, k.rate_limit, k.refill, k.enabled, k.remaining.is_some() || k.refill.is_some());
+        let entry = loaded_key_entry(id, user, hot, ips, permissions, k.hash, &u, cluster);
         loaded.push(entry);
         Ok(())
     })?;
     Ok(loaded)
 }
 
+/// A key's index entry from its parts as a start reads them (a store
+/// record or the key image).
+#[allow(clippy::too_many_arguments)]
+fn loaded_key_entry(
+    id: &str,
+    user: Arc<UserEntry>,
+    hot: KeyHot,
+    ips: Vec<IpNet>,
+    permissions: Arc<PermSet>,
+    hash: [u8; 32],
+    u: &Usage,
+    cluster: bool,
+) -> Arc<KeyEntry> {
+    Arc::new(KeyEntry {
+        counters: Arc::new(KeyCounters { cluster: cluster.then(Box::default), ..counters(u, hot.refill()) }),
+        user,
+        hot,
+        id: id.into(),
+        ips: Allowlist::new(ips),
+        permissions,
+        hash,
+    })
+}
+
+/// Reads the keys of `img`, one section per job, in id order.
+fn load_image_keys(
+    index: &Index,
+    img: &image::Image,
+    threads: usize,
+    cluster: bool,
+) -> Result<(Vec<LoadedKeys>, ThreadShares), EngineError> {
+    let refs = img.refs().map_err(|why| StoreError::Db(format!("key image: {why}")))?;
+    let users: Vec<Option<Arc<UserEntry>>> =
+        refs.users.iter().map(|id| index.users.get(id.as_ref()).map(|u| u.clone())).collect();
+    let (parts, shares) = in_turns(img.sections(), threads, |i| {
+        let mut grants: HashMap<(Role, u32), Arc<PermSet>> = HashMap::new();
+        let mut out = Vec::new();
+        img.for_each_in(i, |k| -> Result<(), EngineError> {
+            let Some(user) = users.get(k.user as usize).cloned().flatten() else {
+                tracing::warn!(key = %k.id, "key of a missing user skipped");
+                return Ok(());
+            };
+            let Some(grant) = refs.grants.get(k.grant as usize) else {
+                return Err(StoreError::Db(format!("key image: key {} names grant {}", k.id, k.grant)).into());
+            };
+            let role = user.role();
+            let permissions = grants
+                .entry((role, k.grant))
+                .or_insert_with(|| index.intern(PermSet::new(&grant.intersect(role.grant()))))
+                .clone();
+            let hot = KeyHot::new(k.expires_at, k.rate_limit, k.refill, k.enabled, k.counted);
+            let ips = parse_ips(&k.ips)?;
+            out.push(loaded_key_entry(&k.id, user, hot, ips, permissions, k.hash, &k.usage, cluster));
+            Ok(())
+        })?;
+        Ok(out)
+    });
+    Ok((parts.into_iter().collect::<Result<_, _>>()?, shares))
+}
+
 /// The index and the listings of the store's records; with `cluster`,
 /// every key's counters have (empty) leases.
-fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineError> {
+fn load_index(store: &Store, cluster: bool, data: &Path) -> Result<(Index, Listing, bool), EngineError> {
     let mut index = Index::default();
     let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
     for (id, t) in store.scan::<Team>(Table::Teams)? {
@@ -1923,13 +2001,33 @@ fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineEr
     // thread read 640,000 of 1M imported keys while the other waited.
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8);
     let started = std::time::Instant::now();
-    let spans = store.split(Table::Keys, threads * 8)?;
-    let (loaded, per_thread) =
-        in_turns(spans.len(), threads, |i| load_keys(store, &index, &with_stats, &spans[i], cluster));
-    let mut keys = Vec::new();
-    for part in loaded {
-        keys.push(part?);
-    }
+    // The key image, when the store has not changed since it was written
+    // (one host only: cluster mode starts from the cluster's snapshot).
+    let img = match cluster {
+        true => None,
+        false => image::open(data, store.generation()?).unwrap_or_else(|why| {
+            tracing::warn!(%why, "key image not used: reading the store");
+            None
+        }),
+    };
+    let from_image = match img.as_ref().map(|img| load_image_keys(&index, img, threads, cluster)) {
+        Some(Ok(read)) => Some(read),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "key image unreadable: reading the store");
+            None
+        }
+        None => None,
+    };
+    let image_used = from_image.is_some();
+    let (keys, per_thread, spans) = match from_image {
+        Some((keys, per_thread)) => (keys, per_thread, img.as_ref().map_or(0, image::Image::sections)),
+        None => {
+            let spans = store.split(Table::Keys, threads * 8)?;
+            let (loaded, per_thread) =
+                in_turns(spans.len(), threads, |i| load_keys(store, &index, &with_stats, &spans[i], cluster));
+            (loaded.into_iter().collect::<Result<Vec<_>, _>>()?, per_thread, spans.len())
+        }
+    };
     let read_ms = started.elapsed().as_millis();
     // Maps made at their final size are filled without a rehash, the parts
     // shared between the threads the same way.
@@ -1956,7 +2054,8 @@ fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineEr
     // shared evenly.
     tracing::info!(
         keys = n,
-        spans = spans.len(),
+        from_image = image_used,
+        spans,
         threads = ?per_thread,
         read_ms,
         maps_filled_ms = filled_ms,
@@ -1980,8 +2079,11 @@ fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineEr
             index.revoke_jti(jti, team);
         }
     }
-    Ok((index, listing))
+    Ok((index, listing, image_used))
 }
+
+/// The keys one job of the start read, in id order.
+type LoadedKeys = Vec<Arc<KeyEntry>>;
 
 /// Each thread's jobs done and milliseconds busy, for the start's log line.
 type ThreadShares = Vec<(usize, u128)>;

@@ -236,7 +236,14 @@ impl Batch {
 pub struct Store {
     db: sled::Db,
     stats: Arc<StoreStats>,
+    /// The last write generation given to a batch (see [`Store::generation`]).
+    generation: Arc<AtomicU64>,
 }
+
+/// Where the store keeps its write generation: outside every table (a
+/// table's keys start with its tag letter), so no scan, range or snapshot of
+/// a table sees it.
+const GENERATION: &[u8] = b"\xffgeneration";
 
 /// How the store's writes have gone, for `/metrics` and `/readyz`.
 #[derive(Default)]
@@ -263,7 +270,10 @@ impl Store {
         let deadline = Instant::now() + LOCK_GRACE;
         loop {
             match sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(cache_bytes).open() {
-                Ok(db) => return Ok(Store { db, stats: Arc::default() }),
+                Ok(db) => {
+                    let generation = Arc::new(AtomicU64::new(read_generation(&db)?));
+                    return Ok(Store { db, stats: Arc::default(), generation });
+                }
                 // sled reports it as `Other` with this text (sled 0.34 config.rs).
                 Err(sled::Error::Io(e))
                     if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
@@ -302,12 +312,31 @@ impl Store {
 
     fn apply_untimed(&self, batch: Batch, durable: bool) -> Result<(), StoreError> {
         if !batch.is_empty() {
-            self.db.apply_batch(batch.into_sled())?;
+            self.apply_sled(batch.into_sled())?;
         }
         if durable {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Every write goes through here: the batch carries the store's next
+    /// write generation, so the generation on disk changes with (and only
+    /// with) what the store holds, whatever a crash keeps of the writes.
+    fn apply_sled(&self, mut batch: sled::Batch) -> Result<(), StoreError> {
+        let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        batch.insert(GENERATION, &g.to_be_bytes());
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The write generation on disk: it changes with every write the store
+    /// takes, so a file derived from the store (the key image,
+    /// `engine::image`) that recorded it is current while it is equal.
+    /// Values of concurrent writes may land out of order, but every write
+    /// leaves a value no earlier state of the store had.
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        read_generation(&self.db)
     }
 
     /// Writes one record durably.
@@ -505,7 +534,7 @@ impl Store {
             n += 1;
         }
         if n > 0 {
-            self.db.apply_batch(batch)?;
+            self.apply_sled(batch)?;
         }
         Ok(n)
     }
@@ -528,6 +557,17 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+}
+
+fn read_generation(db: &sled::Db) -> Result<u64, StoreError> {
+    match db.get(GENERATION)? {
+        None => Ok(0),
+        Some(v) => v
+            .as_ref()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Db(format!("the store's write generation is {} bytes, not 8", v.len()))),
     }
 }
 

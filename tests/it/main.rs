@@ -20,6 +20,7 @@ mod engine;
 mod forward_auth;
 mod import;
 mod import_api;
+mod key_image;
 mod listener;
 mod logs;
 mod memory;
