@@ -93,7 +93,7 @@ pub struct Options {
     #[arg(long, value_enum, default_value = "both")]
     pub mode: Mode,
     /// Which credentials the requests carry.
-    #[arg(long = "credential-kind", value_enum, default_value = "key")]
+    #[arg(long = "credential-kind", value_name = "CREDENTIAL_KIND", value_enum, default_value = "key")]
     pub kind: CredentialKind,
 }
 
