@@ -11,8 +11,9 @@
 #   2. stops it (SIGTERM), starts it again on the same directory, prints the
 #      time until /readyz answers 200 and VmRSS/VmHWM then and 5 s later,
 #      and checks three imported keys with their original secrets;
-#   3. runs `tollgate bench --keys 100000` (its own in-process server on a
-#      fresh directory) and prints its server CPU per answer.
+#   3. runs `tollgate bench --keys 100000` (benches/loadgen: another
+#      `tollgate serve` child on a fresh directory, its keys imported over
+#      HTTP) and prints its server CPU per answer.
 #
 #   benches/million.sh [KEYS] [DIR]
 #

@@ -11,14 +11,17 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate::config::Config;
 use tollgate::core::limits::WINDOW_MAX_REQUESTS;
-use tollgate::core::model::{RateLimit, Role, Tier, UserStatus};
+use tollgate::core::model::{Permissions, RateLimit, Role, Tier, UserStatus};
 use tollgate::engine::{Engine, NewKey, now_us};
 use tollgate::sidecar::{EngineService, Service as _};
 use tollgate_protocol as proto;
 
+/// The Pro tier with its per-minute team limit lifted (the tests' fixture too).
+const PRO_UNLIMITED: &str = include_str!("fixtures/pro_unlimited.toml");
+
 /// An engine on `dir` with the bench tier overrides.
 fn engine(dir: &std::path::Path) -> Engine {
-    let mut config = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
+    let mut config = Config::parse(PRO_UNLIMITED).unwrap();
     config.data = dir.join("data");
     Engine::open(&config).unwrap()
 }
@@ -68,8 +71,8 @@ fn socket_answer_population(c: &mut Criterion) {
     const KEYS: usize = 100_000;
     let dir = tempfile::tempdir().unwrap();
     let e = Arc::new(engine(dir.path()));
-    let creds = tollgate::loadgen::population(&e, KEYS, tollgate::loadgen::CredentialKind::Key).unwrap();
-    let frames = tollgate::loadgen::Frames::encode(&creds).unwrap();
+    let creds = population(&e, KEYS);
+    let frames = tollgate_loadgen::Frames::encode(&creds).unwrap();
     let svc = EngineService::new(e);
     let mut out = Vec::with_capacity(4096);
     let mut i = 0usize;
@@ -83,6 +86,25 @@ fn socket_answer_population(c: &mut Criterion) {
             i = next;
         })
     });
+}
+
+/// `n` keys of one Administrator of a Pro team, with the permissions
+/// `tollgate bench` gives its population (`documents: [read, write, share]`,
+/// `invoices: [read]`), made in the engine.
+fn population(e: &Engine, n: usize) -> Vec<String> {
+    let team = e.create_team("bench", Tier::Pro).unwrap();
+    let user = e.create_user(&team.id, "bench", "bench password", Role::Administrator, UserStatus::Enabled).unwrap();
+    let mut perms = Permissions::default();
+    perms.0.insert("documents".into(), vec!["read".into(), "write".into(), "share".into()]);
+    perms.0.insert("invoices".into(), vec!["read".into()]);
+    let mut secrets = Vec::with_capacity(n);
+    while secrets.len() < n {
+        let batch = (0..(n - secrets.len()).min(10_000))
+            .map(|_| NewKey { user_id: user.id.clone(), permissions: perms.clone(), ..Default::default() })
+            .collect();
+        secrets.extend(e.create_keys(batch).unwrap().into_iter().map(|(_, s)| s));
+    }
+    secrets
 }
 
 criterion_group! {

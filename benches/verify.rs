@@ -17,8 +17,11 @@ use tollgate::engine::{Engine, NewKey, now_us};
 
 const KEYS: usize = 1_000_000;
 
+/// The Pro tier with its per-minute team limit lifted (the tests' fixture too).
+const PRO_UNLIMITED: &str = include_str!("fixtures/pro_unlimited.toml");
+
 fn engine(dir: &std::path::Path) -> Engine {
-    let mut c = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
+    let mut c = Config::parse(PRO_UNLIMITED).unwrap();
     c.data = dir.join("data");
     if let Ok(ms) = std::env::var("TOLLGATE_BENCH_FLUSH_MS") {
         c.durability.flush_interval_ms = ms.parse().unwrap();

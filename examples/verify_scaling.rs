@@ -10,11 +10,14 @@ use tollgate::core::model::{Role, Tier, UserStatus};
 use tollgate::core::verify::VerifyRequest;
 use tollgate::engine::{Engine, NewKey, now_us};
 
+/// The Pro tier with its per-minute team limit lifted (the tests' and benches' fixture).
+const PRO_UNLIMITED: &str = include_str!("../benches/fixtures/pro_unlimited.toml");
+
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("key counts")).collect();
     for n in sizes {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Config::parse(tollgate::loadgen::PRO_UNLIMITED).unwrap();
+        let mut c = Config::parse(PRO_UNLIMITED).unwrap();
         c.data = dir.path().join("data");
         let e = Engine::open(&c).unwrap();
         let team = e.create_team("t", Tier::Pro).unwrap();

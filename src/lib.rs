@@ -10,7 +10,6 @@ pub mod core;
 pub mod demo;
 pub mod engine;
 pub mod http;
-pub mod loadgen;
 pub mod logging;
 pub mod metrics;
 pub mod reload;

@@ -87,31 +87,11 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// Measures the sidecar socket: an in-process daemon on a temp dir, a key
-    /// population, N connections x D requests in flight (build with --release).
-    Bench {
-        /// Socket path [default: a fresh path in a temp dir].
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Connections, one client thread each.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        /// Requests in flight per connection.
-        #[arg(long, default_value_t = 64)]
-        depth: usize,
-        /// Seconds measured per server.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Credentials in the population.
-        #[arg(long, default_value_t = 100_000)]
-        keys: usize,
-        /// Which server(s) to measure.
-        #[arg(long, value_enum, default_value = "both")]
-        mode: tollgate::loadgen::Mode,
-        /// Which credentials the requests carry.
-        #[arg(long, value_enum, default_value = "key")]
-        credential_kind: tollgate::loadgen::CredentialKind,
-    },
+    /// Measures the sidecar socket: this executable's `serve` as a child
+    /// process on a temp dir, a key population made over its HTTP API, N
+    /// connections x D requests in flight, and a bare echo server's ceiling
+    /// (build with --release).
+    Bench(tollgate_loadgen::Options),
     /// Validates a configuration file, and the JWT key files it names, and
     /// exits: 0 if the daemon would accept it, 2 with every problem located
     /// (file:line:column, key) otherwise.
@@ -178,14 +158,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench { socket, connections, depth, duration, keys, mode, credential_kind } => {
-            let Ok(duration) = std::time::Duration::try_from_secs_f64(duration) else {
-                eprintln!("tollgate: --duration must be a positive number of seconds");
-                return ExitCode::from(2);
+        Command::Bench(opts) => {
+            let me = match std::env::current_exe() {
+                Ok(me) => me,
+                Err(e) => {
+                    eprintln!("tollgate bench: cannot find this executable to run as the daemon: {e}");
+                    return ExitCode::FAILURE;
+                }
             };
-            let opts =
-                tollgate::loadgen::Options { socket, connections, depth, duration, keys, mode, kind: credential_kind };
-            match tollgate::loadgen::run(&opts) {
+            match tollgate_loadgen::run(&me, &opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tollgate bench: {e:#}");

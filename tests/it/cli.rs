@@ -193,8 +193,22 @@ fn bench_runs_echo_and_daemon_and_reports_the_ratio_and_cpu() {
     for want in ["echo:", "tollgate:", "0 denies", "ratio: tollgate =", "us per answer in the server"] {
         assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
     }
-    let bad = std::process::Command::new(BIN).args(["bench", "--depth", "0"]).output().unwrap();
-    assert!(!bad.status.success());
+    // The daemon was a child process on the given socket, stopped at the end.
+    assert!(!dir.path().join("bench.sock").exists(), "the daemon's socket is left behind");
+    // JWTs from logins over HTTP, the daemon only.
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "--duration", "0.3", "--keys", "3", "--mode", "tollgate", "--credential-kind", "jwt"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("3 jwt credentials") && stdout.contains("0 denies"), "{stdout}");
+    assert!(!stdout.contains("echo:"), "{stdout}");
+    for bad in [&["bench", "--depth", "0"][..], &["bench", "--duration", "0"], &["bench", "--duration", "soon"]] {
+        let out = std::process::Command::new(BIN).args(bad).output().unwrap();
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "{bad:?}: no message");
+    }
 }
 
 /// `serve --demo` on a fresh directory prints a key that, pasted into the

@@ -20,7 +20,7 @@ fn key_file(name: &str) -> String {
     format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-const PRO_UNLIMITED: &str = tollgate::loadgen::PRO_UNLIMITED;
+const PRO_UNLIMITED: &str = common::PRO_UNLIMITED;
 
 /// k1 (Ed25519) signs.
 fn config_k1() -> String {

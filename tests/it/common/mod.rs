@@ -32,8 +32,9 @@ pub fn team_and_user(e: &Engine, tier: Tier, username: &str) -> (String, String)
 }
 
 /// Tier overrides that lift the per-minute limit of the Pro tier, so tests of
-/// per-key limits are not capped by the team limit.
-pub const PRO_UNLIMITED: &str = tollgate::loadgen::PRO_UNLIMITED;
+/// per-key limits are not capped by the team limit (the one file the benches
+/// and `tollgate bench` use too).
+pub const PRO_UNLIMITED: &str = include_str!("../../../benches/fixtures/pro_unlimited.toml");
 
 /// The bootstrap admin token the HTTP test daemons run with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";

@@ -1,19 +1,32 @@
-//! `tollgate bench`: a load generator for the sidecar socket.
+//! tollgate's socket load generator: `tollgate bench`, and the
+//! `tollgate-loadgen` executable.
 //!
-//! It starts an in-process daemon on a temporary data directory, creates a
-//! key population through the engine, and drives N connections × D requests in
-//! flight over the real socket, one client thread per connection. The same
-//! frames can be sent to an echo server that runs the sidecar's own accept
-//! loop and batching but answers every verify with a canned verdict, so the
-//! daemon's throughput can be reported as a share of the protocol-and-socket
-//! ceiling measured in the same run, on the same machine.
+//! It measures the daemon from the outside, as a client sees it. The real
+//! daemon runs as a child process (`<tollgate> serve`, on a configuration and
+//! data directory in a fresh temp dir; ready when it says `READY=1` on
+//! `NOTIFY_SOCKET`, as it tells systemd). The key population is made over its
+//! HTTP API (`POST /v1/keys/import`, 10,000 keys a request) with the bootstrap
+//! admin token the daemon generates, and N connections × D requests in flight
+//! are driven over its socket, one client thread per connection. The server's
+//! CPU per answer is read from the child's `/proc/PID/stat` (user + system
+//! time over the measured run).
+//!
+//! The same frames can be sent to a bare echo server ([`echo`]): the same
+//! handshake and frames (tollgate-protocol's codec), read and answered in
+//! batches, one write per batch as the daemon does, but every verify gets a
+//! canned allow verdict. Its throughput is the protocol-and-socket ceiling
+//! the daemon is reported against, measured in the same run on the same
+//! machine; its CPU is that of its runtime's threads in this process.
 //!
 //! The client is a lean pipelining loop over the protocol crate's codec
 //! rather than `Client::verify_many`: that method copies every answer into
-//! owned strings, and since the generator shares the CPU with the daemon,
-//! client-side allocations would be charged to the daemon's numbers. Every
+//! owned strings, and since the generator shares the CPU with the server,
+//! client-side allocations would be charged to the server's numbers. Every
 //! answer's message type and outcome are checked; one in [`FULL_DECODE_EVERY`]
 //! is fully decoded.
+
+pub mod daemon;
+pub mod echo;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -23,29 +36,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use tokio::sync::watch;
 use tollgate_protocol as proto;
-use tollgate_protocol::{Request, Response};
+use tollgate_protocol::Request;
 
-use crate::config::Config;
-use crate::core::limits::Micros;
-use crate::core::model::{Permissions, Role, Tier, UserStatus};
-use crate::engine::{Engine, NewKey};
-use crate::sidecar::{Limits, Service, Timeouts};
+pub use daemon::Daemon;
 
 /// One answer in this many is fully decoded and checked, the rest only by
 /// message type and outcome byte.
 pub const FULL_DECODE_EVERY: u64 = 1024;
 
-/// Tier overrides for benches and tests: the Pro tier's per-minute team limit
-/// is lifted, so only the keys' own limits could deny.
-pub const PRO_UNLIMITED: &str = r#"
-[tiers.Pro]
-requests_per_minute = "unlimited"
-members = "unlimited"
-documents = 5000
-log_retention_days = "unlimited"
-"#;
+/// The daemon's configuration in a bench: the Pro tier's per-minute team
+/// limit lifted, so only the keys' own limits could deny. The same file is
+/// the tests' and the criterion benches' fixture.
+pub const PRO_UNLIMITED: &str = include_str!("../../fixtures/pro_unlimited.toml");
 
 /// Which server(s) to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -67,23 +70,40 @@ pub enum CredentialKind {
     Jwt,
 }
 
-/// Options of `tollgate bench`.
-#[derive(Clone, Debug)]
+/// The options of `tollgate bench` and `tollgate-loadgen`.
+#[derive(Clone, Debug, clap::Args)]
 pub struct Options {
-    /// Socket path; a fresh temp path when `None`.
+    /// The daemon's socket path [default: in a fresh temp dir]. The echo
+    /// server listens in the temp dir.
+    #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// Connections (one client thread each).
+    /// Connections, one client thread each.
+    #[arg(long, default_value_t = 4)]
     pub connections: usize,
     /// Requests in flight per connection.
+    #[arg(long, default_value_t = 64)]
     pub depth: usize,
-    /// Measured time per server.
+    /// Seconds measured per server.
+    #[arg(long, default_value = "10", value_parser = seconds)]
     pub duration: Duration,
     /// Credentials in the population.
+    #[arg(long, default_value_t = 100_000)]
     pub keys: usize,
-    /// Which server(s).
+    /// Which server(s) to measure.
+    #[arg(long, value_enum, default_value = "both")]
     pub mode: Mode,
-    /// Which credentials.
+    /// Which credentials the requests carry.
+    #[arg(long = "credential-kind", value_name = "CREDENTIAL_KIND", value_enum, default_value = "key")]
     pub kind: CredentialKind,
+}
+
+/// `--duration`: a positive number of seconds.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{s}: must be a positive number of seconds")),
+    }
 }
 
 /// The outcome of one measured run.
@@ -97,8 +117,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Per-request latency.
     pub latency: Histogram,
-    /// CPU time (user + system) of the client threads, and of the rest of the
-    /// process (the server under test) over the run; `None` without `/proc`.
+    /// CPU time (user + system) of the client threads, and of the server
+    /// under test, over the run; `None` without `/proc`.
     pub cpu: Option<(Duration, Duration)>,
 }
 
@@ -109,30 +129,27 @@ impl Report {
     }
 }
 
-/// Runs the bench as configured and prints the report to stdout.
-pub fn run(opts: &Options) -> anyhow::Result<()> {
+/// Runs the bench as configured, with `tollgate` as the daemon's executable,
+/// and prints the report to stdout (progress goes to stderr).
+pub fn run(tollgate: &Path, opts: &Options) -> anyhow::Result<()> {
     if opts.connections == 0 || opts.depth == 0 || opts.keys == 0 {
         bail!("--connections, --depth and --keys must be at least 1");
     }
     if opts.depth > 60_000 {
         bail!("--depth: at most 60000");
     }
+    if opts.duration.is_zero() {
+        bail!("--duration must be a positive number of seconds");
+    }
     let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = run_in(opts, &dir);
+    let result = run_in(tollgate, opts, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run_in(opts: &Options, dir: &Path) -> anyhow::Result<()> {
-    let socket = opts.socket.clone().unwrap_or_else(|| dir.join("bench.sock"));
-    // The daemon gets a worker per core, as `tollgate serve` does (both
-    // honour `TOKIO_WORKER_THREADS`); the client threads share the cores.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tollgate")
-        .build()
-        .context("cannot start the runtime")?;
+fn run_in(tollgate: &Path, opts: &Options, dir: &Path) -> anyhow::Result<()> {
+    let socket = opts.socket.clone().unwrap_or_else(|| dir.join("tollgate.sock"));
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "tollgate bench: {} connections x {} in flight, {} s per server, {} {} credentials, {cores} cores shared by client and server",
@@ -146,132 +163,61 @@ fn run_in(opts: &Options, dir: &Path) -> anyhow::Result<()> {
         }
     );
 
-    let mut config = Config::parse(PRO_UNLIMITED).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-    config.data = dir.join("data");
-    config.socket = socket.clone();
-    config.http = "127.0.0.1:0".to_owned();
-    config.validate().map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-
-    let needs_daemon = opts.mode != Mode::Echo;
-    let (engine, credentials) = if needs_daemon {
+    let daemon = if opts.mode != Mode::Echo {
+        let d = Daemon::start(tollgate, &dir.join("daemon"), &socket)?;
         let started = Instant::now();
-        let engine = Arc::new(Engine::open(&config).context("cannot open the bench engine")?);
-        let creds = population(&engine, opts.keys, opts.kind)?;
-        eprintln!("created {} credentials in {:.1} s", creds.len(), started.elapsed().as_secs_f64());
-        (Some(engine), creds)
+        let creds = d.population(opts.keys, opts.kind)?;
+        eprintln!(
+            "created {} credentials over HTTP in {:.1} s (tollgate pid {})",
+            creds.len(),
+            started.elapsed().as_secs_f64(),
+            d.pid()
+        );
+        Some((d, creds))
     } else {
-        // Same lengths and shapes as real keys, without an engine.
-        (None, (0..opts.keys).map(|i| format!("tg_{i:030}abcdef")).collect())
+        None
     };
-    let credentials = Arc::new(Frames::encode(&credentials)?);
+    let credentials = match &daemon {
+        Some((_, creds)) => Frames::encode(creds)?,
+        // Same lengths and shapes as real keys, without a daemon.
+        None => Frames::encode(&(0..opts.keys).map(|i| format!("tg_{i:030}abcdef")).collect::<Vec<_>>())?,
+    };
+    let credentials = Arc::new(credentials);
 
     let echo = if opts.mode != Mode::Tollgate {
-        let r = drive_echo(&rt, &socket, &credentials, opts)?;
+        let server = echo::Echo::start(&dir.join("echo.sock"))?;
+        let r = drive("echo", server.path(), &credentials, opts, &|| server.cpu());
+        server.stop();
+        let r = r?;
         print_report("echo", &r, None);
         Some(r)
     } else {
         None
     };
-    if let Some(engine) = engine {
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        // The daemon says when it is ready (every listener bound).
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let handover = crate::server::Handover { http: None, ready: Some(ready_tx) };
-        let stop = async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        };
-        let server = rt.spawn(crate::server::serve_handed(config.clone(), async move { Ok(engine) }, stop, handover));
-        if rt.block_on(ready_rx).is_err() {
-            rt.block_on(server).context("daemon task")??;
-            bail!("the daemon stopped before it was ready");
-        }
-        let r = drive("tollgate", &socket, &credentials, opts);
-        let _ = stop_tx.send(true);
-        rt.block_on(server).context("daemon task")??;
+    if let Some((d, _)) = daemon {
+        let r = drive("tollgate", &socket, &credentials, opts, &|| d.cpu());
+        // Stopped either way; a run's failure is the more useful error.
+        let stopped = d.stop();
         let r = r?;
+        stopped?;
         print_report("tollgate", &r, echo.as_ref());
     }
     Ok(())
 }
 
-/// Creates `n` credentials of `kind` for one user of a Pro team, as the bench
-/// sends them: keys hold `documents: [read, write, share]` and
-/// `invoices: [read]`.
-pub fn population(engine: &Engine, n: usize, kind: CredentialKind) -> anyhow::Result<Vec<String>> {
-    let team = engine.create_team("bench", Tier::Pro)?;
-    let user =
-        engine.create_user(&team.id, "bench", "bench password 1234", Role::Administrator, UserStatus::Enabled)?;
-    match kind {
-        CredentialKind::Key => {
-            let mut perms = Permissions::default();
-            perms.0.insert("documents".into(), vec!["read".into(), "write".into(), "share".into()]);
-            perms.0.insert("invoices".into(), vec!["read".into()]);
-            let mut secrets = Vec::with_capacity(n);
-            while secrets.len() < n {
-                let chunk = (n - secrets.len()).min(10_000);
-                let news = (0..chunk)
-                    .map(|_| NewKey { user_id: user.id.clone(), permissions: perms.clone(), ..Default::default() })
-                    .collect();
-                secrets.extend(engine.create_keys(news)?.into_iter().map(|(_, s)| s));
-            }
-            Ok(secrets)
-        }
-        CredentialKind::Jwt => (0..n).map(|_| Ok(engine.issue_jwt(&user.id)?)).collect(),
-    }
-}
-
-/// Answers every verify with [`proto::echo::allow_verdict`]: the sidecar's
-/// loop and batching with nothing behind them.
-pub struct EchoService;
-
-impl Service for EchoService {
-    fn answer(&self, id: u32, req: Request<'_>, _now: Micros, out: &mut Vec<u8>) -> Option<u64> {
-        let resp = match req {
-            Request::Verify(v) => Response::Verdict(proto::echo::allow_verdict(&v)),
-            Request::Ping => Response::Pong,
-            Request::QuotaConsume(_) | Request::QuotaRelease(_) => {
-                Response::QuotaResult(proto::QuotaResult { ok: true, used: 0, limit: None })
-            }
-        };
-        if proto::encode_response(id, &resp, out).is_err() {
-            proto::encode_error(id, proto::ErrorCode::Internal, "cannot encode", out);
-        }
-        None
-    }
-
-    async fn durable(&self, _ticket: u64) {}
-}
-
-/// Drives the load against an echo server on `socket`, served by the
-/// sidecar's own accept loop on `rt`.
-fn drive_echo(
-    rt: &tokio::runtime::Runtime,
+/// Drives `opts.connections` client threads against `socket` for
+/// `opts.duration`, printing progress to stderr each second; `server_cpu`
+/// reads the CPU time the server has used so far.
+fn drive(
+    label: &str,
     socket: &Path,
     creds: &Arc<Frames>,
     opts: &Options,
+    server_cpu: &dyn Fn() -> Option<Duration>,
 ) -> anyhow::Result<Report> {
-    let _ = std::fs::remove_file(socket);
-    let listener = {
-        let _in_rt = rt.enter();
-        tokio::net::UnixListener::bind(socket)
-            .with_context(|| format!("cannot bind the echo server on {}", socket.display()))?
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let limits = Limits { max_connections: 1024, allowed_uids: Vec::new(), timeouts: Timeouts::default() };
-    let server = rt.spawn(crate::sidecar::run(listener, Arc::new(EchoService), limits, stop_rx));
-    let out = drive("echo", socket, creds, opts);
-    let _ = stop_tx.send(true);
-    let _ = rt.block_on(server);
-    let _ = std::fs::remove_file(socket);
-    out
-}
-
-/// Drives `opts.connections` client threads against `socket` for
-/// `opts.duration`, printing progress to stderr each second.
-fn drive(label: &str, socket: &Path, creds: &Arc<Frames>, opts: &Options) -> anyhow::Result<Report> {
     let done = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(AtomicBool::new(false));
-    let cpu_before = process_cpu();
+    let server_before = server_cpu();
     let start = Instant::now();
     let deadline = start + opts.duration;
     let threads: Vec<_> = (0..opts.connections)
@@ -323,15 +269,14 @@ fn drive(label: &str, socket: &Path, creds: &Arc<Frames>, opts: &Options) -> any
         }
     }
     let elapsed = start.elapsed();
+    let server_after = server_cpu();
     finished.store(true, Ordering::Relaxed);
     let _ = progress.join();
     if let Some(e) = failure {
         return Err(e.context(format!("{label}: a connection failed")));
     }
-    let cpu = process_cpu()
-        .zip(cpu_before)
-        .zip(client_cpu)
-        .map(|((after, before), clients)| (clients, after.saturating_sub(before).saturating_sub(clients)));
+    let server = server_after.zip(server_before).map(|(after, before)| after.saturating_sub(before));
+    let cpu = client_cpu.zip(server);
     Ok(Report { answers: latency.count(), denies, elapsed, latency, cpu })
 }
 
@@ -444,15 +389,10 @@ fn client_loop(
     Ok((hist, denies, cpu_of("/proc/thread-self/stat")))
 }
 
-/// CPU time (user + system) of the whole process so far, threads that have
-/// exited included.
-fn process_cpu() -> Option<Duration> {
-    cpu_of("/proc/self/stat")
-}
-
-/// User + system time from a `/proc/.../stat` file. Assumes the kernel's
-/// `USER_HZ` of 100, which every Linux architecture tollgate targets uses.
-fn cpu_of(path: &str) -> Option<Duration> {
+/// User + system time from a `/proc/.../stat` file (a process's counts its
+/// threads, exited ones included). Assumes the kernel's `USER_HZ` of 100,
+/// which every Linux architecture tollgate targets uses.
+pub fn cpu_of(path: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(path).ok()?;
     // The command name is in parentheses and may contain spaces: fields are
     // counted from the last ')'. utime and stime are fields 14 and 15.
@@ -467,9 +407,9 @@ fn cpu_of(path: &str) -> Option<Duration> {
 ///
 /// A client sends bytes it has at hand; a bench client that picked a random
 /// `String` out of a hundred thousand and encoded it would pay two cache misses
-/// per request that no real client pays, on the same cores as the daemon. Here
+/// per request that no real client pays, on the same cores as the server. Here
 /// a request is one copy, and the next request's first line is loaded while the
-/// current one is sent. The daemon still sees a uniformly random key per
+/// current one is sent. The server still sees a uniformly random key per
 /// request, so its index misses are all there.
 pub struct Frames {
     buf: Vec<u8>,
@@ -700,5 +640,26 @@ mod tests {
             let i = Histogram::index(v);
             assert!(Histogram::value(i) <= v, "{v}");
         }
+    }
+
+    #[test]
+    fn durations_are_positive_seconds() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("5"), Ok(Duration::from_secs(5)));
+        for bad in ["0", "-1", "abc", "", "inf", "NaN"] {
+            assert!(seconds(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cpu_is_read_after_the_command_name() {
+        // A command name with spaces and parentheses, as the kernel writes it.
+        let dir = std::env::temp_dir().join(format!("tollgate-loadgen-stat-{}", std::process::id()));
+        std::fs::write(&dir, "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3").unwrap();
+        let cpu = cpu_of(dir.to_str().unwrap());
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(cpu, Some(Duration::from_millis(3250)));
+        assert_eq!(cpu_of("/nonexistent/stat"), None);
+        assert!(cpu_of("/proc/self/stat").is_some());
     }
 }
