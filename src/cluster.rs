@@ -53,6 +53,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_cluster.sql", sql: include_str!("../migrations/0001_cluster.sql") },
     Migration { version: 2, name: "0002_rate_windows.sql", sql: include_str!("../migrations/0002_rate_windows.sql") },
+    Migration { version: 3, name: "0003_lease_reserve.sql", sql: include_str!("../migrations/0003_lease_reserve.sql") },
 ];
 
 /// One committed admin change as the log carries it: the record writes (of
@@ -99,6 +100,31 @@ pub struct Health {
     /// which it was listening: every change committed before then was
     /// announced to this node.
     pub lost_at_ms: AtomicU64,
+}
+
+/// What one lease statement ([`Cluster::take_lease`]) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Uses taken from the shared count into the node's reserve.
+    pub taken: u32,
+    /// Uses moved from the reserve to the node's active part: what it may
+    /// spend now.
+    pub moved: u32,
+    /// The reserve the lease row records after it.
+    pub reserve: u32,
+    /// The shared count's generation.
+    pub generation: i64,
+}
+
+/// What a heartbeat found ([`Cluster::heartbeat`]).
+#[derive(Clone, Debug, Default)]
+pub struct Heartbeat {
+    /// This node's lease rows: key, recorded reserve.
+    pub mine: std::collections::HashMap<String, u32>,
+    /// Expired lease rows (of any node) ended.
+    pub expired: u64,
+    /// Uses of their reserves given back to the shared counts.
+    pub returned: u64,
 }
 
 /// A node's handle on the cluster's database.
@@ -328,37 +354,54 @@ impl Cluster {
         Ok(AdminTx { cluster: self.clone(), obj: Some(obj) })
     }
 
-    /// Leases up to `want` uses of `key` to this node with one statement,
-    /// recording on its lease row what the node then holds (`held`, its
-    /// unspent uses before this grant, plus the grant); returns the uses
-    /// granted and the count's generation, or `None` when the key has no
-    /// shared count.
-    pub fn take_lease(&self, key: &str, want: u32, held: u32) -> Result<Option<(u32, i64)>, StoreError> {
+    /// Leases uses of `key` to this node with one statement: takes up to
+    /// `want` from the shared count into this node's reserve (the reserve
+    /// its lease row records, whatever this node believes it to be), then
+    /// moves up to `activate` of the reserve to the node's active part,
+    /// recording the reserve left. The node spends only what this returns
+    /// as moved, once the statement has committed: the recorded reserve is
+    /// never spent, so an expired row's reserve can be given back
+    /// ([`Cluster::heartbeat`]). `active` is the node's unspent active
+    /// part before this (recorded as part of the row's `amount`). `None`
+    /// when the key has no shared count.
+    pub fn take_lease(&self, key: &str, want: u32, activate: u32, active: u32) -> Result<Option<Grant>, StoreError> {
         let (key, node, ttl) = (key.to_owned(), self.node.clone(), self.settings.lease_ttl_ms as f64);
-        let (want, held) = (i64::from(want), i64::from(held));
+        let (want, activate, active) = (i64::from(want), i64::from(activate), i64::from(active));
         let row = self.call(move |c| async move {
             c.query_opt(
                 "WITH c AS (
-                     SELECT key_id, generation, LEAST(remaining, $2) AS g
-                     FROM tollgate_credits WHERE key_id = $1 FOR UPDATE
+                     SELECT key_id, generation, remaining FROM tollgate_credits WHERE key_id = $1 FOR UPDATE
+                 ), o AS (
+                     SELECT l.reserve FROM tollgate_leases l JOIN c ON l.key_id = c.key_id AND l.generation = c.generation
+                     WHERE l.node = $2 FOR UPDATE OF l
+                 ), p AS (
+                     SELECT c.key_id, c.generation, LEAST(c.remaining, $3) AS g,
+                            coalesce((SELECT reserve FROM o), 0) AS have
+                     FROM c
+                 ), m AS (
+                     SELECT p.key_id, p.generation, p.g, p.have, LEAST($4, p.have + p.g) AS mv FROM p
                  ), u AS (
-                     UPDATE tollgate_credits t SET remaining = t.remaining - c.g
-                     FROM c WHERE t.key_id = c.key_id
-                     RETURNING c.g, c.generation
+                     UPDATE tollgate_credits t SET remaining = t.remaining - m.g
+                     FROM m WHERE t.key_id = m.key_id
+                     RETURNING m.g, m.mv, m.have + m.g - m.mv AS reserve, m.generation
                  ), l AS (
-                     INSERT INTO tollgate_leases (key_id, node, generation, amount, expires_at)
-                     SELECT $1, $3, u.generation, $5 + u.g, now() + $4 * interval '1 millisecond' FROM u
+                     INSERT INTO tollgate_leases (key_id, node, generation, amount, reserve, expires_at)
+                     SELECT $1, $2, u.generation, $5 + u.mv + u.reserve, u.reserve,
+                            now() + $6 * interval '1 millisecond'
+                     FROM u
                      ON CONFLICT (key_id, node) DO UPDATE SET
                          amount = EXCLUDED.amount,
+                         reserve = EXCLUDED.reserve,
                          generation = EXCLUDED.generation,
                          expires_at = EXCLUDED.expires_at
                  )
-                 SELECT g, generation FROM u",
-                &[&key, &want, &node, &ttl, &held],
+                 SELECT g, mv, reserve, generation FROM u",
+                &[&key, &node, &want, &activate, &active, &ttl],
             )
             .await
         })?;
-        Ok(row.map(|r| (u32::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get::<_, i64>(1))))
+        let n = |r: &tokio_postgres::Row, i| u32::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+        Ok(row.map(|r| Grant { taken: n(&r, 0), moved: n(&r, 1), reserve: n(&r, 2), generation: r.get(3) }))
     }
 
     /// Leases up to `want` requests of `key`'s current rate-limit window
@@ -417,45 +460,105 @@ impl Cluster {
         Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
     }
 
-    /// Gives back `n` unspent uses of `key` leased under `generation` (a
-    /// newer count set since does not get them) and ends this node's lease
-    /// of it.
-    pub fn return_lease(&self, key: &str, n: u32, generation: i64) -> Result<(), StoreError> {
-        let (key, node) = (key.to_owned(), self.node.clone());
-        let n = i64::from(n);
+    /// Gives back this node's leases of `keys` (key, unspent active uses,
+    /// the generation they were leased under) and ends them: each key's
+    /// active uses and the reserve its lease row records go back to the
+    /// shared count if its generation is still theirs (a count set since
+    /// gets nothing). A row another node expired meanwhile has given its
+    /// reserve back already and is gone: only the active part is returned.
+    pub fn return_leases(&self, keys: Vec<(String, u32, i64)>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let node = self.node.clone();
+        let (mut ids, mut ns, mut gens) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, n, g) in keys {
+            ids.push(k);
+            ns.push(i64::from(n));
+            gens.push(g);
+        }
         self.call(move |mut c| async move {
             let tx = c.transaction().await?;
+            // The counts first, in key order, as every statement that locks
+            // both a count and a lease row does (no deadlock).
+            tx.execute("SELECT 1 FROM tollgate_credits WHERE key_id = ANY($1) ORDER BY key_id FOR UPDATE", &[&ids])
+                .await?;
             tx.execute(
-                "UPDATE tollgate_credits SET remaining = remaining + $2 WHERE key_id = $1 AND generation = $3",
-                &[&key, &n, &generation],
+                "WITH h AS (
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS h(key_id, n, generation)
+                 ), d AS (
+                     DELETE FROM tollgate_leases l WHERE l.node = $4 AND l.key_id = ANY($1)
+                     RETURNING l.key_id, l.generation, l.reserve
+                 )
+                 UPDATE tollgate_credits c SET remaining = c.remaining
+                     + coalesce((SELECT sum(h.n) FROM h
+                                 WHERE h.key_id = c.key_id AND h.generation = c.generation), 0)
+                     + coalesce((SELECT sum(d.reserve) FROM d
+                                 WHERE d.key_id = c.key_id AND d.generation = c.generation), 0)
+                 WHERE c.key_id = ANY($1)",
+                &[&ids, &ns, &gens, &node],
             )
             .await?;
-            tx.execute("DELETE FROM tollgate_leases WHERE key_id = $1 AND node = $2", &[&key, &node]).await?;
             tx.commit().await
         })
     }
 
     /// Keeps this node's leases alive (`expires_at` moved to now + TTL) and
-    /// writes what each still holds, as far as this node knows (`held`:
-    /// key, unspent), then removes the expired leases of every node.
-    /// Returns how many expired leases were removed.
-    pub fn heartbeat(&self, held: Vec<(String, u32)>) -> Result<u64, StoreError> {
+    /// records what each holds (`held`: key, unspent active uses, plus the
+    /// recorded reserve), then ends the expired leases of every node,
+    /// giving their recorded reserve back to the shared count (if its
+    /// generation is still theirs). Returns this node's rows (key, recorded
+    /// reserve): a key held and absent there lost its row (it expired, and
+    /// its reserve went back).
+    pub fn heartbeat(&self, held: Vec<(String, u32)>) -> Result<Heartbeat, StoreError> {
         let (node, ttl) = (self.node.clone(), self.settings.lease_ttl_ms as f64);
         let (keys, amounts): (Vec<String>, Vec<i64>) = held.into_iter().map(|(k, n)| (k, i64::from(n))).unzip();
-        self.call(move |c| async move {
+        self.call(move |mut c| async move {
             c.execute(
-                "UPDATE tollgate_leases l SET amount = h.amount, expires_at = now() + $2 * interval '1 millisecond'
+                "UPDATE tollgate_leases l SET amount = h.amount + l.reserve,
+                     expires_at = now() + $2 * interval '1 millisecond'
                  FROM unnest($3::text[], $4::bigint[]) AS h(key_id, amount)
                  WHERE l.node = $1 AND l.key_id = h.key_id",
                 &[&node, &ttl, &keys, &amounts],
             )
             .await?;
-            c.execute(
-                "UPDATE tollgate_leases SET expires_at = now() + $2 * interval '1 millisecond' WHERE node = $1",
-                &[&node, &ttl],
+            let rows = c
+                .query(
+                    "UPDATE tollgate_leases SET expires_at = now() + $2 * interval '1 millisecond' WHERE node = $1
+                     RETURNING key_id, reserve",
+                    &[&node, &ttl],
+                )
+                .await?;
+            let tx = c.transaction().await?;
+            tx.execute(
+                "SELECT 1 FROM tollgate_credits WHERE key_id IN
+                     (SELECT key_id FROM tollgate_leases WHERE expires_at < now())
+                 ORDER BY key_id FOR UPDATE",
+                &[],
             )
             .await?;
-            c.execute("DELETE FROM tollgate_leases WHERE expires_at < now()", &[]).await
+            let expired = tx
+                .query_one(
+                    "WITH d AS (
+                         DELETE FROM tollgate_leases WHERE expires_at < now() RETURNING key_id, generation, reserve
+                     ), s AS (
+                         SELECT key_id, generation, sum(reserve) AS r FROM d GROUP BY key_id, generation
+                     ), u AS (
+                         UPDATE tollgate_credits c SET remaining = c.remaining + s.r
+                         FROM s WHERE c.key_id = s.key_id AND c.generation = s.generation
+                         RETURNING s.r
+                     )
+                     SELECT (SELECT count(*) FROM d), coalesce((SELECT sum(r) FROM u), 0)::bigint",
+                    &[],
+                )
+                .await?;
+            tx.commit().await?;
+            let mine = rows.iter().map(|r| (r.get::<_, String>(0), u32::try_from(r.get::<_, i64>(1)).unwrap_or(0)));
+            Ok(Heartbeat {
+                mine: mine.collect(),
+                expired: u64::try_from(expired.get::<_, i64>(0)).unwrap_or(0),
+                returned: u64::try_from(expired.get::<_, i64>(1)).unwrap_or(0),
+            })
         })
     }
 
@@ -682,6 +785,13 @@ impl AdminTx {
                     .await?;
                 }
                 if !clear.is_empty() {
+                    // The counts before their lease rows, as every statement
+                    // locking both (a lease taken meanwhile: no deadlock).
+                    obj.execute(
+                        "SELECT 1 FROM tollgate_credits WHERE key_id = ANY($1) ORDER BY key_id FOR UPDATE",
+                        &[&clear],
+                    )
+                    .await?;
                     obj.execute("DELETE FROM tollgate_leases WHERE key_id = ANY($1)", &[&clear]).await?;
                     obj.execute("DELETE FROM tollgate_credits WHERE key_id = ANY($1)", &[&clear]).await?;
                 }

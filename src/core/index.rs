@@ -376,6 +376,9 @@ pub struct Lease {
     pub requested: AtomicBool,
     /// Below this many unspent uses, ask for more before they run out.
     pub low: std::sync::atomic::AtomicU32,
+    /// The largest cost a verification found this node's active part
+    /// short of: the leaser activates at least that many.
+    pub want: std::sync::atomic::AtomicU32,
     /// The last request found no uses left cluster-wide: until this time
     /// (ms) an empty lease is final, and no request is made.
     pub dry_until_ms: AtomicU64,

@@ -443,6 +443,9 @@ impl Verifier<'_> {
                     if let Some(limit) = rec.rate_limit() {
                         undo_rate(limit);
                     }
+                    if let Some(cl) = cl {
+                        cl.lease.want.fetch_max(cost, Ordering::Relaxed);
+                    }
                     let lease_pending = self.index.want_lease(key.arc(), now_ms);
                     return VerdictOf::Deny(Deny {
                         code: DenyCode::UsageExceeded,

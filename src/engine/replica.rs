@@ -52,15 +52,28 @@ pub(super) struct Replica {
     stale: AtomicBool,
 }
 
-/// A lease of one key held by this node.
+/// A lease of one key held by this node: its active part is the key's
+/// `KeyCounters::uses`, its reserve is recorded in the lease row.
 struct Held {
     /// The shared count's generation it was granted under.
     generation: i64,
-    /// The next request's size (doubles while leases run out within a
-    /// second, halves when one lasts over ten).
+    /// What this node holds in all (active + reserve) after a request:
+    /// doubles while activations come within a second of each other,
+    /// halves when one lasts over ten.
     size: u32,
-    /// When the last lease was granted.
+    /// When uses were last activated.
     granted: Instant,
+    /// The reserve the lease row recorded at the last answer (the row's is
+    /// the one that counts: this steers only how much to ask for).
+    reserve: u32,
+}
+
+/// How many uses a node activates at a time for a lease of `size`, and so
+/// the most its active part holds (unless a verification's cost asks for
+/// more): what a node killed loses of a key (ARCHITECTURE.md, "Cluster
+/// mode").
+fn chunk(size: u32) -> u32 {
+    size.div_ceil(4).max(1)
 }
 
 impl Replica {
@@ -473,7 +486,8 @@ impl Engine {
         verdict
     }
 
-    /// Returns this node's unspent leases (shutdown). Idempotent.
+    /// Returns this node's unspent leases (shutdown): every key's active
+    /// part and the reserve its row records, in one transaction. Idempotent.
     pub(super) fn return_leases(&self) {
         let Some(r) = &self.replica else { return };
         if r.stop.swap(true, Ordering::AcqRel) {
@@ -495,20 +509,23 @@ impl Engine {
             }
         }
         r.cluster.stop();
-        let held: Vec<(Id, i64)> = r.leases.lock().drain().map(|(k, h)| (k, h.generation)).collect();
-        let mut returned = 0u64;
-        for (id, generation) in held {
-            let Some(e) = self.index.keys.get(id.as_str()) else { continue };
-            let n = e.counters.uses.drain();
-            if n == 0 {
-                continue;
-            }
-            match r.cluster.return_lease(&id, n, generation) {
-                Ok(()) => returned += u64::from(n),
-                Err(err) => tracing::warn!(key = %id, uses = n, error = %err, "cluster: a lease could not be returned"),
-            }
+        let held: Vec<(Id, Held)> = r.leases.lock().drain().collect();
+        let mut back = Vec::with_capacity(held.len());
+        let (mut active, mut reserve) = (0u64, 0u64);
+        for (id, h) in held {
+            let n = self.index.keys.get(id.as_str()).map_or(0, |e| e.counters.uses.drain());
+            active += u64::from(n);
+            reserve += u64::from(h.reserve);
+            back.push((id.to_string(), n, h.generation));
         }
-        tracing::info!(uses = returned, "cluster: leases returned");
+        match r.cluster.return_leases(back) {
+            Ok(()) => tracing::info!(active, reserve, "cluster: leases returned"),
+            Err(e) => tracing::warn!(
+                active,
+                error = %e,
+                "cluster: leases could not be returned (their reserves come back when their rows expire)"
+            ),
+        }
     }
 
     /// One leaser round: serves every queued request, then wakes the
@@ -576,18 +593,24 @@ impl Engine {
         }
     }
 
-    /// Leases uses of key `id` for `counters` (if they are still the key's,
-    /// it has a count, and this node's lease of it is running low).
+    /// Activates uses of key `id` for `counters` (if they are still the
+    /// key's, it has a count, and this node's active part is running low):
+    /// one statement takes from the shared count into the lease's reserve
+    /// and moves up to a chunk of the reserve to the active part, which is
+    /// then added to the counter. The active part never holds more than a
+    /// chunk (or the largest cost a verification asked for).
     fn serve_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
         let current =
             |c: &Arc<KeyCounters>| self.index.keys.get(id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.counters, c));
         let counted = self.index.keys.get(id.as_str()).is_some_and(|e| e.hot.counted);
         let Some(cl) = c.cluster.as_deref() else { return };
-        if !current(c) || !counted || c.uses.load().1 >= cl.lease.low.load(Ordering::Relaxed).max(1) {
+        let active = c.uses.load().1;
+        let cost = cl.lease.want.swap(0, Ordering::Relaxed);
+        if !current(c) || !counted || (active >= cl.lease.low.load(Ordering::Relaxed).max(1) && active >= cost) {
             return;
         }
         let max = r.cluster.settings().lease_max;
-        let want = {
+        let (size, reserve) = {
             let mut leases = r.leases.lock();
             match leases.get_mut(id) {
                 Some(h) => {
@@ -597,32 +620,45 @@ impl Engine {
                     } else if since > Duration::from_secs(10) {
                         h.size = (h.size / 2).max(1);
                     }
-                    h.size
+                    (h.size, h.reserve)
                 }
                 None => {
                     let size = FIRST_LEASE.min(max);
-                    leases.insert(id.clone(), Held { generation: 0, size, granted: Instant::now() });
-                    size
+                    leases.insert(id.clone(), Held { generation: 0, size, granted: Instant::now(), reserve: 0 });
+                    (size, 0)
                 }
             }
         };
+        let target = chunk(size).max(cost);
+        let activate = target.saturating_sub(active);
+        // The reserve is filled up to the lease's size (this activation
+        // included), so the next few activations need not touch the count.
+        let want = size.max(activate).saturating_sub(reserve);
         let now = now_ms();
-        match r.cluster.take_lease(id, want, c.uses.load().1) {
-            Ok(Some((granted, generation))) if granted > 0 => {
-                if current(c) {
-                    c.uses.add(granted);
-                    cl.lease.low.store(granted.div_ceil(2), Ordering::Relaxed);
-                    cl.lease.dry_until_ms.store(0, Ordering::Relaxed);
-                    if let Some(h) = r.leases.lock().get_mut(id) {
-                        h.generation = generation;
+        match r.cluster.take_lease(id, want, activate, active) {
+            Ok(Some(g)) => {
+                if let Some(h) = r.leases.lock().get_mut(id) {
+                    h.generation = g.generation;
+                    h.reserve = g.reserve;
+                    if g.moved > 0 {
                         h.granted = Instant::now();
                     }
-                } else if let Err(e) = r.cluster.return_lease(id, granted, generation) {
+                }
+                if g.moved == 0 {
+                    cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed);
+                } else if current(c) {
+                    c.uses.add(g.moved);
+                    cl.lease.low.store(target.div_ceil(2), Ordering::Relaxed);
+                    cl.lease.dry_until_ms.store(0, Ordering::Relaxed);
+                } else {
                     // The key changed meanwhile (deleted, or its count set).
-                    tracing::warn!(key = %id, error = %e, "cluster: a lease could not be returned");
+                    r.leases.lock().remove(id);
+                    if let Err(e) = r.cluster.return_leases(vec![(id.to_string(), g.moved, g.generation)]) {
+                        tracing::warn!(key = %id, error = %e, "cluster: a lease could not be returned");
+                    }
                 }
             }
-            Ok(_) => cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed),
+            Ok(None) => cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed),
             Err(e) => {
                 tracing::warn!(key = %id, error = %e, "cluster: cannot lease remaining uses");
                 cl.lease.dry_until_ms.store(now + 100, Ordering::Relaxed);
@@ -692,8 +728,22 @@ fn leaser(engine: &Weak<Engine>) {
                 .keys()
                 .filter_map(|id| engine.index.keys.get(id.as_str()).map(|e| (id.to_string(), e.counters.uses.load().1)))
                 .collect();
-            if let Err(e) = r.cluster.heartbeat(held) {
-                tracing::warn!(error = %e, "cluster: lease heartbeat failed");
+            match r.cluster.heartbeat(held) {
+                Ok(beat) => {
+                    // A row that expired (this node was cut off longer than
+                    // the TTL) gave its reserve back: it is no longer ours.
+                    for (id, h) in r.leases.lock().iter_mut() {
+                        h.reserve = beat.mine.get(id.as_str()).copied().unwrap_or(0);
+                    }
+                    if beat.expired > 0 {
+                        tracing::info!(
+                            rows = beat.expired,
+                            uses = beat.returned,
+                            "cluster: expired leases ended, their reserves given back"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cluster: lease heartbeat failed"),
             }
         }
         drop(engine);
