@@ -404,14 +404,25 @@ impl Cluster {
         Ok(row.map(|r| Grant { taken: n(&r, 0), moved: n(&r, 1), reserve: n(&r, 2), generation: r.get(3) }))
     }
 
-    /// Leases up to `want` requests of `key`'s current rate-limit window
-    /// (`max` per `window_ms`, opened now if the last one has ended) with
-    /// one locked update; returns the window's end and PostgreSQL's time
-    /// now (ms since the epoch, its clock: the nodes' clocks never decide
-    /// a window), and the requests granted.
-    pub fn take_rate(&self, key: &str, want: u32, max: u32, window_ms: u64) -> Result<(i64, i64, u32), StoreError> {
+    /// Leases up to `want` requests of the current window of `key` (a key's
+    /// rate limit, or a team's minute: the row's id) — `max` per
+    /// `window_ms`, opened if the last one has ended: now, or with
+    /// `aligned` at the start of the window of the epoch's multiples of
+    /// `window_ms` containing now (a calendar minute) — with one locked
+    /// update; returns the window's end and PostgreSQL's time now (ms since
+    /// the epoch, its clock: the nodes' clocks never decide a window), and
+    /// the requests granted.
+    pub fn take_rate(
+        &self,
+        key: &str,
+        want: u32,
+        max: u32,
+        window_ms: u64,
+        aligned: bool,
+    ) -> Result<(i64, i64, u32), StoreError> {
         let key = key.to_owned();
-        let (want, max, window) = (i64::from(want), i64::from(max), i64::try_from(window_ms).unwrap_or(i64::MAX));
+        let (want, max, window) =
+            (i64::from(want), i64::from(max), i64::try_from(window_ms).unwrap_or(i64::MAX).max(1));
         let row = self.call(move |c| async move {
             c.execute(
                 "INSERT INTO tollgate_windows (key_id, started_ms, used) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING",
@@ -423,7 +434,9 @@ impl Cluster {
                  w AS (SELECT key_id, started_ms, used FROM tollgate_windows WHERE key_id = $1 FOR UPDATE),
                  c AS (
                      SELECT w.key_id, n.ms,
-                            CASE WHEN n.ms >= w.started_ms + $4 THEN n.ms ELSE w.started_ms END AS start,
+                            CASE WHEN n.ms < w.started_ms + $4 THEN w.started_ms
+                                 WHEN $5 THEN n.ms - n.ms % $4
+                                 ELSE n.ms END AS start,
                             CASE WHEN n.ms >= w.started_ms + $4 THEN 0 ELSE w.used END AS base
                      FROM w, n
                  ),
@@ -434,12 +447,29 @@ impl Cluster {
                      RETURNING c.start + $4 AS ends, c.ms, LEAST($2, GREATEST($3 - c.base, 0)) AS g
                  )
                  SELECT ends, ms, g FROM u",
-                &[&key, &want, &max, &window],
+                &[&key, &want, &max, &window, &aligned],
             )
             .await
         })?;
         let granted = u32::try_from(row.get::<_, i64>(2)).unwrap_or(0);
         Ok((row.get(0), row.get(1), granted))
+    }
+
+    /// The requests taken by the nodes in the current window of `key` (a
+    /// team's minute, a key's rate limit) if it has not ended at
+    /// PostgreSQL's time now (`window_ms` long); 0 otherwise.
+    pub fn window_used(&self, key: &str, window_ms: u64) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let row = self.call(move |c| async move {
+            c.query_opt(
+                "SELECT used FROM tollgate_windows
+                 WHERE key_id = $1 AND (extract(epoch FROM clock_timestamp()) * 1000)::bigint < started_ms + $2",
+                &[&key, &window],
+            )
+            .await
+        })?;
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
     }
 
     /// The uses of `keys` not held by this node: each key's shared count
@@ -751,11 +781,12 @@ impl AdminTx {
         let (set_k, set_n): (Vec<String>, Vec<i64>) =
             change.credits.iter().filter_map(|(k, n)| n.map(|n| (k.clone(), i64::from(n)))).unzip();
         let mut clear: Vec<String> = change.credits.iter().map(|(k, _)| k.clone()).collect();
-        // A removed key takes its count, leases and rate window with it.
+        // A removed key takes its count, leases and rate window with it; a
+        // removed team its minute.
         let removed: Vec<String> = change
             .ops
             .iter()
-            .filter(|o| o.value.is_none() && o.table() == Some(Table::Keys))
+            .filter(|o| o.value.is_none() && matches!(o.table(), Some(Table::Keys | Table::Teams)))
             .map(|o| o.id.clone())
             .collect();
         clear.extend(removed.iter().cloned());

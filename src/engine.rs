@@ -616,7 +616,9 @@ impl Engine {
             updated_at: now,
         };
         self.commit_put(&mut g, Table::Teams, &team.id, &team)?;
-        self.index.teams.insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0)));
+        self.index
+            .teams
+            .insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0).in_cluster(self.leasing())));
         self.listing.lock().add_team(&team.id);
         Ok(team)
     }
@@ -1512,10 +1514,13 @@ impl Engine {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
         let limits = self.tiers.load()[team.tier().index()];
         let members = self.users_of(team_id).iter().filter(|u| u.status() != UserStatus::Deleted).count() as u64;
-        let requests_this_minute = limits
-            .requests_per_minute
-            .get()
-            .map(|_| u64::from(team.minute.count(crate::core::verify::MINUTE_US, now_us())));
+        let minute = crate::core::verify::MINUTE_US;
+        let requests_this_minute = match (limits.requests_per_minute.get(), self.cluster()) {
+            (None, _) => None,
+            // Cluster mode: what the nodes took of the cluster's minute.
+            (Some(_), Some(c)) => Some(c.window_used(team_id, minute / 1000)?),
+            (Some(_), None) => Some(u64::from(team.minute.count(minute, now_us()))),
+        };
         Ok(TeamStanding { limits, members, documents: team.documents.used(), requests_this_minute })
     }
 
@@ -1869,7 +1874,7 @@ fn load_index(store: &Store, cluster: bool) -> Result<(Index, Listing), EngineEr
     let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
     for (id, t) in store.scan::<Team>(Table::Teams)? {
         let used = team_usage.get(&id).copied().unwrap_or(0);
-        index.teams.insert(id.clone(), Arc::new(TeamEntry::new(&id, t.tier, used)));
+        index.teams.insert(id.clone(), Arc::new(TeamEntry::new(&id, t.tier, used).in_cluster(cluster)));
     }
     for (id, u) in store.scan::<User>(Table::Users)? {
         let Some(team) = index.teams.get(&u.team_id).map(|t| t.clone()) else {

@@ -410,7 +410,8 @@ impl Verifier<'_> {
                     }
                     None => {
                         let lease_pending = self.index.want_rate_lease(key.arc(), now_ms);
-                        let reset_ms = cl.rate.reset_ms(now);
+                        let full_for = cl.lease.rate_dry_until_ms.load(Ordering::Relaxed).saturating_sub(now_ms);
+                        let reset_ms = cl.rate.reset_ms(now).max(full_for);
                         return VerdictOf::Deny(Deny {
                             code: DenyCode::RateLimited,
                             reason: "key rate limit reached",
@@ -597,17 +598,48 @@ impl Verifier<'_> {
         };
         let mut info = None;
         let rpm = tier.requests_per_minute.get().filter(|_| self.team_limit);
+        let cl = team.cluster.as_deref();
         if let Some(rpm) = rpm {
             let rpm = u32::try_from(rpm).unwrap_or(u32::MAX);
-            match team.minute.try_take(rpm, MINUTE_US, now, req.cost) {
-                Ok(i) => info = Some(i),
-                Err(d) => return Err(limited(DenyCode::TeamRateLimited, "team per-minute limit reached", d)),
+            match cl {
+                // Cluster mode: the team's minute is the cluster's, spent
+                // from this node's tokens of it.
+                Some(cl) => {
+                    let now_ms = now / 1000;
+                    match cl.rate.try_take(rpm, now, req.cost) {
+                        Some(i) => {
+                            if i.remaining < cl.lease.rate_low.load(Ordering::Relaxed) {
+                                self.index.want_team_rate_lease(team, now_ms);
+                            }
+                            info = Some(i);
+                        }
+                        None => {
+                            let lease_pending = self.index.want_team_rate_lease(team, now_ms);
+                            let full_for = cl.lease.rate_dry_until_ms.load(Ordering::Relaxed).saturating_sub(now_ms);
+                            let reset_ms = cl.rate.reset_ms(now).max(full_for);
+                            return Err(VerdictOf::Deny(Deny {
+                                code: DenyCode::TeamRateLimited,
+                                reason: "team per-minute limit reached",
+                                retry_after_ms: Some(reset_ms),
+                                rate_limit: Some(RateInfo { limit: rpm, remaining: 0, reset_ms }),
+                                lease_pending,
+                            }));
+                        }
+                    }
+                }
+                None => match team.minute.try_take(rpm, MINUTE_US, now, req.cost) {
+                    Ok(i) => info = Some(i),
+                    Err(d) => return Err(limited(DenyCode::TeamRateLimited, "team per-minute limit reached", d)),
+                },
             }
         }
         if let Some((amount, limit)) = quota_limit {
             if team.documents.try_consume(amount, limit.unwrap_or(u64::MAX)).is_err() {
                 if rpm.is_some() {
-                    team.minute.undo(MINUTE_US, now, req.cost);
+                    match cl {
+                        Some(cl) => cl.rate.undo(req.cost),
+                        None => team.minute.undo(MINUTE_US, now, req.cost),
+                    }
                 }
                 return Err(deny(DenyCode::QuotaExceeded, "team document quota reached"));
             }

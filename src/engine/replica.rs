@@ -35,7 +35,8 @@ pub(super) struct Replica {
     /// Rate-limit windows this node holds tokens of: key id → the window's
     /// end on PostgreSQL's clock and on this node's (fixed at its first
     /// grant, so later grants of the same window add to the same tokens).
-    rate_windows: Mutex<HashMap<Id, (i64, u64)>>,
+    /// Teams' minutes too, by team id.
+    rate_windows: Mutex<HashMap<String, (i64, u64)>>,
     /// Leaser rounds completed, and the condition a verification waiting for
     /// a lease sleeps on.
     rounds: Mutex<u64>,
@@ -289,7 +290,9 @@ impl Engine {
                     match self.index.teams.get(&op.id) {
                         Some(e) => e.set_tier(t.tier),
                         None => {
-                            self.index.teams.insert(op.id.clone(), Arc::new(TeamEntry::new(&op.id, t.tier, 0)));
+                            self.index
+                                .teams
+                                .insert(op.id.clone(), Arc::new(TeamEntry::new(&op.id, t.tier, 0).in_cluster(true)));
                             self.listing.lock().add_team(&op.id);
                         }
                     }
@@ -532,6 +535,15 @@ impl Engine {
     /// verifications waiting for it.
     fn lease_round(&self, r: &Replica) {
         let mut seen = HashSet::new();
+        let mut seen_teams = HashSet::new();
+        while let Some(t) = self.index.team_lease_requests.pop() {
+            if seen_teams.insert(t.id.clone()) {
+                self.serve_team_rate_lease(r, &t);
+            }
+            if let Some(cl) = t.cluster.as_deref() {
+                cl.lease.requested.store(false, Ordering::Release);
+            }
+        }
         while let Some(e) = self.index.lease_requests.pop() {
             if seen.insert(e.id.clone()) {
                 self.serve_rate_lease(r, &e.id, &e.counters);
@@ -546,10 +558,7 @@ impl Engine {
     }
 
     /// Leases tokens of key `id`'s current rate-limit window for `counters`
-    /// (if they are still the key's and it has a rate limit), when they are
-    /// running low: `max / 64` at a time (at least 1, at most `lease_max`),
-    /// so that what other nodes hold unspent at a window's end is small
-    /// beside the limit.
+    /// (if they are still the key's and it has a rate limit).
     fn serve_rate_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
         let Some(limit) =
             self.index.keys.get(id.as_str()).filter(|e| Arc::ptr_eq(&e.counters, c)).and_then(|e| e.hot.rate_limit())
@@ -557,23 +566,42 @@ impl Engine {
             return;
         };
         let Some(cl) = c.cluster.as_deref() else { return };
+        self.lease_window(r, id.as_str(), cl, limit.max, limit.window_ms, false);
+    }
+
+    /// Leases tokens of the cluster's current minute of `team` (if its tier
+    /// has a per-minute limit): calendar minutes on PostgreSQL's clock, as
+    /// on one host on the node's.
+    fn serve_team_rate_lease(&self, r: &Replica, team: &Arc<TeamEntry>) {
+        let Some(cl) = team.cluster.as_deref() else { return };
+        let tiers = self.tiers.load();
+        let Some(rpm) = tiers[team.tier().index()].requests_per_minute.get() else { return };
+        let rpm = u32::try_from(rpm).unwrap_or(u32::MAX);
+        self.lease_window(r, &team.id, cl, rpm, crate::core::verify::MINUTE_US / 1000, true);
+    }
+
+    /// Leases tokens of a window of the cluster's (row `row` of
+    /// `tollgate_windows`) into `cl.rate`, when they are running low:
+    /// `max / 64` at a time (at least 1, at most `lease_max`), so that what
+    /// other nodes hold unspent at a window's end is small beside the limit.
+    fn lease_window(&self, r: &Replica, row: &str, cl: &ClusterCounters, max: u32, window_ms: u64, aligned: bool) {
         let now_us = crate::core::clock::now_us();
         if cl.rate.available(now_us) >= cl.lease.rate_low.load(Ordering::Relaxed).max(1) {
             return;
         }
-        let want = (limit.max / 64).clamp(1, r.cluster.settings().lease_max);
-        match r.cluster.take_rate(id, want, limit.max, limit.window_ms) {
+        let want = (max / 64).clamp(1, r.cluster.settings().lease_max);
+        match r.cluster.take_rate(row, want, max, window_ms, aligned) {
             Ok((ends, pg_now, granted)) => {
                 // The window's end on this node's clock: as far ahead as it is
                 // on PostgreSQL's, as first seen for this window.
                 let end = {
                     let mut windows = r.rate_windows.lock();
-                    match windows.get(id) {
+                    match windows.get(row) {
                         Some(&(pg_end, local_end)) if pg_end == ends => local_end,
                         _ => {
                             let local_end =
                                 (now_us / 1000).saturating_add(u64::try_from(ends.saturating_sub(pg_now)).unwrap_or(0));
-                            windows.insert(id.clone(), (ends, local_end));
+                            windows.insert(row.to_owned(), (ends, local_end));
                             local_end
                         }
                     }
@@ -587,7 +615,7 @@ impl Engine {
                 }
             }
             Err(e) => {
-                tracing::warn!(key = %id, error = %e, "cluster: cannot lease rate-limit tokens");
+                tracing::warn!(window = %row, error = %e, "cluster: cannot lease rate-limit tokens");
                 cl.lease.rate_dry_until_ms.store(now_ms() + 100, Ordering::Relaxed);
             }
         }
