@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_cluster.sql", sql: include_str!("../migrations/0001_cluster.sql") },
     Migration { version: 2, name: "0002_rate_windows.sql", sql: include_str!("../migrations/0002_rate_windows.sql") },
     Migration { version: 3, name: "0003_lease_reserve.sql", sql: include_str!("../migrations/0003_lease_reserve.sql") },
+    Migration {
+        version: 4,
+        name: "0004_team_documents.sql",
+        sql: include_str!("../migrations/0004_team_documents.sql"),
+    },
 ];
 
 /// One committed admin change as the log carries it: the record writes (of
@@ -472,6 +477,89 @@ impl Cluster {
         Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
     }
 
+    /// Acquires `amount` documents of `team`'s quota if that keeps it
+    /// within `limit` (`None`: unlimited), with one statement; returns the
+    /// documents used after it, or (refused) as they stand.
+    pub fn acquire_documents(
+        &self,
+        team: &str,
+        amount: u64,
+        limit: Option<u64>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let team = team.to_owned();
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let (took, used) = self.call(move |c| async move {
+            let took = c
+                .query_opt(
+                    "INSERT INTO tollgate_documents AS d (team_id, used) SELECT $1::text, $2::bigint WHERE $2::bigint <= $3::bigint
+                     ON CONFLICT (team_id) DO UPDATE SET used = d.used + EXCLUDED.used
+                         WHERE d.used <= $3 - EXCLUDED.used
+                     RETURNING used",
+                    &[&team, &amount, &limit],
+                )
+                .await?;
+            match took {
+                Some(r) => Ok((true, r.get::<_, i64>(0))),
+                None => {
+                    let r = c
+                        .query_one(
+                            "SELECT coalesce((SELECT used FROM tollgate_documents WHERE team_id = $1), 0)",
+                            &[&team],
+                        )
+                        .await?;
+                    Ok((false, r.get::<_, i64>(0)))
+                }
+            }
+        })?;
+        let used = u64::try_from(used).unwrap_or(0);
+        Ok(if took { Ok(used) } else { Err(used) })
+    }
+
+    /// Releases `amount` documents of `team`'s quota (never below zero)
+    /// once: release `id` applied before (an answer lost, then retried) is
+    /// not applied again. Returns the documents used after it.
+    pub fn release_documents(&self, id: &str, team: &str, amount: u64) -> Result<u64, StoreError> {
+        let (id, team) = (id.to_owned(), team.to_owned());
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let used = self.call(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let first = tx
+                .execute("INSERT INTO tollgate_document_releases (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id])
+                .await?;
+            if first == 1 {
+                tx.execute(
+                    "UPDATE tollgate_documents SET used = GREATEST(used - $2, 0) WHERE team_id = $1",
+                    &[&team, &amount],
+                )
+                .await?;
+            }
+            let used: i64 = tx
+                .query_one("SELECT coalesce((SELECT used FROM tollgate_documents WHERE team_id = $1), 0)", &[&team])
+                .await?
+                .get(0);
+            tx.commit().await?;
+            Ok(used)
+        })?;
+        Ok(u64::try_from(used).unwrap_or(0))
+    }
+
+    /// The documents every team uses (teams that never acquired any are
+    /// absent).
+    pub fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self.call(|c| async move { c.query("SELECT team_id, used FROM tollgate_documents", &[]).await })?;
+        Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
+    }
+
+    /// The documents `team` uses.
+    pub fn documents_used(&self, team: &str) -> Result<u64, StoreError> {
+        let team = team.to_owned();
+        let row = self.call(move |c| async move {
+            c.query_one("SELECT coalesce((SELECT used FROM tollgate_documents WHERE team_id = $1), 0)", &[&team]).await
+        })?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
     /// The uses of `keys` not held by this node: each key's shared count
     /// plus the other nodes' leases of its generation, as of their last
     /// heartbeat. Keys without a count are absent.
@@ -583,6 +671,9 @@ impl Cluster {
                 )
                 .await?;
             tx.commit().await?;
+            // Release ids are kept a week: a release retried later than
+            // that would be applied again.
+            c.execute("DELETE FROM tollgate_document_releases WHERE at < now() - interval '7 days'", &[]).await?;
             let mine = rows.iter().map(|r| (r.get::<_, String>(0), u32::try_from(r.get::<_, i64>(1)).unwrap_or(0)));
             Ok(Heartbeat {
                 mine: mine.collect(),
@@ -828,6 +919,7 @@ impl AdminTx {
                 }
                 if !removed.is_empty() {
                     obj.execute("DELETE FROM tollgate_windows WHERE key_id = ANY($1)", &[&removed]).await?;
+                    obj.execute("DELETE FROM tollgate_documents WHERE team_id = ANY($1)", &[&removed]).await?;
                 }
                 if !set_k.is_empty() {
                     obj.execute(

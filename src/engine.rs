@@ -514,7 +514,10 @@ impl Engine {
 
     fn verifier_at<T>(&self, team_limit: bool, f: impl FnOnce(&Verifier<'_>) -> T) -> T {
         let tiers = self.tiers.load();
-        f(&Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict, team_limit })
+        // Cluster mode: team documents are acquired in PostgreSQL.
+        let acquire = |team: &TeamEntry, amount: u64, limit: Option<u64>| self.acquire_verifying(team, amount, limit);
+        let documents: Option<&crate::core::verify::SharedQuota<'_>> = self.leasing().then_some(&acquire);
+        f(&Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict, team_limit, documents })
     }
 
     /// Blocks until flush generation `ticket` is on disk.
@@ -666,7 +669,7 @@ impl Engine {
             {
                 over.push(format!("{members} members > {tier}'s {max}"));
             }
-            let documents = self.index.teams.get(id).map_or(0, |t| t.documents.used());
+            let documents = self.index.teams.get(id).map_or(0, |t| self.documents_used(&t));
             if let Some(max) = limits.documents.get()
                 && documents > max
             {
@@ -1490,19 +1493,29 @@ impl Engine {
     // ---- quotas ----
 
     /// Consumes a team quota outside verification; `Err` carries the unchanged use.
+    /// In cluster mode the quota is the cluster's: one statement in
+    /// PostgreSQL, and an error (`Unavailable`) while it cannot be reached.
     pub fn consume_quota(&self, team_id: &str, amount: u64) -> Result<Result<u64, u64>, EngineError> {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
-        let limit = self.tiers.load()[team.tier().index()].documents.get().unwrap_or(u64::MAX);
-        let r = team.documents.try_consume(amount, limit);
+        let limit = self.tiers.load()[team.tier().index()].documents.get();
+        if self.leasing() {
+            return Ok(self.acquire_documents(&team, amount, limit)?);
+        }
+        let r = team.documents.try_consume(amount, limit.unwrap_or(u64::MAX));
         if r.is_ok() {
             self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
         }
         Ok(r)
     }
 
-    /// Releases a team quota (never below zero); returns the new use.
+    /// Releases a team quota (never below zero); returns the new use. In
+    /// cluster mode a release PostgreSQL cannot take now is kept (in this
+    /// node's store) and retried until it is applied, once.
     pub fn release_quota(&self, team_id: &str, amount: u64) -> Result<u64, EngineError> {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
+        if self.leasing() {
+            return self.release_documents(&team, amount);
+        }
         let used = team.documents.release(amount);
         self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
         Ok(used)
@@ -1515,19 +1528,35 @@ impl Engine {
         let limits = self.tiers.load()[team.tier().index()];
         let members = self.users_of(team_id).iter().filter(|u| u.status() != UserStatus::Deleted).count() as u64;
         let minute = crate::core::verify::MINUTE_US;
+        let local = || u64::from(team.minute.count(minute, now_us()));
         let requests_this_minute = match (limits.requests_per_minute.get(), self.cluster()) {
             (None, _) => None,
             // Cluster mode: what the nodes took of the cluster's minute.
-            (Some(_), Some(c)) => Some(c.window_used(team_id, minute / 1000)?),
-            (Some(_), None) => Some(u64::from(team.minute.count(minute, now_us()))),
+            (Some(_), Some(c)) => Some(c.window_used(team_id, minute / 1000).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cluster: the team's minute shown as this node's");
+                local()
+            })),
+            (Some(_), None) => Some(local()),
         };
-        Ok(TeamStanding { limits, members, documents: team.documents.used(), requests_this_minute })
+        Ok(TeamStanding { limits, members, documents: self.documents_used(&team), requests_this_minute })
     }
 
     /// Documents used by a team.
     pub fn quota_used(&self, team_id: &str) -> Result<u64, EngineError> {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
-        Ok(team.documents.used())
+        Ok(self.documents_used(&team))
+    }
+
+    /// Documents used by `team`: the cluster's count in cluster mode (this
+    /// node's last answer while PostgreSQL cannot be reached).
+    fn documents_used(&self, team: &TeamEntry) -> u64 {
+        if let Some(c) = self.cluster() {
+            match c.documents_used(&team.id) {
+                Ok(used) => team.documents.set(used),
+                Err(e) => tracing::warn!(error = %e, "cluster: documents shown as this node last knew them"),
+            }
+        }
+        team.documents.used()
     }
 }
 

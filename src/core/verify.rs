@@ -312,7 +312,14 @@ pub struct Verifier<'a> {
     /// traffic used up the minute (an administrator revoking a leaked key at
     /// the limit). A key's own rate limit and uses apply either way.
     pub team_limit: bool,
+    /// Cluster mode: team documents are the cluster's, acquired by this
+    /// (a round trip to PostgreSQL) instead of from `TeamEntry::documents`.
+    pub documents: Option<&'a SharedQuota<'a>>,
 }
+
+/// Acquires `amount` documents of a team's quota within `limit` (`None`:
+/// unlimited): the documents used after, or why not (the deny reason).
+pub type SharedQuota<'a> = dyn Fn(&TeamEntry, u64, Option<u64>) -> Result<u64, &'static str> + 'a;
 
 impl Verifier<'_> {
     /// Decides on `req` at time `now` (microseconds since the epoch); the
@@ -634,16 +641,26 @@ impl Verifier<'_> {
             }
         }
         if let Some((amount, limit)) = quota_limit {
-            if team.documents.try_consume(amount, limit.unwrap_or(u64::MAX)).is_err() {
+            let took = match self.documents {
+                Some(acquire) => acquire(team, amount, limit).map(|_| ()),
+                None => team
+                    .documents
+                    .try_consume(amount, limit.unwrap_or(u64::MAX))
+                    .map(|_| ())
+                    .map_err(|_| "team document quota reached"),
+            };
+            if let Err(reason) = took {
                 if rpm.is_some() {
                     match cl {
                         Some(cl) => cl.rate.undo(req.cost),
                         None => team.minute.undo(MINUTE_US, now, req.cost),
                     }
                 }
-                return Err(deny(DenyCode::QuotaExceeded, "team document quota reached"));
+                return Err(deny(DenyCode::QuotaExceeded, reason));
             }
-            self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+            if self.documents.is_none() {
+                self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+            }
         }
         Ok(info)
     }

@@ -24,6 +24,9 @@ use crate::store::{Batch, Op, Store, StoreError, Table};
 const DRY_MS: u64 = 1_000;
 /// The first lease of a key on a node, before demand is known.
 const FIRST_LEASE: u32 = 10;
+/// Why a verification naming the `documents` quota is denied while
+/// PostgreSQL cannot be reached.
+const UNCOUNTED: &str = "the cluster's database cannot be reached: team documents cannot be acquired";
 
 /// What this node holds of the cluster.
 pub(super) struct Replica {
@@ -51,6 +54,8 @@ pub(super) struct Replica {
     /// Past `max_staleness_ms` with `on_stale = "refuse"`: verifications
     /// are refused.
     stale: AtomicBool,
+    /// Document releases are kept in the store, waiting for PostgreSQL.
+    pending_releases: AtomicBool,
 }
 
 /// A lease of one key held by this node: its active part is the key's
@@ -91,6 +96,8 @@ impl Replica {
             threads: Mutex::default(),
             current_at_ms: AtomicU64::new(now_ms()),
             stale: AtomicBool::new(false),
+            // The store is read once at start for releases kept before.
+            pending_releases: AtomicBool::new(true),
         }
     }
 
@@ -154,6 +161,11 @@ impl Engine {
     /// happens without `--postgres`.
     pub fn start_cluster(self: &Arc<Self>) -> Result<(), EngineError> {
         let Some(r) = &self.replica else { return Ok(()) };
+        // Team documents are the cluster's: this node's entries show them.
+        let documents: HashMap<String, u64> = r.cluster.documents()?.into_iter().collect();
+        for t in self.index.teams.iter() {
+            t.documents.set(documents.get(&*t.id).copied().unwrap_or(0));
+        }
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -447,6 +459,114 @@ impl Engine {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cluster: remaining uses shown as this node's lease"),
+        }
+    }
+
+    /// Cluster mode: acquires team documents in PostgreSQL (exact across
+    /// the cluster); this node's entry shows the count it answered.
+    pub(super) fn acquire_documents(
+        &self,
+        team: &TeamEntry,
+        amount: u64,
+        limit: Option<u64>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let Some(r) = &self.replica else { return Err(StoreError::Db("not a cluster node".into())) };
+        let took = r.cluster.acquire_documents(&team.id, amount, limit)?;
+        let (Ok(used) | Err(used)) = took;
+        team.documents.set(used);
+        Ok(took)
+    }
+
+    /// [`Engine::acquire_documents`] for a verification naming the
+    /// `documents` quota: the deny reason when not acquired. The thread
+    /// waits for PostgreSQL (a runtime's worker hands its other tasks over).
+    pub(super) fn acquire_verifying(
+        &self,
+        team: &TeamEntry,
+        amount: u64,
+        limit: Option<u64>,
+    ) -> Result<u64, &'static str> {
+        let mut out = Err(UNCOUNTED);
+        let mut acquire = || {
+            out = match self.acquire_documents(team, amount, limit) {
+                Ok(Ok(used)) => Ok(used),
+                Ok(Err(_)) => Err("team document quota reached"),
+                Err(e) => {
+                    tracing::warn!(team = %team.id, error = %e, "cluster: documents cannot be acquired");
+                    Err(UNCOUNTED)
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(acquire)
+            }
+            _ => acquire(),
+        }
+        out
+    }
+
+    /// Cluster mode: releases team documents in PostgreSQL. A release it
+    /// cannot take now (unreachable, or no answer) is kept in this node's
+    /// store under its id and retried by the leaser until applied — once,
+    /// by its id — so no acknowledged release is lost; meanwhile this
+    /// node's count shows it released.
+    pub(super) fn release_documents(&self, team: &TeamEntry, amount: u64) -> Result<u64, EngineError> {
+        let Some(r) = &self.replica else { return Err(StoreError::Db("not a cluster node".into()).into()) };
+        let id = crate::core::secret::new_id(&self.rng, "rel_");
+        match r.cluster.release_documents(&id, &team.id, amount) {
+            Ok(used) => {
+                team.documents.set(used);
+                Ok(used)
+            }
+            Err(e) => {
+                let mut b = Batch::default();
+                b.put(Table::Releases, &id, &(team.id.to_string(), amount));
+                self.store.apply(b, true)?;
+                r.pending_releases.store(true, Ordering::Release);
+                tracing::warn!(
+                    team = %team.id,
+                    amount,
+                    error = %e,
+                    "cluster: a document release is kept and retried until PostgreSQL takes it"
+                );
+                Ok(team.documents.release(amount))
+            }
+        }
+    }
+
+    /// Retries the releases PostgreSQL has not acknowledged (leaser).
+    fn retry_releases(&self, r: &Replica) {
+        if !r.pending_releases.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let pending = match self.store.scan::<(String, u64)>(Table::Releases) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: kept document releases cannot be read");
+                r.pending_releases.store(true, Ordering::Release);
+                return;
+            }
+        };
+        for (id, (team, amount)) in pending {
+            match r.cluster.release_documents(&id, &team, amount) {
+                Ok(used) => {
+                    if let Some(t) = self.index.teams.get(&team) {
+                        t.documents.set(used);
+                    }
+                    let mut b = Batch::default();
+                    b.remove(Table::Releases, &id);
+                    if let Err(e) = self.store.apply(b, true) {
+                        // Applied already: a second try is a no-op.
+                        tracing::warn!(error = %e, "cluster: an applied document release stays kept");
+                    }
+                    tracing::info!(team = %team, amount, "cluster: a kept document release was applied");
+                }
+                Err(_) => {
+                    r.pending_releases.store(true, Ordering::Release);
+                    return;
+                }
+            }
         }
     }
 
@@ -747,6 +867,7 @@ fn leaser(engine: &Weak<Engine>) {
             return;
         }
         engine.lease_round(r);
+        engine.retry_releases(r);
         let every = Duration::from_millis(r.cluster.settings().lease_ttl_ms / 3);
         if beat.elapsed() >= every {
             beat = Instant::now();

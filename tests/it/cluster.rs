@@ -748,3 +748,101 @@ fn rate_limits_hold_across_nodes() {
         n.stop();
     }
 }
+
+/// Team document quotas are exact across nodes: a team whose tier allows 5
+/// documents takes 3 through A, then 3 nodes x 3 connections race for the
+/// rest: exactly 2 are given. A release over HTTP on B frees 2; a
+/// verification naming the quota on C takes one, and the race gives the
+/// last. While PostgreSQL is down an acquire is refused with an error
+/// saying so, and a release is kept and applied (once) when it is back.
+#[test]
+fn team_documents_are_exact_across_nodes() {
+    use tollgate_protocol::{QuotaOp, QuotaUse};
+    let Some(pg) = Pg::start() else { return };
+    let nodes = [node(&pg), node(&pg), node(&pg)];
+    let team = admin(&nodes[0], "POST", "/v1/teams", json!({"name": "docs", "tier": "start"}), 201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({"teamId": team, "username": "writer", "password": "correct horse", "role": "Administrator"});
+    let user = admin(&nodes[0], "POST", "/v1/users", body, 201)["id"].as_str().unwrap().to_owned();
+    let secret = admin(&nodes[0], "POST", "/v1/keys", json!({"userId": user}), 201)["key"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for n in &nodes[1..] {
+        wait_for("the team reaches every node", Duration::from_secs(2), || {
+            try_http(n.addr, "GET", &format!("/v1/teams/{team}"), &[("Authorization", &auth)], None)
+                .is_some_and(|r| r.status == 200)
+        });
+    }
+    let op = |amount| QuotaOp { team_id: &team, quota: "documents", amount };
+    let mut ca = client(&nodes[0]);
+    for _ in 0..3 {
+        let r = ca.quota_consume(&op(1)).unwrap();
+        assert!(r.ok, "{r:?}; {}", nodes[0].log_text());
+    }
+    // Every connection tries 3 times: 27 tries for what is left.
+    let race = || -> u64 {
+        std::thread::scope(|s| {
+            let tries: Vec<_> = nodes
+                .iter()
+                .flat_map(|n| [&n.socket, &n.socket, &n.socket])
+                .map(|socket| {
+                    let op = op(1);
+                    s.spawn(move || {
+                        let mut c = Client::connect(socket).unwrap();
+                        let mut got = 0;
+                        for _ in 0..3 {
+                            let r = c.quota_consume(&op).unwrap();
+                            assert!(r.used <= 5 && r.limit == Some(5), "{r:?}");
+                            got += u64::from(r.ok);
+                        }
+                        got
+                    })
+                })
+                .collect();
+            tries.into_iter().map(|t| t.join().unwrap()).sum()
+        })
+    };
+    assert_eq!(race(), 2, "the last 2 documents, raced for by 3 nodes");
+    assert_eq!(pg.query("SELECT used FROM tollgate_documents"), "5");
+    let freed = nodes[1].call(
+        "POST",
+        &format!("/v1/teams/{team}/documents/release"),
+        ADMIN_TOKEN,
+        Some(json!({"amount": 2})),
+        200,
+    );
+    assert_eq!(freed["used"], 3, "{freed}");
+    let mut req = VerifyRequest::new(&secret);
+    req.quota = Some(QuotaUse { name: "documents", amount: 1 });
+    let mut cc = client(&nodes[2]);
+    assert!(matches!(cc.verify(&req).unwrap(), Verdict::Allow(_)), "a verification takes a document on C");
+    assert_eq!(race(), 1, "the last document");
+    match cc.verify(&req).unwrap() {
+        Verdict::Deny(d) => assert_eq!(d.code, DenyCode::QuotaExceeded),
+        Verdict::Allow(_) => panic!("a verification over the quota was allowed"),
+    }
+    for n in &nodes {
+        let t = n.call("GET", &format!("/v1/teams/{team}"), ADMIN_TOKEN, None, 200);
+        assert_eq!(t["usage"]["documents"], 5, "{t}");
+    }
+
+    pg.stop();
+    let e = ca.quota_consume(&op(1)).expect_err("an acquire while PostgreSQL is down");
+    assert!(e.to_string().contains("cannot be reached"), "{e}");
+    match cc.verify(&req).unwrap() {
+        Verdict::Deny(d) => assert!(d.reason.contains("cannot be reached"), "{d:?}"),
+        Verdict::Allow(_) => panic!("a document acquired while PostgreSQL is down"),
+    }
+    let released = ca.quota_release(&op(2)).expect("a release while PostgreSQL is down is kept");
+    assert!(released.ok, "{released:?}");
+    pg.ctl_start();
+    wait_for("the kept release is applied", Duration::from_secs(15), || {
+        pg.query("SELECT used FROM tollgate_documents") == "3"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pg.query("SELECT used FROM tollgate_documents"), "3", "applied once");
+    for n in nodes {
+        n.stop();
+    }
+}
