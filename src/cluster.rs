@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_team_documents.sql",
         sql: include_str!("../migrations/0004_team_documents.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_refill_periods.sql",
+        sql: include_str!("../migrations/0005_refill_periods.sql"),
+    },
 ];
 
 /// One committed admin change as the log carries it: the record writes (of
@@ -119,6 +124,40 @@ pub struct Grant {
     pub reserve: u32,
     /// The shared count's generation.
     pub generation: i64,
+    /// The refill period it is of (0 without a refill).
+    pub period: i64,
+    /// PostgreSQL's time then (ms since the epoch).
+    pub pg_now_ms: i64,
+    /// When the period ends on PostgreSQL's clock (0 without a refill).
+    pub period_ends_ms: i64,
+}
+
+/// A lease given back ([`Cluster::return_leases`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Returned {
+    /// The key.
+    pub key: String,
+    /// Its unspent active uses (drained: the node can no longer spend them).
+    pub active: u32,
+    /// The generation and refill period they were leased under.
+    pub generation: i64,
+    /// See `generation`.
+    pub period: i64,
+}
+
+/// A key's count as the admin API shows it ([`Cluster::remaining`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shared {
+    /// Uses not held by this node: the shared count and the other nodes'
+    /// leases of its generation and period; with `due`, the refill amount.
+    pub uses: u64,
+    /// A refill period has passed since the count was last leased from:
+    /// the next lease refills it, and no lease held now counts.
+    pub due: bool,
+    /// Refills: when period 0 started (PostgreSQL's clock, ms).
+    pub anchor_ms: u64,
+    /// Refills: the current period.
+    pub period: u64,
 }
 
 /// What a heartbeat found ([`Cluster::heartbeat`]).
@@ -367,46 +406,79 @@ impl Cluster {
     /// as moved, once the statement has committed: the recorded reserve is
     /// never spent, so an expired row's reserve can be given back
     /// ([`Cluster::heartbeat`]). `active` is the node's unspent active
-    /// part before this (recorded as part of the row's `amount`). `None`
-    /// when the key has no shared count.
-    pub fn take_lease(&self, key: &str, want: u32, activate: u32, active: u32) -> Result<Option<Grant>, StoreError> {
+    /// part before this (recorded as part of the row's `amount`).
+    ///
+    /// With a `refill` (the key's amount and interval), a count whose
+    /// period has passed on PostgreSQL's clock is first set to the refill
+    /// amount for the current period; a lease of an older period counts no
+    /// reserve. `None` when the key has no shared count.
+    pub fn take_lease(
+        &self,
+        key: &str,
+        want: u32,
+        activate: u32,
+        active: u32,
+        refill: Option<crate::core::model::Refill>,
+    ) -> Result<Option<Grant>, StoreError> {
         let (key, node, ttl) = (key.to_owned(), self.node.clone(), self.settings.lease_ttl_ms as f64);
         let (want, activate, active) = (i64::from(want), i64::from(activate), i64::from(active));
+        let (amount, every) =
+            refill.map_or((0, 0), |r| (i64::from(r.amount), i64::try_from(r.interval_ms).unwrap_or(i64::MAX).max(1)));
         let row = self.call(move |c| async move {
             c.query_opt(
-                "WITH c AS (
-                     SELECT key_id, generation, remaining FROM tollgate_credits WHERE key_id = $1 FOR UPDATE
+                "WITH n AS (
+                     SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms
+                 ), c0 AS (
+                     SELECT key_id, generation, remaining, period, set_ms
+                     FROM tollgate_credits WHERE key_id = $1 FOR UPDATE
+                 ), c AS (
+                     SELECT c0.key_id, c0.generation, c0.set_ms, n.ms,
+                            CASE WHEN $8::bigint > 0 AND (n.ms - c0.set_ms) / GREATEST($8::bigint, 1) > c0.period
+                                 THEN (n.ms - c0.set_ms) / GREATEST($8::bigint, 1) ELSE c0.period END AS period,
+                            CASE WHEN $8::bigint > 0 AND (n.ms - c0.set_ms) / GREATEST($8::bigint, 1) > c0.period
+                                 THEN $7::bigint ELSE c0.remaining END AS remaining
+                     FROM c0, n
                  ), o AS (
-                     SELECT l.reserve FROM tollgate_leases l JOIN c ON l.key_id = c.key_id AND l.generation = c.generation
+                     SELECT l.reserve FROM tollgate_leases l
+                     JOIN c ON l.key_id = c.key_id AND l.generation = c.generation AND l.period = c.period
                      WHERE l.node = $2 FOR UPDATE OF l
                  ), p AS (
-                     SELECT c.key_id, c.generation, LEAST(c.remaining, $3) AS g,
-                            coalesce((SELECT reserve FROM o), 0) AS have
-                     FROM c
+                     SELECT c.*, LEAST(c.remaining, $3) AS g, coalesce((SELECT reserve FROM o), 0) AS have FROM c
                  ), m AS (
-                     SELECT p.key_id, p.generation, p.g, p.have, LEAST($4, p.have + p.g) AS mv FROM p
+                     SELECT p.*, LEAST($4, p.have + p.g) AS mv FROM p
                  ), u AS (
-                     UPDATE tollgate_credits t SET remaining = t.remaining - m.g
+                     UPDATE tollgate_credits t SET remaining = m.remaining - m.g, period = m.period
                      FROM m WHERE t.key_id = m.key_id
-                     RETURNING m.g, m.mv, m.have + m.g - m.mv AS reserve, m.generation
+                     RETURNING m.g, m.mv, m.have + m.g - m.mv AS reserve, m.generation, m.period, m.ms, m.set_ms
                  ), l AS (
-                     INSERT INTO tollgate_leases (key_id, node, generation, amount, reserve, expires_at)
-                     SELECT $1, $2, u.generation, $5 + u.mv + u.reserve, u.reserve,
+                     INSERT INTO tollgate_leases (key_id, node, generation, period, amount, reserve, expires_at)
+                     SELECT $1, $2, u.generation, u.period, $5 + u.mv + u.reserve, u.reserve,
                             now() + $6 * interval '1 millisecond'
                      FROM u
                      ON CONFLICT (key_id, node) DO UPDATE SET
                          amount = EXCLUDED.amount,
                          reserve = EXCLUDED.reserve,
                          generation = EXCLUDED.generation,
+                         period = EXCLUDED.period,
                          expires_at = EXCLUDED.expires_at
                  )
-                 SELECT g, mv, reserve, generation FROM u",
-                &[&key, &node, &want, &activate, &active, &ttl],
+                 SELECT g, mv, reserve, generation, period, ms,
+                        CASE WHEN $8::bigint > 0 THEN set_ms + (period + 1) * $8 ELSE 0 END
+                 FROM u",
+                &[&key, &node, &want, &activate, &active, &ttl, &amount, &every],
             )
             .await
         })?;
         let n = |r: &tokio_postgres::Row, i| u32::try_from(r.get::<_, i64>(i)).unwrap_or(0);
-        Ok(row.map(|r| Grant { taken: n(&r, 0), moved: n(&r, 1), reserve: n(&r, 2), generation: r.get(3) }))
+        Ok(row.map(|r| Grant {
+            taken: n(&r, 0),
+            moved: n(&r, 1),
+            reserve: n(&r, 2),
+            generation: r.get(3),
+            period: r.get(4),
+            pg_now_ms: r.get(5),
+            period_ends_ms: r.get(6),
+        }))
     }
 
     /// Leases up to `want` requests of the current window of `key` (a key's
@@ -560,22 +632,54 @@ impl Cluster {
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
-    /// The uses of `keys` not held by this node: each key's shared count
-    /// plus the other nodes' leases of its generation, as of their last
-    /// heartbeat. Keys without a count are absent.
-    pub fn remaining(&self, keys: Vec<String>) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    /// The uses of `keys` (with their refill, if any) not held by this
+    /// node: each key's shared count plus the other nodes' leases of its
+    /// generation and period, as of their last heartbeat — or, when a
+    /// refill is due on PostgreSQL's clock, the refill amount. Keys
+    /// without a count are absent.
+    pub fn remaining(
+        &self,
+        keys: Vec<(String, Option<crate::core::model::Refill>)>,
+    ) -> Result<std::collections::HashMap<String, Shared>, StoreError> {
         let node = self.node.clone();
+        let (mut ids, mut amounts, mut everys) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, r) in keys {
+            ids.push(k);
+            amounts.push(r.map_or(0, |r| i64::from(r.amount)));
+            everys.push(r.map_or(0, |r| i64::try_from(r.interval_ms).unwrap_or(i64::MAX).max(1)));
+        }
         let rows = self.call(move |c| async move {
             c.query(
-                "SELECT c.key_id, c.remaining + coalesce((
-                     SELECT sum(l.amount) FROM tollgate_leases l
-                     WHERE l.key_id = c.key_id AND l.node <> $2 AND l.generation = c.generation), 0)::bigint
-                 FROM tollgate_credits c WHERE c.key_id = ANY($1)",
-                &[&keys, &node],
+                "WITH n AS (
+                     SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms
+                 ), k AS (
+                     SELECT * FROM unnest($1::text[], $3::bigint[], $4::bigint[]) AS k(key_id, amount, every)
+                 ), c AS (
+                     SELECT c.*, k.amount, k.every,
+                            k.every > 0 AND (n.ms - c.set_ms) / GREATEST(k.every, 1) > c.period AS due,
+                            CASE WHEN k.every > 0 THEN GREATEST(c.period, (n.ms - c.set_ms) / GREATEST(k.every, 1))
+                                 ELSE c.period END AS now_period
+                     FROM tollgate_credits c JOIN k USING (key_id), n
+                 )
+                 SELECT c.key_id,
+                        CASE WHEN c.due THEN c.amount ELSE c.remaining + coalesce((
+                            SELECT sum(l.amount) FROM tollgate_leases l
+                            WHERE l.key_id = c.key_id AND l.node <> $2 AND l.generation = c.generation
+                              AND l.period = c.period), 0)::bigint END,
+                        c.due, c.set_ms, c.now_period
+                 FROM c",
+                &[&ids, &node, &amounts, &everys],
             )
             .await
         })?;
-        Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
+        let u = |r: &tokio_postgres::Row, i| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let shared = Shared { uses: u(r, 1), due: r.get(2), anchor_ms: u(r, 3), period: u(r, 4) };
+                (r.get::<_, String>(0), shared)
+            })
+            .collect())
     }
 
     /// Gives back this node's leases of `keys` (key, unspent active uses,
@@ -584,16 +688,17 @@ impl Cluster {
     /// shared count if its generation is still theirs (a count set since
     /// gets nothing). A row another node expired meanwhile has given its
     /// reserve back already and is gone: only the active part is returned.
-    pub fn return_leases(&self, keys: Vec<(String, u32, i64)>) -> Result<(), StoreError> {
+    pub fn return_leases(&self, keys: Vec<Returned>) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
         }
         let node = self.node.clone();
-        let (mut ids, mut ns, mut gens) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, n, g) in keys {
-            ids.push(k);
-            ns.push(i64::from(n));
-            gens.push(g);
+        let (mut ids, mut ns, mut gens, mut periods) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for k in keys {
+            ids.push(k.key);
+            ns.push(i64::from(k.active));
+            gens.push(k.generation);
+            periods.push(k.period);
         }
         self.call(move |mut c| async move {
             let tx = c.transaction().await?;
@@ -603,18 +708,19 @@ impl Cluster {
                 .await?;
             tx.execute(
                 "WITH h AS (
-                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS h(key_id, n, generation)
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $5::bigint[])
+                         AS h(key_id, n, generation, period)
                  ), d AS (
                      DELETE FROM tollgate_leases l WHERE l.node = $4 AND l.key_id = ANY($1)
-                     RETURNING l.key_id, l.generation, l.reserve
+                     RETURNING l.key_id, l.generation, l.period, l.reserve
                  )
                  UPDATE tollgate_credits c SET remaining = c.remaining
-                     + coalesce((SELECT sum(h.n) FROM h
-                                 WHERE h.key_id = c.key_id AND h.generation = c.generation), 0)
-                     + coalesce((SELECT sum(d.reserve) FROM d
-                                 WHERE d.key_id = c.key_id AND d.generation = c.generation), 0)
+                     + coalesce((SELECT sum(h.n) FROM h WHERE h.key_id = c.key_id
+                                 AND h.generation = c.generation AND h.period = c.period), 0)
+                     + coalesce((SELECT sum(d.reserve) FROM d WHERE d.key_id = c.key_id
+                                 AND d.generation = c.generation AND d.period = c.period), 0)
                  WHERE c.key_id = ANY($1)",
-                &[&ids, &ns, &gens, &node],
+                &[&ids, &ns, &gens, &node, &periods],
             )
             .await?;
             tx.commit().await
@@ -658,12 +764,14 @@ impl Cluster {
             let expired = tx
                 .query_one(
                     "WITH d AS (
-                         DELETE FROM tollgate_leases WHERE expires_at < now() RETURNING key_id, generation, reserve
+                         DELETE FROM tollgate_leases WHERE expires_at < now()
+                         RETURNING key_id, generation, period, reserve
                      ), s AS (
-                         SELECT key_id, generation, sum(reserve) AS r FROM d GROUP BY key_id, generation
+                         SELECT key_id, generation, period, sum(reserve) AS r FROM d
+                         GROUP BY key_id, generation, period
                      ), u AS (
                          UPDATE tollgate_credits c SET remaining = c.remaining + s.r
-                         FROM s WHERE c.key_id = s.key_id AND c.generation = s.generation
+                         FROM s WHERE c.key_id = s.key_id AND c.generation = s.generation AND c.period = s.period
                          RETURNING s.r
                      )
                      SELECT (SELECT count(*) FROM d), coalesce((SELECT sum(r) FROM u), 0)::bigint",

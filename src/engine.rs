@@ -151,10 +151,10 @@ pub struct NewKey {
     pub whitelisted_ips: Vec<String>,
 }
 
-/// Why a refill is refused in cluster mode (not built yet: the shared count
-/// has no refill period).
-const CLUSTER_REFILL: &str = "refills are not supported in cluster mode yet (remaining uses are leased from a \
-                              count without refill periods)";
+/// Why a change of a key's refill alone is refused in cluster mode: the
+/// cluster's count restarts its periods only when it is set.
+const CLUSTER_REFILL: &str = "in cluster mode a change of the refill sets the remaining uses too: give remaining \
+                              (the shared count and its refill periods start again from it)";
 
 /// Most entries [`Engine::import_keys`] takes in one call.
 pub const MAX_IMPORT: usize = 10_000;
@@ -1115,11 +1115,6 @@ impl Engine {
         if checked.is_empty() {
             return Ok(Vec::new());
         }
-        if self.leasing()
-            && let Some(i) = checked.iter().position(|c| c.new.refill.is_some())
-        {
-            return Err((Some(i), EngineError::Invalid { field: "refill", reason: CLUSTER_REFILL.into() }));
-        }
         let mut g = self.lock_admin().map_err(|e| (None, e))?;
         let mut batch = Batch::default();
         let mut created = Vec::with_capacity(checked.len());
@@ -1320,7 +1315,7 @@ impl Engine {
             None => old.ips.to_vec(),
         };
         validate_limits(k.refill, k.rate_limit)?;
-        if self.leasing() && k.refill.is_some() {
+        if self.leasing() && k.refill != old_refill && up.remaining.is_none() {
             return invalid("refill", CLUSTER_REFILL);
         }
         // A refill refills remaining uses: a key without a limit on them has

@@ -394,6 +394,10 @@ pub struct Lease {
     /// The largest cost a verification found this node's active part
     /// short of: the leaser activates at least that many.
     pub want: std::sync::atomic::AtomicU32,
+    /// A key with a refill: when (ms, this node's clock) the refill period
+    /// of the active part ends; from then on it is void until the leaser
+    /// brings uses of the next period. 0: none leased yet.
+    pub period_end_ms: AtomicU64,
     /// The last request found no uses left cluster-wide: until this time
     /// (ms) an empty lease is final, and no request is made.
     pub dry_until_ms: AtomicU64,

@@ -436,8 +436,17 @@ impl Verifier<'_> {
             }
         }
         let mut remaining = None;
+        // Cluster mode: a refill is the cluster's (the leaser brings each
+        // period's uses); the node's counter never refills by itself, and
+        // what it holds of a period that has ended is void.
+        let refill = if cl.is_some() { None } else { rec.refill() };
+        let period_end = cl.filter(|_| rec.refill().is_some()).map(|cl| cl.lease.period_end_ms.load(Ordering::Acquire));
         if rec.counted {
-            match c.uses.try_take(rec.refill(), c.anchor_ms, now_ms, cost) {
+            let take = match period_end {
+                Some(end) if now_ms >= end => Take::Exhausted(None),
+                _ => c.uses.try_take(refill, c.anchor_ms, now_ms, cost),
+            };
+            match take {
                 Take::Taken(left) => {
                     // Cluster mode: ask for more before the lease runs out.
                     if let Some(cl) = cl
@@ -455,6 +464,8 @@ impl Verifier<'_> {
                         cl.lease.want.fetch_max(cost, Ordering::Relaxed);
                     }
                     let lease_pending = self.index.want_lease(key.arc(), now_ms);
+                    // Cluster mode, a refill: the uses come back when this period ends.
+                    let next = next.or(period_end.filter(|&end| end > now_ms).map(|end| end - now_ms));
                     return VerdictOf::Deny(Deny {
                         code: DenyCode::UsageExceeded,
                         reason: "no remaining uses",
@@ -470,7 +481,7 @@ impl Verifier<'_> {
                 undo_rate(limit);
             }
             if remaining.is_some() {
-                c.uses.undo(rec.refill(), c.anchor_ms, now_ms, cost);
+                c.uses.undo(refill, c.anchor_ms, now_ms, cost);
             }
         };
         let team_rate = match self.team_limits(&key.user.team, req, now) {

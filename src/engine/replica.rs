@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::listing::Filed;
 use super::{ADOPTED_PREFIXES, Engine, EngineError, counters, key_entry, key_usage, now_ms, parse_ips, token_entry};
-use crate::cluster::{Change, Cluster};
+use crate::cluster::{Change, Cluster, Returned};
 use crate::core::index::{ClusterCounters, Id, KeyCounters, Secret, TeamEntry, UserEntry};
 use crate::core::model::{AccessToken, ApiKey, Team, Usage, User};
 use crate::store::{Batch, Op, Store, StoreError, Table};
@@ -72,6 +72,8 @@ struct Held {
     /// The reserve the lease row recorded at the last answer (the row's is
     /// the one that counts: this steers only how much to ask for).
     reserve: u32,
+    /// The refill period the active part is of (0 without a refill).
+    period: i64,
 }
 
 /// How many uses a node activates at a time for a lease of `size`, and so
@@ -441,20 +443,36 @@ impl Engine {
 
     /// Cluster mode: the remaining uses of keys with a limit are the
     /// cluster's, not this node's lease: the shared count, plus what other
-    /// nodes hold (as of their last heartbeat), plus this node's lease. When
-    /// PostgreSQL cannot be reached, this node's lease is shown, as it is.
+    /// nodes hold (as of their last heartbeat), plus this node's active
+    /// part — or the refill amount when a refill period has passed since the
+    /// count was last leased from (then no lease held counts). A key with a
+    /// refill shows its periods on PostgreSQL's clock. When PostgreSQL
+    /// cannot be reached, this node's active part is shown, as it is.
     pub(super) fn cluster_remaining(&self, keys: &mut [(ApiKey, Usage)]) {
         let Some(r) = &self.replica else { return };
-        let ids: Vec<String> = keys.iter().filter(|(k, _)| k.remaining.is_some()).map(|(k, _)| k.id.clone()).collect();
+        let ids: Vec<(String, Option<crate::core::model::Refill>)> =
+            keys.iter().filter(|(k, _)| k.remaining.is_some()).map(|(k, _)| (k.id.clone(), k.refill)).collect();
         if ids.is_empty() {
             return;
         }
         match r.cluster.remaining(ids) {
             Ok(shared) => {
+                let leases = r.leases.lock();
                 for (k, usage) in keys.iter_mut() {
-                    if let Some(n) = shared.get(&k.id) {
-                        let total = u64::from(usage.remaining).saturating_add(*n);
-                        usage.remaining = u32::try_from(total).unwrap_or(u32::MAX);
+                    let Some(s) = shared.get(&k.id) else { continue };
+                    // This node's active part counts if it is of the current period.
+                    let mine = leases.get(k.id.as_str()).is_none_or(|h| h.period as u64 == s.period);
+                    let total = if s.due {
+                        s.uses
+                    } else if mine {
+                        u64::from(usage.remaining).saturating_add(s.uses)
+                    } else {
+                        s.uses
+                    };
+                    usage.remaining = u32::try_from(total).unwrap_or(u32::MAX);
+                    if k.refill.is_some() {
+                        usage.anchor = s.anchor_ms;
+                        usage.period = s.period;
                     }
                 }
             }
@@ -639,7 +657,7 @@ impl Engine {
             let n = self.index.keys.get(id.as_str()).map_or(0, |e| e.counters.uses.drain());
             active += u64::from(n);
             reserve += u64::from(h.reserve);
-            back.push((id.to_string(), n, h.generation));
+            back.push(Returned { key: id.to_string(), active: n, generation: h.generation, period: h.period });
         }
         match r.cluster.return_leases(back) {
             Ok(()) => tracing::info!(active, reserve, "cluster: leases returned"),
@@ -750,9 +768,14 @@ impl Engine {
     fn serve_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
         let current =
             |c: &Arc<KeyCounters>| self.index.keys.get(id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.counters, c));
-        let counted = self.index.keys.get(id.as_str()).is_some_and(|e| e.hot.counted);
+        let Some((counted, refill)) = self.index.keys.get(id.as_str()).map(|e| (e.hot.counted, e.hot.refill())) else {
+            return;
+        };
         let Some(cl) = c.cluster.as_deref() else { return };
-        let active = c.uses.load().1;
+        let now = now_ms();
+        // What is held of a refill period that has ended counts for nothing.
+        let ended = refill.is_some() && now >= cl.lease.period_end_ms.load(Ordering::Acquire);
+        let active = if ended { 0 } else { c.uses.load().1 };
         let cost = cl.lease.want.swap(0, Ordering::Relaxed);
         if !current(c) || !counted || (active >= cl.lease.low.load(Ordering::Relaxed).max(1) && active >= cost) {
             return;
@@ -772,7 +795,10 @@ impl Engine {
                 }
                 None => {
                     let size = FIRST_LEASE.min(max);
-                    leases.insert(id.clone(), Held { generation: 0, size, granted: Instant::now(), reserve: 0 });
+                    leases.insert(
+                        id.clone(),
+                        Held { generation: 0, size, granted: Instant::now(), reserve: 0, period: 0 },
+                    );
                     (size, 0)
                 }
             }
@@ -782,18 +808,40 @@ impl Engine {
         // The reserve is filled up to the lease's size (this activation
         // included), so the next few activations need not touch the count.
         let want = size.max(activate).saturating_sub(reserve);
-        let now = now_ms();
-        match r.cluster.take_lease(id, want, activate, active) {
+        match r.cluster.take_lease(id, want, activate, active, refill) {
             Ok(Some(g)) => {
-                if let Some(h) = r.leases.lock().get_mut(id) {
-                    h.generation = g.generation;
-                    h.reserve = g.reserve;
-                    if g.moved > 0 {
-                        h.granted = Instant::now();
+                let new_period = {
+                    let mut leases = r.leases.lock();
+                    let h = leases.get_mut(id);
+                    let new_period = h.as_ref().is_some_and(|h| h.period != g.period);
+                    if let Some(h) = h {
+                        h.generation = g.generation;
+                        h.reserve = g.reserve;
+                        h.period = g.period;
+                        if g.moved > 0 {
+                            h.granted = Instant::now();
+                        }
                     }
+                    new_period
+                };
+                if refill.is_some() {
+                    // The period's end on this node's clock: as far ahead
+                    // as on PostgreSQL's.
+                    let left = u64::try_from(g.period_ends_ms.saturating_sub(g.pg_now_ms)).unwrap_or(0);
+                    if new_period || ended {
+                        // Uses of an ended period are void (never returned:
+                        // the count has been refilled).
+                        c.uses.drain();
+                    }
+                    cl.lease.period_end_ms.store(now_ms().saturating_add(left), Ordering::Release);
                 }
                 if g.moved == 0 {
-                    cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed);
+                    let dry = now + DRY_MS;
+                    let dry = match refill {
+                        Some(_) => dry.min(cl.lease.period_end_ms.load(Ordering::Acquire)),
+                        None => dry,
+                    };
+                    cl.lease.dry_until_ms.store(dry, Ordering::Relaxed);
                 } else if current(c) {
                     c.uses.add(g.moved);
                     cl.lease.low.store(target.div_ceil(2), Ordering::Relaxed);
@@ -801,7 +849,9 @@ impl Engine {
                 } else {
                     // The key changed meanwhile (deleted, or its count set).
                     r.leases.lock().remove(id);
-                    if let Err(e) = r.cluster.return_leases(vec![(id.to_string(), g.moved, g.generation)]) {
+                    let back =
+                        Returned { key: id.to_string(), active: g.moved, generation: g.generation, period: g.period };
+                    if let Err(e) = r.cluster.return_leases(vec![back]) {
                         tracing::warn!(key = %id, error = %e, "cluster: a lease could not be returned");
                     }
                 }

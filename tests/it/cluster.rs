@@ -846,3 +846,70 @@ fn team_documents_are_exact_across_nodes() {
         n.stop();
     }
 }
+
+/// A key with a refill in cluster mode: 5 uses a second, hammered through 2
+/// nodes x 2 connections from its creation until 100 ms into its fourth
+/// period (PostgreSQL's clock): never more than 5 uses in each of the 4
+/// periods touched (20), and each period's uses are given (at least 16).
+/// A change of the refill alone is refused (it must set remaining too).
+#[test]
+fn a_key_with_a_refill_refills_across_nodes() {
+    let Some(pg) = Pg::start() else { return };
+    let (a, b) = (node(&pg), node(&pg));
+    let (_, user) = owner(&a);
+    let body = json!({"userId": user, "remaining": 5, "refillAmount": 5, "refillInterval": 1000});
+    let k = admin(&a, "POST", "/v1/keys", body, 201);
+    let (id, secret) = (k["id"].as_str().unwrap().to_owned(), Arc::new(k["key"].as_str().unwrap().to_owned()));
+    let set_ms: u64 = pg.query("SELECT set_ms FROM tollgate_credits").parse().unwrap();
+    let pg_now =
+        || -> u64 { pg.query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint").parse().unwrap() };
+    let local_now = || std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_millis() as u64;
+    // The end of the run on this machine's clock (PostgreSQL runs here too;
+    // the difference is measured anyway).
+    let skew = pg_now() as i64 - local_now() as i64;
+    let end_local = (set_ms + 3_100) as i64 - skew;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    wait_for("the key reaches B", Duration::from_secs(2), || {
+        try_http(b.addr, "GET", &format!("/v1/keys/{id}"), &[("Authorization", &auth)], None)
+            .is_some_and(|r| r.status == 200)
+    });
+    let threads: Vec<_> = [&a, &a, &b, &b]
+        .into_iter()
+        .map(|n| {
+            let (socket, secret) = (n.socket.clone(), secret.clone());
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&socket).unwrap();
+                let mut allowed = 0u64;
+                while (std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_millis() as i64) < end_local {
+                    match verdict(&mut c, secret.as_str()) {
+                        Ok(()) => allowed += 1,
+                        Err(DenyCode::UsageExceeded) => std::thread::sleep(Duration::from_millis(2)),
+                        Err(other) => panic!("unexpected denial {other:?}"),
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let per: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let total: u64 = per.iter().sum();
+    eprintln!("refill 5 a second, 2 nodes x 2 connections, 4 periods touched: {total} allowed ({per:?})");
+    assert!(total <= 20, "over-admitted: {total} > 4 periods x 5");
+    assert!(total >= 16, "each period's uses are given: only {total} of 20; A: {}", a.log_text());
+    // The admin API shows the cluster's count, within the period's 5.
+    let shown = a.call("GET", &format!("/v1/keys/{id}"), ADMIN_TOKEN, None, 200);
+    assert!(shown["remaining"].as_u64().is_some_and(|r| r <= 5), "{shown}");
+    let r = try_http(
+        a.addr,
+        "PATCH",
+        &format!("/v1/keys/{id}"),
+        &[("Authorization", &auth)],
+        Some(&json!({"refillInterval": 2000}).to_string()),
+    )
+    .unwrap();
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("remaining"), "{}", r.text);
+    admin(&a, "PATCH", &format!("/v1/keys/{id}"), json!({"refillInterval": 2000, "remaining": 3}), 200);
+    a.stop();
+    b.stop();
+}
