@@ -754,7 +754,8 @@ fn rate_limits_hold_across_nodes() {
 /// rest: exactly 2 are given. A release over HTTP on B frees 2; a
 /// verification naming the quota on C takes one, and the race gives the
 /// last. While PostgreSQL is down an acquire is refused with an error
-/// saying so, and a release is kept and applied (once) when it is back.
+/// saying so, and a release is kept by its node — through a restart of the
+/// node — and applied (once) when it is back.
 #[test]
 fn team_documents_are_exact_across_nodes() {
     use tollgate_protocol::{QuotaOp, QuotaUse};
@@ -836,15 +837,47 @@ fn team_documents_are_exact_across_nodes() {
     }
     let released = ca.quota_release(&op(2)).expect("a release while PostgreSQL is down is kept");
     assert!(released.ok, "{released:?}");
+    // A is stopped before PostgreSQL is back, and started again after: the
+    // release it kept is in its store, and applied then.
+    drop(ca);
+    let [mut a, b, c] = nodes;
+    a.signal("TERM");
+    let status = a.child.wait().unwrap();
+    assert!(status.success(), "A stopped during the outage: {status}\n{}", a.log_text());
     pg.ctl_start();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pg.query("SELECT used FROM tollgate_documents"), "5", "nobody else had the release");
+    relaunch(&mut a, &pg);
     wait_for("the kept release is applied", Duration::from_secs(15), || {
         pg.query("SELECT used FROM tollgate_documents") == "3"
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(pg.query("SELECT used FROM tollgate_documents"), "3", "applied once");
-    for n in nodes {
+    for n in [a, b, c] {
         n.stop();
     }
+}
+
+/// Starts node `n` again on its configuration and data directory, once its
+/// process has exited (its `STOPPING=1` is read first).
+fn relaunch(n: &mut BinDaemon, pg: &Pg) {
+    while !n.notify.recv().expect("the stopped node said STOPPING=1").starts_with("STOPPING=1") {}
+    let log = std::fs::OpenOptions::new().append(true).open(&n.log).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(n.dir.path())
+        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &n.notify.path)
+        .env(JWT_ENV, JWT_SECRET)
+        .args(["serve", "--config"])
+        .arg(&n.config)
+        .args(["--postgres", &pg.url()])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let (ready, addr) = n.notify.ready(&mut child, || std::fs::read_to_string(&n.log).unwrap_or_default());
+    (n.child, n.addr, n.ready) = (child, addr, ready);
 }
 
 /// A key with a refill in cluster mode: 5 uses a second, hammered through 2
