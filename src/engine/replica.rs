@@ -163,10 +163,16 @@ impl Engine {
     /// happens without `--postgres`.
     pub fn start_cluster(self: &Arc<Self>) -> Result<(), EngineError> {
         let Some(r) = &self.replica else { return Ok(()) };
-        // Team documents are the cluster's: this node's entries show them.
-        let documents: HashMap<String, u64> = r.cluster.documents()?.into_iter().collect();
-        for t in self.index.teams.iter() {
-            t.documents.set(documents.get(&*t.id).copied().unwrap_or(0));
+        // Team documents are the cluster's: this node's entries show them
+        // (they are read again on every acquire, release and admin read).
+        match r.cluster.documents() {
+            Ok(documents) => {
+                let documents: HashMap<String, u64> = documents.into_iter().collect();
+                for t in self.index.teams.iter() {
+                    t.documents.set(documents.get(&*t.id).copied().unwrap_or(0));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: team documents shown as this node last knew them"),
         }
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
