@@ -53,6 +53,17 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_cluster.sql", sql: include_str!("../migrations/0001_cluster.sql") },
     Migration { version: 2, name: "0002_rate_windows.sql", sql: include_str!("../migrations/0002_rate_windows.sql") },
+    Migration { version: 3, name: "0003_lease_reserve.sql", sql: include_str!("../migrations/0003_lease_reserve.sql") },
+    Migration {
+        version: 4,
+        name: "0004_team_documents.sql",
+        sql: include_str!("../migrations/0004_team_documents.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_refill_periods.sql",
+        sql: include_str!("../migrations/0005_refill_periods.sql"),
+    },
 ];
 
 /// One committed admin change as the log carries it: the record writes (of
@@ -99,6 +110,65 @@ pub struct Health {
     /// which it was listening: every change committed before then was
     /// announced to this node.
     pub lost_at_ms: AtomicU64,
+}
+
+/// What one lease statement ([`Cluster::take_lease`]) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Uses taken from the shared count into the node's reserve.
+    pub taken: u32,
+    /// Uses moved from the reserve to the node's active part: what it may
+    /// spend now.
+    pub moved: u32,
+    /// The reserve the lease row records after it.
+    pub reserve: u32,
+    /// The shared count's generation.
+    pub generation: i64,
+    /// The refill period it is of (0 without a refill).
+    pub period: i64,
+    /// PostgreSQL's time then (ms since the epoch).
+    pub pg_now_ms: i64,
+    /// When the period ends on PostgreSQL's clock (0 without a refill).
+    pub period_ends_ms: i64,
+}
+
+/// A lease given back ([`Cluster::return_leases`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Returned {
+    /// The key.
+    pub key: String,
+    /// Its unspent active uses (drained: the node can no longer spend them).
+    pub active: u32,
+    /// The generation and refill period they were leased under.
+    pub generation: i64,
+    /// See `generation`.
+    pub period: i64,
+}
+
+/// A key's count as the admin API shows it ([`Cluster::remaining`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shared {
+    /// Uses not held by this node: the shared count and the other nodes'
+    /// leases of its generation and period; with `due`, the refill amount.
+    pub uses: u64,
+    /// A refill period has passed since the count was last leased from:
+    /// the next lease refills it, and no lease held now counts.
+    pub due: bool,
+    /// Refills: when period 0 started (PostgreSQL's clock, ms).
+    pub anchor_ms: u64,
+    /// Refills: the current period.
+    pub period: u64,
+}
+
+/// What a heartbeat found ([`Cluster::heartbeat`]).
+#[derive(Clone, Debug, Default)]
+pub struct Heartbeat {
+    /// This node's lease rows: key, recorded reserve.
+    pub mine: std::collections::HashMap<String, u32>,
+    /// Expired lease rows (of any node) ended.
+    pub expired: u64,
+    /// Uses of their reserves given back to the shared counts.
+    pub returned: u64,
 }
 
 /// A node's handle on the cluster's database.
@@ -328,47 +398,108 @@ impl Cluster {
         Ok(AdminTx { cluster: self.clone(), obj: Some(obj) })
     }
 
-    /// Leases up to `want` uses of `key` to this node with one statement,
-    /// recording on its lease row what the node then holds (`held`, its
-    /// unspent uses before this grant, plus the grant); returns the uses
-    /// granted and the count's generation, or `None` when the key has no
-    /// shared count.
-    pub fn take_lease(&self, key: &str, want: u32, held: u32) -> Result<Option<(u32, i64)>, StoreError> {
+    /// Leases uses of `key` to this node with one statement: takes up to
+    /// `want` from the shared count into this node's reserve (the reserve
+    /// its lease row records, whatever this node believes it to be), then
+    /// moves up to `activate` of the reserve to the node's active part,
+    /// recording the reserve left. The node spends only what this returns
+    /// as moved, once the statement has committed: the recorded reserve is
+    /// never spent, so an expired row's reserve can be given back
+    /// ([`Cluster::heartbeat`]). `active` is the node's unspent active
+    /// part before this (recorded as part of the row's `amount`).
+    ///
+    /// With a `refill` (the key's amount and interval), a count whose
+    /// period has passed on PostgreSQL's clock is first set to the refill
+    /// amount for the current period; a lease of an older period counts no
+    /// reserve. `None` when the key has no shared count.
+    pub fn take_lease(
+        &self,
+        key: &str,
+        want: u32,
+        activate: u32,
+        active: u32,
+        refill: Option<crate::core::model::Refill>,
+    ) -> Result<Option<Grant>, StoreError> {
         let (key, node, ttl) = (key.to_owned(), self.node.clone(), self.settings.lease_ttl_ms as f64);
-        let (want, held) = (i64::from(want), i64::from(held));
+        let (want, activate, active) = (i64::from(want), i64::from(activate), i64::from(active));
+        let (amount, every) =
+            refill.map_or((0, 0), |r| (i64::from(r.amount), i64::try_from(r.interval_ms).unwrap_or(i64::MAX).max(1)));
         let row = self.call(move |c| async move {
             c.query_opt(
-                "WITH c AS (
-                     SELECT key_id, generation, LEAST(remaining, $2) AS g
+                "WITH n AS (
+                     SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms
+                 ), c0 AS (
+                     SELECT key_id, generation, remaining, period, set_ms
                      FROM tollgate_credits WHERE key_id = $1 FOR UPDATE
+                 ), c AS (
+                     SELECT c0.key_id, c0.generation, c0.set_ms, n.ms,
+                            CASE WHEN $8::bigint > 0 AND (n.ms - c0.set_ms) / GREATEST($8::bigint, 1) > c0.period
+                                 THEN (n.ms - c0.set_ms) / GREATEST($8::bigint, 1) ELSE c0.period END AS period,
+                            CASE WHEN $8::bigint > 0 AND (n.ms - c0.set_ms) / GREATEST($8::bigint, 1) > c0.period
+                                 THEN $7::bigint ELSE c0.remaining END AS remaining
+                     FROM c0, n
+                 ), o AS (
+                     SELECT l.reserve FROM tollgate_leases l
+                     JOIN c ON l.key_id = c.key_id AND l.generation = c.generation AND l.period = c.period
+                     WHERE l.node = $2 FOR UPDATE OF l
+                 ), p AS (
+                     SELECT c.*, LEAST(c.remaining, $3) AS g, coalesce((SELECT reserve FROM o), 0) AS have FROM c
+                 ), m AS (
+                     SELECT p.*, LEAST($4, p.have + p.g) AS mv FROM p
                  ), u AS (
-                     UPDATE tollgate_credits t SET remaining = t.remaining - c.g
-                     FROM c WHERE t.key_id = c.key_id
-                     RETURNING c.g, c.generation
+                     UPDATE tollgate_credits t SET remaining = m.remaining - m.g, period = m.period
+                     FROM m WHERE t.key_id = m.key_id
+                     RETURNING m.g, m.mv, m.have + m.g - m.mv AS reserve, m.generation, m.period, m.ms, m.set_ms
                  ), l AS (
-                     INSERT INTO tollgate_leases (key_id, node, generation, amount, expires_at)
-                     SELECT $1, $3, u.generation, $5 + u.g, now() + $4 * interval '1 millisecond' FROM u
+                     INSERT INTO tollgate_leases (key_id, node, generation, period, amount, reserve, expires_at)
+                     SELECT $1, $2, u.generation, u.period, $5 + u.mv + u.reserve, u.reserve,
+                            now() + $6 * interval '1 millisecond'
+                     FROM u
                      ON CONFLICT (key_id, node) DO UPDATE SET
                          amount = EXCLUDED.amount,
+                         reserve = EXCLUDED.reserve,
                          generation = EXCLUDED.generation,
+                         period = EXCLUDED.period,
                          expires_at = EXCLUDED.expires_at
                  )
-                 SELECT g, generation FROM u",
-                &[&key, &want, &node, &ttl, &held],
+                 SELECT g, mv, reserve, generation, period, ms,
+                        CASE WHEN $8::bigint > 0 THEN set_ms + (period + 1) * $8 ELSE 0 END
+                 FROM u",
+                &[&key, &node, &want, &activate, &active, &ttl, &amount, &every],
             )
             .await
         })?;
-        Ok(row.map(|r| (u32::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get::<_, i64>(1))))
+        let n = |r: &tokio_postgres::Row, i| u32::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+        Ok(row.map(|r| Grant {
+            taken: n(&r, 0),
+            moved: n(&r, 1),
+            reserve: n(&r, 2),
+            generation: r.get(3),
+            period: r.get(4),
+            pg_now_ms: r.get(5),
+            period_ends_ms: r.get(6),
+        }))
     }
 
-    /// Leases up to `want` requests of `key`'s current rate-limit window
-    /// (`max` per `window_ms`, opened now if the last one has ended) with
-    /// one locked update; returns the window's end and PostgreSQL's time
-    /// now (ms since the epoch, its clock: the nodes' clocks never decide
-    /// a window), and the requests granted.
-    pub fn take_rate(&self, key: &str, want: u32, max: u32, window_ms: u64) -> Result<(i64, i64, u32), StoreError> {
+    /// Leases up to `want` requests of the current window of `key` (a key's
+    /// rate limit, or a team's minute: the row's id) — `max` per
+    /// `window_ms`, opened if the last one has ended: now, or with
+    /// `aligned` at the start of the window of the epoch's multiples of
+    /// `window_ms` containing now (a calendar minute) — with one locked
+    /// update; returns the window's end and PostgreSQL's time now (ms since
+    /// the epoch, its clock: the nodes' clocks never decide a window), and
+    /// the requests granted.
+    pub fn take_rate(
+        &self,
+        key: &str,
+        want: u32,
+        max: u32,
+        window_ms: u64,
+        aligned: bool,
+    ) -> Result<(i64, i64, u32), StoreError> {
         let key = key.to_owned();
-        let (want, max, window) = (i64::from(want), i64::from(max), i64::try_from(window_ms).unwrap_or(i64::MAX));
+        let (want, max, window) =
+            (i64::from(want), i64::from(max), i64::try_from(window_ms).unwrap_or(i64::MAX).max(1));
         let row = self.call(move |c| async move {
             c.execute(
                 "INSERT INTO tollgate_windows (key_id, started_ms, used) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING",
@@ -380,7 +511,9 @@ impl Cluster {
                  w AS (SELECT key_id, started_ms, used FROM tollgate_windows WHERE key_id = $1 FOR UPDATE),
                  c AS (
                      SELECT w.key_id, n.ms,
-                            CASE WHEN n.ms >= w.started_ms + $4 THEN n.ms ELSE w.started_ms END AS start,
+                            CASE WHEN n.ms < w.started_ms + $4 THEN w.started_ms
+                                 WHEN $5 THEN n.ms - n.ms % $4
+                                 ELSE n.ms END AS start,
                             CASE WHEN n.ms >= w.started_ms + $4 THEN 0 ELSE w.used END AS base
                      FROM w, n
                  ),
@@ -391,7 +524,7 @@ impl Cluster {
                      RETURNING c.start + $4 AS ends, c.ms, LEAST($2, GREATEST($3 - c.base, 0)) AS g
                  )
                  SELECT ends, ms, g FROM u",
-                &[&key, &want, &max, &window],
+                &[&key, &want, &max, &window, &aligned],
             )
             .await
         })?;
@@ -399,63 +532,262 @@ impl Cluster {
         Ok((row.get(0), row.get(1), granted))
     }
 
-    /// The uses of `keys` not held by this node: each key's shared count
-    /// plus the other nodes' leases of its generation, as of their last
-    /// heartbeat. Keys without a count are absent.
-    pub fn remaining(&self, keys: Vec<String>) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-        let node = self.node.clone();
-        let rows = self.call(move |c| async move {
-            c.query(
-                "SELECT c.key_id, c.remaining + coalesce((
-                     SELECT sum(l.amount) FROM tollgate_leases l
-                     WHERE l.key_id = c.key_id AND l.node <> $2 AND l.generation = c.generation), 0)::bigint
-                 FROM tollgate_credits c WHERE c.key_id = ANY($1)",
-                &[&keys, &node],
+    /// The requests taken by the nodes in the current window of `key` (a
+    /// team's minute, a key's rate limit) if it has not ended at
+    /// PostgreSQL's time now (`window_ms` long); 0 otherwise.
+    pub fn window_used(&self, key: &str, window_ms: u64) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let row = self.call(move |c| async move {
+            c.query_opt(
+                "SELECT used FROM tollgate_windows
+                 WHERE key_id = $1 AND (extract(epoch FROM clock_timestamp()) * 1000)::bigint < started_ms + $2",
+                &[&key, &window],
             )
             .await
         })?;
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
+    /// Acquires `amount` documents of `team`'s quota if that keeps it
+    /// within `limit` (`None`: unlimited), with one statement; returns the
+    /// documents used after it, or (refused) as they stand.
+    pub fn acquire_documents(
+        &self,
+        team: &str,
+        amount: u64,
+        limit: Option<u64>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let team = team.to_owned();
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let (took, used) = self.call(move |c| async move {
+            let took = c
+                .query_opt(
+                    "INSERT INTO tollgate_documents AS d (team_id, used) SELECT $1::text, $2::bigint WHERE $2::bigint <= $3::bigint
+                     ON CONFLICT (team_id) DO UPDATE SET used = d.used + EXCLUDED.used
+                         WHERE d.used <= $3 - EXCLUDED.used
+                     RETURNING used",
+                    &[&team, &amount, &limit],
+                )
+                .await?;
+            match took {
+                Some(r) => Ok((true, r.get::<_, i64>(0))),
+                None => {
+                    let r = c
+                        .query_one(
+                            "SELECT coalesce((SELECT used FROM tollgate_documents WHERE team_id = $1), 0)",
+                            &[&team],
+                        )
+                        .await?;
+                    Ok((false, r.get::<_, i64>(0)))
+                }
+            }
+        })?;
+        let used = u64::try_from(used).unwrap_or(0);
+        Ok(if took { Ok(used) } else { Err(used) })
+    }
+
+    /// Releases `amount` documents of `team`'s quota (never below zero)
+    /// once: release `id` applied before (an answer lost, then retried) is
+    /// not applied again. Returns the documents used after it.
+    pub fn release_documents(&self, id: &str, team: &str, amount: u64) -> Result<u64, StoreError> {
+        let (id, team) = (id.to_owned(), team.to_owned());
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let used = self.call(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let first = tx
+                .execute("INSERT INTO tollgate_document_releases (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id])
+                .await?;
+            if first == 1 {
+                tx.execute(
+                    "UPDATE tollgate_documents SET used = GREATEST(used - $2, 0) WHERE team_id = $1",
+                    &[&team, &amount],
+                )
+                .await?;
+            }
+            let used: i64 = tx
+                .query_one("SELECT coalesce((SELECT used FROM tollgate_documents WHERE team_id = $1), 0)", &[&team])
+                .await?
+                .get(0);
+            tx.commit().await?;
+            Ok(used)
+        })?;
+        Ok(u64::try_from(used).unwrap_or(0))
+    }
+
+    /// The documents every team uses (teams that never acquired any are
+    /// absent).
+    pub fn documents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self.call(|c| async move { c.query("SELECT team_id, used FROM tollgate_documents", &[]).await })?;
         Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
     }
 
-    /// Gives back `n` unspent uses of `key` leased under `generation` (a
-    /// newer count set since does not get them) and ends this node's lease
-    /// of it.
-    pub fn return_lease(&self, key: &str, n: u32, generation: i64) -> Result<(), StoreError> {
-        let (key, node) = (key.to_owned(), self.node.clone());
-        let n = i64::from(n);
+    /// The documents `team` uses.
+    pub fn documents_used(&self, team: &str) -> Result<u64, StoreError> {
+        let team = team.to_owned();
+        let row = self.call(move |c| async move {
+            c.query_one("SELECT coalesce((SELECT used FROM tollgate_documents WHERE team_id = $1), 0)", &[&team]).await
+        })?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    /// The uses of `keys` (with their refill, if any) not held by this
+    /// node: each key's shared count plus the other nodes' leases of its
+    /// generation and period, as of their last heartbeat — or, when a
+    /// refill is due on PostgreSQL's clock, the refill amount. Keys
+    /// without a count are absent.
+    pub fn remaining(
+        &self,
+        keys: Vec<(String, Option<crate::core::model::Refill>)>,
+    ) -> Result<std::collections::HashMap<String, Shared>, StoreError> {
+        let node = self.node.clone();
+        let (mut ids, mut amounts, mut everys) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, r) in keys {
+            ids.push(k);
+            amounts.push(r.map_or(0, |r| i64::from(r.amount)));
+            everys.push(r.map_or(0, |r| i64::try_from(r.interval_ms).unwrap_or(i64::MAX).max(1)));
+        }
+        let rows = self.call(move |c| async move {
+            c.query(
+                "WITH n AS (
+                     SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms
+                 ), k AS (
+                     SELECT * FROM unnest($1::text[], $3::bigint[], $4::bigint[]) AS k(key_id, amount, every)
+                 ), c AS (
+                     SELECT c.*, k.amount, k.every,
+                            k.every > 0 AND (n.ms - c.set_ms) / GREATEST(k.every, 1) > c.period AS due,
+                            CASE WHEN k.every > 0 THEN GREATEST(c.period, (n.ms - c.set_ms) / GREATEST(k.every, 1))
+                                 ELSE c.period END AS now_period
+                     FROM tollgate_credits c JOIN k USING (key_id), n
+                 )
+                 SELECT c.key_id,
+                        CASE WHEN c.due THEN c.amount ELSE c.remaining + coalesce((
+                            SELECT sum(l.amount) FROM tollgate_leases l
+                            WHERE l.key_id = c.key_id AND l.node <> $2 AND l.generation = c.generation
+                              AND l.period = c.period), 0)::bigint END,
+                        c.due, c.set_ms, c.now_period
+                 FROM c",
+                &[&ids, &node, &amounts, &everys],
+            )
+            .await
+        })?;
+        let u = |r: &tokio_postgres::Row, i| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let shared = Shared { uses: u(r, 1), due: r.get(2), anchor_ms: u(r, 3), period: u(r, 4) };
+                (r.get::<_, String>(0), shared)
+            })
+            .collect())
+    }
+
+    /// Gives back this node's leases of `keys` (key, unspent active uses,
+    /// the generation they were leased under) and ends them: each key's
+    /// active uses and the reserve its lease row records go back to the
+    /// shared count if its generation is still theirs (a count set since
+    /// gets nothing). A row another node expired meanwhile has given its
+    /// reserve back already and is gone: only the active part is returned.
+    pub fn return_leases(&self, keys: Vec<Returned>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let node = self.node.clone();
+        let (mut ids, mut ns, mut gens, mut periods) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for k in keys {
+            ids.push(k.key);
+            ns.push(i64::from(k.active));
+            gens.push(k.generation);
+            periods.push(k.period);
+        }
         self.call(move |mut c| async move {
             let tx = c.transaction().await?;
+            // The counts first, in key order, as every statement that locks
+            // both a count and a lease row does (no deadlock).
+            tx.execute("SELECT 1 FROM tollgate_credits WHERE key_id = ANY($1) ORDER BY key_id FOR UPDATE", &[&ids])
+                .await?;
             tx.execute(
-                "UPDATE tollgate_credits SET remaining = remaining + $2 WHERE key_id = $1 AND generation = $3",
-                &[&key, &n, &generation],
+                "WITH h AS (
+                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $5::bigint[])
+                         AS h(key_id, n, generation, period)
+                 ), d AS (
+                     DELETE FROM tollgate_leases l WHERE l.node = $4 AND l.key_id = ANY($1)
+                     RETURNING l.key_id, l.generation, l.period, l.reserve
+                 )
+                 UPDATE tollgate_credits c SET remaining = c.remaining
+                     + coalesce((SELECT sum(h.n) FROM h WHERE h.key_id = c.key_id
+                                 AND h.generation = c.generation AND h.period = c.period), 0)
+                     + coalesce((SELECT sum(d.reserve) FROM d WHERE d.key_id = c.key_id
+                                 AND d.generation = c.generation AND d.period = c.period), 0)
+                 WHERE c.key_id = ANY($1)",
+                &[&ids, &ns, &gens, &node, &periods],
             )
             .await?;
-            tx.execute("DELETE FROM tollgate_leases WHERE key_id = $1 AND node = $2", &[&key, &node]).await?;
             tx.commit().await
         })
     }
 
     /// Keeps this node's leases alive (`expires_at` moved to now + TTL) and
-    /// writes what each still holds, as far as this node knows (`held`:
-    /// key, unspent), then removes the expired leases of every node.
-    /// Returns how many expired leases were removed.
-    pub fn heartbeat(&self, held: Vec<(String, u32)>) -> Result<u64, StoreError> {
+    /// records what each holds (`held`: key, unspent active uses, plus the
+    /// recorded reserve), then ends the expired leases of every node,
+    /// giving their recorded reserve back to the shared count (if its
+    /// generation is still theirs). Returns this node's rows (key, recorded
+    /// reserve): a key held and absent there lost its row (it expired, and
+    /// its reserve went back).
+    pub fn heartbeat(&self, held: Vec<(String, u32)>) -> Result<Heartbeat, StoreError> {
         let (node, ttl) = (self.node.clone(), self.settings.lease_ttl_ms as f64);
         let (keys, amounts): (Vec<String>, Vec<i64>) = held.into_iter().map(|(k, n)| (k, i64::from(n))).unzip();
-        self.call(move |c| async move {
+        self.call(move |mut c| async move {
             c.execute(
-                "UPDATE tollgate_leases l SET amount = h.amount, expires_at = now() + $2 * interval '1 millisecond'
+                "UPDATE tollgate_leases l SET amount = h.amount + l.reserve,
+                     expires_at = now() + $2 * interval '1 millisecond'
                  FROM unnest($3::text[], $4::bigint[]) AS h(key_id, amount)
                  WHERE l.node = $1 AND l.key_id = h.key_id",
                 &[&node, &ttl, &keys, &amounts],
             )
             .await?;
-            c.execute(
-                "UPDATE tollgate_leases SET expires_at = now() + $2 * interval '1 millisecond' WHERE node = $1",
-                &[&node, &ttl],
+            let rows = c
+                .query(
+                    "UPDATE tollgate_leases SET expires_at = now() + $2 * interval '1 millisecond' WHERE node = $1
+                     RETURNING key_id, reserve",
+                    &[&node, &ttl],
+                )
+                .await?;
+            let tx = c.transaction().await?;
+            tx.execute(
+                "SELECT 1 FROM tollgate_credits WHERE key_id IN
+                     (SELECT key_id FROM tollgate_leases WHERE expires_at < now())
+                 ORDER BY key_id FOR UPDATE",
+                &[],
             )
             .await?;
-            c.execute("DELETE FROM tollgate_leases WHERE expires_at < now()", &[]).await
+            let expired = tx
+                .query_one(
+                    "WITH d AS (
+                         DELETE FROM tollgate_leases WHERE expires_at < now()
+                         RETURNING key_id, generation, period, reserve
+                     ), s AS (
+                         SELECT key_id, generation, period, sum(reserve) AS r FROM d
+                         GROUP BY key_id, generation, period
+                     ), u AS (
+                         UPDATE tollgate_credits c SET remaining = c.remaining + s.r
+                         FROM s WHERE c.key_id = s.key_id AND c.generation = s.generation AND c.period = s.period
+                         RETURNING s.r
+                     )
+                     SELECT (SELECT count(*) FROM d), coalesce((SELECT sum(r) FROM u), 0)::bigint",
+                    &[],
+                )
+                .await?;
+            tx.commit().await?;
+            // Release ids are kept a week: a release retried later than
+            // that would be applied again.
+            c.execute("DELETE FROM tollgate_document_releases WHERE at < now() - interval '7 days'", &[]).await?;
+            let mine = rows.iter().map(|r| (r.get::<_, String>(0), u32::try_from(r.get::<_, i64>(1)).unwrap_or(0)));
+            Ok(Heartbeat {
+                mine: mine.collect(),
+                expired: u64::try_from(expired.get::<_, i64>(0)).unwrap_or(0),
+                returned: u64::try_from(expired.get::<_, i64>(1)).unwrap_or(0),
+            })
         })
     }
 
@@ -648,11 +980,12 @@ impl AdminTx {
         let (set_k, set_n): (Vec<String>, Vec<i64>) =
             change.credits.iter().filter_map(|(k, n)| n.map(|n| (k.clone(), i64::from(n)))).unzip();
         let mut clear: Vec<String> = change.credits.iter().map(|(k, _)| k.clone()).collect();
-        // A removed key takes its count, leases and rate window with it.
+        // A removed key takes its count, leases and rate window with it; a
+        // removed team its minute.
         let removed: Vec<String> = change
             .ops
             .iter()
-            .filter(|o| o.value.is_none() && o.table() == Some(Table::Keys))
+            .filter(|o| o.value.is_none() && matches!(o.table(), Some(Table::Keys | Table::Teams)))
             .map(|o| o.id.clone())
             .collect();
         clear.extend(removed.iter().cloned());
@@ -682,11 +1015,19 @@ impl AdminTx {
                     .await?;
                 }
                 if !clear.is_empty() {
+                    // The counts before their lease rows, as every statement
+                    // locking both (a lease taken meanwhile: no deadlock).
+                    obj.execute(
+                        "SELECT 1 FROM tollgate_credits WHERE key_id = ANY($1) ORDER BY key_id FOR UPDATE",
+                        &[&clear],
+                    )
+                    .await?;
                     obj.execute("DELETE FROM tollgate_leases WHERE key_id = ANY($1)", &[&clear]).await?;
                     obj.execute("DELETE FROM tollgate_credits WHERE key_id = ANY($1)", &[&clear]).await?;
                 }
                 if !removed.is_empty() {
                     obj.execute("DELETE FROM tollgate_windows WHERE key_id = ANY($1)", &[&removed]).await?;
+                    obj.execute("DELETE FROM tollgate_documents WHERE team_id = ANY($1)", &[&removed]).await?;
                 }
                 if !set_k.is_empty() {
                     obj.execute(

@@ -335,7 +335,8 @@ pub struct ClusterConfig {
     pub pool_size: usize,
     /// How long a node's lease row outlives its last heartbeat.
     pub lease_ttl_ms: u64,
-    /// The largest number of uses of one key a node leases at once.
+    /// The largest number of uses of one key a node holds at once (active
+    /// part and reserve); it activates a quarter of that at a time.
     pub lease_max: u32,
     /// How long a verification that found its lease empty waits for the
     /// lease it asked for before it is denied.

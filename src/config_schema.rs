@@ -405,7 +405,7 @@ pub fn keys() -> Vec<Key> {
         "cluster.lease_max",
         Ty::U32,
         Restart,
-        "The most uses of one key a node leases at once (1 to 1000000).",
+        "The most uses of one key a node holds at once (1 to 1000000); it may spend a quarter of them, the rest is a reserve a crash does not lose.",
         some(&c.lease_max),
     );
     add(

@@ -152,10 +152,10 @@ pub struct NewKey {
     pub whitelisted_ips: Vec<String>,
 }
 
-/// Why a refill is refused in cluster mode (not built yet: the shared count
-/// has no refill period).
-const CLUSTER_REFILL: &str = "refills are not supported in cluster mode yet (remaining uses are leased from a \
-                              count without refill periods)";
+/// Why a change of a key's refill alone is refused in cluster mode: the
+/// cluster's count restarts its periods only when it is set.
+const CLUSTER_REFILL: &str = "in cluster mode a change of the refill sets the remaining uses too: give remaining \
+                              (the shared count and its refill periods start again from it)";
 
 /// Most entries [`Engine::import_keys`] takes in one call.
 pub const MAX_IMPORT: usize = 10_000;
@@ -527,7 +527,10 @@ impl Engine {
 
     fn verifier_at<T>(&self, team_limit: bool, f: impl FnOnce(&Verifier<'_>) -> T) -> T {
         let tiers = self.tiers.load();
-        f(&Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict, team_limit })
+        // Cluster mode: team documents are acquired in PostgreSQL.
+        let acquire = |team: &TeamEntry, amount: u64, limit: Option<u64>| self.acquire_verifying(team, amount, limit);
+        let documents: Option<&crate::core::verify::SharedQuota<'_>> = self.leasing().then_some(&acquire);
+        f(&Verifier { index: &self.index, jwt: &self.jwt, tiers: &tiers, strict: self.strict, team_limit, documents })
     }
 
     /// Blocks until flush generation `ticket` is on disk.
@@ -646,7 +649,9 @@ impl Engine {
             updated_at: now,
         };
         self.commit_put(&mut g, Table::Teams, &team.id, &team)?;
-        self.index.teams.insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0)));
+        self.index
+            .teams
+            .insert(team.id.clone(), Arc::new(TeamEntry::new(&team.id, tier, 0).in_cluster(self.leasing())));
         self.listing.lock().add_team(&team.id);
         Ok(team)
     }
@@ -694,7 +699,7 @@ impl Engine {
             {
                 over.push(format!("{members} members > {tier}'s {max}"));
             }
-            let documents = self.index.teams.get(id).map_or(0, |t| t.documents.used());
+            let documents = self.index.teams.get(id).map_or(0, |t| self.documents_used(&t));
             if let Some(max) = limits.documents.get()
                 && documents > max
             {
@@ -1140,11 +1145,6 @@ impl Engine {
         if checked.is_empty() {
             return Ok(Vec::new());
         }
-        if self.leasing()
-            && let Some(i) = checked.iter().position(|c| c.new.refill.is_some())
-        {
-            return Err((Some(i), EngineError::Invalid { field: "refill", reason: CLUSTER_REFILL.into() }));
-        }
         let mut g = self.lock_admin().map_err(|e| (None, e))?;
         let mut batch = Batch::default();
         let mut created = Vec::with_capacity(checked.len());
@@ -1345,7 +1345,7 @@ impl Engine {
             None => old.ips.to_vec(),
         };
         validate_limits(k.refill, k.rate_limit)?;
-        if self.leasing() && k.refill.is_some() {
+        if self.leasing() && k.refill != old_refill && up.remaining.is_none() {
             return invalid("refill", CLUSTER_REFILL);
         }
         // A refill refills remaining uses: a key without a limit on them has
@@ -1518,19 +1518,29 @@ impl Engine {
     // ---- quotas ----
 
     /// Consumes a team quota outside verification; `Err` carries the unchanged use.
+    /// In cluster mode the quota is the cluster's: one statement in
+    /// PostgreSQL, and an error (`Unavailable`) while it cannot be reached.
     pub fn consume_quota(&self, team_id: &str, amount: u64) -> Result<Result<u64, u64>, EngineError> {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
-        let limit = self.tiers.load()[team.tier().index()].documents.get().unwrap_or(u64::MAX);
-        let r = team.documents.try_consume(amount, limit);
+        let limit = self.tiers.load()[team.tier().index()].documents.get();
+        if self.leasing() {
+            return Ok(self.acquire_documents(&team, amount, limit)?);
+        }
+        let r = team.documents.try_consume(amount, limit.unwrap_or(u64::MAX));
         if r.is_ok() {
             self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
         }
         Ok(r)
     }
 
-    /// Releases a team quota (never below zero); returns the new use.
+    /// Releases a team quota (never below zero); returns the new use. In
+    /// cluster mode a release PostgreSQL cannot take now is kept (in this
+    /// node's store) and retried until it is applied, once.
     pub fn release_quota(&self, team_id: &str, amount: u64) -> Result<u64, EngineError> {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
+        if self.leasing() {
+            return self.release_documents(&team, amount);
+        }
         let used = team.documents.release(amount);
         self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
         Ok(used)
@@ -1542,17 +1552,36 @@ impl Engine {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
         let limits = self.tiers.load()[team.tier().index()];
         let members = self.users_of(team_id).iter().filter(|u| u.status() != UserStatus::Deleted).count() as u64;
-        let requests_this_minute = limits
-            .requests_per_minute
-            .get()
-            .map(|_| u64::from(team.minute.count(crate::core::verify::MINUTE_US, now_us())));
-        Ok(TeamStanding { limits, members, documents: team.documents.used(), requests_this_minute })
+        let minute = crate::core::verify::MINUTE_US;
+        let local = || u64::from(team.minute.count(minute, now_us()));
+        let requests_this_minute = match (limits.requests_per_minute.get(), self.cluster()) {
+            (None, _) => None,
+            // Cluster mode: what the nodes took of the cluster's minute.
+            (Some(_), Some(c)) => Some(c.window_used(team_id, minute / 1000).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cluster: the team's minute shown as this node's");
+                local()
+            })),
+            (Some(_), None) => Some(local()),
+        };
+        Ok(TeamStanding { limits, members, documents: self.documents_used(&team), requests_this_minute })
     }
 
     /// Documents used by a team.
     pub fn quota_used(&self, team_id: &str) -> Result<u64, EngineError> {
         let team = self.index.teams.get(team_id).map(|t| t.clone()).ok_or(EngineError::NotFound("team"))?;
-        Ok(team.documents.used())
+        Ok(self.documents_used(&team))
+    }
+
+    /// Documents used by `team`: the cluster's count in cluster mode (this
+    /// node's last answer while PostgreSQL cannot be reached).
+    fn documents_used(&self, team: &TeamEntry) -> u64 {
+        if let Some(c) = self.cluster() {
+            match c.documents_used(&team.id) {
+                Ok(used) => team.documents.set(used),
+                Err(e) => tracing::warn!(error = %e, "cluster: documents shown as this node last knew them"),
+            }
+        }
+        team.documents.used()
     }
 }
 
@@ -1947,7 +1976,7 @@ fn load_index(store: &Store, cluster: bool, data: &Path) -> Result<(Index, Listi
     let team_usage: HashMap<String, u64> = store.scan(Table::TeamUsage)?.into_iter().collect();
     for (id, t) in store.scan::<Team>(Table::Teams)? {
         let used = team_usage.get(&id).copied().unwrap_or(0);
-        index.teams.insert(id.clone(), Arc::new(TeamEntry::new(&id, t.tier, used)));
+        index.teams.insert(id.clone(), Arc::new(TeamEntry::new(&id, t.tier, used).in_cluster(cluster)));
     }
     for (id, u) in store.scan::<User>(Table::Users)? {
         let Some(team) = index.teams.get(&u.team_id).map(|t| t.clone()) else {

@@ -590,29 +590,53 @@ impl EngineService {
     /// unknown quota or team is refused as `ok = false, used = 0, limit = 0`
     /// (nothing can be consumed from what does not exist), keeping error
     /// frames for protocol problems.
-    fn quota(&self, op: &proto::QuotaOp<'_>, consume: bool) -> proto::QuotaResult {
+    ///
+    /// In cluster mode an acquire is a round trip to PostgreSQL (the quota
+    /// is exact across the cluster); while it cannot be reached the acquire
+    /// is answered with a `SERVER_BUSY` error saying so (the `Err`), and a
+    /// release is kept and applied later.
+    fn quota(&self, op: &proto::QuotaOp<'_>, consume: bool) -> Result<proto::QuotaResult, String> {
         const MISSING: proto::QuotaResult = proto::QuotaResult { ok: false, used: 0, limit: Some(0) };
         if op.quota != QUOTA_DOCUMENTS {
-            return MISSING;
+            return Ok(MISSING);
         }
         let Some(tier) = self.engine.index().teams.get(op.team_id).map(|t| t.tier()) else {
-            return MISSING;
+            return Ok(MISSING);
         };
         let limit = self.engine.tiers()[tier.index()].documents.get();
         let amount = u64::from(op.amount);
-        let (ok, used) = if consume {
-            match self.engine.consume_quota(op.team_id, amount) {
-                Ok(Ok(used)) => (true, used),
-                Ok(Err(used)) => (false, used),
-                Err(_) => return MISSING,
-            }
-        } else {
-            match self.engine.release_quota(op.team_id, amount) {
-                Ok(used) => (true, used),
-                Err(_) => return MISSING,
+        let run = || {
+            if consume {
+                self.engine.consume_quota(op.team_id, amount).map(|r| match r {
+                    Ok(used) => (true, used),
+                    Err(used) => (false, used),
+                })
+            } else {
+                self.engine.release_quota(op.team_id, amount).map(|used| (true, used))
             }
         };
-        proto::QuotaResult { ok, used, limit }
+        // Cluster mode waits for PostgreSQL: a runtime's worker hands its
+        // other tasks over meanwhile.
+        let r = match tokio::runtime::Handle::try_current() {
+            Ok(h)
+                if self.engine.cluster().is_some()
+                    && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        };
+        match r {
+            Ok((ok, used)) => Ok(proto::QuotaResult { ok, used, limit }),
+            Err(crate::engine::EngineError::Store(crate::store::StoreError::Unavailable(why))) => {
+                Err(format!("the cluster's database cannot be reached: team documents cannot be acquired ({why})"))
+            }
+            Err(crate::engine::EngineError::NotFound(_)) => Ok(MISSING),
+            Err(e) => {
+                tracing::warn!(error = %e, "socket: a quota operation failed");
+                Err(format!("the quota operation failed: {e}"))
+            }
+        }
     }
 }
 
@@ -620,12 +644,14 @@ impl Service for EngineService {
     fn answer(&self, id: u32, req: Request<'_>, now: Micros, out: &mut Vec<u8>) -> Option<u64> {
         match req {
             Request::Verify(v) => return self.verify(id, &v, now, out),
-            Request::QuotaConsume(op) => {
-                encode_or_internal(id, &Response::QuotaResult(self.quota(&op, true)), out);
-            }
-            Request::QuotaRelease(op) => {
-                encode_or_internal(id, &Response::QuotaResult(self.quota(&op, false)), out);
-            }
+            Request::QuotaConsume(op) => match self.quota(&op, true) {
+                Ok(r) => encode_or_internal(id, &Response::QuotaResult(r), out),
+                Err(why) => proto::encode_error(id, proto::ErrorCode::ServerBusy, &why, out),
+            },
+            Request::QuotaRelease(op) => match self.quota(&op, false) {
+                Ok(r) => encode_or_internal(id, &Response::QuotaResult(r), out),
+                Err(why) => proto::encode_error(id, proto::ErrorCode::ServerBusy, &why, out),
+            },
             Request::Ping => encode_or_internal(id, &Response::Pong, out),
         }
         None

@@ -62,6 +62,9 @@ pub enum Table {
     /// Audit events (`audit::AuditEvent`), by `<team>/<time>/<seq>` so that one
     /// team's events are one contiguous, time-ordered range.
     Audit,
+    /// Cluster mode: document releases PostgreSQL has not acknowledged yet
+    /// (`(team id, amount)`), by release id; retried until it has.
+    Releases,
 }
 
 impl Table {
@@ -88,6 +91,7 @@ impl Table {
             Table::Meta,
             Table::Stats,
             Table::Audit,
+            Table::Releases,
         ]
         .into_iter()
         .find(|t| t.tag() == tag)
@@ -106,6 +110,7 @@ impl Table {
             Table::Meta => b'm',
             Table::Audit => b'l',
             Table::Stats => b's',
+            Table::Releases => b'r',
         }
     }
 }

@@ -410,7 +410,9 @@ pub struct TeamUsage {
     /// Users of the team (deleted ones not counted).
     pub members: u64,
     /// Verifications counted in the current calendar minute (UTC); `null`
-    /// when the tier has no per-minute limit (then nothing is counted).
+    /// when the tier has no per-minute limit (then nothing is counted). In
+    /// cluster mode, the requests the nodes took of the cluster's minute
+    /// (a few of them may be held by a node unspent).
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub requests_this_minute: Option<u64>,
 }

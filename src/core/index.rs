@@ -264,6 +264,11 @@ pub struct TeamEntry {
     pub documents: Quota,
     /// Set when `documents` changed since the last flush.
     pub dirty: AtomicBool,
+    /// Cluster mode only: this node's tokens of the cluster's current
+    /// minute of the team (`rate`, in place of `minute`) and the state of
+    /// its requests for more (`lease`'s `requested`, `rate_low`,
+    /// `rate_dry_until_ms`).
+    pub cluster: Option<Box<ClusterCounters>>,
 }
 
 impl TeamEntry {
@@ -275,7 +280,17 @@ impl TeamEntry {
             minute: FixedWindow::default(),
             documents: Quota::new(documents),
             dirty: AtomicBool::new(false),
+            cluster: None,
         }
+    }
+
+    /// The entry of a cluster node: its per-minute window is leased from
+    /// the cluster's (`cluster` false: unchanged).
+    pub fn in_cluster(mut self, cluster: bool) -> TeamEntry {
+        if cluster {
+            self.cluster = Some(Box::default());
+        }
+        self
     }
 
     /// The current tier.
@@ -376,6 +391,13 @@ pub struct Lease {
     pub requested: AtomicBool,
     /// Below this many unspent uses, ask for more before they run out.
     pub low: std::sync::atomic::AtomicU32,
+    /// The largest cost a verification found this node's active part
+    /// short of: the leaser activates at least that many.
+    pub want: std::sync::atomic::AtomicU32,
+    /// A key with a refill: when (ms, this node's clock) the refill period
+    /// of the active part ends; from then on it is void until the leaser
+    /// brings uses of the next period. 0: none leased yet.
+    pub period_end_ms: AtomicU64,
     /// The last request found no uses left cluster-wide: until this time
     /// (ms) an empty lease is final, and no request is made.
     pub dry_until_ms: AtomicU64,
@@ -680,6 +702,8 @@ pub struct Index {
     grants: parking_lot::Mutex<Interner>,
     /// Keys whose lease wants more uses, for the leaser thread.
     pub lease_requests: SegQueue<Arc<KeyEntry>>,
+    /// Teams whose lease of the cluster's minute wants more tokens.
+    pub team_lease_requests: SegQueue<Arc<TeamEntry>>,
     /// The leaser thread, woken when a request is queued.
     pub leaser: std::sync::OnceLock<std::thread::Thread>,
 }
@@ -706,12 +730,22 @@ impl Index {
         self.request_lease(key, now_ms, &cl.lease, &cl.lease.rate_dry_until_ms)
     }
 
+    /// [`Index::want_rate_lease`] for tokens of the team's minute.
+    pub fn want_team_rate_lease(&self, team: &Arc<TeamEntry>, now_ms: u64) -> bool {
+        let Some(cl) = team.cluster.as_deref() else { return false };
+        self.ask(now_ms, &cl.lease, &cl.lease.rate_dry_until_ms, || self.team_lease_requests.push(team.clone()))
+    }
+
     fn request_lease(&self, key: &Arc<KeyEntry>, now_ms: u64, lease: &Lease, dry_until_ms: &AtomicU64) -> bool {
+        self.ask(now_ms, lease, dry_until_ms, || self.lease_requests.push(key.clone()))
+    }
+
+    fn ask(&self, now_ms: u64, lease: &Lease, dry_until_ms: &AtomicU64, queue: impl FnOnce()) -> bool {
         if now_ms < dry_until_ms.load(Ordering::Relaxed) {
             return false;
         }
         if !lease.requested.swap(true, Ordering::AcqRel) {
-            self.lease_requests.push(key.clone());
+            queue();
             if let Some(t) = self.leaser.get() {
                 t.unpark();
             }

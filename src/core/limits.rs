@@ -421,6 +421,11 @@ impl Quota {
             .map(|old| old + amount)
     }
 
+    /// Overwrites the consumption (cluster mode: as PostgreSQL counts it).
+    pub fn set(&self, used: u64) {
+        self.used.store(used, Ordering::Release);
+    }
+
     /// Releases `amount` (never below zero); returns the new `used`.
     pub fn release(&self, amount: u64) -> u64 {
         let old = self

@@ -312,7 +312,14 @@ pub struct Verifier<'a> {
     /// traffic used up the minute (an administrator revoking a leaked key at
     /// the limit). A key's own rate limit and uses apply either way.
     pub team_limit: bool,
+    /// Cluster mode: team documents are the cluster's, acquired by this
+    /// (a round trip to PostgreSQL) instead of from `TeamEntry::documents`.
+    pub documents: Option<&'a SharedQuota<'a>>,
 }
+
+/// Acquires `amount` documents of a team's quota within `limit` (`None`:
+/// unlimited): the documents used after, or why not (the deny reason).
+pub type SharedQuota<'a> = dyn Fn(&TeamEntry, u64, Option<u64>) -> Result<u64, &'static str> + 'a;
 
 impl Verifier<'_> {
     /// Decides on `req` at time `now` (microseconds since the epoch); the
@@ -410,7 +417,8 @@ impl Verifier<'_> {
                     }
                     None => {
                         let lease_pending = self.index.want_rate_lease(key.arc(), now_ms);
-                        let reset_ms = cl.rate.reset_ms(now);
+                        let full_for = cl.lease.rate_dry_until_ms.load(Ordering::Relaxed).saturating_sub(now_ms);
+                        let reset_ms = cl.rate.reset_ms(now).max(full_for);
                         return VerdictOf::Deny(Deny {
                             code: DenyCode::RateLimited,
                             reason: "key rate limit reached",
@@ -428,8 +436,17 @@ impl Verifier<'_> {
             }
         }
         let mut remaining = None;
+        // Cluster mode: a refill is the cluster's (the leaser brings each
+        // period's uses); the node's counter never refills by itself, and
+        // what it holds of a period that has ended is void.
+        let refill = if cl.is_some() { None } else { rec.refill() };
+        let period_end = cl.filter(|_| rec.refill().is_some()).map(|cl| cl.lease.period_end_ms.load(Ordering::Acquire));
         if rec.counted {
-            match c.uses.try_take(rec.refill(), c.anchor_ms, now_ms, cost) {
+            let take = match period_end {
+                Some(end) if now_ms >= end => Take::Exhausted(None),
+                _ => c.uses.try_take(refill, c.anchor_ms, now_ms, cost),
+            };
+            match take {
                 Take::Taken(left) => {
                     // Cluster mode: ask for more before the lease runs out.
                     if let Some(cl) = cl
@@ -443,7 +460,12 @@ impl Verifier<'_> {
                     if let Some(limit) = rec.rate_limit() {
                         undo_rate(limit);
                     }
+                    if let Some(cl) = cl {
+                        cl.lease.want.fetch_max(cost, Ordering::Relaxed);
+                    }
                     let lease_pending = self.index.want_lease(key.arc(), now_ms);
+                    // Cluster mode, a refill: the uses come back when this period ends.
+                    let next = next.or(period_end.filter(|&end| end > now_ms).map(|end| end - now_ms));
                     return VerdictOf::Deny(Deny {
                         code: DenyCode::UsageExceeded,
                         reason: "no remaining uses",
@@ -459,7 +481,7 @@ impl Verifier<'_> {
                 undo_rate(limit);
             }
             if remaining.is_some() {
-                c.uses.undo(rec.refill(), c.anchor_ms, now_ms, cost);
+                c.uses.undo(refill, c.anchor_ms, now_ms, cost);
             }
         };
         let team_rate = match self.team_limits(&key.user.team, req, now) {
@@ -594,21 +616,62 @@ impl Verifier<'_> {
         };
         let mut info = None;
         let rpm = tier.requests_per_minute.get().filter(|_| self.team_limit);
+        let cl = team.cluster.as_deref();
         if let Some(rpm) = rpm {
             let rpm = u32::try_from(rpm).unwrap_or(u32::MAX);
-            match team.minute.try_take(rpm, MINUTE_US, now, req.cost) {
-                Ok(i) => info = Some(i),
-                Err(d) => return Err(limited(DenyCode::TeamRateLimited, "team per-minute limit reached", d)),
+            match cl {
+                // Cluster mode: the team's minute is the cluster's, spent
+                // from this node's tokens of it.
+                Some(cl) => {
+                    let now_ms = now / 1000;
+                    match cl.rate.try_take(rpm, now, req.cost) {
+                        Some(i) => {
+                            if i.remaining < cl.lease.rate_low.load(Ordering::Relaxed) {
+                                self.index.want_team_rate_lease(team, now_ms);
+                            }
+                            info = Some(i);
+                        }
+                        None => {
+                            let lease_pending = self.index.want_team_rate_lease(team, now_ms);
+                            let full_for = cl.lease.rate_dry_until_ms.load(Ordering::Relaxed).saturating_sub(now_ms);
+                            let reset_ms = cl.rate.reset_ms(now).max(full_for);
+                            return Err(VerdictOf::Deny(Deny {
+                                code: DenyCode::TeamRateLimited,
+                                reason: "team per-minute limit reached",
+                                retry_after_ms: Some(reset_ms),
+                                rate_limit: Some(RateInfo { limit: rpm, remaining: 0, reset_ms }),
+                                lease_pending,
+                            }));
+                        }
+                    }
+                }
+                None => match team.minute.try_take(rpm, MINUTE_US, now, req.cost) {
+                    Ok(i) => info = Some(i),
+                    Err(d) => return Err(limited(DenyCode::TeamRateLimited, "team per-minute limit reached", d)),
+                },
             }
         }
         if let Some((amount, limit)) = quota_limit {
-            if team.documents.try_consume(amount, limit.unwrap_or(u64::MAX)).is_err() {
+            let took = match self.documents {
+                Some(acquire) => acquire(team, amount, limit).map(|_| ()),
+                None => team
+                    .documents
+                    .try_consume(amount, limit.unwrap_or(u64::MAX))
+                    .map(|_| ())
+                    .map_err(|_| "team document quota reached"),
+            };
+            if let Err(reason) = took {
                 if rpm.is_some() {
-                    team.minute.undo(MINUTE_US, now, req.cost);
+                    match cl {
+                        Some(cl) => cl.rate.undo(req.cost),
+                        None => team.minute.undo(MINUTE_US, now, req.cost),
+                    }
                 }
-                return Err(deny(DenyCode::QuotaExceeded, "team document quota reached"));
+                return Err(deny(DenyCode::QuotaExceeded, reason));
             }
-            self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+            if self.documents.is_none() {
+                self.index.mark_dirty(&team.dirty, self.strict, || Dirty::Team(team.clone()));
+            }
         }
         Ok(info)
     }

@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::listing::Filed;
 use super::{ADOPTED_PREFIXES, Engine, EngineError, counters, key_entry, key_usage, now_ms, parse_ips, token_entry};
-use crate::cluster::{Change, Cluster};
+use crate::cluster::{Change, Cluster, Returned};
 use crate::core::index::{ClusterCounters, Id, KeyCounters, Secret, TeamEntry, UserEntry};
 use crate::core::model::{AccessToken, ApiKey, Team, Usage, User};
 use crate::store::{Batch, Op, Store, StoreError, Table};
@@ -24,6 +24,9 @@ use crate::store::{Batch, Op, Store, StoreError, Table};
 const DRY_MS: u64 = 1_000;
 /// The first lease of a key on a node, before demand is known.
 const FIRST_LEASE: u32 = 10;
+/// Why a verification naming the `documents` quota is denied while
+/// PostgreSQL cannot be reached.
+const UNCOUNTED: &str = "the cluster's database cannot be reached: team documents cannot be acquired";
 
 /// What this node holds of the cluster.
 pub(super) struct Replica {
@@ -35,7 +38,8 @@ pub(super) struct Replica {
     /// Rate-limit windows this node holds tokens of: key id → the window's
     /// end on PostgreSQL's clock and on this node's (fixed at its first
     /// grant, so later grants of the same window add to the same tokens).
-    rate_windows: Mutex<HashMap<Id, (i64, u64)>>,
+    /// Teams' minutes too, by team id.
+    rate_windows: Mutex<HashMap<String, (i64, u64)>>,
     /// Leaser rounds completed, and the condition a verification waiting for
     /// a lease sleeps on.
     rounds: Mutex<u64>,
@@ -50,17 +54,34 @@ pub(super) struct Replica {
     /// Past `max_staleness_ms` with `on_stale = "refuse"`: verifications
     /// are refused.
     stale: AtomicBool,
+    /// Document releases are kept in the store, waiting for PostgreSQL.
+    pending_releases: AtomicBool,
 }
 
-/// A lease of one key held by this node.
+/// A lease of one key held by this node: its active part is the key's
+/// `KeyCounters::uses`, its reserve is recorded in the lease row.
 struct Held {
     /// The shared count's generation it was granted under.
     generation: i64,
-    /// The next request's size (doubles while leases run out within a
-    /// second, halves when one lasts over ten).
+    /// What this node holds in all (active + reserve) after a request:
+    /// doubles while activations come within a second of each other,
+    /// halves when one lasts over ten.
     size: u32,
-    /// When the last lease was granted.
+    /// When uses were last activated.
     granted: Instant,
+    /// The reserve the lease row recorded at the last answer (the row's is
+    /// the one that counts: this steers only how much to ask for).
+    reserve: u32,
+    /// The refill period the active part is of (0 without a refill).
+    period: i64,
+}
+
+/// How many uses a node activates at a time for a lease of `size`, and so
+/// the most its active part holds (unless a verification's cost asks for
+/// more): what a node killed loses of a key (ARCHITECTURE.md, "Cluster
+/// mode").
+fn chunk(size: u32) -> u32 {
+    size.div_ceil(4).max(1)
 }
 
 impl Replica {
@@ -77,6 +98,8 @@ impl Replica {
             threads: Mutex::default(),
             current_at_ms: AtomicU64::new(now_ms()),
             stale: AtomicBool::new(false),
+            // The store is read once at start for releases kept before.
+            pending_releases: AtomicBool::new(true),
         }
     }
 
@@ -140,6 +163,17 @@ impl Engine {
     /// happens without `--postgres`.
     pub fn start_cluster(self: &Arc<Self>) -> Result<(), EngineError> {
         let Some(r) = &self.replica else { return Ok(()) };
+        // Team documents are the cluster's: this node's entries show them
+        // (they are read again on every acquire, release and admin read).
+        match r.cluster.documents() {
+            Ok(documents) => {
+                let documents: HashMap<String, u64> = documents.into_iter().collect();
+                for t in self.index.teams.iter() {
+                    t.documents.set(documents.get(&*t.id).copied().unwrap_or(0));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster: team documents shown as this node last knew them"),
+        }
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -276,7 +310,9 @@ impl Engine {
                     match self.index.teams.get(&op.id) {
                         Some(e) => e.set_tier(t.tier),
                         None => {
-                            self.index.teams.insert(op.id.clone(), Arc::new(TeamEntry::new(&op.id, t.tier, 0)));
+                            self.index
+                                .teams
+                                .insert(op.id.clone(), Arc::new(TeamEntry::new(&op.id, t.tier, 0).in_cluster(true)));
                             self.listing.lock().add_team(&op.id);
                         }
                     }
@@ -413,24 +449,148 @@ impl Engine {
 
     /// Cluster mode: the remaining uses of keys with a limit are the
     /// cluster's, not this node's lease: the shared count, plus what other
-    /// nodes hold (as of their last heartbeat), plus this node's lease. When
-    /// PostgreSQL cannot be reached, this node's lease is shown, as it is.
+    /// nodes hold (as of their last heartbeat), plus this node's active
+    /// part — or the refill amount when a refill period has passed since the
+    /// count was last leased from (then no lease held counts). A key with a
+    /// refill shows its periods on PostgreSQL's clock. When PostgreSQL
+    /// cannot be reached, this node's active part is shown, as it is.
     pub(super) fn cluster_remaining(&self, keys: &mut [(ApiKey, Usage)]) {
         let Some(r) = &self.replica else { return };
-        let ids: Vec<String> = keys.iter().filter(|(k, _)| k.remaining.is_some()).map(|(k, _)| k.id.clone()).collect();
+        let ids: Vec<(String, Option<crate::core::model::Refill>)> =
+            keys.iter().filter(|(k, _)| k.remaining.is_some()).map(|(k, _)| (k.id.clone(), k.refill)).collect();
         if ids.is_empty() {
             return;
         }
         match r.cluster.remaining(ids) {
             Ok(shared) => {
+                let leases = r.leases.lock();
                 for (k, usage) in keys.iter_mut() {
-                    if let Some(n) = shared.get(&k.id) {
-                        let total = u64::from(usage.remaining).saturating_add(*n);
-                        usage.remaining = u32::try_from(total).unwrap_or(u32::MAX);
+                    let Some(s) = shared.get(&k.id) else { continue };
+                    // This node's active part counts if it is of the current period.
+                    let mine = leases.get(k.id.as_str()).is_none_or(|h| h.period as u64 == s.period);
+                    let total = if s.due {
+                        s.uses
+                    } else if mine {
+                        u64::from(usage.remaining).saturating_add(s.uses)
+                    } else {
+                        s.uses
+                    };
+                    usage.remaining = u32::try_from(total).unwrap_or(u32::MAX);
+                    if k.refill.is_some() {
+                        usage.anchor = s.anchor_ms;
+                        usage.period = s.period;
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cluster: remaining uses shown as this node's lease"),
+        }
+    }
+
+    /// Cluster mode: acquires team documents in PostgreSQL (exact across
+    /// the cluster); this node's entry shows the count it answered.
+    pub(super) fn acquire_documents(
+        &self,
+        team: &TeamEntry,
+        amount: u64,
+        limit: Option<u64>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let Some(r) = &self.replica else { return Err(StoreError::Db("not a cluster node".into())) };
+        let took = r.cluster.acquire_documents(&team.id, amount, limit)?;
+        let (Ok(used) | Err(used)) = took;
+        team.documents.set(used);
+        Ok(took)
+    }
+
+    /// [`Engine::acquire_documents`] for a verification naming the
+    /// `documents` quota: the deny reason when not acquired. The thread
+    /// waits for PostgreSQL (a runtime's worker hands its other tasks over).
+    pub(super) fn acquire_verifying(
+        &self,
+        team: &TeamEntry,
+        amount: u64,
+        limit: Option<u64>,
+    ) -> Result<u64, &'static str> {
+        let mut out = Err(UNCOUNTED);
+        let mut acquire = || {
+            out = match self.acquire_documents(team, amount, limit) {
+                Ok(Ok(used)) => Ok(used),
+                Ok(Err(_)) => Err("team document quota reached"),
+                Err(e) => {
+                    tracing::warn!(team = %team.id, error = %e, "cluster: documents cannot be acquired");
+                    Err(UNCOUNTED)
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(acquire)
+            }
+            _ => acquire(),
+        }
+        out
+    }
+
+    /// Cluster mode: releases team documents in PostgreSQL. A release it
+    /// cannot take now (unreachable, or no answer) is kept in this node's
+    /// store under its id and retried by the leaser until applied — once,
+    /// by its id — so no acknowledged release is lost; meanwhile this
+    /// node's count shows it released.
+    pub(super) fn release_documents(&self, team: &TeamEntry, amount: u64) -> Result<u64, EngineError> {
+        let Some(r) = &self.replica else { return Err(StoreError::Db("not a cluster node".into()).into()) };
+        let id = crate::core::secret::new_id(&self.rng, "rel_");
+        match r.cluster.release_documents(&id, &team.id, amount) {
+            Ok(used) => {
+                team.documents.set(used);
+                Ok(used)
+            }
+            Err(e) => {
+                let mut b = Batch::default();
+                b.put(Table::Releases, &id, &(team.id.to_string(), amount));
+                self.store.apply(b, true)?;
+                r.pending_releases.store(true, Ordering::Release);
+                tracing::warn!(
+                    team = %team.id,
+                    amount,
+                    error = %e,
+                    "cluster: a document release is kept and retried until PostgreSQL takes it"
+                );
+                Ok(team.documents.release(amount))
+            }
+        }
+    }
+
+    /// Retries the releases PostgreSQL has not acknowledged (leaser).
+    fn retry_releases(&self, r: &Replica) {
+        if !r.pending_releases.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let pending = match self.store.scan::<(String, u64)>(Table::Releases) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: kept document releases cannot be read");
+                r.pending_releases.store(true, Ordering::Release);
+                return;
+            }
+        };
+        for (id, (team, amount)) in pending {
+            match r.cluster.release_documents(&id, &team, amount) {
+                Ok(used) => {
+                    if let Some(t) = self.index.teams.get(&team) {
+                        t.documents.set(used);
+                    }
+                    let mut b = Batch::default();
+                    b.remove(Table::Releases, &id);
+                    if let Err(e) = self.store.apply(b, true) {
+                        // Applied already: a second try is a no-op.
+                        tracing::warn!(error = %e, "cluster: an applied document release stays kept");
+                    }
+                    tracing::info!(team = %team, amount, "cluster: a kept document release was applied");
+                }
+                Err(_) => {
+                    r.pending_releases.store(true, Ordering::Release);
+                    return;
+                }
+            }
         }
     }
 
@@ -473,7 +633,8 @@ impl Engine {
         verdict
     }
 
-    /// Returns this node's unspent leases (shutdown). Idempotent.
+    /// Returns this node's unspent leases (shutdown): every key's active
+    /// part and the reserve its row records, in one transaction. Idempotent.
     pub(super) fn return_leases(&self) {
         let Some(r) = &self.replica else { return };
         if r.stop.swap(true, Ordering::AcqRel) {
@@ -495,26 +656,38 @@ impl Engine {
             }
         }
         r.cluster.stop();
-        let held: Vec<(Id, i64)> = r.leases.lock().drain().map(|(k, h)| (k, h.generation)).collect();
-        let mut returned = 0u64;
-        for (id, generation) in held {
-            let Some(e) = self.index.keys.get(id.as_str()) else { continue };
-            let n = e.counters.uses.drain();
-            if n == 0 {
-                continue;
-            }
-            match r.cluster.return_lease(&id, n, generation) {
-                Ok(()) => returned += u64::from(n),
-                Err(err) => tracing::warn!(key = %id, uses = n, error = %err, "cluster: a lease could not be returned"),
-            }
+        let held: Vec<(Id, Held)> = r.leases.lock().drain().collect();
+        let mut back = Vec::with_capacity(held.len());
+        let (mut active, mut reserve) = (0u64, 0u64);
+        for (id, h) in held {
+            let n = self.index.keys.get(id.as_str()).map_or(0, |e| e.counters.uses.drain());
+            active += u64::from(n);
+            reserve += u64::from(h.reserve);
+            back.push(Returned { key: id.to_string(), active: n, generation: h.generation, period: h.period });
         }
-        tracing::info!(uses = returned, "cluster: leases returned");
+        match r.cluster.return_leases(back) {
+            Ok(()) => tracing::info!(active, reserve, "cluster: leases returned"),
+            Err(e) => tracing::warn!(
+                active,
+                error = %e,
+                "cluster: leases could not be returned (their reserves come back when their rows expire)"
+            ),
+        }
     }
 
     /// One leaser round: serves every queued request, then wakes the
     /// verifications waiting for it.
     fn lease_round(&self, r: &Replica) {
         let mut seen = HashSet::new();
+        let mut seen_teams = HashSet::new();
+        while let Some(t) = self.index.team_lease_requests.pop() {
+            if seen_teams.insert(t.id.clone()) {
+                self.serve_team_rate_lease(r, &t);
+            }
+            if let Some(cl) = t.cluster.as_deref() {
+                cl.lease.requested.store(false, Ordering::Release);
+            }
+        }
         while let Some(e) = self.index.lease_requests.pop() {
             if seen.insert(e.id.clone()) {
                 self.serve_rate_lease(r, &e.id, &e.counters);
@@ -529,10 +702,7 @@ impl Engine {
     }
 
     /// Leases tokens of key `id`'s current rate-limit window for `counters`
-    /// (if they are still the key's and it has a rate limit), when they are
-    /// running low: `max / 64` at a time (at least 1, at most `lease_max`),
-    /// so that what other nodes hold unspent at a window's end is small
-    /// beside the limit.
+    /// (if they are still the key's and it has a rate limit).
     fn serve_rate_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
         let Some(limit) =
             self.index.keys.get(id.as_str()).filter(|e| Arc::ptr_eq(&e.counters, c)).and_then(|e| e.hot.rate_limit())
@@ -540,23 +710,42 @@ impl Engine {
             return;
         };
         let Some(cl) = c.cluster.as_deref() else { return };
+        self.lease_window(r, id.as_str(), cl, limit.max, limit.window_ms, false);
+    }
+
+    /// Leases tokens of the cluster's current minute of `team` (if its tier
+    /// has a per-minute limit): calendar minutes on PostgreSQL's clock, as
+    /// on one host on the node's.
+    fn serve_team_rate_lease(&self, r: &Replica, team: &Arc<TeamEntry>) {
+        let Some(cl) = team.cluster.as_deref() else { return };
+        let tiers = self.tiers.load();
+        let Some(rpm) = tiers[team.tier().index()].requests_per_minute.get() else { return };
+        let rpm = u32::try_from(rpm).unwrap_or(u32::MAX);
+        self.lease_window(r, &team.id, cl, rpm, crate::core::verify::MINUTE_US / 1000, true);
+    }
+
+    /// Leases tokens of a window of the cluster's (row `row` of
+    /// `tollgate_windows`) into `cl.rate`, when they are running low:
+    /// `max / 64` at a time (at least 1, at most `lease_max`), so that what
+    /// other nodes hold unspent at a window's end is small beside the limit.
+    fn lease_window(&self, r: &Replica, row: &str, cl: &ClusterCounters, max: u32, window_ms: u64, aligned: bool) {
         let now_us = crate::core::clock::now_us();
         if cl.rate.available(now_us) >= cl.lease.rate_low.load(Ordering::Relaxed).max(1) {
             return;
         }
-        let want = (limit.max / 64).clamp(1, r.cluster.settings().lease_max);
-        match r.cluster.take_rate(id, want, limit.max, limit.window_ms) {
+        let want = (max / 64).clamp(1, r.cluster.settings().lease_max);
+        match r.cluster.take_rate(row, want, max, window_ms, aligned) {
             Ok((ends, pg_now, granted)) => {
                 // The window's end on this node's clock: as far ahead as it is
                 // on PostgreSQL's, as first seen for this window.
                 let end = {
                     let mut windows = r.rate_windows.lock();
-                    match windows.get(id) {
+                    match windows.get(row) {
                         Some(&(pg_end, local_end)) if pg_end == ends => local_end,
                         _ => {
                             let local_end =
                                 (now_us / 1000).saturating_add(u64::try_from(ends.saturating_sub(pg_now)).unwrap_or(0));
-                            windows.insert(id.clone(), (ends, local_end));
+                            windows.insert(row.to_owned(), (ends, local_end));
                             local_end
                         }
                     }
@@ -570,24 +759,35 @@ impl Engine {
                 }
             }
             Err(e) => {
-                tracing::warn!(key = %id, error = %e, "cluster: cannot lease rate-limit tokens");
+                tracing::warn!(window = %row, error = %e, "cluster: cannot lease rate-limit tokens");
                 cl.lease.rate_dry_until_ms.store(now_ms() + 100, Ordering::Relaxed);
             }
         }
     }
 
-    /// Leases uses of key `id` for `counters` (if they are still the key's,
-    /// it has a count, and this node's lease of it is running low).
+    /// Activates uses of key `id` for `counters` (if they are still the
+    /// key's, it has a count, and this node's active part is running low):
+    /// one statement takes from the shared count into the lease's reserve
+    /// and moves up to a chunk of the reserve to the active part, which is
+    /// then added to the counter. The active part never holds more than a
+    /// chunk (or the largest cost a verification asked for).
     fn serve_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
         let current =
             |c: &Arc<KeyCounters>| self.index.keys.get(id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.counters, c));
-        let counted = self.index.keys.get(id.as_str()).is_some_and(|e| e.hot.counted);
+        let Some((counted, refill)) = self.index.keys.get(id.as_str()).map(|e| (e.hot.counted, e.hot.refill())) else {
+            return;
+        };
         let Some(cl) = c.cluster.as_deref() else { return };
-        if !current(c) || !counted || c.uses.load().1 >= cl.lease.low.load(Ordering::Relaxed).max(1) {
+        let now = now_ms();
+        // What is held of a refill period that has ended counts for nothing.
+        let ended = refill.is_some() && now >= cl.lease.period_end_ms.load(Ordering::Acquire);
+        let active = if ended { 0 } else { c.uses.load().1 };
+        let cost = cl.lease.want.swap(0, Ordering::Relaxed);
+        if !current(c) || !counted || (active >= cl.lease.low.load(Ordering::Relaxed).max(1) && active >= cost) {
             return;
         }
         let max = r.cluster.settings().lease_max;
-        let want = {
+        let (size, reserve) = {
             let mut leases = r.leases.lock();
             match leases.get_mut(id) {
                 Some(h) => {
@@ -597,32 +797,72 @@ impl Engine {
                     } else if since > Duration::from_secs(10) {
                         h.size = (h.size / 2).max(1);
                     }
-                    h.size
+                    (h.size, h.reserve)
                 }
                 None => {
                     let size = FIRST_LEASE.min(max);
-                    leases.insert(id.clone(), Held { generation: 0, size, granted: Instant::now() });
-                    size
+                    leases.insert(
+                        id.clone(),
+                        Held { generation: 0, size, granted: Instant::now(), reserve: 0, period: 0 },
+                    );
+                    (size, 0)
                 }
             }
         };
-        let now = now_ms();
-        match r.cluster.take_lease(id, want, c.uses.load().1) {
-            Ok(Some((granted, generation))) if granted > 0 => {
-                if current(c) {
-                    c.uses.add(granted);
-                    cl.lease.low.store(granted.div_ceil(2), Ordering::Relaxed);
-                    cl.lease.dry_until_ms.store(0, Ordering::Relaxed);
-                    if let Some(h) = r.leases.lock().get_mut(id) {
-                        h.generation = generation;
-                        h.granted = Instant::now();
+        let target = chunk(size).max(cost);
+        let activate = target.saturating_sub(active);
+        // The reserve is filled up to the lease's size (this activation
+        // included), so the next few activations need not touch the count.
+        let want = size.max(activate).saturating_sub(reserve);
+        match r.cluster.take_lease(id, want, activate, active, refill) {
+            Ok(Some(g)) => {
+                let new_period = {
+                    let mut leases = r.leases.lock();
+                    let h = leases.get_mut(id);
+                    let new_period = h.as_ref().is_some_and(|h| h.period != g.period);
+                    if let Some(h) = h {
+                        h.generation = g.generation;
+                        h.reserve = g.reserve;
+                        h.period = g.period;
+                        if g.moved > 0 {
+                            h.granted = Instant::now();
+                        }
                     }
-                } else if let Err(e) = r.cluster.return_lease(id, granted, generation) {
+                    new_period
+                };
+                if refill.is_some() {
+                    // The period's end on this node's clock: as far ahead
+                    // as on PostgreSQL's.
+                    let left = u64::try_from(g.period_ends_ms.saturating_sub(g.pg_now_ms)).unwrap_or(0);
+                    if new_period || ended {
+                        // Uses of an ended period are void (never returned:
+                        // the count has been refilled).
+                        c.uses.drain();
+                    }
+                    cl.lease.period_end_ms.store(now_ms().saturating_add(left), Ordering::Release);
+                }
+                if g.moved == 0 {
+                    let dry = now + DRY_MS;
+                    let dry = match refill {
+                        Some(_) => dry.min(cl.lease.period_end_ms.load(Ordering::Acquire)),
+                        None => dry,
+                    };
+                    cl.lease.dry_until_ms.store(dry, Ordering::Relaxed);
+                } else if current(c) {
+                    c.uses.add(g.moved);
+                    cl.lease.low.store(target.div_ceil(2), Ordering::Relaxed);
+                    cl.lease.dry_until_ms.store(0, Ordering::Relaxed);
+                } else {
                     // The key changed meanwhile (deleted, or its count set).
-                    tracing::warn!(key = %id, error = %e, "cluster: a lease could not be returned");
+                    r.leases.lock().remove(id);
+                    let back =
+                        Returned { key: id.to_string(), active: g.moved, generation: g.generation, period: g.period };
+                    if let Err(e) = r.cluster.return_leases(vec![back]) {
+                        tracing::warn!(key = %id, error = %e, "cluster: a lease could not be returned");
+                    }
                 }
             }
-            Ok(_) => cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed),
+            Ok(None) => cl.lease.dry_until_ms.store(now + DRY_MS, Ordering::Relaxed),
             Err(e) => {
                 tracing::warn!(key = %id, error = %e, "cluster: cannot lease remaining uses");
                 cl.lease.dry_until_ms.store(now + 100, Ordering::Relaxed);
@@ -683,6 +923,7 @@ fn leaser(engine: &Weak<Engine>) {
             return;
         }
         engine.lease_round(r);
+        engine.retry_releases(r);
         let every = Duration::from_millis(r.cluster.settings().lease_ttl_ms / 3);
         if beat.elapsed() >= every {
             beat = Instant::now();
@@ -692,8 +933,22 @@ fn leaser(engine: &Weak<Engine>) {
                 .keys()
                 .filter_map(|id| engine.index.keys.get(id.as_str()).map(|e| (id.to_string(), e.counters.uses.load().1)))
                 .collect();
-            if let Err(e) = r.cluster.heartbeat(held) {
-                tracing::warn!(error = %e, "cluster: lease heartbeat failed");
+            match r.cluster.heartbeat(held) {
+                Ok(beat) => {
+                    // A row that expired (this node was cut off longer than
+                    // the TTL) gave its reserve back: it is no longer ours.
+                    for (id, h) in r.leases.lock().iter_mut() {
+                        h.reserve = beat.mine.get(id.as_str()).copied().unwrap_or(0);
+                    }
+                    if beat.expired > 0 {
+                        tracing::info!(
+                            rows = beat.expired,
+                            uses = beat.returned,
+                            "cluster: expired leases ended, their reserves given back"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cluster: lease heartbeat failed"),
             }
         }
         drop(engine);

@@ -1,0 +1,13 @@
+-- tollgate cluster mode, schema version 3: a lease's reserve
+-- (ARCHITECTURE.md, "Cluster mode", "Remaining uses: leases").
+--
+-- What a node holds of a key's uses is split in two: an active part it may
+-- spend, and a reserve it promises not to touch. The reserve is recorded
+-- here; the node moves uses from its reserve to its active part only once a
+-- statement lowering `reserve` has committed. So the reserve of a lease row
+-- is never spent, and when the row expires (its node stopped heartbeating)
+-- whoever deletes it gives the reserve back to tollgate_credits in the same
+-- transaction, if the count's generation is still the lease's.
+-- `amount` stays what the node holds in all (active + reserve) as of its
+-- last record, for the admin API's count.
+ALTER TABLE tollgate_leases ADD COLUMN reserve bigint NOT NULL DEFAULT 0 CHECK (reserve >= 0);
