@@ -62,6 +62,9 @@ pub enum Table {
     /// Audit events (`audit::AuditEvent`), by `<team>/<time>/<seq>` so that one
     /// team's events are one contiguous, time-ordered range.
     Audit,
+    /// This node's own metadata, never replicated: in cluster mode, the
+    /// position in the change log its replicated records are at.
+    Node,
 }
 
 impl Table {
@@ -88,6 +91,7 @@ impl Table {
             Table::Meta,
             Table::Stats,
             Table::Audit,
+            Table::Node,
         ]
         .into_iter()
         .find(|t| t.tag() == tag)
@@ -106,6 +110,7 @@ impl Table {
             Table::Meta => b'm',
             Table::Audit => b'l',
             Table::Stats => b's',
+            Table::Node => b'n',
         }
     }
 }
@@ -592,6 +597,13 @@ impl Span {
 pub struct Raw<'a> {
     key: &'a [u8],
     bytes: &'a [u8],
+}
+
+impl<'a> Raw<'a> {
+    /// The stored bytes (version byte + postcard), as cluster mode ships them.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
 }
 
 /// Decodes a record of a layout that never changed as `T`, which may borrow
