@@ -903,7 +903,15 @@ fn leaser(engine: &Weak<Engine>) {
                 tracing::warn!(error = %e, "cluster: lease heartbeat failed");
             }
         }
+        // A request queued while this thread waited for PostgreSQL (the
+        // heartbeat, or a lease) may have had its unpark consumed by that
+        // wait (a blocking channel parks this thread too): it is served
+        // now rather than after `every` (10 s by default), during which
+        // its key would ask for nothing more.
+        let queued = !engine.index.lease_requests.is_empty();
         drop(engine);
-        std::thread::park_timeout(every);
+        if !queued {
+            std::thread::park_timeout(every);
+        }
     }
 }
