@@ -34,6 +34,9 @@ pub const CHANNEL: &str = "tollgate_changes";
 const MIGRATE_LOCK: i64 = 0x746f_6c6c_6761_7465;
 /// Advisory lock every admin write holds for its transaction.
 const ADMIN_LOCK: i64 = MIGRATE_LOCK + 1;
+/// Advisory lock a node holds while it prunes the change log (the others
+/// skip their turn meanwhile).
+const PRUNE_LOCK: i64 = MIGRATE_LOCK + 16;
 /// The longest any one call to PostgreSQL may take before it is an error.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Change-log rows read per catch-up query.
@@ -218,6 +221,15 @@ impl Cluster {
     /// Connects to `settings.postgres_url` (checking one connection) as node
     /// `node`.
     pub fn connect(settings: &ClusterConfig, node: String) -> Result<Arc<Cluster>, StoreError> {
+        let cluster = Cluster::open(settings, node)?;
+        cluster.call(|c| async move { c.batch_execute("SELECT 1").await })?;
+        Ok(cluster)
+    }
+
+    /// The handle on `settings.postgres_url` for node `node`, without
+    /// connecting yet: the first call connects (a node may start while
+    /// PostgreSQL is down).
+    pub fn open(settings: &ClusterConfig, node: String) -> Result<Arc<Cluster>, StoreError> {
         let url = settings.postgres_url.as_ref().ok_or_else(|| StoreError::Db("cluster: no postgres_url".into()))?;
         let mut pg: tokio_postgres::Config =
             url.0.parse().map_err(|e| StoreError::Db(format!("cluster.postgres_url: {e}")))?;
@@ -255,7 +267,6 @@ impl Cluster {
             health: Arc::default(),
             stopping: Arc::default(),
         });
-        cluster.call(|c| async move { c.batch_execute("SELECT 1").await })?;
         Ok(cluster)
     }
 
@@ -378,6 +389,31 @@ impl Cluster {
             .await
         })?;
         decode_rows(rows)
+    }
+
+    /// Deletes the changes older than `retention` (by their commit time),
+    /// never the newest (the head gives the next change its `seq`, and a
+    /// starting node its position). One node at a time: `None` when another
+    /// holds the prune lock, else how many were deleted.
+    pub fn prune_log(&self, retention: Duration) -> Result<Option<u64>, StoreError> {
+        let ms = retention.as_millis() as f64;
+        self.call(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let mine: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK]).await?.get(0);
+            if !mine {
+                return Ok(None);
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM tollgate_changes
+                     WHERE seq < (SELECT max(seq) FROM tollgate_changes)
+                       AND at < now() - $1 * interval '1 millisecond'",
+                    &[&ms],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(Some(n))
+        })
     }
 
     /// Starts an admin write: a transaction holding the cluster's admin lock,
@@ -680,6 +716,15 @@ impl Cluster {
                 (r.get::<_, String>(0), shared)
             })
             .collect())
+    }
+
+    /// The generation of each of `keys`' shared count (the seq of the change
+    /// that last set it); keys without a count are absent.
+    pub fn generations(&self, keys: Vec<String>) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows = self.call(move |c| async move {
+            c.query("SELECT key_id, generation FROM tollgate_credits WHERE key_id = ANY($1)", &[&keys]).await
+        })?;
+        Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect())
     }
 
     /// Gives back this node's leases of `keys` (key, unspent active uses,

@@ -346,6 +346,10 @@ pub struct ClusterConfig {
     pub max_staleness_ms: u64,
     /// What a node does past `max_staleness_ms`.
     pub on_stale: OnStale,
+    /// How long the change log keeps a change: older ones are deleted (one
+    /// node at a time, the newest change always kept). A node whose
+    /// position was deleted meanwhile loads a snapshot instead.
+    pub log_retention_secs: u64,
 }
 
 /// What a cluster node does when it may have missed changes for longer than
@@ -387,6 +391,7 @@ impl Default for ClusterConfig {
             lease_wait_ms: 100,
             max_staleness_ms: 60_000,
             on_stale: OnStale::Refuse,
+            log_retention_secs: 86_400,
         }
     }
 }
@@ -415,6 +420,9 @@ impl ClusterConfig {
         }
         if !(1_000..=86_400_000).contains(&self.max_staleness_ms) {
             errs.push(ConfigError("cluster.max_staleness_ms: must be between 1000 and 86400000".into()));
+        }
+        if !(1..=31_536_000).contains(&self.log_retention_secs) {
+            errs.push(ConfigError("cluster.log_retention_secs: must be between 1 and 31536000 (a year)".into()));
         }
         if jwt.is_some_and(|j| j.keys.is_empty()) {
             errs.push(ConfigError(

@@ -432,6 +432,13 @@ pub fn keys() -> Vec<Key> {
             crate::config::OnStale::Serve => "serve",
         }),
     );
+    add(
+        "cluster.log_retention_secs",
+        Ty::U64,
+        Restart,
+        "How long the change log keeps a change (1 to 31536000 s); older ones are deleted by one node at a time, the newest always kept. A node whose position was deleted (down longer than this) loads a snapshot.",
+        some(&c.log_retention_secs),
+    );
 
     let j = &d.jwt;
     add("jwt", Ty::Section, Table, "JWT issuing and verification.", None);

@@ -343,14 +343,8 @@ impl Engine {
             None => None,
             Some(_) => {
                 let node = secret::new_id(&SystemRandom::new(), "node_");
-                let cluster = crate::cluster::Cluster::connect(&config.cluster, node)?;
-                for name in cluster.migrate()? {
-                    tracing::info!(migration = %name, "cluster: schema migration applied");
-                }
-                let (head, ops) = cluster.snapshot()?;
-                tracing::info!(node = %cluster.node(), seq = head, records = ops.len(), "cluster: snapshot loaded");
-                replica::load_snapshot(&store, ops)?;
-                Some(replica::Replica::new(cluster, head))
+                let cluster = crate::cluster::Cluster::open(&config.cluster, node)?;
+                Some(replica::Replica::join(cluster, &store)?)
             }
         };
         let (index, listing, from_image) = load_index(&store, replica.is_some(), &config.data)?;
@@ -418,11 +412,18 @@ impl Engine {
     fn lock_admin(&self) -> Result<AdminGuard<'_>, EngineError> {
         let local = self.admin.lock();
         let Some(r) = &self.replica else { return Ok(AdminGuard { _local: local, tx: None }) };
+        self.ensure_joined()?;
         let mut tx = r.cluster.begin_admin()?;
         loop {
             let changes = tx.changes_after(r.applied.load(Ordering::Acquire))?;
             if changes.is_empty() {
                 break;
+            }
+            if self.pruned_past(&changes) {
+                drop(tx);
+                self.reload_snapshot(replica::PRUNED)?;
+                tx = r.cluster.begin_admin()?;
+                continue;
             }
             self.apply_changes(changes)?;
         }
@@ -446,6 +447,8 @@ impl Engine {
         // Committed cluster-wide. Should this node's store fail now, the
         // applier reads the change back from the log (`applied` has not
         // moved), so the node still converges.
+        let mut ops = ops;
+        ops.push(replica::Position { seq, at_ms: now_ms() }.op());
         self.store.apply(Batch::from_ops(ops), true)?;
         r.applied.store(seq, Ordering::Release);
         Ok(())

@@ -65,6 +65,9 @@ pub enum Table {
     /// Cluster mode: document releases PostgreSQL has not acknowledged yet
     /// (`(team id, amount)`), by release id; retried until it has.
     Releases,
+    /// This node's own metadata, never replicated: in cluster mode, the
+    /// position in the change log its replicated records are at.
+    Node,
 }
 
 impl Table {
@@ -92,6 +95,7 @@ impl Table {
             Table::Stats,
             Table::Audit,
             Table::Releases,
+            Table::Node,
         ]
         .into_iter()
         .find(|t| t.tag() == tag)
@@ -111,6 +115,7 @@ impl Table {
             Table::Audit => b'l',
             Table::Stats => b's',
             Table::Releases => b'r',
+            Table::Node => b'n',
         }
     }
 }
@@ -637,6 +642,13 @@ impl Span {
 pub struct Raw<'a> {
     key: &'a [u8],
     bytes: &'a [u8],
+}
+
+impl<'a> Raw<'a> {
+    /// The stored bytes (version byte + postcard), as cluster mode ships them.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
 }
 
 /// Decodes a record of a layout that never changed as `T`, which may borrow

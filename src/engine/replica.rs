@@ -16,7 +16,7 @@ use super::{ADOPTED_PREFIXES, Engine, EngineError, counters, key_entry, key_usag
 use crate::cluster::{Change, Cluster, Returned};
 use crate::core::index::{ClusterCounters, Id, KeyCounters, Secret, TeamEntry, UserEntry};
 use crate::core::model::{AccessToken, ApiKey, Team, Usage, User};
-use crate::store::{Batch, Op, Store, StoreError, Table};
+use crate::store::{Batch, Op, Span, Store, StoreError, Table};
 
 /// How long a node that found no uses left cluster-wide for a key waits
 /// before it asks again (a lease returned meanwhile by a stopping node is
@@ -27,6 +27,47 @@ const FIRST_LEASE: u32 = 10;
 /// Why a verification naming the `documents` quota is denied while
 /// PostgreSQL cannot be reached.
 const UNCOUNTED: &str = "the cluster's database cannot be reached: team documents cannot be acquired";
+/// Why a following node loads a snapshot.
+pub(super) const PRUNED: &str =
+    "the change log no longer holds the changes after this node's position (pruned while it was away)";
+/// The id, in the node's own table, of its position in the change log.
+const POSITION: &str = "cluster_position";
+/// How often a node that has nothing new to apply records again that it
+/// read the whole log (the time a start from its local copy counts its
+/// staleness from).
+const POSITION_EVERY_MS: u64 = 1_000;
+
+/// Where this node's store is in the cluster's change log, kept in its own
+/// (not replicated) table and written in the same batch as the records it
+/// describes: the last change applied, and when the node last read the
+/// whole log up to it (it then had every change committed before).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Position {
+    /// The last change applied.
+    pub(super) seq: i64,
+    /// When (ms since the epoch) this node knew it had every change.
+    pub(super) at_ms: u64,
+}
+
+impl Position {
+    /// The write that records it.
+    pub(super) fn op(self) -> Op {
+        let mut b = Batch::default();
+        b.put(Table::Node, POSITION, &self);
+        b.into_parts().0.remove(0)
+    }
+
+    /// What the store says (`None`: it never followed a cluster).
+    fn read(store: &Store) -> Result<Option<Position>, StoreError> {
+        store.get(Table::Node, POSITION)
+    }
+}
+
+/// The replicated tables in the order their records depend on each other
+/// (a user needs its team, a key or token its user): records put in this
+/// order, removed in the reverse.
+const DEPENDENCY_ORDER: [Table; 6] =
+    [Table::Meta, Table::Teams, Table::Users, Table::Keys, Table::Tokens, Table::RevokedJti];
 
 /// What this node holds of the cluster.
 pub(super) struct Replica {
@@ -56,6 +97,12 @@ pub(super) struct Replica {
     stale: AtomicBool,
     /// Document releases are kept in the store, waiting for PostgreSQL.
     pending_releases: AtomicBool,
+    /// Whether this node applied the migrations and loaded a snapshot in
+    /// this life (false after a start from its local copy while PostgreSQL
+    /// was down, until it is back).
+    joined: AtomicBool,
+    /// When the position was last recorded in the store.
+    position_at_ms: AtomicU64,
 }
 
 /// A lease of one key held by this node: its active part is the key's
@@ -85,10 +132,55 @@ fn chunk(size: u32) -> u32 {
 }
 
 impl Replica {
-    pub(super) fn new(cluster: Arc<Cluster>, head: i64) -> Replica {
+    /// Joins the cluster at start: applies the migrations and loads a
+    /// consistent snapshot into `store`. When PostgreSQL cannot be reached,
+    /// a node whose store holds a position (it followed the cluster before)
+    /// starts from that local copy, degraded, its staleness counted from the
+    /// position's time (so `on_stale` applies at once if that is older than
+    /// `max_staleness_ms`); a node without one (a new data directory) has
+    /// nothing to serve and does not start.
+    pub(super) fn join(cluster: Arc<Cluster>, store: &Store) -> Result<Replica, EngineError> {
+        let fresh = cluster.migrate().and_then(|applied| {
+            for name in applied {
+                tracing::info!(migration = %name, "cluster: schema migration applied");
+            }
+            cluster.snapshot()
+        });
+        match fresh {
+            Ok((head, ops)) => {
+                tracing::info!(node = %cluster.node(), seq = head, records = ops.len(), "cluster: snapshot loaded");
+                let now = now_ms();
+                load_snapshot(store, Position { seq: head, at_ms: now }, ops)?;
+                Ok(Replica::new(cluster, Position { seq: head, at_ms: now }, true))
+            }
+            Err(StoreError::Unavailable(why)) => match Position::read(store)? {
+                Some(p) => {
+                    tracing::warn!(
+                        node = %cluster.node(),
+                        seq = p.seq,
+                        behind_ms = now_ms().saturating_sub(p.at_ms),
+                        error = %why,
+                        "cluster: PostgreSQL cannot be reached: starting from this node's local copy (degraded; admin \
+                         writes refused until it is back, cluster.on_stale applies past cluster.max_staleness_ms)"
+                    );
+                    let r = Replica::new(cluster, p, false);
+                    r.check_staleness(false);
+                    Ok(r)
+                }
+                None => Err(StoreError::Unavailable(format!(
+                    "{why}; this node has no local copy of the cluster's records (its data directory never \
+                     followed the cluster), so it cannot start before PostgreSQL can be reached"
+                ))
+                .into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn new(cluster: Arc<Cluster>, at: Position, joined: bool) -> Replica {
         Replica {
             cluster,
-            applied: AtomicI64::new(head),
+            applied: AtomicI64::new(at.seq),
             leases: Mutex::default(),
             rate_windows: Mutex::default(),
             rounds: Mutex::new(0),
@@ -96,10 +188,12 @@ impl Replica {
             wake: Arc::default(),
             stop: AtomicBool::new(false),
             threads: Mutex::default(),
-            current_at_ms: AtomicU64::new(now_ms()),
+            current_at_ms: AtomicU64::new(at.at_ms),
             stale: AtomicBool::new(false),
             // The store is read once at start for releases kept before.
             pending_releases: AtomicBool::new(true),
+            joined: AtomicBool::new(joined),
+            position_at_ms: AtomicU64::new(at.at_ms),
         }
     }
 
@@ -143,8 +237,8 @@ impl Replica {
 }
 
 /// Replaces the replicated tables of `store` with a snapshot's records, in
-/// one batch.
-pub(super) fn load_snapshot(store: &Store, ops: Vec<Op>) -> Result<(), StoreError> {
+/// one batch with the position they are at.
+fn load_snapshot(store: &Store, at: Position, ops: Vec<Op>) -> Result<(), StoreError> {
     let mut all = Vec::new();
     for table in Table::REPLICATED {
         for id in store.raw_ids(table)? {
@@ -154,6 +248,7 @@ pub(super) fn load_snapshot(store: &Store, ops: Vec<Op>) -> Result<(), StoreErro
     // A record of the snapshot removed above is put back: in a batch the
     // last write of a record wins.
     all.extend(ops);
+    all.push(at.op());
     store.apply(Batch::from_ops(all), true)
 }
 
@@ -225,13 +320,15 @@ impl Engine {
                 "stale: no change read for {behind} s, past cluster.max_staleness_ms; verifications refused"
             ));
         }
-        if h.listening.load(Ordering::Acquire) {
+        if h.listening.load(Ordering::Acquire) && r.joined.load(Ordering::Acquire) {
             return Some(format!("following (change {applied} applied)"));
         }
-        let last = h.last_ok_ms.load(Ordering::Relaxed);
-        let since = now_ms().saturating_sub(last) / 1000;
+        let last = match h.last_ok_ms.load(Ordering::Relaxed) {
+            0 => "none since this node started from its local copy".to_owned(),
+            at => format!("{} s ago", now_ms().saturating_sub(at) / 1000),
+        };
         Some(format!(
-            "degraded: PostgreSQL unreachable (last answer {since} s ago, change {applied} applied); verifying from \
+            "degraded: PostgreSQL unreachable (last answer {last}, change {applied} applied); verifying from \
              memory, admin writes refused"
         ))
     }
@@ -241,17 +338,58 @@ impl Engine {
         self.replica.as_ref().map(|r| &r.cluster)
     }
 
-    /// Applies every change of the log this node has not applied yet.
+    /// Applies every change of the log this node has not applied yet (a
+    /// snapshot when the log no longer holds the next one), then records
+    /// that it read the whole log.
     pub fn catch_up(&self) -> Result<(), EngineError> {
         let Some(r) = &self.replica else { return Ok(()) };
         let _g = self.admin.lock();
+        self.ensure_joined()?;
         loop {
             let changes = r.cluster.changes_after(r.applied.load(Ordering::Acquire))?;
             if changes.is_empty() {
-                return Ok(());
+                break;
+            }
+            if self.pruned_past(&changes) {
+                self.reload_snapshot(PRUNED)?;
+                continue;
             }
             self.apply_changes(changes)?;
         }
+        let now = now_ms();
+        if now.saturating_sub(r.position_at_ms.load(Ordering::Relaxed)) >= POSITION_EVERY_MS {
+            let at = Position { seq: r.applied.load(Ordering::Acquire), at_ms: now };
+            match self.store.apply(Batch::from_ops(vec![at.op()]), false) {
+                Ok(()) => r.position_at_ms.store(now, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "cluster: cannot record this node's position in the change log"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A node that started from its local copy while PostgreSQL was down
+    /// does what a start does once PostgreSQL answers, before anything else:
+    /// applies the migrations and loads a snapshot (its local copy is not
+    /// trusted to be a prefix of this database's log). The caller holds the
+    /// admin lock.
+    pub(super) fn ensure_joined(&self) -> Result<(), EngineError> {
+        let Some(r) = &self.replica else { return Ok(()) };
+        if !r.joined.load(Ordering::Acquire) {
+            for name in r.cluster.migrate()? {
+                tracing::info!(migration = %name, "cluster: schema migration applied");
+            }
+            self.reload_snapshot("this node started from its local copy while PostgreSQL was down")?;
+            r.joined.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Whether `changes` (read after this node's position) start past the
+    /// next one: the log was pruned past this node's position (it was
+    /// away longer than `cluster.log_retention_secs`).
+    pub(super) fn pruned_past(&self, changes: &[(i64, Change)]) -> bool {
+        let Some(r) = &self.replica else { return false };
+        changes.first().is_some_and(|(seq, _)| *seq > r.applied.load(Ordering::Acquire) + 1)
     }
 
     /// Applies changes read from the log, in order. The caller holds the
@@ -265,20 +403,76 @@ impl Engine {
             }
             if seq != applied + 1 {
                 return Err(StoreError::Db(format!(
-                    "cluster: change {seq} follows {applied}: the log has a gap (was it pruned?); restart the node \
-                     to load a snapshot"
+                    "cluster: change {seq} follows {applied}: the log has a gap where it should have none"
                 ))
                 .into());
             }
-            self.apply_change(&change)?;
+            self.apply_change(Position { seq, at_ms: now_ms() }, &change)?;
             r.applied.store(seq, Ordering::Release);
         }
         Ok(())
     }
 
-    /// Applies one change made on another node: its records to the store,
-    /// then to the index as the operation that made it changed this node's.
-    fn apply_change(&self, change: &Change) -> Result<(), EngineError> {
+    /// Loads a consistent snapshot (`why`: the log no longer holds the
+    /// changes after this node's position, or the node started from its
+    /// local copy) and applies the difference between it
+    /// and this node's records as one change (records put in dependency
+    /// order, then removed in the reverse; a key whose shared count was set
+    /// meanwhile — its generation is not the one this node's lease is of —
+    /// starts with an empty lease, as a change setting it would have made
+    /// it). The caller holds the admin lock.
+    pub(super) fn reload_snapshot(&self, why: &str) -> Result<(), EngineError> {
+        let Some(r) = &self.replica else { return Ok(()) };
+        let from = r.applied.load(Ordering::Acquire);
+        let (head, ops) = r.cluster.snapshot()?;
+        let mut theirs: HashMap<(u8, String), Vec<u8>> =
+            ops.into_iter().filter_map(|o| Some(((o.table, o.id), o.value?))).collect();
+        // Keys whose count was set since this node's lease of it was granted.
+        let held: Vec<(String, i64)> = r
+            .leases
+            .lock()
+            .iter()
+            .filter(|(_, h)| h.generation != 0)
+            .map(|(id, h)| (id.to_string(), h.generation))
+            .collect();
+        let generations = r.cluster.generations(held.iter().map(|(id, _)| id.clone()).collect())?;
+        let reset: HashSet<String> =
+            held.into_iter().filter(|(id, g)| generations.get(id) != Some(g)).map(|(id, _)| id).collect();
+        let (mut puts, mut removes) = (Vec::new(), Vec::new());
+        for table in DEPENDENCY_ORDER {
+            let tag = table.tag();
+            self.store.for_each_raw(table, &Span::ALL, |id, raw| -> Result<(), StoreError> {
+                match theirs.remove(&(tag, id.to_owned())) {
+                    Some(v) if v == raw.bytes() && !(table == Table::Keys && reset.contains(id)) => {}
+                    Some(v) => puts.push(Op { table: tag, id: id.to_owned(), value: Some(v) }),
+                    None => removes.push(Op { table: tag, id: id.to_owned(), value: None }),
+                }
+                Ok(())
+            })?;
+        }
+        puts.extend(theirs.into_iter().map(|((table, id), v)| Op { table, id, value: Some(v) }));
+        let rank = |op: &Op| DEPENDENCY_ORDER.iter().position(|t| t.tag() == op.table).unwrap_or(usize::MAX);
+        puts.sort_by_key(rank);
+        removes.sort_by_key(|op| std::cmp::Reverse(rank(op)));
+        let (put, removed) = (puts.len(), removes.len());
+        puts.extend(removes);
+        let change = Change { ops: puts, credits: reset.into_iter().map(|id| (id, None)).collect() };
+        self.apply_change(Position { seq: head, at_ms: now_ms() }, &change)?;
+        r.applied.store(head, Ordering::Release);
+        tracing::warn!(
+            from,
+            to = head,
+            records_put = put,
+            records_removed = removed,
+            "cluster: snapshot loaded: {why}"
+        );
+        Ok(())
+    }
+
+    /// Applies one change made on another node: its records to the store
+    /// (with the position `at` in one batch), then to the index as the
+    /// operation that made it changed this node's.
+    fn apply_change(&self, at: Position, change: &Change) -> Result<(), EngineError> {
         // What the index update needs of the records as they were.
         let mut old_users: HashMap<&str, User> = HashMap::new();
         for op in &change.ops {
@@ -288,7 +482,9 @@ impl Engine {
                 old_users.entry(&op.id).or_insert(u);
             }
         }
-        self.store.apply(Batch::from_ops(change.ops.clone()), false)?;
+        let mut ops = change.ops.clone();
+        ops.push(at.op());
+        self.store.apply(Batch::from_ops(ops), false)?;
         let reset: HashSet<&str> = change.credits.iter().map(|(k, _)| k.as_str()).collect();
         let now = now_ms();
         // Adopted prefixes first: a key adopted in this change is looked up
@@ -873,9 +1069,11 @@ impl Engine {
 
 /// The applier thread: applies the log whenever a change is announced, and
 /// at least every second (a notification lost with a connection is no
-/// change lost).
+/// change lost); prunes the log every `log_retention_secs / 2` (at least
+/// every second, at most every minute).
 fn applier(engine: &Weak<Engine>, wake: &(Mutex<bool>, Condvar)) {
     let mut failing = false;
+    let mut pruned = Instant::now();
     loop {
         {
             let (flag, cond) = wake;
@@ -904,6 +1102,15 @@ fn applier(engine: &Weak<Engine>, wake: &(Mutex<bool>, Condvar)) {
                     tracing::warn!(error = %e, "cluster: cannot read the change log; retrying");
                 }
                 failing = true;
+            }
+        }
+        let retention = Duration::from_secs(r.cluster.settings().log_retention_secs);
+        if !failing && pruned.elapsed() >= (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)) {
+            pruned = Instant::now();
+            match r.cluster.prune_log(retention) {
+                Ok(Some(n)) if n > 0 => tracing::info!(changes = n, "cluster: change log pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cluster: cannot prune the change log"),
             }
         }
     }
@@ -951,7 +1158,15 @@ fn leaser(engine: &Weak<Engine>) {
                 Err(e) => tracing::warn!(error = %e, "cluster: lease heartbeat failed"),
             }
         }
+        // A request queued while this thread waited for PostgreSQL (the
+        // heartbeat, or a lease) may have had its unpark consumed by that
+        // wait (a blocking channel parks this thread too): it is served
+        // now rather than after `every` (10 s by default), during which
+        // its key would ask for nothing more.
+        let queued = !engine.index.lease_requests.is_empty() || !engine.index.team_lease_requests.is_empty();
         drop(engine);
-        std::thread::park_timeout(every);
+        if !queued {
+            std::thread::park_timeout(every);
+        }
     }
 }

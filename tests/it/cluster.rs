@@ -946,3 +946,154 @@ fn a_key_with_a_refill_refills_across_nodes() {
     a.stop();
     b.stop();
 }
+
+/// The change log is pruned (`log_retention_secs = 1`) past the position of
+/// a node that was frozen meanwhile (SIGSTOP): once it runs again it finds
+/// the log no longer holds the next change, loads a snapshot and has every
+/// change made while it was away (a key disabled, one created, one deleted,
+/// a user created), then follows the log as before.
+#[test]
+fn a_node_whose_position_was_pruned_catches_up_from_a_snapshot() {
+    let Some(pg) = Pg::start() else { return };
+    let config = format!("{}[cluster]\nlog_retention_secs = 1\n", node_config());
+    let start = || BinDaemon::start_with_env(&config, &["--postgres", &pg.url()], &[(JWT_ENV, JWT_SECRET)]);
+    let (a, b) = (start(), start());
+    let (team, user) = owner(&a);
+    let key = |name: &str| {
+        let k = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": name}), 201);
+        (k["id"].as_str().unwrap().to_owned(), k["key"].as_str().unwrap().to_owned())
+    };
+    let ((k1, k1_secret), (k3, k3_secret)) = (key("k1"), key("k3"));
+    let mut cb = client(&b);
+    for secret in [&k1_secret, &k3_secret] {
+        seen(&mut cb, secret, Ok(()), Duration::from_secs(1)).expect("the key reaches B");
+    }
+    let position = pg.query("SELECT max(seq) FROM tollgate_changes");
+    b.signal("STOP");
+    admin(&a, "PATCH", &format!("/v1/keys/{k1}"), json!({"enabled": false}), 200);
+    let (_, k2_secret) = key("k2");
+    a.call("DELETE", &format!("/v1/keys/{k3}"), ADMIN_TOKEN, None, 204);
+    let body = json!({"teamId": team, "username": "late", "password": "correct horse", "role": "Reader"});
+    let late = admin(&a, "POST", "/v1/users", body, 201)["id"].as_str().unwrap().to_owned();
+    let head = pg.query("SELECT max(seq) FROM tollgate_changes");
+    wait_for("A prunes the log past B's position", Duration::from_secs(10), || {
+        pg.query("SELECT min(seq) FROM tollgate_changes") == head
+    });
+    assert_eq!(pg.query("SELECT count(*) FROM tollgate_changes"), "1", "the newest change is kept");
+    eprintln!("log pruned to change {head}; B was at {position}");
+    b.signal("CONT");
+    seen(&mut cb, &k2_secret, Ok(()), Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("a key made while B was frozen is not allowed on B:\n{}", b.log_text()));
+    assert_eq!(verdict(&mut cb, &k1_secret), Err(DenyCode::Disabled));
+    assert_eq!(verdict(&mut cb, &k3_secret), Err(DenyCode::NotFound));
+    b.call("GET", &format!("/v1/users/{late}"), ADMIN_TOKEN, None, 200);
+    b.wait_for_log("snapshot loaded: the change log no longer holds", 1);
+    assert_eq!(readiness(&b), (200, format!("following (change {head} applied)")));
+    // It follows the log again: a change made now reaches it, and an admin
+    // write through it is decided on the latest state.
+    admin(&a, "PATCH", &format!("/v1/keys/{k1}"), json!({"enabled": true}), 200);
+    seen(&mut cb, &k1_secret, Ok(()), Duration::from_secs(1)).expect("a change after the snapshot reaches B");
+    admin(&b, "POST", "/v1/keys", json!({"userId": user, "name": "from B"}), 201);
+    let body = json!({"teamId": team, "username": "late", "password": "correct horse", "role": "Reader"});
+    admin(&b, "POST", "/v1/users", body, 409);
+    for n in [a, b] {
+        n.stop();
+    }
+}
+
+/// `tollgate serve --postgres` with PostgreSQL down and a new data
+/// directory: it refuses to start, and says why.
+fn start_fails_without_a_local_copy(pg: &Pg) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let config = dir.path().join("tollgate.toml");
+    let header = format!("http = \"127.0.0.1:0\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n");
+    std::fs::write(&config, format!("{header}{}", node_config())).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--postgres", &pg.url()])
+        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env(JWT_ENV, JWT_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("a fresh node started while PostgreSQL is down");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("no local copy of the cluster's records"), "{err}");
+}
+
+/// A node restarted while PostgreSQL is down starts from its local copy:
+/// degraded (`/readyz` 200 and says so), it verifies from what it had — a
+/// change made elsewhere while it was stopped is seen once PostgreSQL is
+/// back, not before — and refuses admin writes. Restarted when its position
+/// is older than `max_staleness_ms`, with `on_stale = "refuse"`, it refuses
+/// to verify until it has caught up. A node with a new data directory does
+/// not start.
+#[test]
+fn a_node_restarted_while_postgres_is_down_serves_its_local_copy() {
+    let Some(pg) = Pg::start() else { return };
+    let (a, mut b) = (node(&pg), node(&pg));
+    let (_, user) = owner(&a);
+    let make = |name: &str| {
+        let k = admin(&a, "POST", "/v1/keys", json!({"userId": user, "name": name}), 201);
+        (k["id"].as_str().unwrap().to_owned(), k["key"].as_str().unwrap().to_owned())
+    };
+    let ((_, k1_secret), (k2, k2_secret)) = (make("k1"), make("k2"));
+    for secret in [&k1_secret, &k2_secret] {
+        seen(&mut client(&b), secret, Ok(()), Duration::from_secs(1)).expect("the key reaches B");
+    }
+    b.halt();
+    // Made while B is stopped: B's local copy does not have it.
+    admin(&a, "PATCH", &format!("/v1/keys/{k2}"), json!({"enabled": false}), 200);
+    pg.stop();
+    let env = [(JWT_ENV, JWT_SECRET)];
+    b.start_again(&["--postgres", &pg.url()], &env);
+    let (status, state) = readiness(&b);
+    assert_eq!(status, 200, "{state}");
+    assert!(state.starts_with("degraded"), "{state}");
+    b.wait_for_log("starting from this node's local copy", 1);
+    let mut cb = client(&b);
+    assert_eq!(verdict(&mut cb, &k1_secret), Ok(()));
+    assert_eq!(verdict(&mut cb, &k2_secret), Ok(()), "B serves its local copy, as of its stop");
+    let body = json!({"userId": user, "name": "during"}).to_string();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let r = try_http(b.addr, "POST", "/v1/keys", &[("Authorization", &auth)], Some(&body)).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text);
+    start_fails_without_a_local_copy(&pg);
+    pg.ctl_start();
+    wait_for("B follows again", Duration::from_secs(15), || readiness(&b).1.starts_with("following"));
+    b.wait_for_log("snapshot loaded: this node started from its local copy", 1);
+    assert_eq!(verdict(&mut cb, &k2_secret), Err(DenyCode::Disabled), "B caught up with the change it missed");
+
+    // Past its maximum staleness at start: refused until caught up.
+    b.rewrite_config(&format!("{}[cluster]\nmax_staleness_ms = 2000\n", node_config()));
+    b.halt();
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    b.start_again(&["--postgres", &pg.url()], &env);
+    let (status, state) = readiness(&b);
+    assert_eq!(status, 503, "{state}");
+    assert!(state.starts_with("stale"), "{state}");
+    let e = client(&b).verify(&VerifyRequest::new(&k1_secret)).expect_err("a stale node gives no verdict");
+    assert!(e.to_string().contains("missed changes"), "{e}");
+    pg.ctl_start();
+    wait_for("B serves again", Duration::from_secs(15), || readiness(&b).0 == 200);
+    assert_eq!(verdict(&mut client(&b), &k1_secret), Ok(()));
+    for n in [a, b] {
+        n.stop();
+    }
+}

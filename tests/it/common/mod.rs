@@ -361,26 +361,71 @@ impl BinDaemon {
         let header = format!("http = \"127.0.0.1:0\"\ndata = \"{d}/data\"\nsocket = \"{d}/tollgate.sock\"\n");
         std::fs::write(&config, format!("{header}{toml}")).unwrap();
         let out = std::fs::File::create(&log).unwrap();
+        let (child, ready, addr) =
+            BinDaemon::spawn(dir.path(), &config, &log, out, &notify, extra_args, env, admin_token);
+        BinDaemon { child, addr, dir, config, socket, log, notify, ready, header }
+    }
+
+    /// Runs `tollgate serve --config` in `dir`, output to `out`, and waits
+    /// for its `READY=1`.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        dir: &Path,
+        config: &Path,
+        log: &Path,
+        out: std::fs::File,
+        notify: &Notify,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        admin_token: Option<&str>,
+    ) -> (std::process::Child, String, std::net::SocketAddr) {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
         match admin_token {
             Some(t) => command.env("TOLLGATE_ADMIN_TOKEN", t),
             None => command.env_remove("TOLLGATE_ADMIN_TOKEN"),
         };
-        let child = command
-            .current_dir(dir.path())
+        let mut child = command
+            .current_dir(dir)
             .env_remove("RUST_LOG")
             .env("NOTIFY_SOCKET", &notify.path)
             .envs(env.iter().copied())
             .args(["serve", "--config"])
-            .arg(&config)
+            .arg(config)
             .args(extra_args)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .unwrap();
-        let mut child = child;
-        let (ready, addr) = notify.ready(&mut child, || std::fs::read_to_string(&log).unwrap_or_default());
-        BinDaemon { child, addr, dir, config, socket, log, notify, ready, header }
+        let (ready, addr) = notify.ready(&mut child, || std::fs::read_to_string(log).unwrap_or_default());
+        (child, ready, addr)
+    }
+
+    /// SIGTERM, then waits for a clean exit, keeping the directory (data,
+    /// configuration, log) for [`BinDaemon::start_again`].
+    pub fn halt(&mut self) {
+        self.signal("TERM");
+        let stopping = self.next_notification();
+        assert!(stopping.starts_with("STOPPING=1"), "{stopping:?}");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "tollgate exited with {status}:\n{}", self.log_text());
+    }
+
+    /// Starts the daemon again on its directory (after [`BinDaemon::halt`]
+    /// or a kill) with the test admin token, `extra_args` and `env`; its
+    /// output is appended to the same log. Returns once it is ready.
+    pub fn start_again(&mut self, extra_args: &[&str], env: &[(&str, &str)]) {
+        let out = std::fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        let (child, ready, addr) = BinDaemon::spawn(
+            self.dir.path(),
+            &self.config,
+            &self.log,
+            out,
+            &self.notify,
+            extra_args,
+            env,
+            Some(ADMIN_TOKEN),
+        );
+        (self.child, self.ready, self.addr) = (child, ready, addr);
     }
 
     /// The next message the daemon sends to `NOTIFY_SOCKET`; panics, with the
