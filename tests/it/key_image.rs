@@ -105,7 +105,7 @@ fn a_clean_restart_reads_the_image_and_builds_the_index_the_store_would() {
     // The same directory twice: one start reads the image, the other the
     // store (its image removed); both must see the same keys.
     let twin = tempfile::tempdir().unwrap();
-    copy_dir(&dir.path().join("data"), &twin.path().join("data"));
+    common::copy_dir(&dir.path().join("data"), &twin.path().join("data"));
     std::fs::remove_file(image(twin.path())).unwrap();
     let from_image = {
         let e = common::engine(dir.path(), common::PRO_UNLIMITED);
@@ -128,19 +128,6 @@ fn a_clean_restart_reads_the_image_and_builds_the_index_the_store_would() {
     assert_eq!(from_image, from_store);
     assert!(from_image.iter().any(|v| v.starts_with("deny Disabled")), "{from_image:?}");
     assert!(from_image.iter().any(|v| v.starts_with("deny NotFound")), "{from_image:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

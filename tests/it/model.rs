@@ -357,20 +357,6 @@ fn open(root: &Path, generation: usize, toml: &str) -> Engine {
     Engine::open(&c).expect("engine opens")
 }
 
-/// Copies a directory tree as it is at this moment.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 macro_rules! check {
     ($cond:expr, $($arg:tt)*) => {
         if !$cond {
@@ -553,7 +539,7 @@ impl World {
             Op::Crash => {
                 let from = data_dir(self.dir.path(), self.generation);
                 self.generation += 1;
-                copy_dir(&from, &data_dir(self.dir.path(), self.generation));
+                common::copy_dir(&from, &data_dir(self.dir.path(), self.generation));
                 // The old engine goes on in its own directory, then stops.
                 drop(self.engine.take());
                 self.engine = Some(open(self.dir.path(), self.generation, &self.config_toml));

@@ -655,3 +655,17 @@ pub fn admin_bin() -> &'static std::path::Path {
             .expect("cargo reported no tollgate-admin executable")
     })
 }
+
+/// Copies a directory tree as it is at this moment.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
