@@ -246,8 +246,10 @@ impl Batch {
 pub struct Store {
     db: sled::Db,
     stats: Arc<StoreStats>,
-    /// The last write generation given to a batch (see [`Store::generation`]).
+    /// The last write counter given to a batch (see [`Store::generation`]).
     generation: Arc<AtomicU64>,
+    /// This opening's random epoch, written with every counter.
+    epoch: u64,
 }
 
 /// Where the store keeps its write generation: outside every table (a
@@ -281,8 +283,16 @@ impl Store {
         loop {
             match sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(cache_bytes).open() {
                 Ok(db) => {
-                    let generation = Arc::new(AtomicU64::new(read_generation(&db)?));
-                    return Ok(Store { db, stats: Arc::default(), generation });
+                    // The counter goes on from the last one written; the
+                    // epoch is new, so that two histories of one directory
+                    // (a backup restored, then written to) never write the
+                    // same generation.
+                    let counter = (read_generation(&db)? & u128::from(u64::MAX)) as u64;
+                    let mut epoch = [0u8; 8];
+                    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut epoch)
+                        .map_err(|_| StoreError::Db("the system CSPRNG failed".into()))?;
+                    let (generation, epoch) = (Arc::new(AtomicU64::new(counter)), u64::from_be_bytes(epoch));
+                    return Ok(Store { db, stats: Arc::default(), generation, epoch });
                 }
                 // sled reports it as `Other` with this text (sled 0.34 config.rs).
                 Err(sled::Error::Io(e))
@@ -334,7 +344,8 @@ impl Store {
     /// write generation, so the generation on disk changes with (and only
     /// with) what the store holds, whatever a crash keeps of the writes.
     fn apply_sled(&self, mut batch: sled::Batch) -> Result<(), StoreError> {
-        let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let counter = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let g = (u128::from(self.epoch) << 64) | u128::from(counter);
         batch.insert(GENERATION, &g.to_be_bytes());
         self.db.apply_batch(batch)?;
         Ok(())
@@ -344,8 +355,11 @@ impl Store {
     /// takes, so a file derived from the store (the key image,
     /// `engine::image`) that recorded it is current while it is equal.
     /// Values of concurrent writes may land out of order, but every write
-    /// leaves a value no earlier state of the store had.
-    pub fn generation(&self) -> Result<u64, StoreError> {
+    /// leaves a value no earlier state of the store had; and since each
+    /// opening writes its own random epoch beside the counter, no other
+    /// history of the directory (a backup restored and written to) has it
+    /// either.
+    pub fn generation(&self) -> Result<u128, StoreError> {
         read_generation(&self.db)
     }
 
@@ -570,14 +584,18 @@ impl Store {
     }
 }
 
-fn read_generation(db: &sled::Db) -> Result<u64, StoreError> {
+/// The generation on disk: the random epoch of the opening that wrote it
+/// (high 64 bits), then the write counter.
+fn read_generation(db: &sled::Db) -> Result<u128, StoreError> {
     match db.get(GENERATION)? {
         None => Ok(0),
+        // 8 bytes: a counter written before epochs were (no epoch).
+        Some(v) if v.len() == 8 => Ok(u128::from(u64::from_be_bytes(v.as_ref().try_into().unwrap_or_default()))),
         Some(v) => v
             .as_ref()
             .try_into()
-            .map(u64::from_be_bytes)
-            .map_err(|_| StoreError::Db(format!("the store's write generation is {} bytes, not 8", v.len()))),
+            .map(u128::from_be_bytes)
+            .map_err(|_| StoreError::Db(format!("the store's write generation is {} bytes, not 16", v.len()))),
     }
 }
 

@@ -12,8 +12,9 @@
 //! damaged image (checksums) or one of another format is read past the same
 //! way: the image is never the truth, only a faster way to the same index.
 //!
-//! Layout (`keys.img`, 0600): `TGKEYIMG`, a format byte, the generation (8
-//! bytes, big-endian), then sections of `[length: u32 BE][CRC32: u32 BE]
+//! Layout (`keys.img`, 0600): `TGKEYIMG`, a format byte, the generation (16
+//! bytes, big-endian: the epoch of the store's opening that wrote it, then
+//! its write counter), then sections of `[length: u32 BE][CRC32: u32 BE]
 //! [postcard]`: the head ([`Head`]: key count, the owners' ids and the
 //! distinct grants, which keys name by number), then the keys in id order,
 //! [`CHUNK`] to a section, so that a start decodes the sections on every
@@ -37,7 +38,9 @@ use crate::store::StoreError;
 /// The image's file name in the data directory.
 pub const FILE: &str = "keys.img";
 const MAGIC: &[u8; 8] = b"TGKEYIMG";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// Magic, format, generation.
+const HEADER: usize = 8 + 1 + 16;
 /// Keys per section.
 const CHUNK: usize = 16_384;
 /// A section longer than this is damage, not data (a section holds
@@ -94,7 +97,7 @@ pub fn path(data: &Path) -> PathBuf {
 pub fn write(
     data: &Path,
     index: &Index,
-    generation: u64,
+    generation: u128,
     usage_of: impl Fn(&KeyEntry) -> Usage,
 ) -> Result<usize, StoreError> {
     let mut keys: Vec<Arc<KeyEntry>> = Vec::with_capacity(index.keys.len());
@@ -181,14 +184,14 @@ pub type Unused = String;
 
 /// Opens the image in `data` if it is there, readable and of `generation`.
 /// `Ok(None)`: there is none. `Err(why)`: there is one, not to be used.
-pub fn open(data: &Path, generation: u64) -> Result<Option<Image>, Unused> {
+pub fn open(data: &Path, generation: u128) -> Result<Option<Image>, Unused> {
     let mut file = match File::open(path(data)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot open: {e}")),
     };
     let len = file.metadata().map_err(|e| format!("cannot read its size: {e}"))?.len();
-    let mut header = [0u8; 17];
+    let mut header = [0u8; HEADER];
     file.read_exact(&mut header).map_err(|_| "shorter than its header".to_owned())?;
     if &header[..8] != MAGIC {
         return Err("not a key image".into());
@@ -196,12 +199,12 @@ pub fn open(data: &Path, generation: u64) -> Result<Option<Image>, Unused> {
     if header[8] != FORMAT {
         return Err(format!("format {} (this build reads {FORMAT})", header[8]));
     }
-    let recorded = u64::from_be_bytes(header[9..17].try_into().unwrap_or_default());
+    let recorded = u128::from_be_bytes(header[9..HEADER].try_into().unwrap_or_default());
     if recorded != generation {
         return Err(format!("made at store generation {recorded}; the store is at {generation} (written since)"));
     }
     let mut sections = Vec::new();
-    let mut at = 17u64;
+    let mut at = HEADER as u64;
     while at < len {
         let mut frame = [0u8; 8];
         file.read_exact_at(&mut frame, at).map_err(|_| format!("cut short at byte {at}"))?;

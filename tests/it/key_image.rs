@@ -203,3 +203,32 @@ fn a_damaged_image_is_read_past_and_the_store_read_instead() {
         assert_ne!(std::fs::read(image(dir.path())).unwrap(), bytes, "{what}");
     }
 }
+
+#[test]
+fn an_image_from_another_history_of_the_directory_is_not_read() {
+    // A directory copied (a backup), then both copies written to the same
+    // number of times, differently: each copy's image belongs to its own
+    // history only, though the two made as many writes since the copy.
+    let (live, backup) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = {
+        let e = common::engine(live.path(), common::PRO_UNLIMITED);
+        let (_, user) = common::team_and_user(&e, Tier::Pro, "histories");
+        let mk = || e.create_key(NewKey { user_id: user.clone(), ..Default::default() }).unwrap();
+        let keys = (mk(), mk());
+        e.shutdown().unwrap();
+        keys
+    };
+    common::copy_dir(&live.path().join("data"), &backup.path().join("data"));
+    for (dir, gone) in [(&live, &a), (&backup, &b)] {
+        let e = common::engine(dir.path(), common::PRO_UNLIMITED);
+        assert!(e.loaded_from_image());
+        e.delete_key(&gone.0.id).unwrap();
+    }
+    // The live directory's image (key a deleted) put in the backup (key b
+    // deleted): its start must read the backup's own store.
+    std::fs::copy(image(live.path()), image(backup.path())).unwrap();
+    let e = common::engine(backup.path(), common::PRO_UNLIMITED);
+    assert!(!e.loaded_from_image(), "an image of another history was read");
+    assert!(e.verify(&VerifyRequest::new(&a.1)).is_allow());
+    assert_eq!(e.verify(&VerifyRequest::new(&b.1)).code(), Some(DenyCode::NotFound));
+}
