@@ -29,7 +29,7 @@ use crate::core::model::{
 };
 use crate::core::perms::PermSet;
 use crate::core::secret;
-use crate::core::verify::{Verdict, VerdictOf, Verifier, VerifyRequest};
+use crate::core::verify::{Looked, Verdict, VerdictOf, Verifier, VerifyRequest};
 use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
 
 mod image;
@@ -502,7 +502,28 @@ impl Engine {
     /// shared is written to find the entry nor to build the verdict. The
     /// socket service's path; hold the guard for one request or a batch.
     pub fn verify_in<'g>(&self, req: &VerifyRequest<'_>, now: Micros, guard: &'g SecretsGuard<'_>) -> VerdictOf<'g> {
-        let verdict = self.verifier_at(true, |v| v.verify_in(req, now, guard));
+        self.verify_looked(req, now, guard, None)
+    }
+
+    /// Looks `credential` up in the index under `guard` without deciding
+    /// anything (see [`verify::look_up`](crate::core::verify::look_up)), for
+    /// [`verify_looked`](Engine::verify_looked): a batch looks all of its
+    /// credentials up first so that their cache misses overlap.
+    pub fn look_up<'g>(&self, credential: &str, guard: &'g SecretsGuard<'_>) -> Option<Looked<'g>> {
+        crate::core::verify::look_up(&self.index, credential, guard)
+    }
+
+    /// As [`verify_in`](Engine::verify_in), reusing the lookup that
+    /// [`look_up`](Engine::look_up) made of `req.credential` under `guard`;
+    /// the decision is `verify_in`'s in every other respect.
+    pub fn verify_looked<'g>(
+        &self,
+        req: &VerifyRequest<'_>,
+        now: Micros,
+        guard: &'g SecretsGuard<'_>,
+        looked: Option<Looked<'g>>,
+    ) -> VerdictOf<'g> {
+        let verdict = self.verifier_at(true, |v| v.verify_looked(req, now, guard, looked));
         self.after_lease(verdict, req, true)
     }
 
