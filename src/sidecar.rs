@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::core::limits::{Micros, RateInfo};
 use crate::core::index::SecretsGuard;
 use crate::core::verify::{DenyCode, Looked, QUOTA_DOCUMENTS, VerdictOf, VerifyRequest};
-use crate::engine::{Engine, now_us};
+use crate::engine::{Engine, LOOK_AHEAD, now_us};
 use crate::metrics::{DenySource, Interface, Metrics};
 
 /// Most answers one connection may have waiting for durability. Past this the
@@ -535,10 +535,6 @@ fn answer_frames<S: Service>(
     }
 }
 
-/// Most requests answered as one batch by [`Service::answer_batch`]: enough
-/// for their lookups' cache misses to overlap, few enough that what the
-/// lookups brought into the cache is still there when they are answered.
-const LOOK_AHEAD: usize = 32;
 
 /// Answers the requests of `batch` (emptying it) into `out`, setting aside in
 /// `deferred` the answers that must wait for durability; returns how many
@@ -739,13 +735,14 @@ impl Service for EngineService {
         each: &mut dyn FnMut(&mut Vec<u8>, usize, Option<u64>),
     ) {
         let guard = self.engine.index().secrets.guard();
-        let looked: SmallVec<[Option<Looked<'_>>; LOOK_AHEAD]> = reqs
+        let credentials: SmallVec<[Option<&str>; LOOK_AHEAD]> = reqs
             .iter()
             .map(|(_, req)| match req {
-                Request::Verify(v) => v.credential_str().and_then(|c| self.engine.look_up(c, &guard)),
+                Request::Verify(v) => v.credential_str(),
                 _ => None,
             })
             .collect();
+        let looked = self.engine.look_up_all(&credentials, &guard);
         for (&(id, req), looked) in reqs.iter().zip(looked) {
             let mark = out.len();
             let ticket = match req {

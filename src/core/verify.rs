@@ -697,20 +697,38 @@ impl Verifier<'_> {
 pub struct Looked<'g>(Option<&'g Secret>);
 
 /// Looks `cred` up as [`Verifier::verify_in`] would, under `guard`, without
-/// deciding anything: `None` when the credential is not looked up at all (a
-/// JWT, one empty or too long, one tollgate's checksum rejects and no adopted
-/// key could have). Reads the found entry's first lines (its settings,
-/// counters and owner) so that their cache misses are under way too; writes
-/// nothing.
-///
-/// A batch looks all of its credentials up first, so that their misses
-/// overlap instead of each verification waiting for its own in turn.
+/// deciding anything: `None` when the credential is not looked up at all (see
+/// [`lookup_hash`]). Reads the found entry's first lines (see [`touch`]);
+/// writes nothing.
 pub fn look_up<'g>(index: &Index, cred: &str, guard: &'g SecretsGuard<'_>) -> Option<Looked<'g>> {
+    let looked = look_up_hash(index, &lookup_hash(index, cred)?, guard);
+    touch(looked);
+    Some(looked)
+}
+
+/// The SHA-256 that [`Verifier::verify_in`] would look `cred` up by, or
+/// `None` when it would not look it up at all (a JWT, a credential empty or
+/// too long, one tollgate's checksum rejects and no adopted key could have).
+/// The first step of [`look_up`], for a batch that computes every digest
+/// before it looks any up: the lookups then follow one another closely enough
+/// for the processor to overlap their cache misses.
+pub fn lookup_hash(index: &Index, cred: &str) -> Option<[u8; 32]> {
     if cred.is_empty() || cred.len() > MAX_CREDENTIAL_BYTES || looks_like_jwt(cred) {
         return None;
     }
-    let found = index.secrets.get_in(&secret_hash(index, cred)?, guard);
-    match found {
+    secret_hash(index, cred)
+}
+
+/// The lookup of `hash` (from [`lookup_hash`]) in the index, under `guard`.
+pub fn look_up_hash<'g>(index: &Index, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Looked<'g> {
+    Looked(index.secrets.get_in(hash, guard))
+}
+
+/// Reads the lines of a found credential's entry that its verification reads
+/// first (its settings, counters and owner), so that their cache misses are
+/// under way before it is verified; writes nothing.
+pub fn touch(looked: Looked<'_>) {
+    match looked.0 {
         Some(Secret::Key(key)) => {
             std::hint::black_box((key.hot.enabled, key.counters.request_count.load(Ordering::Relaxed), key.user.status()));
         }
@@ -719,7 +737,6 @@ pub fn look_up<'g>(index: &Index, cred: &str, guard: &'g SecretsGuard<'_>) -> Op
         }
         None => {}
     }
-    Some(Looked(found))
 }
 
 /// The SHA-256 to look `cred` up by: tollgate's own format when its checksum
