@@ -29,9 +29,9 @@ use crate::core::model::{
 };
 use crate::core::perms::PermSet;
 use crate::core::secret;
-use smallvec::SmallVec;
 use crate::core::verify::{Looked, Verdict, VerdictOf, Verifier, VerifyRequest};
 use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
+use smallvec::SmallVec;
 
 mod image;
 mod listing;
@@ -532,8 +532,11 @@ impl Engine {
         use crate::core::verify::{look_up_hash, lookup_hash, touch};
         let hashes: SmallVec<[Option<[u8; 32]>; LOOK_AHEAD]> =
             credentials.iter().map(|c| c.and_then(|c| lookup_hash(&self.index, c))).collect();
-        let looked: SmallVec<[Option<Looked<'g>>; LOOK_AHEAD]> =
-            hashes.iter().map(|h| h.as_ref().map(|h| look_up_hash(&self.index, h, guard))).collect();
+        let looked: SmallVec<[Option<Looked<'g>>; LOOK_AHEAD]> = credentials
+            .iter()
+            .zip(&hashes)
+            .map(|(c, h)| Some(look_up_hash(&self.index, (*c)?, h.as_ref()?, guard)))
+            .collect();
         for l in looked.iter().flatten() {
             touch(*l);
         }

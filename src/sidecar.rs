@@ -38,8 +38,8 @@ use tollgate_protocol::{ErrorCode, Request, Response};
 use tracing::Instrument as _;
 
 use crate::config::Config;
-use crate::core::limits::{Micros, RateInfo};
 use crate::core::index::SecretsGuard;
+use crate::core::limits::{Micros, RateInfo};
 use crate::core::verify::{DenyCode, Looked, QUOTA_DOCUMENTS, VerdictOf, VerifyRequest};
 use crate::engine::{Engine, LOOK_AHEAD, now_us};
 use crate::metrics::{DenySource, Interface, Metrics};
@@ -179,6 +179,10 @@ pub fn remove_socket(path: &Path) {
     }
 }
 
+/// Called by [`Service::answer_batch`] after each answer, with the output
+/// buffer, where that answer starts in it and its durability ticket.
+pub type Answered<'a> = &'a mut dyn FnMut(&mut Vec<u8>, usize, Option<u64>);
+
 /// What answers the requests of a connection.
 pub trait Service: Send + Sync + 'static {
     /// Appends exactly one response frame answering request `id` to `out`.
@@ -192,13 +196,7 @@ pub trait Service: Send + Sync + 'static {
     /// its durability ticket. By default each is answered by
     /// [`Service::answer`]; a service may look ahead over the whole batch
     /// first, as long as every answer is the one `answer` would give.
-    fn answer_batch(
-        &self,
-        reqs: &[(u32, Request<'_>)],
-        now: Micros,
-        out: &mut Vec<u8>,
-        each: &mut dyn FnMut(&mut Vec<u8>, usize, Option<u64>),
-    ) {
+    fn answer_batch(&self, reqs: &[(u32, Request<'_>)], now: Micros, out: &mut Vec<u8>, each: Answered<'_>) {
         for &(id, req) in reqs {
             let mark = out.len();
             let ticket = self.answer(id, req, now, out);
@@ -535,7 +533,6 @@ fn answer_frames<S: Service>(
     }
 }
 
-
 /// Answers the requests of `batch` (emptying it) into `out`, setting aside in
 /// `deferred` the answers that must wait for durability; returns how many
 /// were answered into `out`.
@@ -727,13 +724,7 @@ impl Service for EngineService {
     /// cache misses overlap instead of each request waiting for its own
     /// after the previous one is answered. The lookups decide nothing and
     /// write nothing; every check is made when the request is answered.
-    fn answer_batch(
-        &self,
-        reqs: &[(u32, Request<'_>)],
-        now: Micros,
-        out: &mut Vec<u8>,
-        each: &mut dyn FnMut(&mut Vec<u8>, usize, Option<u64>),
-    ) {
+    fn answer_batch(&self, reqs: &[(u32, Request<'_>)], now: Micros, out: &mut Vec<u8>, each: Answered<'_>) {
         let guard = self.engine.index().secrets.guard();
         let credentials: SmallVec<[Option<&str>; LOOK_AHEAD]> = reqs
             .iter()

@@ -339,9 +339,9 @@ impl Verifier<'_> {
     /// As [`verify_in`](Verifier::verify_in), with the credential's lookup
     /// done ahead by [`look_up`] (for `req.credential`, under `guard`), so a
     /// batch can start all of its lookups' cache misses before deciding on
-    /// the first request. `None`, or a credential that is not looked up (a
-    /// JWT, a malformed one), decides exactly as `verify_in` does: every
-    /// check is made here, in the same order; only the map lookup is reused.
+    /// the first request. Every check is made here, in `verify_in`'s order;
+    /// only the map lookup is reused (made again when `looked` is `None` or
+    /// was made for another string).
     pub fn verify_looked<'g>(
         &self,
         req: &VerifyRequest<'_>,
@@ -360,8 +360,8 @@ impl Verifier<'_> {
             return self.verify_jwt(req, now);
         }
         let found = match looked {
-            Some(Looked(found)) => found,
-            None => {
+            Some(looked) if looked.is_of(cred) => looked.found,
+            _ => {
                 let Some(hash) = secret_hash(self.index, cred) else {
                     return deny(DenyCode::Malformed, "not a well-formed key or token");
                 };
@@ -374,7 +374,6 @@ impl Verifier<'_> {
             Some(Secret::Token(token)) => self.verify_token(Held::Borrowed(token), req, now),
         }
     }
-
 
     /// Checks and counts a use of `key`, presented as itself or (`jwt`) as a
     /// JWT exchanged from it.
@@ -693,15 +692,29 @@ impl Verifier<'_> {
 /// of its verification by [`look_up`] and consumed by
 /// [`Verifier::verify_looked`]: the credential found, if any, borrowed under
 /// the guard the lookup took.
+///
+/// It remembers which string it was made for (its address and length): given
+/// with another credential, it is ignored and the lookup is made again, so a
+/// caller's mix-up costs a lookup, never a verdict for the wrong credential.
 #[derive(Clone, Copy)]
-pub struct Looked<'g>(Option<&'g Secret>);
+pub struct Looked<'g> {
+    found: Option<&'g Secret>,
+    of: (usize, usize),
+}
+
+impl Looked<'_> {
+    /// Whether this is the lookup of `cred` (the same string, not a copy).
+    fn is_of(&self, cred: &str) -> bool {
+        self.of == (cred.as_ptr() as usize, cred.len())
+    }
+}
 
 /// Looks `cred` up as [`Verifier::verify_in`] would, under `guard`, without
 /// deciding anything: `None` when the credential is not looked up at all (see
 /// [`lookup_hash`]). Reads the found entry's first lines (see [`touch`]);
 /// writes nothing.
 pub fn look_up<'g>(index: &Index, cred: &str, guard: &'g SecretsGuard<'_>) -> Option<Looked<'g>> {
-    let looked = look_up_hash(index, &lookup_hash(index, cred)?, guard);
+    let looked = look_up_hash(index, cred, &lookup_hash(index, cred)?, guard);
     touch(looked);
     Some(looked)
 }
@@ -719,18 +732,23 @@ pub fn lookup_hash(index: &Index, cred: &str) -> Option<[u8; 32]> {
     secret_hash(index, cred)
 }
 
-/// The lookup of `hash` (from [`lookup_hash`]) in the index, under `guard`.
-pub fn look_up_hash<'g>(index: &Index, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Looked<'g> {
-    Looked(index.secrets.get_in(hash, guard))
+/// The lookup of `hash`, the [`lookup_hash`] of `cred`, in the index, under
+/// `guard`.
+pub fn look_up_hash<'g>(index: &Index, cred: &str, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Looked<'g> {
+    Looked { found: index.secrets.get_in(hash, guard), of: (cred.as_ptr() as usize, cred.len()) }
 }
 
 /// Reads the lines of a found credential's entry that its verification reads
 /// first (its settings, counters and owner), so that their cache misses are
 /// under way before it is verified; writes nothing.
 pub fn touch(looked: Looked<'_>) {
-    match looked.0 {
+    match looked.found {
         Some(Secret::Key(key)) => {
-            std::hint::black_box((key.hot.enabled, key.counters.request_count.load(Ordering::Relaxed), key.user.status()));
+            std::hint::black_box((
+                key.hot.enabled,
+                key.counters.request_count.load(Ordering::Relaxed),
+                key.user.status(),
+            ));
         }
         Some(Secret::Token(token)) => {
             std::hint::black_box((token.revoked_at.load(Ordering::Relaxed), token.user.status()));

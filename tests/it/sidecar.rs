@@ -708,7 +708,8 @@ fn a_batch_is_answered_exactly_as_one_request_at_a_time() {
         verify(leak(plain)),
     ];
     let one = EngineService::new(Arc::new(common::engine(&a, toml)));
-    let batch = EngineService::new(Arc::new(common::engine(&b, toml)));
+    let engine_b = Arc::new(common::engine(&b, toml));
+    let batch = EngineService::new(engine_b.clone());
     let now = tollgate::engine::now_us();
     let mut expected = Vec::new();
     let mut expected_tickets = Vec::new();
@@ -745,4 +746,14 @@ fn a_batch_is_answered_exactly_as_one_request_at_a_time() {
     assert_eq!(code(11), Some(DenyCode::NotFound), "a foreign shape, looked up as an adopted key could be");
     assert_eq!(code(14), Some(DenyCode::Malformed), "not UTF-8");
     assert_eq!(code(15), Some(DenyCode::Malformed), "cost 0");
+
+    // A lookup made for one credential and given with another is not used.
+    let guard = engine_b.index().secrets.guard();
+    let looked = engine_b.look_up(plain, &guard);
+    assert!(looked.is_some());
+    let deleted_copy = deleted.clone();
+    let req = tollgate::core::verify::VerifyRequest::new(&deleted_copy);
+    assert_eq!(engine_b.verify_looked(&req, now, &guard, looked).code(), Some(DenyCode::NotFound));
+    let req = tollgate::core::verify::VerifyRequest::new(plain);
+    assert!(engine_b.verify_looked(&req, now, &guard, looked).is_allow());
 }
