@@ -10,7 +10,10 @@
 //! syscall; a pipelining client therefore costs one read and one write per
 //! batch, not per request. Answers that must wait (strict durability) are set
 //! aside per batch and written when their flush completes, so answers can
-//! leave out of order, as the protocol allows.
+//! leave out of order, as the protocol allows. The requests of a batch are
+//! handed to the service in groups ([`Service::answer_batch`]), so that the
+//! engine can look all of their credentials up before answering the first
+//! (their cache misses then overlap).
 //!
 //! What the answers are is a [`Service`]: [`EngineService`] verifies with the
 //! engine; the load generator's echo server plugs a canned answer into the
