@@ -29,8 +29,9 @@ use crate::core::model::{
 };
 use crate::core::perms::PermSet;
 use crate::core::secret;
-use crate::core::verify::{Verdict, VerdictOf, Verifier, VerifyRequest};
+use crate::core::verify::{Looked, Verdict, VerdictOf, Verifier, VerifyRequest};
 use crate::store::{Batch, Span, Store, StoreError, Table, decode_borrowed};
+use smallvec::SmallVec;
 
 mod image;
 mod listing;
@@ -122,6 +123,11 @@ pub fn expiry_after_secs(now: Millis, secs: u64) -> Result<Millis, EngineError> 
 }
 
 pub use crate::core::clock::now_us;
+
+/// How many requests a batch looks up at once ([`Engine::look_up_all`]): enough
+/// for their lookups' cache misses to overlap, few enough that what the
+/// lookups brought into the cache is still there when they are verified.
+pub const LOOK_AHEAD: usize = 32;
 
 fn now_ms() -> Millis {
     now_us() / 1000
@@ -502,7 +508,52 @@ impl Engine {
     /// shared is written to find the entry nor to build the verdict. The
     /// socket service's path; hold the guard for one request or a batch.
     pub fn verify_in<'g>(&self, req: &VerifyRequest<'_>, now: Micros, guard: &'g SecretsGuard<'_>) -> VerdictOf<'g> {
-        let verdict = self.verifier_at(true, |v| v.verify_in(req, now, guard));
+        self.verify_looked(req, now, guard, None)
+    }
+
+    /// Looks `credential` up in the index under `guard` without deciding
+    /// anything (see [`verify::look_up`](crate::core::verify::look_up)), for
+    /// [`verify_looked`](Engine::verify_looked): a batch looks all of its
+    /// credentials up first so that their cache misses overlap.
+    pub fn look_up<'g>(&self, credential: &str, guard: &'g SecretsGuard<'_>) -> Option<Looked<'g>> {
+        crate::core::verify::look_up(&self.index, credential, guard)
+    }
+
+    /// Looks `credentials` up as [`look_up`](Engine::look_up) does each, in
+    /// three passes over the batch (every digest, then every lookup, then
+    /// every entry's first lines) so that the lookups' cache misses overlap:
+    /// `looked[i]` is for `credentials[i]` (`None` for a credential that is not
+    /// looked up, or that is not UTF-8).
+    pub fn look_up_all<'g>(
+        &self,
+        credentials: &[Option<&str>],
+        guard: &'g SecretsGuard<'_>,
+    ) -> SmallVec<[Option<Looked<'g>>; LOOK_AHEAD]> {
+        use crate::core::verify::{look_up_hash, lookup_hash, touch};
+        let hashes: SmallVec<[Option<[u8; 32]>; LOOK_AHEAD]> =
+            credentials.iter().map(|c| c.and_then(|c| lookup_hash(&self.index, c))).collect();
+        let looked: SmallVec<[Option<Looked<'g>>; LOOK_AHEAD]> = credentials
+            .iter()
+            .zip(&hashes)
+            .map(|(c, h)| Some(look_up_hash(&self.index, (*c)?, h.as_ref()?, guard)))
+            .collect();
+        for l in looked.iter().flatten() {
+            touch(*l);
+        }
+        looked
+    }
+
+    /// As [`verify_in`](Engine::verify_in), reusing the lookup that
+    /// [`look_up`](Engine::look_up) made of `req.credential` under `guard`;
+    /// the decision is `verify_in`'s in every other respect.
+    pub fn verify_looked<'g>(
+        &self,
+        req: &VerifyRequest<'_>,
+        now: Micros,
+        guard: &'g SecretsGuard<'_>,
+        looked: Option<Looked<'g>>,
+    ) -> VerdictOf<'g> {
+        let verdict = self.verifier_at(true, |v| v.verify_looked(req, now, guard, looked));
         self.after_lease(verdict, req, true)
     }
 

@@ -10,7 +10,10 @@
 //! syscall; a pipelining client therefore costs one read and one write per
 //! batch, not per request. Answers that must wait (strict durability) are set
 //! aside per batch and written when their flush completes, so answers can
-//! leave out of order, as the protocol allows.
+//! leave out of order, as the protocol allows. The requests of a batch are
+//! handed to the service in groups ([`Service::answer_batch`]), so that the
+//! engine can look all of their credentials up before answering the first
+//! (their cache misses then overlap).
 //!
 //! What the answers are is a [`Service`]: [`EngineService`] verifies with the
 //! engine; the load generator's echo server plugs a canned answer into the
@@ -38,9 +41,10 @@ use tollgate_protocol::{ErrorCode, Request, Response};
 use tracing::Instrument as _;
 
 use crate::config::Config;
+use crate::core::index::SecretsGuard;
 use crate::core::limits::{Micros, RateInfo};
-use crate::core::verify::{DenyCode, QUOTA_DOCUMENTS, VerdictOf, VerifyRequest};
-use crate::engine::{Engine, now_us};
+use crate::core::verify::{DenyCode, Looked, QUOTA_DOCUMENTS, VerdictOf, VerifyRequest};
+use crate::engine::{Engine, LOOK_AHEAD, now_us};
 use crate::metrics::{DenySource, Interface, Metrics};
 
 /// Most answers one connection may have waiting for durability. Past this the
@@ -178,6 +182,10 @@ pub fn remove_socket(path: &Path) {
     }
 }
 
+/// Called by [`Service::answer_batch`] after each answer, with the output
+/// buffer, where that answer starts in it and its durability ticket.
+pub type Answered<'a> = &'a mut dyn FnMut(&mut Vec<u8>, usize, Option<u64>);
+
 /// What answers the requests of a connection.
 pub trait Service: Send + Sync + 'static {
     /// Appends exactly one response frame answering request `id` to `out`.
@@ -185,6 +193,19 @@ pub trait Service: Send + Sync + 'static {
     /// Returns a durability ticket when that answer may only be sent once
     /// [`Service::durable`] for the ticket completes; `now` is the batch's clock.
     fn answer(&self, id: u32, req: Request<'_>, now: Micros, out: &mut Vec<u8>) -> Option<u64>;
+
+    /// Answers the requests of one batch, in order: after each answer is
+    /// appended to `out`, calls `each` with `out`, where that answer starts and
+    /// its durability ticket. By default each is answered by
+    /// [`Service::answer`]; a service may look ahead over the whole batch
+    /// first, as long as every answer is the one `answer` would give.
+    fn answer_batch(&self, reqs: &[(u32, Request<'_>)], now: Micros, out: &mut Vec<u8>, each: Answered<'_>) {
+        for &(id, req) in reqs {
+            let mark = out.len();
+            let ticket = self.answer(id, req, now, out);
+            each(out, mark, ticket);
+        }
+    }
 
     /// Resolves once everything covered by `ticket` is on disk.
     fn durable(&self, ticket: u64) -> impl Future<Output = ()> + Send;
@@ -474,12 +495,20 @@ fn answer_frames<S: Service>(
     let now = now_us();
     let mut pos = 0;
     let mut answered = 0;
+    // Requests decoded and not yet answered: answered together (see
+    // `Service::answer_batch`) before an error frame, at most `LOOK_AHEAD` at a
+    // time, and at the end of the buffer, so answers keep the frames' order.
+    let mut batch: SmallVec<[(u32, Request<'_>); LOOK_AHEAD]> = SmallVec::new();
     loop {
         let rest = buf.get(pos..).unwrap_or_default();
         let len = match proto::check_frame(rest) {
             Ok(Some(len)) => len,
-            Ok(None) => return (pos, false, answered),
+            Ok(None) => {
+                answered += answer_batch(service, &mut batch, now, out, deferred);
+                return (pos, false, answered);
+            }
             Err(e) => {
+                answered += answer_batch(service, &mut batch, now, out, deferred);
                 // The frame boundary is lost: nothing after it can be trusted.
                 proto::encode_error(0, e.error_code(), &e.to_string(), out);
                 return (buf.len(), true, answered);
@@ -489,17 +518,13 @@ fn answer_frames<S: Service>(
         pos += len;
         match proto::decode_request(frame) {
             Ok((id, req)) => {
-                let mark = out.len();
-                if let Some(ticket) = service.answer(id, req, now, out) {
-                    deferred.frames.extend_from_slice(out.get(mark..).unwrap_or_default());
-                    out.truncate(mark);
-                    deferred.count += 1;
-                    deferred.ticket = deferred.ticket.max(ticket);
-                } else {
-                    answered += 1;
+                batch.push((id, req));
+                if batch.len() == LOOK_AHEAD {
+                    answered += answer_batch(service, &mut batch, now, out, deferred);
                 }
             }
             Err(e) => {
+                answered += answer_batch(service, &mut batch, now, out, deferred);
                 let id = proto::frame_request_id(frame).unwrap_or(0);
                 proto::encode_error(id, e.error_code(), &e.to_string(), out);
                 answered += 1;
@@ -509,6 +534,34 @@ fn answer_frames<S: Service>(
             }
         }
     }
+}
+
+/// Answers the requests of `batch` (emptying it) into `out`, setting aside in
+/// `deferred` the answers that must wait for durability; returns how many
+/// were answered into `out`.
+fn answer_batch<S: Service>(
+    service: &S,
+    batch: &mut SmallVec<[(u32, Request<'_>); LOOK_AHEAD]>,
+    now: Micros,
+    out: &mut Vec<u8>,
+    deferred: &mut Deferred,
+) -> usize {
+    if batch.is_empty() {
+        return 0;
+    }
+    let mut answered = 0;
+    service.answer_batch(batch, now, out, &mut |out, mark, ticket| {
+        if let Some(ticket) = ticket {
+            deferred.frames.extend_from_slice(out.get(mark..).unwrap_or_default());
+            out.truncate(mark);
+            deferred.count += 1;
+            deferred.ticket = deferred.ticket.max(ticket);
+        } else {
+            answered += 1;
+        }
+    });
+    batch.clear();
+    answered
 }
 
 /// Answers requests with the engine: the daemon's service.
@@ -538,7 +591,17 @@ impl EngineService {
         self
     }
 
-    fn verify(&self, id: u32, v: &proto::VerifyRequest<'_>, now: Micros, out: &mut Vec<u8>) -> Option<u64> {
+    /// Answers a verify request; `looked` is its credential's lookup made
+    /// ahead under `guard` ([`Engine::look_up`]), if one was.
+    fn verify<'g>(
+        &self,
+        id: u32,
+        v: &proto::VerifyRequest<'_>,
+        now: Micros,
+        out: &mut Vec<u8>,
+        guard: &'g SecretsGuard<'_>,
+        looked: Option<Looked<'g>>,
+    ) -> Option<u64> {
         // Not UTF-8 cannot be any credential we issue: a verdict, not a protocol error.
         // The frame's request id on the trace line that `count` writes.
         let _req = tracing::trace_span!("req", id).entered();
@@ -569,10 +632,9 @@ impl EngineService {
             cost: v.cost,
             quota: v.quota.map(|q| (q.name, q.amount)),
         };
-        // The verdict borrows the key's entry under this guard: the lookup
+        // The verdict borrows the key's entry under the guard: the lookup
         // and the answer write nothing another core reads.
-        let guard = self.engine.index().secrets.guard();
-        let verdict = self.engine.verify_in(&req, now, &guard);
+        let verdict = self.engine.verify_looked(&req, now, guard, looked);
         self.metrics.count(&verdict, credential);
         encode_verdict(id, &verdict, out);
         match verdict {
@@ -643,7 +705,10 @@ impl EngineService {
 impl Service for EngineService {
     fn answer(&self, id: u32, req: Request<'_>, now: Micros, out: &mut Vec<u8>) -> Option<u64> {
         match req {
-            Request::Verify(v) => return self.verify(id, &v, now, out),
+            Request::Verify(v) => {
+                let guard = self.engine.index().secrets.guard();
+                return self.verify(id, &v, now, out, &guard, None);
+            }
             Request::QuotaConsume(op) => match self.quota(&op, true) {
                 Ok(r) => encode_or_internal(id, &Response::QuotaResult(r), out),
                 Err(why) => proto::encode_error(id, proto::ErrorCode::ServerBusy, &why, out),
@@ -655,6 +720,31 @@ impl Service for EngineService {
             Request::Ping => encode_or_internal(id, &Response::Pong, out),
         }
         None
+    }
+
+    /// Looks every verify request's credential up first, under one guard,
+    /// then answers the requests in order with those lookups: the lookups'
+    /// cache misses overlap instead of each request waiting for its own
+    /// after the previous one is answered. The lookups decide nothing and
+    /// write nothing; every check is made when the request is answered.
+    fn answer_batch(&self, reqs: &[(u32, Request<'_>)], now: Micros, out: &mut Vec<u8>, each: Answered<'_>) {
+        let guard = self.engine.index().secrets.guard();
+        let credentials: SmallVec<[Option<&str>; LOOK_AHEAD]> = reqs
+            .iter()
+            .map(|(_, req)| match req {
+                Request::Verify(v) => v.credential_str(),
+                _ => None,
+            })
+            .collect();
+        let looked = self.engine.look_up_all(&credentials, &guard);
+        for (&(id, req), looked) in reqs.iter().zip(looked) {
+            let mark = out.len();
+            let ticket = match req {
+                Request::Verify(v) => self.verify(id, &v, now, out, &guard, looked),
+                other => self.answer(id, other, now, out),
+            };
+            each(out, mark, ticket);
+        }
     }
 
     fn durable(&self, ticket: u64) -> impl Future<Output = ()> + Send {

@@ -333,6 +333,22 @@ impl Verifier<'_> {
     /// credential's entry under `guard` (of `self.index.secrets`): nothing
     /// shared is written to find the entry nor to build the verdict.
     pub fn verify_in<'g>(&self, req: &VerifyRequest<'_>, now: Micros, guard: &'g SecretsGuard<'_>) -> VerdictOf<'g> {
+        self.verify_looked(req, now, guard, None)
+    }
+
+    /// As [`verify_in`](Verifier::verify_in), with the credential's lookup
+    /// done ahead by [`look_up`] (for `req.credential`, under `guard`), so a
+    /// batch can start all of its lookups' cache misses before deciding on
+    /// the first request. Every check is made here, in `verify_in`'s order;
+    /// only the map lookup is reused (made again when `looked` is `None` or
+    /// was made for another string).
+    pub fn verify_looked<'g>(
+        &self,
+        req: &VerifyRequest<'_>,
+        now: Micros,
+        guard: &'g SecretsGuard<'_>,
+        looked: Option<Looked<'g>>,
+    ) -> VerdictOf<'g> {
         let cred = req.credential;
         if cred.is_empty() || cred.len() > MAX_CREDENTIAL_BYTES {
             return deny(DenyCode::Malformed, "credential empty or too long");
@@ -343,31 +359,20 @@ impl Verifier<'_> {
         if looks_like_jwt(cred) {
             return self.verify_jwt(req, now);
         }
-        let Some(hash) = secret::parse(cred).or_else(|| self.adopted_hash(cred)) else {
-            return deny(DenyCode::Malformed, "not a well-formed key or token");
+        let found = match looked {
+            Some(looked) if looked.is_of(cred) => looked.found,
+            _ => {
+                let Some(hash) = secret_hash(self.index, cred) else {
+                    return deny(DenyCode::Malformed, "not a well-formed key or token");
+                };
+                self.index.secrets.get_in(&hash, guard)
+            }
         };
-        match self.index.secrets.get_in(&hash, guard) {
+        match found {
             None => deny(DenyCode::NotFound, "unknown credential"),
             Some(Secret::Key(key)) => self.verify_key(Held::Borrowed(key), req, now, None),
             Some(Secret::Token(token)) => self.verify_token(Held::Borrowed(token), req, now),
         }
-    }
-
-    /// The SHA-256 to look up for a credential that failed tollgate's
-    /// checksum, if an adopted key could have it: none while no key was
-    /// adopted, nor for a credential of tollgate's shape whose prefix no
-    /// adopted key has (a mistyped `tg_` key stays MALFORMED without a lookup).
-    fn adopted_hash(&self, cred: &str) -> Option<[u8; 32]> {
-        if !self.index.any_adopted.load(Ordering::Acquire) {
-            return None;
-        }
-        let adopted = self.index.adopted_prefixes.load();
-        if let Some(prefix) = secret::shape_prefix(cred)
-            && !adopted.iter().any(|p| p.is_empty() || p == prefix)
-        {
-            return None;
-        }
-        Some(secret::sha256(cred.as_bytes()))
     }
 
     /// Checks and counts a use of `key`, presented as itself or (`jwt`) as a
@@ -681,6 +686,95 @@ impl Verifier<'_> {
     fn durable_after(&self, consumed: bool) -> Option<u64> {
         (self.strict && consumed).then(|| self.index.flushes_started.load(Ordering::SeqCst) + 1)
     }
+}
+
+/// The lookup of a key's or token's secret in [`Index::secrets`], done ahead
+/// of its verification by [`look_up`] and consumed by
+/// [`Verifier::verify_looked`]: the credential found, if any, borrowed under
+/// the guard the lookup took.
+///
+/// It remembers which string it was made for (its address and length): given
+/// with another credential, it is ignored and the lookup is made again, so a
+/// caller's mix-up costs a lookup, never a verdict for the wrong credential.
+#[derive(Clone, Copy)]
+pub struct Looked<'g> {
+    found: Option<&'g Secret>,
+    of: (usize, usize),
+}
+
+impl Looked<'_> {
+    /// Whether this is the lookup of `cred` (the same string, not a copy).
+    fn is_of(&self, cred: &str) -> bool {
+        self.of == (cred.as_ptr() as usize, cred.len())
+    }
+}
+
+/// Looks `cred` up as [`Verifier::verify_in`] would, under `guard`, without
+/// deciding anything: `None` when the credential is not looked up at all (see
+/// [`lookup_hash`]). Reads the found entry's first lines (see [`touch`]);
+/// writes nothing.
+pub fn look_up<'g>(index: &Index, cred: &str, guard: &'g SecretsGuard<'_>) -> Option<Looked<'g>> {
+    let looked = look_up_hash(index, cred, &lookup_hash(index, cred)?, guard);
+    touch(looked);
+    Some(looked)
+}
+
+/// The SHA-256 that [`Verifier::verify_in`] would look `cred` up by, or
+/// `None` when it would not look it up at all (a JWT, a credential empty or
+/// too long, one tollgate's checksum rejects and no adopted key could have).
+/// The first step of [`look_up`], for a batch that computes every digest
+/// before it looks any up: the lookups then follow one another closely enough
+/// for the processor to overlap their cache misses.
+pub fn lookup_hash(index: &Index, cred: &str) -> Option<[u8; 32]> {
+    if cred.is_empty() || cred.len() > MAX_CREDENTIAL_BYTES || looks_like_jwt(cred) {
+        return None;
+    }
+    secret_hash(index, cred)
+}
+
+/// The lookup of `hash`, the [`lookup_hash`] of `cred`, in the index, under
+/// `guard`.
+pub fn look_up_hash<'g>(index: &Index, cred: &str, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Looked<'g> {
+    Looked { found: index.secrets.get_in(hash, guard), of: (cred.as_ptr() as usize, cred.len()) }
+}
+
+/// Reads the lines of a found credential's entry that its verification reads
+/// first (its settings, counters and owner), so that their cache misses are
+/// under way before it is verified; writes nothing.
+pub fn touch(looked: Looked<'_>) {
+    match looked.found {
+        Some(Secret::Key(key)) => {
+            std::hint::black_box((
+                key.hot.enabled,
+                key.counters.request_count.load(Ordering::Relaxed),
+                key.user.status(),
+            ));
+        }
+        Some(Secret::Token(token)) => {
+            std::hint::black_box((token.revoked_at.load(Ordering::Relaxed), token.user.status()));
+        }
+        None => {}
+    }
+}
+
+/// The SHA-256 to look `cred` up by: tollgate's own format when its checksum
+/// holds, else an adopted key's, if one could have it (none while no key was
+/// adopted, nor for a credential of tollgate's shape whose prefix no adopted
+/// key has: a mistyped `tg_` key stays MALFORMED without a lookup).
+fn secret_hash(index: &Index, cred: &str) -> Option<[u8; 32]> {
+    if let Some(hash) = secret::parse(cred) {
+        return Some(hash);
+    }
+    if !index.any_adopted.load(Ordering::Acquire) {
+        return None;
+    }
+    let adopted = index.adopted_prefixes.load();
+    if let Some(prefix) = secret::shape_prefix(cred)
+        && !adopted.iter().any(|p| p.is_empty() || p == prefix)
+    {
+        return None;
+    }
+    Some(secret::sha256(cred.as_bytes()))
 }
 
 /// JWTs are three base64url segments and start with an encoded `{"`: the

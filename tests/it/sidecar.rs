@@ -621,3 +621,141 @@ async fn shutdown_answers_what_is_in_flight_then_says_busy_and_closes() {
     stopper.await.unwrap();
     assert!(!path.exists());
 }
+
+/// Copies the files under `from` to `to` (a data directory at rest).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The socket service looks a batch's credentials up ahead of answering it
+/// (`Service::answer_batch`); the answers must be, byte for byte, those of
+/// answering the requests one by one. Two engines on copies of one data
+/// directory get the same requests, one as a batch and one by one.
+#[test]
+fn a_batch_is_answered_exactly_as_one_request_at_a_time() {
+    use tollgate::engine::{ImportKey, KeyUpdate};
+    use tollgate::sidecar::{EngineService, Service};
+    use tollgate_protocol::QuotaOp;
+
+    const FOREIGN: &str = "sk_live_51HqLyjWDarjtT1zdp7dcXHEqV9lHx1sEZcFn";
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let toml = common::PRO_UNLIMITED;
+    let (team, secrets) = {
+        let e = common::engine(&a, toml);
+        let (team, user) = common::team_and_user(&e, Tier::Pro, "batch");
+        let new = |remaining| NewKey { user_id: user.clone(), remaining, ..Default::default() };
+        let plain = e.create_key(new(None)).unwrap().1;
+        let counted = e.create_key(new(Some(2))).unwrap().1;
+        let (disabled_key, disabled) = e.create_key(new(None)).unwrap();
+        e.update_key(&disabled_key.id, KeyUpdate { enabled: Some(false), ..Default::default() }).unwrap();
+        let (deleted_key, deleted) = e.create_key(new(None)).unwrap();
+        e.delete_key(&deleted_key.id).unwrap();
+        let token = e.create_token(&user, "t", "personal", None).unwrap().1;
+        let jwt = e.issue_jwt(&user).unwrap();
+        let key_jwt = e.login_with_key(&counted, None).unwrap();
+        let adopted = ImportKey {
+            key: new(None),
+            hash: Some(tollgate::core::secret::sha256(FOREIGN.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()),
+            // Its prefix: credentials of tollgate's shape with another one are
+            // still refused without a lookup.
+            start: Some("sk_live_51Hq".to_owned()),
+        };
+        e.import_keys(vec![adopted]).unwrap();
+        e.shutdown().unwrap();
+        (team, [plain, counted, disabled, deleted, token, jwt, key_jwt])
+    };
+    copy_dir(&a, &b);
+    let [plain, counted, disabled, deleted, token, jwt, key_jwt] = &secrets;
+    // A tollgate key with its last character changed fails the checksum.
+    let mut mistyped = plain.clone();
+    let last = if mistyped.ends_with('A') { "B" } else { "A" };
+    mistyped.replace_range(mistyped.len() - 1.., last);
+    let pairs = [("documents", "read")];
+    let verify = |c: &'static [u8]| Request::Verify(VerifyRequest::new(c));
+    let leak = |s: &str| -> &'static [u8] { Box::leak(s.as_bytes().to_vec().into_boxed_slice()) };
+    let documents = QuotaOp { team_id: Box::leak(team.clone().into_boxed_str()), quota: "documents", amount: 1 };
+    let reqs: Vec<Request<'static>> = vec![
+        verify(leak(plain)),
+        verify(leak(counted)),
+        verify(leak(token)),
+        verify(leak(jwt)),
+        verify(leak(counted)),
+        // The counted key's uses are gone from here on, by key and by its JWT.
+        verify(leak(counted)),
+        verify(leak(key_jwt)),
+        verify(leak(disabled)),
+        verify(leak(deleted)),
+        verify(leak(&mistyped)),
+        verify(leak(FOREIGN)),
+        verify(b"sk_live_not-adopted"),
+        verify(b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.bad"),
+        verify(b""),
+        verify(&[0xff, 0xfe, b'x']),
+        Request::Verify(VerifyRequest::new(leak(plain)).cost(0)),
+        Request::Verify(VerifyRequest::new(leak(plain)).permissions(Box::leak(Box::new(pairs)))),
+        Request::Verify(VerifyRequest::new(leak(token)).quota("documents", 2)),
+        Request::Ping,
+        Request::QuotaConsume(documents),
+        Request::QuotaRelease(documents),
+        verify(leak(plain)),
+    ];
+    let one = EngineService::new(Arc::new(common::engine(&a, toml)));
+    let engine_b = Arc::new(common::engine(&b, toml));
+    let batch = EngineService::new(engine_b.clone());
+    let now = tollgate::engine::now_us();
+    let mut expected = Vec::new();
+    let mut expected_tickets = Vec::new();
+    for (id, req) in (1..).zip(&reqs) {
+        let mark = expected.len();
+        let ticket = one.answer(id, *req, now, &mut expected);
+        expected_tickets.push((mark, ticket.is_some()));
+    }
+    let numbered: Vec<(u32, Request<'static>)> = (1..).zip(reqs.iter().copied()).collect();
+    let mut got = Vec::new();
+    let mut got_tickets = Vec::new();
+    batch.answer_batch(&numbered, now, &mut got, &mut |_, mark, ticket| got_tickets.push((mark, ticket.is_some())));
+    let answers = frames(&got);
+    assert_eq!(answers.len(), reqs.len(), "one answer per request");
+    for ((id, answer), (_, expected)) in answers.iter().zip(frames(&expected)) {
+        assert_eq!(answer, &expected, "request {id}");
+    }
+    assert_eq!(got, expected, "the same bytes");
+    assert_eq!(got_tickets, expected_tickets);
+    // What the batch decided: spot checks that it did exercise each path.
+    let code = |i: usize| match &answers[i].1 {
+        Response::Verdict(tollgate_protocol::Verdict::Deny(d)) => Some(d.code),
+        _ => None,
+    };
+    assert_eq!(code(0), None, "a key");
+    assert_eq!(code(2), None, "a token");
+    assert_eq!(code(3), None, "a JWT");
+    assert_eq!(code(5), Some(DenyCode::UsageExceeded), "the counted key, exhausted mid-batch");
+    assert_eq!(code(6), Some(DenyCode::UsageExceeded), "its JWT too");
+    assert_eq!(code(7), Some(DenyCode::Disabled));
+    assert_eq!(code(8), Some(DenyCode::NotFound));
+    assert_eq!(code(9), Some(DenyCode::Malformed), "a mistyped key is not looked up");
+    assert_eq!(code(10), None, "an adopted key");
+    assert_eq!(code(11), Some(DenyCode::NotFound), "a foreign shape, looked up as an adopted key could be");
+    assert_eq!(code(14), Some(DenyCode::Malformed), "not UTF-8");
+    assert_eq!(code(15), Some(DenyCode::Malformed), "cost 0");
+
+    // A lookup made for one credential and given with another is not used.
+    let guard = engine_b.index().secrets.guard();
+    let looked = engine_b.look_up(plain, &guard);
+    assert!(looked.is_some());
+    let deleted_copy = deleted.clone();
+    let req = tollgate::core::verify::VerifyRequest::new(&deleted_copy);
+    assert_eq!(engine_b.verify_looked(&req, now, &guard, looked).code(), Some(DenyCode::NotFound));
+    let req = tollgate::core::verify::VerifyRequest::new(plain);
+    assert!(engine_b.verify_looked(&req, now, &guard, looked).is_allow());
+}
