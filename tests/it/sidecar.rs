@@ -622,20 +622,6 @@ async fn shutdown_answers_what_is_in_flight_then_says_busy_and_closes() {
     assert!(!path.exists());
 }
 
-/// Copies the files under `from` to `to` (a data directory at rest).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// The socket service looks a batch's credentials up ahead of answering it
 /// (`Service::answer_batch`); the answers must be, byte for byte, those of
 /// answering the requests one by one. Two engines on copies of one data
@@ -674,7 +660,7 @@ fn a_batch_is_answered_exactly_as_one_request_at_a_time() {
         e.shutdown().unwrap();
         (team, [plain, counted, disabled, deleted, token, jwt, key_jwt])
     };
-    copy_dir(&a, &b);
+    common::copy_dir(&a, &b);
     let [plain, counted, disabled, deleted, token, jwt, key_jwt] = &secrets;
     // A tollgate key with its last character changed fails the checksum.
     let mut mistyped = plain.clone();
