@@ -123,24 +123,7 @@ for _ in $(seq 100); do
     sleep 0.01
 done
 
-cat >"$tmp/verify.lua" <<'EOF'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"credential":"' .. os.getenv("KEY") .. '"}'
-EOF
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-# One wrk run: prints "requests/s cpu-µs-per-request"; fails on any non-2xx answer.
-measure() {
-    local pid=$1 before after out; shift
-    before=$(ticks "$pid")
-    out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$@")
-    after=$(ticks "$pid")
-    if echo "$out" | grep -q "Non-2xx"; then echo "cluster.sh: non-2xx answers: $out" >&2; exit 1; fi
-    echo "$out" | awk -v t=$((after - before)) -v hz="$hz" '
-        /requests in/ {n = $1} /Requests\/sec/ {r = $2}
-        END {printf "%s %.2f\n", r, t * 1e6 / hz / n}'
-}
+. "$root/benches/wrk-measure.sh"
 rc="" rs="" cc="" cs=""
 for round in $(seq "$ROUNDS"); do
     read -r r c < <(KEY=$key_c measure "$pid_c" -s "$tmp/verify.lua" "http://${https[2]}/v1/verify")
@@ -149,6 +132,5 @@ for round in $(seq "$ROUNDS"); do
     rs+="$r2 " cs+="$c2 "
     echo "round $round  cluster node $r req/s ($c µs CPU/req)  standalone $r2 req/s ($c2 µs CPU/req)" >&2
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mrc=$(echo "$rc" | median) mrs=$(echo "$rs" | median) mcc=$(echo "$cc" | median) mcs=$(echo "$cs" | median)
 echo "verification (POST /v1/verify, wrk -c$CONNECTIONS, median of $ROUNDS x $DURATION): cluster node $mrc req/s, $mcc µs CPU/req; standalone $mrs req/s, $mcs µs CPU/req; cluster/standalone: throughput $(python3 -c "print(f'{$mrc/$mrs:.3f}')"), CPU per answer $(python3 -c "print(f'{$mcc/$mcs:.3f}')")"

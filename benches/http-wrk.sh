@@ -71,25 +71,7 @@ EOF
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "http-wrk: ${bins[i]} did not start" >&2; cat "$tmp/$i.log" >&2; exit 1; }
 done
 
-cat >"$tmp/verify.lua" <<'EOF'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"credential":"' .. os.getenv("KEY") .. '"}'
-EOF
-
-# The daemon's CPU time (user + system, in clock ticks) from /proc.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-# One wrk run: prints "requests/s cpu-µs-per-request".
-measure() {
-    local pid=$1 before after out; shift
-    before=$(ticks "$pid")
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@")
-    after=$(ticks "$pid")
-    echo "$out" | awk -v t=$((after - before)) -v hz="$hz" '
-        /requests in/ {n = $1} /Requests\/sec/ {r = $2}
-        END {printf "%s %.2f\n", r, t * 1e6 / hz / n}'
-}
+. "$root/benches/wrk-measure.sh"
 declare -A results
 for round in $(seq "$ROUNDS"); do
     for i in "${!bins[@]}"; do
@@ -101,7 +83,6 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for route in auth verify authcpu verifycpu; do
     line="$route:"
     for i in "${!bins[@]}"; do
