@@ -511,16 +511,8 @@ impl Engine {
         self.verify_looked(req, now, guard, None)
     }
 
-    /// Looks `credential` up in the index under `guard` without deciding
-    /// anything (see [`verify::look_up`](crate::core::verify::look_up)), for
-    /// [`verify_looked`](Engine::verify_looked): a batch looks all of its
-    /// credentials up first so that their cache misses overlap.
-    pub fn look_up<'g>(&self, credential: &str, guard: &'g SecretsGuard<'_>) -> Option<Looked<'g>> {
-        crate::core::verify::look_up(&self.index, credential, guard)
-    }
-
-    /// Looks `credentials` up as [`look_up`](Engine::look_up) does each, in
-    /// three passes over the batch (every digest, then every lookup, then
+    /// Looks `credentials` up as [`verify_in`](Engine::verify_in) would,
+    /// deciding nothing and writing nothing, in three passes over the batch (every digest, then every lookup, then
     /// every entry's first lines) so that the lookups' cache misses overlap:
     /// `looked[i]` is for `credentials[i]` (`None` for a credential that is not
     /// looked up, or that is not UTF-8).
@@ -544,7 +536,7 @@ impl Engine {
     }
 
     /// As [`verify_in`](Engine::verify_in), reusing the lookup that
-    /// [`look_up`](Engine::look_up) made of `req.credential` under `guard`;
+    /// [`look_up_all`](Engine::look_up_all) made of `req.credential` under `guard`;
     /// the decision is `verify_in`'s in every other respect.
     pub fn verify_looked<'g>(
         &self,

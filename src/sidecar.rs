@@ -592,7 +592,7 @@ impl EngineService {
     }
 
     /// Answers a verify request; `looked` is its credential's lookup made
-    /// ahead under `guard` ([`Engine::look_up`]), if one was.
+    /// ahead under `guard` ([`Engine::look_up_all`]), if one was.
     fn verify<'g>(
         &self,
         id: u32,

@@ -337,7 +337,7 @@ impl Verifier<'_> {
     }
 
     /// As [`verify_in`](Verifier::verify_in), with the credential's lookup
-    /// done ahead by [`look_up`] (for `req.credential`, under `guard`), so a
+    /// done ahead by `Engine::look_up_all` (for `req.credential`, under `guard`), so a
     /// batch can start all of its lookups' cache misses before deciding on
     /// the first request. Every check is made here, in `verify_in`'s order;
     /// only the map lookup is reused (made again when `looked` is `None` or
@@ -689,7 +689,7 @@ impl Verifier<'_> {
 }
 
 /// The lookup of a key's or token's secret in [`Index::secrets`], done ahead
-/// of its verification by [`look_up`] and consumed by
+/// of its verification by `Engine::look_up_all` and consumed by
 /// [`Verifier::verify_looked`]: the credential found, if any, borrowed under
 /// the guard the lookup took.
 ///
@@ -709,20 +709,10 @@ impl Looked<'_> {
     }
 }
 
-/// Looks `cred` up as [`Verifier::verify_in`] would, under `guard`, without
-/// deciding anything: `None` when the credential is not looked up at all (see
-/// [`lookup_hash`]). Reads the found entry's first lines (see [`touch`]);
-/// writes nothing.
-pub fn look_up<'g>(index: &Index, cred: &str, guard: &'g SecretsGuard<'_>) -> Option<Looked<'g>> {
-    let looked = look_up_hash(index, cred, &lookup_hash(index, cred)?, guard);
-    touch(looked);
-    Some(looked)
-}
-
 /// The SHA-256 that [`Verifier::verify_in`] would look `cred` up by, or
 /// `None` when it would not look it up at all (a JWT, a credential empty or
 /// too long, one tollgate's checksum rejects and no adopted key could have).
-/// The first step of [`look_up`], for a batch that computes every digest
+/// The first step of `Engine::look_up_all`, for a batch that computes every digest
 /// before it looks any up: the lookups then follow one another closely enough
 /// for the processor to overlap their cache misses.
 pub fn lookup_hash(index: &Index, cred: &str) -> Option<[u8; 32]> {

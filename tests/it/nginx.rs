@@ -47,25 +47,9 @@ fn run(transport: Transport) {
     let dir = tempfile::tempdir().unwrap();
     let http_socket = dir.path().join("tollgate-http.sock");
 
-    let mut config = Config::parse(
-        r#"
-        [tiers.Pro]
-        requests_per_minute = "unlimited"
-        members = "unlimited"
-        documents = "unlimited"
-        log_retention_days = "unlimited"
-
-        [[auth.routes]]
-        prefix = "/files/"
-        methods = ["GET"]
-        permissions = { files = ["read"] }
-
-        [[auth.routes]]
-        prefix = "/admin/"
-        permissions = { admin = ["write"] }
-        "#,
-    )
-    .unwrap();
+    // The proxy tests' tiers and routes: `GET /files/` needs `files:read`,
+    // anything under `/admin/` needs `admin:write`.
+    let mut config = Config::parse(&format!("{}{}", common::proxy::TIERS, common::proxy::ROUTES)).unwrap();
     config.data = dir.path().join("data");
     config.socket = dir.path().join("tollgate.sock");
     config.http = "127.0.0.1:0".to_owned();

@@ -737,7 +737,7 @@ fn a_batch_is_answered_exactly_as_one_request_at_a_time() {
 
     // A lookup made for one credential and given with another is not used.
     let guard = engine_b.index().secrets.guard();
-    let looked = engine_b.look_up(plain, &guard);
+    let looked = engine_b.look_up_all(&[Some(plain)], &guard)[0];
     assert!(looked.is_some());
     let deleted_copy = deleted.clone();
     let req = tollgate::core::verify::VerifyRequest::new(&deleted_copy);
