@@ -1325,6 +1325,13 @@ mod tests {
             ("[cluster]\npostgres_url = \"postgres://db/tg\"\nlease_ttl_ms = 10", "cluster.lease_ttl_ms"),
             ("[cluster]\npostgres_url = \"postgres://db/tg\"\nmax_staleness_ms = 0", "cluster.max_staleness_ms"),
             ("[cluster]\non_stale = \"maybe\"", "unknown variant `maybe`"),
+            ("[cluster]\npostgres_url = \"postgres://db/tg\"\nlog_retention_secs = 0", "cluster.log_retention_secs"),
+            (
+                "[cluster]\npostgres_url = \"postgres://db/tg\"\nlog_retention_secs = 31536001",
+                "cluster.log_retention_secs",
+            ),
+            ("[cluster]\nlog_retention_secs = -1", "log_retention_secs"),
+            ("[cluster]\nlog_retention_secs = 18446744073709551615", "number too large"),
         ];
         for (text, needle) in cases {
             let e = Config::parse(text).and_then(|c| c.validate()).unwrap_err();
