@@ -8,5 +8,6 @@ pub mod jwt;
 pub mod limits;
 pub mod model;
 pub mod perms;
+pub mod readmap;
 pub mod secret;
 pub mod verify;

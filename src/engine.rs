@@ -2107,18 +2107,9 @@ fn load_index(store: &Store, cluster: bool, data: &Path) -> Result<(Index, Listi
     // Maps made at their final size are filled without a rehash, the parts
     // shared between the threads the same way.
     let n: usize = keys.iter().map(Vec::len).sum();
-    index.secrets = crate::core::index::SecretMap::with_capacity(n);
-    index.keys = crate::core::index::KeyMap::with_capacity(n);
-    in_turns(keys.len(), threads, |i| {
-        for k in &keys[i] {
-            index.secrets.insert(Secret::Key(k.clone()));
-            index.keys.insert(k.clone());
-        }
-        Ok::<(), EngineError>(())
-    })
-    .0
-    .into_iter()
-    .collect::<Result<(), _>>()?;
+    let all = || keys.iter().flatten().cloned();
+    index.secrets = crate::core::index::SecretMap::from_entries(all().map(Secret::Key).collect());
+    index.keys = crate::core::index::KeyMap::from_entries(all().collect());
     // The spans are in id order, so the keys are too: each listing set is
     // built in one pass.
     let filled_ms = started.elapsed().as_millis();
