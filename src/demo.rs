@@ -33,7 +33,7 @@ pub fn ensure(engine: &Engine, data: &Path) -> Result<Demo, EngineError> {
         // A look at the index, not a verification: nothing is counted.
         let usable = crate::core::secret::parse(&key).is_some_and(|h| {
             matches!(engine.index().secrets.get(&h), Some(crate::core::index::Secret::Key(k))
-                if k.hot.enabled && k.user.status() == UserStatus::Enabled)
+                if k.enabled && k.user.status() == UserStatus::Enabled)
         });
         if usable {
             return Ok(Demo { key, created: false });

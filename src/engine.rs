@@ -19,7 +19,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Config, ConfigError, DurabilityMode};
 use crate::core::index::{
-    Allowlist, Dirty, Index, KeyCounters, KeyEntry, KeyHot, Secret, SecretsGuard, TeamEntry, TokenEntry, UserEntry,
+    Dirty, Index, KeyCounters, KeyEntry, KeyHot, KeyPolicy, LastPolicy, Secret, SecretsGuard, TeamEntry, TokenEntry,
+    UserEntry,
 };
 use crate::core::jwt::{Claims, JwtKeyConfig, JwtKeys, JwtSettings};
 use crate::core::limits::{Micros, WINDOW_MAX_REQUESTS, period_of};
@@ -359,7 +360,7 @@ impl Engine {
             // an empty lease (a lease of this node's previous life was
             // returned at its shutdown, or is lost with its crash).
             for k in index.keys.iter() {
-                if k.hot.counted {
+                if k.policy.counted() {
                     k.counters.uses.set(0, 0);
                 }
             }
@@ -964,7 +965,7 @@ impl Engine {
             // the role itself changes, so a demotion never leaves a key
             // wider than its owner.
             for (k, record) in regranted {
-                let entry = key_entry(&self.index, &record, k.ips.to_vec(), e.clone(), user.role, k.counters.clone());
+                let entry = key_entry(&self.index, &record, k.ips().to_vec(), e.clone(), user.role, k.counters.clone());
                 self.index.secrets.insert(Secret::Key(entry.clone()));
                 self.index.keys.insert(entry);
             }
@@ -1088,7 +1089,7 @@ impl Engine {
         match self.verify_admin_at(&req, now_us()) {
             Verdict::Allow(a) if a.kind == crate::core::verify::CredentialKind::ApiKey => {
                 let k = a.key().ok_or(EngineError::BadCredentials)?;
-                self.issue_jwt_for(a.subject(), Some((&k.id, k.hot.expires_at())))
+                self.issue_jwt_for(a.subject(), Some((&k.id, k.expires_at())))
             }
             _ => Err(EngineError::BadCredentials),
         }
@@ -1388,7 +1389,7 @@ impl Engine {
                 k.whitelisted_ips = up.whitelisted_ips.unwrap_or_default();
                 parsed
             }
-            None => old.ips.to_vec(),
+            None => old.ips().to_vec(),
         };
         validate_limits(k.refill, k.rate_limit)?;
         if self.leasing() && k.refill != old_refill && up.remaining.is_none() {
@@ -1767,15 +1768,10 @@ fn key_entry(
     role: Role,
     counters: Arc<KeyCounters>,
 ) -> Arc<KeyEntry> {
-    Arc::new(KeyEntry {
-        hot: KeyHot::of(record),
-        id: record.id.as_str().into(),
-        permissions: index.intern(PermSet::new(&record.permissions.intersect(role.grant()))),
-        ips: Allowlist::new(ips),
-        user,
-        counters,
-        hash: record.hash,
-    })
+    let hot = KeyHot::of(record);
+    let permissions = index.intern(PermSet::new(&record.permissions.intersect(role.grant())));
+    let policy = index.policy(permissions, ips, &hot);
+    Arc::new(KeyEntry::new(counters, user, policy, &hot, &record.id, record.hash))
 }
 
 fn token_entry(record: AccessToken, user: Arc<UserEntry>, usage: &Usage) -> Arc<TokenEntry> {
@@ -1903,6 +1899,7 @@ fn load_keys(
     // and the records are decoded in place (no copy of their strings).
     let mut usage = store.iter_in::<Usage>(Table::Usage, span).peekable();
     let mut grants: HashMap<(Role, Permissions), Arc<PermSet>> = HashMap::new();
+    let mut last = LastPolicy::default();
     let mut loaded = Vec::new();
     store.for_each_raw(Table::Keys, span, |id, raw| -> Result<(), EngineError> {
         let k: KeyView<'_> = decode_borrowed(raw)?;
@@ -1948,7 +1945,8 @@ fn load_keys(
         };
         let hot =
             KeyHot::new(k.expires_at, k.rate_limit, k.refill, k.enabled, k.remaining.is_some() || k.refill.is_some());
-        let entry = loaded_key_entry(id, user, hot, ips, permissions, k.hash, &u, cluster);
+        let policy = last.get(index, KeyPolicy::new(permissions, ips, &hot));
+        let entry = loaded_key_entry(id, user, hot, policy, k.hash, &u, cluster);
         loaded.push(entry);
         Ok(())
     })?;
@@ -1962,21 +1960,13 @@ fn loaded_key_entry(
     id: &str,
     user: Arc<UserEntry>,
     hot: KeyHot,
-    ips: Vec<IpNet>,
-    permissions: Arc<PermSet>,
+    policy: Arc<KeyPolicy>,
     hash: [u8; 32],
     u: &Usage,
     cluster: bool,
 ) -> Arc<KeyEntry> {
-    Arc::new(KeyEntry {
-        counters: Arc::new(KeyCounters { cluster: cluster.then(Box::default), ..counters(u, hot.refill()) }),
-        user,
-        hot,
-        id: id.into(),
-        ips: Allowlist::new(ips),
-        permissions,
-        hash,
-    })
+    let counters = Arc::new(KeyCounters { cluster: cluster.then(Box::default), ..counters(u, hot.refill()) });
+    Arc::new(KeyEntry::new(counters, user, policy, &hot, id, hash))
 }
 
 /// Reads the keys of `img`, one section per job, in id order.
@@ -1991,6 +1981,7 @@ fn load_image_keys(
         refs.users.iter().map(|id| index.users.get(id.as_ref()).map(|u| u.clone())).collect();
     let (parts, shares) = in_turns(img.sections(), threads, |i| {
         let mut grants: HashMap<(Role, u32), Arc<PermSet>> = HashMap::new();
+        let mut last = LastPolicy::default();
         let mut out = Vec::new();
         img.for_each_in(i, |k| -> Result<(), EngineError> {
             let Some(user) = users.get(k.user as usize).cloned().flatten() else {
@@ -2006,8 +1997,8 @@ fn load_image_keys(
                 .or_insert_with(|| index.intern(PermSet::new(&grant.intersect(role.grant()))))
                 .clone();
             let hot = KeyHot::new(k.expires_at, k.rate_limit, k.refill, k.enabled, k.counted);
-            let ips = parse_ips(&k.ips)?;
-            out.push(loaded_key_entry(&k.id, user, hot, ips, permissions, k.hash, &k.usage, cluster));
+            let policy = last.get(index, KeyPolicy::new(permissions, parse_ips(&k.ips)?, &hot));
+            out.push(loaded_key_entry(&k.id, user, hot, policy, k.hash, &k.usage, cluster));
             Ok(())
         })?;
         Ok(out)
@@ -2113,7 +2104,7 @@ fn load_index(store: &Store, cluster: bool, data: &Path) -> Result<(Index, Listi
     // The spans are in id order, so the keys are too: each listing set is
     // built in one pass.
     let filled_ms = started.elapsed().as_millis();
-    listing.add_sorted_keys(keys.iter().flatten().map(|k| Filed::of(k)), now_ms());
+    listing.add_sorted_keys(keys.iter().flatten().map(Filed::of), now_ms());
     drop(keys);
     // What the start spent where (BENCHMARKS.md, "A million keys"): each
     // thread's spans and milliseconds of reading show whether the read was
@@ -2354,6 +2345,11 @@ fn flusher(
         if let Err(e) = flush_counters(index, store, durable, stats) {
             tracing::error!(error = %e, "counter flush failed; retrying");
         }
+        // The changes a burst of admin writes left in the maps' deltas are
+        // folded once a tick passed without one (ARCHITECTURE.md, "The
+        // index maps"), so that lookups skip the delta again.
+        index.secrets.fold_if_quiet();
+        index.keys.fold_if_quiet();
     }
 }
 

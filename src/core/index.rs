@@ -162,6 +162,11 @@ impl SecretMap {
         self.0.remove(hash);
     }
 
+    /// See [`ReadMap::fold_if_quiet`].
+    pub fn fold_if_quiet(&self) {
+        self.0.fold_if_quiet();
+    }
+
     /// Credentials held.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -203,6 +208,11 @@ impl KeyMap {
     /// Removes key `id`.
     pub fn remove(&self, id: &str) {
         self.0.remove(id);
+    }
+
+    /// See [`ReadMap::fold_if_quiet`].
+    pub fn fold_if_quiet(&self) {
+        self.0.fold_if_quiet();
     }
 
     /// Keys held.
@@ -395,35 +405,49 @@ pub struct Lease {
     pub rate_dry_until_ms: AtomicU64,
 }
 
-/// An API key as the verifier sees it: its settings, parsed, and pointers to its
-/// owner, team and counters. The stored record (name, metadata, the stored
-/// permissions, ...) is not kept: the admin API reads it from the store.
+/// An API key as the verifier sees it: its own settings (expiry, status),
+/// pointers to its owner (whose team is the key's team), its counters and the
+/// settings it shares with keys configured alike ([`KeyPolicy`]). The stored
+/// record (name, metadata, the stored permissions, ...) is not kept: the
+/// admin API reads it from the store.
 ///
 /// `repr(C)` keeps the declared order: what every verification reads comes
-/// first — the pointers and settings in the entry's first two cache lines,
-/// then the id and the permissions (checked and encoded in every answer).
-/// With a million keys loaded each line touched is a cache miss, and every
-/// byte here is a megabyte of the daemon's memory.
+/// first. With a million keys loaded each line touched is a cache miss, and
+/// every byte here is a megabyte of the daemon's memory: 104 bytes, with the
+/// `Arc`'s counts a 128-byte malloc chunk.
 #[repr(C)]
 pub struct KeyEntry {
     /// Live counters.
     pub counters: Arc<KeyCounters>,
     /// Owner (whose team is the key's team).
     pub user: Arc<UserEntry>,
-    /// The settings the verifier checks, copied out of the record.
-    pub hot: KeyHot,
+    /// Grant, allowlist and limits, shared by the keys that have the same
+    /// (see [`Index::policy`]).
+    pub policy: Arc<KeyPolicy>,
+    /// Expiry (`Millis::MAX`: none).
+    expires_at: Millis,
     /// Key id, inline.
     pub id: Id,
-    /// Parsed `whitelisted_ips`.
-    pub ips: Allowlist,
-    /// The key's grant (its permissions within its owner's role), shared by
-    /// every key with the same grant (see [`Index::intern`]).
-    pub permissions: Arc<PermSet>,
     /// SHA-256 of the secret: the key's place in [`Index::secrets`].
     pub hash: [u8; 32],
+    /// Disabled keys are denied.
+    pub enabled: bool,
 }
 
 impl KeyEntry {
+    /// An entry from its parts; `hot` gives the expiry and status (its
+    /// limits are `policy`'s).
+    pub fn new(
+        counters: Arc<KeyCounters>,
+        user: Arc<UserEntry>,
+        policy: Arc<KeyPolicy>,
+        hot: &KeyHot,
+        id: &str,
+        hash: [u8; 32],
+    ) -> KeyEntry {
+        KeyEntry { counters, user, policy, expires_at: hot.expires_at, id: id.into(), hash, enabled: hot.enabled }
+    }
+
     /// The key's team id.
     pub fn team_id(&self) -> &str {
         &self.user.team.id
@@ -433,11 +457,108 @@ impl KeyEntry {
     pub fn user_id(&self) -> &str {
         &self.user.id
     }
+
+    /// Expiry.
+    pub fn expires_at(&self) -> Option<Millis> {
+        (self.expires_at != Millis::MAX).then_some(self.expires_at)
+    }
+
+    /// The settings the verifier checks, as one value.
+    pub fn hot(&self) -> KeyHot {
+        KeyHot { expires_at: self.expires_at, enabled: self.enabled, ..self.policy.limits }
+    }
+
+    /// The key's grant: its permissions within its owner's role.
+    pub fn permissions(&self) -> &PermSet {
+        &self.policy.permissions
+    }
+
+    /// Parsed `whitelisted_ips`.
+    pub fn ips(&self) -> &[IpNet] {
+        &self.policy.ips
+    }
+}
+
+/// What keys configured alike share: the grant (permissions within the
+/// owner's role, itself shared, see [`Index::intern`]), the allowlist, the
+/// rate limit, the refill and whether uses are counted. A million keys made
+/// with a handful of configurations hold a handful of these; a key whose
+/// settings are its own alone holds one of its own (an 80-byte chunk).
+pub struct KeyPolicy {
+    /// The grant.
+    pub permissions: Arc<PermSet>,
+    /// Parsed `whitelisted_ips`.
+    pub ips: Allowlist,
+    /// Rate limit, refill and `counted` (expiry and status unused).
+    pub limits: KeyHot,
+}
+
+impl KeyPolicy {
+    /// The policy of a key with grant `permissions` (interned), allowlist
+    /// `ips` and the limits of `hot`; share it with [`Index::intern_policy`].
+    pub fn new(permissions: Arc<PermSet>, ips: Vec<IpNet>, hot: &KeyHot) -> KeyPolicy {
+        let limits = KeyHot { expires_at: Millis::MAX, enabled: true, ..*hot };
+        KeyPolicy { permissions, ips: Allowlist::new(ips), limits }
+    }
+
+    /// Per-key rate limit.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.limits.rate_limit()
+    }
+
+    /// Refill of the remaining uses.
+    pub fn refill(&self) -> Option<Refill> {
+        self.limits.refill()
+    }
+
+    /// The key has a remaining-use counter.
+    pub fn counted(&self) -> bool {
+        self.limits.counted
+    }
+}
+
+/// The last policy a start's thread interned: keys read in id order were
+/// mostly made one after the other, alike, so most keys take it without the
+/// interner's lock.
+#[derive(Default)]
+pub struct LastPolicy(Option<Arc<KeyPolicy>>);
+
+impl LastPolicy {
+    /// The shared copy of `p`.
+    pub fn get(&mut self, index: &Index, p: KeyPolicy) -> Arc<KeyPolicy> {
+        match &self.0 {
+            Some(last) if **last == p => last.clone(),
+            _ => self.0.insert(index.intern_policy(p)).clone(),
+        }
+    }
+}
+
+// Interned by the grant's identity (grants are interned first) and the
+// values of the rest.
+impl PartialEq for KeyPolicy {
+    fn eq(&self, o: &KeyPolicy) -> bool {
+        let l = (&self.limits, &o.limits);
+        Arc::ptr_eq(&self.permissions, &o.permissions)
+            && *self.ips == *o.ips
+            && (l.0.window_ms, l.0.interval_ms, l.0.max, l.0.amount, l.0.counted)
+                == (l.1.window_ms, l.1.interval_ms, l.1.max, l.1.amount, l.1.counted)
+    }
+}
+
+impl Eq for KeyPolicy {}
+
+impl Hash for KeyPolicy {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let l = &self.limits;
+        Arc::as_ptr(&self.permissions).hash(state);
+        self.ips.hash(state);
+        (l.window_ms, l.interval_ms, l.max, l.amount, l.counted).hash(state);
+    }
 }
 
 /// A key's parsed `whitelisted_ips` in one pointer, null for the usual empty
-/// list (a boxed slice would take two words in every entry).
-#[derive(Clone, Default)]
+/// list (a boxed slice would take two words in every policy).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Allowlist(Option<Box<Box<[IpNet]>>>);
 
 impl Allowlist {
@@ -555,12 +676,13 @@ impl std::fmt::Display for Id {
 }
 
 /// The settings of an API key the verifier reads, next to each other, in
-/// 40 bytes (`Option`s of the records' types would take 72): an absent
+/// 40 bytes (a key's expiry and status are in its entry, the rest in its
+/// [`KeyPolicy`]) (`Option`s of the records' types would take 72): an absent
 /// expiry, rate limit or refill is a value no valid one has (no expiry is
 /// `u64::MAX`; a rate-limit window is at least 1 ms, a refill interval 1 s).
 #[derive(Clone, Copy, Debug)]
 pub struct KeyHot {
-    expires_at: Millis,
+    pub(crate) expires_at: Millis,
     window_ms: u64,
     interval_ms: u64,
     max: u32,
@@ -700,6 +822,9 @@ struct Interner {
     sets: std::collections::HashMap<PermSet, Arc<PermSet>>,
     /// Sets held after the last sweep of the ones no key holds any more.
     swept_at: usize,
+    policies: std::collections::HashSet<Arc<KeyPolicy>>,
+    /// Policies held after the last sweep.
+    policies_swept_at: usize,
 }
 
 impl Index {
@@ -757,6 +882,29 @@ impl Index {
         shared
     }
 
+    /// The shared copy of the policy of a key with grant `permissions`
+    /// (interned with [`Index::intern`]), allowlist `ips` and the limits of
+    /// `hot` (policies no key holds any more are dropped whenever the table
+    /// has doubled since the last sweep).
+    pub fn policy(&self, permissions: Arc<PermSet>, ips: Vec<IpNet>, hot: &KeyHot) -> Arc<KeyPolicy> {
+        self.intern_policy(KeyPolicy::new(permissions, ips, hot))
+    }
+
+    /// The shared copy of `p`.
+    pub fn intern_policy(&self, p: KeyPolicy) -> Arc<KeyPolicy> {
+        let mut t = self.grants.lock();
+        if let Some(shared) = t.policies.get(&p) {
+            return shared.clone();
+        }
+        if t.policies.len() >= 2 * t.policies_swept_at.max(512) {
+            t.policies.retain(|p| Arc::strong_count(p) > 1);
+            t.policies_swept_at = t.policies.len();
+        }
+        let shared = Arc::new(p);
+        t.policies.insert(shared.clone());
+        shared
+    }
+
     /// Records a revocation of `jti` for `team` (`""`: every team).
     pub fn revoke_jti(&self, jti: &str, team: &str) {
         let mut teams = self.revoked_jti.entry(jti.to_owned()).or_default();
@@ -800,15 +948,51 @@ mod tests {
     use crate::core::model::Permissions;
 
     /// Every byte of an entry is a megabyte at a million keys
-    /// (ARCHITECTURE.md, "A million keys"): 136 bytes, plus the `Arc`'s two
-    /// counts, is a 160-byte allocation.
+    /// (ARCHITECTURE.md, "A million keys"): 104 bytes, plus the `Arc`'s two
+    /// counts, is a 128-byte malloc chunk (at 136 it was 160).
     #[test]
-    fn a_key_entry_is_136_bytes() {
+    fn a_key_entry_is_104_bytes() {
         assert_eq!(std::mem::size_of::<KeyHot>(), 40);
         assert_eq!(std::mem::size_of::<Allowlist>(), 8);
-        assert_eq!(std::mem::size_of::<KeyEntry>(), 136);
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 104);
+        // A policy of its own (a key configured like no other) is an
+        // 80-byte chunk.
+        assert_eq!(std::mem::size_of::<KeyPolicy>(), 56);
         // 48, and the pointer to cluster mode's lease state (`None` on one host).
         assert_eq!(std::mem::size_of::<KeyCounters>(), 56);
+    }
+
+    #[test]
+    fn keys_configured_alike_share_one_policy_and_others_get_their_own() {
+        let index = Index::default();
+        let read = index.intern(PermSet::new(&Permissions::default()));
+        let rate = RateLimit { max: 7, window_ms: 1000 };
+        let hot =
+            |exp: Option<Millis>, enabled: bool, rate: Option<RateLimit>| KeyHot::new(exp, rate, None, enabled, false);
+        let a = index.policy(read.clone(), Vec::new(), &hot(None, true, Some(rate)));
+        // Expiry and status are the entry's own: they do not split a policy.
+        let b = index.policy(read.clone(), Vec::new(), &hot(Some(5), false, Some(rate)));
+        assert!(Arc::ptr_eq(&a, &b));
+        let other_rate = index.policy(read.clone(), Vec::new(), &hot(None, true, Some(RateLimit { max: 8, ..rate })));
+        let no_rate = index.policy(read.clone(), Vec::new(), &hot(None, true, None));
+        let ips = index.policy(read.clone(), vec!["10.0.0.0/8".parse().unwrap()], &hot(None, true, Some(rate)));
+        let mut grant = Permissions::default();
+        grant.0.insert("documents".into(), vec!["read".into()]);
+        let other_grant = index.policy(index.intern(PermSet::new(&grant)), Vec::new(), &hot(None, true, Some(rate)));
+        for p in [&other_rate, &no_rate, &ips, &other_grant] {
+            assert!(!Arc::ptr_eq(&a, p));
+        }
+        assert_eq!(
+            (a.rate_limit(), no_rate.rate_limit(), &*ips.ips),
+            (Some(rate), None, &["10.0.0.0/8".parse().unwrap()][..])
+        );
+        // Policies no key holds are dropped once the table has doubled.
+        drop((b, other_rate, no_rate, ips, other_grant));
+        for max in 0..1100 {
+            index.policy(read.clone(), Vec::new(), &hot(None, true, Some(RateLimit { max, window_ms: 60_000 })));
+        }
+        assert!(index.grants.lock().policies.len() < 1100);
+        assert!(Arc::ptr_eq(&a, &index.policy(read, Vec::new(), &hot(None, true, Some(rate)))));
     }
 
     #[test]
@@ -826,9 +1010,12 @@ mod tests {
     fn maps_find_entries_by_hash_and_id_and_replace_them() {
         let team = Arc::new(TeamEntry::new("t", Tier::Pro, 0));
         let user = Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0));
+        let index = Index::default();
+        let grant = index.intern(PermSet::new(&Permissions::default()));
         let entry = |id: &str, hash: u8, enabled: bool| {
-            Arc::new(KeyEntry {
-                counters: Arc::new(KeyCounters {
+            let hot = KeyHot::new(None, None, None, enabled, false);
+            Arc::new(KeyEntry::new(
+                Arc::new(KeyCounters {
                     uses: Uses::new(0, 0),
                     window: AnchoredWindow::default(),
                     request_count: AtomicU64::new(0),
@@ -837,15 +1024,13 @@ mod tests {
                     anchor_ms: 0,
                     cluster: None,
                 }),
-                user: user.clone(),
-                hot: KeyHot::new(None, None, None, enabled, false),
-                id: id.into(),
-                ips: Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()]),
-                permissions: Arc::new(PermSet::new(&Permissions::default())),
-                hash: [hash; 32],
-            })
+                user.clone(),
+                index.policy(grant.clone(), vec!["10.0.0.0/8".parse().unwrap()], &hot),
+                &hot,
+                id,
+                [hash; 32],
+            ))
         };
-        let index = Index::default();
         for (id, h) in [("key_a", 1), ("key_b", 2)] {
             let e = entry(id, h, true);
             index.secrets.insert(Secret::Key(e.clone()));
@@ -855,16 +1040,16 @@ mod tests {
         assert!(matches!(index.secrets.get_in(&[2; 32], &guard), Some(Secret::Key(k)) if &*k.id == "key_b"));
         assert!(index.secrets.get_in(&[3; 32], &guard).is_none());
         assert_eq!(index.keys.get("key_a").map(|k| k.hash), Some([1; 32]));
-        assert_eq!(&*index.keys.get("key_a").unwrap().ips, &["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert_eq!(index.keys.get("key_a").unwrap().ips(), &["10.0.0.0/8".parse::<IpNet>().unwrap()]);
         // A replacement under the same hash and id (a key update) is what the
         // next lookup finds; the borrowed old entry stays readable.
         let old = index.secrets.get_in(&[1; 32], &guard).unwrap();
         let new = entry("key_a", 1, false);
         index.secrets.insert(Secret::Key(new.clone()));
         index.keys.insert(new);
-        assert!(matches!(old, Secret::Key(k) if k.hot.enabled));
-        assert!(matches!(index.secrets.get(&[1; 32]), Some(Secret::Key(k)) if !k.hot.enabled));
-        assert!(!index.keys.get("key_a").unwrap().hot.enabled);
+        assert!(matches!(old, Secret::Key(k) if k.enabled));
+        assert!(matches!(index.secrets.get(&[1; 32]), Some(Secret::Key(k)) if !k.enabled));
+        assert!(!index.keys.get("key_a").unwrap().enabled);
         assert_eq!((index.secrets.len(), index.keys.len()), (2, 2));
         index.secrets.remove(&[1; 32]);
         index.keys.remove("key_a");

@@ -135,6 +135,13 @@ pub struct ReadMap<E, Q: ?Sized, S> {
     /// Changes since the frozen table: `true` holds the entry, `false` is a
     /// tombstone (the key was removed).
     delta: papaya::HashMap<E, bool, S>,
+    /// Entries in the delta, moved after a writer adds one and before it
+    /// returns: 0 lets a read skip the delta (the usual state after a start
+    /// or a fold) without probing it.
+    in_delta: AtomicUsize,
+    /// Writes made, and the count the last [`ReadMap::fold_if_quiet`] saw.
+    writes: AtomicU64,
+    writes_seen: AtomicU64,
     hasher: S,
     writer: parking_lot::Mutex<()>,
     len: AtomicUsize,
@@ -156,6 +163,9 @@ where
             frozen: ArcSwap::from_pointee(frozen),
             epoch: AtomicU64::new(0),
             delta: papaya::HashMap::builder().hasher(hasher.clone()).resize_mode(papaya::ResizeMode::Blocking).build(),
+            in_delta: AtomicUsize::new(0),
+            writes: AtomicU64::new(0),
+            writes_seen: AtomicU64::new(0),
             hasher,
             writer: parking_lot::Mutex::new(()),
             len: AtomicUsize::new(len),
@@ -173,7 +183,11 @@ where
         let h = self.hasher.hash_one(q);
         let mut pinned = &guard.pinned;
         loop {
-            if let Some((e, live)) = self.delta.get_key_value(q, &guard.delta) {
+            // An entry added to the delta after `in_delta` was read is a
+            // change the read is ordered before.
+            if self.in_delta.load(Ordering::Acquire) != 0
+                && let Some((e, live)) = self.delta.get_key_value(q, &guard.delta)
+            {
                 return live.then_some(e);
             }
             let found = pinned.frozen.get(q, h);
@@ -202,7 +216,14 @@ where
             self.len.fetch_add(1, Ordering::Relaxed);
         }
         self.delta.insert(e, true, &self.delta.guard());
+        self.written();
         self.fold_if_due();
+    }
+
+    /// After a change to the delta, before the writer returns.
+    fn written(&self) {
+        self.in_delta.store(self.delta.len(), Ordering::Release);
+        self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Removes the entry of `q`, if any.
@@ -217,6 +238,7 @@ where
             self.delta.remove(q, &self.delta.guard());
         }
         drop(guard);
+        self.written();
         self.fold_if_due();
     }
 
@@ -226,11 +248,28 @@ where
     }
 
     fn fold_if_due(&self) {
-        let frozen = self.frozen.load_full();
-        let delta = self.delta.len();
-        if delta <= FOLD_MIN.max(frozen.len / 4) {
+        if self.delta.len() > FOLD_MIN.max(self.frozen.load().len / 4) {
+            self.fold();
+        }
+    }
+
+    /// Folds the delta if it holds anything and no write came since the
+    /// last call: a periodic task calls it, so that the delta a burst of
+    /// writes (an import) left behind stops costing reads a probe.
+    pub fn fold_if_quiet(&self) {
+        let writes = self.writes.load(Ordering::Relaxed);
+        if self.writes_seen.swap(writes, Ordering::Relaxed) != writes || self.in_delta.load(Ordering::Relaxed) == 0 {
             return;
         }
+        let _w = self.writer.lock();
+        if self.writes.load(Ordering::Relaxed) == writes {
+            self.fold();
+        }
+    }
+
+    /// Writer only.
+    fn fold(&self) {
+        let frozen = self.frozen.load_full();
         let guard = self.delta.guard();
         let mut entries: Vec<E> = Vec::with_capacity(self.len.load(Ordering::Relaxed));
         entries
@@ -242,6 +281,7 @@ where
         self.frozen.store(Arc::new(next));
         self.epoch.store(epoch, Ordering::Release);
         self.delta.clear(&guard);
+        self.in_delta.store(0, Ordering::Release);
     }
 
     /// Entries held.
@@ -320,7 +360,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let k = x % 30_000;
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 m.remove(&k);
                 model.remove(&k);
             } else {
@@ -382,6 +422,20 @@ mod tests {
         });
         assert!(m.epoch.load(Ordering::Relaxed) >= 40);
         assert_eq!(m.len(), 1_000);
+    }
+
+    #[test]
+    fn a_quiet_delta_is_folded_and_a_busy_one_is_not() {
+        let m = ReadMap::from_entries((0..100).map(|k| e(k, 0)).collect(), RandomState::new());
+        m.insert(e(5, 1));
+        m.remove(&6);
+        m.fold_if_quiet();
+        assert_eq!(m.epoch.load(Ordering::Relaxed), 0, "written since the last look: not folded");
+        m.fold_if_quiet();
+        assert_eq!((m.epoch.load(Ordering::Relaxed), m.in_delta.load(Ordering::Relaxed)), (1, 0));
+        assert_eq!((version(&m, 5), version(&m, 6), version(&m, 7), m.len()), (Some(1), None, Some(0), 99));
+        m.fold_if_quiet();
+        assert_eq!(m.epoch.load(Ordering::Relaxed), 1, "nothing to fold");
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl AllowOf<'_> {
     /// user's role's permissions (as of this verification).
     pub fn permissions(&self) -> &PermSet {
         match &self.grantee {
-            Grantee::Key(k) | Grantee::KeyJwt(k, _) => &k.permissions,
+            Grantee::Key(k) | Grantee::KeyJwt(k, _) => k.permissions(),
             Grantee::Token(_) | Grantee::Jwt(..) => self.role.permissions(),
         }
     }
@@ -385,20 +385,22 @@ impl Verifier<'_> {
         jwt: Option<Arc<Claims>>,
     ) -> VerdictOf<'g> {
         let now_ms = now / 1000;
-        let rec = &key.hot;
-        if !rec.enabled {
+        if !key.enabled {
             return deny(DenyCode::Disabled, "key disabled");
         }
-        if rec.expires_at().is_some_and(|e| now_ms >= e) {
+        if key.expires_at().is_some_and(|e| now_ms >= e) {
             return deny(DenyCode::Expired, "key expired");
         }
         if key.user.status() != UserStatus::Enabled {
             return deny(DenyCode::Disabled, "owner is not enabled");
         }
-        if !key.ips.is_empty() && !req.ip.is_some_and(|ip| ip_allowed(&key.ips, ip)) {
+        // The rate limit, refill, grant and allowlist: one object that keys
+        // configured alike share (in cache when many are verified).
+        let rec = &key.policy.limits;
+        if !key.ips().is_empty() && !req.ip.is_some_and(|ip| ip_allowed(key.ips(), ip)) {
             return deny(DenyCode::IpNotAllowed, "caller address not in the key's allowlist");
         }
-        if !req.permissions.iter().all(|(r, a)| key.permissions.allows(r, a)) {
+        if !req.permissions.iter().all(|(r, a)| key.permissions().allows(r, a)) {
             return deny(DenyCode::InsufficientPermissions, "key lacks a required permission");
         }
         let c = &key.counters;
@@ -734,11 +736,7 @@ pub fn look_up_hash<'g>(index: &Index, cred: &str, hash: &[u8; 32], guard: &'g S
 pub fn touch(looked: Looked<'_>) {
     match looked.found {
         Some(Secret::Key(key)) => {
-            std::hint::black_box((
-                key.hot.enabled,
-                key.counters.request_count.load(Ordering::Relaxed),
-                key.user.status(),
-            ));
+            std::hint::black_box((key.enabled, key.counters.request_count.load(Ordering::Relaxed), key.user.status()));
         }
         Some(Secret::Token(token)) => {
             std::hint::black_box((token.revoked_at.load(Ordering::Relaxed), token.user.status()));

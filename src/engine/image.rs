@@ -112,8 +112,8 @@ pub fn write(
             head.users.push(Cow::Borrowed(k.user_id()));
             (head.users.len() - 1) as u32
         });
-        let grant = *grants.entry(Arc::as_ptr(&k.permissions)).or_insert_with(|| {
-            head.grants.push(k.permissions.to_permissions());
+        let grant = *grants.entry(Arc::as_ptr(&k.policy.permissions)).or_insert_with(|| {
+            head.grants.push(k.policy.permissions.to_permissions());
             (head.grants.len() - 1) as u32
         });
         refs.push((user, grant));
@@ -149,12 +149,12 @@ pub fn write(
                 user,
                 grant,
                 hash: k.hash,
-                expires_at: k.hot.expires_at(),
-                rate_limit: k.hot.rate_limit(),
-                refill: k.hot.refill(),
-                enabled: k.hot.enabled,
-                counted: k.hot.counted,
-                ips: k.ips.iter().map(|n| Cow::Owned(n.to_string())).collect(),
+                expires_at: k.expires_at(),
+                rate_limit: k.policy.rate_limit(),
+                refill: k.policy.refill(),
+                enabled: k.enabled,
+                counted: k.policy.counted(),
+                ips: k.ips().iter().map(|n| Cow::Owned(n.to_string())).collect(),
                 usage: usage_of(k),
             })
             .collect();

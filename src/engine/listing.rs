@@ -34,7 +34,7 @@ pub struct Filed<'a> {
 impl<'a> Filed<'a> {
     /// How `e` is filed.
     pub fn of(e: &'a Arc<KeyEntry>) -> Filed<'a> {
-        Filed { entry: e, team: e.team_id(), user: e.user_id(), enabled: e.hot.enabled, expires_at: e.hot.expires_at() }
+        Filed { entry: e, team: e.team_id(), user: e.user_id(), enabled: e.enabled, expires_at: e.expires_at() }
     }
 }
 
@@ -326,7 +326,7 @@ impl Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::index::{Allowlist, KeyCounters, KeyHot, TeamEntry, UserEntry};
+    use crate::core::index::{KeyCounters, KeyHot, KeyPolicy, TeamEntry, UserEntry};
     use crate::core::limits::{AnchoredWindow, Uses};
     use crate::core::model::{Permissions, Role, Tier, UserStatus};
     use crate::core::perms::PermSet;
@@ -335,8 +335,10 @@ mod tests {
     /// An entry of key `id` (only its id is read by the listing).
     fn entry(id: &str) -> Arc<KeyEntry> {
         let team = Arc::new(TeamEntry::new("t", Tier::Pro, 0));
-        Arc::new(KeyEntry {
-            counters: Arc::new(KeyCounters {
+        let hot = KeyHot::new(None, None, None, true, false);
+        let grant = Arc::new(PermSet::new(&Permissions::default()));
+        Arc::new(KeyEntry::new(
+            Arc::new(KeyCounters {
                 uses: Uses::new(0, 0),
                 window: AnchoredWindow::default(),
                 request_count: AtomicU64::new(0),
@@ -345,13 +347,12 @@ mod tests {
                 anchor_ms: 0,
                 cluster: None,
             }),
-            user: Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0)),
-            hot: KeyHot::new(None, None, None, true, false),
-            id: id.into(),
-            ips: Allowlist::default(),
-            permissions: Arc::new(PermSet::new(&Permissions::default())),
-            hash: [0; 32],
-        })
+            Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0)),
+            Arc::new(KeyPolicy::new(grant, Vec::new(), &hot)),
+            &hot,
+            id,
+            [0; 32],
+        ))
     }
 
     fn set(ids: &[&str]) -> BTreeSet<String> {

@@ -593,7 +593,7 @@ impl Engine {
             let keys: Vec<_> = self.index.keys.iter().filter(|k| Arc::ptr_eq(&k.user, &e)).collect();
             for k in keys {
                 let Some(record) = self.store.get::<ApiKey>(Table::Keys, &k.id)? else { continue };
-                let entry = key_entry(&self.index, &record, k.ips.to_vec(), e.clone(), u.role, k.counters.clone());
+                let entry = key_entry(&self.index, &record, k.ips().to_vec(), e.clone(), u.role, k.counters.clone());
                 self.index.secrets.insert(Secret::Key(entry.clone()));
                 self.index.keys.insert(entry);
             }
@@ -900,8 +900,12 @@ impl Engine {
     /// Leases tokens of key `id`'s current rate-limit window for `counters`
     /// (if they are still the key's and it has a rate limit).
     fn serve_rate_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
-        let Some(limit) =
-            self.index.keys.get(id.as_str()).filter(|e| Arc::ptr_eq(&e.counters, c)).and_then(|e| e.hot.rate_limit())
+        let Some(limit) = self
+            .index
+            .keys
+            .get(id.as_str())
+            .filter(|e| Arc::ptr_eq(&e.counters, c))
+            .and_then(|e| e.policy.rate_limit())
         else {
             return;
         };
@@ -970,7 +974,8 @@ impl Engine {
     fn serve_lease(&self, r: &Replica, id: &Id, c: &Arc<KeyCounters>) {
         let current =
             |c: &Arc<KeyCounters>| self.index.keys.get(id.as_str()).is_some_and(|e| Arc::ptr_eq(&e.counters, c));
-        let Some((counted, refill)) = self.index.keys.get(id.as_str()).map(|e| (e.hot.counted, e.hot.refill())) else {
+        let Some((counted, refill)) = self.index.keys.get(id.as_str()).map(|e| (e.policy.counted(), e.policy.refill()))
+        else {
             return;
         };
         let Some(cl) = c.cluster.as_deref() else { return };

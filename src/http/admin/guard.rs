@@ -269,7 +269,7 @@ async fn authenticate(
                 kind: a.kind,
                 credential_id: a.credential_id().into(),
                 grant: a.permissions().to_permissions(),
-                key_expiry: a.key().map(|k| k.hot.expires_at()),
+                key_expiry: a.key().map(|k| k.expires_at()),
             };
             // A key (or a JWT exchanged from one) calls only the routes its
             // grant names; other credentials act with their user's role, and
