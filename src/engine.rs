@@ -2099,8 +2099,8 @@ fn load_index(store: &Store, cluster: bool, data: &Path) -> Result<(Index, Listi
     // shared between the threads the same way.
     let n: usize = keys.iter().map(Vec::len).sum();
     let all = || keys.iter().flatten().cloned();
-    index.secrets = crate::core::index::SecretMap::from_entries(all().map(Secret::Key).collect());
-    index.keys = crate::core::index::KeyMap::from_entries(all().collect());
+    index.secrets = crate::core::index::SecretMap::from_iter(n, all().map(Secret::Key));
+    index.keys = crate::core::index::KeyMap::from_iter(n, all());
     // The spans are in id order, so the keys are too: each listing set is
     // built in one pass.
     let filled_ms = started.elapsed().as_millis();

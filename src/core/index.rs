@@ -129,7 +129,12 @@ impl Default for SecretMap {
 impl SecretMap {
     /// A map of `secrets` (distinct hashes), built in one pass.
     pub fn from_entries(secrets: Vec<Secret>) -> SecretMap {
-        SecretMap(ReadMap::from_entries(secrets, BuildHasherDefault::default()))
+        SecretMap::from_iter(secrets.len(), secrets.into_iter())
+    }
+
+    /// A map of the `len` credentials (distinct hashes) of `secrets`.
+    pub fn from_iter(len: usize, secrets: impl Iterator<Item = Secret>) -> SecretMap {
+        SecretMap(ReadMap::from_iter(len, secrets, BuildHasherDefault::default()))
     }
 
     /// Pins the map, for [`get_in`](SecretMap::get_in).
@@ -192,7 +197,12 @@ impl Default for KeyMap {
 impl KeyMap {
     /// A map of `entries` (distinct ids), built in one pass.
     pub fn from_entries(entries: Vec<Arc<KeyEntry>>) -> KeyMap {
-        KeyMap(ReadMap::from_entries(entries.into_iter().map(ById).collect(), std::hash::RandomState::new()))
+        KeyMap::from_iter(entries.len(), entries.into_iter())
+    }
+
+    /// A map of the `len` entries (distinct ids) of `entries`.
+    pub fn from_iter(len: usize, entries: impl Iterator<Item = Arc<KeyEntry>>) -> KeyMap {
+        KeyMap(ReadMap::from_iter(len, entries.map(ById), std::hash::RandomState::new()))
     }
 
     /// The entry of key `id`.

@@ -95,13 +95,18 @@ impl<E> Frozen<E> {
         }
     }
 
-    /// A table of `entries`, whose keys are distinct; `hash` hashes a key.
-    fn build(entries: Vec<E>, hash: impl Fn(&E) -> u64, epoch: u64) -> Frozen<E> {
-        let len = entries.len();
-        let n = len + len / 4 + 1;
+    /// A table of `entries`, whose keys are distinct and which are at most
+    /// `max`; `hash` hashes a key. Filled straight from the iterator: a
+    /// million entries collected first would be a 16 MB temporary, which
+    /// glibc keeps in the heap once freed.
+    fn build(max: usize, entries: impl Iterator<Item = E>, hash: impl Fn(&E) -> u64, epoch: u64) -> Frozen<E> {
+        let n = max + max / 4 + 1;
         let mut tags = vec![0u8; n].into_boxed_slice();
         let mut slots: Box<[Option<E>]> = std::iter::repeat_with(|| None).take(n).collect();
-        for e in entries {
+        let mut len = 0;
+        // At most `max`: the table always keeps an empty slot.
+        for e in entries.take(max) {
+            len += 1;
             let (mut i, tag) = place(hash(&e), n);
             while tags[i] != 0 {
                 i = if i + 1 == n { 0 } else { i + 1 };
@@ -156,9 +161,15 @@ where
 {
     /// A map of `entries` (distinct keys), built in one pass.
     pub fn from_entries(entries: Vec<E>, hasher: S) -> ReadMap<E, Q, S> {
-        let len = entries.len();
+        ReadMap::from_iter(entries.len(), entries.into_iter(), hasher)
+    }
+
+    /// A map of the `len` entries (distinct keys) of `entries`, built in
+    /// one pass.
+    pub fn from_iter(len: usize, entries: impl Iterator<Item = E>, hasher: S) -> ReadMap<E, Q, S> {
         let frozen =
-            if len == 0 { Frozen::empty(0) } else { Frozen::build(entries, |e| hasher.hash_one(e.borrow()), 0) };
+            if len == 0 { Frozen::empty(0) } else { Frozen::build(len, entries, |e| hasher.hash_one(e.borrow()), 0) };
+        let len = frozen.len;
         ReadMap {
             frozen: ArcSwap::from_pointee(frozen),
             epoch: AtomicU64::new(0),
@@ -271,12 +282,14 @@ where
     fn fold(&self) {
         let frozen = self.frozen.load_full();
         let guard = self.delta.guard();
-        let mut entries: Vec<E> = Vec::with_capacity(self.len.load(Ordering::Relaxed));
-        entries
-            .extend(frozen.slots.iter().flatten().filter(|e| !self.delta.contains_key((*e).borrow(), &guard)).cloned());
-        entries.extend(self.delta.iter(&guard).filter(|(_, live)| **live).map(|(e, _)| e.clone()));
+        let kept = frozen.slots.iter().flatten().filter(|e| !self.delta.contains_key((*e).borrow(), &guard)).cloned();
+        let added = self.delta.iter(&guard).filter(|(_, live)| **live).map(|(e, _)| e.clone());
         let epoch = frozen.epoch + 1;
-        let next = Frozen::build(entries, |e| self.hasher.hash_one(e.borrow()), epoch);
+        // The entries held: what the delta holds stands in for the frozen
+        // table's entry of its key, if any.
+        let max = frozen.len + self.delta.len();
+        let next = Frozen::build(max, kept.chain(added), |e| self.hasher.hash_one(e.borrow()), epoch);
+        debug_assert_eq!(next.len, self.len.load(Ordering::Relaxed));
         drop(frozen);
         self.frozen.store(Arc::new(next));
         self.epoch.store(epoch, Ordering::Release);
