@@ -2099,7 +2099,7 @@ fn load_index(store: &Store, cluster: bool, data: &Path) -> Result<(Index, Listi
     // shared between the threads the same way.
     let n: usize = keys.iter().map(Vec::len).sum();
     let all = || keys.iter().flatten().cloned();
-    index.secrets = crate::core::index::SecretMap::from_iter(n, all().map(Secret::Key));
+    index.secrets = crate::core::index::SecretMap::from_keys(n, all());
     index.keys = crate::core::index::KeyMap::from_iter(n, all());
     // The spans are in id order, so the keys are too: each listing set is
     // built in one pass.

@@ -38,9 +38,8 @@ impl Hasher for DigestHasher {
     }
 }
 
-/// The credential a secret's hash points at. In [`Index::secrets`] it is its
-/// own key: it hashes and compares as the SHA-256 its entry holds, so the map
-/// stores one pointer per credential and no copy of the hash.
+/// The credential a secret's hash points at (an owned, counted reference;
+/// what [`SecretMap::insert`] takes and [`SecretMap::get`] gives).
 #[derive(Clone)]
 pub enum Secret {
     /// An API key.
@@ -49,34 +48,72 @@ pub enum Secret {
     Token(Arc<TokenEntry>),
 }
 
-impl Secret {
-    /// SHA-256 of the credential's secret.
-    pub fn hash(&self) -> &[u8; 32] {
+/// The credential a lookup found, borrowed under the map's guard.
+#[derive(Clone, Copy)]
+pub enum SecretRef<'g> {
+    /// An API key.
+    Key(&'g Arc<KeyEntry>),
+    /// A personal access token.
+    Token(&'g Arc<TokenEntry>),
+}
+
+impl SecretRef<'_> {
+    /// The owned form.
+    pub fn to_owned(self) -> Secret {
         match self {
-            Secret::Key(k) => &k.hash,
-            Secret::Token(t) => &t.record.hash,
+            SecretRef::Key(k) => Secret::Key(k.clone()),
+            SecretRef::Token(t) => Secret::Token(t.clone()),
         }
     }
 }
 
-impl Borrow<[u8; 32]> for Secret {
+/// An entry that is its own key in [`Index::secrets`]: hashed and compared
+/// as the SHA-256 it holds and borrowed as `[u8; 32]`, so a map slot is one
+/// pointer and holds no copy of the hash.
+struct ByHash<T: Hashed>(Arc<T>);
+
+// Not derived: that would ask `T: Clone`.
+impl<T: Hashed> Clone for ByHash<T> {
+    fn clone(&self) -> ByHash<T> {
+        ByHash(self.0.clone())
+    }
+}
+
+/// What holds the SHA-256 of its secret.
+trait Hashed {
+    fn secret_hash(&self) -> &[u8; 32];
+}
+
+impl Hashed for KeyEntry {
+    fn secret_hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+}
+
+impl Hashed for TokenEntry {
+    fn secret_hash(&self) -> &[u8; 32] {
+        &self.record.hash
+    }
+}
+
+impl<T: Hashed> Borrow<[u8; 32]> for ByHash<T> {
     fn borrow(&self) -> &[u8; 32] {
-        self.hash()
+        self.0.secret_hash()
     }
 }
 
-impl PartialEq for Secret {
-    fn eq(&self, other: &Secret) -> bool {
-        self.hash() == other.hash()
+impl<T: Hashed> PartialEq for ByHash<T> {
+    fn eq(&self, other: &ByHash<T>) -> bool {
+        self.0.secret_hash() == other.0.secret_hash()
     }
 }
 
-impl Eq for Secret {}
+impl<T: Hashed> Eq for ByHash<T> {}
 
-impl Hash for Secret {
+impl<T: Hashed> Hash for ByHash<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // As `[u8; 32]` hashes, so that a lookup by hash finds it.
-        self.hash().hash(state);
+        self.0.secret_hash().hash(state);
     }
 }
 
@@ -109,77 +146,98 @@ impl Hash for ById {
 /// while it is held, even if an administrator replaces or removes the entry
 /// meanwhile (it is freed once no guard that could see it is left). Taking
 /// one writes only this thread's own slots.
-pub type SecretsGuard<'a> = ReadGuard<'a, Secret>;
+pub struct SecretsGuard<'a> {
+    keys: ReadGuard<'a, ByHash<KeyEntry>>,
+    tokens: papaya::LocalGuard<'a>,
+}
+
+type DigestState = BuildHasherDefault<DigestHasher>;
 
 /// SHA-256 of a secret → its credential: the hot path's one lookup.
 ///
-/// A [`ReadMap`]: lookups take no lock and write no shared cache line, and
-/// are never blocked by a writer. The credentials loaded at the start (and
-/// folded in since) are a frozen table of 16-byte slots (the `Secret`: a tag
-/// and the entry's `Arc`) with a tag byte each, 1.25 slots a credential; the
-/// hash is read from the entry itself.
-pub struct SecretMap(ReadMap<Secret, [u8; 32], BuildHasherDefault<DigestHasher>>);
+/// API keys are a [`ReadMap`]: lookups take no lock and write no shared
+/// cache line, and are never blocked by a writer; the keys loaded at the
+/// start (and folded in since) are a frozen table of 8-byte slots (the
+/// entry's `Arc`) with a tag byte each, 1.25 slots a key; the hash is read
+/// from the entry itself. Access tokens, a user's few, are a papaya map of
+/// their own, looked in when no key has the hash.
+pub struct SecretMap {
+    keys: ReadMap<ByHash<KeyEntry>, [u8; 32], DigestState>,
+    tokens: papaya::HashMap<ByHash<TokenEntry>, (), DigestState>,
+}
 
 impl Default for SecretMap {
     fn default() -> SecretMap {
-        SecretMap::from_entries(Vec::new())
+        SecretMap::from_keys(0, std::iter::empty())
     }
 }
 
 impl SecretMap {
-    /// A map of `secrets` (distinct hashes), built in one pass.
-    pub fn from_entries(secrets: Vec<Secret>) -> SecretMap {
-        SecretMap::from_iter(secrets.len(), secrets.into_iter())
-    }
-
-    /// A map of the `len` credentials (distinct hashes) of `secrets`.
-    pub fn from_iter(len: usize, secrets: impl Iterator<Item = Secret>) -> SecretMap {
-        SecretMap(ReadMap::from_iter(len, secrets, BuildHasherDefault::default()))
+    /// A map of the `len` keys (distinct hashes) of `keys`, built in one
+    /// pass; no token.
+    pub fn from_keys(len: usize, keys: impl Iterator<Item = Arc<KeyEntry>>) -> SecretMap {
+        SecretMap {
+            keys: ReadMap::from_iter(len, keys.map(ByHash), DigestState::default()),
+            tokens: papaya::HashMap::builder().hasher(DigestState::default()).build(),
+        }
     }
 
     /// Pins the map, for [`get_in`](SecretMap::get_in).
     pub fn guard(&self) -> SecretsGuard<'_> {
-        self.0.guard()
+        SecretsGuard { keys: self.keys.guard(), tokens: self.tokens.guard() }
     }
 
     /// The credential of `hash`, borrowed for as long as `guard` is held.
-    pub fn get_in<'g>(&self, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Option<&'g Secret> {
-        self.0.get_in(hash, guard)
+    pub fn get_in<'g>(&self, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Option<SecretRef<'g>> {
+        if let Some(k) = self.keys.get_in(hash, &guard.keys) {
+            return Some(SecretRef::Key(&k.0));
+        }
+        self.tokens.get_key_value(hash, &guard.tokens).map(|(t, ())| SecretRef::Token(&t.0))
     }
 
     /// The credential of `hash` (a counted reference).
     pub fn get(&self, hash: &[u8; 32]) -> Option<Secret> {
-        self.get_in(hash, &self.guard()).cloned()
+        self.get_in(hash, &self.guard()).map(SecretRef::to_owned)
     }
 
     /// Whether a credential has `hash`.
     pub fn contains_key(&self, hash: &[u8; 32]) -> bool {
-        self.0.contains(hash)
+        self.get(hash).is_some()
     }
 
     /// Adds `secret`, replacing the credential of the same hash.
     pub fn insert(&self, secret: Secret) {
-        self.0.insert(secret);
+        match secret {
+            Secret::Key(k) => {
+                self.tokens.remove(&k.hash, &self.tokens.guard());
+                self.keys.insert(ByHash(k));
+            }
+            Secret::Token(t) => {
+                self.keys.remove(&t.record.hash);
+                self.tokens.insert(ByHash(t), (), &self.tokens.guard());
+            }
+        }
     }
 
     /// Removes the credential of `hash`.
     pub fn remove(&self, hash: &[u8; 32]) {
-        self.0.remove(hash);
-    }
-
-    /// See [`ReadMap::fold_if_quiet`].
-    pub fn fold_if_quiet(&self) {
-        self.0.fold_if_quiet();
+        self.keys.remove(hash);
+        self.tokens.remove(hash, &self.tokens.guard());
     }
 
     /// Credentials held.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.keys.len() + self.tokens.len()
     }
 
     /// Whether no credential is held.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+
+    /// See [`ReadMap::fold_if_quiet`].
+    pub fn fold_if_quiet(&self) {
+        self.keys.fold_if_quiet();
     }
 }
 
@@ -1047,7 +1105,7 @@ mod tests {
             index.keys.insert(e);
         }
         let guard = index.secrets.guard();
-        assert!(matches!(index.secrets.get_in(&[2; 32], &guard), Some(Secret::Key(k)) if &*k.id == "key_b"));
+        assert!(matches!(index.secrets.get_in(&[2; 32], &guard), Some(SecretRef::Key(k)) if &*k.id == "key_b"));
         assert!(index.secrets.get_in(&[3; 32], &guard).is_none());
         assert_eq!(index.keys.get("key_a").map(|k| k.hash), Some([1; 32]));
         assert_eq!(index.keys.get("key_a").unwrap().ips(), &["10.0.0.0/8".parse::<IpNet>().unwrap()]);
@@ -1057,7 +1115,7 @@ mod tests {
         let new = entry("key_a", 1, false);
         index.secrets.insert(Secret::Key(new.clone()));
         index.keys.insert(new);
-        assert!(matches!(old, Secret::Key(k) if k.enabled));
+        assert!(matches!(old, SecretRef::Key(k) if k.enabled));
         assert!(matches!(index.secrets.get(&[1; 32]), Some(Secret::Key(k)) if !k.enabled));
         assert!(!index.keys.get("key_a").unwrap().enabled);
         assert_eq!((index.secrets.len(), index.keys.len()), (2, 2));

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 
-use super::index::{Dirty, Index, KeyEntry, Secret, SecretsGuard, TeamEntry, TokenEntry, UserEntry};
+use super::index::{Dirty, Index, KeyEntry, SecretRef, SecretsGuard, TeamEntry, TokenEntry, UserEntry};
 use super::jwt::{Claims, JwtKeys, JwtReject};
 use super::limits::{Micros, RateDenied, RateInfo, Take};
 use super::model::{Role, TierLimits, UserStatus};
@@ -370,8 +370,8 @@ impl Verifier<'_> {
         };
         match found {
             None => deny(DenyCode::NotFound, "unknown credential"),
-            Some(Secret::Key(key)) => self.verify_key(Held::Borrowed(key), req, now, None),
-            Some(Secret::Token(token)) => self.verify_token(Held::Borrowed(token), req, now),
+            Some(SecretRef::Key(key)) => self.verify_key(Held::Borrowed(key), req, now, None),
+            Some(SecretRef::Token(token)) => self.verify_token(Held::Borrowed(token), req, now),
         }
     }
 
@@ -700,7 +700,7 @@ impl Verifier<'_> {
 /// caller's mix-up costs a lookup, never a verdict for the wrong credential.
 #[derive(Clone, Copy)]
 pub struct Looked<'g> {
-    found: Option<&'g Secret>,
+    found: Option<SecretRef<'g>>,
     of: (usize, usize),
 }
 
@@ -735,10 +735,10 @@ pub fn look_up_hash<'g>(index: &Index, cred: &str, hash: &[u8; 32], guard: &'g S
 /// under way before it is verified; writes nothing.
 pub fn touch(looked: Looked<'_>) {
     match looked.found {
-        Some(Secret::Key(key)) => {
+        Some(SecretRef::Key(key)) => {
             std::hint::black_box((key.enabled, key.counters.request_count.load(Ordering::Relaxed), key.user.status()));
         }
-        Some(Secret::Token(token)) => {
+        Some(SecretRef::Token(token)) => {
             std::hint::black_box((token.revoked_at.load(Ordering::Relaxed), token.user.status()));
         }
         None => {}
