@@ -106,6 +106,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        fix_mmap_threshold();
+    }
     match cli.command {
         Command::Serve {
             data,
@@ -329,4 +332,36 @@ fn reload(config: Option<PathBuf>, http: Option<String>, data: Option<PathBuf>) 
             ExitCode::FAILURE
         }
     }
+}
+
+/// The environment variable that fixes glibc's mmap threshold.
+const MMAP_THRESHOLD_VAR: &str = "MALLOC_MMAP_THRESHOLD_";
+
+/// Runs the daemon again, in place (same process, arguments and
+/// environment), with glibc's mmap threshold fixed at its default 128 KiB,
+/// unless the environment already tunes glibc's malloc.
+///
+/// glibc raises the threshold each time it frees a block it had mapped (up
+/// to 32 MiB); sled frees an 8 MiB one while it opens, so the start's
+/// temporaries (sorted listing ids, decoded image sections: megabytes each)
+/// then come from the heap, below the index built after them, and their
+/// pages stay resident once freed: 24 MB at a million keys (ARCHITECTURE.md,
+/// "A million keys"). A fixed threshold maps them and unmaps them when
+/// freed. glibc reads it from the environment only when a process starts,
+/// and setting it from within would take `unsafe` (`mallopt`), which the
+/// workspace forbids: hence the `exec`, before any thread is started. If it
+/// fails, the daemon runs on as it is.
+fn fix_mmap_threshold() {
+    use std::os::unix::process::CommandExt as _;
+    if !cfg!(all(target_os = "linux", target_env = "gnu"))
+        || std::env::var_os(MMAP_THRESHOLD_VAR).is_some()
+        || std::env::var_os("GLIBC_TUNABLES").is_some()
+    {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let err =
+        std::process::Command::new("/proc/self/exe").arg0(arg0).args(args).env(MMAP_THRESHOLD_VAR, "131072").exec();
+    eprintln!("tollgate: could not run again with {MMAP_THRESHOLD_VAR} set ({err}); going on without it");
 }
