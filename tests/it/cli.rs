@@ -461,3 +461,36 @@ fn the_readme_configuration_reference_parses_to_the_defaults() {
     parsed.tiers = defaults.tiers.clone();
     assert_eq!(format!("{parsed:?}"), format!("{defaults:?}"), "the reference shows other values than the defaults");
 }
+
+/// `serve` runs itself again, in place, with glibc's mmap threshold fixed
+/// (ARCHITECTURE.md, "A million keys": the start's temporaries would stay
+/// resident): the process the harness spawned is the daemon that said
+/// READY=1, with the variable in its environment; an operator's own malloc
+/// tuning (either variable) is left as it is.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn serve_fixes_the_mmap_threshold_in_place_unless_malloc_is_tuned_already() {
+    let environ = |d: &common::BinDaemon| -> Vec<String> {
+        let raw = std::fs::read(format!("/proc/{}/environ", d.child.id())).unwrap();
+        raw.split(|b| *b == 0).map(|e| String::from_utf8_lossy(e).into_owned()).collect()
+    };
+    let threshold = |env: &[String]| -> Vec<String> {
+        env.iter().filter(|e| e.starts_with("MALLOC_MMAP_THRESHOLD_=")).cloned().collect()
+    };
+    for var in ["MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"] {
+        assert!(std::env::var_os(var).is_none(), "precondition: the tests run with no {var} (the daemons inherit it)");
+    }
+    let d = common::BinDaemon::start("", &[]);
+    assert_eq!(threshold(&environ(&d)), ["MALLOC_MMAP_THRESHOLD_=131072"]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.child.id())).unwrap();
+    assert!(cmdline.split(|b| *b == 0).any(|a| a == b"serve"), "the same command runs: {cmdline:?}");
+    d.stop();
+    let d = common::BinDaemon::start_with_env("", &[], &[("MALLOC_MMAP_THRESHOLD_", "262144")]);
+    assert_eq!(threshold(&environ(&d)), ["MALLOC_MMAP_THRESHOLD_=262144"]);
+    d.stop();
+    let tunables = "glibc.malloc.trim_threshold=131072";
+    let d = common::BinDaemon::start_with_env("", &[], &[("GLIBC_TUNABLES", tunables)]);
+    let env = environ(&d);
+    assert!(threshold(&env).is_empty() && env.contains(&format!("GLIBC_TUNABLES={tunables}")), "{env:?}");
+    d.stop();
+}
