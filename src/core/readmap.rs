@@ -18,11 +18,15 @@
 //!   probed linearly and only a slot whose tag matches is compared.
 //! - **Writers** (administrative changes: an insert replaces the entry of the
 //!   same key, a remove leaves a tombstone) take the writer mutex and change
-//!   the delta only. When the delta holds more than a quarter of the frozen
-//!   table's entries (and at least [`FOLD_MIN`]), the writer folds it: builds
-//!   the next frozen table from the current one and the delta, publishes it,
-//!   moves `epoch`, then clears the delta. An import of a million keys folds
-//!   about 20 times; each fold is linear in the entries.
+//!   the delta only. When the delta holds more entries than the frozen table
+//!   (and more than [`FOLD_MIN`]), the writer folds it: builds the next
+//!   frozen table from the current one and the delta, publishes it, moves
+//!   `epoch`, then clears the delta. Each fold is linear in the entries and
+//!   the tables double: an import of a million keys folds 8 times, and each
+//!   key is copied into about two tables. (Folding once the delta held a
+//!   quarter of the table took 24 folds: 1M keys imported over HTTP in
+//!   37.5–38.8 s against 31.7 s.) A periodic task folds a delta that no
+//!   write touched for a while ([`ReadMap::fold_if_quiet`]).
 //! - **Why a read is never wrong across a fold.** A read looks in the delta,
 //!   then in the frozen table it pinned, then loads `epoch`. A fold publishes
 //!   the new table and moves `epoch` before it clears the delta, so a read
@@ -41,8 +45,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-/// The delta is folded once it holds more than a quarter of the frozen
-/// table's entries and at least this many.
+/// The delta is folded once it holds more entries than the frozen table
+/// and more than this many.
 pub const FOLD_MIN: usize = 4096;
 
 /// The frozen table: open addressing, linear probing, `slots.len()` =
@@ -259,7 +263,7 @@ where
     }
 
     fn fold_if_due(&self) {
-        if self.delta.len() > FOLD_MIN.max(self.frozen.load().len / 4) {
+        if self.delta.len() > FOLD_MIN.max(self.frozen.load().len) {
             self.fold();
         }
     }
@@ -365,14 +369,14 @@ mod tests {
     /// `HashMap` after every step, across many folds.
     #[test]
     fn agrees_with_a_hash_map_across_folds() {
-        let m = ReadMap::from_entries((0..10_000).map(|k| e(k, 0)).collect(), RandomState::new());
-        let mut model: HashMap<u64, u64> = (0..10_000).map(|k| (k, 0)).collect();
+        let m = ReadMap::from_entries((0..1_000).map(|k| e(k, 0)).collect(), RandomState::new());
+        let mut model: HashMap<u64, u64> = (0..1_000).map(|k| (k, 0)).collect();
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
         for step in 1..=200_000u64 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let k = x % 30_000;
+            let k = x % 3_000;
             if x.is_multiple_of(3) {
                 m.remove(&k);
                 model.remove(&k);
@@ -380,14 +384,20 @@ mod tests {
                 m.insert(e(k, step));
                 model.insert(k, step);
             }
+            // Folds besides the ones the writes make (when the delta
+            // outgrows the frozen table), at steps no multiple of the checks'.
+            if step % 1_499 == 0 {
+                let _w = m.writer.lock();
+                m.fold();
+            }
             if step % 997 == 0 {
-                for k in (0..30_000).step_by(7) {
+                for k in 0..3_000 {
                     assert_eq!(version(&m, k), model.get(&k).copied(), "key {k} at step {step}");
                 }
                 assert_eq!(m.len(), model.len());
             }
         }
-        assert!(m.epoch.load(Ordering::Relaxed) >= 10, "folded {} times", m.epoch.load(Ordering::Relaxed));
+        assert!(m.epoch.load(Ordering::Relaxed) >= 130, "folded {} times", m.epoch.load(Ordering::Relaxed));
         let mut all = Vec::new();
         m.for_each(|e| all.push((e.0.0, e.0.1)));
         all.sort();
