@@ -289,10 +289,17 @@ where
         let kept = frozen.slots.iter().flatten().filter(|e| !self.delta.contains_key((*e).borrow(), &guard)).cloned();
         let added = self.delta.iter(&guard).filter(|(_, live)| **live).map(|(e, _)| e.clone());
         let epoch = frozen.epoch + 1;
-        // The entries held: what the delta holds stands in for the frozen
-        // table's entry of its key, if any.
-        let max = frozen.len + self.delta.len();
-        let next = Frozen::build(max, kept.chain(added), |e| self.hasher.hash_one(e.borrow()), epoch);
+        // The entries held, counted from the two parts (not taken on trust
+        // from `len`): the frozen table's, less those the delta replaces or
+        // removes, and the delta's live ones. A table sized for both parts
+        // would hold a mass update's keys twice over until the next fold.
+        let (mut shadowed, mut live) = (0, 0);
+        for (e, is_live) in self.delta.iter(&guard) {
+            shadowed += usize::from(frozen.get(e.borrow(), self.hasher.hash_one(e.borrow())).is_some());
+            live += usize::from(*is_live);
+        }
+        let held = frozen.len - shadowed + live;
+        let next = Frozen::build(held, kept.chain(added), |e| self.hasher.hash_one(e.borrow()), epoch);
         debug_assert_eq!(next.len, self.len.load(Ordering::Relaxed));
         drop(frozen);
         self.frozen.store(Arc::new(next));
