@@ -1063,6 +1063,73 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &index.policy(read, Vec::new(), &hot(None, true, Some(rate)))));
     }
 
+    /// Keys and tokens live in two parts of the map; one hash still names
+    /// one credential: adding either kind replaces the other of that hash.
+    #[test]
+    fn secrets_hold_keys_and_tokens_and_one_hash_names_one_credential() {
+        use crate::core::model::AccessToken;
+        let index = Index::default();
+        let team = Arc::new(TeamEntry::new("t", Tier::Pro, 0));
+        let user = Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0));
+        let hot = KeyHot::new(None, None, None, true, false);
+        let policy = index.policy(index.intern(PermSet::new(&Permissions::default())), Vec::new(), &hot);
+        let counters = || {
+            Arc::new(KeyCounters {
+                uses: Uses::new(0, 0),
+                window: AnchoredWindow::default(),
+                request_count: AtomicU64::new(0),
+                last_used_at: AtomicU64::new(0),
+                dirty: AtomicBool::new(false),
+                anchor_ms: 0,
+                cluster: None,
+            })
+        };
+        let key = |id: &str, hash: u8| {
+            Arc::new(KeyEntry::new(counters(), user.clone(), policy.clone(), &hot, id, [hash; 32]))
+        };
+        let token = |id: &str, hash: u8| {
+            Arc::new(TokenEntry {
+                record: AccessToken {
+                    id: id.into(),
+                    team_id: "t".into(),
+                    user_id: "u".into(),
+                    name: "n".into(),
+                    token_type: "personal".into(),
+                    token_prefix: "tgp".into(),
+                    hash: [hash; 32],
+                    expires_at: None,
+                    revoked_at: None,
+                    created_at: 0,
+                },
+                id: id.into(),
+                user: user.clone(),
+                revoked_at: AtomicU64::new(0),
+                last_used_at: AtomicU64::new(0),
+                request_count: AtomicU64::new(0),
+                dirty: AtomicBool::new(false),
+            })
+        };
+        let found = |hash: u8| match index.secrets.get(&[hash; 32]) {
+            Some(Secret::Key(k)) => format!("key {}", k.id),
+            Some(Secret::Token(t)) => format!("token {}", t.id),
+            None => "none".into(),
+        };
+        index.secrets.insert(Secret::Key(key("k1", 1)));
+        index.secrets.insert(Secret::Token(token("t2", 2)));
+        assert_eq!(
+            (found(1), found(2), found(3), index.secrets.len()),
+            ("key k1".into(), "token t2".into(), "none".into(), 2)
+        );
+        // A token of a key's hash replaces the key, and the other way round.
+        index.secrets.insert(Secret::Token(token("t1", 1)));
+        index.secrets.insert(Secret::Key(key("k2", 2)));
+        assert_eq!((found(1), found(2), index.secrets.len()), ("token t1".into(), "key k2".into(), 2));
+        assert!(index.secrets.contains_key(&[1; 32]) && index.secrets.contains_key(&[2; 32]));
+        index.secrets.remove(&[1; 32]);
+        index.secrets.remove(&[2; 32]);
+        assert_eq!((found(1), found(2), index.secrets.len()), ("none".into(), "none".into(), 0));
+    }
+
     #[test]
     fn absent_settings_read_back_absent_and_present_ones_unchanged() {
         let none = KeyHot::new(None, None, None, true, false);
