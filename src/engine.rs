@@ -515,8 +515,9 @@ impl Engine {
     /// Looks `credentials` up as [`verify_in`](Engine::verify_in) would,
     /// deciding nothing and writing nothing, in three passes over the batch (every digest, then every lookup, then
     /// every entry's first lines) so that the lookups' cache misses overlap:
-    /// `looked[i]` is for `credentials[i]` (`None` for a credential that is not
-    /// looked up, or that is not UTF-8).
+    /// `looked[i]` is for `credentials[i]` (`None` for one that is not
+    /// UTF-8; one that is not looked up, a JWT or a credential MALFORMED
+    /// without a lookup, says so, and its checksum is not checked again).
     pub fn look_up_all<'g>(
         &self,
         credentials: &[Option<&str>],
@@ -528,7 +529,13 @@ impl Engine {
         let looked: SmallVec<[Option<Looked<'g>>; LOOK_AHEAD]> = credentials
             .iter()
             .zip(&hashes)
-            .map(|(c, h)| Some(look_up_hash(&self.index, (*c)?, h.as_ref()?, guard)))
+            .map(|(c, h)| {
+                let c = (*c)?;
+                // No hash: a credential the verification would refuse
+                // (MALFORMED, or a JWT, or empty) without a lookup; it is
+                // told so instead of checking the checksum again.
+                Some(h.as_ref().map_or_else(|| Looked::unhashed(c), |h| look_up_hash(&self.index, c, h, guard)))
+            })
             .collect();
         for l in looked.iter().flatten() {
             touch(*l);

@@ -360,7 +360,8 @@ impl Verifier<'_> {
             return self.verify_jwt(req, now);
         }
         let found = match looked {
-            Some(looked) if looked.is_of(cred) => looked.found,
+            Some(looked) if looked.is_of(cred) && looked.hashed => looked.found,
+            Some(looked) if looked.is_of(cred) => return deny(DenyCode::Malformed, "not a well-formed key or token"),
             _ => {
                 let Some(hash) = secret_hash(self.index, cred) else {
                     return deny(DenyCode::Malformed, "not a well-formed key or token");
@@ -701,10 +702,18 @@ impl Verifier<'_> {
 #[derive(Clone, Copy)]
 pub struct Looked<'g> {
     found: Option<SecretRef<'g>>,
+    /// `false`: [`lookup_hash`] found nothing to look up (a credential that
+    /// reaches the lookup is then MALFORMED: its checksum was checked once).
+    hashed: bool,
     of: (usize, usize),
 }
 
-impl Looked<'_> {
+impl<'g> Looked<'g> {
+    /// The lookup of a `cred` that [`lookup_hash`] gave no hash for.
+    pub fn unhashed(cred: &str) -> Looked<'g> {
+        Looked { found: None, hashed: false, of: (cred.as_ptr() as usize, cred.len()) }
+    }
+
     /// Whether this is the lookup of `cred` (the same string, not a copy).
     fn is_of(&self, cred: &str) -> bool {
         self.of == (cred.as_ptr() as usize, cred.len())
@@ -727,7 +736,7 @@ pub fn lookup_hash(index: &Index, cred: &str) -> Option<[u8; 32]> {
 /// The lookup of `hash`, the [`lookup_hash`] of `cred`, in the index, under
 /// `guard`.
 pub fn look_up_hash<'g>(index: &Index, cred: &str, hash: &[u8; 32], guard: &'g SecretsGuard<'_>) -> Looked<'g> {
-    Looked { found: index.secrets.get_in(hash, guard), of: (cred.as_ptr() as usize, cred.len()) }
+    Looked { found: index.secrets.get_in(hash, guard), hashed: true, of: (cred.as_ptr() as usize, cred.len()) }
 }
 
 /// Reads the lines of a found credential's entry that its verification reads
