@@ -379,7 +379,7 @@ impl Cluster {
         })
     }
 
-    /// The changes after `seq`, in order (at most [`CATCH_UP_BATCH`]).
+    /// The changes after `seq`, in order (at most `CATCH_UP_BATCH`).
     pub fn changes_after(&self, seq: i64) -> Result<Vec<(i64, Change)>, StoreError> {
         let rows = self.call(move |c| async move {
             c.query(

@@ -6,7 +6,7 @@
 //! stable code, never a 500 for bad input; an unknown path is a JSON 404, a
 //! known path with another method a JSON 405 with `Allow`.
 //!
-//! Every request goes through [`access`]: it has an id (a well-formed
+//! Every request goes through the access layer (`AccessLayer`): it has an id (a well-formed
 //! `X-Request-Id` is kept, else one is made), sent back in `X-Request-Id`; an
 //! admin call runs in an `http` span carrying it (on the admin runtime, see
 //! `admin::guard`), a verification opens no span: the id is on its access line,
@@ -134,7 +134,7 @@ pub async fn serve(
 }
 
 /// Every route the daemon serves over HTTP, with the layers around them:
-/// [`access`] (request id, access line, metrics) outside, tower-http's
+/// the access layer (request id, access line, metrics) outside, tower-http's
 /// catch-panic inside it. Admin routes run on the admin runtime (see
 /// [`admin`]); the others where the connection is served.
 pub fn router(shared: Arc<Shared>) -> Router {

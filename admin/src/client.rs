@@ -488,7 +488,7 @@ impl AdminClient {
         self.call("POST", "/v1/keys", Some(&to_json(key)?))
     }
 
-    /// `POST /v1/keys/import`: up to [`MAX_IMPORT_KEYS`](crate::types::MAX_IMPORT_KEYS)
+    /// `POST /v1/keys/import`: up to [`crate::types::MAX_IMPORT_KEYS`]
     /// keys in one atomic write; the answer holds the generated secrets, once.
     pub fn import_keys(&self, batch: &KeyImport) -> Result<KeyImportResult, ClientError> {
         self.call("POST", "/v1/keys/import", Some(&to_json(batch)?))

@@ -4,7 +4,7 @@
 //!
 //! Routes are declared by resource, each in its module (`auth`, `teams`,
 //! `users`, `keys`, `tokens`, `logs`, `config`), and each with what it acts on
-//! and how, `(Object, Verb)`, where it is routed ([`Routes::guarded`]): the
+//! and how, `(Object, Verb)`, where it is routed (`Routes::guarded`): the
 //! route's handler is wrapped so that the caller is authenticated and the
 //! credential checked against that rule before the handler runs, the call is
 //! audited after it, and the handler's own checks against the object's owner

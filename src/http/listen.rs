@@ -79,7 +79,7 @@ impl Limits {
 const FD_RESERVE: u64 = 64;
 
 /// The cap that fits the process's open-file limit (`RLIMIT_NOFILE`, read from
-/// `/proc/self/limits`): at most that limit less [`FD_RESERVE`], and at
+/// `/proc/self/limits`): at most that limit less `FD_RESERVE`, and at
 /// least 1. `None` when the configured cap fits (or the limit is unknown).
 pub fn cap_for_fd_limit(configured: usize) -> Option<(usize, u64)> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;

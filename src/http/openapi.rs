@@ -9,7 +9,7 @@
 //! router: a test (tests/it/admin_api.rs) checks it against the routes the
 //! router registers ([`super::admin::routes`] and [`super::fixed_routes`]).
 //!
-//! Statuses that follow from how a route is served are added by [`Op`]: every
+//! Statuses that follow from how a route is served are added by `Op`: every
 //! route can answer 500 (a panicking handler, a failed store write) and 503
 //! (the daemon is starting; an admin call while it shuts down); a guarded
 //! admin route 401 (no or a refused credential), 403 (a role, grant or

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 /// breaking older verifiers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The issuer; must equal [`JwtSettings::issuer`].
+    /// The issuer; must equal [`JwtSettings::issuer`](super::JwtSettings::issuer).
     pub iss: String,
     /// The user id the token was issued to.
     pub sub: String,
-    /// The audience; checked only when [`JwtSettings::audience`] is set.
+    /// The audience; checked only when [`JwtSettings::audience`](super::JwtSettings::audience) is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
     /// Issue time in seconds since the Unix epoch; the caller uses it for
