@@ -81,6 +81,15 @@ impl<E> Frozen<E> {
         Q: ?Sized + Eq,
         E: Borrow<Q>,
     {
+        self.slot_of(q, h).and_then(|i| self.slots[i].as_ref())
+    }
+
+    /// The slot holding the entry of `q` (hash `h`).
+    fn slot_of<Q>(&self, q: &Q, h: u64) -> Option<usize>
+    where
+        Q: ?Sized + Eq,
+        E: Borrow<Q>,
+    {
         let n = self.tags.len();
         let (mut i, tag) = place(h, n);
         loop {
@@ -90,7 +99,7 @@ impl<E> Frozen<E> {
                     if let Some(e) = &self.slots[i]
                         && e.borrow() == q
                     {
-                        return Some(e);
+                        return Some(i);
                     }
                 }
                 _ => {}
@@ -286,19 +295,24 @@ where
     fn fold(&self) {
         let frozen = self.frozen.load_full();
         let guard = self.delta.guard();
-        let kept = frozen.slots.iter().flatten().filter(|e| !self.delta.contains_key((*e).borrow(), &guard)).cloned();
+        // The frozen table's slots whose key the delta replaces or removes,
+        // found from the delta's side (its entries are the fewer): the
+        // table is then walked once, in order, without a probe per entry.
+        let mut shadowed = vec![false; frozen.slots.len()];
+        let mut live = 0;
+        for (e, is_live) in self.delta.iter(&guard) {
+            if let Some(i) = frozen.slot_of(e.borrow(), self.hasher.hash_one(e.borrow())) {
+                shadowed[i] = true;
+            }
+            live += usize::from(*is_live);
+        }
+        let kept = frozen.slots.iter().zip(&shadowed).filter(|(_, s)| !**s).filter_map(|(e, _)| e.clone());
         let added = self.delta.iter(&guard).filter(|(_, live)| **live).map(|(e, _)| e.clone());
         let epoch = frozen.epoch + 1;
         // The entries held, counted from the two parts (not taken on trust
-        // from `len`): the frozen table's, less those the delta replaces or
-        // removes, and the delta's live ones. A table sized for both parts
-        // would hold a mass update's keys twice over until the next fold.
-        let (mut shadowed, mut live) = (0, 0);
-        for (e, is_live) in self.delta.iter(&guard) {
-            shadowed += usize::from(frozen.get(e.borrow(), self.hasher.hash_one(e.borrow())).is_some());
-            live += usize::from(*is_live);
-        }
-        let held = frozen.len - shadowed + live;
+        // from `len`), so that a mass update does not leave a table sized
+        // for its keys twice over.
+        let held = frozen.len - shadowed.iter().filter(|s| **s).count() + live;
         let next = Frozen::build(held, kept.chain(added), |e| self.hasher.hash_one(e.borrow()), epoch);
         debug_assert_eq!(next.len, self.len.load(Ordering::Relaxed));
         drop(frozen);
@@ -435,6 +449,15 @@ mod tests {
                     }
                 });
             }
+            // The readers stop when the writer is done, or has panicked
+            // (the test then fails instead of hanging).
+            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _done = Done(&done);
             // Keys 0..1000 are replaced with ever newer versions; keys
             // from 1000 on come and go, so the delta fills and folds.
             for round in 1..=40u64 {
@@ -448,7 +471,6 @@ mod tests {
                     m.remove(&k);
                 }
             }
-            done.store(true, Ordering::Relaxed);
         });
         assert!(m.epoch.load(Ordering::Relaxed) >= 40);
         assert_eq!(m.len(), 1_000);
