@@ -438,6 +438,22 @@ pub struct KeyCounters {
     pub cluster: Option<Box<ClusterCounters>>,
 }
 
+impl KeyCounters {
+    /// Counters at zero, without cluster mode's lease state (the tests' entries).
+    #[cfg(test)]
+    pub(crate) fn zero() -> KeyCounters {
+        KeyCounters {
+            uses: Uses::new(0, 0),
+            window: AnchoredWindow::default(),
+            request_count: AtomicU64::new(0),
+            last_used_at: AtomicU64::new(0),
+            dirty: AtomicBool::new(false),
+            anchor_ms: 0,
+            cluster: None,
+        }
+    }
+}
+
 /// A key's lease state in cluster mode.
 #[derive(Default)]
 pub struct ClusterCounters {
@@ -1073,19 +1089,8 @@ mod tests {
         let user = Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0));
         let hot = KeyHot::new(None, None, None, true, false);
         let policy = index.policy(index.intern(PermSet::new(&Permissions::default())), Vec::new(), &hot);
-        let counters = || {
-            Arc::new(KeyCounters {
-                uses: Uses::new(0, 0),
-                window: AnchoredWindow::default(),
-                request_count: AtomicU64::new(0),
-                last_used_at: AtomicU64::new(0),
-                dirty: AtomicBool::new(false),
-                anchor_ms: 0,
-                cluster: None,
-            })
-        };
         let key = |id: &str, hash: u8| {
-            Arc::new(KeyEntry::new(counters(), user.clone(), policy.clone(), &hot, id, [hash; 32]))
+            Arc::new(KeyEntry::new(Arc::new(KeyCounters::zero()), user.clone(), policy.clone(), &hot, id, [hash; 32]))
         };
         let token = |id: &str, hash: u8| {
             Arc::new(TokenEntry {
@@ -1150,15 +1155,7 @@ mod tests {
         let entry = |id: &str, hash: u8, enabled: bool| {
             let hot = KeyHot::new(None, None, None, enabled, false);
             Arc::new(KeyEntry::new(
-                Arc::new(KeyCounters {
-                    uses: Uses::new(0, 0),
-                    window: AnchoredWindow::default(),
-                    request_count: AtomicU64::new(0),
-                    last_used_at: AtomicU64::new(0),
-                    dirty: AtomicBool::new(false),
-                    anchor_ms: 0,
-                    cluster: None,
-                }),
+                Arc::new(KeyCounters::zero()),
                 user.clone(),
                 index.policy(grant.clone(), vec!["10.0.0.0/8".parse().unwrap()], &hot),
                 &hot,

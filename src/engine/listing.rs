@@ -327,10 +327,8 @@ impl Listing {
 mod tests {
     use super::*;
     use crate::core::index::{KeyCounters, KeyHot, KeyPolicy, TeamEntry, UserEntry};
-    use crate::core::limits::{AnchoredWindow, Uses};
     use crate::core::model::{Permissions, Role, Tier, UserStatus};
     use crate::core::perms::PermSet;
-    use std::sync::atomic::{AtomicBool, AtomicU64};
 
     /// An entry of key `id` (only its id is read by the listing).
     fn entry(id: &str) -> Arc<KeyEntry> {
@@ -338,15 +336,7 @@ mod tests {
         let hot = KeyHot::new(None, None, None, true, false);
         let grant = Arc::new(PermSet::new(&Permissions::default()));
         Arc::new(KeyEntry::new(
-            Arc::new(KeyCounters {
-                uses: Uses::new(0, 0),
-                window: AnchoredWindow::default(),
-                request_count: AtomicU64::new(0),
-                last_used_at: AtomicU64::new(0),
-                dirty: AtomicBool::new(false),
-                anchor_ms: 0,
-                cluster: None,
-            }),
+            Arc::new(KeyCounters::zero()),
             Arc::new(UserEntry::new("u", team, Role::Administrator, UserStatus::Enabled, 0)),
             Arc::new(KeyPolicy::new(grant, Vec::new(), &hot)),
             &hot,
